@@ -1,0 +1,3 @@
+"""siemgate: security-event webhook to SIEM forwarding pipeline."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The event bus: Kafka in a cluster, an embedded durable log on one machine."""

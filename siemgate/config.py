@@ -1,0 +1,336 @@
+"""siemgate's configuration: the YAML file of SPEC.md, as frozen dataclasses.
+
+`load_config(path)` reads, expands `${VAR}`, validates everything and returns a `Config`,
+or raises one `ConfigError` whose message is a single line naming the key path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from siemgate.config_loader import build
+from siemgate.errors import ConfigError
+from siemgate.secrets import Secret, register
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+SINK_TYPES = ("splunk_hec", "elasticsearch", "syslog", "file")
+# Keys whose values are credentials in any sink type.
+_SINK_SECRET_KEYS = ("token", "api_key", "password", "key_password")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsServerConfig:
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListenConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    tls: TlsServerConfig | None = None
+    # Proxies/load balancers whose X-Forwarded-For is believed; empty: the TCP peer is the client.
+    trusted_proxies: tuple[Network, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LimitsConfig:
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_events_per_batch: int = 10_000
+    # A client that has not sent its whole body by then gets 408: uvicorn has no body timeout.
+    body_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes", "must be at least 1024")
+        if self.max_events_per_batch < 1:
+            raise ConfigError("max_events_per_batch", "must be at least 1")
+        if self.body_timeout_seconds <= 0:
+            raise ConfigError("body_timeout_seconds", "must be positive")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuarantineConfig:
+    """Where bodies that are not a JSON batch are kept, so that nothing answered 400 is lost."""
+
+    path: str = "./data/quarantine"
+    max_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthConfig:
+    header: str
+    # Several values are accepted at once so that a key can be rotated without a 401.
+    # Empty values (an unset `${NEXT_KEY:-}`) are ignored.
+    values: tuple[Secret, ...]
+
+    def __post_init__(self) -> None:
+        if not _HEADER.match(self.header):
+            raise ConfigError("header", f"{self.header!r} is not a valid HTTP header name")
+        object.__setattr__(self, "values", tuple(v for v in self.values if v.reveal()))
+        if not self.values:
+            raise ConfigError("values", "needs at least one non-empty secret (check the ${VAR}s it uses)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfirmationConfig:
+    """How the vendor's confirmation message is recognised, and whether siemgate requests its link."""
+
+    mode: Literal["manual", "auto"] = "manual"
+    # Hosts (exact, or `*.example.com`) that a confirmation link may point to in `auto` mode.
+    allowed_hosts: tuple[str, ...] = ()
+    # Links resolving to private, loopback or link-local addresses are refused unless allowed here.
+    allow_private_addresses: bool = False
+    ca_file: str | None = None
+    timeout_seconds: float = 10.0
+    max_response_bytes: int = 64 * 1024
+    # A field whose name contains this (case-insensitive) and holds an https URL is a confirmation.
+    field_hint: str = "confirm"
+    # Fields that name a message's type, and the values meaning "confirmation" or "test".
+    type_fields: tuple[str, ...] = ("type", "message_type", "messageType", "event_type", "eventType")
+    confirmation_types: tuple[str, ...] = (
+        "confirmation",
+        "confirm",
+        "webhook_confirmation",
+        "subscription_confirmation",
+        "integration_confirmation",
+    )
+    test_types: tuple[str, ...] = ("test", "test_integration", "integration_test", "webhook_test", "test_event")
+
+    def __post_init__(self) -> None:
+        if self.timeout_seconds <= 0 or self.timeout_seconds > 60:
+            raise ConfigError("timeout_seconds", "must be between 0 and 60")
+        if self.max_response_bytes < 1:
+            raise ConfigError("max_response_bytes", "must be positive")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntegrationConfig:
+    name: str
+    path: str = ""
+    auth: AuthConfig
+    allowed_cidrs: tuple[Network, ...] = ()
+    confirmation: ConfirmationConfig = field(default_factory=ConfirmationConfig)
+    # An object body holding the events under one of these keys is a batch.
+    batch_keys: tuple[str, ...] = ("events", "alerts", "data", "items")
+    # The first of these present in an event is its id; otherwise the id is a content hash.
+    id_fields: tuple[str, ...] = ("id", "event_id", "eventId", "alert_id", "alertId", "uuid")
+    # The first of these present in an event is its severity.
+    severity_fields: tuple[str, ...] = ("severity", "Severity", "level", "risk")
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError("name", f"{self.name!r} must match [a-z0-9-]+ (at most 63 characters)")
+        if not self.path:
+            object.__setattr__(self, "path", f"/webhook/{self.name}")
+        if not self.path.startswith("/") or any(c in self.path for c in " ?#"):
+            raise ConfigError("path", f"{self.path!r} must be an absolute URL path such as /webhook/name")
+        if self.path in ("/healthz", "/readyz", "/metrics"):
+            raise ConfigError("path", f"{self.path} is reserved")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaSecurityConfig:
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    username: str | None = None
+    password: Secret | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        if self.protocol.startswith("SASL") and not (self.username and self.password):
+            raise ConfigError("username", f"protocol {self.protocol} needs username and password")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicsConfig:
+    create: bool = True
+    partitions: int = 6
+    # None: min(3, number of brokers).
+    replication_factor: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ConfigError("partitions", "must be at least 1")
+        if self.replication_factor is not None and self.replication_factor < 1:
+            raise ConfigError("replication_factor", "must be at least 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaConfig:
+    bootstrap_servers: tuple[str, ...] | str = "localhost:9092"
+    topic_prefix: str = "siemgate"
+    idempotence: bool = True
+    compression: Literal["zstd", "snappy", "lz4", "gzip", "none"] = "zstd"
+    # How long a batch may wait for Kafka's acks=all before the answer is given up on.
+    produce_timeout_seconds: float = 10.0
+    # aiokafka record-batch size: one 500-event webhook batch should fit in one produce request.
+    max_batch_bytes: int = 1024 * 1024
+    # Must stay below the broker's message.max.bytes for a single record to be accepted.
+    max_request_bytes: int = 1024 * 1024
+    client_id: str = "siemgate"
+    security: KafkaSecurityConfig = field(default_factory=KafkaSecurityConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+
+    def __post_init__(self) -> None:
+        servers = self.bootstrap_servers
+        if isinstance(servers, str):
+            servers = tuple(s.strip() for s in servers.split(",") if s.strip())
+            object.__setattr__(self, "bootstrap_servers", servers)
+        if not servers:
+            raise ConfigError("bootstrap_servers", "needs at least one host:port")
+        if not _TOPIC_PREFIX.match(self.topic_prefix):
+            raise ConfigError("topic_prefix", "must be 1-100 characters of A-Z a-z 0-9 . _ -")
+        if self.produce_timeout_seconds <= 0:
+            raise ConfigError("produce_timeout_seconds", "must be positive")
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        servers = self.bootstrap_servers
+        return (servers,) if isinstance(servers, str) else servers
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpoolConfig:
+    path: str = "./data/spool"
+    max_bytes: int = 10 * 1024**3
+
+
+@dataclass(frozen=True, kw_only=True)
+class BusConfig:
+    type: Literal["embedded", "kafka"] = "embedded"
+    path: str = "./data/siemgate.db"
+    kafka: KafkaConfig | None = None
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
+
+    def __post_init__(self) -> None:
+        if self.type == "kafka" and self.kafka is None:
+            raise ConfigError("kafka", "is required when bus.type is kafka (bootstrap_servers at least)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkConfig:
+    """A sink entry. Its type-specific keys are checked by the sink's own config type."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
+    # Small durable state: confirmation links and each integration's pending/confirmed state.
+    state_dir: str = "./data/state"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    integrations: tuple[IntegrationConfig, ...] = ()
+    bus: BusConfig = field(default_factory=BusConfig)
+    sinks: tuple[SinkConfig, ...] = ()
+
+    def integration(self, name: str) -> IntegrationConfig:
+        for integration in self.integrations:
+            if integration.name == name:
+                return integration
+        known = ", ".join(i.name for i in self.integrations) or "none"
+        raise ConfigError("integrations", f"no integration named {name!r} (configured: {known})")
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file. Raises `ConfigError` (one line) on any problem."""
+    import os
+
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", "file not found (pass the config with -c FILE)", source=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read: {exc}", source=source) from None
+    try:
+        return parse_config(text, os.environ if environ is None else environ)
+    except ConfigError as exc:
+        raise exc.with_source(source) from None
+
+
+def parse_config(text: str, environ: Mapping[str, str]) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError("", f"{where}{problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("", "the config must be a YAML mapping (listen:, integrations:, bus:, sinks:)")
+    sinks_raw = data.pop("sinks", None) or []
+    config = build(Config, data, environ)
+    sinks = _parse_sinks(sinks_raw, environ)
+    _check_unique("integrations", [i.name for i in config.integrations], "name")
+    _check_unique("integrations", [i.path for i in config.integrations], "path")
+    return Config(
+        listen=config.listen,
+        limits=config.limits,
+        quarantine=config.quarantine,
+        state_dir=config.state_dir,
+        log_level=config.log_level,
+        integrations=config.integrations,
+        bus=config.bus,
+        sinks=sinks,
+    )
+
+
+def _parse_sinks(raw: object, environ: Mapping[str, str]) -> tuple[SinkConfig, ...]:
+    from siemgate.config_loader import expand
+
+    if not isinstance(raw, list):
+        raise ConfigError("sinks", "must be a list of sinks")
+    sinks = []
+    for index, item in enumerate(raw):
+        path = f"sinks[{index}]"
+        if not isinstance(item, dict):
+            raise ConfigError(path, "must be a mapping with at least name and type")
+        name, kind = item.get("name"), item.get("type")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{path}.name", "is required and must match [a-z0-9-]+")
+        if kind not in SINK_TYPES:
+            raise ConfigError(f"{path}.type", f"must be one of {', '.join(SINK_TYPES)}, not {kind!r}")
+        options = {k: v for k, v in item.items() if k not in ("name", "type")}
+        for key in _SINK_SECRET_KEYS:
+            value = options.get(key)
+            if isinstance(value, str):
+                secret = Secret(expand(value, environ, f"{path}.{key}"))
+                register(secret)
+                options[key] = secret
+        sinks.append(SinkConfig(name=name, type=kind, options=options))
+    _check_unique("sinks", [s.name for s in sinks], "name")
+    return tuple(sinks)
+
+
+def _check_unique(section: str, values: list[str], key: str) -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(f"{section}[{index}].{key}", f"{value!r} is used twice; each must be unique")
+        seen.add(value)

@@ -1,0 +1,186 @@
+"""Turn a YAML document into the frozen dataclasses of `siemgate.config`.
+
+Generic and strict: unknown keys are errors naming the key path, every value is checked
+against its field's type, `${VAR}` / `${VAR:-default}` are expanded from the environment in
+string scalars (`$$` is a literal `$`). Each error is one line that says what to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from siemgate.errors import ConfigError
+from siemgate.secrets import Secret, register
+
+T = TypeVar("T")
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def expand(text: str, environ: Mapping[str, str], path: str) -> str:
+    """Expand `${VAR}` and `${VAR:-default}`; an unset variable without default is an error."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        value = environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise ConfigError(
+                    path,
+                    f"environment variable {name} is not set "
+                    f"(set it, or write ${{{name}:-default}} to give a default)",
+                )
+            return default
+        return value
+
+    return _VAR.sub(substitute, text)
+
+
+def build(cls: type[T], data: object, environ: Mapping[str, str], path: str = "") -> T:
+    """Build dataclass `cls` from `data`, validating every key and value."""
+    return typing.cast(T, _convert(cls, data, environ, path))
+
+
+def _describe(path: str) -> str:
+    return path or "the top level"
+
+
+def _convert(tp: Any, value: object, environ: Mapping[str, str], path: str) -> object:
+    origin = get_origin(tp)
+    if isinstance(value, str) and tp is not Secret:
+        value = expand(value, environ, path)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, environ, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            choices = ", ".join(repr(a) for a in allowed)
+            raise ConfigError(path, f"must be one of {choices}, not {_show(value)}")
+        return value
+    if origin is tuple:
+        item_type = get_args(tp)[0]
+        if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
+            raise ConfigError(path, f"must be a list, not {_show(value)}")
+        return tuple(_convert(item_type, v, environ, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"must be a mapping, not {_show(value)}")
+        key_type, value_type = get_args(tp)
+        return {
+            _convert(key_type, k, environ, f"{path}.{k}"): _convert(value_type, v, environ, f"{path}.{k}")
+            for k, v in value.items()
+        }
+    if dataclasses.is_dataclass(tp):
+        return _build_dataclass(typing.cast(type, tp), value, environ, path)
+    if tp is Secret:
+        if not isinstance(value, str):
+            raise ConfigError(path, "must be a string")
+        secret = Secret(expand(value, environ, path))
+        register(secret)
+        return secret
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(path, f"must be true or false, not {_show(value)}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(path, f"must be an integer, not {_show(value)}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(path, f"must be an integer, not {_show(value)}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(path, f"must be a number, not {_show(value)}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(path, f"must be a string, not {_show(value)}")
+    if tp in (ipaddress.IPv4Network | ipaddress.IPv6Network, NetworkType):
+        if not isinstance(value, str):
+            raise ConfigError(path, f"must be a CIDR such as 10.0.0.0/8, not {_show(value)}")
+        try:
+            return ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(path, f"{value!r} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32") from None
+    raise TypeError(f"config loader cannot build {tp!r} at {path}")  # a bug in siemgate.config
+
+
+NetworkType = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _build_dataclass(cls: type, value: object, environ: Mapping[str, str], path: str) -> object:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"must be a mapping, not {_show(value)}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, object] = {}
+    for key, raw in value.items():
+        child = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(child, f"unknown key (known keys here: {known})")
+        kwargs[key] = _convert(hints[key], raw, environ, child)
+    for name, field in fields.items():
+        if name not in kwargs and field.default is dataclasses.MISSING and (
+            field.default_factory is dataclasses.MISSING
+        ):
+            raise ConfigError(f"{path}.{name}" if path else name, "is required")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if path and not exc.path.startswith(path):
+            raise ConfigError(f"{path}.{exc.path}" if exc.path else path, exc.reason) from None
+        raise
+    except ValueError as exc:
+        raise ConfigError(_describe(path), str(exc)) from None
+
+
+def _show(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
