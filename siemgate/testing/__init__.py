@@ -1,0 +1,1 @@
+"""Test and benchmark support that ships with siemgate: a real broker, stand-in servers."""
