@@ -1,0 +1,5 @@
+import sys
+
+from siemgate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,109 @@
+"""`siemgate check`: validate the config (done by loading it), then reach what it names.
+
+Prints one row per check and exits non-zero if any failed. Never prints a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TextIO
+
+from siemgate.config import Config, KafkaConfig
+from siemgate.record import all_topics
+
+Status = Literal["ok", "FAIL", "warn", "skip"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: Status
+    detail: str
+
+
+async def check_kafka(config: KafkaConfig, timeout: float) -> list[CheckResult]:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    from siemgate.bus.kafka import client_options
+
+    servers = ",".join(config.servers)
+    admin = AIOKafkaAdminClient(**client_options(config), request_timeout_ms=int(timeout * 1000))
+    try:
+        async with asyncio.timeout(timeout):
+            await admin.start()
+            try:
+                topics = set(await admin.list_topics())
+                cluster = await admin.describe_cluster()
+            finally:
+                await admin.close()
+    except (TimeoutError, KafkaError, OSError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+        return [CheckResult("kafka", "FAIL", f"cannot reach {servers}: {reason}")]
+    brokers = len(cluster.get("brokers", []) or [])
+    results = [CheckResult("kafka", "ok", f"reached {servers} ({brokers} broker(s))")]
+    missing = [t for t in all_topics(config.topic_prefix) if t not in topics]
+    if not missing:
+        results.append(CheckResult("kafka topics", "ok", f"all {len(all_topics(config.topic_prefix))} exist"))
+    elif config.topics.create:
+        results.append(CheckResult("kafka topics", "ok", f"{len(missing)} missing, created at start: "
+                                                         + ", ".join(missing)))
+    else:
+        results.append(CheckResult("kafka topics", "FAIL", "missing and topics.create is false: "
+                                                           + ", ".join(missing)))
+    return results
+
+
+def _writable(directory: str) -> str | None:
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".check-"):
+            pass
+    except OSError as exc:
+        return f"{directory} is not writable: {exc.strerror or exc}"
+    return None
+
+
+def check_directories(config: Config) -> list[CheckResult]:
+    results = []
+    directories = {"state dir": config.state_dir, "quarantine": config.quarantine.path}
+    if config.bus.type == "kafka":
+        directories["spool"] = config.bus.spool.path
+    else:
+        directories["embedded bus"] = os.path.dirname(os.path.abspath(config.bus.path))
+    for name, directory in directories.items():
+        problem = _writable(directory)
+        results.append(CheckResult(name, "FAIL" if problem else "ok", problem or f"{directory} is writable"))
+    return results
+
+
+async def run_check(config: Config, out: TextIO, *, timeout: float = 10.0) -> int:
+    results = [CheckResult("config", "ok", f"{len(config.integrations)} integration(s), "
+                                           f"{len(config.sinks)} sink(s), bus {config.bus.type}")]
+    for integration in config.integrations:
+        cidrs = ", ".join(map(str, integration.allowed_cidrs)) or "any source"
+        results.append(CheckResult(
+            f"integration {integration.name}", "ok",
+            f"POST {integration.path}, header {integration.auth.header} "
+            f"({len(integration.auth.values)} accepted value(s)), from {cidrs}, "
+            f"confirmation {integration.confirmation.mode}",
+        ))
+    if not config.integrations:
+        results.append(CheckResult("integrations", "warn", "none configured: every webhook would get 404"))
+    results += await asyncio.to_thread(check_directories, config)
+    if config.bus.type == "kafka" and config.bus.kafka is not None:
+        results += await check_kafka(config.bus.kafka, timeout)
+    for sink in config.sinks:
+        results.append(CheckResult(f"sink {sink.name}", "skip",
+                                   f"type {sink.type}: forwarders are not part of this version"))
+    width = max(len(r.name) for r in results)
+    for result in results:
+        out.write(f"{result.status:<4}  {result.name:<{width}}  {result.detail}\n")
+    failed = sum(r.status == "FAIL" for r in results)
+    out.write(f"\n{'FAILED: ' + str(failed) + ' check(s)' if failed else 'all checks passed'}\n")
+    return 1 if failed else 0

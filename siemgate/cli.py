@@ -1,0 +1,120 @@
+"""The `siemgate` command (SPEC.md "Commands")."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from siemgate import __version__
+from siemgate.config import Config, load_config
+from siemgate.errors import ConfigError, SiemgateError
+
+
+def _run_async(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(main)  # type: ignore[no-any-return]
+    except ImportError:
+        return asyncio.run(main)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from siemgate import logs
+    from siemgate.bus.kafka import KafkaPublisher
+    from siemgate.ingest.server import serve
+
+    config = _load(args)
+    logs.configure(config.log_level)
+    if config.bus.type != "kafka" or config.bus.kafka is None:
+        raise ConfigError(
+            "bus.type",
+            "`siemgate ingest` needs bus.type: kafka in this version (the embedded bus is not available yet)",
+        )
+    kafka = config.bus.kafka
+
+    async def main() -> int:
+        await serve(config, KafkaPublisher(kafka))
+        return 0
+
+    return _run_async(main())
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from siemgate.check import run_check
+
+    config = _load(args)
+    return _run_async(run_check(config, sys.stdout, timeout=args.timeout))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from siemgate import simulate
+
+    return simulate.main(args)
+
+
+def cmd_confirmations(args: argparse.Namespace) -> int:
+    from siemgate.ingest.confirmation_cli import list_confirmations
+
+    return list_confirmations(_load(args), sys.stdout)
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from siemgate.ingest.confirmation_cli import confirm
+
+    config = _load(args)
+    return _run_async(confirm(config, args.integration, sys.stdout))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="siemgate",
+        description="Receive security-event webhooks, put them on Kafka, forward them to SIEMs.",
+    )
+    parser.add_argument("--version", action="version", version=f"siemgate {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("-c", "--config", required=True, metavar="FILE", help="the siemgate YAML config")
+        return sub
+
+    with_config(command("ingest", cmd_ingest, "run the HTTP ingest (webhook receiver) only"))
+    check = with_config(command("check", cmd_check, "validate the config and reach Kafka and every sink"))
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per check (default 10)")
+    from siemgate import simulate
+
+    simulate.add_arguments(command("simulate", cmd_simulate, "behave like the Application Security sender"))
+    with_config(command("confirmations", cmd_confirmations, "list confirmation links and integration states"))
+    confirm = with_config(command("confirm", cmd_confirm, "request an integration's pending confirmation link"))
+    confirm.add_argument("integration", help="the integration's name")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"siemgate: {exc}", file=sys.stderr)
+        return 2
+    except SiemgateError as exc:
+        print(f"siemgate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

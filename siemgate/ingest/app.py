@@ -1,0 +1,251 @@
+"""The ingest ASGI app: one POST route per integration, plus /healthz, /readyz and /metrics.
+
+What a 200 means: every event of the batch is acknowledged by the bus (Kafka acks=all).
+Everything else the sender sees is deliberate, because it never resends (SPEC.md "HTTP"):
+401/403 only for real authentication failures (they disable the integration), 400/413 with
+the body quarantined, 503 only when the bus cannot take the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from siemgate.bus.base import Publisher
+from siemgate.config import Config, IntegrationConfig
+from siemgate.errors import BusUnavailable, RecordTooLarge
+from siemgate.ingest.auth import authenticated
+from siemgate.ingest.batch import Batch, InvalidBatch, TooManyEvents, build_batch
+from siemgate.ingest.body import BadGzip, BodyError, content_coding, read_body
+from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
+from siemgate.ingest.confirmation_store import ConfirmationStore
+from siemgate.ingest.metrics import IngestMetrics
+from siemgate.ingest.peer import allowed, client_address
+from siemgate.ingest.quarantine import Quarantine
+from siemgate.record import loads
+
+log = logging.getLogger("siemgate.ingest")
+
+_EMPTY_401 = Response(status_code=401)
+_EMPTY_403 = Response(status_code=403)
+
+
+@dataclass
+class IngestContext:
+    """What every request handler shares; owned by the app's lifespan."""
+
+    config: Config
+    publisher: Publisher
+    prefix: str
+    metrics: IngestMetrics = field(default_factory=IngestMetrics)
+    quarantine: Quarantine = field(init=False)
+    store: ConfirmationStore = field(init=False)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.quarantine = Quarantine(self.config.quarantine.path, self.config.quarantine.max_bytes)
+        self.store = ConfirmationStore(self.config.state_dir)
+
+    def spawn(self, coroutine: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+def _error(status: int, message: str, **extra: object) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+class WebhookEndpoint:
+    """POST handler of one integration."""
+
+    def __init__(self, integration: IntegrationConfig, context: IngestContext) -> None:
+        self.integration = integration
+        self.context = context
+        self._requests = {code: context.metrics.requests.labels(integration.name, str(code))
+                          for code in (200, 400, 401, 403, 408, 413, 415, 503)}
+
+    async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        response = await self._handle(request)
+        counter = self._requests.get(response.status_code)
+        if counter is None:
+            counter = self.context.metrics.requests.labels(self.integration.name, str(response.status_code))
+        counter.inc()
+        self.context.metrics.ack_seconds.observe(time.perf_counter() - started)
+        return response
+
+    async def _handle(self, request: Request) -> Response:
+        config = self.context.config
+        integration = self.integration
+        headers = request.headers
+        peer = client_address(
+            request.client.host if request.client else None,
+            headers.get("x-forwarded-for"),
+            config.listen.trusted_proxies,
+        )
+        if not allowed(peer, integration.allowed_cidrs):
+            log.warning("refused a request from outside allowed_cidrs (403)",
+                        extra={"integration": integration.name, "peer": peer})
+            return _EMPTY_403
+        if not authenticated(headers.get(integration.auth.header), integration.auth):
+            log.warning("refused a request with a missing or wrong auth header (401)",
+                        extra={"integration": integration.name, "peer": peer})
+            return _EMPTY_401
+        try:
+            body = await read_body(
+                request.stream(),
+                coding=content_coding(headers.get("content-encoding")),
+                limit=config.limits.max_body_bytes,
+                timeout=config.limits.body_timeout_seconds,
+                content_length=_content_length(headers.get("content-length")),
+            )
+        except BadGzip as exc:
+            return await self._reject(400, str(exc), exc.raw, peer)
+        except BodyError as exc:
+            log.warning("refused a body", extra={"integration": integration.name, "peer": peer,
+                                                 "status": exc.status, "reason": str(exc)})
+            return _error(exc.status, str(exc))
+        except ClientDisconnect:
+            return Response(status_code=400)
+        try:
+            document = loads(body)
+        except ValueError as exc:
+            return await self._reject(400, f"the body is not JSON: {exc}", body, peer)
+        try:
+            batch = build_batch(
+                document,
+                integration=integration,
+                prefix=self.context.prefix,
+                peer=peer,
+                max_events=config.limits.max_events_per_batch,
+            )
+        except InvalidBatch as exc:
+            return await self._reject(400, str(exc), body, peer)
+        except TooManyEvents as exc:
+            return await self._reject(413, str(exc), body, peer)
+        try:
+            await self.context.publisher.publish(batch.records)
+        except RecordTooLarge as exc:
+            return await self._reject(413, str(exc), body, peer)
+        except BusUnavailable as exc:
+            log.error(
+                "answered 503: the batch is not durable and the sender will NOT resend it",
+                extra={"integration": integration.name, "events": len(batch.records), "reason": str(exc)},
+            )
+            return _error(503, "the event bus is unavailable")
+        self._count(batch)
+        if batch.confirmation_links:
+            await self._confirmations(batch)
+        return JSONResponse({"accepted": len(batch.records)})
+
+    def _count(self, batch: Batch) -> None:
+        counts: dict[str, int] = {}
+        for record in batch.records:
+            counts[record.severity] = counts.get(record.severity, 0) + 1
+        for severity, count in counts.items():
+            self.context.metrics.events.labels(self.integration.name, severity).inc(count)
+
+    async def _reject(self, status: int, reason: str, body: bytes, peer: str) -> Response:
+        ident = await self.context.quarantine.save(
+            integration=self.integration.name, body=body, reason=reason, peer=peer, status=status
+        )
+        if ident is not None:
+            self.context.metrics.quarantined.labels(self.integration.name).inc()
+        return _error(status, reason, quarantined=ident)
+
+    async def _confirmations(self, batch: Batch) -> None:
+        name = self.integration.name
+        received_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for link in batch.confirmation_links:
+            await self.context.store.record_link(name, link, received_at)
+            self.context.metrics.set_integration_state(name, self.context.store.state(name))
+            if self.integration.confirmation.mode == "auto":
+                log.info("confirmation link received; requesting it (mode: auto)",
+                         extra={"integration": name, "link": link})
+                self.context.spawn(self._auto_confirm(link))
+            else:
+                log.warning(
+                    f"integration {name} is pending: the vendor sent a confirmation link. Request it "
+                    f"to activate the integration: `siemgate confirm -c CONFIG {name}`, or open {link}",
+                    extra={"integration": name, "link": link},
+                )
+
+    async def _auto_confirm(self, link: str) -> None:
+        name = self.integration.name
+        try:
+            result = await request_link(link, self.integration.confirmation)
+        except ConfirmationRefused as exc:
+            await self.context.store.record_failure(name, link, str(exc))
+            log.error(
+                f"could not confirm integration {name} automatically: {exc}. Fix "
+                f"confirmation.allowed_hosts or run `siemgate confirm -c CONFIG {name}`",
+                extra={"integration": name, "link": link},
+            )
+            return
+        await self.context.store.mark_confirmed(name, link, "auto")
+        self.context.metrics.set_integration_state(name, self.context.store.state(name))
+        log.info("integration confirmed", extra={"integration": name, "status": result.status})
+
+
+def _content_length(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def create_app(config: Config, publisher: Publisher) -> Starlette:
+    """The ingest app. `publisher` is started and stopped by the app's lifespan."""
+    prefix = config.bus.kafka.topic_prefix if config.bus.kafka else "siemgate"
+    context = IngestContext(config=config, publisher=publisher, prefix=prefix)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if await context.publisher.ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready", "reason": "the event bus does not accept writes"},
+                            status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await context.store.load()
+        for integration in config.integrations:
+            context.metrics.set_integration_state(integration.name, context.store.state(integration.name))
+        await context.publisher.start()
+        log.info("ingest started", extra={"integrations": [i.name for i in config.integrations]})
+        try:
+            yield
+        finally:
+            for task in list(context.background):
+                task.cancel()
+            await asyncio.gather(*context.background, return_exceptions=True)
+            await context.publisher.stop()
+            log.info("ingest stopped")
+
+    routes = [Route(i.path, WebhookEndpoint(i, context).handle, methods=["POST"]) for i in config.integrations]
+    routes += [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.context = context
+    return app
