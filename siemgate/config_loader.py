@@ -21,6 +21,7 @@ from siemgate.secrets import Secret, register
 T = TypeVar("T")
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+NetworkType = ipaddress.IPv4Network | ipaddress.IPv6Network
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -61,6 +62,13 @@ def _convert(tp: Any, value: object, environ: Mapping[str, str], path: str) -> o
         value = expand(value, environ, path)
     if tp is Any:
         return value
+    if tp == NetworkType:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"must be a CIDR such as 10.0.0.0/8, not {_show(value)}")
+        try:
+            return ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(path, f"{value!r} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32") from None
     if origin in (Union, types.UnionType):
         options = get_args(tp)
         if value is None and type(None) in options:
@@ -133,17 +141,8 @@ def _convert(tp: Any, value: object, environ: Mapping[str, str], path: str) -> o
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(path, f"must be a string, not {_show(value)}")
-    if tp in (ipaddress.IPv4Network | ipaddress.IPv6Network, NetworkType):
-        if not isinstance(value, str):
-            raise ConfigError(path, f"must be a CIDR such as 10.0.0.0/8, not {_show(value)}")
-        try:
-            return ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ConfigError(path, f"{value!r} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32") from None
     raise TypeError(f"config loader cannot build {tp!r} at {path}")  # a bug in siemgate.config
 
-
-NetworkType = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _build_dataclass(cls: type, value: object, environ: Mapping[str, str], path: str) -> object:

@@ -103,7 +103,8 @@ class Record:
     topic: str
     key: bytes
     value: bytes
-    headers: tuple[tuple[str, bytes], ...]
+    # A list: aiokafka's C record builder takes nothing else.
+    headers: list[tuple[str, bytes]]
     severity: Severity
     kind: Kind
 
@@ -145,7 +146,7 @@ def make_record(
         topic=topic_for(prefix, kind, severity),
         key=event_id.encode(),
         value=dumps(envelope),
-        headers=(("kind", kind.encode()), ("severity", severity.encode()), ("integration", integration.encode())),
+        headers=[("kind", kind.encode()), ("severity", severity.encode()), ("integration", integration.encode())],
         severity=severity,
         kind=kind,
     )

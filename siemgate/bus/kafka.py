@@ -22,7 +22,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from siemgate.config import KafkaConfig
@@ -160,7 +160,7 @@ class KafkaPublisher:
         if counter is None:
             counter = self._rotation[topic] = itertools.count(random.randrange(1 << 16))
         ordered = sorted(partitions)
-        return ordered[next(counter) % len(ordered)]
+        return int(ordered[next(counter) % len(ordered)])
 
     async def publish(self, records: Sequence[Record]) -> None:
         producer = self._producer
@@ -196,11 +196,11 @@ class KafkaPublisher:
             batch = producer.create_batch()
             for record in group:
                 if batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    futures.append(await _enqueue(producer, batch, topic, partition))
                     batch = producer.create_batch()
                     batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers)
             batch.close()
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            futures.append(await _enqueue(producer, batch, topic, partition))
         return futures
 
     async def ready(self) -> bool:
@@ -217,3 +217,17 @@ class KafkaPublisher:
         if ok:
             self._last_ok = loop.time()
         return ok
+
+
+async def _enqueue(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+    """`send_batch`, waiting as long as the caller's deadline allows.
+
+    aiokafka queues one unsent batch per partition; concurrent requests wait for it to drain,
+    and its wait subtracts the *total* elapsed time on every wake-up, so under contention it
+    gives up long before its timeout. The caller's `asyncio.timeout` is the real deadline.
+    """
+    while True:
+        try:
+            return await producer.send_batch(batch, topic, partition=partition)  # type: ignore[no-any-return]
+        except KafkaTimeoutError:
+            continue

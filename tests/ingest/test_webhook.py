@@ -1,0 +1,366 @@
+"""The webhook endpoint over real HTTP against a real broker: every row of SPEC.md's HTTP table."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import zlib
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from siemgate.record import decode
+from siemgate.testing.broker import Broker
+from tests.support import KEY, NEXT_KEY, consume, event, headers_of, make_config, running_ingest
+
+pytestmark = pytest.mark.anyio
+
+AUTH = {"X-Api-Key": KEY}
+
+
+async def post(url: str, body: bytes | object, headers: dict[str, str] | None = None) -> httpx.Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.post(url, content=content, headers={**AUTH, **(headers or {})})
+
+
+async def test_batch_lands_on_severity_topics_with_the_record_contract(kafka_broker: Broker, tmp_path: Path) -> None:
+    events = [
+        event(0, severity="high"),
+        event(1, severity="Critical"),
+        event(2, severity="medium"),
+        event(3, severity="LOW"),
+        event(4, severity="informational"),
+        event(5, severity="bogus"),
+        {k: v for k, v in event(6).items() if k != "severity"},
+    ]
+    config = make_config(tmp_path, kafka_broker)
+    async with running_ingest(config) as ingest:
+        response = await post(ingest.webhook(), events)
+        assert response.status_code == 200
+        assert response.json() == {"accepted": 7}
+        records = await consume(kafka_broker, ingest.prefix, 7)
+    assert len(records) == 7
+    by_id = {r.key.decode(): r for r in records}
+    expected_severity = ["high", "high", "medium", "low", "low", "unknown", "unknown"]
+    batches = set()
+    for seq, (original, severity) in enumerate(zip(events, expected_severity, strict=True)):
+        record = by_id[original["id"]]
+        assert record.topic == f"{ingest.prefix}.events.{severity}"
+        value = decode(record.value)
+        assert value["v"] == 1
+        assert value["id"] == original["id"]
+        assert value["kind"] == "event"
+        assert value["integration"] == "appsec"
+        assert value["severity"] == severity
+        assert value["seq"] == seq
+        assert value["peer"] == "127.0.0.1"
+        assert str(value["received_at"]).endswith("Z")
+        assert value["event"] == original
+        batches.add(value["batch"])
+        assert headers_of(record) == {
+            "kind": b"event",
+            "severity": severity.encode(),
+            "integration": b"appsec",
+        }
+    assert len(batches) == 1
+
+
+async def test_event_without_vendor_id_gets_a_deterministic_content_id(kafka_broker: Broker, tmp_path: Path) -> None:
+    body = [{"severity": "low", "rule": "xss", "n": 1}]
+    config = make_config(tmp_path, kafka_broker)
+    async with running_ingest(config) as ingest:
+        assert (await post(ingest.webhook(), body)).status_code == 200
+        assert (await post(ingest.webhook(), body)).status_code == 200
+        records = await consume(kafka_broker, ingest.prefix, 2)
+    ids = {decode(r.value)["id"] for r in records}
+    assert len(ids) == 1
+    (ident,) = ids
+    assert isinstance(ident, str) and len(ident) == 32
+
+
+@pytest.mark.parametrize(
+    ("shape", "extra"),
+    [
+        ("events", ""),
+        ("alerts", ""),
+        ("data", ""),
+        ("items", ""),
+        ("results", "    batch_keys: [results]\n"),
+    ],
+)
+async def test_object_shapes(kafka_broker: Broker, tmp_path: Path, shape: str, extra: str) -> None:
+    integrations = f"""
+  - name: appsec
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+{extra}"""
+    config = make_config(tmp_path, kafka_broker, integrations=integrations)
+    events = [event(i) for i in range(3)]
+    async with running_ingest(config) as ingest:
+        response = await post(ingest.webhook(), {shape: events, "count": 3})
+        assert response.json() == {"accepted": 3}
+        records = await consume(kafka_broker, ingest.prefix, 3)
+    assert sorted(decode(r.value)["event"]["id"] for r in records) == sorted(e["id"] for e in events)  # type: ignore[index]
+
+
+async def test_empty_batch_is_accepted(kafka_broker: Broker, tmp_path: Path) -> None:
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), [])
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 0}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip", "GZIP"])
+async def test_gzip_body(kafka_broker: Broker, tmp_path: Path, encoding: str) -> None:
+    events = [event(i, severity="medium") for i in range(50)]
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), gzip.compress(orjson.dumps(events)), {"Content-Encoding": encoding})
+        assert response.json() == {"accepted": 50}
+        records = await consume(kafka_broker, ingest.prefix, 50)
+    assert {decode(r.value)["id"] for r in records} == {e["id"] for e in events}
+
+
+async def test_concatenated_gzip_members_are_one_body(kafka_broker: Broker, tmp_path: Path) -> None:
+    raw = orjson.dumps([event(0), event(1)])
+    body = gzip.compress(raw[:10]) + gzip.compress(raw[10:])
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), body, {"Content-Encoding": "gzip"})
+    assert response.json() == {"accepted": 2}
+
+
+async def test_both_rotation_secrets_are_accepted_and_others_get_an_empty_401(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        async with httpx.AsyncClient() as client:
+            url = ingest.webhook()
+            body = orjson.dumps([event()])
+            for key in (KEY, NEXT_KEY):
+                assert (await client.post(url, content=body, headers={"X-Api-Key": key})).status_code == 200
+            for headers in ({"X-Api-Key": "wrong"}, {}, {"X-Api-Key": ""}, {"X-Other": KEY},
+                            {"X-Api-Key": KEY + "x"}, {"X-Api-Key": KEY[:-1]}):
+                response = await client.post(url, content=body, headers=headers)
+                assert response.status_code == 401, headers
+                assert response.content == b""
+            metrics = (await client.get(ingest.url + "/metrics")).text
+    assert 'siemgate_ingest_requests_total{code="200",integration="appsec"} 2.0' in metrics
+    assert 'siemgate_ingest_requests_total{code="401",integration="appsec"} 6.0' in metrics
+
+
+async def test_allowed_cidrs_and_trusted_proxies(kafka_broker: Broker, tmp_path: Path) -> None:
+    integrations = f"""
+  - name: open
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+    allowed_cidrs: [127.0.0.0/8]
+  - name: closed
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+    allowed_cidrs: [198.51.100.0/24]
+"""
+    config = make_config(tmp_path, kafka_broker, integrations=integrations)
+    body = orjson.dumps([event()])
+    async with running_ingest(config) as ingest, httpx.AsyncClient() as client:
+        assert (await client.post(ingest.webhook("open"), content=body, headers=AUTH)).status_code == 200
+        closed = await client.post(ingest.webhook("closed"), content=body, headers=AUTH)
+        assert closed.status_code == 403
+        # No trusted proxies configured: X-Forwarded-For is ignored, the TCP peer counts.
+        forged = await client.post(ingest.webhook("closed"), content=body,
+                                   headers={**AUTH, "X-Forwarded-For": "198.51.100.7"})
+        assert forged.status_code == 403
+        # CIDR is checked before auth: no oracle for keys from outside.
+        assert (await client.post(ingest.webhook("closed"), content=body)).status_code == 403
+
+    trusted = make_config(tmp_path, kafka_broker, integrations=integrations,
+                          extra="listen: {host: 127.0.0.1, port: 0, trusted_proxies: [127.0.0.1/32]}")
+    async with running_ingest(trusted) as ingest, httpx.AsyncClient() as client:
+        via_proxy = await client.post(ingest.webhook("closed"), content=body,
+                                      headers={**AUTH, "X-Forwarded-For": "198.51.100.7"})
+        assert via_proxy.status_code == 200
+        # The client-supplied left part of the chain is not believed past an untrusted hop.
+        spoofed = await client.post(ingest.webhook("closed"), content=body,
+                                    headers={**AUTH, "X-Forwarded-For": "198.51.100.7, 203.0.113.9"})
+        assert spoofed.status_code == 403
+        records = await consume(kafka_broker, ingest.prefix, 1)
+    assert decode(records[0].value)["peer"] == "198.51.100.7"
+
+
+async def test_body_over_the_limit_is_413_declared_or_streamed(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = make_config(tmp_path, kafka_broker, extra="limits: {max_body_bytes: 65536}")
+    big = orjson.dumps([event(i, pad="x" * 1000) for i in range(100)])
+    assert len(big) > 65536
+
+    async def chunks() -> object:
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    async with running_ingest(config) as ingest, httpx.AsyncClient() as client:
+        declared = await client.post(ingest.webhook(), content=big, headers=AUTH)
+        assert declared.status_code == 413
+        streamed = await client.post(ingest.webhook(), content=chunks(), headers=AUTH)  # type: ignore[arg-type]
+        assert streamed.status_code == 413
+        assert "limit" in streamed.json()["error"]
+
+
+async def test_gzip_bomb_is_413(kafka_broker: Broker, tmp_path: Path) -> None:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = b"0" * (1 << 20)
+    bomb = b"".join(compressor.compress(zeros) for _ in range(50)) + compressor.flush()
+    assert len(bomb) < 200_000
+    config = make_config(tmp_path, kafka_broker, extra="limits: {max_body_bytes: 1048576}")
+    async with running_ingest(config) as ingest:
+        response = await post(ingest.webhook(), bomb, {"Content-Encoding": "gzip"})
+    assert response.status_code == 413
+    assert "inflates" in response.json()["error"]
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "compress", "gzip, br", "zstd"])
+async def test_other_encodings_are_415(kafka_broker: Broker, tmp_path: Path, encoding: str) -> None:
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), [event()], {"Content-Encoding": encoding})
+    assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "why"),
+    [
+        (b"{not json", {}, "not JSON"),
+        (b"42", {}, "expected a JSON array"),
+        (b'"a string"', {}, "expected a JSON array"),
+        (b"[1, 2", {}, "not JSON"),
+        (b'[{"a": "\xff\xfe"}]', {}, "not JSON"),
+        (b"[NaN]", {}, "not JSON"),
+        (gzip.compress(orjson.dumps([{"a": 1}]))[:-12], {"Content-Encoding": "gzip"}, "not valid gzip"),
+        (b"plain text, not gzip", {"Content-Encoding": "gzip"}, "not valid gzip"),
+    ],
+    ids=["garbage", "number", "string", "truncated-json", "invalid-utf8", "nan", "truncated-gzip", "not-gzip"],
+)
+async def test_not_a_json_batch_is_400_and_quarantined(
+    kafka_broker: Broker, tmp_path: Path, body: bytes, headers: dict[str, str], why: str
+) -> None:
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest, httpx.AsyncClient() as client:
+        response = await post(ingest.webhook(), body, headers)
+        metrics = (await client.get(ingest.url + "/metrics")).text
+    assert response.status_code == 400
+    answer = response.json()
+    assert why in answer["error"]
+    ident = answer["quarantined"]
+    kept = tmp_path / "quarantine" / f"{ident}.body"
+    assert kept.read_bytes() == body
+    meta = json.loads((tmp_path / "quarantine" / f"{ident}.json").read_text())
+    assert meta["integration"] == "appsec" and meta["status"] == 400 and meta["peer"] == "127.0.0.1"
+    assert 'siemgate_ingest_quarantined_bodies_total{integration="appsec"} 1.0' in metrics
+
+
+async def test_nothing_is_quarantined_before_auth(kafka_broker: Broker, tmp_path: Path) -> None:
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), b"{not json", {"X-Api-Key": "wrong"})
+    assert response.status_code == 401
+    assert not (tmp_path / "quarantine").exists() or not any((tmp_path / "quarantine").iterdir())
+
+
+async def test_quarantine_is_bounded(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = make_config(tmp_path, kafka_broker,
+                         extra=f"quarantine: {{path: {tmp_path}/quarantine, max_bytes: 20000}}")
+    async with running_ingest(config) as ingest:
+        for i in range(10):
+            response = await post(ingest.webhook(), b"{" + str(i).encode() * 4000)
+            assert response.status_code == 400
+    used = sum(p.stat().st_size for p in (tmp_path / "quarantine").iterdir())
+    assert used <= 20000
+    kept = sorted(p.read_bytes() for p in (tmp_path / "quarantine").glob("*.body"))
+    assert kept and kept[-1].startswith(b"{9")  # the newest is kept, the oldest went
+
+
+async def test_too_many_events_is_413_and_quarantined(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = make_config(tmp_path, kafka_broker, extra="limits: {max_events_per_batch: 5}")
+    async with running_ingest(config) as ingest:
+        response = await post(ingest.webhook(), [event(i) for i in range(6)])
+    assert response.status_code == 413
+    assert response.json()["quarantined"]
+
+
+async def test_trickling_client_gets_408(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = make_config(tmp_path, kafka_broker, extra="limits: {body_timeout_seconds: 0.5}")
+    async with running_ingest(config) as ingest:
+        port = int(ingest.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"POST {ingest.config.integration('appsec').path} HTTP/1.1\r\nHost: x\r\n"
+            f"X-Api-Key: {KEY}\r\nContent-Length: 1000\r\n\r\n[".encode()
+        )
+        await writer.drain()
+        # The client sends nothing more; the server's body deadline answers.
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 408")
+
+
+async def test_kafka_unreachable_is_503_and_not_ready(tmp_path: Path) -> None:
+    config = make_config(tmp_path, None, produce_timeout=0.5)
+    async with running_ingest(config, wait_ready=False) as ingest, httpx.AsyncClient() as client:
+        response = await client.post(ingest.webhook(), content=orjson.dumps([event()]), headers=AUTH)
+        assert response.status_code == 503
+        assert (await client.get(ingest.url + "/readyz")).status_code == 503
+        assert (await client.get(ingest.url + "/healthz")).status_code == 200
+
+
+async def test_health_ready_and_metrics(kafka_broker: Broker, tmp_path: Path) -> None:
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest, httpx.AsyncClient() as client:
+        await client.post(ingest.webhook(), content=orjson.dumps([event(0, severity="low"), event(1)]),
+                          headers=AUTH)
+        assert (await client.get(ingest.url + "/healthz")).json() == {"status": "ok"}
+        ready = await client.get(ingest.url + "/readyz")
+        metrics = await client.get(ingest.url + "/metrics")
+    assert ready.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    assert 'siemgate_ingest_events_total{integration="appsec",severity="low"} 1.0' in text
+    assert 'siemgate_ingest_events_total{integration="appsec",severity="high"} 1.0' in text
+    assert "siemgate_ingest_ack_seconds_bucket" in text
+    assert 'siemgate_integration_state{integration="appsec",state="pending"} 0.0' in text
+
+
+async def test_unknown_path_and_wrong_method(kafka_broker: Broker, tmp_path: Path) -> None:
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest, httpx.AsyncClient() as client:
+        assert (await client.post(ingest.url + "/webhook/other", headers=AUTH)).status_code == 404
+        assert (await client.get(ingest.webhook(), headers=AUTH)).status_code == 405
+
+
+async def test_unicode_huge_numbers_and_a_1_mib_event(kafka_broker: Broker, tmp_path: Path) -> None:
+    events = [
+        event(0, description="Ünïcødé ✓ 😀 עברית 中文 \u0000 \u2028", path="/é?q=\"'<>&"),
+        event(1, big=2**80, neg=-(2**70), small=1e-300),
+        event(2, payload="A" * (1 << 20)),
+    ]
+    config = make_config(tmp_path, kafka_broker,
+                         extra="limits: {max_body_bytes: 8388608}")
+    async with running_ingest(config) as ingest:
+        response = await post(ingest.webhook(), json.dumps(events).encode())
+        assert response.json() == {"accepted": 3}
+        records = await consume(kafka_broker, ingest.prefix, 3)
+    by_id = {decode(r.value)["id"]: decode(r.value)["event"] for r in records}
+    for original in events:
+        assert by_id[original["id"]] == original
+
+
+async def test_twenty_concurrent_senders_lose_and_duplicate_nothing(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = make_config(tmp_path, kafka_broker)
+    sent: list[str] = []
+
+    async def sender(n: int, client: httpx.AsyncClient, url: str) -> None:
+        for b in range(10):
+            batch = [event(i, sender=n, batch=b, severity=("high", "medium", "low")[i % 3]) for i in range(25)]
+            response = await client.post(url, content=orjson.dumps(batch), headers=AUTH)
+            assert response.status_code == 200
+            sent.extend(e["id"] for e in batch)
+
+    async with running_ingest(config) as ingest:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=20)) as client:
+            await asyncio.gather(*(sender(n, client, ingest.webhook()) for n in range(20)))
+        records = await consume(kafka_broker, ingest.prefix, len(sent), timeout=60)
+    received = [r.key.decode() for r in records]
+    assert len(sent) == 5000
+    assert len(received) == len(set(received)), "duplicates"
+    assert set(received) == set(sent)
