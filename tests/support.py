@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from siemgate.bus.base import Publisher
 from siemgate.bus.kafka import KafkaPublisher
 from siemgate.config import Config, parse_config
-from siemgate.ingest.server import uvicorn_config
+from siemgate.ingest.server import Server, uvicorn_config
 from siemgate.record import all_topics
 from siemgate.testing.broker import Broker, free_port
 
@@ -89,7 +89,7 @@ async def running_ingest(
     uv.port = port
     uv.loop = "asyncio"
     uv.timeout_graceful_shutdown = 5
-    server = uvicorn.Server(uv)
+    server = Server(uv)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:

@@ -6,7 +6,11 @@ finish (each is answered only once durable), then the lifespan stops the produce
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import signal
+import threading
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -40,6 +44,25 @@ def uvicorn_config(config: Config, publisher: Publisher) -> uvicorn.Config:
     )
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, but a graceful stop on SIGTERM/SIGINT ends the process with exit 0.
+
+    (uvicorn re-raises the signal after shutting down, so the process would die of it.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 async def serve(config: Config, publisher: Publisher) -> None:
-    server = uvicorn.Server(uvicorn_config(config, publisher))
-    await server.serve()
+    await Server(uvicorn_config(config, publisher)).serve()

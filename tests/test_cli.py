@@ -1,0 +1,135 @@
+"""The `siemgate` command as users run it: a real process, its exit codes and its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from siemgate.testing.broker import Broker, free_port
+
+SIEMGATE = [sys.executable, "-m", "siemgate"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SIEMGATE, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def write_config(tmp_path: Path, bootstrap: str, *, idempotence: bool = False, port: int = 0) -> Path:
+    path = tmp_path / "siemgate.yaml"
+    path.write_text(f"""
+listen: {{host: 127.0.0.1, port: {port}}}
+state_dir: {tmp_path}/state
+quarantine: {{path: {tmp_path}/quarantine}}
+integrations:
+  - name: appsec
+    auth: {{header: X-Api-Key, values: ["${{CLI_TEST_KEY}}"]}}
+bus:
+  type: kafka
+  kafka:
+    bootstrap_servers: "{bootstrap}"
+    topic_prefix: cli{os.getpid()}{port}
+    idempotence: {str(idempotence).lower()}
+    topics: {{partitions: 1}}
+sinks:
+  - {{name: archive, type: file, path: {tmp_path}/out.ndjson}}
+""")
+    return path
+
+
+def test_help_and_version() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("ingest", "check", "simulate", "confirmations", "confirm"):
+        assert command in result.stdout
+    assert run("--version").stdout.startswith("siemgate ")
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("listen: {port: nope}\n")
+    for command in ("check", "ingest", "confirmations"):
+        result = run(command, "-c", str(path))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert lines == [f"siemgate: {path}: listen.port: must be an integer, not 'nope'"]
+
+
+def test_check_reaches_kafka(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = write_config(tmp_path, kafka_broker.bootstrap_servers, idempotence=kafka_broker.idempotence)
+    result = run("check", "-c", str(config), env={"CLI_TEST_KEY": "cli-secret-key"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok    kafka " in result.stdout
+    assert "integration appsec" in result.stdout
+    assert "cli-secret-key" not in result.stdout + result.stderr
+    assert "all checks passed" in result.stdout
+
+
+def test_check_fails_when_kafka_is_unreachable(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"127.0.0.1:{free_port()}")
+    result = run("check", "-c", str(config), "--timeout", "3", env={"CLI_TEST_KEY": "cli-secret-key"})
+    assert result.returncode == 1
+    assert "FAIL  kafka" in result.stdout
+    assert "FAILED: 1 check(s)" in result.stdout
+
+
+def test_ingest_process_serves_logs_json_and_stops_on_sigterm(kafka_broker: Broker, tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, kafka_broker.bootstrap_servers, idempotence=kafka_broker.idempotence, port=port)
+    process = subprocess.Popen(
+        [*SIEMGATE, "ingest", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "CLI_TEST_KEY": "cli-secret-key"},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        with httpx.Client() as client:
+            while True:
+                try:
+                    if client.get(url + "/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "the ingest did not become ready"
+                time.sleep(0.1)
+            response = client.post(url + "/webhook/appsec", content=orjson.dumps([{"id": "1", "severity": "high"}]),
+                                   headers={"X-Api-Key": "cli-secret-key"})
+            assert response.json() == {"accepted": 1}
+            assert client.post(url + "/webhook/appsec", content=b"[]",
+                               headers={"X-Api-Key": "wrong"}).status_code == 401
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    lines = [json.loads(line) for line in stderr.decode().splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    messages = [line["message"] for line in lines]
+    assert "ingest started" in messages
+    assert "ingest stopped" in messages
+    assert any("401" in m for m in messages)
+    assert "cli-secret-key" not in stderr.decode()
+
+
+@pytest.mark.parametrize("command", ["ingest"])
+def test_embedded_bus_is_refused_by_ingest_for_now(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "embedded.yaml"
+    path.write_text("integrations: [{name: a, auth: {header: X-K, values: [v]}}]\n")
+    result = run(command, "-c", str(path))
+    assert result.returncode == 2
+    assert "bus.type" in result.stderr

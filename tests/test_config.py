@@ -1,0 +1,157 @@
+"""The config file: expansion, strictness, one-line errors, secrets that never print."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+
+import pytest
+
+from siemgate import logs
+from siemgate.config import load_config, parse_config
+from siemgate.errors import ConfigError
+from siemgate.secrets import Secret
+
+MINIMAL = """
+integrations:
+  - name: appsec-prod
+    auth: {header: X-Api-Key, values: ["${APPSEC_KEY}", "${APPSEC_KEY_NEXT:-}"]}
+"""
+
+
+def error_of(text: str, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {"APPSEC_KEY": "k3y-value-1", **(environ or {})})
+    message = str(caught.value)
+    assert "\n" not in message, "errors are one line"
+    return message
+
+
+def test_spec_example_parses_with_defaults() -> None:
+    spec = Path(__file__).parent.parent / "deploy" / "examples" / "spec-example.yaml"
+    config = load_config(spec, {"APPSEC_KEY": "a-key-123", "HEC_TOKEN": "hec-token-1", "ES_API_KEY": "es-key-12"})
+    integration = config.integration("appsec-prod")
+    assert integration.path == "/webhook/appsec-prod"
+    assert [v.reveal() for v in integration.auth.values] == ["a-key-123"]  # the empty NEXT value is dropped
+    assert config.limits.max_body_bytes == 33554432
+    assert config.bus.kafka is not None and config.bus.kafka.servers == ("kafka:9092",)
+    assert [s.name for s in config.sinks] == ["splunk", "elastic", "soc", "archive"]
+    assert isinstance(config.sinks[0].options["token"], Secret)
+
+
+def test_environment_expansion_and_defaults() -> None:
+    text = """
+listen: {host: "${HOST:-127.0.0.1}", port: "${PORT}"}
+bus: {type: kafka, kafka: {bootstrap_servers: "${BROKERS}", idempotence: "${IDEMP:-false}"}}
+""" + MINIMAL
+    config = parse_config(text, {"PORT": "9000", "BROKERS": "k1:9092, k2:9092", "APPSEC_KEY": "x-key"})
+    assert config.listen.host == "127.0.0.1"
+    assert config.listen.port == 9000
+    assert config.bus.kafka is not None
+    assert config.bus.kafka.servers == ("k1:9092", "k2:9092")
+    assert config.bus.kafka.idempotence is False
+    literal = parse_config('state_dir: "/tmp/$${NOT_A_VAR}"', {})
+    assert literal.state_dir == "/tmp/${NOT_A_VAR}"
+
+
+def test_unset_variable_names_the_variable_and_the_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MINIMAL, {})
+    message = str(caught.value)
+    assert message.startswith("integrations[0].auth.values[0]: environment variable APPSEC_KEY is not set")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("listen: {hots: 1.2.3.4}", "listen.hots: unknown key (known keys here: host, port, tls, trusted_proxies)"),
+        ("bogus: 1", "bogus: unknown key"),
+        ("listen: {port: eighty}", "listen.port: must be an integer, not 'eighty'"),
+        ("listen: {port: 70000}", "listen.port: must be between 0 and 65535"),
+        ("limits: {max_body_bytes: [1]}", "limits.max_body_bytes: must be an integer, not a list"),
+        ("bus: {type: rabbit}", "bus.type: must be one of 'embedded', 'kafka', not 'rabbit'"),
+        ("bus: {type: kafka}", "bus.kafka: is required when bus.type is kafka"),
+        ("integrations: [{name: Bad_Name, auth: {header: X-K, values: [a]}}]", "integrations[0].name: 'Bad_Name'"),
+        ("integrations: [{name: a}]", "integrations[0].auth: is required"),
+        ("integrations: [{name: a, auth: {header: X-K, values: ['']}}]",
+         "integrations[0].auth.values: needs at least one non-empty secret"),
+        ("integrations: [{name: a, auth: {header: 'X K', values: [v]}}]", "integrations[0].auth.header"),
+        ("integrations: [{name: a, auth: {header: X-K, values: [v]}, allowed_cidrs: [10.0.0.300/8]}]",
+         "integrations[0].allowed_cidrs[0]: '10.0.0.300/8' is not a CIDR"),
+        ("integrations: [{name: a, auth: {header: X-K, values: [v]}, confirmation: {mode: always}}]",
+         "integrations[0].confirmation.mode: must be one of 'manual', 'auto'"),
+        ("integrations: [{name: a, auth: {header: X-K, values: [v]}}, {name: a, auth: {header: X-K, values: [v]}}]",
+         "integrations[1].name: 'a' is used twice"),
+        ("sinks: [{name: s, type: kafka}]", "sinks[0].type: must be one of splunk_hec, elasticsearch, syslog, file"),
+        ("sinks: [{type: file}]", "sinks[0].name: is required"),
+        ("sinks: [{name: a, type: file}, {name: a, type: file}]", "sinks[1].name: 'a' is used twice"),
+        ("listen: [1, 2]", "listen: must be a mapping, not a list"),
+        ("- just\n- a list", "the config must be a YAML mapping"),
+        ("listen: {port: 1\nbus: x", "line 2, column"),
+        ("bus: {type: kafka, kafka: {bootstrap_servers: '', idempotence: false}}",
+         "bus.kafka.bootstrap_servers: needs at least one host:port"),
+    ],
+)
+def test_errors_are_one_line_with_the_key_path(text: str, expected: str) -> None:
+    assert expected in error_of(text)
+
+
+def test_load_config_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "siemgate.yaml"
+    path.write_text("listen: {port: x}\n")
+    with pytest.raises(ConfigError, match=r"siemgate\.yaml: listen\.port: must be an integer"):
+        load_config(path, {})
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "missing.yaml", {})
+
+
+def test_secrets_never_print(caplog: pytest.LogCaptureFixture) -> None:
+    text = MINIMAL + """
+bus:
+  type: kafka
+  kafka:
+    bootstrap_servers: k:9092
+    security: {protocol: SASL_SSL, username: svc, password: "${KAFKA_PASSWORD}"}
+sinks:
+  - {name: splunk, type: splunk_hec, url: "https://splunk:8088", token: "${HEC_TOKEN}"}
+"""
+    env = {"APPSEC_KEY": "webhook-key-s3cr3t", "KAFKA_PASSWORD": "kafka-pw-s3cr3t", "HEC_TOKEN": "hec-tok-s3cr3t"}
+    config = parse_config(text, env)
+    shown = repr(config) + str(config)
+    for value in env.values():
+        assert value not in shown
+    assert "***" in shown
+    # An error message about a secret's key carries no value.
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MINIMAL.replace("X-Api-Key", "X Api"), env)
+    assert "webhook-key-s3cr3t" not in str(caught.value)
+    # A log line that happens to contain a secret (an exception text, a URL) is scrubbed.
+    handler_stream = logs.JsonFormatter()
+    record = logging.LogRecord("t", logging.ERROR, __file__, 1, "connect failed: %s", ("token=hec-tok-s3cr3t",), None)
+    record.detail = "password kafka-pw-s3cr3t"
+    line = handler_stream.format(record)
+    assert "hec-tok-s3cr3t" not in line and "kafka-pw-s3cr3t" not in line
+    assert line.count("***") == 2
+
+
+def test_secret_type() -> None:
+    secret = Secret("abcdef")
+    assert repr(secret) == "Secret('***')"
+    assert str(secret) == "***"
+    assert f"{secret}" == "***"
+    assert secret.reveal() == "abcdef"
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(secret)
+
+
+def test_networks_and_trusted_proxies() -> None:
+    config = parse_config(
+        "listen: {trusted_proxies: [10.0.0.0/8, 'fd00::/8']}\n" + MINIMAL.replace(
+            "auth:", "allowed_cidrs: [203.0.113.0/24, 198.51.100.7]\n    auth:"),
+        {"APPSEC_KEY": "key-1234"},
+    )
+    assert config.listen.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
+    assert config.integrations[0].allowed_cidrs[1] == ipaddress.ip_network("198.51.100.7/32")
