@@ -17,7 +17,7 @@ def _run_async(main: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
 
-        return uvloop.run(main)  # type: ignore[no-any-return]
+        return uvloop.run(main)
     except ImportError:
         return asyncio.run(main)
 

@@ -107,3 +107,23 @@ def broker(log_path: str | None = None) -> Iterator[Broker]:
         yield started
     finally:
         started.stop()
+
+
+def main() -> None:
+    """`python -m siemgate.testing.broker [PORT]`: a throw-away Tansu broker for a local try-out."""
+    import sys
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 9092
+    started = start_tansu(port)
+    print(f"Tansu (in-memory Kafka protocol broker) on {started.bootstrap_servers}; Ctrl-C stops it", flush=True)
+    try:
+        assert started.process is not None
+        started.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        started.stop()
+
+
+if __name__ == "__main__":
+    main()
