@@ -1,0 +1,106 @@
+"""Pure parts of the ingest: body decoding limits and client address resolution."""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import tracemalloc
+import zlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from siemgate.ingest.body import BadGzip, BodyTooLarge, UnsupportedEncoding, content_coding, read_body
+from siemgate.ingest.peer import allowed, client_address
+
+pytestmark = pytest.mark.anyio
+
+NETS = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
+
+
+async def chunked(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def bomb(megabytes: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"\0" * (1 << 20)
+    return b"".join(compressor.compress(block) for _ in range(megabytes)) + compressor.flush()
+
+
+async def test_gzip_bomb_is_refused_without_inflating_it() -> None:
+    payload = bomb(50)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BodyTooLarge):
+            await read_body(chunked(payload), coding="gzip", limit=1 << 20, timeout=10, content_length=None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"peak {peak} bytes while refusing a 50 MB bomb"
+
+
+async def test_gzip_round_trip_and_limits() -> None:
+    data = b'[{"a": 1}]' * 1000
+    body = await read_body(chunked(gzip.compress(data), 100), coding="gzip", limit=len(data), timeout=5,
+                           content_length=None)
+    assert body == data
+    with pytest.raises(BodyTooLarge):
+        await read_body(chunked(gzip.compress(data)), coding="gzip", limit=len(data) - 1, timeout=5,
+                        content_length=None)
+    with pytest.raises(BodyTooLarge):
+        await read_body(chunked(b"x" * 2000), coding="identity", limit=1999, timeout=5, content_length=None)
+    with pytest.raises(BodyTooLarge):
+        await read_body(chunked(b""), coding="identity", limit=10, timeout=5, content_length=11)
+
+
+async def test_broken_gzip_keeps_the_raw_body() -> None:
+    truncated = gzip.compress(b"[1, 2, 3]" * 100)[:-5]
+    with pytest.raises(BadGzip) as caught:
+        await read_body(chunked(truncated, 7), coding="gzip", limit=1 << 20, timeout=5, content_length=None)
+    assert caught.value.raw == truncated
+    trailing_garbage = gzip.compress(b"[]") + b"garbage!!"
+    with pytest.raises(BadGzip):
+        await read_body(chunked(trailing_garbage), coding="gzip", limit=1 << 20, timeout=5, content_length=None)
+
+
+@pytest.mark.parametrize(("header", "coding"), [(None, "identity"), ("", "identity"), ("Identity", "identity"),
+                                                ("gzip", "gzip"), (" x-gzip ", "gzip")])
+def test_content_coding(header: str | None, coding: str) -> None:
+    assert content_coding(header) == coding
+
+
+@pytest.mark.parametrize("header", ["br", "deflate", "gzip, gzip", "zstd", "*"])
+def test_unsupported_coding(header: str) -> None:
+    with pytest.raises(UnsupportedEncoding):
+        content_coding(header)
+
+
+@pytest.mark.parametrize(
+    ("peer", "xff", "trusted", "expected"),
+    [
+        ("203.0.113.5", None, NETS, "203.0.113.5"),
+        ("203.0.113.5", "198.51.100.1", NETS, "203.0.113.5"),  # untrusted peer: header ignored
+        ("10.1.1.1", "198.51.100.1", NETS, "198.51.100.1"),
+        ("10.1.1.1", "198.51.100.1", [], "10.1.1.1"),  # no trusted proxies configured
+        ("10.1.1.1", "1.2.3.4, 198.51.100.1, 10.2.2.2", NETS, "198.51.100.1"),  # walk past trusted hops only
+        ("10.1.1.1", "10.3.3.3, 10.2.2.2", NETS, "10.3.3.3"),  # all trusted: the leftmost
+        ("10.1.1.1", "garbage, 198.51.100.1", NETS, "198.51.100.1"),
+        ("10.1.1.1", "198.51.100.1:4711", NETS, "198.51.100.1"),
+        ("10.1.1.1", "[2001:db8::1]:443", NETS, "2001:db8::1"),
+        ("::ffff:10.1.1.1", "198.51.100.9", NETS, "198.51.100.9"),  # v4-mapped peer
+        ("10.1.1.1", "not-an-ip", NETS, "10.1.1.1"),
+        (None, None, NETS, "unknown"),
+    ],
+)
+def test_client_address(peer: str | None, xff: str | None, trusted: list[ipaddress.IPv4Network], expected: str) -> None:
+    assert client_address(peer, xff, trusted) == expected
+
+
+def test_allowed() -> None:
+    assert allowed("1.2.3.4", [])
+    assert allowed("10.9.9.9", NETS)
+    assert allowed("fd00::1", NETS)
+    assert not allowed("11.0.0.1", NETS)
+    assert not allowed("unknown", NETS)
