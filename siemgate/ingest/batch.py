@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from siemgate.config import IntegrationConfig
 from siemgate.ingest.confirmation import classify, confirmation_link
-from siemgate.record import Kind, Record, event_id, event_severity, make_record
+from siemgate.record import BatchEncoder, Kind, Record, dumps, event_id, event_severity
 
 
 class InvalidBatch(ValueError):
@@ -56,6 +56,9 @@ def build_batch(
     batch_id = uuid.uuid4().hex
     received_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     confirmation = integration.confirmation
+    encoder = BatchEncoder(
+        prefix=prefix, integration=integration.name, received_at=received_at, batch=batch_id, peer=peer
+    )
     records = []
     links = []
     for seq, event in enumerate(events):
@@ -65,17 +68,12 @@ def build_batch(
             if link:
                 links.append(link)
         records.append(
-            make_record(
-                prefix=prefix,
-                event=event,
-                kind=kind,
-                integration=integration.name,
-                severity=event_severity(event, integration.severity_fields),
+            encoder.encode(
                 event_id=event_id(event, integration.name, integration.id_fields),
-                received_at=received_at,
-                batch=batch_id,
+                kind=kind,
+                severity=event_severity(event, integration.severity_fields),
                 seq=seq,
-                peer=peer,
+                event_bytes=dumps(event),
             )
         )
     return Batch(id=batch_id, records=records, confirmation_links=links)
