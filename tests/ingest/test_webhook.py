@@ -364,3 +364,22 @@ async def test_twenty_concurrent_senders_lose_and_duplicate_nothing(kafka_broker
     assert len(sent) == 5000
     assert len(received) == len(set(received)), "duplicates"
     assert set(received) == set(sent)
+
+
+async def test_topics_are_created_at_start_with_the_configured_partitions(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from siemgate.record import all_topics
+
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap_servers)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(all_topics(ingest.prefix))
+        finally:
+            await admin.close()
+    assert sorted(t["topic"] for t in described) == sorted(all_topics(ingest.prefix))
+    assert all(t["error_code"] == 0 for t in described)
+    assert [len(t["partitions"]) for t in described] == [2] * 5
