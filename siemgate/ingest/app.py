@@ -27,6 +27,7 @@ from siemgate.errors import BusUnavailable, RecordTooLarge
 from siemgate.ingest.auth import authenticated
 from siemgate.ingest.batch import Batch, InvalidBatch, TooManyEvents, build_batch
 from siemgate.ingest.body import BadGzip, BodyError, content_coding, read_body
+from siemgate.ingest.confirmation import ControlPrefilter
 from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
 from siemgate.ingest.confirmation_store import ConfirmationStore
 from siemgate.ingest.metrics import IngestMetrics
@@ -72,6 +73,7 @@ class WebhookEndpoint:
     def __init__(self, integration: IntegrationConfig, context: IngestContext) -> None:
         self.integration = integration
         self.context = context
+        self._prefilter = ControlPrefilter(integration.confirmation)
         self._requests = {code: context.metrics.requests.labels(integration.name, str(code))
                           for code in (200, 400, 401, 403, 408, 413, 415, 503)}
 
@@ -129,6 +131,7 @@ class WebhookEndpoint:
                 prefix=self.context.prefix,
                 peer=peer,
                 max_events=config.limits.max_events_per_batch,
+                prefilter=self._prefilter,
             )
         except InvalidBatch as exc:
             return await self._reject(400, str(exc), body, peer)

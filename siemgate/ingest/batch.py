@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from siemgate.config import IntegrationConfig
-from siemgate.ingest.confirmation import classify, confirmation_link
+from siemgate.ingest.confirmation import ControlPrefilter, classify, confirmation_link
 from siemgate.record import BatchEncoder, Kind, Record, dumps, event_id, event_severity
 
 
@@ -48,7 +48,13 @@ def events_of(document: object, integration: IntegrationConfig) -> list[object]:
 
 
 def build_batch(
-    document: object, *, integration: IntegrationConfig, prefix: str, peer: str, max_events: int
+    document: object,
+    *,
+    integration: IntegrationConfig,
+    prefix: str,
+    peer: str,
+    max_events: int,
+    prefilter: ControlPrefilter | None = None,
 ) -> Batch:
     events = events_of(document, integration)
     if len(events) > max_events:
@@ -56,24 +62,28 @@ def build_batch(
     batch_id = uuid.uuid4().hex
     received_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     confirmation = integration.confirmation
+    prefilter = prefilter or ControlPrefilter(confirmation)
     encoder = BatchEncoder(
         prefix=prefix, integration=integration.name, received_at=received_at, batch=batch_id, peer=peer
     )
     records = []
     links = []
     for seq, event in enumerate(events):
-        kind: Kind = classify(event, confirmation)
-        if kind == "confirmation":
-            link = confirmation_link(event, confirmation)
-            if link:
-                links.append(link)
+        event_bytes = dumps(event)
+        kind: Kind = "event"
+        if prefilter.may_be_control(event, event_bytes):
+            kind = classify(event, confirmation)
+            if kind == "confirmation":
+                link = confirmation_link(event, confirmation)
+                if link:
+                    links.append(link)
         records.append(
             encoder.encode(
                 event_id=event_id(event, integration.name, integration.id_fields),
                 kind=kind,
                 severity=event_severity(event, integration.severity_fields),
                 seq=seq,
-                event_bytes=dumps(event),
+                event_bytes=event_bytes,
             )
         )
     return Batch(id=batch_id, records=records, confirmation_links=links)

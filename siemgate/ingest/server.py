@@ -7,6 +7,7 @@ finish (each is answered only once durable), then the lifespan stops the produce
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.util
 import signal
 import threading
@@ -64,5 +65,22 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the ack latency.
+
+    A batch allocates thousands of containers (its parsed events), freed by reference
+    counting when it is answered. With the default thresholds they still trigger a full
+    collection every few dozen batches, and a full collection walks every long-lived object
+    (modules, the Kafka client): ~12 ms, measured as the whole of the p99. So: move what
+    exists after startup out of the collector's sight (`gc.freeze`), and collect the young
+    generation only after many more allocations. Cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 20, 10)
+
+
 async def serve(config: Config, publisher: Publisher) -> None:
-    await Server(uvicorn_config(config, publisher)).serve()
+    server = Server(uvicorn_config(config, publisher))
+    tune_gc()
+    await server.serve()

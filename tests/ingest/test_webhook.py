@@ -134,18 +134,17 @@ async def test_concatenated_gzip_members_are_one_body(kafka_broker: Broker, tmp_
 async def test_both_rotation_secrets_are_accepted_and_others_get_an_empty_401(
     kafka_broker: Broker, tmp_path: Path
 ) -> None:
-    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
-        async with httpx.AsyncClient() as client:
-            url = ingest.webhook()
-            body = orjson.dumps([event()])
-            for key in (KEY, NEXT_KEY):
-                assert (await client.post(url, content=body, headers={"X-Api-Key": key})).status_code == 200
-            for headers in ({"X-Api-Key": "wrong"}, {}, {"X-Api-Key": ""}, {"X-Other": KEY},
-                            {"X-Api-Key": KEY + "x"}, {"X-Api-Key": KEY[:-1]}):
-                response = await client.post(url, content=body, headers=headers)
-                assert response.status_code == 401, headers
-                assert response.content == b""
-            metrics = (await client.get(ingest.url + "/metrics")).text
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest, httpx.AsyncClient() as client:
+        url = ingest.webhook()
+        body = orjson.dumps([event()])
+        for key in (KEY, NEXT_KEY):
+            assert (await client.post(url, content=body, headers={"X-Api-Key": key})).status_code == 200
+        for headers in ({"X-Api-Key": "wrong"}, {}, {"X-Api-Key": ""}, {"X-Other": KEY},
+                        {"X-Api-Key": KEY + "x"}, {"X-Api-Key": KEY[:-1]}):
+            response = await client.post(url, content=body, headers=headers)
+            assert response.status_code == 401, headers
+            assert response.content == b""
+        metrics = (await client.get(ingest.url + "/metrics")).text
     assert 'siemgate_ingest_requests_total{code="200",integration="appsec"} 2.0' in metrics
     assert 'siemgate_ingest_requests_total{code="401",integration="appsec"} 6.0' in metrics
 
