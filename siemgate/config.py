@@ -111,6 +111,8 @@ class ConfirmationConfig:
         "integration_confirmation",
     )
     test_types: tuple[str, ...] = ("test", "test_integration", "integration_test", "webhook_test", "test_event")
+    # Top-level boolean fields (exact names) that mark a test message when `true`.
+    test_flags: tuple[str, ...] = ("test", "Test", "isTest", "IsTest", "is_test", "is-test")
 
     def __post_init__(self) -> None:
         if self.timeout_seconds <= 0 or self.timeout_seconds > 60:

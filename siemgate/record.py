@@ -32,12 +32,23 @@ _CANONICAL: Final[dict[str, Severity]] = {
 }
 
 
+# Verdicts for the spellings seen so far ("High", "CRITICAL" ...): they repeat from event
+# to event. Bounded: the values come from the network.
+_SEEN: dict[str, Severity] = {}
+_SEEN_MAX: Final = 1024
+
+
 def canonical_severity(value: object) -> Severity:
     """The one shared severity function: case-insensitive; `critical` is high, `info` and
     `informational` are low, anything else (missing, a number, a typo) is `unknown`."""
-    if isinstance(value, str):
-        return _CANONICAL.get(value.strip().lower(), "unknown")
-    return "unknown"
+    if not isinstance(value, str):
+        return "unknown"
+    seen = _SEEN.get(value)
+    if seen is None:
+        seen = _CANONICAL.get(value.strip().lower(), "unknown")
+        if len(_SEEN) < _SEEN_MAX:
+            _SEEN[value] = seen
+    return seen
 
 
 def event_severity(event: object, fields: Sequence[str]) -> Severity:
@@ -128,10 +139,10 @@ class BatchEncoder:
         self._received_at = received_at
         self._batch = batch
         self._tail = b',"peer":' + orjson.dumps(peer) + b',"event":'
-        self._middles: dict[tuple[Kind, Severity], tuple[str, bytes, list[tuple[str, bytes]]]] = {}
+        self._middles: dict[str, tuple[str, bytes, list[tuple[str, bytes]]]] = {}
 
     def _middle(self, kind: Kind, severity: Severity) -> tuple[str, bytes, list[tuple[str, bytes]]]:
-        found = self._middles.get((kind, severity))
+        found = self._middles.get(kind + severity)
         if found is None:
             middle = orjson.dumps(
                 {
@@ -145,17 +156,17 @@ class BatchEncoder:
             headers = [("kind", kind.encode()), ("severity", severity.encode()),
                        ("integration", self._integration.encode())]
             found = (topic_for(self._prefix, kind, severity), b"," + middle[1:-1] + b',"seq":', headers)
-            self._middles[(kind, severity)] = found
+            self._middles[kind + severity] = found
         return found
 
     def encode(self, *, event_id: str, kind: Kind, severity: Severity, seq: int, event_bytes: bytes) -> Record:
         """`event_bytes` is the event serialized with `dumps`."""
-        topic, middle, headers = self._middle(kind, severity)
-        key = event_id.encode()
+        found = self._middles.get(kind + severity)
+        topic, middle, headers = found if found is not None else self._middle(kind, severity)
         value = b"".join(
             (b'{"v":1,"id":', orjson.dumps(event_id), middle, b"%d" % seq, self._tail, event_bytes, b"}")
         )
-        return Record(topic, key, value, headers, severity, kind)
+        return Record(topic, event_id.encode(), value, headers, severity, kind)
 
 
 def make_record(

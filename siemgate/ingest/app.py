@@ -25,15 +25,13 @@ from siemgate.bus.base import Publisher
 from siemgate.config import Config, IntegrationConfig
 from siemgate.errors import BusUnavailable, RecordTooLarge
 from siemgate.ingest.auth import authenticated
-from siemgate.ingest.batch import Batch, InvalidBatch, TooManyEvents, build_batch
+from siemgate.ingest.batch import Batch, BatchParser, InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.body import BadGzip, BodyError, content_coding, read_body
-from siemgate.ingest.confirmation import ControlPrefilter
 from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
 from siemgate.ingest.confirmation_store import ConfirmationStore
 from siemgate.ingest.metrics import IngestMetrics
 from siemgate.ingest.peer import allowed, client_address
 from siemgate.ingest.quarantine import Quarantine
-from siemgate.record import loads
 
 log = logging.getLogger("siemgate.ingest")
 
@@ -73,7 +71,7 @@ class WebhookEndpoint:
     def __init__(self, integration: IntegrationConfig, context: IngestContext) -> None:
         self.integration = integration
         self.context = context
-        self._prefilter = ControlPrefilter(integration.confirmation)
+        self._parser = BatchParser(integration, context.prefix)
         self._requests = {code: context.metrics.requests.labels(integration.name, str(code))
                           for code in (200, 400, 401, 403, 408, 413, 415, 503)}
 
@@ -121,19 +119,8 @@ class WebhookEndpoint:
         except ClientDisconnect:
             return Response(status_code=400)
         try:
-            document = loads(body)
-        except ValueError as exc:
-            return await self._reject(400, f"the body is not JSON: {exc}", body, peer)
-        try:
-            batch = build_batch(
-                document,
-                integration=integration,
-                prefix=self.context.prefix,
-                peer=peer,
-                max_events=config.limits.max_events_per_batch,
-                prefilter=self._prefilter,
-            )
-        except InvalidBatch as exc:
+            batch = self._parser.parse(body, peer=peer, max_events=config.limits.max_events_per_batch)
+        except (NotJson, InvalidBatch) as exc:
             return await self._reject(400, str(exc), body, peer)
         except TooManyEvents as exc:
             return await self._reject(413, str(exc), body, peer)

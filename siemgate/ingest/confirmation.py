@@ -19,8 +19,8 @@ only counts for a short message (at most 4 fields) without a type field of anoth
 attacker-controlled text inside a real security event must not turn it into a control message.
 
 Shapes recognised as a test: a type field whose value is one of `test_types`
-(`{"type": "test"}`, `{"eventType": "TestIntegration"}`), a boolean `test` / `isTest` /
-`is_test` that is `true`, or a short message starting with the vendor's documented test text
+(`{"type": "test"}`, `{"eventType": "TestIntegration"}`), a top-level `test_flags` field
+(`test`, `isTest`, `is_test` ...) that is `true`, or a short message starting with the vendor's documented test text
 ("You've completed integrating Application Security with your webhook! ...").
 
 Type values are compared ignoring case and the separators `_`, `-`, `.` and spaces, so
@@ -35,8 +35,10 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import urlsplit
+
+import msgspec
 
 from siemgate.config import ConfirmationConfig
 from siemgate.record import Kind
@@ -45,14 +47,14 @@ from siemgate.record import Kind
 _LINK_FIELDS: Final = frozenset({"url", "link", "href", "uri"})
 # Free-text fields in which a link may be embedded ("Please confirm by visiting https://...").
 _TEXT_FIELDS: Final = frozenset({"message", "text", "body", "description", "content", "msg", "title", "detail"})
-# Boolean fields that flag a test message.
-_TEST_FLAGS: Final = frozenset({"test", "istest"})
 # A message recognised by its text alone must be this small: a real security event carries
 # many fields (request, source, rule, severity ...), and attacker-controlled text inside one
 # must not be able to turn it into a confirmation or a test.
 _MAX_TEXT_ONLY_FIELDS: Final = 4
 # The test message's text as the vendor documents it.
 _TEST_PHRASES: Final = ("you've completed integrating",)
+# What of it the raw-bytes prefilter looks for (the apostrophe may be a typographic one).
+_TEST_PHRASE_BYTES: Final = b"completed integrating"
 _URL_IN_TEXT: Final = re.compile(r"https://[^\s<>\"'`]+", re.IGNORECASE)
 # Punctuation that ends a sentence rather than the link ("... visit https://x/y.").
 _TRAILING: Final = ".,;:!?)]}>'\""
@@ -60,45 +62,82 @@ _SEPARATORS: Final = re.compile(r"[\s_.\-]+")
 _ASCII_SEPARATORS: Final = str.maketrans("", "", " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f_.-")
 
 
+class ByteChecks(NamedTuple):
+    escapes: bool
+    phrase: bool
+    hint: bool
+
+
+ALL_BYTE_CHECKS: Final = ByteChecks(escapes=True, phrase=True, hint=True)
+
+
 class ControlPrefilter:
     """A cheap necessary condition for `classify(event) != "event"`, for the ingest's hot path.
 
-    Built once per integration. False means `classify` would say "event": every rule of
-    `classify` needs a small message, a type field naming a control type, the hint somewhere
-    in the serialized event (a hinted key is in it), or a JSON `true` under a test-flag key.
-    Most security events have none of these and skip the deep, per-field look.
+    It looks at the event's raw JSON bytes and a few decoded top-level fields only, so that
+    ordinary security events are never fully parsed. Built once per integration. False means
+    `classify` would say "event", because each of its rules needs one of:
+
+    - a type field whose value names a control type, or a test flag that is `true`;
+    - the field hint in a key, or in a text of a message with at most 4 fields, together
+      with an https link (every confirmation rule other than the typed one needs a link);
+    - the vendor's test text;
+    - a JSON escape that could hide any of these (a backslash-u escape, or an escaped slash).
     """
 
-    __slots__ = ("_hint", "_type_fields", "_type_memo", "_wanted")
+    __slots__ = ("_hint", "_type_memo", "_wanted")
 
     # Type values repeat from event to event ("sql_injection", "waf_block"): remember verdicts.
     _MEMO_SIZE: Final = 4096
 
     def __init__(self, config: ConfirmationConfig) -> None:
-        hint = config.field_hint.lower().encode()
-        # A non-ASCII hint cannot be matched on bytes lowered as ASCII: always look.
-        self._hint = hint if hint.isascii() else b""
-        self._type_fields = config.type_fields
+        self._hint = config.field_hint.lower().encode()
         self._wanted = _wanted(config.confirmation_types) | _wanted(config.test_types)
         self._type_memo: dict[str, bool] = {}
 
-    def may_be_control(self, event: object, event_bytes: bytes) -> bool:
-        """`event_bytes` is `event` serialized as JSON."""
-        if not isinstance(event, dict):
-            return False
-        if len(event) <= _MAX_TEXT_ONLY_FIELDS:
-            return True
-        lowered = event_bytes.lower()
-        if self._hint in lowered and _in_a_key(lowered, self._hint):
-            return True
-        for name in self._type_fields:
-            value = event.get(name)
-            if isinstance(value, str) and self._control_type(value):
-                return True
-        # `True in values()` also matches 1 (1 == True): the keys are then checked exactly.
-        return True in event.values() and any(
-            value is True and _normalise(key) in _TEST_FLAGS for key, value in event.items()
+    def byte_checks_for(self, body: bytes) -> ByteChecks:
+        """Which byte checks `may_be_control` needs for the events of `body`: a check whose
+        bytes are nowhere in the body cannot succeed for any of its events. One pass over
+        the whole body instead of one per event."""
+        lowered = body.lower()
+        return ByteChecks(
+            # A one-byte search is a memchr: far cheaper than the two-byte ones it spares.
+            escapes=b"\\" in body and (b"\\u" in body or b"\\/" in body),
+            phrase=_TEST_PHRASE_BYTES in lowered,
+            hint=not self._hint.isascii() or self._hint in lowered,
         )
+
+    def may_be_control(
+        self,
+        raw: bytes,
+        type_values: Iterable[object],
+        flag_values: Iterable[object],
+        checks: ByteChecks = ALL_BYTE_CHECKS,
+    ) -> bool:
+        """`raw` is the event's JSON object; the values are those of `type_fields` and
+        `test_flags` (absent ones may be anything but a string or True). `checks` may leave
+        out what `byte_checks_for` found absent from the body holding `raw`."""
+        for value in type_values:
+            if value.__class__ is str and self._control_type(value):  # type: ignore[arg-type, unused-ignore]
+                return True
+        # `True in` also matches 1 (1 == True): then check exactly.
+        if True in flag_values and any(value is True for value in flag_values):
+            return True
+        if checks.escapes and (b"\\u" in raw or b"\\/" in raw):
+            return True
+        if not (checks.phrase or checks.hint):
+            return False
+        lowered = raw.lower()
+        if checks.phrase and _TEST_PHRASE_BYTES in lowered:
+            return True
+        if not checks.hint:
+            return False
+        if not self._hint.isascii():
+            return True
+        if self._hint not in lowered or b"https://" not in lowered:
+            return False
+        # The hint and a link: in a key (at any depth), or in the text of a short message?
+        return _in_a_key(lowered, self._hint) or _top_level_fields(raw) <= _MAX_TEXT_ONLY_FIELDS
 
     def _control_type(self, value: str) -> bool:
         verdict = self._type_memo.get(value)
@@ -110,11 +149,11 @@ class ControlPrefilter:
 
 
 def _in_a_key(document: bytes, needle: bytes) -> bool:
-    """Whether `needle` occurs inside an object key of compact JSON `document`.
+    """Whether `needle` occurs inside an object key of JSON `document`.
 
     Outside string literals JSON has no letters but true/false/null, so every occurrence is
-    inside a string; the string is a key when its closing (unescaped) quote is followed by
-    a colon. An empty needle is in every key.
+    inside a string; the string is a key when its closing (unescaped) quote is followed,
+    after optional whitespace, by a colon. An empty needle is in every key.
     """
     if not needle:
         return True
@@ -124,22 +163,41 @@ def _in_a_key(document: bytes, needle: bytes) -> bool:
         while True:
             quote = document.find(b'"', end)
             if quote == -1:
-                return True  # not compact JSON after all: be safe, look closer
+                return True  # not JSON after all: be safe, look closer
             backslashes = 0
             while document[quote - 1 - backslashes] == 0x5C:
                 backslashes += 1
             if backslashes % 2 == 0:
                 break
             end = quote + 1
-        if document[quote + 1 : quote + 2] == b":":
+        if document[quote + 1 :].lstrip(b" \t\r\n")[:1] == b":":
             return True
         start = document.find(needle, quote + 1)
     return False
 
 
-def may_be_control(event: object, event_bytes: bytes, config: ConfirmationConfig) -> bool:
-    """`ControlPrefilter(config).may_be_control(...)`, for one-off use."""
-    return ControlPrefilter(config).may_be_control(event, event_bytes)
+_TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def _top_level_fields(raw: bytes) -> int:
+    try:
+        return len(_TOP_LEVEL.decode(raw))
+    except msgspec.DecodeError:
+        return 0
+
+
+def may_be_control(event: object, config: ConfirmationConfig) -> bool:
+    """`ControlPrefilter` for an already parsed event (tests, one-off use)."""
+    import orjson
+
+    if not isinstance(event, dict):
+        return False
+    prefilter = ControlPrefilter(config)
+    return prefilter.may_be_control(
+        orjson.dumps(event),
+        [event.get(name) for name in config.type_fields],
+        [event.get(name) for name in config.test_flags],
+    )
 
 
 def classify(event: object, config: ConfirmationConfig) -> Kind:
@@ -254,10 +312,9 @@ def _link_in_text(event: Mapping[str, object], hint: str) -> str | None:
 def _is_test(event: Mapping[str, object], config: ConfirmationConfig) -> bool:
     if _type_matches(event, config.type_fields, config.test_types):
         return True
-    for key, value in event.items():
-        # Only a real JSON boolean: `"test": "false"` or `"test": 1` are not a statement.
-        if value is True and _normalise(key) in _TEST_FLAGS:
-            return True
+    # Only a real JSON boolean: `"test": "false"` or `"test": 1` are not a statement.
+    if any(event.get(name) is True for name in config.test_flags):
+        return True
     if _text_only_candidate(event, config):
         for text in _texts(event):
             normalised = text.strip().lower().replace("\u2019", "'")

@@ -228,7 +228,7 @@ async def test_other_encodings_are_415(kafka_broker: Broker, tmp_path: Path, enc
         (b"42", {}, "expected a JSON array"),
         (b'"a string"', {}, "expected a JSON array"),
         (b"[1, 2", {}, "not JSON"),
-        (b'[{"a": "\xff\xfe"}]', {}, "not JSON"),
+        (b'[{"a": "\xff\xfe"}]', {}, "not UTF-8"),
         (b"[NaN]", {}, "not JSON"),
         (gzip.compress(orjson.dumps([{"a": 1}]))[:-12], {"Content-Encoding": "gzip"}, "not valid gzip"),
         (b"plain text, not gzip", {"Content-Encoding": "gzip"}, "not valid gzip"),

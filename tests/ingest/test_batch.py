@@ -1,0 +1,154 @@
+"""BatchParser: body shapes, the fields records need, and the control-message shortcut."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+
+from siemgate.config import parse_config
+from siemgate.ingest.batch import BatchParser, InvalidBatch, NotJson, TooManyEvents
+from siemgate.record import decode, event_id
+
+CONFIG = parse_config("integrations: [{name: appsec, auth: {header: X-K, values: [vvvv]}}]", {})
+INTEGRATION = CONFIG.integrations[0]
+LINK = "https://vendor.example/confirm?token=abc"
+
+
+def parse(body: bytes | object, max_events: int = 10_000) -> list[dict[str, object]]:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    batch = BatchParser(INTEGRATION, "p").parse(raw, peer="192.0.2.1", max_events=max_events)
+    return [dict(decode(r.value)) | {"_topic": r.topic} for r in batch.records]
+
+
+def test_pretty_printed_body_keeps_each_event_and_decodes_equal() -> None:
+    events = [{"id": "a", "severity": "HIGH", "n": [1, 2]}, {"id": "b", "nested": {"x": None}}]
+    records = parse(json.dumps({"events": events}, indent=4).encode())
+    assert [r["event"] for r in records] == events
+    assert [r["severity"] for r in records] == ["high", "unknown"]
+    assert [r["_topic"] for r in records] == ["p.events.high", "p.events.unknown"]
+
+
+@pytest.mark.parametrize(
+    ("event", "severity"),
+    [
+        ({"severity": "critical"}, "high"),
+        ({"severity": None, "level": "high"}, "unknown"),  # the first present field decides
+        ({"level": "Informational"}, "low"),
+        ({"Severity": "Medium"}, "medium"),
+        ({"severity": 7}, "unknown"),
+        ({"severity": ["high"]}, "unknown"),
+        ({}, "unknown"),
+    ],
+)
+def test_severity(event: dict[str, object], severity: str) -> None:
+    assert parse([{**event, "pad": "x"}])[0]["severity"] == severity
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"id": "v-1", "event_id": "v-2"}, "v-1"),
+        ({"id": "", "event_id": "v-2"}, "v-2"),
+        ({"id": None, "alertId": 42}, "42"),
+        ({"id": True, "uuid": "u-1"}, "u-1"),
+    ],
+)
+def test_vendor_id(event: dict[str, object], expected: str) -> None:
+    assert parse([event])[0]["id"] == expected
+
+
+def test_content_id_ignores_key_order_and_whitespace() -> None:
+    first = parse(b'[{"a": 1, "b": [1, 2]}]')[0]["id"]
+    second = parse(b'[ {"b":[1,2],"a":1} ]')[0]["id"]
+    assert first == second == event_id({"a": 1, "b": [1, 2]}, "appsec", ())
+
+
+def test_non_object_events_are_kept() -> None:
+    records = parse(b'[1, "text", [1, 2], null, {"id": "x"}]')
+    assert [r["event"] for r in records] == [1, "text", [1, 2], None, {"id": "x"}]
+    assert all(r["kind"] == "event" and r["severity"] == "unknown" for r in records)
+    assert len({r["id"] for r in records}) == 5
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"id": "single", "severity": "low"}', b'{"events": "not a list", "id": "single"}'],
+)
+def test_a_single_object_is_one_event(body: bytes) -> None:
+    (record,) = parse(body)
+    assert record["event"] == orjson.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"", NotJson),
+        (b"   ", NotJson),
+        (b"[1,", NotJson),
+        (b'{"a": tru}', NotJson),
+        (b"[1] trailing", NotJson),
+        (b'["\xc3\x28"]', NotJson),
+        (b"[NaN]", NotJson),
+        (b"42", InvalidBatch),
+        (b'"text"', InvalidBatch),
+        (b"null", InvalidBatch),
+    ],
+)
+def test_not_a_batch(body: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse(body)
+
+
+def test_too_many_events() -> None:
+    with pytest.raises(TooManyEvents):
+        parse([{"i": i} for i in range(4)], max_events=3)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # JSON escapes hide the words the shortcut looks for: it must still look closer.
+        b'{"\\u0063onfirmLink": "https://vendor.example/confirm?token=abc"}',
+        b'{"confirmLink": "https:\\/\\/vendor.example\\/confirm?token=abc"}',
+        b'{"t": 1, "u": 2, "v": 3, "w": 4, "x": 5, "type": "\\u0063onfirmation", "url": "https://vendor.example/c"}',
+        b'{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": {"confirmUrl": "https://vendor.example/c"}}',
+    ],
+)
+def test_confirmation_behind_escapes_and_nesting(body: bytes) -> None:
+    (record,) = parse(body)
+    assert record["kind"] == "confirmation"
+    assert record["_topic"] == "p.control"
+
+
+def test_test_flag_and_typed_test() -> None:
+    records = parse([{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "isTest": True},
+                     {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "eventType": "Test-Integration"},
+                     {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "blocked": True, "rule": "test-rule"}])
+    assert [r["kind"] for r in records] == ["test", "test", "event"]
+
+
+def test_confirmation_links_are_collected_in_order() -> None:
+    parser = BatchParser(INTEGRATION, "p")
+    body = orjson.dumps([{"confirmationLink": LINK}, {"id": "e"}, {"type": "confirmation", "url": LINK + "2"}])
+    batch = parser.parse(body, peer="x", max_events=10)
+    assert batch.confirmation_links == [LINK, LINK + "2"]
+
+
+def test_configured_field_names_with_odd_characters() -> None:
+    config = parse_config(
+        """
+integrations:
+  - name: appsec
+    auth: {header: X-K, values: [vvvv]}
+    id_fields: ["event-id", "class"]
+    severity_fields: ["risk level"]
+    batch_keys: [results]
+""",
+        {},
+    )
+    parser = BatchParser(config.integrations[0], "p")
+    body = orjson.dumps({"results": [{"event-id": "z-1", "risk level": "critical"}, {"class": "k"}]})
+    records = [decode(r.value) for r in parser.parse(body, peer="x", max_events=10).records]
+    assert [(r["id"], r["severity"]) for r in records] == [("z-1", "high"), ("k", "unknown")]
