@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -37,6 +37,13 @@ class InvalidBatch(ValueError):
 
 class TooManyEvents(ValueError):
     """More events than `limits.max_events_per_batch`."""
+
+
+class Events(NamedTuple):
+    raws: Sequence[msgspec.Raw | bytes]
+    # Where the events' JSON array starts in the body, and its length, when known.
+    array_start: int | None
+    array_length: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,25 +94,33 @@ class BatchParser:
         self._type_values = _getter([attributes[n] for n in confirmation.type_fields])
         self._flag_values = _getter([attributes[n] for n in confirmation.test_flags])
 
-    def split(self, body: bytes) -> Sequence[msgspec.Raw | bytes]:
-        """Each event's raw JSON. Raises NotJson or InvalidBatch."""
+    def split(self, body: bytes) -> Events:
+        """Each event's raw JSON, and where their array lies in `body` when that is known
+        cheaply. Raises NotJson or InvalidBatch."""
         try:
             body.decode("utf-8")  # msgspec does not check strings it only skips
         except UnicodeDecodeError as exc:
             raise NotJson(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
-        start = body.lstrip(_WHITESPACE)[:1]
+        lead = len(body) - len(body.lstrip(_WHITESPACE))
+        start = body[lead : lead + 1]
         if not start:
             raise NotJson("the body is empty (expected a JSON array of events)")
         try:
             if start == b"[":
-                return _RawList.decode(body)
+                return Events(_RawList.decode(body), lead, len(body.strip(_WHITESPACE)))
             if start == b"{":
                 document = _RawObject.decode(body)
                 for key in self.integration.batch_keys:
                     inner = document.get(key)
-                    if inner is not None and bytes(inner).lstrip(_WHITESPACE)[:1] == b"[":
-                        return _RawList.decode(inner)
-                return [body.strip(_WHITESPACE)]
+                    if inner is None:
+                        continue
+                    array = bytes(inner)
+                    if array[:1] == b"[":
+                        # The array's offset is known when its key comes first: {"events":[...
+                        opening = b'{"' + key.encode() + b'":'
+                        at = lead + len(opening) if body.startswith(opening, lead) else None
+                        return Events(_RawList.decode(array), at, len(array))
+                return Events([body.strip(_WHITESPACE)], None, None)
             _RawList.decode(b"[" + body + b"]")  # is it JSON at all?
         except msgspec.DecodeError as exc:
             raise NotJson(f"the body is not JSON: {exc}") from None
@@ -116,7 +131,7 @@ class BatchParser:
 
     def parse(self, body: bytes, *, peer: str, max_events: int) -> Batch:
         """Raises NotJson, InvalidBatch or TooManyEvents."""
-        raws = self.split(body)
+        raws, array_start, array_length = self.split(body)
         if len(raws) > max_events:
             raise TooManyEvents(f"{len(raws)} events in one batch; the limit is {max_events}")
         integration = self.integration
@@ -130,9 +145,9 @@ class BatchParser:
         )
         records = []
         links = []
-        byte_checks = self.prefilter.byte_checks_for(body)
-        for seq, raw in enumerate(raws):
-            data = bytes(raw)
+        datas = [bytes(raw) for raw in raws]
+        suspects = self._suspect_events(body, datas, array_start, array_length)
+        for seq, data in enumerate(datas):
             kind: Kind = "event"
             severity: Severity = "unknown"
             ident: str | None = None
@@ -142,7 +157,8 @@ class BatchParser:
                 ident = self._vendor_id(header)
                 severity = self._severity(header)
                 if self.prefilter.may_be_control(
-                    data, self._type_values(header), self._flag_values(header), byte_checks
+                    data, self._type_values(header), self._flag_values(header),
+                    suspects is None or seq in suspects,
                 ):
                     parsed = loads(data)
                     kind = classify(parsed, integration.confirmation)
@@ -156,6 +172,32 @@ class BatchParser:
                 ident = event_id(parsed, integration.name, ())
             records.append(encoder.encode(event_id=ident, kind=kind, severity=severity, seq=seq, event_bytes=data))
         return Batch(id=batch_id, records=records, confirmation_links=links)
+
+    def _suspect_events(
+        self, body: bytes, datas: list[bytes], array_start: int | None, array_length: int | None
+    ) -> set[int] | None:
+        """Indexes of the events that need the prefilter's byte checks; None: all of them.
+
+        Offsets of events are known without searching when their array is compact JSON
+        (what JSON encoders write): `[`, the events joined by `,`, `]`."""
+        positions = self.prefilter.suspect_positions(body)
+        if positions is not None and not positions:
+            return set()
+        compact = array_start is not None and array_length == 2 + sum(map(len, datas)) + max(len(datas) - 1, 0)
+        if positions is None or not compact:
+            return None
+        assert array_start is not None
+        suspects = set()
+        start = array_start + 1
+        cursor = 0
+        for index, data in enumerate(datas):
+            end = start + len(data)
+            while cursor < len(positions) and positions[cursor] < end:
+                if positions[cursor] >= start:
+                    suspects.add(index)
+                cursor += 1
+            start = end + 1
+        return suspects
 
     def _vendor_id(self, header: object) -> str | None:
         for field in self._id_fields:

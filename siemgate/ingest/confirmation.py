@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Final, NamedTuple
+from typing import Final
 from urllib.parse import urlsplit
 
 import msgspec
@@ -62,15 +62,6 @@ _SEPARATORS: Final = re.compile(r"[\s_.\-]+")
 _ASCII_SEPARATORS: Final = str.maketrans("", "", " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f_.-")
 
 
-class ByteChecks(NamedTuple):
-    escapes: bool
-    phrase: bool
-    hint: bool
-
-
-ALL_BYTE_CHECKS: Final = ByteChecks(escapes=True, phrase=True, hint=True)
-
-
 class ControlPrefilter:
     """A cheap necessary condition for `classify(event) != "event"`, for the ingest's hot path.
 
@@ -95,44 +86,44 @@ class ControlPrefilter:
         self._wanted = _wanted(config.confirmation_types) | _wanted(config.test_types)
         self._type_memo: dict[str, bool] = {}
 
-    def byte_checks_for(self, body: bytes) -> ByteChecks:
-        """Which byte checks `may_be_control` needs for the events of `body`: a check whose
-        bytes are nowhere in the body cannot succeed for any of its events. One pass over
-        the whole body instead of one per event."""
+    def suspect_positions(self, body: bytes) -> list[int] | None:
+        """Sorted offsets in `body` where the byte checks of `may_be_control` could succeed:
+        the hint, the test text, a JSON escape. Only events spanning one of these need the
+        byte checks, and most bodies have none. None: every event needs them."""
+        if not self._hint.isascii():
+            return None
         lowered = body.lower()
-        return ByteChecks(
-            # A one-byte search is a memchr: far cheaper than the two-byte ones it spares.
-            escapes=b"\\" in body and (b"\\u" in body or b"\\/" in body),
-            phrase=_TEST_PHRASE_BYTES in lowered,
-            hint=not self._hint.isascii() or self._hint in lowered,
-        )
+        positions: list[int] = []
+        needles = [self._hint, _TEST_PHRASE_BYTES]
+        # A one-byte search is a memchr: far cheaper than the two-byte ones it spares.
+        if b"\\" in body:
+            needles += [b"\\u", b"\\/"]
+        for needle in needles:
+            at = lowered.find(needle)
+            while at != -1:
+                positions.append(at)
+                at = lowered.find(needle, at + 1)
+        positions.sort()
+        return positions
 
     def may_be_control(
-        self,
-        raw: bytes,
-        type_values: Iterable[object],
-        flag_values: Iterable[object],
-        checks: ByteChecks = ALL_BYTE_CHECKS,
+        self, raw: bytes, type_values: Iterable[object], flag_values: Iterable[object], byte_checks: bool = True
     ) -> bool:
         """`raw` is the event's JSON object; the values are those of `type_fields` and
-        `test_flags` (absent ones may be anything but a string or True). `checks` may leave
-        out what `byte_checks_for` found absent from the body holding `raw`."""
+        `test_flags` (absent ones may be anything but a string or True). `byte_checks` may be
+        False for an event that spans none of its body's `suspect_positions`."""
         for value in type_values:
-            if value.__class__ is str and self._control_type(value):  # type: ignore[arg-type, unused-ignore]
+            if isinstance(value, str) and self._control_type(value):
                 return True
         # `True in` also matches 1 (1 == True): then check exactly.
         if True in flag_values and any(value is True for value in flag_values):
             return True
-        if checks.escapes and (b"\\u" in raw or b"\\/" in raw):
-            return True
-        if not (checks.phrase or checks.hint):
+        if not byte_checks:
             return False
+        if b"\\" in raw and (b"\\u" in raw or b"\\/" in raw):
+            return True
         lowered = raw.lower()
-        if checks.phrase and _TEST_PHRASE_BYTES in lowered:
-            return True
-        if not checks.hint:
-            return False
-        if not self._hint.isascii():
+        if _TEST_PHRASE_BYTES in lowered or not self._hint.isascii():
             return True
         if self._hint not in lowered or b"https://" not in lowered:
             return False

@@ -152,3 +152,45 @@ integrations:
     body = orjson.dumps({"results": [{"event-id": "z-1", "risk level": "critical"}, {"class": "k"}]})
     records = [decode(r.value) for r in parser.parse(body, peer="x", max_events=10).records]
     assert [(r["id"], r["severity"]) for r in records] == [("z-1", "high"), ("k", "unknown")]
+
+
+PAD = {f"f{i}": i for i in range(6)}
+MIXED = [
+    {"id": "a", **PAD, "url": "https://shop.example/checkout/confirm"},  # the hint, in a value only
+    {"id": "b", **PAD},
+    {"id": "c", **PAD, "data": {"confirmUrl": LINK}},  # a confirmation among events
+    {"id": "d", **PAD, "note": "escaped \\ backslash"},
+    {"id": "e", **PAD, "isTest": True},
+]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        orjson.dumps(MIXED),
+        orjson.dumps({"events": MIXED}),
+        orjson.dumps({"meta": 1, "events": MIXED}),
+        json.dumps(MIXED, indent=2).encode(),
+        b"\n  " + orjson.dumps(MIXED) + b"\n",
+        orjson.dumps(MIXED).replace(b"https://", b"https:\\/\\/"),
+        orjson.dumps(MIXED).replace(b"confirmUrl", b"\\u0063onfirmUrl"),
+    ],
+    ids=["compact", "wrapped", "wrapped-later-key", "pretty", "padded", "escaped-slashes", "escaped-key"],
+)
+def test_control_messages_are_found_wherever_they_sit(body: bytes) -> None:
+    records = parse(body)
+    assert [r["kind"] for r in records] == ["event", "event", "confirmation", "event", "test"]
+
+
+def test_suspect_events_map_byte_positions_to_events() -> None:
+    parser = BatchParser(INTEGRATION, "p")
+    body = orjson.dumps(MIXED)
+    raws, start, length = parser.split(body)
+    datas = [bytes(r) for r in raws]
+    assert parser._suspect_events(body, datas, start, length) == {0, 2}  # an escaped backslash hides nothing
+    pretty = json.dumps(MIXED, indent=2).encode()
+    raws, start, length = parser.split(pretty)
+    assert parser._suspect_events(pretty, [bytes(r) for r in raws], start, length) is None
+    clean = orjson.dumps([{"id": "x", **PAD}])
+    raws, start, length = parser.split(clean)
+    assert parser._suspect_events(clean, [bytes(r) for r in raws], start, length) == set()
