@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from siemgate.bus.base import Publisher
 from siemgate.config import Config, IntegrationConfig
-from siemgate.errors import BusUnavailable, RecordTooLarge
+from siemgate.errors import BusUnavailable, RecordTooLarge, SiemgateError
 from siemgate.ingest.auth import authenticated
 from siemgate.ingest.batch import Batch, BatchParser, InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.body import BadGzip, BodyError, content_coding, read_body
@@ -136,7 +136,13 @@ class WebhookEndpoint:
             return _error(503, "the event bus is unavailable")
         self._count(batch)
         if batch.confirmation_links:
-            await self._confirmations(batch)
+            try:
+                await self._confirmations(batch)
+            except (OSError, SiemgateError) as exc:
+                # The batch is durable: its answer stays 200. The link is on the control topic.
+                log.error(f"could not record a confirmation link: {exc}. Fix state_dir; the link "
+                          "is also in the control topic's confirmation record",
+                          extra={"integration": integration.name})
         return JSONResponse({"accepted": len(batch.records)})
 
     def _count(self, batch: Batch) -> None:
@@ -212,6 +218,11 @@ def create_app(config: Config, publisher: Publisher) -> Starlette:
                             status_code=503)
 
     async def metrics(request: Request) -> Response:
+        # `siemgate confirm` (another process) may have changed an integration's state.
+        with contextlib.suppress(OSError, SiemgateError):
+            await context.store.load()
+        for integration in config.integrations:
+            context.metrics.set_integration_state(integration.name, context.store.state(integration.name))
         return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager

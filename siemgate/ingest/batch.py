@@ -13,6 +13,7 @@ or when it has no id (its id is then a hash of its canonical form).
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import uuid
 from collections.abc import Callable, Sequence
@@ -41,6 +42,8 @@ class TooManyEvents(ValueError):
 
 class Events(NamedTuple):
     raws: Sequence[msgspec.Raw | bytes]
+    # The JSON array holding them, when there is one.
+    array: bytes | None
     # Where the events' JSON array starts in the body, and its length, when known.
     array_start: int | None
     array_length: int | None
@@ -89,6 +92,7 @@ class BatchParser:
             rename={attribute: name for name, attribute in attributes.items()},
         )
         self._header = msgspec.json.Decoder(header)
+        self._headers = msgspec.json.Decoder(list[header])  # type: ignore[valid-type]
         self._id_fields = [attributes[n] for n in integration.id_fields]
         self._severity_fields = [attributes[n] for n in integration.severity_fields]
         self._type_values = _getter([attributes[n] for n in confirmation.type_fields])
@@ -107,7 +111,7 @@ class BatchParser:
             raise NotJson("the body is empty (expected a JSON array of events)")
         try:
             if start == b"[":
-                return Events(_RawList.decode(body), lead, len(body.strip(_WHITESPACE)))
+                return Events(_RawList.decode(body), body, lead, len(body.strip(_WHITESPACE)))
             if start == b"{":
                 document = _RawObject.decode(body)
                 for key in self.integration.batch_keys:
@@ -119,8 +123,8 @@ class BatchParser:
                         # The array's offset is known when its key comes first: {"events":[...
                         opening = b'{"' + key.encode() + b'":'
                         at = lead + len(opening) if body.startswith(opening, lead) else None
-                        return Events(_RawList.decode(array), at, len(array))
-                return Events([body.strip(_WHITESPACE)], None, None)
+                        return Events(_RawList.decode(array), array, at, len(array))
+                return Events([body.strip(_WHITESPACE)], None, None, None)
             _RawList.decode(b"[" + body + b"]")  # is it JSON at all?
         except msgspec.DecodeError as exc:
             raise NotJson(f"the body is not JSON: {exc}") from None
@@ -131,7 +135,7 @@ class BatchParser:
 
     def parse(self, body: bytes, *, peer: str, max_events: int) -> Batch:
         """Raises NotJson, InvalidBatch or TooManyEvents."""
-        raws, array_start, array_length = self.split(body)
+        raws, array, array_start, array_length = self.split(body)
         if len(raws) > max_events:
             raise TooManyEvents(f"{len(raws)} events in one batch; the limit is {max_events}")
         integration = self.integration
@@ -147,13 +151,18 @@ class BatchParser:
         links = []
         datas = [bytes(raw) for raw in raws]
         suspects = self._suspect_events(body, datas, array_start, array_length)
+        headers: list[Any] | None = None
+        if array is not None:
+            # One pass for every event's header; fails when some event is not an object.
+            with contextlib.suppress(msgspec.ValidationError):
+                headers = self._headers.decode(array)
         for seq, data in enumerate(datas):
             kind: Kind = "event"
             severity: Severity = "unknown"
             ident: str | None = None
             parsed: object = _UNSET
-            if data[:1] == b"{":
-                header = self._header.decode(data)
+            if headers is not None or data[:1] == b"{":
+                header = headers[seq] if headers is not None else self._header.decode(data)
                 ident = self._vendor_id(header)
                 severity = self._severity(header)
                 if self.prefilter.may_be_control(

