@@ -6,6 +6,7 @@ or raises one `ConfigError` whose message is a single line naming the key path.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -291,16 +292,7 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
     sinks = _parse_sinks(sinks_raw, environ)
     _check_unique("integrations", [i.name for i in config.integrations], "name")
     _check_unique("integrations", [i.path for i in config.integrations], "path")
-    return Config(
-        listen=config.listen,
-        limits=config.limits,
-        quarantine=config.quarantine,
-        state_dir=config.state_dir,
-        log_level=config.log_level,
-        integrations=config.integrations,
-        bus=config.bus,
-        sinks=sinks,
-    )
+    return dataclasses.replace(config, sinks=sinks)
 
 
 def _parse_sinks(raw: object, environ: Mapping[str, str]) -> tuple[SinkConfig, ...]:
