@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from siemgate.config_loader import build
+from siemgate.forwarders.normalize import NormalizeConfig
 from siemgate.errors import ConfigError
 from siemgate.secrets import Secret, register
 
@@ -231,11 +232,25 @@ class BusConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SinkConfig:
-    """A sink entry. Its type-specific keys are checked by the sink's own config type."""
+    """A sink entry. Its keys are checked by the sink type's own settings type."""
 
     name: str
     type: str
     options: Mapping[str, Any]
+    # The validated settings; None for a type this version does not implement yet.
+    settings: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForwardConfig:
+    """`forward:` settings shared by every sink's forwarder."""
+
+    # SIGTERM: how long in-flight events may take to be confirmed and committed.
+    drain_timeout_seconds: float = 20.0
+    # Consumer group of a sink: `<group_prefix>-<sink name>`; default the topic prefix.
+    group_prefix: str | None = None
+    # Seconds between lag measurements (metrics and priority).
+    lag_interval_seconds: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,6 +263,8 @@ class Config:
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     integrations: tuple[IntegrationConfig, ...] = ()
     bus: BusConfig = field(default_factory=BusConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    forward: ForwardConfig = field(default_factory=ForwardConfig)
     sinks: tuple[SinkConfig, ...] = ()
 
     def integration(self, name: str) -> IntegrationConfig:
@@ -310,7 +327,13 @@ def _parse_sinks(raw: object, environ: Mapping[str, str]) -> tuple[SinkConfig, .
             raise ConfigError(f"{path}.name", "is required and must match [a-z0-9-]+")
         if kind not in SINK_TYPES:
             raise ConfigError(f"{path}.type", f"must be one of {', '.join(SINK_TYPES)}, not {kind!r}")
-        options = {k: v for k, v in item.items() if k not in ("name", "type")}
+        options = {k: v for k, v in item.items() if k != "type"}
+        from siemgate.forwarders.sinks.registry import build_settings, implemented
+
+        if implemented(kind):
+            settings = build_settings(kind, options, environ, path)
+            sinks.append(SinkConfig(name=name, type=kind, options=options, settings=settings))
+            continue
         for key in _SINK_SECRET_KEYS:
             value = options.get(key)
             if isinstance(value, str):

@@ -1,0 +1,1 @@
+"""The forwarders: consume the bus, normalize, deliver to sinks at least once."""

@@ -1,0 +1,1 @@
+"""Pure encoders from the normalized view to wire formats (syslog, CEF, LEEF)."""

@@ -1,0 +1,121 @@
+"""The sink contract: what every sink implements, and nothing more.
+
+A sink receives batches of normalized events and says, per event, whether it is delivered,
+worth retrying, or permanently refused. It never sleeps or retries itself: the forwarder
+runtime owns backoff, dead letters, pausing and offsets. Adding a sink means one module
+with a config type (a `SinkSettings` subclass) and a `Sink` subclass, registered in
+`siemgate.forwarders.sinks.registry`.
+
+    Sink.send(events) -> SendResult         every event delivered unless listed otherwise
+      raises RetryableSinkError             nothing (more) was confirmed: retry the batch later
+      raises SinkAuthError                  credentials refused: pause the sink, alert, retry
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from siemgate.errors import SiemgateError
+from siemgate.forwarders.normalize import NormalizedEvent
+
+Severity = Literal["high", "medium", "low", "unknown"]
+
+
+class SinkError(SiemgateError):
+    """A sink could not deliver."""
+
+
+class RetryableSinkError(SinkError):
+    """The whole batch may succeed later: connection refused or reset, timeout, 429, 5xx, busy."""
+
+
+class SinkAuthError(SinkError):
+    """The sink refused our credentials (401/403, bad token, TLS client cert refused).
+
+    Retrying cannot help until an operator fixes it; the events are kept, never dropped."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSettings:
+    """How a forwarder groups events for one `send`."""
+
+    max_events: int = 500
+    max_bytes: int = 4 * 1024 * 1024
+    max_wait_seconds: float = 0.2
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrySettings:
+    """Backoff for retryable failures: exponential with full jitter, capped; never gives up."""
+
+    initial_seconds: float = 0.2
+    max_seconds: float = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsSettings:
+    verify: bool = True
+    ca_file: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkSettings:
+    """What every sink's config has. A sink's own config type subclasses this."""
+
+    type: ClassVar[str]
+    name: str
+    min_severity: Severity = "low"
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    # Events read from the bus and not yet confirmed, at most: what a crash may redeliver.
+    max_in_flight: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of one `send`, by index into the batch. Indexes in neither list are delivered."""
+
+    # Temporarily refused items (e.g. an Elasticsearch bulk item answered 429): sent again.
+    retry: Sequence[int] = ()
+    # Permanently refused items with the reason: they go to the dead-letter topic.
+    rejected: Sequence[tuple[int, str]] = ()
+    # Items the sink saw were already there (e.g. a 409 on create): delivered, counted apart.
+    duplicates: Sequence[int] = ()
+
+
+class Sink(abc.ABC):
+    """One destination. Lifecycle: `start`, any number of `send`, `close` (idempotent)."""
+
+    def __init__(self, settings: SinkSettings) -> None:
+        self.settings = settings
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect or open. Must not fail because the destination is down: `send` reports that."""
+
+    @abc.abstractmethod
+    async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
+        """Deliver a batch. Returns only once what it reports delivered is confirmed
+        (bytes written and drained, HTTP answer received, file flushed per policy).
+
+        Raises:
+            RetryableSinkError: nothing beyond what a previous call confirmed is delivered.
+            SinkAuthError: the destination refused the credentials.
+        """
+
+    async def healthcheck(self) -> str:
+        """Reach the destination without sending events; return a short description.
+
+        Raises SinkError when it cannot be reached."""
+        return "no health check for this sink type"
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Flush and release; idempotent."""

@@ -1,0 +1,134 @@
+"""The file sink: NDJSON of the normalized view, one line per event, with size-based rotation.
+
+Delivered means written and, with `fsync: batch` (the default), fsync'd before `send`
+returns. Rotation renames `events.ndjson` to `events.ndjson.1` (older files shift up to
+`keep`), so a reader can tail the current file. All file work runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, ClassVar, Literal
+
+import orjson
+
+from siemgate.errors import ConfigError
+from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.forwarders.sinks.base import RetryableSinkError, SendResult, Sink, SinkSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileSinkSettings(SinkSettings):
+    type: ClassVar[str] = "file"
+    path: str
+    # batch: fsync after every batch (delivered = on disk); never: leave it to the OS.
+    fsync: Literal["batch", "never"] = "batch"
+    rotate_bytes: int = 100 * 1024 * 1024
+    keep: int = 10
+
+    def __post_init__(self) -> None:
+        if self.rotate_bytes < 1024:
+            raise ConfigError("rotate_bytes", "must be at least 1024")
+        if self.keep < 1:
+            raise ConfigError("keep", "must be at least 1")
+
+
+def to_json_line(event: NormalizedEvent) -> bytes:
+    return orjson.dumps(
+        {
+            "id": event.id,
+            "kind": event.kind,
+            "integration": event.integration,
+            "severity": event.severity,
+            "timestamp": event.timestamp,
+            "received_at": event.received_at,
+            "source_ip": event.source_ip,
+            "url": event.url,
+            "method": event.method,
+            "rule": event.rule,
+            "rule_id": event.rule_id,
+            "action": event.action,
+            "asset": event.asset,
+            "event_type": event.event_type,
+            "message": event.message,
+            "event": event.event,
+        },
+        option=orjson.OPT_APPEND_NEWLINE,
+    )
+
+
+class FileSink(Sink):
+    settings: FileSinkSettings
+
+    def __init__(self, settings: SinkSettings) -> None:
+        assert isinstance(settings, FileSinkSettings)
+        super().__init__(settings)
+        self._path = Path(settings.path)
+        self._handle: IO[bytes] | None = None
+        self._size = 0
+
+    async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
+        data = b"".join(to_json_line(e) for e in events)
+        try:
+            await asyncio.to_thread(self._write, data)
+        except OSError as exc:
+            self._close_handle()
+            raise RetryableSinkError(f"cannot write {self._path}: {exc.strerror or exc}") from exc
+        return SendResult()
+
+    def _open(self) -> IO[bytes]:
+        if self._handle is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self._path, "ab")  # noqa: SIM115 - kept open across batches
+            self._size = self._handle.tell()
+        return self._handle
+
+    def _write(self, data: bytes) -> None:
+        handle = self._open()
+        handle.write(data)
+        handle.flush()
+        if self.settings.fsync == "batch":
+            os.fsync(handle.fileno())
+        self._size += len(data)
+        if self._size >= self.settings.rotate_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        self._close_handle()
+        keep = self.settings.keep
+        oldest = self._path.with_name(f"{self._path.name}.{keep}")
+        oldest.unlink(missing_ok=True)
+        for index in range(keep - 1, 0, -1):
+            older = self._path.with_name(f"{self._path.name}.{index}")
+            if older.exists():
+                older.rename(self._path.with_name(f"{self._path.name}.{index + 1}"))
+        self._path.rename(self._path.with_name(f"{self._path.name}.1"))
+        directory = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def _close_handle(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    async def healthcheck(self) -> str:
+        def probe() -> str:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._path, "ab"):
+                pass
+            return f"{self._path} is writable"
+
+        try:
+            return await asyncio.to_thread(probe)
+        except OSError as exc:
+            raise RetryableSinkError(f"{self._path} is not writable: {exc.strerror or exc}") from exc
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close_handle)
