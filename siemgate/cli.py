@@ -47,6 +47,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return _run_async(main())
 
 
+def cmd_forward(args: argparse.Namespace) -> int:
+    from siemgate import logs
+    from siemgate.forwarders.service import serve_forward
+
+    config = _load(args)
+    logs.configure(config.log_level)
+
+    async def main() -> int:
+        await serve_forward(config, args.sink or ())
+        return 0
+
+    return _run_async(main())
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from siemgate.forwarders.dlq_cli import list_dead_letters, replay_dead_letters
+
+    config = _load(args)
+    if args.action == "list":
+        return _run_async(list_dead_letters(config, args.sink, sys.stdout))
+    return _run_async(replay_dead_letters(config, args.sink, sys.stdout))
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from siemgate.check import run_check
 
@@ -91,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     with_config(command("ingest", cmd_ingest, "run the HTTP ingest (webhook receiver) only"))
+    forward = with_config(command("forward", cmd_forward, "run the forwarders: consume the bus, deliver to sinks"))
+    forward.add_argument("--sink", action="append", metavar="NAME", help="only this sink (repeatable; default all)")
+    dlq = with_config(command("dlq", cmd_dlq, "list or replay a sink's dead letters"))
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("--sink", required=True, metavar="NAME", help="the sink whose dead letters to read")
     check = with_config(command("check", cmd_check, "validate the config and reach Kafka and every sink"))
     check.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per check (default 10)")
     from siemgate import simulate

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import yaml
 
 from siemgate.config_loader import build
-from siemgate.forwarders.normalize import NormalizeConfig
 from siemgate.errors import ConfigError
+from siemgate.forwarders.normalize import NormalizeConfig
 from siemgate.secrets import Secret, register
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -242,6 +242,12 @@ class SinkConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ForwardListenConfig:
+    host: str = "0.0.0.0"
+    port: int = 9108
+
+
+@dataclass(frozen=True, kw_only=True)
 class ForwardConfig:
     """`forward:` settings shared by every sink's forwarder."""
 
@@ -249,8 +255,10 @@ class ForwardConfig:
     drain_timeout_seconds: float = 20.0
     # Consumer group of a sink: `<group_prefix>-<sink name>`; default the topic prefix.
     group_prefix: str | None = None
-    # Seconds between lag measurements (metrics and priority).
+    # Seconds between lag measurements (metrics).
     lag_interval_seconds: float = 5.0
+    # /healthz, /readyz and /metrics of `siemgate forward`.
+    listen: ForwardListenConfig = field(default_factory=lambda: ForwardListenConfig())
 
 
 @dataclass(frozen=True, kw_only=True)

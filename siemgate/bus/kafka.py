@@ -58,13 +58,14 @@ def client_options(config: KafkaConfig) -> dict[str, Any]:
     return options
 
 
-async def ensure_topics(config: KafkaConfig) -> list[str]:
-    """Create the topics siemgate uses that do not exist yet. Returns the ones created."""
+async def ensure_topics(config: KafkaConfig, extra: Sequence[str] = ()) -> list[str]:
+    """Create the topics siemgate uses (and `extra` ones) that do not exist yet. Returns the
+    ones created."""
     admin = AIOKafkaAdminClient(**client_options(config))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in all_topics(config.topic_prefix) if t not in existing]
+        missing = [t for t in (*all_topics(config.topic_prefix), *extra) if t not in existing]
         if not missing:
             return []
         replication = config.topics.replication_factor

@@ -1,0 +1,137 @@
+"""`siemgate dlq -c FILE list|replay --sink NAME`: read back and re-deliver dead letters.
+
+`list` prints every dead letter of a sink (from the beginning of its topic). `replay`
+sends them to the sink again through a consumer group of its own
+(`<group>-dlq-replay`), so a dead letter is replayed once; one the sink refuses again is
+written back to the dead-letter topic with its attempt count raised (and not replayed again
+in the same run). Both stop when the topic has nothing more to give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, TextIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from siemgate.bus.kafka import client_options
+from siemgate.config import Config, KafkaConfig
+from siemgate.errors import ConfigError
+from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, dlq_topic
+from siemgate.forwarders.normalize import Normalizer
+from siemgate.forwarders.runtime import group_id
+from siemgate.forwarders.service import selected_sinks
+from siemgate.forwarders.sinks.base import RetryableSinkError, SinkAuthError
+from siemgate.forwarders.sinks.registry import create_sink
+
+IDLE_SECONDS = 2.0
+_RUN_HEADER = "replay-run"
+
+
+def _kafka(config: Config) -> KafkaConfig:
+    if config.bus.kafka is None or config.bus.type != "kafka":
+        raise ConfigError("bus.type", "dead letters live on Kafka: bus.type must be kafka")
+    return config.bus.kafka
+
+
+async def _drain(consumer: AIOKafkaConsumer) -> Any:
+    """Yield batches of records until the topic has been idle for IDLE_SECONDS."""
+    idle_since = asyncio.get_running_loop().time()
+    while True:
+        fetched = await consumer.getmany(timeout_ms=200, max_records=500)
+        records = [r for part in fetched.values() for r in part]
+        now = asyncio.get_running_loop().time()
+        if records:
+            idle_since = now
+            yield fetched
+        elif now - idle_since >= IDLE_SECONDS:
+            return
+
+
+async def list_dead_letters(config: Config, sink: str, out: TextIO) -> int:
+    kafka = _kafka(config)
+    selected_sinks(config, [sink])
+    consumer = AIOKafkaConsumer(
+        dlq_topic(kafka.topic_prefix, sink), **client_options(kafka), group_id=None,
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        out.write(f"cannot reach Kafka: {exc}\n")
+        return 1
+    count = 0
+    try:
+        out.write(f"{'partition:offset':<18} {'failed_at':<21} {'attempts':>8}  {'id':<36} reason\n")
+        async for fetched in _drain(consumer):
+            for tp, records in sorted(fetched.items()):
+                for record in records:
+                    letter = orjson.loads(record.value)
+                    count += 1
+                    where = f"{tp.partition}:{record.offset}"
+                    out.write(f"{where:<18} {letter.get('failed_at', ''):<21} {letter.get('attempts', 0):>8}  "
+                              f"{letter.get('id', ''):<36} {letter.get('reason', '')}\n")
+    finally:
+        await consumer.stop()
+    out.write(f"\n{count} dead letter(s) for sink {sink}\n")
+    return 0
+
+
+async def replay_dead_letters(config: Config, sink_name: str, out: TextIO) -> int:
+    kafka = _kafka(config)
+    (sink_config,) = selected_sinks(config, [sink_name])
+    sink = create_sink(sink_config.settings)
+    normalizer = Normalizer(config.normalize)
+    run_id = uuid.uuid4().hex.encode()
+    consumer = AIOKafkaConsumer(
+        dlq_topic(kafka.topic_prefix, sink_name), **client_options(kafka),
+        group_id=f"{group_id(config, sink_name)}-dlq-replay", auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(**client_options(kafka), acks="all", enable_idempotence=kafka.idempotence)
+    try:
+        await consumer.start()
+        await producer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        await producer.stop()
+        out.write(f"cannot reach Kafka: {exc}\n")
+        return 1
+    writer = DeadLetterWriter(producer, kafka, sink_name)
+    delivered = refused = 0
+    await sink.start()
+    try:
+        async for fetched in _drain(consumer):
+            letters = [
+                (record, orjson.loads(record.value))
+                for records in fetched.values()
+                for record in records
+                if dict(record.headers).get(_RUN_HEADER) != run_id
+            ]
+            if letters:
+                events = [normalizer.normalize(orjson.dumps(letter["record"])) for _, letter in letters]
+                try:
+                    result = await sink.send(events)
+                except (RetryableSinkError, SinkAuthError) as exc:
+                    out.write(f"the sink is not accepting events ({exc}); nothing more replayed\n")
+                    return 1
+                rejected = dict(result.rejected)
+                again = [DeadLetter(events[i], reason, int(letters[i][1].get("attempts", 0)) + 1)
+                         for i, reason in rejected.items()]
+                if again:
+                    await writer.write(again, extra_headers=[(_RUN_HEADER, run_id)])
+                refused += len(again)
+                delivered += len(events) - len(again) - len(result.retry)
+                if result.retry:
+                    out.write(f"{len(result.retry)} event(s) refused for now; run replay again later\n")
+                    return 1
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items()})
+    finally:
+        await sink.close()
+        await consumer.stop()
+        await producer.stop()
+    out.write(f"replayed to {sink_name}: {delivered} delivered, {refused} refused again "
+              f"(written back to {dlq_topic(kafka.topic_prefix, sink_name)})\n")
+    return 0

@@ -1,0 +1,36 @@
+"""The forwarders' Prometheus metrics (SPEC.md "Metrics"), on a registry of their own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ForwardMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events = Counter(
+            "siemgate_forward_events", "Events by sink and outcome (delivered, duplicate, dead_lettered, filtered).",
+            ["sink", "outcome"], registry=self.registry,
+        )
+        self.lag = Gauge(
+            "siemgate_forward_lag_events", "Events on the bus not yet read by the sink's forwarder.",
+            ["sink", "severity"], registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "siemgate_sink_request_seconds", "Time a sink took to confirm one batch.",
+            ["sink"], buckets=_REQUEST_BUCKETS, registry=self.registry,
+        )
+        self.up = Gauge(
+            "siemgate_sink_up", "1 while the sink accepts events, 0 while it fails or refuses credentials.",
+            ["sink"], registry=self.registry,
+        )
+        self.dlq = Counter(
+            "siemgate_dlq_events", "Events dead-lettered, by sink and reason.",
+            ["sink", "reason"], registry=self.registry,
+        )
+        self.retries = Counter(
+            "siemgate_sink_retries", "Batches sent again after a retryable failure or an auth refusal.",
+            ["sink", "reason"], registry=self.registry,
+        )

@@ -1,0 +1,399 @@
+"""The forwarder runtime: one Kafka consumer group per sink, at-least-once delivery.
+
+The promise: an offset is committed only after the sink confirmed every event before it
+(or the event went to the dead-letter topic, or the sink's `min_severity` filtered it).
+A crash or SIGKILL loses nothing: what was not committed is read again, so a restart
+delivers at most the in-flight batch twice.
+
+How a batch goes:
+
+1. High-tier partitions (`high`, `control`, and `unknown` when routed as high) are read
+   first; while they have records or lag, the other partitions are paused, so a flood of
+   low events never delays a high one by more than the batch in flight.
+2. Records below `min_severity` are counted as filtered; the rest are normalized (a record
+   that is not a siemgate record is dead-lettered).
+3. The sink gets the batch. Retryable failures and auth refusals are retried with
+   exponential backoff, full jitter and a delay cap (tenacity), without a time limit; while
+   waiting, every partition is paused and the consumer keeps polling so that it stays in
+   its group. Per-event refusals are dead-lettered; per-event "try again" is resent alone.
+4. Offsets are committed. On SIGTERM the batch in flight may finish within the drain
+   timeout; otherwise it is left uncommitted, for the next owner of the partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, wait_random_exponential
+
+from siemgate.bus.kafka import client_options
+from siemgate.config import Config, KafkaConfig
+from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, reason_label
+from siemgate.forwarders.metrics import ForwardMetrics
+from siemgate.forwarders.normalize import NormalizedEvent, Normalizer, passes
+from siemgate.forwarders.sinks.base import RetryableSinkError, Sink, SinkAuthError, SinkSettings
+from siemgate.record import SEVERITIES, Severity, canonical_severity
+
+log = logging.getLogger("siemgate.forward")
+
+
+@dataclass(slots=True)
+class _Pending:
+    tp: TopicPartition
+    event: NormalizedEvent
+    attempts: int = 0
+
+
+class _ItemsToRetry(Exception):
+    """Some events of the batch were refused for now (e.g. a bulk item answered 429)."""
+
+
+class _Abandoned(Exception):
+    """Shutting down: the batch in flight is left uncommitted, for redelivery."""
+
+
+def group_id(config: Config, sink: str) -> str:
+    assert config.bus.kafka is not None
+    return f"{config.forward.group_prefix or config.bus.kafka.topic_prefix}-{sink}"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, forwarder: SinkForwarder) -> None:
+        self._forwarder = forwarder
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        # Offsets are committed after every batch: only the batch in flight can be open, and
+        # its events of these partitions are left to the new owner (at most one batch twice).
+        self._forwarder.revoked.update(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = set(assigned)
+        self._forwarder.revoked.difference_update(assigned)
+        if self._forwarder.waiting:
+            self._forwarder.consumer.pause(*assigned)
+
+
+class SinkForwarder:
+    """Consumes the bus for one sink and delivers to it at least once."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        kafka: KafkaConfig,
+        settings: SinkSettings,
+        sink: Sink,
+        producer: AIOKafkaProducer,
+        metrics: ForwardMetrics,
+        normalizer: Normalizer,
+    ) -> None:
+        self.config = config
+        self.kafka = kafka
+        self.settings = settings
+        self.sink = sink
+        self.metrics = metrics
+        self.normalizer = normalizer
+        self.dead_letters = DeadLetterWriter(producer, kafka, settings.name)
+        prefix = kafka.topic_prefix
+        self.severity_of_topic: dict[str, Severity] = {f"{prefix}.events.{s}": s for s in SEVERITIES}
+        self.control_topic = f"{prefix}.control"
+        high_tier = {f"{prefix}.events.high", self.control_topic}
+        if normalizer.routing_severity("unknown") == "high":
+            high_tier.add(f"{prefix}.events.unknown")
+        self.high_tier = frozenset(high_tier)
+        self.consumer = AIOKafkaConsumer(
+            **client_options(kafka),
+            group_id=group_id(config, settings.name),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.batch.max_events,
+            fetch_max_bytes=max(settings.batch.max_bytes, 1024 * 1024),
+        )
+        self.revoked: set[TopicPartition] = set()
+        self.waiting = False
+        self._normal_paused = False
+        self._next_offset: dict[TopicPartition, int] = {}
+        self._stopping = asyncio.Event()
+        self._drain_deadline: float | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+        self._events = {o: metrics.events.labels(settings.name, o)
+                        for o in ("delivered", "duplicate", "dead_lettered", "filtered")}
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    async def start(self) -> None:
+        await self.sink.start()
+        await self.consumer.start()
+        self.consumer.subscribe([*self.severity_of_topic, self.control_topic], listener=_Rebalance(self))
+        self.metrics.up.labels(self.name).set(1)
+        self._lag_task = asyncio.create_task(self._measure_lag(), name=f"lag-{self.name}")
+        log.info("forwarder started", extra={"sink": self.name, "group": group_id(self.config, self.name)})
+
+    def stop(self, drain_timeout: float) -> None:
+        """Ask `run` to finish: the batch in flight may take `drain_timeout` seconds."""
+        self._drain_deadline = time.monotonic() + drain_timeout
+        self._stopping.set()
+
+    async def close(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            await asyncio.gather(self._lag_task, return_exceptions=True)
+        await self.consumer.stop()
+        await self.sink.close()
+        log.info("forwarder stopped", extra={"sink": self.name})
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            fetched = await self._fetch()
+            if not fetched:
+                continue
+            pending, offsets = await self._prepare(fetched)
+            try:
+                await self._deliver(pending)
+            except _Abandoned:
+                log.warning("drain timeout: the batch in flight is left for redelivery",
+                            extra={"sink": self.name, "events": len(pending)})
+                return
+            await self._commit(offsets)
+
+    async def _fetch(self) -> dict[TopicPartition, list[Any]]:
+        consumer = self.consumer
+        assigned = consumer.assignment()
+        high = [tp for tp in assigned if tp.topic in self.high_tier]
+        max_records = self.settings.batch.max_events
+        fetched: dict[TopicPartition, list[Any]] = {}
+        if high:
+            fetched = await consumer.getmany(*high, timeout_ms=0, max_records=max_records)
+        high_busy = any(fetched.values()) or any(self._lag(tp) > 0 for tp in high)
+        normal = [tp for tp in assigned if tp.topic not in self.high_tier]
+        if high_busy and not self._normal_paused and normal:
+            consumer.pause(*normal)
+            self._normal_paused = True
+        elif not high_busy and self._normal_paused:
+            consumer.resume(*normal)
+            self._normal_paused = False
+        if not any(fetched.values()):
+            fetched = await consumer.getmany(timeout_ms=200, max_records=max_records)
+        return {tp: records for tp, records in fetched.items() if records}
+
+    def _lag(self, tp: TopicPartition) -> int:
+        highwater = self.consumer.highwater(tp)
+        position = self._next_offset.get(tp)
+        if highwater is None or position is None:
+            return 0
+        return max(0, int(highwater) - position)
+
+    async def _prepare(
+        self, fetched: dict[TopicPartition, list[Any]]
+    ) -> tuple[list[_Pending], dict[TopicPartition, int]]:
+        pending: list[_Pending] = []
+        malformed: list[DeadLetter] = []
+        offsets: dict[TopicPartition, int] = {}
+        filtered = 0
+        minimum = self.settings.min_severity
+        for tp, records in fetched.items():
+            topic_severity = self.severity_of_topic.get(tp.topic)
+            for record in records:
+                severity = _header_severity(record.headers) or topic_severity
+                if severity is not None and tp.topic != self.control_topic and not passes(
+                    severity, minimum, self.normalizer
+                ):
+                    filtered += 1
+                    continue
+                try:
+                    event = self.normalizer.normalize(record.value)
+                except ValueError as exc:
+                    stand_in = _unreadable(record.value, tp, record.offset)
+                    malformed.append(DeadLetter(stand_in, f"malformed record: {exc}", 0))
+                    continue
+                pending.append(_Pending(tp, event))
+            offsets[tp] = records[-1].offset + 1
+            self._next_offset[tp] = records[-1].offset + 1
+        if filtered:
+            self._events["filtered"].inc(filtered)
+        if malformed:
+            await self._dead_letter(malformed)
+        return pending, offsets
+
+    async def _deliver(self, pending: list[_Pending]) -> None:
+        if not pending:
+            return
+        settings = self.settings.retry
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((RetryableSinkError, SinkAuthError, _ItemsToRetry)),
+            wait=wait_random_exponential(multiplier=settings.initial_seconds, max=settings.max_seconds),
+            sleep=self._wait,
+            before_sleep=self._log_retry,
+            stop=self._stop_condition,
+            reraise=True,
+        )
+        remaining = pending
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    remaining = [p for p in remaining if p.tp not in self.revoked]
+                    remaining = await self._attempt(remaining)
+        except (RetryableSinkError, SinkAuthError, _ItemsToRetry, RetryError):
+            raise _Abandoned from None
+
+    def _stop_condition(self, state: RetryCallState) -> bool:
+        return self._drain_deadline is not None and time.monotonic() >= self._drain_deadline
+
+    async def _attempt(self, pending: list[_Pending]) -> list[_Pending]:
+        """One send. Returns nothing left to do, or raises for a retry."""
+        if not pending:
+            return pending
+        for item in pending:
+            item.attempts += 1
+        started = time.perf_counter()
+        try:
+            result = await self.sink.send([p.event for p in pending])
+        except SinkAuthError:
+            self.metrics.up.labels(self.name).set(0)
+            self.metrics.retries.labels(self.name, "auth").inc()
+            raise
+        except RetryableSinkError:
+            self.metrics.up.labels(self.name).set(0)
+            self.metrics.retries.labels(self.name, "retryable").inc()
+            raise
+        self.metrics.request_seconds.labels(self.name).observe(time.perf_counter() - started)
+        self.metrics.up.labels(self.name).set(1)
+        retry = set(result.retry)
+        rejected = dict(result.rejected)
+        duplicates = len(result.duplicates)
+        delivered = len(pending) - len(retry) - len(rejected) - duplicates
+        self._events["delivered"].inc(delivered)
+        if duplicates:
+            self._events["duplicate"].inc(duplicates)
+        if rejected:
+            await self._dead_letter(
+                [DeadLetter(pending[i].event, reason, pending[i].attempts) for i, reason in rejected.items()]
+            )
+        left = [pending[i] for i in sorted(retry)]
+        if left:
+            self.metrics.retries.labels(self.name, "items").inc()
+            raise _ItemsToRetry(f"{len(left)} event(s) refused for now")
+        return left
+
+    async def _dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        """Dead letters must reach Kafka before their offsets are committed: retried forever."""
+        while True:
+            try:
+                await self.dead_letters.write(letters)
+                break
+            except KafkaError as exc:
+                log.error("cannot write dead letters; retrying", extra={"sink": self.name, "error": str(exc)})
+                await self._wait(1.0)
+        for letter in letters:
+            self.metrics.dlq.labels(self.name, reason_label(letter.reason)).inc()
+        self._events["dead_lettered"].inc(len(letters))
+        log.warning("dead-lettered events", extra={"sink": self.name, "count": len(letters),
+                                                   "topic": self.dead_letters.topic,
+                                                   "reason": letters[0].reason})
+
+    async def _wait(self, seconds: float) -> None:
+        """Back off without leaving the consumer group: pause everything, keep polling."""
+        if self._drain_deadline is not None:
+            seconds = min(seconds, max(0.0, self._drain_deadline - time.monotonic()))
+        consumer = self.consumer
+        assigned = consumer.assignment()
+        consumer.pause(*assigned)
+        self.waiting = True
+        deadline = time.monotonic() + seconds
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                stray = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) or 1)
+                # Partitions assigned mid-wait may have answered before being paused: read
+                # them again later.
+                for tp, records in stray.items():
+                    if records:
+                        consumer.seek(tp, records[0].offset)
+        finally:
+            self.waiting = False
+            assigned = consumer.assignment()
+            keep_paused = {tp for tp in assigned if tp.topic not in self.high_tier} if self._normal_paused else set()
+            with contextlib.suppress(IllegalStateError):
+                consumer.resume(*(assigned - keep_paused))
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        extra = {"sink": self.name, "attempt": state.attempt_number, "retry_in_seconds": round(delay, 2),
+                 "error": str(error)}
+        if isinstance(error, SinkAuthError):
+            log.error(f"sink {self.name} refused our credentials: events are kept and retried; "
+                      "fix the sink's token/certificate", extra=extra)
+        elif isinstance(error, _ItemsToRetry):
+            log.info("sink refused some events for now; sending them again", extra=extra)
+        else:
+            log.warning(f"sink {self.name} is unavailable; retrying", extra=extra)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        owned = {tp: offset for tp, offset in offsets.items() if tp not in self.revoked}
+        if not owned:
+            return
+        try:
+            await self.consumer.commit(owned)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on: the new owner reads these again (duplicates, never loss).
+            log.warning("offset commit refused after a rebalance", extra={"sink": self.name, "error": str(exc)})
+
+    async def _measure_lag(self) -> None:
+        interval = self.config.forward.lag_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            assigned = self.consumer.assignment()
+            if not assigned:
+                continue
+            try:
+                ends = await self.consumer.end_offsets(list(assigned))
+            except (KafkaError, OSError, IllegalStateError):
+                continue
+            totals = dict.fromkeys(SEVERITIES, 0)
+            for tp, end in ends.items():
+                severity = self.severity_of_topic.get(tp.topic)
+                if severity is None:
+                    continue
+                with contextlib.suppress(IllegalStateError):
+                    position = await self.consumer.position(tp)
+                    totals[severity] += max(0, end - position)
+            for severity, lag in totals.items():
+                self.metrics.lag.labels(self.name, severity).set(lag)
+
+
+def _header_severity(headers: Sequence[tuple[str, bytes]]) -> Severity | None:
+    for key, value in headers:
+        if key == "severity":
+            return canonical_severity(value.decode(errors="replace"))
+    return None
+
+
+def _unreadable(value: bytes | None, tp: TopicPartition, offset: int) -> NormalizedEvent:
+    """A stand-in normalized event for a record that could not be read, to dead-letter it."""
+    raw = value or b"null"
+    return NormalizedEvent(
+        id=f"{tp.topic}-{tp.partition}-{offset}", kind="event", integration="", severity="unknown",
+        received_at="", batch="", seq=0, peer="", timestamp="", source_ip=None, url=None, method=None,
+        rule=None, rule_id=None, action=None, asset=None, event_type=None, message=None, event=None,
+        record=raw if _is_json(raw) else b'"' + raw.hex().encode() + b'"',
+    )
+
+
+def _is_json(raw: bytes) -> bool:
+    import orjson
+
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
