@@ -243,6 +243,8 @@ class SinkForwarder:
                 with attempt:
                     remaining = [p for p in remaining if p.tp not in self.revoked]
                     remaining = await self._attempt(remaining)
+                    if remaining:
+                        raise _ItemsToRetry(f"{len(remaining)} event(s) refused for now")
         except (RetryableSinkError, SinkAuthError, _ItemsToRetry, RetryError):
             raise _Abandoned from None
 
@@ -250,7 +252,7 @@ class SinkForwarder:
         return self._drain_deadline is not None and time.monotonic() >= self._drain_deadline
 
     async def _attempt(self, pending: list[_Pending]) -> list[_Pending]:
-        """One send. Returns nothing left to do, or raises for a retry."""
+        """One send. Returns the events the sink asked to receive again."""
         if not pending:
             return pending
         for item in pending:
@@ -282,7 +284,6 @@ class SinkForwarder:
         left = [pending[i] for i in sorted(retry)]
         if left:
             self.metrics.retries.labels(self.name, "items").inc()
-            raise _ItemsToRetry(f"{len(left)} event(s) refused for now")
         return left
 
     async def _dead_letter(self, letters: Sequence[DeadLetter]) -> None:

@@ -1,0 +1,319 @@
+"""The forwarder runtime against a real broker: delivery, filters, retries, dead letters, priority."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from siemgate.bus.kafka import ensure_topics
+from siemgate.config import Config, parse_config
+from siemgate.forwarders.deadletter import dlq_topic
+from siemgate.forwarders.dlq_cli import list_dead_letters, replay_dead_letters
+from siemgate.forwarders.metrics import ForwardMetrics
+from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
+from siemgate.forwarders.runtime import SinkForwarder
+from siemgate.forwarders.service import ForwardService
+from siemgate.forwarders.sinks.base import (
+    RetryableSinkError,
+    RetrySettings,
+    SendResult,
+    Sink,
+    SinkAuthError,
+    SinkSettings,
+)
+from siemgate.record import Severity, make_record
+from siemgate.testing.broker import Broker
+
+pytestmark = pytest.mark.anyio
+
+
+def config_for(broker: Broker, tmp_path: Path, extra: str = "") -> Config:
+    prefix = f"f{uuid.uuid4().hex[:10]}"
+    return parse_config(
+        f"""
+state_dir: {tmp_path}/state
+bus:
+  type: kafka
+  kafka:
+    bootstrap_servers: "{broker.bootstrap_servers}"
+    topic_prefix: {prefix}
+    idempotence: {str(broker.idempotence).lower()}
+    topics: {{partitions: 2}}
+forward: {{drain_timeout_seconds: 5, listen: {{host: 127.0.0.1, port: 0}}}}
+sinks:
+  - {{name: archive, type: file, path: {tmp_path}/out/events.ndjson, batch: {{max_events: 100}}}}
+{extra}
+""",
+        {},
+    )
+
+
+def record_for(prefix: str, i: int, severity: Severity = "high", kind: str = "event") -> tuple[str, bytes, bytes]:
+    record = make_record(
+        prefix=prefix, event={"id": f"e-{i}", "severity": severity, "n": i, "type": "sql_injection",
+                              "source_ip": "203.0.113.7", "url": "https://shop.example/login"},
+        kind=kind, integration="appsec", severity=severity, event_id=f"e-{i}",  # type: ignore[arg-type]
+        received_at="2026-11-28T21:00:00.000000Z", batch="b", seq=i, peer="127.0.0.1",
+    )
+    return record.topic, record.key, record.value
+
+
+async def produce(config: Config, records: Sequence[tuple[str, bytes, bytes]]) -> None:
+    assert config.bus.kafka is not None
+    await ensure_topics(config.bus.kafka)
+    producer = AIOKafkaProducer(bootstrap_servers=list(config.bus.kafka.servers), acks="all",
+                                enable_idempotence=False, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=value, key=key, headers=[("severity", _sev(value))])
+                   for topic, key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def _sev(value: bytes) -> bytes:
+    return str(orjson.loads(value)["severity"]).encode()
+
+
+class MemorySink(Sink):
+    """A sink the test scripts: fails, refuses credentials, rejects or delays items on cue."""
+
+    def __init__(self, settings: SinkSettings) -> None:
+        super().__init__(settings)
+        self.received: list[NormalizedEvent] = []
+        self.calls = 0
+        self.fail_next = 0
+        self.auth_fail_next = 0
+        self.reject_ids: set[str] = set()
+        self.retry_once_ids: set[str] = set()
+        self.arrived = asyncio.Event()
+
+    async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
+        self.calls += 1
+        if self.auth_fail_next:
+            self.auth_fail_next -= 1
+            raise SinkAuthError("401 from the sink")
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RetryableSinkError("connection refused")
+        rejected = [(i, "mapping error: field n is not a date") for i, e in enumerate(events) if e.id in self.reject_ids]
+        retry = [i for i, e in enumerate(events) if e.id in self.retry_once_ids]
+        self.retry_once_ids -= {events[i].id for i in retry}
+        skip = {i for i, _ in rejected} | set(retry)
+        self.received.extend(e for i, e in enumerate(events) if i not in skip)
+        self.arrived.set()
+        return SendResult(retry=retry, rejected=rejected)
+
+
+def settings(name: str = "mem", min_severity: Severity = "low", max_events: int = 100) -> SinkSettings:
+    from siemgate.forwarders.sinks.base import BatchSettings
+
+    return SinkSettings(name=name, min_severity=min_severity, batch=BatchSettings(max_events=max_events),
+                        retry=RetrySettings(initial_seconds=0.05, max_seconds=0.2))
+
+
+@contextlib.asynccontextmanager
+async def forwarding(config: Config, sink: Sink, metrics: ForwardMetrics | None = None) -> AsyncIterator[SinkForwarder]:
+    assert config.bus.kafka is not None
+    kafka = config.bus.kafka
+    await ensure_topics(kafka, [dlq_topic(kafka.topic_prefix, sink.name)])
+    producer = AIOKafkaProducer(bootstrap_servers=list(kafka.servers), acks="all", enable_idempotence=False)
+    await producer.start()
+    forwarder = SinkForwarder(config=config, kafka=kafka, settings=sink.settings, sink=sink, producer=producer,
+                              metrics=metrics or ForwardMetrics(), normalizer=Normalizer(config.normalize))
+    await forwarder.start()
+    task = asyncio.create_task(forwarder.run())
+    try:
+        yield forwarder
+    finally:
+        forwarder.stop(5)
+        await asyncio.wait_for(task, 30)
+        await forwarder.close()
+        await producer.stop()
+
+
+async def until(condition: object, timeout: float = 60) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # type: ignore[operator]
+            await asyncio.sleep(0.05)
+
+
+async def test_delivers_everything_then_commits(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = config_for(kafka_broker, tmp_path)
+    prefix = config.bus.kafka.topic_prefix  # type: ignore[union-attr]
+    await produce(config, [record_for(prefix, i, ("high", "medium", "low", "unknown")[i % 4]) for i in range(400)]
+                  + [record_for(prefix, 1000, "low", kind="test")])
+    sink = MemorySink(settings())
+    async with forwarding(config, sink):
+        await until(lambda: len(sink.received) >= 401)
+    assert sorted(e.id for e in sink.received) == sorted([f"e-{i}" for i in range(400)] + ["e-1000"])
+    test_event = next(e for e in sink.received if e.id == "e-1000")
+    assert test_event.kind == "test"
+    first = sink.received[0]
+    assert first.source_ip == "203.0.113.7" and first.url == "https://shop.example/login"
+    assert first.event_type == "sql_injection"
+    # Committed: the same group starts where it stopped and gets nothing again.
+    again = MemorySink(settings())
+    async with forwarding(config, again):
+        await produce(config, [record_for(prefix, 2000)])
+        await until(lambda: len(again.received) >= 1)
+        await asyncio.sleep(0.5)  # give any wrongly uncommitted record a chance to show up
+    assert [e.id for e in again.received] == ["e-2000"]
+
+
+async def test_min_severity_filters_and_counts(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = config_for(kafka_broker, tmp_path)
+    prefix = config.bus.kafka.topic_prefix  # type: ignore[union-attr]
+    records = [record_for(prefix, i, s) for i, s in enumerate(["high", "medium", "low", "low", "unknown"])]
+    records.append(record_for(prefix, 9, "low", kind="test"))  # control messages always pass
+    await produce(config, records)
+    sink = MemorySink(settings(min_severity="medium"))
+    metrics = ForwardMetrics()
+    async with forwarding(config, sink, metrics):
+        await until(lambda: len(sink.received) >= 4)
+        await until(lambda: metrics.events.labels("mem", "filtered")._value.get() >= 2)
+    # unknown is routed as high by default: it must not vanish.
+    assert sorted(e.id for e in sink.received) == ["e-0", "e-1", "e-4", "e-9"]
+    assert metrics.events.labels("mem", "filtered")._value.get() == 2
+
+
+async def test_retryable_failures_and_auth_refusals_are_retried_until_delivered(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    config = config_for(kafka_broker, tmp_path)
+    prefix = config.bus.kafka.topic_prefix  # type: ignore[union-attr]
+    await produce(config, [record_for(prefix, i) for i in range(20)])
+    sink = MemorySink(settings())
+    sink.fail_next = 3
+    sink.auth_fail_next = 2
+    metrics = ForwardMetrics()
+    started = time.monotonic()
+    async with forwarding(config, sink, metrics):
+        await until(lambda: len(sink.received) >= 20)
+        up = metrics.up.labels("mem")._value.get()
+    assert sorted(e.id for e in sink.received) == sorted(f"e-{i}" for i in range(20))
+    assert up == 1
+    assert metrics.retries.labels("mem", "auth")._value.get() == 2
+    assert metrics.retries.labels("mem", "retryable")._value.get() == 3
+    # Backoff, not a spin: 5 failures cost at least a few initial delays and few calls.
+    assert sink.calls <= 8
+    assert time.monotonic() - started > 0.05
+
+
+async def test_rejected_items_are_dead_lettered_and_replayed(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = config_for(kafka_broker, tmp_path)
+    prefix = config.bus.kafka.topic_prefix  # type: ignore[union-attr]
+    await produce(config, [record_for(prefix, i) for i in range(10)])
+    sink = MemorySink(settings())
+    sink.reject_ids = {"e-3", "e-7"}
+    sink.retry_once_ids = {"e-5"}
+    metrics = ForwardMetrics()
+    async with forwarding(config, sink, metrics):
+        await until(lambda: len(sink.received) >= 8)
+        await until(lambda: metrics.events.labels("mem", "dead_lettered")._value.get() >= 2)
+    assert sorted(e.id for e in sink.received) == sorted(f"e-{i}" for i in range(10) if i not in (3, 7))
+    assert metrics.dlq.labels("mem", "mapping_error")._value.get() == 2
+    # The dead letters keep the reason, the attempt count and the original record.
+    consumer = AIOKafkaConsumer(dlq_topic(prefix, "mem"), bootstrap_servers=kafka_broker.bootstrap_servers,
+                                group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        letters = []
+        async with asyncio.timeout(20):
+            while len(letters) < 2:
+                for part in (await consumer.getmany(timeout_ms=200)).values():
+                    letters.extend(orjson.loads(r.value) for r in part)
+    finally:
+        await consumer.stop()
+    assert sorted(letter["id"] for letter in letters) == ["e-3", "e-7"]
+    assert all(letter["reason"].startswith("mapping error") and letter["attempts"] == 1 for letter in letters)
+    assert all(letter["record"]["event"]["id"] == letter["id"] for letter in letters)
+
+
+async def test_dlq_list_and_replay_commands(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = config_for(kafka_broker, tmp_path)
+    prefix = config.bus.kafka.topic_prefix  # type: ignore[union-attr]
+    await produce(config, [record_for(prefix, i) for i in range(5)])
+    sink = MemorySink(settings(name="archive"))
+    sink.reject_ids = {"e-1", "e-2"}
+    metrics = ForwardMetrics()
+    async with forwarding(config, sink, metrics):
+        await until(lambda: metrics.events.labels("archive", "dead_lettered")._value.get() >= 2)
+    out = io.StringIO()
+    assert await list_dead_letters(config, "archive", out) == 0
+    assert "e-1" in out.getvalue() and "e-2" in out.getvalue() and "2 dead letter(s)" in out.getvalue()
+    out = io.StringIO()
+    assert await replay_dead_letters(config, "archive", out) == 0, out.getvalue()
+    assert "2 delivered" in out.getvalue()
+    lines = (tmp_path / "out" / "events.ndjson").read_bytes().splitlines()
+    assert sorted(orjson.loads(line)["id"] for line in lines) == ["e-1", "e-2"]
+    # Replayed once: a second replay finds nothing new.
+    out = io.StringIO()
+    assert await replay_dead_letters(config, "archive", out) == 0
+    assert "0 delivered" in out.getvalue()
+
+
+async def test_malformed_records_are_dead_lettered(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = config_for(kafka_broker, tmp_path)
+    prefix = config.bus.kafka.topic_prefix  # type: ignore[union-attr]
+    assert config.bus.kafka is not None
+    await ensure_topics(config.bus.kafka)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    await (await producer.send(f"{prefix}.events.high", value=b"not json at all"))
+    await (await producer.send(f"{prefix}.events.high", value=b'{"no": "contract"}'))
+    await producer.stop()
+    await produce(config, [record_for(prefix, 1)])
+    sink = MemorySink(settings())
+    metrics = ForwardMetrics()
+    async with forwarding(config, sink, metrics):
+        await until(lambda: len(sink.received) >= 1)
+        await until(lambda: metrics.events.labels("mem", "dead_lettered")._value.get() >= 2)
+    assert [e.id for e in sink.received] == ["e-1"]
+
+
+async def test_high_events_overtake_a_low_backlog(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = config_for(kafka_broker, tmp_path)
+    prefix = config.bus.kafka.topic_prefix  # type: ignore[union-attr]
+    await produce(config, [record_for(prefix, i, "low") for i in range(20_000)])
+
+    class SlowSink(MemorySink):
+        async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
+            await asyncio.sleep(0.002)
+            return await super().send(events)
+
+    sink = SlowSink(settings(max_events=200))
+    async with forwarding(config, sink):
+        await until(lambda: len(sink.received) >= 400)
+        await produce(config, [record_for(prefix, 100_000 + i, "high") for i in range(100)])
+        await until(lambda: sum(e.severity == "high" for e in sink.received) >= 100)
+        low_before_last_high = sum(e.severity == "low" for e in sink.received)
+    assert low_before_last_high < 20_000 / 2, "the high events waited behind the low backlog"
+
+
+async def test_service_runs_sinks_and_exposes_metrics(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = config_for(kafka_broker, tmp_path)
+    prefix = config.bus.kafka.topic_prefix  # type: ignore[union-attr]
+    await produce(config, [record_for(prefix, i) for i in range(50)])
+    service = ForwardService(config)
+    task = asyncio.create_task(service.run())
+    path = tmp_path / "out" / "events.ndjson"
+    try:
+        await until(lambda: path.exists() and len(path.read_bytes().splitlines()) >= 50)
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(task, 30)
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert sorted(line["id"] for line in lines) == sorted(f"e-{i}" for i in range(50))
+    assert lines[0]["severity"] == "high" and lines[0]["event"]["n"] in range(50)
+    assert lines[0]["source_ip"] == "203.0.113.7"
