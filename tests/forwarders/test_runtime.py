@@ -106,7 +106,8 @@ class MemorySink(Sink):
         if self.fail_next:
             self.fail_next -= 1
             raise RetryableSinkError("connection refused")
-        rejected = [(i, "mapping error: field n is not a date") for i, e in enumerate(events) if e.id in self.reject_ids]
+        reason = "mapping error: field n is not a date"
+        rejected = [(i, reason) for i, e in enumerate(events) if e.id in self.reject_ids]
         retry = [i for i, e in enumerate(events) if e.id in self.retry_once_ids]
         self.retry_once_ids -= {events[i].id for i in retry}
         skip = {i for i, _ in rejected} | set(retry)
