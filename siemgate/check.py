@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
-from siemgate.config import Config, KafkaConfig
+from siemgate.config import Config, KafkaConfig, SinkConfig
 from siemgate.record import all_topics
 
 Status = Literal["ok", "FAIL", "warn", "skip"]
@@ -58,6 +58,26 @@ async def check_kafka(config: KafkaConfig, timeout: float) -> list[CheckResult]:
     return results
 
 
+async def check_sink(sink: SinkConfig, timeout: float) -> CheckResult:
+    from siemgate.forwarders.sinks.base import SinkError
+    from siemgate.forwarders.sinks.registry import create_sink
+
+    name = f"sink {sink.name}"
+    if sink.settings is None:
+        return CheckResult(name, "skip", f"type {sink.type} is not available in this version")
+    instance = create_sink(sink.settings)
+    try:
+        async with asyncio.timeout(timeout):
+            detail = await instance.healthcheck()
+    except TimeoutError:
+        return CheckResult(name, "FAIL", f"{sink.type}: no answer within {timeout:g} s")
+    except SinkError as exc:
+        return CheckResult(name, "FAIL", f"{sink.type}: {exc}")
+    finally:
+        await instance.close()
+    return CheckResult(name, "ok", f"{sink.type}: {detail}")
+
+
 def _writable(directory: str) -> str | None:
     path = Path(directory)
     try:
@@ -99,8 +119,7 @@ async def run_check(config: Config, out: TextIO, *, timeout: float = 10.0) -> in
     if config.bus.type == "kafka" and config.bus.kafka is not None:
         results += await check_kafka(config.bus.kafka, timeout)
     for sink in config.sinks:
-        results.append(CheckResult(f"sink {sink.name}", "skip",
-                                   f"type {sink.type}: forwarders are not part of this version"))
+        results.append(await check_sink(sink, timeout))
     width = max(len(r.name) for r in results)
     for result in results:
         out.write(f"{result.status:<4}  {result.name:<{width}}  {result.detail}\n")

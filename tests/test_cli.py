@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,8 +72,19 @@ def test_check_reaches_kafka(kafka_broker: Broker, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok    kafka " in result.stdout
     assert "integration appsec" in result.stdout
+    assert re.search(r"^ok\s+sink archive\s+file: .* is writable$", result.stdout, re.M)
     assert "cli-secret-key" not in result.stdout + result.stderr
     assert "all checks passed" in result.stdout
+
+
+def test_check_fails_for_an_unwritable_file_sink(kafka_broker: Broker, tmp_path: Path) -> None:
+    config = write_config(tmp_path, kafka_broker.bootstrap_servers, idempotence=kafka_broker.idempotence)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be")
+    config.write_text(config.read_text().replace(f"{tmp_path}/out.ndjson", f"{blocker}/out.ndjson"))
+    result = run("check", "-c", str(config), env={"CLI_TEST_KEY": "cli-secret-key"})
+    assert result.returncode == 1
+    assert re.search(r"^FAIL\s+sink archive\s+file: .* is not writable", result.stdout, re.M)
 
 
 def test_check_fails_when_kafka_is_unreachable(tmp_path: Path) -> None:
