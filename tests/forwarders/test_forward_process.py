@@ -1,0 +1,170 @@
+"""`siemgate forward` as a real process: SIGKILL loses nothing, SIGTERM commits, two
+processes share a sink's partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from siemgate.config import parse_config
+from siemgate.testing.broker import Broker, free_port
+from tests.forwarders.test_runtime import produce, record_for, until
+
+pytestmark = pytest.mark.anyio
+
+BATCH = 200
+
+
+def write_config(tmp_path: Path, broker: Broker, prefix: str, out: Path) -> Path:
+    path = tmp_path / f"forward-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(f"""
+log_level: info
+bus:
+  type: kafka
+  kafka:
+    bootstrap_servers: "{broker.bootstrap_servers}"
+    topic_prefix: {prefix}
+    idempotence: {str(broker.idempotence).lower()}
+    topics: {{partitions: 2}}
+forward: {{drain_timeout_seconds: 10, listen: {{host: 127.0.0.1, port: {free_port()}}}}}
+sinks:
+  - {{name: archive, type: file, path: {out}, fsync: never, batch: {{max_events: {BATCH}}}}}
+""")
+    return path
+
+
+def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    handle = open(log, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen([sys.executable, "-m", "siemgate", "forward", "-c", str(config)],
+                                stdout=handle, stderr=handle)
+    finally:
+        handle.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def ids_in(*paths: Path) -> list[str]:
+    ids = []
+    for path in paths:
+        if path.exists():
+            ids.extend(orjson.loads(line)["id"] for line in path.read_bytes().splitlines() if line.strip())
+    return ids
+
+
+def setup(broker: Broker, tmp_path: Path) -> tuple[str, object]:
+    prefix = f"p{uuid.uuid4().hex[:10]}"
+    config = parse_config(f"""
+bus: {{type: kafka, kafka: {{bootstrap_servers: "{broker.bootstrap_servers}", topic_prefix: {prefix},
+       idempotence: false, topics: {{partitions: 2}}}}}}
+""", {})
+    return prefix, config
+
+
+async def test_sigkill_loses_nothing_and_duplicates_stay_within_a_batch(
+    kafka_broker: Broker, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    prefix, config = setup(kafka_broker, tmp_path)
+    total = 30_000
+    await produce(config, [record_for(prefix, i, ("high", "medium", "low")[i % 3]) for i in range(total)])  # type: ignore[arg-type]
+    out = tmp_path / "events.ndjson"
+    cfg = write_config(tmp_path, kafka_broker, prefix, out)
+    first = start(cfg, tmp_path / "first.log")
+    processes.append(first)
+    await until(lambda: len(ids_in(out)) >= 3_000, timeout=90)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = len(ids_in(out))
+    assert killed_at < total, "the forwarder finished before it could be killed mid-stream"
+    second = start(cfg, tmp_path / "second.log")
+    processes.append(second)
+    await until(lambda: len(set(ids_in(out))) >= total, timeout=120)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+    counts = collections.Counter(ids_in(out))
+    assert set(counts) == {f"e-{i}" for i in range(total)}
+    duplicates = sum(n - 1 for n in counts.values())
+    # What was written but not yet committed when killed: at most the batch in flight.
+    assert duplicates <= BATCH, duplicates
+
+
+async def test_sigterm_commits_what_was_delivered(
+    kafka_broker: Broker, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    prefix, config = setup(kafka_broker, tmp_path)
+    total = 20_000
+    await produce(config, [record_for(prefix, i, "medium") for i in range(total)])  # type: ignore[arg-type]
+    out = tmp_path / "events.ndjson"
+    cfg = write_config(tmp_path, kafka_broker, prefix, out)
+    first = start(cfg, tmp_path / "first.log")
+    processes.append(first)
+    await until(lambda: len(ids_in(out)) >= 2_000, timeout=90)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    log = (tmp_path / "first.log").read_text()
+    assert "forwarder stopped" in log
+    second = start(cfg, tmp_path / "second.log")
+    processes.append(second)
+    await until(lambda: len(set(ids_in(out))) >= total, timeout=120)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+    counts = collections.Counter(ids_in(out))
+    assert set(counts) == {f"e-{i}" for i in range(total)}
+    assert sum(n - 1 for n in counts.values()) == 0, "a graceful stop committed everything it delivered"
+
+
+async def test_two_processes_share_the_partitions_and_deliver_everything_once(
+    kafka_broker: Broker, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    prefix, config = setup(kafka_broker, tmp_path)
+    outs = [tmp_path / "a.ndjson", tmp_path / "b.ndjson"]
+    await produce(config, [record_for(prefix, 0)])  # creates the topics
+    for index, out in enumerate(outs):
+        process = start(write_config(tmp_path, kafka_broker, prefix, out), tmp_path / f"{index}.log")
+        processes.append(process)
+    await until(lambda: len(ids_in(*outs)) >= 1, timeout=60)
+    await until_group_members(kafka_broker, f"{prefix}-archive", 2)
+    total = 10_000
+    await produce(config, [record_for(prefix, i, ("high", "medium", "low")[i % 3]) for i in range(1, total)])  # type: ignore[arg-type]
+    await until(lambda: len(set(ids_in(*outs))) >= total, timeout=120)
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    assert [p.wait(30) for p in processes] == [0, 0]
+    counts = collections.Counter(ids_in(*outs))
+    assert set(counts) == {f"e-{i}" for i in range(total)}
+    assert all(ids_in(out) for out in outs), "each process got partitions"
+    assert sum(n - 1 for n in counts.values()) == 0
+
+
+async def until_group_members(broker: Broker, group: str, members: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    await admin.start()
+    try:
+        async with asyncio.timeout(90):
+            while True:
+                described = await admin.describe_consumer_groups([group])
+                groups = getattr(described[0], "groups", None) or []
+                if groups and len(groups[0][-1]) == members and groups[0][2] == "Stable":
+                    return
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
