@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -25,8 +26,9 @@ pytestmark = pytest.mark.anyio
 BATCH = 200
 
 
-def write_config(tmp_path: Path, broker: Broker, prefix: str, out: Path) -> Path:
+def write_config(tmp_path: Path, broker: Broker, prefix: str, out: Path, port: int | None = None) -> Path:
     path = tmp_path / f"forward-{uuid.uuid4().hex[:6]}.yaml"
+    port = port or free_port()
     path.write_text(f"""
 log_level: info
 bus:
@@ -36,7 +38,7 @@ bus:
     topic_prefix: {prefix}
     idempotence: {str(broker.idempotence).lower()}
     topics: {{partitions: 2}}
-forward: {{drain_timeout_seconds: 10, listen: {{host: 127.0.0.1, port: {free_port()}}}}}
+forward: {{drain_timeout_seconds: 10, listen: {{host: 127.0.0.1, port: {port}}}}}
 sinks:
   - {{name: archive, type: file, path: {out}, fsync: never, batch: {{max_events: {BATCH}}}}}
 """)
@@ -113,10 +115,17 @@ async def test_sigterm_commits_what_was_delivered(
     total = 20_000
     await produce(config, [record_for(prefix, i, "medium") for i in range(total)])  # type: ignore[arg-type]
     out = tmp_path / "events.ndjson"
-    cfg = write_config(tmp_path, kafka_broker, prefix, out)
+    port = free_port()
+    cfg = write_config(tmp_path, kafka_broker, prefix, out, port)
     first = start(cfg, tmp_path / "first.log")
     processes.append(first)
     await until(lambda: len(ids_in(out)) >= 2_000, timeout=90)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert 'siemgate_forward_events_total{outcome="delivered",sink="archive"}' in metrics
+    assert 'siemgate_sink_up{sink="archive"} 1.0' in metrics
     first.send_signal(signal.SIGTERM)
     assert first.wait(30) == 0
     log = (tmp_path / "first.log").read_text()

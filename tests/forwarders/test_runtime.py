@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client import generate_latest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from siemgate.bus.kafka import ensure_topics
@@ -48,7 +49,7 @@ bus:
     topic_prefix: {prefix}
     idempotence: {str(broker.idempotence).lower()}
     topics: {{partitions: 2}}
-forward: {{drain_timeout_seconds: 5, listen: {{host: 127.0.0.1, port: 0}}}}
+forward: {{drain_timeout_seconds: 5, lag_interval_seconds: 0.2, listen: {{host: 127.0.0.1, port: 0}}}}
 sinks:
   - {{name: archive, type: file, path: {tmp_path}/out/events.ndjson, batch: {{max_events: 100}}}}
 {extra}
@@ -311,6 +312,11 @@ async def test_service_runs_sinks_and_exposes_metrics(kafka_broker: Broker, tmp_
     path = tmp_path / "out" / "events.ndjson"
     try:
         await until(lambda: path.exists() and len(path.read_bytes().splitlines()) >= 50)
+        await until(lambda: service.metrics.events.labels("archive", "delivered")._value.get() >= 50)
+        # The lag gauge is measured per sink and severity; drained, it reads 0.
+        await until(lambda: 'siemgate_forward_lag_events{severity="high",sink="archive"} 0.0'
+                    in generate_latest(service.metrics.registry).decode())
+        assert service.metrics.up.labels("archive")._value.get() == 1
     finally:
         service.request_stop()
         await asyncio.wait_for(task, 30)
