@@ -12,8 +12,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from prometheus_client import generate_latest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import generate_latest
 
 from siemgate.bus.kafka import ensure_topics
 from siemgate.config import Config, parse_config
