@@ -8,6 +8,7 @@ common spellings.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,9 +56,12 @@ class NormalizeConfig:
                 raise ConfigError(f"fields.{name}", f"is not a normalized field (known: {known})")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NormalizedEvent:
-    """What a sink formats. `event` is the vendor's event, as decoded from the record."""
+    """What a sink formats. `event` is the vendor's event, as decoded from the record.
+
+    Not frozen: creating one per event is on the forwarder's hot path (a frozen dataclass
+    costs several microseconds more); treat it as read-only."""
 
     id: str
     kind: Kind
@@ -136,12 +140,14 @@ class Normalizer:
         if not isinstance(event, dict):
             return None
         for path in self._paths[name]:
-            value: object = event
-            for part in path:
-                if not isinstance(value, dict) or part not in value:
-                    value = None
-                    break
-                value = value[part]
+            if len(path) == 1:
+                value = event.get(path[0])
+            else:
+                value = event
+                for part in path:
+                    value = value.get(part) if isinstance(value, dict) else None
+                    if value is None:
+                        break
             if value is not None and not isinstance(value, dict | list):
                 return value
         return None
@@ -153,8 +159,16 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
+_RFC3339_UTC = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?Z")
+
+
 def _timestamp(value: object) -> str | None:
     """RFC 3339 UTC with microseconds, from ISO 8601 text or epoch seconds/milliseconds."""
+    if isinstance(value, str):
+        # The common case, already UTC with a Z: no datetime round trip.
+        match = _RFC3339_UTC.fullmatch(value)
+        if match is not None:
+            return f"{match.group(1)}.{(match.group(2) or '').ljust(6, '0')}Z"
     moment: datetime | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 1e11 else value
