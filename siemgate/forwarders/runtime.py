@@ -72,7 +72,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         # Offsets are committed after every batch: only the batch in flight can be open, and
         # its events of these partitions are left to the new owner (at most one batch twice).
+        # A commit under way finishes first, so the new owner starts after it.
         self._forwarder.revoked.update(revoked)
+        await self._forwarder.wait_committed()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         assigned = set(assigned)
@@ -124,6 +126,7 @@ class SinkForwarder:
         self._stopping = asyncio.Event()
         self._drain_deadline: float | None = None
         self._lag_task: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None
         self._events = {o: metrics.events.labels(settings.name, o)
                         for o in ("delivered", "duplicate", "dead_lettered", "filtered")}
 
@@ -153,18 +156,30 @@ class SinkForwarder:
         log.info("forwarder stopped", extra={"sink": self.name})
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            fetched = await self._fetch()
-            if not fetched:
-                continue
-            pending, offsets = await self._prepare(fetched)
-            try:
-                await self._deliver(pending)
-            except _Abandoned:
-                log.warning("drain timeout: the batch in flight is left for redelivery",
-                            extra={"sink": self.name, "events": len(pending)})
-                return
-            await self._commit(offsets)
+        # The commit of one batch overlaps the fetch and delivery of the next: it is awaited
+        # before the next commit (commits stay in order) and before `run` returns.
+        try:
+            while not self._stopping.is_set():
+                fetched = await self._fetch()
+                if not fetched:
+                    continue
+                pending, offsets = await self._prepare(fetched)
+                try:
+                    await self._deliver(pending)
+                except _Abandoned:
+                    log.warning("drain timeout: the batch in flight is left for redelivery",
+                                extra={"sink": self.name, "events": len(pending)})
+                    return
+                await self.wait_committed()
+                self._committing = asyncio.create_task(self._commit(offsets))
+        finally:
+            await self.wait_committed()
+
+    async def wait_committed(self) -> None:
+        """Wait for the commit in flight, if any."""
+        if self._committing is not None:
+            await self._committing
+            self._committing = None
 
     async def _fetch(self) -> dict[TopicPartition, list[Any]]:
         consumer = self.consumer
