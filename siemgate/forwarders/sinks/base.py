@@ -40,7 +40,8 @@ class SinkAuthError(SinkError):
 
 @dataclass(frozen=True, kw_only=True)
 class BatchSettings:
-    """How a forwarder groups events for one `send`."""
+    """How a forwarder groups events for one `send`. One batch is in flight at a time, so
+    `max_events` also bounds what a crash may deliver twice."""
 
     max_events: int = 500
     max_bytes: int = 4 * 1024 * 1024
@@ -72,8 +73,6 @@ class SinkSettings:
     min_severity: Severity = "low"
     batch: BatchSettings = field(default_factory=BatchSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
-    # Events read from the bus and not yet confirmed, at most: what a crash may redeliver.
-    max_in_flight: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
