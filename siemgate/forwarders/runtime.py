@@ -117,7 +117,6 @@ class SinkForwarder:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.batch.max_events,
-            fetch_max_bytes=max(settings.batch.max_bytes, 1024 * 1024),
         )
         self.revoked: set[TopicPartition] = set()
         self.waiting = False
@@ -198,7 +197,8 @@ class SinkForwarder:
             consumer.resume(*normal)
             self._normal_paused = False
         if not any(fetched.values()):
-            fetched = await consumer.getmany(timeout_ms=200, max_records=max_records)
+            wait_ms = int(self.settings.batch.max_wait_seconds * 1000)
+            fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
         return {tp: records for tp, records in fetched.items() if records}
 
     def _lag(self, tp: TopicPartition) -> int:

@@ -44,7 +44,7 @@ class BatchSettings:
     `max_events` also bounds what a crash may deliver twice."""
 
     max_events: int = 500
-    max_bytes: int = 4 * 1024 * 1024
+    # How long a poll waits for records when there are none.
     max_wait_seconds: float = 0.2
 
 
