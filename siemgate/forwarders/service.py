@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from siemgate.bus.kafka import client_options, ensure_topics
 from siemgate.config import Config, KafkaConfig, SinkConfig
-from siemgate.errors import BusUnavailable, ConfigError
+from siemgate.errors import BusUnavailable, ConfigError, SiemgateError
 from siemgate.forwarders.deadletter import dlq_topic
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import Normalizer
@@ -34,6 +34,10 @@ from siemgate.forwarders.runtime import SinkForwarder
 from siemgate.forwarders.sinks.registry import create_sink
 
 log = logging.getLogger("siemgate.forward")
+
+
+class ForwarderFailed(SiemgateError):
+    """A forwarder stopped on an unexpected error (a bug): the process exits non-zero."""
 
 
 def selected_sinks(config: Config, names: Sequence[str]) -> list[SinkConfig]:
@@ -109,9 +113,10 @@ class ForwardService:
             tasks = [asyncio.create_task(f.run(), name=f"forward-{f.name}") for f in self.forwarders]
             stopper = asyncio.create_task(self.stop_requested.wait())
             await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
-                if task.done() and task.exception() is not None:
-                    log.error("a forwarder failed", exc_info=task.exception())
+            failed = [task for task in tasks if task.done() and task.exception() is not None]
+            for task in failed:
+                log.error("a forwarder failed; stopping the others (their batches are committed)",
+                          exc_info=task.exception())
             drain = self.config.forward.drain_timeout_seconds
             for forwarder in self.forwarders:
                 forwarder.stop(drain)
@@ -120,6 +125,8 @@ class ForwardService:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             stopper.cancel()
+            if failed:
+                raise ForwarderFailed(f"{len(failed)} forwarder(s) failed; see the log") from failed[0].exception()
         finally:
             self.ready = False
             for forwarder in self.forwarders:
