@@ -202,7 +202,9 @@ ruleset(name="capture") {{
     def messages(self) -> list[dict[str, Any]]:
         if not self.received.exists():
             return []
-        return [orjson.loads(line) for line in self.received.read_bytes().splitlines() if line.strip()]
+        # Complete lines only: rsyslog may be writing the last one.
+        complete = self.received.read_bytes().split(b"\n")[:-1]
+        return [orjson.loads(line) for line in complete if line.strip()]
 
     async def wait_for(
         self, count: int, match: Callable[[dict[str, Any]], bool] = lambda m: True, timeout: float = 10.0

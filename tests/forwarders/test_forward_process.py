@@ -65,10 +65,13 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def ids_in(*paths: Path) -> list[str]:
+    """Ids of the complete lines: a forwarder may be writing the last one right now."""
     ids = []
     for path in paths:
         if path.exists():
-            ids.extend(orjson.loads(line)["id"] for line in path.read_bytes().splitlines() if line.strip())
+            data = path.read_bytes()
+            complete = data[: data.rfind(b"\n") + 1]
+            ids.extend(orjson.loads(line)["id"] for line in complete.splitlines() if line.strip())
     return ids
 
 

@@ -16,6 +16,7 @@ from siemgate.forwarders.sinks.base import Sink, SinkSettings
 # type -> (module, settings class, sink class)
 SINK_TYPES: Mapping[str, tuple[str, str, str]] = {
     "file": ("siemgate.forwarders.sinks.file", "FileSinkSettings", "FileSink"),
+    "syslog": ("siemgate.forwarders.sinks.syslog", "SyslogSinkSettings", "SyslogSink"),
 }
 
 

@@ -1,0 +1,127 @@
+"""ArcSight CEF from the normalized view; pure, no I/O.
+
+    CEF:0|Device Vendor|Device Product|Device Version|Signature ID|Name|Severity|Extension
+
+Guarantees:
+
+- Escaping follows CEF's two rules. Header fields: `\\` -> `\\\\`, `|` -> `\\|`; newlines
+  are not allowed there, so every control character becomes a space. Extension values:
+  `\\` -> `\\\\`, `=` -> `\\=`, LF -> the two characters `\\n`, CR -> `\\r`, any other
+  control character -> a space; `|` and spaces are left alone (CEF does not escape them).
+  The result therefore never contains a CR or LF byte. Everything else, non-ASCII included,
+  is UTF-8 as it is.
+- Severity follows DESIGN.md: high 8, medium 5, low 3, unknown the word `Unknown`.
+- Signature ID: `TEST` / `CONFIRMATION` for those kinds, else the rule id, else the event
+  type, else `event` (at most 1023 characters). Name: the rule name, else the message, else
+  the event type, else a fixed text (at most 512 characters).
+- Extension keys come from CEF's dictionary where one fits, custom strings where none does:
+
+    rt              the event's time, epoch milliseconds (absent when the event has none)
+    externalId      the event id (the vendor's, or siemgate's deterministic hash)
+    cat             event type
+    src / c6a2 / shost   source address: IPv4 / IPv6 (with c6a2Label) / anything else
+    request, requestMethod, act, dhost, msg   url, method, action, asset, message
+    dvchost         the HOSTNAME siemgate reports as
+    cs1 integration, cs2 rule, cs3 ruleId, cs4 kind, cs5 severity (vendor's word), each
+                    with its csNLabel
+  Keys whose value the event does not have are left out. The full event is not carried: use
+  `rfc5424` for it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from siemgate.forwarders.formats.syslog import event_time, utf8
+from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.record import Severity
+
+CEF_SEVERITY: Final[Mapping[Severity, str]] = {"high": "8", "medium": "5", "low": "3", "unknown": "Unknown"}
+MAX_NAME: Final = 512
+MAX_SIGNATURE_ID: Final = 1023
+
+_CONTROLS: Final = {c: " " for c in (*range(0x20), 0x7F)}
+_HEADER: Final = str.maketrans({**_CONTROLS, ord("\\"): "\\\\", ord("|"): "\\|"})
+_EXTENSION: Final = str.maketrans(
+    {**_CONTROLS, ord("\\"): "\\\\", ord("="): "\\=", ord("\n"): "\\n", ord("\r"): "\\r"}
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def header_escape(text: str) -> str:
+    """A CEF header field: `\\` and `|` escaped, control characters made spaces."""
+    return text.translate(_HEADER)
+
+
+def extension_escape(text: str) -> str:
+    """A CEF extension value: `\\` and `=` escaped, CR/LF as `\\r`/`\\n`, other controls spaces."""
+    return text.translate(_EXTENSION)
+
+
+def signature_id(event: NormalizedEvent) -> str:
+    if event.kind != "event":
+        return event.kind.upper()
+    return (event.rule_id or event.event_type or "event")[:MAX_SIGNATURE_ID]
+
+
+def event_name(event: NormalizedEvent) -> str:
+    if event.kind == "test":
+        return "Test message"
+    if event.kind == "confirmation":
+        return "Confirmation message"
+    return (event.rule or event.message or event.event_type or "Security event")[:MAX_NAME]
+
+
+def epoch_millis(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _source(address: str) -> list[tuple[str, str]]:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return [("shost", address)]
+    if ip.version == 4:
+        return [("src", address)]
+    return [("c6a2", address), ("c6a2Label", "Source IPv6 Address")]
+
+
+def extension(event: NormalizedEvent, *, device_host: str | None = None) -> list[tuple[str, str]]:
+    """The extension's (key, unescaped value) pairs, in order; empty values are left out."""
+    moment = event_time(event)
+    pairs: list[tuple[str, str | None]] = [
+        ("rt", str(epoch_millis(moment)) if moment is not None else None),
+        ("externalId", event.id),
+        ("cat", event.event_type),
+        *(_source(event.source_ip) if event.source_ip else ()),
+        ("request", event.url),
+        ("requestMethod", event.method),
+        ("act", event.action),
+        ("dhost", event.asset),
+        ("msg", event.message),
+        ("dvchost", device_host),
+    ]
+    custom = (("integration", event.integration), ("rule", event.rule), ("ruleId", event.rule_id),
+              ("kind", event.kind), ("severity", event.severity))
+    for number, (label, value) in enumerate(custom, start=1):
+        if value:
+            pairs += [(f"cs{number}Label", label), (f"cs{number}", value)]
+    return [(key, value) for key, value in pairs if value]
+
+
+def encode_cef(
+    event: NormalizedEvent, *, vendor: str, product: str, version: str, device_host: str | None = None
+) -> bytes:
+    """One CEF:0 record (no syslog header), UTF-8."""
+    header = "|".join(
+        header_escape(field)
+        for field in (vendor, product, version, signature_id(event), event_name(event), CEF_SEVERITY[event.severity])
+    )
+    ext = " ".join(f"{key}={extension_escape(value)}" for key, value in extension(event, device_host=device_host))
+    return utf8(f"CEF:0|{header}|{ext}")
+
+
+__all__: Sequence[str] = ("CEF_SEVERITY", "encode_cef", "extension_escape", "header_escape")

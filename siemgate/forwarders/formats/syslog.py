@@ -1,0 +1,315 @@
+"""Syslog messages (RFC 5424 and RFC 3164) from the normalized view; pure, no I/O.
+
+Guarantees of every encoder here (and of `cef` and `leef`, which are carried in these headers):
+
+- The result is one message without transport framing, UTF-8, and contains **no CR or LF
+  byte**: the event travels as compact JSON (which escapes control characters), and control
+  characters in header fields and structured-data values are replaced by a space. So LF
+  framing can never be broken by the content.
+- Severity follows DESIGN.md: high -> 2 critical, medium -> 4 warning, low -> 5 notice,
+  unknown -> 6 informational. PRI = facility * 8 + severity.
+- The timestamp is the event's own (the normalized `timestamp`), never the send time, except
+  in RFC 3164 when the event has none that parses (that format has no nil timestamp).
+
+RFC 5424 (`rfc5424`):
+
+    <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD-ID id=".." kind=".." ...] BOM{event JSON}
+
+- TIMESTAMP: RFC 3339 in UTC with 6 fraction digits and `Z`; `-` when the event time is
+  unusable. HOSTNAME (<= 255), APP-NAME (<= 48), PROCID (`-`, or the pid with
+  `include_pid`), MSGID (<= 32) are PRINTUSASCII: other characters become `_`, too long is cut.
+- MSGID: `TEST` / `CONFIRMATION` for those kinds; else the event type; `-` when none.
+- STRUCTURED-DATA: one element with the private SD-ID (default `siemgate@32473`) and the
+  params `id`, `kind`, `integration`, `severity`, then `rule`, `rule_id`, `source_ip` when the
+  event has them. `"`, `\\` and `]` in values are backslash-escaped (RFC 5424 section 6.3.3).
+- MSG: the UTF-8 BOM, then the vendor's event as compact JSON, untouched.
+
+RFC 3164 (`rfc3164`):
+
+    <PRI>Mmm dd hh:mm:ss HOSTNAME TAG: {event JSON}
+
+- The day is space-padded (`Jan  5`), month names are English whatever the locale. The time
+  is in UTC by default (`rfc3164_timezone: local` for the machine's zone): the format has no
+  zone field, and UTC is what a receiver in a container assumes anyway.
+- HOSTNAME is the host's first label (RFC 3164 wants no domain part), or the IP address.
+- TAG is the app name cut to 32 characters, followed by `[pid]` with `include_pid`.
+- Size: RFC 3164 describes packets of at most 1024 bytes. The encoder does **not** truncate
+  (cutting JSON makes it unusable, and today's receivers take far more, rsyslog 8k by
+  default); over TCP/TLS the message goes whole, over UDP the sink's `max_datagram_bytes`
+  rule (`truncate_utf8`) applies: set it to 1024 for a strict RFC 3164 receiver.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+import siemgate
+from siemgate.errors import ConfigError
+from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.record import Severity, dumps
+
+BOM: Final = b"\xef\xbb\xbf"
+NIL: Final = "-"
+
+FACILITIES: Final[Mapping[str, int]] = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
+    "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "audit": 13, "alert": 14,
+    "clock": 15, "local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20,
+    "local5": 21, "local6": 22, "local7": 23,
+}  # fmt: skip
+
+# RFC 5424 severity per vendor severity (DESIGN.md, "Severity, per destination").
+SYSLOG_SEVERITY: Final[Mapping[Severity, int]] = {"high": 2, "medium": 4, "low": 5, "unknown": 6}
+
+MAX_HOSTNAME: Final = 255
+MAX_APP_NAME: Final = 48
+MAX_MSGID: Final = 32
+MAX_TAG: Final = 32
+
+_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_NOT_PRINTUSASCII: Final = re.compile(r"[^\x21-\x7e]")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_SD_ID: Final = re.compile(r'[^\x21-\x7e]|[=\]"]')
+_PRIVATE_SD_ID: Final = re.compile(r"[^@]+@[0-9]+(\.[0-9]+)*")
+_SD_ESCAPE: Final = re.compile(r'["\\\]]')
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyslogFormatSettings:
+    """How messages are formatted (the syslog sink's settings extend this).
+
+    facility: a name (`auth`, `local0` ...) or a number 0-23; default `local0`, the range
+      reserved for local use, so a receiver can route siemgate's events on their own.
+    hostname: HOSTNAME; default this machine's FQDN, else its host name.
+    app_name: APP-NAME (RFC 5424) and TAG (RFC 3164, cut to 32).
+    include_pid: PROCID is the process id (else `-`).
+    sd_id: the private SD-ID of the structured-data element (`name@PEN`).
+    rfc3164_timezone: the zone of RFC 3164 timestamps, which cannot say which zone they are in.
+    cef_leef_header: the syslog header CEF and LEEF messages are carried in.
+    vendor, product, product_version: CEF's Device Vendor/Product/Version and LEEF's
+      Vendor/Product/Version: together they tell the SIEM which parser applies.
+    """
+
+    facility: int | str = "local0"
+    hostname: str | None = None
+    app_name: str = "siemgate"
+    include_pid: bool = False
+    sd_id: str = "siemgate@32473"
+    rfc3164_timezone: Literal["utc", "local"] = "utc"
+    cef_leef_header: Literal["rfc5424", "rfc3164"] = "rfc5424"
+    vendor: str = "siemgate"
+    product: str = "siemgate"
+    product_version: str = siemgate.__version__
+
+    def __post_init__(self) -> None:
+        facility_code(self.facility)
+        if self.hostname is not None:
+            _check_printusascii("hostname", self.hostname, MAX_HOSTNAME)
+        _check_printusascii("app_name", self.app_name, MAX_APP_NAME)
+        if any(c in self.app_name for c in ":[]"):
+            raise ConfigError("app_name", "must not contain ':', '[' or ']' (they end an RFC 3164 TAG)")
+        if not 1 <= len(self.sd_id) <= 32 or _SD_ID.search(self.sd_id):
+            raise ConfigError("sd_id", "must be 1-32 printable ASCII characters without space, '=', ']' or '\"'")
+        if not _PRIVATE_SD_ID.fullmatch(self.sd_id):
+            raise ConfigError(
+                "sd_id", "must be a private SD-ID, name@<enterprise number>, e.g. siemgate@32473 "
+                "(names without @ are reserved by IANA)"
+            )
+        for key, limit in (("vendor", 63), ("product", 63), ("product_version", 31)):
+            value = getattr(self, key)
+            if not value or len(value) > limit or "|" in value or _CONTROL.search(value):
+                raise ConfigError(key, f"must be 1-{limit} characters, without '|' or control characters")
+
+    @property
+    def facility_code(self) -> int:
+        return facility_code(self.facility)
+
+
+def facility_code(facility: int | str) -> int:
+    """The facility number for a name or a number 0-23; ConfigError otherwise."""
+    if isinstance(facility, int) and 0 <= facility <= 23:
+        return facility
+    if isinstance(facility, str):
+        if facility.strip().isdigit():
+            return facility_code(int(facility))
+        code = FACILITIES.get(facility.strip().lower())
+        if code is not None:
+            return code
+    names = ", ".join(FACILITIES)
+    raise ConfigError("facility", f"must be a number 0-23 or one of {names}, not {facility!r}")
+
+
+def _check_printusascii(key: str, value: str, limit: int) -> None:
+    if not 1 <= len(value) <= limit or _NOT_PRINTUSASCII.search(value):
+        raise ConfigError(key, f"must be 1-{limit} printable ASCII characters without spaces")
+
+
+def pri(facility: int, severity: Severity) -> int:
+    """PRIVAL = facility * 8 + the syslog severity of the vendor severity."""
+    return facility * 8 + SYSLOG_SEVERITY[severity]
+
+
+@functools.cache
+def machine_hostname() -> str:
+    """This machine's FQDN when it has one, else its host name, as a valid HOSTNAME."""
+    name = socket.gethostname()
+    if "." not in name:
+        fqdn = socket.getfqdn(name)
+        if "." in fqdn and not fqdn.startswith("localhost"):
+            name = fqdn
+    return printusascii(name, MAX_HOSTNAME)
+
+
+def printusascii(text: str, limit: int) -> str:
+    """`text` as an RFC 5424 header field: other characters become `_`, cut to `limit`; `-` if empty."""
+    return _NOT_PRINTUSASCII.sub("_", text[:limit]) or NIL
+
+
+def utf8(text: str) -> bytes:
+    """UTF-8, with a `?` for what cannot be encoded (a lone surrogate from a JSON `\\ud800`)."""
+    return text.encode("utf-8", "replace")
+
+
+def one_line(text: str) -> str:
+    """Control characters (CR, LF, TAB ...) replaced by a space."""
+    return _CONTROL.sub(" ", text)
+
+
+def event_time(event: NormalizedEvent) -> datetime | None:
+    """The event's time, timezone-aware UTC, or None when it does not parse."""
+    try:
+        moment = datetime.fromisoformat(event.timestamp)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def rfc3339(moment: datetime | None) -> str:
+    """RFC 5424 TIMESTAMP: `YYYY-MM-DDThh:mm:ss.ffffffZ` (UTC), or `-`."""
+    if moment is None:
+        return NIL
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def bsd_timestamp(moment: datetime) -> str:
+    """RFC 3164 TIMESTAMP: `Mmm dd hh:mm:ss`, day padded with a space, English month."""
+    return f"{_MONTHS[moment.month - 1]} {moment.day:2d} {moment:%H:%M:%S}"
+
+
+def msgid(event: NormalizedEvent) -> str:
+    """`TEST` / `CONFIRMATION` for those kinds, else the event type as a MSGID, else `-`."""
+    if event.kind == "test":
+        return "TEST"
+    if event.kind == "confirmation":
+        return "CONFIRMATION"
+    return printusascii(event.event_type, MAX_MSGID) if event.event_type else NIL
+
+
+def sd_escape(value: str) -> str:
+    """An SD-PARAM value: `"`, `\\` and `]` backslash-escaped; control characters made spaces."""
+    return _SD_ESCAPE.sub(lambda m: "\\" + m.group(0), one_line(value))
+
+
+def structured_data(event: NormalizedEvent, sd_id: str) -> str:
+    """One SD-ELEMENT, `[sd_id id=".." kind=".." integration=".." severity=".." ...]`."""
+    params: list[tuple[str, str | None]] = [
+        ("id", event.id),
+        ("kind", event.kind),
+        ("integration", event.integration),
+        ("severity", event.severity),
+        ("rule", event.rule),
+        ("rule_id", event.rule_id),
+        ("source_ip", event.source_ip),
+    ]
+    body = "".join(f' {name}="{sd_escape(value)}"' for name, value in params if value is not None)
+    return f"[{sd_id}{body}]"
+
+
+def resolved_hostname(settings: SyslogFormatSettings) -> str:
+    """The configured HOSTNAME, else this machine's."""
+    return settings.hostname or machine_hostname()
+
+
+def rfc5424_header(event: NormalizedEvent, settings: SyslogFormatSettings, *, message_id: str) -> str:
+    """`<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID` (no trailing space)."""
+    procid = str(os.getpid()) if settings.include_pid else NIL
+    prival = pri(settings.facility_code, event.severity)
+    host = resolved_hostname(settings)
+    return f"<{prival}>1 {rfc3339(event_time(event))} {host} {settings.app_name} {procid} {message_id}"
+
+
+def rfc3164_header(event: NormalizedEvent, settings: SyslogFormatSettings) -> str:
+    """`<PRI>Mmm dd hh:mm:ss HOSTNAME` (no trailing space); the time is now if the event has none."""
+    moment = event_time(event) or datetime.now(UTC)
+    moment = moment.astimezone() if settings.rfc3164_timezone == "local" else moment.astimezone(UTC)
+    host = bsd_hostname(resolved_hostname(settings))
+    return f"<{pri(settings.facility_code, event.severity)}>{bsd_timestamp(moment)} {host}"
+
+
+def bsd_hostname(name: str) -> str:
+    """RFC 3164 HOSTNAME: an IP address as it is, a name without its domain part."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name.split(".", 1)[0] or NIL
+    return name
+
+
+def rfc3164_tag(settings: SyslogFormatSettings) -> str:
+    tag = settings.app_name[:MAX_TAG]
+    return f"{tag}[{os.getpid()}]" if settings.include_pid else tag
+
+
+def rfc5424(event: NormalizedEvent, settings: SyslogFormatSettings) -> bytes:
+    """One RFC 5424 message: header, structured data, BOM, the event as compact JSON."""
+    header = rfc5424_header(event, settings, message_id=msgid(event))
+    sd = structured_data(event, settings.sd_id)
+    return b"".join((utf8(f"{header} {sd} "), BOM, dumps(event.event)))
+
+
+def rfc3164(event: NormalizedEvent, settings: SyslogFormatSettings) -> bytes:
+    """One RFC 3164 message: `<PRI>Mmm dd hh:mm:ss HOSTNAME TAG: {event JSON}`; never truncated."""
+    header = rfc3164_header(event, settings)
+    return b"".join((utf8(f"{header} {rfc3164_tag(settings)}: "), dumps(event.event)))
+
+
+def truncate_utf8(message: bytes, limit: int) -> bytes:
+    """`message` cut to at most `limit` bytes without splitting a UTF-8 character.
+
+    The UDP rule: one message per datagram, and a message longer than the datagram limit
+    keeps its first `limit` bytes (its header and structured data come first, so they
+    survive), minus the bytes of a character the cut would split."""
+    if len(message) <= limit:
+        return message
+    end = limit
+    # A continuation byte (10xxxxxx) at the cut: back off to the start of its character.
+    while end > 0 and message[end] & 0xC0 == 0x80:
+        end -= 1
+    return message[:end]
+
+
+__all__: Sequence[str] = (
+    "BOM",
+    "FACILITIES",
+    "SYSLOG_SEVERITY",
+    "SyslogFormatSettings",
+    "event_time",
+    "facility_code",
+    "machine_hostname",
+    "pri",
+    "rfc3164",
+    "rfc5424",
+    "sd_escape",
+    "structured_data",
+    "truncate_utf8",
+)

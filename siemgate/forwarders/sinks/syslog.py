@@ -1,0 +1,514 @@
+"""The syslog sink: events as syslog messages over TCP, TLS or UDP.
+
+Wire formats (`format:`), built by `siemgate.forwarders.formats`:
+
+- `rfc5424` (default): RFC 5424 header, one structured-data element, BOM, the event as JSON.
+- `rfc3164`: the legacy BSD header, `TAG:`, the event as JSON.
+- `cef`: ArcSight CEF:0; `leef`: QRadar LEEF:2.0. Both are carried in a syslog header
+  (`cef_leef_header:` rfc5424 with MSGID `CEF`/`LEEF` and no structured data, or rfc3164
+  without TAG), with no BOM so that the receiver's parser sees `CEF:`/`LEEF:` first.
+
+Transports (`address:`):
+
+- `tcp://host:port` (default port 514): RFC 6587 octet counting (`LEN SP MSG`, default), or
+  `framing: lf` (`MSG LF`). No message ever contains an LF (the encoders guarantee it and
+  the LF framer replaces any LF by a space besides), so LF framing cannot split a message.
+- `tls://host:port` (default port 6514): RFC 5425, always octet counting. The server
+  certificate is verified by default (`tls.ca_file`, else the system's CAs); `tls.cert` /
+  `tls.key` present a client certificate. Certificate files are read at each (re)connect,
+  so a rotated certificate is picked up. `close()` sends TLS close_notify.
+- `udp://host:port` (default port 514): RFC 5426, one message per datagram, no framing. A
+  message longer than `max_datagram_bytes` (default 2048, the size RFC 5426 says receivers
+  should accept) is cut to that many bytes at a UTF-8 character boundary (its header and
+  structured data come first and survive). **UDP is best-effort**: nothing tells the sender
+  that a datagram was lost; it must not be the only path for events that must arrive.
+
+What "delivered" means: `send()` returns only after every byte of every message of the
+batch was handed to the kernel (`loop.sock_sendall` on the socket; with TLS, every record
+that `ssl.SSLObject` produced; UDP: each datagram accepted by the kernel). There is no
+buffer in the process left to flush, which asyncio streams cannot promise: their `drain()`
+waits only until the buffer is below a high-water mark, and their TLS layer keeps a second
+buffer underneath. Syslog has no application-level acknowledgment, so bytes in flight when
+the receiver dies are lost to TCP; to narrow that window the sink checks before each batch
+that the receiver has not closed the connection (then it reconnects at once), and after
+each connect it waits up to `accept_check_seconds` for a receiver that accepts and then
+drops the session (rsyslog does that when it refuses a client certificate or a sender), so
+that a refused sender is reported instead of every batch vanishing.
+
+One connection is kept open across batches; after any failure it is dropped and the next
+`send` connects again (lazily: the runtime's backoff decides when).
+
+Errors: connection refused/reset, timeouts, a receiver closing the connection ->
+`RetryableSinkError` (the connection is dropped; the next `send` reconnects; the sink never
+sleeps or retries itself). A server certificate that fails verification, or a TLS session
+refused because of our client certificate (a certificate alert, or the server hanging up
+right after the handshake), or certificate files that cannot be loaded -> `SinkAuthError`:
+an operator has to act; the runtime keeps the events and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import select
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Final, Literal, NamedTuple
+from urllib.parse import urlsplit
+
+from siemgate.errors import ConfigError
+from siemgate.forwarders.formats import syslog as fmt
+from siemgate.forwarders.formats.cef import encode_cef
+from siemgate.forwarders.formats.leef import encode_leef
+from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.forwarders.sinks.base import (
+    RetryableSinkError,
+    SendResult,
+    Sink,
+    SinkAuthError,
+    SinkSettings,
+    TlsSettings,
+)
+
+log = logging.getLogger("siemgate.forward.syslog")
+
+Transport = Literal["tcp", "tls", "udp"]
+Format = Literal["rfc5424", "rfc3164", "cef", "leef"]
+Framing = Literal["octet-counting", "lf"]
+Encoder = Callable[[NormalizedEvent], bytes]
+
+DEFAULT_PORTS: Final[dict[str, int]] = {"tcp": 514, "tls": 6514, "udp": 514}
+MIN_DATAGRAM: Final = 480  # RFC 5426: every IPv4 receiver must accept this much
+MAX_DATAGRAM: Final = 65507  # the UDP payload limit over IPv4
+# TLS alerts by which a server refuses our certificate (OpenSSL reason names).
+_CERT_REFUSED: Final = frozenset({
+    "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "TLSV1_ALERT_UNKNOWN_CA",
+    "TLSV1_ALERT_ACCESS_DENIED", "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+})  # fmt: skip
+_HUNG_UP: Final = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+
+
+class Address(NamedTuple):
+    transport: Transport
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}://{host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """`tcp://host:port`, `tls://host:port` or `udp://host:port` (IPv6 as `[::1]`); the
+    port defaults to 514 (tcp, udp) or 6514 (tls). Raises ValueError saying what is wrong."""
+    parts = urlsplit(text.strip())
+    transport = parts.scheme.lower()
+    if transport not in DEFAULT_PORTS:
+        raise ValueError("must start with tcp://, tls:// or udp://")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be only scheme://host:port")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port (1-65535)") from None
+    if port == 0:
+        raise ValueError("has an invalid port (1-65535)")
+    return Address(transport, parts.hostname, port or DEFAULT_PORTS[transport])  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyslogSinkSettings(SinkSettings, fmt.SyslogFormatSettings):
+    """`type: syslog`. The format keys (facility, hostname, app_name ...) are those of
+    `SyslogFormatSettings`."""
+
+    type: ClassVar[str] = "syslog"
+    address: str
+    format: Format = "rfc5424"
+    # TCP only: TLS always counts octets (RFC 5425), UDP has no framing.
+    framing: Framing = "octet-counting"
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    max_datagram_bytes: int = 2048
+    connect_timeout_seconds: float = 10.0
+    write_timeout_seconds: float = 30.0
+    # After connecting, how long to watch for a receiver that hangs up on us (0: not at all).
+    accept_check_seconds: float = 0.2
+
+    def __post_init__(self) -> None:
+        fmt.SyslogFormatSettings.__post_init__(self)
+        try:
+            address = parse_address(self.address)
+        except ValueError as exc:
+            raise ConfigError(
+                "address", f"{self.address!r} {exc}: write tcp://host:port, tls://host:port or udp://host:port"
+            ) from None
+        if self.framing == "lf" and address.transport != "tcp":
+            raise ConfigError("framing", f"lf applies to tcp:// only ({address.transport}:// has its own framing)")
+        if address.transport != "tls" and self.tls != TlsSettings():
+            raise ConfigError("tls", "applies to tls:// addresses only")
+        if self.tls.key is not None and self.tls.cert is None:
+            raise ConfigError("tls.cert", "is required with tls.key (the client certificate)")
+        if not MIN_DATAGRAM <= self.max_datagram_bytes <= MAX_DATAGRAM:
+            raise ConfigError("max_datagram_bytes", f"must be {MIN_DATAGRAM}-{MAX_DATAGRAM}")
+        for key in ("connect_timeout_seconds", "write_timeout_seconds"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(key, "must be positive")
+        if self.accept_check_seconds < 0:
+            raise ConfigError("accept_check_seconds", "must be 0 or more")
+
+    @property
+    def target(self) -> Address:
+        return parse_address(self.address)
+
+
+def build_encoder(settings: fmt.SyslogFormatSettings, wire_format: Format) -> Encoder:
+    """The function that turns one event into one message of `wire_format` (no framing)."""
+    if wire_format == "rfc5424":
+        return lambda event: fmt.rfc5424(event, settings)
+    if wire_format == "rfc3164":
+        return lambda event: fmt.rfc3164(event, settings)
+    host = fmt.resolved_hostname(settings)
+    product = {"vendor": settings.vendor, "product": settings.product, "version": settings.product_version}
+
+    def payload(event: NormalizedEvent) -> bytes:
+        if wire_format == "cef":
+            return encode_cef(event, device_host=host, **product)
+        return encode_leef(event, **product)
+
+    if settings.cef_leef_header == "rfc3164":
+        return lambda event: b"".join((fmt.utf8(fmt.rfc3164_header(event, settings)), b" ", payload(event)))
+    message_id = "CEF" if wire_format == "cef" else "LEEF"
+    return lambda event: b"".join(
+        (fmt.utf8(fmt.rfc5424_header(event, settings, message_id=message_id)), b" - ", payload(event))
+    )
+
+
+def octet_counted(message: bytes) -> bytes:
+    """RFC 6587 3.4.1 / RFC 5425: `MSG-LEN SP SYSLOG-MSG`."""
+    return b"%d %b" % (len(message), message)
+
+
+def lf_terminated(message: bytes) -> bytes:
+    """RFC 6587 3.4.2 with LF as trailer; an LF inside the message becomes a space."""
+    return message.replace(b"\n", b" ") + b"\n"
+
+
+class _Channel:
+    """One TCP connection, TLS optional, on a non-blocking socket driven by the event loop.
+
+    TLS runs through an `ssl.SSLObject` over memory BIOs rather than an asyncio transport,
+    so that `write()` returns exactly when every byte (every TLS record) is in the kernel:
+    asyncio's stream `drain()` only waits for its buffers to drop below a high-water mark,
+    and its TLS layer keeps a second buffer underneath that `drain()` does not cover."""
+
+    def __init__(self, sock: socket.socket, tls: ssl.SSLObject | None = None) -> None:
+        self.sock = sock
+        self.tls = tls
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._loop = asyncio.get_running_loop()
+
+    @classmethod
+    async def open(cls, target: Address, context: ssl.SSLContext | None) -> _Channel:
+        """Connect (each resolved address in turn) and, with a context, do the TLS handshake."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        error: OSError = OSError(f"{target.host} resolves to no address")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                await loop.sock_connect(sock, address)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            channel = cls(sock)
+            if context is not None:
+                try:
+                    await channel._handshake(context, target.host)
+                except BaseException:
+                    channel.abort()
+                    raise
+            return channel
+        raise error
+
+    async def _handshake(self, context: ssl.SSLContext, host: str) -> None:
+        self.tls = tls = context.wrap_bio(self._incoming, self._outgoing, server_side=False, server_hostname=host)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pass
+            await self._flush()
+            data = await self._loop.sock_recv(self.sock, 65536)
+            if not data:
+                raise ConnectionResetError("the server closed the connection during the TLS handshake")
+            self._incoming.write(data)
+        await self._flush()  # our Finished (and certificate, with TLS 1.3)
+
+    async def _flush(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            await self._loop.sock_sendall(self.sock, data)
+
+    async def write(self, data: bytes) -> None:
+        """Returns once all of `data` is handed to the kernel."""
+        if self.tls is None:
+            await self._loop.sock_sendall(self.sock, data)
+            return
+        self.tls.write(data)
+        await self._flush()
+
+    async def read(self) -> bytes:
+        """What the peer sends next: b"" when it closes. TLS alerts raise ssl.SSLError."""
+        while True:
+            data = await self._loop.sock_recv(self.sock, 65536)
+            if self.tls is None:
+                return data
+            if data:
+                self._incoming.write(data)
+            else:
+                self._incoming.write_eof()
+            try:
+                return self.tls.read(65536)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+            except ssl.SSLWantReadError:
+                await self._flush()
+                if not data:
+                    return b""
+
+    def hung_up(self) -> bool:
+        """Whether the receiver closed or reset the connection (a syslog receiver never sends
+        anything, so this looks at the socket's state only, without reading)."""
+        if self.sock.fileno() < 0:
+            return True
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN | _HUNG_UP)
+        return any(events & _HUNG_UP for _, events in poller.poll(0))
+
+    async def close(self, timeout: float) -> None:
+        """TLS: send close_notify (without waiting for the peer's); then close the socket."""
+        try:
+            if self.tls is not None and self.sock.fileno() >= 0:
+                with contextlib.suppress(ssl.SSLError):
+                    self.tls.unwrap()
+                async with asyncio.timeout(timeout):
+                    await self._flush()
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        self.sock.close()
+
+
+class SyslogSink(Sink):
+    settings: SyslogSinkSettings
+
+    def __init__(self, settings: SinkSettings) -> None:
+        assert isinstance(settings, SyslogSinkSettings)
+        super().__init__(settings)
+        self._target = settings.target
+        self._encode = build_encoder(settings, settings.format)
+        self._frame = lf_terminated if settings.framing == "lf" and self._target.transport == "tcp" else octet_counted
+        self._channel: _Channel | None = None
+        self._udp: socket.socket | None = None
+        self._lock = asyncio.Lock()
+
+    async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
+        if not events:
+            return SendResult()
+        messages = [self._encode(event) for event in events]
+        async with self._lock:
+            if self._target.transport == "udp":
+                await self._send_datagrams(messages)
+            else:
+                await self._send_stream(b"".join(self._frame(m) for m in messages))
+        return SendResult()
+
+    # -- TCP and TLS ------------------------------------------------------------------------
+
+    async def _send_stream(self, data: bytes) -> None:
+        channel = self._channel
+        if channel is not None and channel.hung_up():
+            self._drop()
+            channel = None
+        if channel is None:
+            channel = self._channel = await self._connect()
+        try:
+            async with asyncio.timeout(self.settings.write_timeout_seconds):
+                await channel.write(data)
+        except TimeoutError:
+            self._drop()
+            raise RetryableSinkError(
+                f"{self._target}: could not write within {self.settings.write_timeout_seconds}s"
+            ) from None
+        except (OSError, ssl.SSLError) as exc:
+            self._drop()
+            raise self._error("write failed", exc) from exc
+        except BaseException:
+            self._drop()  # cancelled mid-write: the stream may hold half a frame
+            raise
+
+    async def _connect(self) -> _Channel:
+        target = self._target
+        context = self._tls_context() if target.transport == "tls" else None
+        timeout = self.settings.connect_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                channel = await _Channel.open(target, context)
+        except TimeoutError:
+            raise RetryableSinkError(f"{target}: no connection within {timeout}s") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise self._error("cannot connect", exc) from exc
+        try:
+            await self._accept_check(channel)
+        except BaseException:
+            channel.abort()
+            raise
+        return channel
+
+    async def _accept_check(self, channel: _Channel) -> None:
+        """Give the receiver `accept_check_seconds` to hang up on the session it accepted."""
+        wait = self.settings.accept_check_seconds
+        if wait <= 0:
+            return
+        try:
+            async with asyncio.timeout(wait):
+                data = await channel.read()
+        except TimeoutError:
+            return  # still open: accepted
+        except (OSError, ssl.SSLError) as exc:
+            raise self._error("the receiver dropped the new connection", exc) from exc
+        if data:
+            return  # a receiver that talks: unusual, but not a refusal
+        if self._target.transport == "tls":
+            raise SinkAuthError(
+                f"{self._target}: the server closed the TLS session right after the handshake: it most likely "
+                "refused our client certificate (tls.cert/tls.key: missing, untrusted or the wrong name)"
+            )
+        raise RetryableSinkError(
+            f"{self._target}: the receiver closed the connection right after accepting it "
+            "(is this sender allowed? too many sessions?)"
+        )
+
+    def _tls_context(self) -> ssl.SSLContext:
+        tls = self.settings.tls
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+            if tls.cert is not None:
+                context.load_cert_chain(tls.cert, tls.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise SinkAuthError(
+                f"{self._target}: cannot load the TLS files (tls.ca_file, tls.cert, tls.key): {exc}"
+            ) from exc
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if not tls.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _error(self, what: str, exc: BaseException) -> RetryableSinkError | SinkAuthError:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return SinkAuthError(
+                f"{self._target}: the server's certificate is not trusted ({exc.verify_message}): tls.ca_file "
+                f"must name the CA that issued it, and it must be valid for {self._target.host}"
+            )
+        if isinstance(exc, ssl.SSLError) and exc.reason in _CERT_REFUSED:
+            return SinkAuthError(f"{self._target}: the server refused our client certificate ({exc.reason})")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        return RetryableSinkError(f"{self._target}: {what}: {reason}")
+
+    def _drop(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.abort()
+
+    # -- UDP --------------------------------------------------------------------------------
+
+    async def _send_datagrams(self, messages: list[bytes]) -> None:
+        limit = self.settings.max_datagram_bytes
+        datagrams = [fmt.truncate_utf8(m, limit) for m in messages]
+        cut = sum(len(d) < len(m) for d, m in zip(datagrams, messages, strict=True))
+        if cut:
+            log.warning(
+                "syslog messages cut to max_datagram_bytes",
+                extra={"sink": self.name, "count": cut, "max_datagram_bytes": limit},
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            sock = self._udp or await self._udp_socket()
+            async with asyncio.timeout(self.settings.write_timeout_seconds):
+                for datagram in datagrams:
+                    await loop.sock_sendall(sock, datagram)
+        except TimeoutError:
+            self._close_udp()
+            raise RetryableSinkError(
+                f"{self._target}: could not send within {self.settings.write_timeout_seconds}s"
+            ) from None
+        except OSError as exc:
+            self._close_udp()
+            raise self._error("send failed", exc) from exc
+
+    async def _udp_socket(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self._target.host, self._target.port, type=socket.SOCK_DGRAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            # A connected UDP socket: the kernel reports an ICMP "port unreachable" on a later send.
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        self._udp = sock
+        return sock
+
+    def _close_udp(self) -> None:
+        sock, self._udp = self._udp, None
+        if sock is not None:
+            sock.close()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def healthcheck(self) -> str:
+        target = self._target
+        if target.transport == "udp":
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                raise RetryableSinkError(f"{target}: cannot resolve {target.host}: {exc}") from exc
+            return f"{target}: resolves to {infos[0][4][0]} (UDP is best-effort: delivery cannot be checked)"
+        channel = await self._connect()
+        try:
+            if channel.tls is not None:
+                verified = "server certificate verified" if self.settings.tls.verify else "server NOT verified"
+                return f"{target}: connected, {channel.tls.version()}, {verified}"
+            return f"{target}: connected"
+        finally:
+            await channel.close(self.settings.connect_timeout_seconds)
+
+    async def close(self) -> None:
+        """Close the connection (TLS: with close_notify) or the UDP socket; idempotent."""
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close(self.settings.connect_timeout_seconds)
+        self._close_udp()
+
+
+__all__: Sequence[str] = ("SyslogSink", "SyslogSinkSettings", "build_encoder", "parse_address")
