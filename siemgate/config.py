@@ -257,6 +257,9 @@ class ForwardConfig:
     group_prefix: str | None = None
     # Seconds between lag measurements (metrics).
     lag_interval_seconds: float = 5.0
+    # How long the broker may hold a fetch that has too little data. Kafka answers as soon as
+    # any data is there; some brokers (Tansu) wait the whole time while the consumer idles.
+    fetch_max_wait_ms: int = 100
     # /healthz, /readyz and /metrics of `siemgate forward`.
     listen: ForwardListenConfig = field(default_factory=lambda: ForwardListenConfig())
 

@@ -35,6 +35,10 @@ DEFAULT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "message": ("message", "description", "title", "summary", "details"),
 }
 
+# Event shapes (top-level key tuples) whose lookup plan is remembered; the values come from
+# the network, so the number is bounded.
+_MAX_SHAPES = 1024
+
 SeverityOrder: Mapping[Severity, int] = {"unknown": 0, "low": 1, "medium": 2, "high": 3}
 
 
@@ -96,9 +100,10 @@ class Normalizer:
         config = config or NormalizeConfig()
         self.config = config
         self._paths = {
-            name: tuple(p.split(".") for p in (*config.fields.get(name, ()), *defaults))
+            name: tuple(tuple(p.split(".")) for p in (*config.fields.get(name, ()), *defaults))
             for name, defaults in DEFAULT_FIELDS.items()
         }
+        self._plans: dict[tuple[str, ...], dict[str, tuple[tuple[str, ...], ...]]] = {}
 
     def routing_severity(self, severity: Severity) -> Severity:
         """The severity `min_severity` filters compare: unknown maps to the configured level."""
@@ -112,7 +117,7 @@ class Normalizer:
         if severity not in SEVERITIES:
             severity = canonical_severity(severity)
         received_at = str(record.get("received_at") or "")
-        lookup = self._lookup
+        found = self._extract(event)
         return NormalizedEvent(
             id=str(record.get("id", "")),
             kind=record.get("kind", "event"),  # type: ignore[arg-type]
@@ -122,35 +127,44 @@ class Normalizer:
             batch=str(record.get("batch", "")),
             seq=int(record.get("seq", 0) or 0),  # type: ignore[call-overload]
             peer=str(record.get("peer", "")),
-            timestamp=_timestamp(lookup(event, "timestamp")) or received_at,
-            source_ip=_text(lookup(event, "source_ip")),
-            url=_text(lookup(event, "url")),
-            method=_text(lookup(event, "method")),
-            rule=_text(lookup(event, "rule")),
-            rule_id=_text(lookup(event, "rule_id")),
-            action=_text(lookup(event, "action")),
-            asset=_text(lookup(event, "asset")),
-            event_type=_text(lookup(event, "event_type")),
-            message=_text(lookup(event, "message")),
+            timestamp=_timestamp(found["timestamp"]) or received_at,
+            source_ip=_text(found["source_ip"]),
+            url=_text(found["url"]),
+            method=_text(found["method"]),
+            rule=_text(found["rule"]),
+            rule_id=_text(found["rule_id"]),
+            action=_text(found["action"]),
+            asset=_text(found["asset"]),
+            event_type=_text(found["event_type"]),
+            message=_text(found["message"]),
             event=event,
             record=value,
         )
 
-    def _lookup(self, event: object, name: str) -> object:
+    def _extract(self, event: object) -> dict[str, object]:
+        """The first scalar found for each normalized field."""
         if not isinstance(event, dict):
-            return None
-        for path in self._paths[name]:
-            if len(path) == 1:
-                value = event.get(path[0])
-            else:
-                value = event
-                for part in path:
+            return dict.fromkeys(self._paths)
+        # The paths that can match an event with these top-level keys: events of one vendor
+        # share their shape, so most lookups are skipped after the first event.
+        shape = tuple(event)
+        plan = self._plans.get(shape)
+        if plan is None:
+            plan = {name: tuple(p for p in paths if p[0] in event) for name, paths in self._paths.items()}
+            if len(self._plans) < _MAX_SHAPES:
+                self._plans[shape] = plan
+        found: dict[str, object] = {}
+        for name, paths in plan.items():
+            result: object = None
+            for path in paths:
+                value: object = event.get(path[0])
+                for part in path[1:]:
                     value = value.get(part) if isinstance(value, dict) else None
-                    if value is None:
-                        break
-            if value is not None and not isinstance(value, dict | list):
-                return value
-        return None
+                if value is not None and not isinstance(value, dict | list):
+                    result = value
+                    break
+            found[name] = result
+        return found
 
 
 def _text(value: object) -> str | None:

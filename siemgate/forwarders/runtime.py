@@ -117,6 +117,7 @@ class SinkForwarder:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.batch.max_events,
+            fetch_max_wait_ms=config.forward.fetch_max_wait_ms,
         )
         self.revoked: set[TopicPartition] = set()
         self.waiting = False
