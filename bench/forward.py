@@ -135,12 +135,96 @@ async def measure_siemgate(prefilled: Prefilled, *, bootstrap: str, prefix: str,
     }
 
 
+class PriorityReceiver(Receiver):
+    """Also notes when each high-severity probe (id `hi-N`) arrives, and how many frames
+    came before it."""
+
+    def __init__(self, reception: Reception, arrivals: dict[str, tuple[float, int]]) -> None:
+        super().__init__(reception)
+        self.arrivals = arrivals
+        self.tail = b""
+
+    def data_received(self, data: bytes) -> None:
+        window = self.tail + data
+        start = 0
+        while (at := window.find(b' id="hi-', start)) != -1:
+            end = window.find(b'"', at + 6)
+            if end == -1:
+                break
+            probe = window[at + 5 : end].decode()
+            self.arrivals.setdefault(probe, (time.perf_counter(), self.reception.frames))
+            start = end
+        self.tail = window[-64:]
+        super().data_received(data)
+
+
+async def measure_priority(bootstrap: str, work: Path, *, backlog: int, probes: int, partitions: int,
+                           batch: int, timeout: float) -> dict[str, Any]:
+    """`backlog` low events queued, then `probes` high ones produced once the forwarder is
+    busy with the backlog: when does each high event reach the sink?"""
+    from aiokafka import AIOKafkaProducer
+
+    from siemgate.record import make_record
+
+    prefix = f"prio{uuid.uuid4().hex[:8]}"
+    await prefill_async(bootstrap, f"{prefix}.events.low", backlog, partitions=partitions, seed=2,
+                        mix={"low": 1.0})
+    arrivals: dict[str, tuple[float, int]] = {}
+    reception = Reception(expected=backlog + probes, pids={})
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: PriorityReceiver(reception, arrivals), "127.0.0.1", 0)
+    config = forward_config(work, bootstrap, prefix, int(server.sockets[0].getsockname()[1]), batch)
+    with open(work / "priority-forward.log", "wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "siemgate", "forward", "-c", str(config)],
+                                   stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    sent: dict[str, float] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            while reception.frames < min(5_000, backlog // 10):
+                await asyncio.sleep(0.01)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+        await producer.start()
+        try:
+            for i in range(probes):
+                probe = f"hi-{i}"
+                record = make_record(prefix=prefix, event={"id": probe, "severity": "high", "type": "probe"},
+                                     kind="event", integration="bench", severity="high", event_id=probe,
+                                     received_at="2026-11-28T00:00:00.000000Z", batch="probe", seq=i, peer="127.0.0.1")
+                sent[probe] = time.perf_counter()
+                await producer.send(record.topic, record.value, key=record.key, headers=record.headers)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        frames_when_sent = reception.frames
+        async with asyncio.timeout(timeout):
+            while len(arrivals) < probes:
+                await asyncio.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 30)
+        server.close()
+        await server.wait_closed()
+    latencies = sorted(arrivals[p][0] - sent[p] for p in sent)
+    low_before_last = max(frames for _, frames in arrivals.values()) - frames_when_sent
+    return {
+        "backlog_low_events": backlog,
+        "high_probes": probes,
+        "low_delivered_when_probes_sent": frames_when_sent,
+        "low_delivered_after_probes_before_last_high": max(0, low_before_last),
+        "high_latency_ms": {
+            "p50": round(latencies[len(latencies) // 2] * 1000, 1),
+            "p99": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
+            "max": round(latencies[-1] * 1000, 1),
+        },
+    }
+
+
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     with broker_for_librdkafka(work, args.bootstrap) as (bootstrap, pids):
         prefix = f"fwd{uuid.uuid4().hex[:8]}"
         topic = f"{prefix}.events.low"
         log(f"prefilling {args.events:,} records on {topic}")
-        prefilled = await prefill_async(bootstrap, topic, args.events, seed=args.seed)
+        prefilled = await prefill_async(bootstrap, topic, args.events, partitions=args.partitions, seed=args.seed)
         log(f"prefilled in {prefilled.seconds:.1f} s; measuring siemgate forward")
         siemgate = await measure_siemgate(prefilled, bootstrap=bootstrap, prefix=prefix, work=work,
                                           batch=args.batch, timeout=args.timeout, extra_pids=pids,
@@ -156,7 +240,12 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                                      work=work, timeout=args.timeout, extra_pids=pids)
                 peer = asdict(result)
                 peer.pop("config", None)
-        return {"prefill": prefilled.summary(), "siemgate": siemgate, "peer": peer}
+        priority = None
+        if args.priority_backlog:
+            log(f"priority: {args.priority_backlog:,} low events queued, then 100 high ones")
+            priority = await measure_priority(bootstrap, work, backlog=args.priority_backlog, probes=100,
+                                              partitions=args.partitions, batch=args.batch, timeout=args.timeout)
+        return {"prefill": prefilled.summary(), "siemgate": siemgate, "peer": peer, "priority": priority}
 
 
 def table(result: dict[str, Any]) -> str:
@@ -174,6 +263,11 @@ def table(result: dict[str, Any]) -> str:
     if result["peer"] and result["peer"]["events_per_second"]:
         ratio = result["siemgate"]["events_per_second"] / result["peer"]["events_per_second"]
         lines.append(f"\nsiemgate/peer: {ratio:.2f}x")
+    if result.get("priority"):
+        p = result["priority"]
+        lines.append(f"\npriority: {p['high_probes']} high events posted behind {p['backlog_low_events']:,} queued low "
+                     f"ones: delivered after {p['low_delivered_after_probes_before_last_high']:,} more low events; "
+                     f"latency p50 {p['high_latency_ms']['p50']} ms, max {p['high_latency_ms']['max']} ms")
     rate = result["siemgate"]["events_per_second"]
     lines.append(f"target >= {TARGET_EVENTS_PER_SECOND:,} events/s per process: "
                  f"{'MET' if rate >= TARGET_EVENTS_PER_SECOND else 'NOT MET'} ({rate:,.0f})")
@@ -184,8 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--batch", type=int, default=500, help="the sink's batch.max_events (default 500)")
+    parser.add_argument("--partitions", type=int, default=6,
+                        help="partitions of the topic (default 6, siemgate's default topic layout)")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--skip-peer", action="store_true", help="measure siemgate only")
+    parser.add_argument("--priority-backlog", type=int, default=200_000,
+                        help="low events queued before 100 high ones in the priority run (0: skip it)")
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=Path, metavar="FILE",
