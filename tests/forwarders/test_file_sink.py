@@ -1,0 +1,71 @@
+"""The file sink: NDJSON of the normalized view, fsync policy, rotation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
+from siemgate.forwarders.sinks.base import RetryableSinkError
+from siemgate.forwarders.sinks.file import FileSink, FileSinkSettings
+from siemgate.record import make_record
+
+pytestmark = pytest.mark.anyio
+
+
+def events(n: int, start: int = 0) -> list[NormalizedEvent]:
+    normalizer = Normalizer()
+    return [
+        normalizer.normalize(make_record(
+            prefix="p", event={"id": f"e-{i}", "pad": "x" * 200, "source_ip": "192.0.2.9"}, kind="event",
+            integration="appsec", severity="medium", event_id=f"e-{i}", received_at="2026-11-28T21:00:00.000000Z",
+            batch="b", seq=i, peer="127.0.0.1").value)
+        for i in range(start, start + n)
+    ]
+
+
+async def test_writes_the_normalized_view(tmp_path: Path) -> None:
+    sink = FileSink(FileSinkSettings(name="archive", path=str(tmp_path / "out" / "events.ndjson")))
+    result = await sink.send(events(3))
+    await sink.close()
+    await sink.close()  # idempotent
+    assert not result.retry and not result.rejected
+    lines = [orjson.loads(line) for line in (tmp_path / "out" / "events.ndjson").read_bytes().splitlines()]
+    assert [line["id"] for line in lines] == ["e-0", "e-1", "e-2"]
+    assert lines[0]["severity"] == "medium" and lines[0]["source_ip"] == "192.0.2.9"
+    assert lines[0]["event"] == {"id": "e-0", "pad": "x" * 200, "source_ip": "192.0.2.9"}
+    assert lines[0]["timestamp"] == "2026-11-28T21:00:00.000000Z"
+
+
+async def test_rotation_keeps_the_configured_number_of_files(tmp_path: Path) -> None:
+    path = tmp_path / "events.ndjson"
+    sink = FileSink(FileSinkSettings(name="archive", path=str(path), rotate_bytes=2048, keep=2, fsync="never"))
+    for batch in range(6):
+        await sink.send(events(4, start=batch * 4))
+    await sink.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["events.ndjson", "events.ndjson.1", "events.ndjson.2"] or files == [
+        "events.ndjson.1", "events.ndjson.2"]
+    newest = (tmp_path / "events.ndjson.1").read_bytes().splitlines()
+    older = (tmp_path / "events.ndjson.2").read_bytes().splitlines()
+    number = lambda line: int(orjson.loads(line)["id"].split("-")[1])  # noqa: E731
+    assert number(older[-1]) < number(newest[0])
+    # The last batches are kept, the oldest went.
+    kept = [orjson.loads(line)["id"] for name in files for line in (tmp_path / name).read_bytes().splitlines()]
+    assert "e-23" in kept and "e-0" not in kept
+
+
+async def test_an_unwritable_path_is_retryable(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be")
+    sink = FileSink(FileSinkSettings(name="archive", path=str(blocker / "events.ndjson")))
+    with pytest.raises(RetryableSinkError, match="cannot write"):
+        await sink.send(events(1))
+    with pytest.raises(RetryableSinkError, match="not writable"):
+        await sink.healthcheck()
+    blocker.unlink()
+    assert (await sink.send(events(1))).rejected == ()
+    assert "is writable" in await sink.healthcheck()
+    await sink.close()
