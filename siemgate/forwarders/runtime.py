@@ -3,7 +3,8 @@
 The promise: an offset is committed only after the sink confirmed every event before it
 (or the event went to the dead-letter topic, or the sink's `min_severity` filtered it).
 A crash or SIGKILL loses nothing: what was not committed is read again, so a restart
-delivers at most the in-flight batch twice.
+delivers at most two batches twice (the one being delivered, and the one whose commit was
+under way).
 
 How a batch goes:
 
@@ -71,7 +72,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         # Offsets are committed after every batch: only the batch in flight can be open, and
-        # its events of these partitions are left to the new owner (at most one batch twice).
+        # its events of these partitions are left to the new owner (delivered twice, at most).
         # A commit under way finishes first, so the new owner starts after it.
         self._forwarder.revoked.update(revoked)
         await self._forwarder.wait_committed()

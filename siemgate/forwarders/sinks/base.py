@@ -40,8 +40,8 @@ class SinkAuthError(SinkError):
 
 @dataclass(frozen=True, kw_only=True)
 class BatchSettings:
-    """How a forwarder groups events for one `send`. One batch is in flight at a time, so
-    `max_events` also bounds what a crash may deliver twice."""
+    """How a forwarder groups events for one `send`. One batch is delivered at a time while
+    the previous one's offsets commit, so a crash delivers at most `2 * max_events` twice."""
 
     max_events: int = 500
     # How long a poll waits for records when there are none.
