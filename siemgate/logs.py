@@ -12,7 +12,8 @@ import orjson
 from siemgate.secrets import RedactingFilter, scrub
 
 _STANDARD: Final = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "taskName", "color_message"}  # uvicorn's copy with terminal colours
 )
 
 
