@@ -218,15 +218,17 @@ class SinkForwarder:
         offsets: dict[TopicPartition, int] = {}
         filtered = 0
         minimum = self.settings.min_severity
+        # Nothing can be below `low` (unknown is routed as low at the least): skip the check.
+        filtering = minimum != "low"
         for tp, records in fetched.items():
             topic_severity = self.severity_of_topic.get(tp.topic)
+            check = filtering and tp.topic != self.control_topic
             for record in records:
-                severity = _header_severity(record.headers) or topic_severity
-                if severity is not None and tp.topic != self.control_topic and not passes(
-                    severity, minimum, self.normalizer
-                ):
-                    filtered += 1
-                    continue
+                if check:
+                    severity = _header_severity(record.headers) or topic_severity
+                    if severity is not None and not passes(severity, minimum, self.normalizer):
+                        filtered += 1
+                        continue
                 try:
                     event = self.normalizer.normalize(record.value)
                 except ValueError as exc:
