@@ -109,15 +109,16 @@ class Normalizer:
         """The severity `min_severity` filters compare: unknown maps to the configured level."""
         return self.config.unknown_severity_as if severity == "unknown" else severity
 
-    def normalize(self, value: bytes) -> NormalizedEvent:
-        """Raises ValueError for a value that is not a siemgate record."""
+    def normalize(self, value: bytes, fields: frozenset[str] | None = None) -> NormalizedEvent:
+        """Raises ValueError for a value that is not a siemgate record. `fields`: the
+        normalized fields to look up (the others are None); default all."""
         record = decode(value)
         event = record.get("event")
         severity = record.get("severity")
         if severity not in SEVERITIES:
             severity = canonical_severity(severity)
         received_at = str(record.get("received_at") or "")
-        found = self._extract(event)
+        found = self._extract(event, fields)
         return NormalizedEvent(
             id=str(record.get("id", "")),
             kind=record.get("kind", "event"),  # type: ignore[arg-type]
@@ -141,8 +142,8 @@ class Normalizer:
             record=value,
         )
 
-    def _extract(self, event: object) -> dict[str, object]:
-        """The first scalar found for each normalized field."""
+    def _extract(self, event: object, fields: frozenset[str] | None) -> dict[str, object]:
+        """The first scalar found for each normalized field (of `fields`, if given)."""
         if not isinstance(event, dict):
             return dict.fromkeys(self._paths)
         # The paths that can match an event with these top-level keys: events of one vendor
@@ -153,8 +154,10 @@ class Normalizer:
             plan = {name: tuple(p for p in paths if p[0] in event) for name, paths in self._paths.items()}
             if len(self._plans) < _MAX_SHAPES:
                 self._plans[shape] = plan
-        found: dict[str, object] = {}
+        found: dict[str, object] = dict.fromkeys(self._paths) if fields is not None else {}
         for name, paths in plan.items():
+            if fields is not None and name not in fields:
+                continue
             result: object = None
             for path in paths:
                 value: object = event.get(path[0])

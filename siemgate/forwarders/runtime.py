@@ -230,7 +230,7 @@ class SinkForwarder:
                         filtered += 1
                         continue
                 try:
-                    event = self.normalizer.normalize(record.value)
+                    event = self.normalizer.normalize(record.value, self.sink.normalized_fields)
                 except ValueError as exc:
                     stand_in = _unreadable(record.value, tp, record.offset)
                     malformed.append(DeadLetter(stand_in, f"malformed record: {exc}", 0))

@@ -648,3 +648,21 @@ def test_sink_settings_defaults() -> None:
     assert built.tls.verify is True
     assert built.max_datagram_bytes == 2048
     assert built.target == Address("tls", "siem", 6514)
+
+
+@pytest.mark.parametrize("wire_format", ["rfc5424", "rfc3164"])
+def test_syslog_formats_read_only_the_fields_the_sink_declares(wire_format: str) -> None:
+    """The forwarder looks up only SYSLOG_FIELDS for these formats: the output must not change."""
+    from siemgate.forwarders.normalize import Normalizer
+    from siemgate.forwarders.sinks.syslog import SYSLOG_FIELDS, SyslogSinkSettings, build_encoder
+    from siemgate.record import make_record
+
+    event = {"id": "x", "timestamp": "2026-11-28T20:00:00Z", "type": "xss", "ruleName": "r", "ruleId": 7,
+             "source": {"ip": "192.0.2.1"}, "url": "https://a.example/", "method": "GET", "action": "blocked",
+             "asset": "shop", "message": "m"}
+    value = make_record(prefix="p", event=event, kind="event", integration="i", severity="high", event_id="x",
+                        received_at="2026-11-28T21:00:00.000000Z", batch="b", seq=0, peer="p").value
+    settings = SyslogSinkSettings(name="s", address="tcp://127.0.0.1:514", hostname="h")
+    encode = build_encoder(settings, wire_format)  # type: ignore[arg-type]
+    normalizer = Normalizer()
+    assert encode(normalizer.normalize(value, SYSLOG_FIELDS)) == encode(normalizer.normalize(value))

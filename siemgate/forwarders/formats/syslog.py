@@ -207,13 +207,25 @@ def bsd_timestamp(moment: datetime) -> str:
     return f"{_MONTHS[moment.month - 1]} {moment.day:2d} {moment:%H:%M:%S}"
 
 
+_MSGIDS: dict[str, str] = {}
+
+
 def msgid(event: NormalizedEvent) -> str:
     """`TEST` / `CONFIRMATION` for those kinds, else the event type as a MSGID, else `-`."""
     if event.kind == "test":
         return "TEST"
     if event.kind == "confirmation":
         return "CONFIRMATION"
-    return printusascii(event.event_type, MAX_MSGID) if event.event_type else NIL
+    event_type = event.event_type
+    if not event_type:
+        return NIL
+    # Event types repeat from event to event: remember their MSGIDs (bounded, network input).
+    found = _MSGIDS.get(event_type)
+    if found is None:
+        found = printusascii(event_type, MAX_MSGID)
+        if len(_MSGIDS) < 4096:
+            _MSGIDS[event_type] = found
+    return found
 
 
 def sd_escape(value: str) -> str:

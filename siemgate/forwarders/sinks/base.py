@@ -90,6 +90,10 @@ class SendResult:
 class Sink(abc.ABC):
     """One destination. Lifecycle: `start`, any number of `send`, `close` (idempotent)."""
 
+    # The normalized fields (NormalizedEvent attributes from normalize.DEFAULT_FIELDS) this
+    # sink's output uses; the forwarder looks up only these. None: all of them.
+    normalized_fields: frozenset[str] | None = None
+
     def __init__(self, settings: SinkSettings) -> None:
         self.settings = settings
 

@@ -166,6 +166,9 @@ class SyslogSinkSettings(SinkSettings, fmt.SyslogFormatSettings):
         return parse_address(self.address)
 
 
+SYSLOG_FIELDS: Final = frozenset({"timestamp", "event_type", "rule", "rule_id", "source_ip"})
+
+
 def build_encoder(settings: fmt.SyslogFormatSettings, wire_format: Format) -> Encoder:
     """The function that turns one event into one message of `wire_format` (no framing)."""
     if wire_format == "rfc5424":
@@ -324,6 +327,9 @@ class SyslogSink(Sink):
         super().__init__(settings)
         self._target = settings.target
         self._encode = build_encoder(settings, settings.format)
+        if settings.format in ("rfc5424", "rfc3164"):
+            # What these formats read besides the record's own fields; CEF and LEEF use all.
+            self.normalized_fields = SYSLOG_FIELDS
         self._frame = lf_terminated if settings.framing == "lf" and self._target.transport == "tcp" else octet_counted
         self._channel: _Channel | None = None
         self._udp: socket.socket | None = None
