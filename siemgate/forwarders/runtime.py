@@ -166,12 +166,16 @@ class SinkForwarder:
                     continue
                 pending, offsets = await self._prepare(fetched)
                 try:
-                    await self._deliver(pending)
+                    abandoned = await self._deliver(pending)
                 except _Abandoned:
                     log.warning("drain timeout: the batch in flight is left for redelivery",
                                 extra={"sink": self.name, "events": len(pending)})
                     return
                 await self.wait_committed()
+                # A partition whose events were left to another owner is not committed here,
+                # even if it came back to us: its events are read again from the last commit.
+                for tp in abandoned:
+                    offsets.pop(tp, None)
                 self._committing = asyncio.create_task(self._commit(offsets))
         finally:
             await self.wait_committed()
@@ -244,9 +248,12 @@ class SinkForwarder:
             await self._dead_letter(malformed)
         return pending, offsets
 
-    async def _deliver(self, pending: list[_Pending]) -> None:
+    async def _deliver(self, pending: list[_Pending]) -> set[TopicPartition]:
+        """Deliver the batch; returns the partitions whose events were abandoned because the
+        partition was revoked meanwhile."""
+        abandoned: set[TopicPartition] = set()
         if not pending:
-            return
+            return abandoned
         settings = self.settings.retry
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((RetryableSinkError, SinkAuthError, _ItemsToRetry)),
@@ -260,12 +267,14 @@ class SinkForwarder:
         try:
             async for attempt in retrying:
                 with attempt:
+                    abandoned.update(p.tp for p in remaining if p.tp in self.revoked)
                     remaining = [p for p in remaining if p.tp not in self.revoked]
                     remaining = await self._attempt(remaining)
                     if remaining:
                         raise _ItemsToRetry(f"{len(remaining)} event(s) refused for now")
         except (RetryableSinkError, SinkAuthError, _ItemsToRetry, RetryError):
             raise _Abandoned from None
+        return abandoned
 
     def _stop_condition(self, state: RetryCallState) -> bool:
         return self._drain_deadline is not None and time.monotonic() >= self._drain_deadline

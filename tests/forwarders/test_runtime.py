@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -324,3 +325,43 @@ async def test_service_runs_sinks_and_exposes_metrics(kafka_broker: Broker, tmp_
     assert sorted(line["id"] for line in lines) == sorted(f"e-{i}" for i in range(50))
     assert lines[0]["severity"] == "high" and lines[0]["event"]["n"] in range(50)
     assert lines[0]["source_ip"] == "203.0.113.7"
+
+
+async def test_events_left_to_a_rebalance_are_not_committed_even_if_the_partition_comes_back(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    config = config_for(kafka_broker, tmp_path)
+    prefix = config.bus.kafka.topic_prefix  # type: ignore[union-attr]
+    await produce(config, [record_for(prefix, 999)])  # the topics, before the group joins
+
+    class RebalancedSink(MemorySink):
+        forwarder: SinkForwarder | None = None
+
+        async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
+            assert self.forwarder is not None
+            if any(e.id.startswith("e-") and e.id != "e-999" for e in events) and not self.fail_next:
+                # A rebalance while the sink fails: the partitions are revoked ...
+                self.fail_next = -1
+                self.forwarder.revoked.update(self.forwarder.consumer.assignment())
+                raise RetryableSinkError("connection refused")
+            return await super().send(events)
+
+    sink = RebalancedSink(settings())
+    async with forwarding(config, sink) as forwarder:
+        sink.forwarder = forwarder
+        await until(lambda: [e.id for e in sink.received] == ["e-999"])
+        committing = forwarder._commit
+
+        async def reassign_then_commit(offsets: dict[Any, int]) -> None:
+            forwarder.revoked.clear()  # ... and come back after the batch gave them up
+            await committing(offsets)
+
+        forwarder._commit = reassign_then_commit  # type: ignore[method-assign]
+        await produce(config, [record_for(prefix, i) for i in range(10)])
+        await until(lambda: sink.fail_next == -1)
+        await asyncio.sleep(1.5)  # the batch settles; none of it may be committed
+    assert [e.id for e in sink.received] == ["e-999"]
+    again = MemorySink(settings())
+    async with forwarding(config, again):
+        await until(lambda: len(again.received) >= 10)
+    assert sorted(e.id for e in again.received) == sorted(f"e-{i}" for i in range(10))
