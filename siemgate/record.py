@@ -51,14 +51,6 @@ def canonical_severity(value: object) -> Severity:
     return seen
 
 
-def event_severity(event: object, fields: Sequence[str]) -> Severity:
-    if isinstance(event, dict):
-        for name in fields:
-            if name in event:
-                return canonical_severity(event[name])
-    return "unknown"
-
-
 def dumps(value: object) -> bytes:
     """orjson, falling back to the standard library for what orjson refuses (integers
     beyond 64 bits): the original event must survive whatever JSON it was."""

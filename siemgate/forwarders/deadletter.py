@@ -68,7 +68,7 @@ class DeadLetterWriter:
                     key=event.id.encode(),
                     headers=[
                         ("sink", self._sink.encode()),
-                        ("reason", _reason_label(letter.reason).encode()),
+                        ("reason", reason_label(letter.reason).encode()),
                         ("kind", event.kind.encode()),
                         ("severity", event.severity.encode()),
                         *extra_headers,
@@ -79,10 +79,8 @@ class DeadLetterWriter:
             await future
 
 
-def _reason_label(reason: str) -> str:
+def reason_label(reason: str) -> str:
     """A short, bounded label for a reason (metrics and headers): its first words."""
     label = reason.split(":", 1)[0].strip().lower().replace(" ", "_")
     return label[:48] or "refused"
 
-
-reason_label = _reason_label

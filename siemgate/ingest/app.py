@@ -182,16 +182,24 @@ class WebhookEndpoint:
         try:
             result = await request_link(link, self.integration.confirmation)
         except ConfirmationRefused as exc:
-            await self.context.store.record_failure(name, link, str(exc))
             log.error(
                 f"could not confirm integration {name} automatically: {exc}. Fix "
                 f"confirmation.allowed_hosts or run `siemgate confirm -c CONFIG {name}`",
                 extra={"integration": name, "link": link},
             )
+            await self._record(self.context.store.record_failure(name, link, str(exc)))
             return
-        await self.context.store.mark_confirmed(name, link, "auto")
-        self.context.metrics.set_integration_state(name, self.context.store.state(name))
         log.info("integration confirmed", extra={"integration": name, "status": result.status})
+        await self._record(self.context.store.mark_confirmed(name, link, "auto"))
+        self.context.metrics.set_integration_state(name, self.context.store.state(name))
+
+    async def _record(self, write: Coroutine[object, object, bool]) -> None:
+        """A state write from a background task: its failure is logged, not left unobserved."""
+        try:
+            await write
+        except (OSError, SiemgateError) as exc:
+            log.error(f"could not save the confirmation state: {exc}. Fix state_dir",
+                      extra={"integration": self.integration.name})
 
 
 def _content_length(value: str | None) -> int | None:
