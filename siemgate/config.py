@@ -229,6 +229,11 @@ class BusConfig:
         if self.type == "kafka" and self.kafka is None:
             raise ConfigError("kafka", "is required when bus.type is kafka (bootstrap_servers at least)")
 
+    @property
+    def topic_prefix(self) -> str:
+        """The topics' prefix: `kafka.topic_prefix`, or `siemgate` on the embedded bus without one."""
+        return self.kafka.topic_prefix if self.kafka is not None else "siemgate"
+
 
 @dataclass(frozen=True, kw_only=True)
 class SinkConfig:

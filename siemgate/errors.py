@@ -3,7 +3,9 @@
     SiemgateError
     ├── ConfigError          the config file is wrong: which key, and what to write instead
     └── BusError
-        └── BusUnavailable   the bus did not acknowledge: the batch is not durable
+        ├── BusUnavailable   the bus did not acknowledge: the batch is not durable
+        ├── RecordTooLarge   one event is larger than the bus accepts
+        └── CommitRefused    a consumer's offsets were not committed (the group moved on)
 """
 
 from __future__ import annotations
@@ -40,3 +42,8 @@ class BusUnavailable(BusError):
 
 class RecordTooLarge(BusError):
     """One event is larger than the bus accepts (Kafka's message.max.bytes / max_request_bytes)."""
+
+
+class CommitRefused(BusError):
+    """The bus refused a consumer's commit (its group was rebalanced): the records are read
+    again by their new owner, so they are delivered twice, never lost."""

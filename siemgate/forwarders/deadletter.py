@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
-from siemgate.config import KafkaConfig
+from siemgate.bus.base import Publisher
 from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.record import Record, canonical_severity
 
 
 def dlq_topic(prefix: str, sink: str) -> str:
@@ -44,11 +44,11 @@ def encode(sink: str, letter: DeadLetter) -> bytes:
 
 
 class DeadLetterWriter:
-    """Produces dead letters with acks=all; `write` returns once Kafka has them."""
+    """Publishes dead letters; `write` returns once the bus has them (Kafka: acks=all)."""
 
-    def __init__(self, producer: AIOKafkaProducer, config: KafkaConfig, sink: str) -> None:
-        self._producer = producer
-        self._topic = dlq_topic(config.topic_prefix, sink)
+    def __init__(self, publisher: Publisher, prefix: str, sink: str) -> None:
+        self._publisher = publisher
+        self._topic = dlq_topic(prefix, sink)
         self._sink = sink
 
     @property
@@ -58,25 +58,20 @@ class DeadLetterWriter:
     async def write(
         self, letters: Sequence[DeadLetter], extra_headers: Sequence[tuple[str, bytes]] = ()
     ) -> None:
-        futures = []
+        """Raises BusError (BusUnavailable) when the bus did not take them."""
+        records = []
         for letter in letters:
             event = letter.event
-            futures.append(
-                await self._producer.send(
-                    self._topic,
-                    value=encode(self._sink, letter),
-                    key=event.id.encode(),
-                    headers=[
-                        ("sink", self._sink.encode()),
-                        ("reason", reason_label(letter.reason).encode()),
-                        ("kind", event.kind.encode()),
-                        ("severity", event.severity.encode()),
-                        *extra_headers,
-                    ],
-                )
-            )
-        for future in futures:
-            await future
+            headers = [
+                ("sink", self._sink.encode()),
+                ("reason", reason_label(letter.reason).encode()),
+                ("kind", event.kind.encode()),
+                ("severity", event.severity.encode()),
+                *extra_headers,
+            ]
+            records.append(Record(self._topic, event.id.encode(), encode(self._sink, letter), headers,
+                                  canonical_severity(event.severity), event.kind))
+        await self._publisher.publish(records)
 
 
 def reason_label(reason: str) -> str:

@@ -10,16 +10,16 @@ in the same run). Both stop when the topic has nothing more to give.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from typing import Any, TextIO
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
-from siemgate.bus.kafka import client_options
-from siemgate.config import Config, KafkaConfig
-from siemgate.errors import ConfigError
+from siemgate.bus.base import Bus, Consumer, Message, Partition
+from siemgate.config import Config
+from siemgate.errors import BusError
 from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, dlq_topic
 from siemgate.forwarders.normalize import Normalizer
 from siemgate.forwarders.runtime import group_id
@@ -31,13 +31,25 @@ IDLE_SECONDS = 2.0
 _RUN_HEADER = "replay-run"
 
 
-def _kafka(config: Config) -> KafkaConfig:
-    if config.bus.kafka is None or config.bus.type != "kafka":
-        raise ConfigError("bus.type", "dead letters live on Kafka: bus.type must be kafka")
-    return config.bus.kafka
+@contextlib.asynccontextmanager
+async def _bus(config: Config) -> AsyncIterator[Bus]:
+    """The configured bus: Kafka, or the embedded log (safe beside a running `siemgate run`)."""
+    if config.bus.type == "kafka":
+        from siemgate.forwarders.service import kafka_bus
+
+        yield kafka_bus(config)
+        return
+    from siemgate.bus.embedded import EmbeddedBus, EmbeddedLog
+
+    log = EmbeddedLog(config.bus.path, prefix=config.bus.topic_prefix)  # no retention: `run` does it
+    await log.open()
+    try:
+        yield EmbeddedBus(log)
+    finally:
+        await log.close()
 
 
-async def _drain(consumer: AIOKafkaConsumer) -> Any:
+async def _drain(consumer: Consumer) -> AsyncIterator[Mapping[Partition, Sequence[Message]]]:
     """Yield batches of records until the topic has been idle for IDLE_SECONDS."""
     idle_since = asyncio.get_running_loop().time()
     while True:
@@ -52,24 +64,26 @@ async def _drain(consumer: AIOKafkaConsumer) -> Any:
 
 
 async def list_dead_letters(config: Config, sink: str, out: TextIO) -> int:
-    kafka = _kafka(config)
     selected_sinks(config, [sink])
-    consumer = AIOKafkaConsumer(
-        dlq_topic(kafka.topic_prefix, sink), **client_options(kafka), group_id=None,
-        auto_offset_reset="earliest", enable_auto_commit=False,
-    )
+    async with _bus(config) as bus:
+        return await _list(bus, dlq_topic(config.bus.topic_prefix, sink), sink, out)
+
+
+async def _list(bus: Bus, topic: str, sink: str, out: TextIO) -> int:
+    consumer = bus.consumer(group=None, max_records=500, fetch_max_wait_ms=100)
     try:
         await consumer.start()
-    except KafkaError as exc:
-        out.write(f"cannot reach Kafka: {exc}\n")
+    except BusError as exc:
+        out.write(f"cannot reach the bus: {exc}\n")
         return 1
+    consumer.subscribe([topic])
     count = 0
     try:
         out.write(f"{'partition:offset':<18} {'failed_at':<21} {'attempts':>8}  {'id':<36} reason\n")
         async for fetched in _drain(consumer):
             for tp, records in sorted(fetched.items()):
                 for record in records:
-                    letter = orjson.loads(record.value)
+                    letter = orjson.loads(record.value or b"{}")
                     count += 1
                     where = f"{tp.partition}:{record.offset}"
                     out.write(f"{where:<18} {letter.get('failed_at', ''):<21} {letter.get('attempts', 0):>8}  "
@@ -81,31 +95,38 @@ async def list_dead_letters(config: Config, sink: str, out: TextIO) -> int:
 
 
 async def replay_dead_letters(config: Config, sink_name: str, out: TextIO) -> int:
-    kafka = _kafka(config)
+    selected_sinks(config, [sink_name])
+    async with _bus(config) as bus:
+        return await _replay(config, bus, sink_name, out)
+
+
+async def _replay(config: Config, bus: Bus, sink_name: str, out: TextIO) -> int:
     (sink_config,) = selected_sinks(config, [sink_name])
+    assert sink_config.settings is not None  # checked by selected_sinks
     sink = create_sink(sink_config.settings)
     normalizer = Normalizer(config.normalize)
     run_id = uuid.uuid4().hex.encode()
-    consumer = AIOKafkaConsumer(
-        dlq_topic(kafka.topic_prefix, sink_name), **client_options(kafka),
-        group_id=f"{group_id(config, sink_name)}-dlq-replay", auto_offset_reset="earliest", enable_auto_commit=False,
-    )
-    producer = AIOKafkaProducer(**client_options(kafka), acks="all", enable_idempotence=kafka.idempotence)
+    prefix = config.bus.topic_prefix
+    consumer = bus.consumer(group=f"{group_id(config, sink_name)}-dlq-replay", max_records=500, fetch_max_wait_ms=100)
+    publisher = bus.publisher()
     try:
         await consumer.start()
-        await producer.start()
-    except KafkaError as exc:
+        await publisher.start()
+        if not await _wait_ready(publisher.ready):
+            raise BusError("the bus does not accept writes")
+    except BusError as exc:
         await consumer.stop()
-        await producer.stop()
-        out.write(f"cannot reach Kafka: {exc}\n")
+        await publisher.stop()
+        out.write(f"cannot reach the bus: {exc}\n")
         return 1
-    writer = DeadLetterWriter(producer, kafka, sink_name)
+    consumer.subscribe([dlq_topic(prefix, sink_name)])
+    writer = DeadLetterWriter(publisher, prefix, sink_name)
     delivered = refused = 0
     await sink.start()
     try:
         async for fetched in _drain(consumer):
             letters = [
-                (record, orjson.loads(record.value))
+                (record, orjson.loads(record.value or b"{}"))
                 for records in fetched.values()
                 for record in records
                 if dict(record.headers).get(_RUN_HEADER) != run_id
@@ -131,7 +152,17 @@ async def replay_dead_letters(config: Config, sink_name: str, out: TextIO) -> in
     finally:
         await sink.close()
         await consumer.stop()
-        await producer.stop()
+        await publisher.stop()
     out.write(f"replayed to {sink_name}: {delivered} delivered, {refused} refused again "
-              f"(written back to {dlq_topic(kafka.topic_prefix, sink_name)})\n")
+              f"(written back to {dlq_topic(prefix, sink_name)})\n")
     return 0
+
+
+async def _wait_ready(ready: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await ready():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True

@@ -1,4 +1,7 @@
-"""The forwarder runtime: one Kafka consumer group per sink, at-least-once delivery.
+"""The forwarder runtime: one consumer group per sink, at-least-once delivery.
+
+It runs on either bus (Kafka or the embedded log) through the bus interface
+(`siemgate.bus.base`) and knows nothing about any one sink.
 
 The promise: an offset is committed only after the sink confirmed every event before it
 (or the event went to the dead-letter topic, or the sink's `min_severity` filtered it).
@@ -27,16 +30,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, wait_random_exponential
 
-from siemgate.bus.kafka import client_options
-from siemgate.config import Config, KafkaConfig
+from siemgate.bus.base import Bus, Consumer, Message, Partition, Publisher
+from siemgate.config import Config
+from siemgate.errors import BusError, CommitRefused
 from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, reason_label
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer, passes
@@ -48,7 +49,7 @@ log = logging.getLogger("siemgate.forward")
 
 @dataclass(slots=True)
 class _Pending:
-    tp: TopicPartition
+    tp: Partition
     event: NormalizedEvent
     attempts: int = 0
 
@@ -62,22 +63,21 @@ class _Abandoned(Exception):
 
 
 def group_id(config: Config, sink: str) -> str:
-    assert config.bus.kafka is not None
-    return f"{config.forward.group_prefix or config.bus.kafka.topic_prefix}-{sink}"
+    return f"{config.forward.group_prefix or config.bus.topic_prefix}-{sink}"
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance:
     def __init__(self, forwarder: SinkForwarder) -> None:
         self._forwarder = forwarder
 
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+    async def on_partitions_revoked(self, revoked: Iterable[Partition]) -> None:
         # Offsets are committed after every batch: only the batch in flight can be open, and
         # its events of these partitions are left to the new owner (delivered twice, at most).
         # A commit under way finishes first, so the new owner starts after it.
         self._forwarder.revoked.update(revoked)
         await self._forwarder.wait_committed()
 
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+    async def on_partitions_assigned(self, assigned: Iterable[Partition]) -> None:
         assigned = set(assigned)
         self._forwarder.revoked.difference_update(assigned)
         if self._forwarder.waiting:
@@ -91,39 +91,35 @@ class SinkForwarder:
         self,
         *,
         config: Config,
-        kafka: KafkaConfig,
+        bus: Bus,
         settings: SinkSettings,
         sink: Sink,
-        producer: AIOKafkaProducer,
+        publisher: Publisher,
         metrics: ForwardMetrics,
         normalizer: Normalizer,
     ) -> None:
         self.config = config
-        self.kafka = kafka
         self.settings = settings
         self.sink = sink
         self.metrics = metrics
         self.normalizer = normalizer
-        self.dead_letters = DeadLetterWriter(producer, kafka, settings.name)
-        prefix = kafka.topic_prefix
+        prefix = config.bus.topic_prefix
+        self.dead_letters = DeadLetterWriter(publisher, prefix, settings.name)
         self.severity_of_topic: dict[str, Severity] = {f"{prefix}.events.{s}": s for s in SEVERITIES}
         self.control_topic = f"{prefix}.control"
         high_tier = {f"{prefix}.events.high", self.control_topic}
         if normalizer.routing_severity("unknown") == "high":
             high_tier.add(f"{prefix}.events.unknown")
         self.high_tier = frozenset(high_tier)
-        self.consumer = AIOKafkaConsumer(
-            **client_options(kafka),
-            group_id=group_id(config, settings.name),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.batch.max_events,
+        self.consumer: Consumer = bus.consumer(
+            group=group_id(config, settings.name),
+            max_records=settings.batch.max_events,
             fetch_max_wait_ms=config.forward.fetch_max_wait_ms,
         )
-        self.revoked: set[TopicPartition] = set()
+        self.revoked: set[Partition] = set()
         self.waiting = False
         self._normal_paused = False
-        self._next_offset: dict[TopicPartition, int] = {}
+        self._next_offset: dict[Partition, int] = {}
         self._stopping = asyncio.Event()
         self._drain_deadline: float | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -186,12 +182,12 @@ class SinkForwarder:
             await self._committing
             self._committing = None
 
-    async def _fetch(self) -> dict[TopicPartition, list[Any]]:
+    async def _fetch(self) -> dict[Partition, Sequence[Message]]:
         consumer = self.consumer
         assigned = consumer.assignment()
         high = [tp for tp in assigned if tp.topic in self.high_tier]
         max_records = self.settings.batch.max_events
-        fetched: dict[TopicPartition, list[Any]] = {}
+        fetched: Mapping[Partition, Sequence[Message]] = {}
         if high:
             fetched = await consumer.getmany(*high, timeout_ms=0, max_records=max_records)
         high_busy = any(fetched.values()) or any(self._lag(tp) > 0 for tp in high)
@@ -207,7 +203,7 @@ class SinkForwarder:
             fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
         return {tp: records for tp, records in fetched.items() if records}
 
-    def _lag(self, tp: TopicPartition) -> int:
+    def _lag(self, tp: Partition) -> int:
         highwater = self.consumer.highwater(tp)
         position = self._next_offset.get(tp)
         if highwater is None or position is None:
@@ -215,11 +211,11 @@ class SinkForwarder:
         return max(0, int(highwater) - position)
 
     async def _prepare(
-        self, fetched: dict[TopicPartition, list[Any]]
-    ) -> tuple[list[_Pending], dict[TopicPartition, int]]:
+        self, fetched: dict[Partition, Sequence[Message]]
+    ) -> tuple[list[_Pending], dict[Partition, int]]:
         pending: list[_Pending] = []
         malformed: list[DeadLetter] = []
-        offsets: dict[TopicPartition, int] = {}
+        offsets: dict[Partition, int] = {}
         filtered = 0
         minimum = self.settings.min_severity
         # Nothing can be below `low` (unknown is routed as low at the least): skip the check.
@@ -234,7 +230,7 @@ class SinkForwarder:
                         filtered += 1
                         continue
                 try:
-                    event = self.normalizer.normalize(record.value, self.sink.normalized_fields)
+                    event = self.normalizer.normalize(record.value or b"", self.sink.normalized_fields)
                 except ValueError as exc:
                     stand_in = _unreadable(record.value, tp, record.offset)
                     malformed.append(DeadLetter(stand_in, f"malformed record: {exc}", 0))
@@ -248,10 +244,10 @@ class SinkForwarder:
             await self._dead_letter(malformed)
         return pending, offsets
 
-    async def _deliver(self, pending: list[_Pending]) -> set[TopicPartition]:
+    async def _deliver(self, pending: list[_Pending]) -> set[Partition]:
         """Deliver the batch; returns the partitions whose events were abandoned because the
         partition was revoked meanwhile."""
-        abandoned: set[TopicPartition] = set()
+        abandoned: set[Partition] = set()
         if not pending:
             return abandoned
         settings = self.settings.retry
@@ -315,12 +311,12 @@ class SinkForwarder:
         return left
 
     async def _dead_letter(self, letters: Sequence[DeadLetter]) -> None:
-        """Dead letters must reach Kafka before their offsets are committed: retried forever."""
+        """Dead letters must reach the bus before their offsets are committed: retried forever."""
         while True:
             try:
                 await self.dead_letters.write(letters)
                 break
-            except KafkaError as exc:
+            except BusError as exc:
                 log.error("cannot write dead letters; retrying", extra={"sink": self.name, "error": str(exc)})
                 await self._wait(1.0)
         for letter in letters:
@@ -351,8 +347,7 @@ class SinkForwarder:
             self.waiting = False
             assigned = consumer.assignment()
             keep_paused = {tp for tp in assigned if tp.topic not in self.high_tier} if self._normal_paused else set()
-            with contextlib.suppress(IllegalStateError):
-                consumer.resume(*(assigned - keep_paused))
+            consumer.resume(*(assigned - keep_paused))
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -367,13 +362,13 @@ class SinkForwarder:
         else:
             log.warning(f"sink {self.name} is unavailable; retrying", extra=extra)
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit(self, offsets: dict[Partition, int]) -> None:
         owned = {tp: offset for tp, offset in offsets.items() if tp not in self.revoked}
         if not owned:
             return
         try:
             await self.consumer.commit(owned)
-        except (CommitFailedError, IllegalStateError) as exc:
+        except CommitRefused as exc:
             # The group moved on: the new owner reads these again (duplicates, never loss).
             log.warning("offset commit refused after a rebalance", extra={"sink": self.name, "error": str(exc)})
 
@@ -386,14 +381,14 @@ class SinkForwarder:
                 continue
             try:
                 ends = await self.consumer.end_offsets(list(assigned))
-            except (KafkaError, OSError, IllegalStateError):
+            except BusError:
                 continue
             totals = dict.fromkeys(SEVERITIES, 0)
             for tp, end in ends.items():
                 severity = self.severity_of_topic.get(tp.topic)
                 if severity is None:
                     continue
-                with contextlib.suppress(IllegalStateError):
+                with contextlib.suppress(BusError):
                     position = await self.consumer.position(tp)
                     totals[severity] += max(0, end - position)
             for severity, lag in totals.items():
@@ -407,7 +402,7 @@ def _header_severity(headers: Sequence[tuple[str, bytes]]) -> Severity | None:
     return None
 
 
-def _unreadable(value: bytes | None, tp: TopicPartition, offset: int) -> NormalizedEvent:
+def _unreadable(value: bytes | None, tp: Partition, offset: int) -> NormalizedEvent:
     """A stand-in normalized event for a record that could not be read, to dead-letter it."""
     raw = value or b"null"
     return NormalizedEvent(

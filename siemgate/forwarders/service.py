@@ -1,8 +1,9 @@
 """`siemgate forward`: every configured sink's forwarder in one process, plus the
-forwarders' /healthz, /readyz and /metrics on `forward.listen`.
+forwarders' /healthz, /readyz and /metrics on `forward.listen`. (`siemgate run` runs the same
+service beside the ingest, on the embedded bus.)
 
-Lifecycle: connect to Kafka (retrying until it answers), make sure the topics and the
-dead-letter topics exist, start each forwarder, run until SIGTERM/SIGINT, then give each
+Lifecycle: connect to the bus (retrying until it answers), make sure the topics and the
+dead-letter topics exist, start each forwarder, run until asked to stop, then give each
 forwarder `forward.drain_timeout_seconds` to confirm its batch in flight and commit.
 """
 
@@ -16,17 +17,15 @@ import signal
 from collections.abc import Iterator, Sequence
 
 import uvicorn
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from siemgate.bus.kafka import client_options, ensure_topics
-from siemgate.config import Config, KafkaConfig, SinkConfig
-from siemgate.errors import BusUnavailable, ConfigError, SiemgateError
+from siemgate.bus.base import Bus, Publisher
+from siemgate.config import Config, SinkConfig
+from siemgate.errors import BusError, ConfigError, SiemgateError
 from siemgate.forwarders.deadletter import dlq_topic
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import Normalizer
@@ -55,33 +54,35 @@ def selected_sinks(config: Config, names: Sequence[str]) -> list[SinkConfig]:
     return sinks
 
 
-async def connect_producer(kafka: KafkaConfig, stop: asyncio.Event) -> AIOKafkaProducer | None:
-    """The dead-letter producer, once Kafka answers; None if asked to stop first."""
-    delay = 0.5
+def kafka_bus(config: Config) -> Bus:
+    """The Kafka bus of `siemgate forward` (the embedded one belongs to `siemgate run`)."""
+    from siemgate.bus.kafka_bus import KafkaBus
+
+    if config.bus.type != "kafka" or config.bus.kafka is None:
+        raise ConfigError("bus.type", "`siemgate forward` runs against Kafka; with bus.type: embedded, "
+                                      "`siemgate run` runs the ingest and the forwarders in one process")
+    return KafkaBus(config.bus.kafka)
+
+
+async def wait_ready(publisher: Publisher, stop: asyncio.Event) -> bool:
+    """Wait until the bus accepts writes (dead letters need it); False if asked to stop first."""
+    delay = 0.25
     while not stop.is_set():
-        producer = AIOKafkaProducer(**client_options(kafka), acks="all", enable_idempotence=kafka.idempotence,
-                                    compression_type=None if kafka.compression == "none" else kafka.compression,
-                                    max_request_size=kafka.max_request_bytes)
-        try:
-            await producer.start()
-            return producer
-        except (KafkaError, OSError) as exc:
-            await producer.stop()
-            log.warning("Kafka is not reachable; forwarders wait for it",
-                        extra={"bootstrap_servers": list(kafka.servers), "error": str(exc)})
+        if await publisher.ready():
+            return True
+        if delay >= 1.0:
+            log.warning("the bus is not reachable; forwarders wait for it")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay * random.uniform(0.5, 1.0))
         delay = min(delay * 2, 15.0)
-    return None
+    return False
 
 
 class ForwardService:
-    def __init__(self, config: Config, sink_names: Sequence[str] = ()) -> None:
-        if config.bus.type != "kafka" or config.bus.kafka is None:
-            raise ConfigError("bus.type", "`siemgate forward` needs bus.type: kafka in this version")
+    def __init__(self, config: Config, sink_names: Sequence[str] = (), *, bus: Bus | None = None) -> None:
         self.config = config
-        self.kafka = config.bus.kafka
         self.sinks = selected_sinks(config, sink_names)
+        self.bus = bus if bus is not None else kafka_bus(config)
         self.metrics = ForwardMetrics()
         self.normalizer = Normalizer(config.normalize)
         self.forwarders: list[SinkForwarder] = []
@@ -92,19 +93,21 @@ class ForwardService:
         self.stop_requested.set()
 
     async def run(self) -> None:
-        producer = await connect_producer(self.kafka, self.stop_requested)
-        if producer is None:
-            return
+        publisher = self.bus.publisher()
+        await publisher.start()
         try:
-            if self.kafka.topics.create:
-                try:
-                    await ensure_topics(self.kafka, [dlq_topic(self.kafka.topic_prefix, s.name) for s in self.sinks])
-                except (KafkaError, BusUnavailable) as exc:
-                    log.error("cannot create topics; continuing with what exists", extra={"error": str(exc)})
+            if not await wait_ready(publisher, self.stop_requested):
+                return
+            prefix = self.config.bus.topic_prefix
+            try:
+                await self.bus.ensure_topics([dlq_topic(prefix, s.name) for s in self.sinks])
+            except BusError as exc:
+                log.error("cannot create topics; continuing with what exists", extra={"error": str(exc)})
             for sink_config in self.sinks:
+                assert sink_config.settings is not None  # checked by selected_sinks
                 forwarder = SinkForwarder(
-                    config=self.config, kafka=self.kafka, settings=sink_config.settings,
-                    sink=create_sink(sink_config.settings), producer=producer, metrics=self.metrics,
+                    config=self.config, bus=self.bus, settings=sink_config.settings,
+                    sink=create_sink(sink_config.settings), publisher=publisher, metrics=self.metrics,
                     normalizer=self.normalizer,
                 )
                 await forwarder.start()
@@ -131,7 +134,7 @@ class ForwardService:
             self.ready = False
             for forwarder in self.forwarders:
                 await forwarder.close()
-            await producer.stop()
+            await publisher.stop()
 
     def app(self) -> Starlette:
         async def healthz(request: Request) -> Response:

@@ -16,7 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import generate_latest
 
-from siemgate.bus.kafka import ensure_topics
+from siemgate.bus.kafka import KafkaPublisher, ensure_topics
+from siemgate.bus.kafka_bus import KafkaBus
 from siemgate.config import Config, parse_config
 from siemgate.forwarders.deadletter import dlq_topic
 from siemgate.forwarders.dlq_cli import list_dead_letters, replay_dead_letters
@@ -131,9 +132,11 @@ async def forwarding(config: Config, sink: Sink, metrics: ForwardMetrics | None 
     assert config.bus.kafka is not None
     kafka = config.bus.kafka
     await ensure_topics(kafka, [dlq_topic(kafka.topic_prefix, sink.name)])
-    producer = AIOKafkaProducer(bootstrap_servers=list(kafka.servers), acks="all", enable_idempotence=False)
+    bus = KafkaBus(kafka)
+    producer = KafkaPublisher(kafka)
     await producer.start()
-    forwarder = SinkForwarder(config=config, kafka=kafka, settings=sink.settings, sink=sink, producer=producer,
+    assert await producer.wait_connected(30)
+    forwarder = SinkForwarder(config=config, bus=bus, settings=sink.settings, sink=sink, publisher=producer,
                               metrics=metrics or ForwardMetrics(), normalizer=Normalizer(config.normalize))
     await forwarder.start()
     task = asyncio.create_task(forwarder.run())
