@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalOperation, IllegalStateError, KafkaError
 
 from siemgate.bus.base import Consumer, Message, Partition, Publisher, RebalanceListener
 from siemgate.bus.kafka import KafkaPublisher, client_options, ensure_topics
@@ -66,16 +66,16 @@ class KafkaConsumer:
     async def getmany(
         self, *partitions: Partition, timeout_ms: int = 0, max_records: int | None = None
     ) -> Mapping[Partition, Sequence[Message]]:
-        fetched = await self._consumer.getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        fetched = await self._consumer.getmany(*map(_tp, partitions), timeout_ms=timeout_ms, max_records=max_records)
         return cast(Mapping[Partition, Sequence[Message]], fetched)
 
     def pause(self, *partitions: Partition) -> None:
         assigned = self._consumer.assignment()
-        self._consumer.pause(*(tp for tp in partitions if tp in assigned))
+        self._consumer.pause(*(_tp(tp) for tp in partitions if tp in assigned))
 
     def resume(self, *partitions: Partition) -> None:
         assigned = self._consumer.assignment()
-        self._consumer.resume(*(tp for tp in partitions if tp in assigned))
+        self._consumer.resume(*(_tp(tp) for tp in partitions if tp in assigned))
 
     def seek(self, partition: Partition, offset: int) -> None:
         with contextlib.suppress(IllegalStateError):  # revoked meanwhile: the new owner reads from the commit
@@ -91,8 +91,8 @@ class KafkaConsumer:
     async def commit(self, offsets: Mapping[Partition, int]) -> None:
         try:
             await self._consumer.commit({_tp(tp): offset for tp, offset in offsets.items()})
-        except (CommitFailedError, IllegalStateError) as exc:
-            raise CommitRefused(f"Kafka refused the commit: {exc}") from exc
+        except (CommitFailedError, IllegalStateError, IllegalOperation) as exc:
+            raise CommitRefused(f"Kafka refused the commit: {exc!r}") from exc
         except KafkaError as exc:
             raise CommitRefused(f"the commit did not reach Kafka: {exc}") from exc
 

@@ -1,0 +1,552 @@
+"""The embedded bus: the record contract in one SQLite file, for `siemgate run` on one machine.
+
+The log keeps Kafka's shape, so that the forwarders run unchanged: topics (the same names as
+on Kafka), each one partition with contiguous offsets; one cursor per consumer group and
+topic (a sink's committed offset); records deleted once every sink's group has passed them.
+
+Durability: WAL with `synchronous=FULL`, so `append` returns only after the fsync. Every
+write goes through one writer thread; appends that arrive while a transaction is being
+written share the next one (group commit: one fsync for several batches). Reads run on
+threads of their own (WAL lets them proceed during writes). Checkpoints are taken off the
+write path, and pages freed by retention are given back to the file system.
+
+Several processes may open the same file (e.g. `siemgate dlq` while `siemgate run` works):
+SQLite serializes their writes and next offsets are kept in the file, not in memory. A
+consumer learns of records appended by this process at once, of other processes' at its
+next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple, TypeVar
+
+import orjson
+
+from siemgate.bus.base import Consumer, Partition, Publisher, RebalanceListener
+from siemgate.errors import BusError, BusUnavailable, CommitRefused
+from siemgate.record import Record, all_topics
+
+log = logging.getLogger("siemgate.bus.embedded")
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    key BLOB,
+    value BLOB NOT NULL,
+    headers BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_topic_pos ON records (topic, pos);
+CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, next_pos INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursors (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, pos INTEGER NOT NULL, PRIMARY KEY (grp, topic)
+) WITHOUT ROWID;
+"""
+# Retention deletes this many records per transaction, so appends wait for it at most briefly.
+_RETENTION_CHUNK = 5000
+# Pages handed back to the file system per transaction after retention.
+_VACUUM_PAGES = 2000
+_MAINTENANCE_SECONDS = 1.0
+_BUSY_TIMEOUT_MS = 30_000
+
+
+class EmbeddedMessage(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
+    # latin-1 maps every byte to one code point: any header value survives the round trip.
+    return orjson.dumps([[k, v.decode("latin-1")] for k, v in headers])
+
+
+def _decode_headers(raw: bytes) -> list[tuple[str, bytes]]:
+    return [(k, v.encode("latin-1")) for k, v in orjson.loads(raw)]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+    connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    return connection
+
+
+class EmbeddedLog:
+    """One SQLite file holding the topics, shared by the ingest and every forwarder.
+
+    `retention_groups`: the consumer groups that must have passed a record of siemgate's
+    event and control topics before it is deleted (the configured sinks' groups). Other
+    topics (dead letters) are kept.
+    """
+
+    def __init__(self, path: str | Path, *, prefix: str, retention_groups: Sequence[str] = ()) -> None:
+        self.path = Path(path)
+        self.prefix = prefix
+        self.retention_groups = tuple(retention_groups)
+        self._retained_topics = tuple(all_topics(prefix))
+        self._users = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._pending: list[tuple[Sequence[Record], asyncio.Future[None]]] = []
+        self._wake_writer = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._maintenance_task: asyncio.Task[None] | None = None
+        self._appended = asyncio.Event()
+        self._committed = False
+        self._written = False
+        self.ends: dict[str, int] = {}
+
+    # lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (or create) the file. Users share one log: each `open` needs its `close`."""
+        self._users += 1
+        if self._users > 1:
+            return
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="siemgate-log-writer")
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="siemgate-log-reader")
+        try:
+            self.ends = await self._write_call(self._init_writer)
+        except (sqlite3.Error, OSError) as exc:
+            self._users = 0
+            self._shutdown_threads()
+            raise BusUnavailable(
+                f"cannot open the embedded bus at {self.path}: {exc}. Check bus.path: its directory must be "
+                "writable and on a local disk"
+            ) from exc
+        self._writer_task = asyncio.create_task(self._write_loop(), name="embedded-log-writer")
+        self._maintenance_task = asyncio.create_task(self._maintain(), name="embedded-log-maintenance")
+        log.info("embedded bus open", extra={"path": str(self.path), "topics": len(self.ends)})
+
+    async def close(self) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
+        self._users = 0
+        for task in (self._maintenance_task, self._writer_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._maintenance_task = self._writer_task = None
+        for _, future in self._pending:
+            if not future.done():
+                future.set_exception(BusUnavailable("the embedded bus is closing"))
+        self._pending.clear()
+        with contextlib.suppress(sqlite3.Error):
+            await self._write_call(self._checkpoint_and_close)
+        self._shutdown_threads()
+
+    @property
+    def is_open(self) -> bool:
+        return self._users > 0 and self._writer_task is not None and not self._writer_task.done()
+
+    def _shutdown_threads(self) -> None:
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+        self._readers = self._writer = None
+
+    # threads ---------------------------------------------------------------------------
+
+    async def _write_call(self, fn: Callable[[], T]) -> T:
+        if self._writer is None:
+            raise BusUnavailable("the embedded bus is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
+
+    async def _read_call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise BusUnavailable("the embedded bus is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._with_reader, fn)
+
+    def _with_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        connection: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if connection is None:
+            connection = self._local.reader = _connect(self.path)
+        return fn(connection)
+
+    def _init_writer(self) -> dict[str, int]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = _connect(self.path)
+        # Before any table exists: lets retention give pages back (incremental_vacuum).
+        connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"the file system does not support SQLite's WAL mode (got {mode})")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints are taken off the write path
+        connection.executescript(_SCHEMA)
+        self._local.writer = connection
+        return dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
+
+    def _checkpoint_and_close(self) -> None:
+        connection: sqlite3.Connection | None = getattr(self._local, "writer", None)
+        if connection is not None:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            connection.close()
+            self._local.writer = None
+
+    # appending -------------------------------------------------------------------------
+
+    async def append(self, records: Sequence[Record]) -> None:
+        """Return once the records are fsync'd. Raises BusUnavailable."""
+        if not self.is_open:
+            raise BusUnavailable("the embedded bus is not open")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((records, future))
+        self._wake_writer.set()
+        await asyncio.shield(future)
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake_writer.wait()
+            self._wake_writer.clear()
+            pending, self._pending = self._pending, []
+            if not pending:
+                continue
+            groups = [records for records, _ in pending]
+            try:
+                ends = await self._write_call(functools.partial(self._insert, groups))
+            except (sqlite3.Error, OSError) as exc:
+                error = BusUnavailable(
+                    f"the embedded bus could not write to {self.path}: {exc}. Free disk space or fix bus.path"
+                )
+                for _, future in pending:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            self.ends.update(ends)
+            self._written = True
+            for _, future in pending:
+                if not future.done():
+                    future.set_result(None)
+            self._notify()
+
+    def _insert(self, groups: Sequence[Sequence[Record]]) -> dict[str, int]:
+        connection: sqlite3.Connection = self._local.writer
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            # Next offsets are read inside the transaction: another process may have written.
+            ends = dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
+            changed: dict[str, int] = {}
+            encoded: dict[int, bytes] = {}
+            rows = []
+            for records in groups:
+                for record in records:
+                    topic = record.topic
+                    pos = changed.get(topic)
+                    if pos is None:
+                        pos = ends.get(topic, 0)
+                    changed[topic] = pos + 1
+                    headers = encoded.get(id(record.headers))
+                    if headers is None:
+                        headers = encoded[id(record.headers)] = _encode_headers(record.headers)
+                    rows.append((topic, pos, record.key, record.value, headers))
+            connection.executemany("INSERT INTO records (topic, pos, key, value, headers) VALUES (?, ?, ?, ?, ?)",
+                                   rows)
+            connection.executemany(
+                "INSERT INTO topics (name, next_pos) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET next_pos = excluded.next_pos",
+                list(changed.items()),
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise
+        return changed
+
+    def _notify(self) -> None:
+        event, self._appended = self._appended, asyncio.Event()
+        event.set()
+
+    def appended(self) -> asyncio.Event:
+        """An event set at the next append by this process."""
+        return self._appended
+
+    # reading ---------------------------------------------------------------------------
+
+    async def read(self, wanted: Sequence[tuple[str, int]], max_records: int) -> dict[str, list[EmbeddedMessage]]:
+        """Records of each (topic, from offset), in order, at most `max_records` in all."""
+
+        def query(connection: sqlite3.Connection) -> dict[str, list[EmbeddedMessage]]:
+            out: dict[str, list[EmbeddedMessage]] = {}
+            left = max_records
+            for topic, start in wanted:
+                if left <= 0:
+                    break
+                rows = connection.execute(
+                    "SELECT pos, key, value, headers FROM records WHERE topic = ? AND pos >= ? ORDER BY pos LIMIT ?",
+                    (topic, start, left),
+                ).fetchall()
+                if rows:
+                    out[topic] = [EmbeddedMessage(topic, 0, pos, key, value, _decode_headers(headers))
+                                  for pos, key, value, headers in rows]
+                    left -= len(rows)
+            return out
+
+        try:
+            return await self._read_call(query)
+        except sqlite3.Error as exc:
+            raise BusUnavailable(f"cannot read the embedded bus at {self.path}: {exc}") from exc
+
+    async def end_offsets(self) -> dict[str, int]:
+        try:
+            ends = await self._read_call(lambda c: dict(c.execute("SELECT name, next_pos FROM topics").fetchall()))
+        except sqlite3.Error as exc:
+            raise BusUnavailable(f"cannot read the embedded bus at {self.path}: {exc}") from exc
+        self.ends.update(ends)
+        return ends
+
+    async def first_offsets(self, topics: Sequence[str]) -> dict[str, int]:
+        def query(connection: sqlite3.Connection) -> dict[str, int]:
+            out = {}
+            for topic in topics:
+                row = connection.execute("SELECT min(pos) FROM records WHERE topic = ?", (topic,)).fetchone()
+                if row[0] is not None:
+                    out[topic] = int(row[0])
+            return out
+
+        return await self._read_call(query)
+
+    async def record_count(self) -> int:
+        return int(await self._read_call(lambda c: c.execute("SELECT count(*) FROM records").fetchone()[0]))
+
+    # cursors and retention -------------------------------------------------------------
+
+    async def cursors(self, group: str) -> dict[str, int]:
+        return dict(await self._read_call(
+            lambda c: c.execute("SELECT topic, pos FROM cursors WHERE grp = ?", (group,)).fetchall()))
+
+    async def commit(self, group: str, offsets: Mapping[str, int]) -> None:
+        def write() -> None:
+            connection: sqlite3.Connection = self._local.writer
+            connection.executemany(
+                "INSERT INTO cursors (grp, topic, pos) VALUES (?, ?, ?) "
+                "ON CONFLICT (grp, topic) DO UPDATE SET pos = excluded.pos",
+                [(group, topic, pos) for topic, pos in offsets.items()],
+            )
+
+        try:
+            await self._write_call(write)
+        except sqlite3.Error as exc:
+            raise BusUnavailable(f"cannot commit to the embedded bus at {self.path}: {exc}") from exc
+        self._committed = True
+
+    async def _maintain(self) -> None:
+        """Retention after commits, checkpoints after writes; each step its own short transaction."""
+        while True:
+            await asyncio.sleep(_MAINTENANCE_SECONDS)
+            try:
+                if self._committed and self.retention_groups:
+                    self._committed = False
+                    await self.apply_retention()
+                if self._written:
+                    self._written = False
+                    await self._read_call(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+            except (sqlite3.Error, BusUnavailable) as exc:
+                log.warning("embedded bus maintenance failed; retrying", extra={"error": str(exc)})
+
+    async def apply_retention(self) -> int:
+        """Delete the records every retention group has passed; returns how many."""
+        deleted = 0
+        while True:
+            step = await self._write_call(self._retain_step)
+            deleted += step
+            if step < _RETENTION_CHUNK:
+                break
+        if deleted:
+            while await self._write_call(self._vacuum_step):
+                pass
+            log.debug("retention", extra={"deleted": deleted})
+        return deleted
+
+    def _retain_step(self) -> int:
+        connection: sqlite3.Connection = self._local.writer
+        groups = self.retention_groups
+        marks = ",".join("?" * len(groups))
+        deleted = 0
+        for topic in self._retained_topics:
+            count, low = connection.execute(
+                f"SELECT count(*), min(pos) FROM cursors WHERE topic = ? AND grp IN ({marks})",  # noqa: S608 (only ?s)
+                (topic, *groups),
+            ).fetchone()
+            if count < len(groups) or low is None:
+                continue  # a sink that never committed on this topic holds all of it
+            cursor = connection.execute(
+                "DELETE FROM records WHERE rowid IN "
+                "(SELECT rowid FROM records WHERE topic = ? AND pos < ? ORDER BY pos LIMIT ?)",
+                (topic, low, _RETENTION_CHUNK - deleted),
+            )
+            deleted += cursor.rowcount
+            if deleted >= _RETENTION_CHUNK:
+                break
+        return deleted
+
+    def _vacuum_step(self) -> bool:
+        connection: sqlite3.Connection = self._local.writer
+        free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+        if not free:
+            return False
+        connection.execute(f"PRAGMA incremental_vacuum({_VACUUM_PAGES})")
+        return bool(free > _VACUUM_PAGES)
+
+
+class EmbeddedPublisher:
+    """The `Publisher` of the embedded bus: `publish` returns after the fsync."""
+
+    def __init__(self, log: EmbeddedLog) -> None:
+        self._log = log
+        self._started = False
+
+    async def start(self) -> None:
+        await self._log.open()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._log.close()
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        if not self._started:
+            raise BusUnavailable("the embedded bus publisher is not started")
+        await self._log.append(records)
+
+    async def ready(self) -> bool:
+        return self._started and self._log.is_open
+
+
+class EmbeddedConsumer:
+    """A consumer group member of the embedded bus: one partition per topic, all assigned to it.
+
+    One consumer per group at a time (the embedded bus has no group coordinator).
+    """
+
+    def __init__(self, log: EmbeddedLog, *, group: str | None, max_records: int, fetch_max_wait_ms: int) -> None:
+        self._log = log
+        self._group = group
+        self._max_records = max_records
+        self._poll_seconds = max(fetch_max_wait_ms, 50) / 1000
+        self._topics: list[str] = []
+        self._listener: RebalanceListener | None = None
+        self._announced = False
+        self._positions: dict[Partition, int] = {}
+        self._paused: set[Partition] = set()
+        self._started = False
+
+    async def start(self) -> None:
+        await self._log.open()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._log.close()
+
+    def subscribe(self, topics: Sequence[str], listener: RebalanceListener | None = None) -> None:
+        self._topics = list(topics)
+        self._listener = listener
+        self._announced = False
+        self._positions = {}
+
+    def assignment(self) -> set[Partition]:
+        return set(self._positions) if self._announced else set()
+
+    async def _assign(self) -> None:
+        committed = await self._log.cursors(self._group) if self._group else {}
+        first = await self._log.first_offsets(self._topics)
+        await self._log.end_offsets()
+        self._positions = {Partition(t, 0): max(committed.get(t, 0), first.get(t, 0)) for t in self._topics}
+        self._announced = True
+        if self._listener is not None:
+            await self._listener.on_partitions_assigned(set(self._positions))
+
+    async def getmany(
+        self, *partitions: Partition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[Partition, list[EmbeddedMessage]]:
+        if not self._announced:
+            await self._assign()
+        limit = max_records or self._max_records
+        wanted = [tp for tp in (partitions or self._positions) if tp in self._positions and tp not in self._paused]
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            appended = self._log.appended()
+            found = await self._log.read([(tp.topic, self._positions[tp]) for tp in wanted], limit) if wanted else {}
+            if found:
+                out = {}
+                for topic, messages in found.items():
+                    tp = Partition(topic, 0)
+                    self._positions[tp] = messages[-1].offset + 1
+                    out[tp] = messages
+                return out
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return {}
+            # Woken by this process's appends at once; another process's are seen at the next poll.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(appended.wait(), min(left, self._poll_seconds))
+            if not appended.is_set():
+                await self._log.end_offsets()
+
+    def pause(self, *partitions: Partition) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, *partitions: Partition) -> None:
+        self._paused.difference_update(partitions)
+
+    def seek(self, partition: Partition, offset: int) -> None:
+        self._positions[partition] = offset
+
+    def highwater(self, partition: Partition) -> int | None:
+        return self._log.ends.get(partition.topic, 0) if partition in self._positions else None
+
+    async def commit(self, offsets: Mapping[Partition, int]) -> None:
+        if self._group is None:
+            raise CommitRefused("a consumer without a group cannot commit")
+        await self._log.commit(self._group, {tp.topic: offset for tp, offset in offsets.items()})
+
+    async def end_offsets(self, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        ends = await self._log.end_offsets()
+        return {tp: ends.get(tp.topic, 0) for tp in partitions}
+
+    async def position(self, partition: Partition) -> int:
+        position = self._positions.get(partition)
+        if position is None:
+            raise BusError(f"{partition.topic} is not assigned to this consumer")
+        return position
+
+
+class EmbeddedBus:
+    """The `Bus` over one `EmbeddedLog` (opened and closed by its owner)."""
+
+    def __init__(self, log: EmbeddedLog) -> None:
+        self.log = log
+
+    def publisher(self) -> Publisher:
+        return EmbeddedPublisher(self.log)
+
+    def consumer(self, *, group: str | None, max_records: int, fetch_max_wait_ms: int) -> Consumer:
+        return EmbeddedConsumer(self.log, group=group, max_records=max_records, fetch_max_wait_ms=fetch_max_wait_ms)
+
+    async def ensure_topics(self, extra: Sequence[str] = ()) -> None:
+        """Topics exist as soon as a record is written to them."""
+
+    async def close(self) -> None:
+        """The log's owner closes it."""
