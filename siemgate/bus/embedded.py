@@ -148,6 +148,9 @@ class EmbeddedLog:
             if not future.done():
                 future.set_exception(BusUnavailable("the embedded bus is closing"))
         self._pending.clear()
+        with contextlib.suppress(sqlite3.Error, BusUnavailable):
+            if self._committed and self.retention_groups:
+                await self.apply_retention()  # what the last commits released, before the checkpoint
         with contextlib.suppress(sqlite3.Error):
             await self._write_call(self._checkpoint_and_close)
         self._shutdown_threads()
@@ -404,7 +407,8 @@ class EmbeddedLog:
         free = connection.execute("PRAGMA freelist_count").fetchone()[0]
         if not free:
             return False
-        connection.execute(f"PRAGMA incremental_vacuum({_VACUUM_PAGES})")
+        # executescript steps the pragma to the end; execute() would free a single page.
+        connection.executescript(f"PRAGMA incremental_vacuum({_VACUUM_PAGES});")
         return bool(free > _VACUUM_PAGES)
 
 
