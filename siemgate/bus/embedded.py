@@ -580,6 +580,7 @@ class EmbeddedConsumer:
         self._announced = False
         self._positions: dict[Partition, int] = {}
         self._paused: set[Partition] = set()
+        self._turn = 0
         self._started = False
 
     async def start(self) -> None:
@@ -616,6 +617,11 @@ class EmbeddedConsumer:
             await self._assign()
         limit = max_records or self._max_records
         wanted = [tp for tp in (partitions or self._positions) if tp in self._positions and tp not in self._paused]
+        if len(wanted) > 1:
+            # Start each fetch at the next topic, so that one busy topic cannot starve the others
+            # when its records alone fill `limit` (as Kafka spreads a fetch over partitions).
+            self._turn = (self._turn + 1) % len(wanted)
+            wanted = wanted[self._turn:] + wanted[:self._turn]
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             appended = self._log.appended()

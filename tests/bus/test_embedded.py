@@ -137,18 +137,19 @@ async def test_closing_during_a_retention_pass_still_finishes_it(tmp_path: Path)
     path = tmp_path / "bus.db"
     log = EmbeddedLog(path, prefix=PREFIX, retention_groups=("g",))
     await log.open()
-    await log.append(records("high", 0, 12_000, size=10))  # three retention chunks
+    for n in range(25):  # 25 chunks: three retention steps
+        await log.append(records("high", n * 10, 10, size=10))
     started, release = threading.Event(), threading.Event()
     retain_step = log._retain_step
 
-    def held_step() -> int:
+    def held_step() -> tuple[int, int]:
         started.set()
         release.wait(30)
         return retain_step()
 
     log._retain_step = held_step  # type: ignore[method-assign]
     try:
-        await log.commit("g", {f"{PREFIX}.events.high": 12_000})
+        await log.commit("g", {f"{PREFIX}.events.high": 250})
         async with asyncio.timeout(30):
             while not started.is_set():  # the background pass has begun its first chunk
                 await asyncio.sleep(0.01)
@@ -159,3 +160,17 @@ async def test_closing_during_a_retention_pass_still_finishes_it(tmp_path: Path)
         release.set()
     await closing
     assert count(path) == 0
+
+
+async def test_a_busy_topic_does_not_starve_the_others(tmp_path: Path) -> None:
+    async with opened(tmp_path / "bus.db") as log:
+        await log.append(records("medium", 0, 1000, size=10) + records("low", 0, 10, size=10))
+        consumer = EmbeddedConsumer(log, group="g", max_records=100, fetch_max_wait_ms=50)
+        await consumer.start()
+        consumer.subscribe([f"{PREFIX}.events.medium", f"{PREFIX}.events.low"])
+        seen: set[str] = set()
+        for _ in range(3):  # 100 records per fetch, 1,000 medium ones queued
+            fetched = await consumer.getmany(timeout_ms=100)
+            seen.update(tp.topic for tp in fetched)
+        await consumer.stop()
+    assert f"{PREFIX}.events.low" in seen
