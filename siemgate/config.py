@@ -214,8 +214,20 @@ class KafkaConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SpoolConfig:
+    """The ingest's local spool (bus.type kafka): batches Kafka does not take in time wait here."""
+
+    # A directory, one per ingest process; the spool is <path>/spool.db. Keep it across restarts.
     path: str = "./data/spool"
+    # Logical bytes (keys, values, headers) the spool may hold; past it, batches Kafka refuses get 503.
     max_bytes: int = 10 * 1024**3
+    # A batch Kafka has not acknowledged by then is written to the spool and answered 200.
+    ack_deadline_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1024:
+            raise ConfigError("max_bytes", "must be at least 1024")
+        if not 0 < self.ack_deadline_seconds <= 60:
+            raise ConfigError("ack_deadline_seconds", "must be more than 0 and at most 60")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -134,7 +134,7 @@ class KafkaPublisher:
             except (KafkaError, OSError, BusUnavailable) as exc:
                 await producer.stop()
                 log.warning(
-                    "Kafka is not reachable; batches are refused until it is (retrying)",
+                    "Kafka is not reachable (retrying); until it is, the ingest spools batches or refuses them",
                     extra={"bootstrap_servers": list(self._config.servers), "error": str(exc)},
                 )
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))

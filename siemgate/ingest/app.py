@@ -1,9 +1,15 @@
 """The ingest ASGI app: one POST route per integration, plus /healthz, /readyz and /metrics.
 
-What a 200 means: every event of the batch is acknowledged by the bus (Kafka acks=all).
+What a 200 means: every event of the batch is durable. With `siemgate ingest` on Kafka the
+publisher is a `SpoolingPublisher`: each event is acknowledged by Kafka (acks=all), or, when
+Kafka does not acknowledge within `bus.spool.ack_deadline_seconds`, fsync'd in the local
+spool, from which it goes to Kafka once Kafka takes writes again (after a restart too).
 Everything else the sender sees is deliberate, because it never resends (SPEC.md "HTTP"):
 401/403 only for real authentication failures (they disable the integration), 400/413 with
-the body quarantined, 503 only when the bus cannot take the batch.
+the body quarantined, 503 only when the publisher cannot make the batch durable at all
+(Kafka unavailable AND the spool full or unwritable), logged as data loss.
+
+/readyz is 200 while the publisher accepts writes: Kafka does, or the spool does.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from siemgate.ingest.batch import Batch, BatchParser, InvalidBatch, NotJson, Too
 from siemgate.ingest.body import BadGzip, BodyError, content_coding, read_body
 from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
 from siemgate.ingest.confirmation_store import ConfirmationStore
-from siemgate.ingest.metrics import IngestMetrics
+from siemgate.ingest.metrics import IngestMetrics, SpoolReporter
 from siemgate.ingest.peer import allowed, client_address
 from siemgate.ingest.quarantine import Quarantine
 
@@ -215,6 +221,8 @@ def create_app(config: Config, publisher: Publisher) -> Starlette:
     """The ingest app. `publisher` is started and stopped by the app's lifespan."""
     prefix = config.bus.kafka.topic_prefix if config.bus.kafka else "siemgate"
     context = IngestContext(config=config, publisher=publisher, prefix=prefix)
+    if isinstance(publisher, SpoolReporter):
+        context.metrics.watch_spool(publisher.spool_stats)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -222,7 +230,8 @@ def create_app(config: Config, publisher: Publisher) -> Starlette:
     async def readyz(request: Request) -> Response:
         if await context.publisher.ready():
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "not ready", "reason": "the event bus does not accept writes"},
+        return JSONResponse({"status": "not ready",
+                             "reason": "the event bus does not accept writes (nor does the spool, if any)"},
                             status_code=503)
 
     async def metrics(request: Request) -> Response:

@@ -297,6 +297,8 @@ async def test_trickling_client_gets_408(kafka_broker: Broker, tmp_path: Path) -
 
 
 async def test_kafka_unreachable_is_503_and_not_ready(tmp_path: Path) -> None:
+    """The bare KafkaPublisher. `siemgate ingest` wraps it with its local spool, which answers
+    200 instead (test_spool_ingest.py)."""
     config = make_config(tmp_path, None, produce_timeout=0.5)
     async with running_ingest(config, wait_ready=False) as ingest, httpx.AsyncClient() as client:
         response = await client.post(ingest.webhook(), content=orjson.dumps([event()]), headers=AUTH)

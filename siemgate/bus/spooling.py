@@ -1,0 +1,345 @@
+"""The ingest's publisher in Kafka mode: Kafka first, the local spool when Kafka is late or away.
+
+The sender never resends, so a 200 must hold through broker outages, crashes and restarts,
+and a 503 is lost data. Two modes:
+
+- direct: a batch goes to Kafka. If Kafka has not acknowledged it within
+  `bus.spool.ack_deadline_seconds`, or cannot take it at all (not connected, refused), the
+  batch is written to the spool (fsync'd) and answered 200. The ingest is now spooling.
+- spooling: while the spool holds records, every new batch is appended behind them, so the
+  order of the events within a severity stays what the sender sent. A drainer task replays
+  the spool to Kafka in arrival order, a chunk at a time, and deletes only the rows Kafka
+  acknowledged (a crash in between sends them again: at least once). When the spool is empty
+  and no append is under way, the drainer switches back to direct mode, checking and
+  flipping without an `await` in between, so no append can slip behind the switch.
+- the handover: a sender that posts its next batch as soon as the last is answered would
+  keep one batch in the spool forever. So once Kafka took the previous chunk quickly (within
+  half the ack deadline) and one chunk is left, new batches wait (at most the ack deadline)
+  while the drainer sends it and switches to direct; they then go to Kafka directly. If that
+  takes longer, they are spooled behind it, as before.
+
+A non-empty spool at start (after SIGKILL, a crash or a restart) means spooling mode; the
+drainer empties it once Kafka is reachable. On a failed drain it backs off (exponential,
+jittered, capped). With `topics.create`, the drainer makes sure the topics exist before its
+first chunk after any failure: a broker that came back empty has none (Tansu keeps topics in
+memory, and acknowledges records for a topic it does not have while dropping them).
+
+503 only when both fail: the spool is full or cannot be written AND Kafka does not take the
+batch either (a full spool makes a spooling ingest try Kafka directly before refusing; order
+within a severity may then differ, which beats losing the batch). Such a refusal raises
+BusUnavailable, is counted and logged as data loss risk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+
+from aiokafka.errors import KafkaError
+
+from siemgate.bus.kafka import KafkaPublisher, ensure_topics
+from siemgate.bus.spool import Spool, Spooled, SpoolError, SpoolFull, SpoolStats
+from siemgate.config import KafkaConfig, SpoolConfig
+from siemgate.errors import BusUnavailable, RecordTooLarge
+from siemgate.record import Record
+
+log = logging.getLogger("siemgate.bus.spooling")
+
+# One drain step: this many records (or bytes) per KafkaPublisher.publish.
+DRAIN_CHUNK_RECORDS = 2000
+DRAIN_CHUNK_BYTES = 4 * 1024 * 1024
+# Backoff between failed drain attempts: from the first value, doubling, to the cap; each
+# delay drawn between half and all of it.
+DRAIN_BACKOFF_SECONDS = (0.2, 10.0)
+
+
+class Backoff:
+    """Exponential backoff with jitter and a cap."""
+
+    def __init__(self, initial: float, cap: float) -> None:
+        self.initial = initial
+        self.cap = cap
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.initial * 2 ** min(self.failures, 30))
+        self.failures += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class SpoolingPublisher:
+    """The `Publisher` of `siemgate ingest` on Kafka: a KafkaPublisher with a local spool."""
+
+    def __init__(self, kafka_config: KafkaConfig, spool_config: SpoolConfig, *,
+                 kafka: KafkaPublisher | None = None, spool: Spool | None = None) -> None:
+        self._config = kafka_config
+        self._deadline = spool_config.ack_deadline_seconds
+        self._kafka = kafka or KafkaPublisher(kafka_config)
+        self._spool = spool or Spool(spool_config.path, spool_config.max_bytes)
+        self._spooling = False
+        self._work = asyncio.Event()  # set while spooling: the drainer has (or will have) work
+        self._drainer: asyncio.Task[None] | None = None
+        # Set while the drainer sends the last chunk: new batches wait for it (see the handover).
+        self._handover: asyncio.Future[None] | None = None
+        # Whether the topics are known to exist since Kafka last failed (with topics.create).
+        self._topics_checked = not kafka_config.topics.create
+        # Whether Kafka acknowledged the last chunk drained well within the ack deadline.
+        self._kafka_is_quick = False
+        self._batches_spooled = 0
+        self._refused_full = 0
+        self._refused_error = 0
+        self._drained = 0
+        self._set_aside = 0
+
+    @property
+    def spooling(self) -> bool:
+        return self._spooling
+
+    @property
+    def spool(self) -> Spool:
+        return self._spool
+
+    @property
+    def kafka(self) -> KafkaPublisher:
+        return self._kafka
+
+    def spool_stats(self) -> SpoolStats:
+        return SpoolStats(
+            events=self._spool.events, bytes=self._spool.bytes, active=self._spooling,
+            batches_spooled=self._batches_spooled, refused_full=self._refused_full,
+            refused_error=self._refused_error, drained_events=self._drained, set_aside_events=self._set_aside,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Open the spool. Raises SpoolError (a broken or unwritable spool is not a bus outage:
+        it is fixed by the operator, and starting without it would turn outages into loss)."""
+        await self._spool.open()
+
+    async def start(self) -> None:
+        await self.open()
+        await self._kafka.start()
+        if self._spool.events:
+            self._spooling = True
+            self._work.set()
+            log.warning(
+                "the spool holds events from a previous run: they go to Kafka first, and new batches are "
+                "spooled behind them until it is empty",
+                extra={"events": self._spool.events, "bytes": self._spool.bytes, "path": str(self._spool.path)},
+            )
+        self._drainer = asyncio.create_task(self._drain_forever(), name="spool-drainer")
+        if not self._spooling:
+            # The first batches after a start go to Kafka directly, not to the spool, if it is there.
+            await self._kafka.wait_connected(self._deadline)
+
+    async def wait_connected(self, timeout: float) -> bool:
+        return await self._kafka.wait_connected(timeout)
+
+    async def stop(self) -> None:
+        """Stop draining, close Kafka and the spool. What the spool holds waits for the next start."""
+        if self._drainer is not None:
+            self._drainer.cancel()
+            await asyncio.gather(self._drainer, return_exceptions=True)
+            self._drainer = None
+        await self._kafka.stop()
+        was_open = self._spool.is_open
+        await self._spool.close()
+        if was_open and self._spool.events:  # (stop may be called twice: the lifespan, then the command)
+            log.warning("stopped with events in the spool: they go to Kafka after the next start on this "
+                        "bus.spool.path", extra={"events": self._spool.events, "path": str(self._spool.path)})
+
+    async def ready(self) -> bool:
+        """Kafka accepts writes, or the spool does."""
+        return self._spool.accepts_writes or await self._kafka.ready()
+
+    # ------------------------------------------------------------------ publish
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        """Return once every record is on Kafka (acks=all) or fsync'd in the spool.
+
+        Raises:
+            RecordTooLarge: Kafka refuses a record for its size (413).
+            BusUnavailable: Kafka did not take the batch and the spool could not (503).
+        """
+        if not records:
+            return
+        if self._spooling and self._handover is not None:
+            await self._await_handover(self._handover)
+        if self._spooling:
+            await self._publish_behind_spool(records)
+            return
+        try:
+            await self._publish_direct(records)
+            return
+        except BusUnavailable as exc:
+            kafka_problem = str(exc)
+        self._start_spooling(kafka_problem)
+        try:
+            await self._spool.append(records)
+        except SpoolError as exc:
+            raise self._refused(exc, kafka_problem) from exc
+        self._batches_spooled += 1
+
+    async def _await_handover(self, handover: asyncio.Future[None]) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._deadline):
+                await asyncio.shield(handover)
+
+    async def _publish_direct(self, records: Sequence[Record]) -> None:
+        try:
+            async with asyncio.timeout(self._deadline):
+                await self._kafka.publish(records)
+        except TimeoutError:
+            raise BusUnavailable(
+                f"Kafka did not acknowledge within bus.spool.ack_deadline_seconds ({self._deadline:g} s)"
+            ) from None
+
+    async def _publish_behind_spool(self, records: Sequence[Record]) -> None:
+        try:
+            await self._spool.append(records)
+        except SpoolError as spool_exc:
+            # The spool cannot take it: Kafka itself is the last chance before a 503.
+            try:
+                await self._publish_direct(records)
+            except BusUnavailable as exc:
+                raise self._refused(spool_exc, str(exc)) from spool_exc
+            log.warning(f"the spool refused a batch ({spool_exc}); Kafka took it directly, ahead of the "
+                        "spooled events", extra={"events": len(records)})
+            return
+        self._batches_spooled += 1
+
+    def _start_spooling(self, reason: str) -> None:
+        if self._spooling:
+            return
+        self._spooling = True
+        self._work.set()
+        self._topics_checked = not self._config.topics.create
+        log.warning(f"Kafka did not take a batch ({reason}): batches go to the local spool until Kafka is "
+                    "back and the spool is drained", extra={"path": str(self._spool.path)})
+
+    def _refused(self, spool_exc: SpoolError, kafka_problem: str) -> BusUnavailable:
+        if isinstance(spool_exc, SpoolFull):
+            self._refused_full += 1
+        else:
+            self._refused_error += 1
+        message = (f"DATA LOSS RISK: Kafka did not take the batch ({kafka_problem}) and the local spool "
+                   f"could not either ({spool_exc})")
+        log.error(f"{message}. Bring Kafka back, or free space / raise bus.spool.max_bytes",
+                  extra={"path": str(self._spool.path), "spool_events": self._spool.events,
+                         "spool_bytes": self._spool.bytes, "max_bytes": self._spool.max_bytes})
+        return BusUnavailable(message)
+
+    # ------------------------------------------------------------------ the drainer
+
+    async def _drain_forever(self) -> None:
+        backoff = Backoff(*DRAIN_BACKOFF_SECONDS)
+        while True:
+            await self._work.wait()
+            if self._switch_to_direct():
+                continue
+            try:
+                if not self._topics_checked:
+                    await self._ensure_topics()
+                if self._kafka_is_quick and self._spool.events <= DRAIN_CHUNK_RECORDS:
+                    await self._hand_over()
+                elif not await self._drain_chunk():
+                    continue
+            except (BusUnavailable, SpoolError) as exc:
+                self._kafka_is_quick = False
+                if isinstance(exc, BusUnavailable):
+                    self._topics_checked = not self._config.topics.create
+                await self._after_failure(exc, backoff)
+                continue
+            except Exception:  # a dead drainer would hold the spool back, silently
+                self._kafka_is_quick = False
+                self._topics_checked = not self._config.topics.create
+                log.exception("unexpected error while draining the spool; retrying (please report it)")
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+
+    def _switch_to_direct(self) -> bool:
+        """Back to direct mode if the spool is empty and no append is under way. No `await` here:
+        an append that saw `spooling` is already queued (`writing`) by the time this runs."""
+        if self._spool.events or self._spool.writing:
+            return False
+        self._spooling = False
+        self._work.clear()
+        log.info("the spool is empty: batches go to Kafka directly again", extra={"drained_events": self._drained})
+        return True
+
+    async def _hand_over(self) -> None:
+        """Send the rest of the spool while new batches wait for it, then switch to direct mode."""
+        handover = self._handover = asyncio.get_running_loop().create_future()
+        try:
+            await self._spool.wait_writes()  # appends queued before the gate
+            while self._spool.events and self._kafka_is_quick and await self._drain_chunk():
+                pass  # more than the last chunk: waiting batches gave up and were spooled meanwhile
+            self._switch_to_direct()
+        finally:
+            self._handover = None
+            handover.set_result(None)
+
+    async def _drain_chunk(self) -> bool:
+        """Send the oldest chunk to Kafka and delete it. False if there was nothing to send."""
+        chunk = await self._spool.read(DRAIN_CHUNK_RECORDS, DRAIN_CHUNK_BYTES)
+        if not chunk:
+            await self._spool.wait_writes()  # the spool is empty but an append is being written
+            return False
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await self._kafka.publish([record for _, record in chunk])
+        except RecordTooLarge:
+            await self._drain_one_by_one(chunk)
+            return True
+        self._kafka_is_quick = loop.time() - started < self._deadline / 2
+        await self._spool.delete_through(chunk[-1][0])
+        self._drained += len(chunk)
+        return True
+
+    async def _drain_one_by_one(self, chunk: list[Spooled]) -> None:
+        """Kafka refused a record of the chunk for its size: find it, set it aside, send the rest."""
+        for row_id, record in chunk:
+            try:
+                await self._kafka.publish([record])
+            except RecordTooLarge as exc:
+                await self._spool.set_aside(row_id, str(exc))
+                self._set_aside += 1
+                log.error(
+                    f"Kafka refuses a spooled event for its size ({exc}); it is kept in the spool's set_aside "
+                    f"table of {self._spool.path}. Raise the broker's message.max.bytes and resend it from there",
+                    extra={"topic": record.topic, "key": record.key.decode(errors="replace")},
+                )
+                continue
+            await self._spool.delete_through(row_id)
+            self._drained += 1
+
+    async def _after_failure(self, exc: BusUnavailable | SpoolError, backoff: Backoff) -> None:
+        delay = backoff.next_delay()
+        # The first failure of a series, then one in 30 (minutes apart at the cap), as warnings.
+        level = logging.WARNING if backoff.failures % 30 == 1 else logging.DEBUG
+        log.log(level, f"could not drain the spool ({exc}); retrying in {delay:.1f} s",
+                extra={"spool_events": self._spool.events, "spool_bytes": self._spool.bytes,
+                       "attempts": backoff.failures})
+        await asyncio.sleep(delay)
+
+    async def _ensure_topics(self) -> None:
+        """Create the topics a broker may have lost. Raises BusUnavailable: no drain before this
+        succeeded, or the records could go to a broker that drops them."""
+        try:
+            async with asyncio.timeout(max(30.0, 3 * self._config.produce_timeout_seconds)):
+                created = await ensure_topics(self._config)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise BusUnavailable(f"could not check that the Kafka topics exist: {exc!r}") from exc
+        self._topics_checked = True
+        if created:
+            log.warning("created missing Kafka topics before draining the spool (a broker that restarted "
+                        "empty loses them)", extra={"topics": created})
