@@ -3,11 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 
-.PHONY: test lint bench-ingest clean
+.PHONY: run test lint bench-ingest clean
 
-$(VENV)/.installed-test: pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+# Everything in one process on the embedded bus: the `demo` integration on 127.0.0.1:8080
+# (key: $$SIEMGATE_DEMO_KEY, default change-me), events written to ./data/out/events.ndjson.
+run: $(VENV)/.installed
+	exec $(VENV)/bin/siemgate run -c deploy/examples/local.yaml
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 

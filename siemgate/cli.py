@@ -28,7 +28,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from siemgate import logs
-    from siemgate.bus.kafka import KafkaPublisher
+    from siemgate.bus.spooling import SpoolingPublisher
     from siemgate.ingest.server import serve
 
     config = _load(args)
@@ -36,12 +36,34 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if config.bus.type != "kafka" or config.bus.kafka is None:
         raise ConfigError(
             "bus.type",
-            "`siemgate ingest` needs bus.type: kafka in this version (the embedded bus is not available yet)",
+            "`siemgate ingest` produces to Kafka; with bus.type: embedded, `siemgate run` runs the ingest and "
+            "the forwarders in one process",
         )
     kafka = config.bus.kafka
 
     async def main() -> int:
-        await serve(config, KafkaPublisher(kafka))
+        publisher = SpoolingPublisher(kafka, config.bus.spool)
+        # A spool that cannot be opened (unwritable, damaged, in use) stops the start here, with
+        # its reason and exit 1: serving without it would turn a Kafka outage into lost batches.
+        await publisher.open()
+        try:
+            await serve(config, publisher)
+        finally:
+            await publisher.stop()  # already stopped by the app's lifespan, unless serving failed
+        return 0
+
+    return _run_async(main())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from siemgate import logs
+    from siemgate.run import serve_all
+
+    config = _load(args)
+    logs.configure(config.log_level)
+
+    async def main() -> int:
+        await serve_all(config)
         return 0
 
     return _run_async(main())
@@ -113,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("-c", "--config", required=True, metavar="FILE", help="the siemgate YAML config")
         return sub
 
+    with_config(command("run", cmd_run, "run the ingest and every sink's forwarder in one process"))
     with_config(command("ingest", cmd_ingest, "run the HTTP ingest (webhook receiver) only"))
     forward = with_config(command("forward", cmd_forward, "run the forwarders: consume the bus, deliver to sinks"))
     forward.add_argument("--sink", action="append", metavar="NAME", help="only this sink (repeatable; default all)")

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import uvicorn
+from starlette.applications import Starlette
 
 from siemgate.bus.base import Publisher
 from siemgate.config import Config
@@ -24,11 +25,15 @@ GRACEFUL_SHUTDOWN_SECONDS = 25
 
 
 def uvicorn_config(config: Config, publisher: Publisher) -> uvicorn.Config:
+    return uvicorn_config_for(config, create_app(config, publisher))
+
+
+def uvicorn_config_for(config: Config, app: Starlette) -> uvicorn.Config:
     listen = config.listen
     has_uvloop = importlib.util.find_spec("uvloop") is not None
     has_httptools = importlib.util.find_spec("httptools") is not None
     return uvicorn.Config(
-        create_app(config, publisher),
+        app,
         host=listen.host,
         port=listen.port,
         loop="uvloop" if has_uvloop else "asyncio",

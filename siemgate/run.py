@@ -1,0 +1,96 @@
+"""`siemgate run`: the ingest and every configured sink's forwarder in one process.
+
+On the embedded bus (the default) this is the whole pipeline on one machine: the ingest
+answers 200 once a batch is fsync'd to the SQLite log, the forwarders read the log, one
+cursor per sink, and records are deleted once every sink has passed them. With
+`bus.type: kafka` it runs the same two halves against Kafka (what `siemgate ingest` and
+`siemgate forward` run as separate Deployments).
+
+One HTTP listener (`listen`): the webhooks, /healthz, /readyz and /metrics, the latter with
+the forwarders' metrics too. Shutdown on SIGTERM/SIGINT: the ingest stops taking requests and
+answers those in flight, then each forwarder finishes its batch within
+`forward.drain_timeout_seconds` and commits, then the log is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from siemgate.bus.base import Bus, Publisher
+from siemgate.config import Config
+from siemgate.forwarders.runtime import group_id
+from siemgate.forwarders.service import ForwarderFailed, ForwardService, selected_sinks
+from siemgate.ingest.app import create_app
+from siemgate.ingest.server import Server, tune_gc, uvicorn_config_for
+
+log = logging.getLogger("siemgate.run")
+
+
+class _Forwarded(Collector):
+    """Exposes another registry's metrics through the ingest's /metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
+
+
+async def serve_all(config: Config) -> None:
+    """Run until SIGTERM/SIGINT; raises ForwarderFailed if a forwarder died of a bug."""
+    selected_sinks(config, ())  # a config without a usable sink fails before anything starts
+    if config.bus.type == "embedded":
+        from siemgate.bus.embedded import EmbeddedBus, EmbeddedLog
+
+        embedded = EmbeddedLog(config.bus.path, prefix=config.bus.topic_prefix,
+                               retention_groups=[group_id(config, s.name) for s in config.sinks])
+        await embedded.open()
+        try:
+            embedded_bus = EmbeddedBus(embedded)
+            await _serve(config, embedded_bus, embedded_bus.publisher())
+        finally:
+            await embedded.close()
+        return
+    from siemgate.bus.spooling import SpoolingPublisher
+    from siemgate.forwarders.service import kafka_bus
+
+    bus = kafka_bus(config)  # checks bus.kafka
+    assert config.bus.kafka is not None
+    spooling = SpoolingPublisher(config.bus.kafka, config.bus.spool)
+    await spooling.open()  # a spool that cannot be opened stops the start, with its reason
+    try:
+        await _serve(config, bus, spooling)
+    finally:
+        await spooling.stop()
+
+
+async def _serve(config: Config, bus: Bus, publisher: Publisher) -> None:
+    service = ForwardService(config, bus=bus)
+    app = create_app(config, publisher)
+    app.state.context.metrics.registry.register(_Forwarded(service.metrics.registry))
+    server = Server(uvicorn_config_for(config, app))
+    forwarding = asyncio.create_task(service.run(), name="forwarders")
+
+    def forwarders_ended(task: asyncio.Task[None]) -> None:
+        if not server.should_exit:
+            log.error("the forwarders stopped; stopping the ingest")
+            server.should_exit = True
+
+    forwarding.add_done_callback(forwarders_ended)
+    tune_gc()
+    try:
+        await server.serve()
+    finally:
+        service.request_stop()
+        try:
+            await forwarding
+        except ForwarderFailed:
+            raise
+        finally:
+            forwarding.remove_done_callback(forwarders_ended)
