@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,6 +87,29 @@ sinks:
     return path
 
 
+def py_spy() -> str:
+    """py-spy from PATH, else the one installed next to this interpreter (the venv's)."""
+    return shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+
+def start_profiler(profile: Path, pid: int, work: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` into `profile` (collapsed stacks, idle excluded) until stopped."""
+    command = [py_spy(), "record", "--format", "raw", "--rate", "250", "-o", str(profile), "-p", str(pid)]
+    with open(work / "py-spy.log", "wb") as log_file:
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+async def stop_profiler(sampler: subprocess.Popen[bytes], profile: Path | None) -> None:
+    """SIGINT: py-spy writes its samples and exits (SIGTERM would lose them)."""
+    sampler.send_signal(signal.SIGINT)
+    try:
+        await asyncio.to_thread(sampler.wait, 30)
+    except subprocess.TimeoutExpired:
+        sampler.kill()
+        sampler.wait()
+    log(f"profile written to {profile}")
+
+
 async def measure_siemgate(prefilled: Prefilled, *, bootstrap: str, prefix: str, work: Path, batch: int,
                            timeout: float, extra_pids: dict[str, int], profile: Path | None = None) -> dict[str, Any]:
     reception = Reception(expected=prefilled.count, pids=dict(extra_pids))
@@ -97,10 +121,10 @@ async def measure_siemgate(prefilled: Prefilled, *, bootstrap: str, prefix: str,
     started = time.perf_counter()
     with open(log_path, "wb") as log_file:
         command = [sys.executable, "-m", "siemgate", "forward", "-c", str(config)]
-        if profile is not None:  # py-spy runs the forwarder and samples it (slower: not for figures)
-            command = ["py-spy", "record", "--format", "raw", "--rate", "250", "-o", str(profile), "--", *command]
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     reception.pids["siemgate"] = process.pid
+    # py-spy samples the forwarder from outside (the figures of a profiled run do not count).
+    sampler = start_profiler(profile, process.pid, work) if profile is not None else None
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(reception.done.wait(), timeout)
@@ -109,6 +133,8 @@ async def measure_siemgate(prefilled: Prefilled, *, bootstrap: str, prefix: str,
             reception.finish()
         await asyncio.sleep(1.0)  # catch duplicates, if any
     finally:
+        if sampler is not None:
+            await stop_profiler(sampler, profile)
         process.send_signal(signal.SIGTERM)
         try:
             await asyncio.to_thread(process.wait, 30)
@@ -287,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=Path, metavar="FILE",
-                        help="run the forwarder under py-spy, collapsed stacks to FILE (figures then do not count)")
+                        help="sample the forwarder with py-spy, collapsed stacks to FILE (figures then do not count)")
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     args = parser.parse_args(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

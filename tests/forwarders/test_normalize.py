@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import orjson
 import pytest
 
 from siemgate.config import parse_config
-from siemgate.forwarders.normalize import NormalizeConfig, Normalizer, passes
-from siemgate.record import make_record
+from siemgate.forwarders import normalize
+from siemgate.forwarders.normalize import (
+    DEFAULT_FIELDS,
+    NormalizeConfig,
+    NormalizedEvent,
+    Normalizer,
+    _text,
+    _timestamp,
+    passes,
+)
+from siemgate.forwarders.sinks.syslog import SYSLOG_FIELDS
+from siemgate.record import SEVERITIES, canonical_severity, decode, make_record
+from siemgate.simulate import DEFAULT_MIX, make_events
 
 RECEIVED = "2026-11-28T21:00:00.123456Z"
 
@@ -53,6 +68,9 @@ def test_configured_paths_come_first() -> None:
     [
         ("2026-11-28T20:59:58Z", "2026-11-28T20:59:58.000000Z"),
         ("2026-11-28T20:59:58.123456789Z", "2026-11-28T20:59:58.123456Z"),
+        ("2026-11-28T20:59:58.5Z", "2026-11-28T20:59:58.500000Z"),
+        ("2026-11-28T20:59:58.12345Z", "2026-11-28T20:59:58.123450Z"),
+        ("2026-11-28T20:59:58.123456Z", "2026-11-28T20:59:58.123456Z"),
         ("2026-11-28T21:59:58+01:00", "2026-11-28T20:59:58.000000Z"),
         ("2026-11-28 20:59:58", "2026-11-28T20:59:58.000000Z"),
         (1795899598, "2026-11-28T20:59:58.000000Z"),
@@ -88,3 +106,98 @@ def test_min_severity_with_unknown_routed_as_configured() -> None:
     low = Normalizer(NormalizeConfig(unknown_severity_as="low"))
     assert not passes("unknown", "medium", low)
     assert passes("unknown", "low", low)
+
+
+# -- the normalizer's fast paths give what the plain rules give -------------------------------
+
+
+def reference(normalizer: Normalizer, value: bytes, fields: frozenset[str] | None) -> list[object]:
+    """NormalizedEvent's fields by the rules written plainly: every envelope field converted
+    (missing ones default), each normalized field the first scalar along its paths (configured
+    ones first), looked up afresh for every event."""
+    record = decode(value)
+    event = record.get("event")
+    severity = record.get("severity")
+    if severity not in SEVERITIES:
+        severity = canonical_severity(severity)
+    received_at = str(record.get("received_at") or "")
+    found: dict[str, object] = dict.fromkeys(DEFAULT_FIELDS)
+    for name, defaults in DEFAULT_FIELDS.items():
+        if isinstance(event, dict) and (fields is None or name in fields):
+            paths = (*normalizer.config.fields.get(name, ()), *defaults)
+            found[name] = next(filter(lambda v: v is not None and not isinstance(v, dict | list),
+                                      (lookup(event, path) for path in paths)), None)
+    texts = [_text(found[name]) for name in DEFAULT_FIELDS if name != "timestamp"]
+    return [str(record.get("id", "")), record.get("kind", "event"), str(record.get("integration", "")), severity,
+            received_at, str(record.get("batch", "")), int(record.get("seq", 0) or 0),  # type: ignore[call-overload]
+            str(record.get("peer", "")), _timestamp(found["timestamp"]) or received_at, *texts, event, value]
+
+
+def lookup(event: dict[str, Any], path: str) -> object:
+    value: object = event
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def as_list(normalized: NormalizedEvent) -> list[object]:
+    return [getattr(normalized, f.name) for f in dataclasses.fields(normalized)]
+
+
+EVENTS: list[object] = [
+    *make_events(20, DEFAULT_MIX, 7),
+    {"eventTime": "2026-11-28T20:59:58.5Z", "source": {"ip": "203.0.113.7"}, "ruleName": "SQLi", "ruleId": 942100,
+     "request": {"url": "https://shop.example/?q=1", "method": "POST"}, "application": {"name": "shop"}},
+    # The same keys in another order: another shape.
+    {"ruleId": 942100, "ruleName": "SQLi", "source": {"ip": "203.0.113.7"}, "eventTime": "2026-11-28T20:59:58Z"},
+    # Containers and nulls are skipped for the next path; booleans and numbers become text.
+    {"source_ip": None, "sourceIp": {"v": 4}, "src_ip": ["a"], "srcIp": "198.51.100.1", "rule": True,
+     "rule_id": 1.5, "action": False, "host": 0, "type": "", "message": 2**70, "timestamp": 1795899598123},
+    {"source": "not an object", "request": {"client_ip": None, "ip": "192.0.2.1"}, "url": {"full": "u"},
+     "http": {"request": {"method": "GET"}}, "timestamp": "2026-11-28T21:59:58+01:00"},
+    {"asset": {"name": None, "host": "h"}, "timestamp": "2026-11-28T20:59:58.123456789Z", "meta": {"svc": "s"}},
+    {"timestamp": "yesterday", "description": "é 日本 🙂", "big": -(2**65), "float": 1e20},
+    {"timestamp": True}, {"timestamp": {"nested": 1}}, {"timestamp": "2026-11-28T20:59:58.12Z"},
+    {}, ["a", 1], "text", 5, None,
+]
+
+
+def envelopes() -> list[bytes]:
+    """Records as the ingest writes them, and ones it does not write (each field odd once)."""
+    written = [value(event, severity) for event in EVENTS for severity in ("high", "unknown")]
+    written.append(value(EVENTS[0], kind="test"))
+    base = orjson.loads(written[0])
+    odd: list[dict[str, object]] = [
+        {"id": 42}, {"id": None}, {"kind": None}, {"kind": 7}, {"integration": 3}, {"severity": "High"},
+        {"severity": "critical"}, {"severity": None}, {"severity": ["high"]}, {"received_at": None},
+        {"received_at": ""}, {"received_at": 17}, {"batch": None}, {"seq": True}, {"seq": 2.9}, {"seq": "12"},
+        {"seq": None}, {"peer": ["p"]}, {"extra": "ignored"}, {"v": True},
+    ]
+    missing = ["id", "kind", "integration", "severity", "received_at", "batch", "seq", "peer", "event"]
+    records = [{**base, **change} for change in odd]
+    records += [{key: item for key, item in base.items() if key != name} for name in missing]
+    return written + [orjson.dumps(record) for record in records]
+
+
+@pytest.mark.parametrize("fields", [None, SYSLOG_FIELDS, frozenset({"url", "asset"}), frozenset()])
+@pytest.mark.parametrize("configured", [False, True])
+def test_normalize_matches_the_plain_rules(fields: frozenset[str] | None, configured: bool,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    config = NormalizeConfig(fields={"asset": ("meta.svc",), "source_ip": ("request.ip",)}) if configured else None
+    normalizer = Normalizer(config)
+    records = envelopes()
+    for _ in range(2):  # the second time with the plans of the shapes seen
+        for record in records:
+            assert as_list(normalizer.normalize(record, fields)) == reference(normalizer, record, fields), record
+    # Past the bound on remembered shapes, plans are made for each event.
+    monkeypatch.setattr(normalize, "_MAX_SHAPES", 1)
+    normalizer = Normalizer(config)
+    for record in records:
+        assert as_list(normalizer.normalize(record, fields)) == reference(normalizer, record, fields), record
+
+
+@pytest.mark.parametrize("seq", [[1], "x"])
+def test_unconvertible_seq_fails_as_before(seq: object) -> None:
+    record = {**orjson.loads(value({"a": 1})), "seq": seq}
+    with pytest.raises(TypeError if isinstance(seq, list) else ValueError):
+        Normalizer().normalize(orjson.dumps(record))

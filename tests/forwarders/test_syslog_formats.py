@@ -26,7 +26,9 @@ from siemgate.forwarders.sinks.syslog import (
     SyslogSinkSettings,
     build_encoder,
     lf_terminated,
+    lf_terminated_stream,
     octet_counted,
+    octet_counted_stream,
     parse_address,
 )
 from siemgate.record import Severity
@@ -364,6 +366,91 @@ def test_lone_surrogate_does_not_break_encoding() -> None:
         encode(event, wire_format).decode("utf-8")
 
 
+# -- the RFC 5424 encoder the sink uses: byte for byte `fmt.rfc5424` ------------------------
+
+
+def varied_events() -> Iterator[NormalizedEvent]:
+    """Events through a Normalizer (as the forwarder gets them), then a few built by hand."""
+    bodies: list[Any] = [
+        RICH,
+        {"severity": "low"},
+        {"rule_name": AWKWARD, "rule_id": 'r"1]', "source_ip": "back\\slash", "type": AWKWARD},
+        {"ruleName": "Règle é 日本 🙂", "ruleId": 942100, "source": {"ip": "2001:db8::1"}, "type": "x" * 40},
+        {"rule": "only a rule", "timestamp": "2025-01-15T12:20:30.5+02:00"},
+        {"rule_id": True, "source_ip": 12.5, "type": "", "timestamp": 1736936430123},
+        {"rule": "r", "rule_id": "1", "source_ip": "ip\ttab\u0000nul", "timestamp": "yesterday"},
+        {"big": 2**70, "negative": -(2**65), "float": 1e20, "list": [1, "a", None], "nested": {"x": {"y": []}}},
+        {"timestamp": "2026-11-28T20:59:58.123456789Z", "rule": "r", "rule_id": "1", "source_ip": "203.0.113.9"},
+        ["not", "an", "object"],
+        "a string event",
+        0,
+    ]
+    for body in bodies:
+        for severity in ("high", "medium", "low", "unknown"):
+            yield make_event(body, severity=severity)
+        for kind in ("test", "confirmation"):
+            yield make_event(body, kind=kind)
+    yield make_event(RICH, event_id='id "quoted" \\ ]', integration="in]te\\gra\"tion é")
+    yield make_event(RICH, received_at="not a time")
+    yield make_event({"note": "no time"}, received_at="not a time either")
+    rich = make_event(RICH)
+    yield dataclasses.replace(rich, rule="bad \ud800 surrogate")
+    yield dataclasses.replace(rich, id=None)  # type: ignore[arg-type]
+    yield dataclasses.replace(rich, kind=None)  # type: ignore[arg-type]
+    yield dataclasses.replace(rich, integration=None)  # type: ignore[arg-type]
+    yield dataclasses.replace(rich, event_type="SQL Injection é")
+    yield dataclasses.replace(rich, timestamp="")
+    yield dataclasses.replace(rich, event=None)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"include_pid": True},
+        {"facility": "auth", "app_name": "appsec-fwd", "sd_id": "alert@32473"},
+        {"hostname": None},  # this machine's
+    ],
+)
+def test_rfc5424_encoder_matches_the_reference(options: dict[str, Any]) -> None:
+    config = settings(**options)
+    encoder = build_encoder(config, "rfc5424")
+    assert isinstance(encoder, fmt.Rfc5424Encoder)
+    events = list(varied_events())
+    for _ in range(2):  # the second time from its caches
+        for event in events:
+            assert encoder(event) == fmt.rfc5424(event, config), event
+
+
+def test_rfc5424_encoder_procid_follows_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = settings(include_pid=True)
+    encoder = fmt.Rfc5424Encoder(config)
+    event = make_event(RICH)
+    for pid in (1234, 1234, 5678):  # e.g. after a fork
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        assert parse_5424(encoder(event))["procid"] == str(pid)
+        assert encoder(event) == fmt.rfc5424(event, config)
+
+
+def test_rfc5424_encoder_refuses_what_the_reference_refuses() -> None:
+    config = settings()
+    event = dataclasses.replace(make_event(), severity="bogus")  # type: ignore[arg-type]
+    for encode_one in (fmt.Rfc5424Encoder(config), lambda e: fmt.rfc5424(e, config)):
+        with pytest.raises(KeyError):
+            encode_one(event)
+
+
+def test_rfc5424_encoder_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fmt.Rfc5424Encoder, "_MAX_CACHED", 2)
+    config = settings()
+    encoder = fmt.Rfc5424Encoder(config)
+    for i in range(5):
+        event = make_event({"type": f"type-{i}"}, integration=f"integration-{i}")
+        assert encoder(event) == fmt.rfc5424(event, config)
+    assert len(encoder._middles) == 2
+    assert len(encoder._record_params) == 2
+
+
 # -- RFC 3164 --------------------------------------------------------------------------------
 
 
@@ -570,6 +657,13 @@ def test_leef_carried_in_syslog_header() -> None:
 def test_octet_counting_counts_bytes() -> None:
     assert octet_counted(b"<13>1 - - - - - - hi") == b"20 <13>1 - - - - - - hi"
     assert octet_counted("é".encode()) == b"2 \xc3\xa9"
+
+
+def test_streams_are_the_framed_messages_joined() -> None:
+    messages = [b"<13>1 - - - - - - hi", "é\nnl".encode(), b"", b"x" * 1000]
+    assert octet_counted_stream(messages) == b"".join(octet_counted(m) for m in messages)
+    assert lf_terminated_stream(messages) == b"".join(lf_terminated(m) for m in messages)
+    assert octet_counted_stream([]) == lf_terminated_stream([]) == b""
 
 
 def test_lf_framing_cannot_be_split() -> None:

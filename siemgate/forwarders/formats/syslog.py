@@ -228,10 +228,15 @@ def msgid(event: NormalizedEvent) -> str:
     return found
 
 
+def _plain(value: str) -> bool:
+    """Whether `value` needs no escaping as an SD-PARAM value."""
+    return value.isprintable() and '"' not in value and "\\" not in value and "]" not in value
+
+
 def sd_escape(value: str) -> str:
     """An SD-PARAM value: `"`, `\\` and `]` backslash-escaped; control characters made spaces."""
     # Most values need neither step: checked with C-speed string methods first.
-    if value.isprintable() and '"' not in value and "\\" not in value and "]" not in value:
+    if _plain(value):
         return value
     return _SD_ESCAPE.sub(lambda m: "\\" + m.group(0), one_line(value))
 
@@ -295,6 +300,86 @@ def rfc5424(event: NormalizedEvent, settings: SyslogFormatSettings) -> bytes:
     return b"".join((utf8(f"{header} {sd} "), BOM, dumps(event.event)))
 
 
+# The openings of the event's own SD params.
+_ID: Final = ' id="'
+_RULE: Final = ' rule="'
+_RULE_ID: Final = ' rule_id="'
+_SOURCE_IP: Final = ' source_ip="'
+
+
+def _sd_param(opening: str, value: str | None) -> str:
+    """`opening` (` name="`), the escaped value and the closing quote; nothing for None."""
+    return "" if value is None else f'{opening}{sd_escape(value)}"'
+
+
+class Rfc5424Encoder:
+    """`rfc5424(event, settings)`, byte for byte, with what repeats from event to event (the
+    PRI, the header fields after the timestamp, the record's SD params) formatted once.
+
+    The caches are bounded: MSGIDs and integrations come from the network."""
+
+    _MAX_CACHED: Final = 4096
+
+    def __init__(self, settings: SyslogFormatSettings) -> None:
+        self._settings = settings
+        self._include_pid = settings.include_pid
+        self._pid: int | None = None  # the process the cached PROCIDs are for (include_pid)
+        # "<PRI>1 " per severity.
+        self._priorities: dict[Severity, str] = {}
+        # " HOSTNAME APP-NAME PROCID MSGID [SD-ID" per MSGID.
+        self._middles: dict[str, str] = {}
+        # ' kind=".." integration=".." severity=".."' per (kind, integration, severity).
+        self._record_params: dict[tuple[str, str, str], str] = {}
+
+    def __call__(self, event: NormalizedEvent) -> bytes:
+        kind, integration, severity = event.kind, event.integration, event.severity
+        if type(kind) is not str or type(integration) is not str:
+            return rfc5424(event, self._settings)  # not what a Normalizer makes: the reference
+        priority = self._priorities.get(severity) or self._priority(severity)
+        stamp = event.timestamp
+        if not _RFC3339_UTC.fullmatch(stamp):
+            stamp = rfc3339(event_time(event))
+        if self._include_pid and self._pid != os.getpid():
+            self._forget_procid()
+        message_id = msgid(event)
+        middle = self._middles.get(message_id) or self._middle(message_id)
+        record_params = self._record_params.get((kind, integration, severity)) or self._record_param(
+            kind, integration, severity)
+        ident, rule, rule_id, source_ip = event.id, event.rule, event.rule_id, event.source_ip
+        if (ident is not None and rule is not None and rule_id is not None and source_ip is not None
+                and _plain(ident + rule + rule_id + source_ip)):
+            # The common case, every param there and none to escape: one check for all.
+            text = (f'{priority}{stamp}{middle}{_ID}{ident}"{record_params}{_RULE}{rule}"{_RULE_ID}{rule_id}"'
+                    f'{_SOURCE_IP}{source_ip}"] ')
+        else:
+            text = (f"{priority}{stamp}{middle}{_sd_param(_ID, ident)}{record_params}{_sd_param(_RULE, rule)}"
+                    f"{_sd_param(_RULE_ID, rule_id)}{_sd_param(_SOURCE_IP, source_ip)}] ")
+        return b"".join((utf8(text), BOM, dumps(event.event)))
+
+    def _priority(self, severity: Severity) -> str:
+        found = f"<{pri(self._settings.facility_code, severity)}>1 "
+        self._priorities[severity] = found
+        return found
+
+    def _middle(self, message_id: str) -> str:
+        settings = self._settings
+        procid = str(os.getpid()) if settings.include_pid else NIL
+        found = f" {resolved_hostname(settings)} {settings.app_name} {procid} {message_id} [{settings.sd_id}"
+        if len(self._middles) < self._MAX_CACHED:
+            self._middles[message_id] = found
+        return found
+
+    def _record_param(self, kind: str, integration: str, severity: Severity) -> str:
+        found = f' kind="{sd_escape(kind)}" integration="{sd_escape(integration)}" severity="{sd_escape(severity)}"'
+        if len(self._record_params) < self._MAX_CACHED:
+            self._record_params[kind, integration, severity] = found
+        return found
+
+    def _forget_procid(self) -> None:
+        self._middles.clear()
+        self._pid = os.getpid()
+
+
 def rfc3164(event: NormalizedEvent, settings: SyslogFormatSettings) -> bytes:
     """One RFC 3164 message: `<PRI>Mmm dd hh:mm:ss HOSTNAME TAG: {event JSON}`; never truncated."""
     header = rfc3164_header(event, settings)
@@ -319,6 +404,7 @@ def truncate_utf8(message: bytes, limit: int) -> bytes:
 __all__: Sequence[str] = (
     "BOM",
     "FACILITIES",
+    "Rfc5424Encoder",
     "SYSLOG_SEVERITY",
     "SyslogFormatSettings",
     "event_time",

@@ -172,7 +172,7 @@ SYSLOG_FIELDS: Final = frozenset({"timestamp", "event_type", "rule", "rule_id", 
 def build_encoder(settings: fmt.SyslogFormatSettings, wire_format: Format) -> Encoder:
     """The function that turns one event into one message of `wire_format` (no framing)."""
     if wire_format == "rfc5424":
-        return lambda event: fmt.rfc5424(event, settings)
+        return fmt.Rfc5424Encoder(settings)
     if wire_format == "rfc3164":
         return lambda event: fmt.rfc3164(event, settings)
     host = fmt.resolved_hostname(settings)
@@ -199,6 +199,19 @@ def octet_counted(message: bytes) -> bytes:
 def lf_terminated(message: bytes) -> bytes:
     """RFC 6587 3.4.2 with LF as trailer; an LF inside the message becomes a space."""
     return message.replace(b"\n", b" ") + b"\n"
+
+
+def octet_counted_stream(messages: Sequence[bytes]) -> bytes:
+    """The messages framed by `octet_counted`, one after the other (each copied once)."""
+    parts: list[bytes] = []
+    for message in messages:
+        parts += (b"%d " % len(message), message)
+    return b"".join(parts)
+
+
+def lf_terminated_stream(messages: Sequence[bytes]) -> bytes:
+    """The messages framed by `lf_terminated`, one after the other."""
+    return b"".join([lf_terminated(message) for message in messages])
 
 
 class _Channel:
@@ -330,7 +343,8 @@ class SyslogSink(Sink):
         if settings.format in ("rfc5424", "rfc3164"):
             # What these formats read besides the record's own fields; CEF and LEEF use all.
             self.normalized_fields = SYSLOG_FIELDS
-        self._frame = lf_terminated if settings.framing == "lf" and self._target.transport == "tcp" else octet_counted
+        lf = settings.framing == "lf" and self._target.transport == "tcp"
+        self._stream: Callable[[Sequence[bytes]], bytes] = lf_terminated_stream if lf else octet_counted_stream
         self._channel: _Channel | None = None
         self._udp: socket.socket | None = None
         self._lock = asyncio.Lock()
@@ -343,7 +357,7 @@ class SyslogSink(Sink):
             if self._target.transport == "udp":
                 await self._send_datagrams(messages)
             else:
-                await self._send_stream(b"".join(self._frame(m) for m in messages))
+                await self._send_stream(self._stream(messages))
         return SendResult()
 
     # -- TCP and TLS ------------------------------------------------------------------------
