@@ -26,8 +26,9 @@ from siemgate.bus.base import Bus, Publisher
 from siemgate.config import Config
 from siemgate.forwarders.runtime import group_id
 from siemgate.forwarders.service import ForwarderFailed, ForwardService, selected_sinks
+from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
-from siemgate.ingest.server import Server, tune_gc, uvicorn_config_for
+from siemgate.ingest.server import Server, uvicorn_config_for
 
 log = logging.getLogger("siemgate.run")
 

@@ -7,7 +7,6 @@ finish (each is answered only once durable), then the lifespan stops the produce
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib.util
 import signal
 import threading
@@ -18,6 +17,7 @@ from starlette.applications import Starlette
 
 from siemgate.bus.base import Publisher
 from siemgate.config import Config
+from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
 
 # Long enough for an in-flight batch to reach its produce deadline and be answered.
@@ -68,21 +68,6 @@ class Server(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-def tune_gc() -> None:
-    """Keep the cyclic garbage collector off the ack latency.
-
-    A batch allocates thousands of containers (its parsed events), freed by reference
-    counting when it is answered. With the default thresholds they still trigger a full
-    collection every few dozen batches, and a full collection walks every long-lived object
-    (modules, the Kafka client): ~12 ms, measured as the whole of the p99. So: move what
-    exists after startup out of the collector's sight (`gc.freeze`), and collect the young
-    generation only after many more allocations. Cycles are still collected.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 20, 10)
 
 
 async def serve(config: Config, publisher: Publisher) -> None:
