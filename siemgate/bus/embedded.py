@@ -539,8 +539,8 @@ def _relaxed(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         connection.execute("PRAGMA synchronous=FULL")
 
 
-class EmbeddedPublisher:
-    """The `Publisher` of the embedded bus: `publish` returns after the fsync."""
+class _LogUser:
+    """Opens the shared log on `start` and closes it (once) on `stop`."""
 
     def __init__(self, log: EmbeddedLog) -> None:
         self._log = log
@@ -555,6 +555,10 @@ class EmbeddedPublisher:
             self._started = False
             await self._log.close()
 
+
+class EmbeddedPublisher(_LogUser):
+    """The `Publisher` of the embedded bus: `publish` returns after the fsync."""
+
     async def publish(self, records: Sequence[Record]) -> None:
         if not self._started:
             raise BusUnavailable("the embedded bus publisher is not started")
@@ -564,14 +568,14 @@ class EmbeddedPublisher:
         return self._started and self._log.is_open
 
 
-class EmbeddedConsumer:
+class EmbeddedConsumer(_LogUser):
     """A consumer group member of the embedded bus: one partition per topic, all assigned to it.
 
     One consumer per group at a time (the embedded bus has no group coordinator).
     """
 
     def __init__(self, log: EmbeddedLog, *, group: str | None, max_records: int, fetch_max_wait_ms: int) -> None:
-        self._log = log
+        super().__init__(log)
         self._group = group
         self._max_records = max_records
         self._poll_seconds = max(fetch_max_wait_ms, 50) / 1000
@@ -581,16 +585,6 @@ class EmbeddedConsumer:
         self._positions: dict[Partition, int] = {}
         self._paused: set[Partition] = set()
         self._turn = 0
-        self._started = False
-
-    async def start(self) -> None:
-        await self._log.open()
-        self._started = True
-
-    async def stop(self) -> None:
-        if self._started:
-            self._started = False
-            await self._log.close()
 
     def subscribe(self, topics: Sequence[str], listener: RebalanceListener | None = None) -> None:
         self._topics = list(topics)

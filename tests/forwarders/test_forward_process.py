@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -54,16 +53,6 @@ def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
                                 stdout=handle, stderr=handle)
     finally:
         handle.close()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def ids_in(*paths: Path) -> list[str]:
