@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from siemgate.bus.base import Bus, Publisher
 from siemgate.config import Config
 from siemgate.forwarders.runtime import group_id
-from siemgate.forwarders.service import ForwarderFailed, ForwardService, selected_sinks
+from siemgate.forwarders.service import ForwardService, selected_sinks
 from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
 from siemgate.ingest.server import Server, uvicorn_config_for
@@ -88,10 +88,6 @@ async def _serve(config: Config, bus: Bus, publisher: Publisher) -> None:
     try:
         await server.serve()
     finally:
+        forwarding.remove_done_callback(forwarders_ended)
         service.request_stop()
-        try:
-            await forwarding
-        except ForwarderFailed:
-            raise
-        finally:
-            forwarding.remove_done_callback(forwarders_ended)
+        await forwarding  # raises ForwarderFailed if a forwarder died of a bug
