@@ -452,10 +452,15 @@ class EmbeddedLog:
                 log.warning("embedded bus maintenance failed; retrying", extra={"error": str(exc)})
 
     async def _checkpoint(self) -> None:
-        await self._read_call(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
-        wal = self.path.with_name(self.path.name + "-wal")
-        if wal.exists() and wal.stat().st_size > _WAL_RESET_BYTES:
+        if await self._read_call(self._checkpoint_passive) > _WAL_RESET_BYTES:
             await self._reset_wal()
+
+    def _checkpoint_passive(self, connection: sqlite3.Connection) -> int:
+        """A PASSIVE checkpoint (on a reader thread); returns the WAL file's size."""
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        with contextlib.suppress(FileNotFoundError):
+            return self.path.with_name(self.path.name + "-wal").stat().st_size
+        return 0
 
     async def _reset_wal(self) -> None:
         """TRUNCATE checkpoint with this process's reads held (see _WAL_RESET_BYTES)."""
