@@ -66,8 +66,11 @@ _FRAME = struct.Struct("<III")  # key length, value length, headers length
 _VACUUM_PAGES = 500
 _IDLE_SECONDS = 2.0
 _MAINTENANCE_SECONDS = 1.0
-# PASSIVE checkpoints run this often on a reader thread, beside the appends.
-_CHECKPOINT_SECONDS = 0.25
+# PASSIVE checkpoints run this often on a reader thread, beside the appends: each copies and
+# fsyncs little, so an append's own fsync seldom waits behind a big flush of the database
+# file. Measured (one sequential sender, siemgate run): every 0.25 s p99 51 ms, every
+# 0.05 s 24 ms, every 0.02 s 24 ms with a higher p50.
+_CHECKPOINT_SECONDS = 0.05
 # Under continuous appends a PASSIVE checkpoint never finds the WAL fully copied when a write
 # begins, so the WAL never restarts and grows without end. Past this size, reads are held
 # while a TRUNCATE checkpoint on the writer resets it: what is left to copy is what came
