@@ -90,14 +90,16 @@ async def test_retention_waits_for_every_group_then_gives_the_space_back(tmp_pat
     async with opened(path, groups=("a", "b")) as log:
         for n in range(20):
             await log.append(records("low", n * 500, 500) + records("high", n * 10, 10))
+        # (The log's own maintenance may run a pass at any moment too: only the state is asserted.)
         await log.commit("a", {low: 10_000, high: 200})
-        assert await log.apply_retention() == 0  # group b has not passed anything yet
+        await log.apply_retention()
+        assert await log.record_count() == 10_200  # group b has not passed anything yet
         await log.commit("b", {low: 6_000})
+        await log.apply_retention()
         # b passed 6,000 low events and nothing of high: only those low ones go.
-        assert await log.apply_retention() == 6_000
         assert await log.record_count() == 4_000 + 200
         await log.commit("b", {low: 10_000, high: 200})
-        assert await log.apply_retention() == 4_200
+        await log.apply_retention()
         assert await log.record_count() == 0
         await log.append(records("low", 10_000, 1))  # offsets go on after retention
         assert log.ends[low] == 10_001
