@@ -136,8 +136,9 @@ def _decode_headers(raw: bytes) -> list[tuple[str, bytes]]:
     return [(k, v.encode("latin-1")) for k, v in orjson.loads(raw)]
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+def _connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                 check_same_thread=check_same_thread)
     connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     return connection
 
@@ -159,6 +160,8 @@ class EmbeddedLog:
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
+        self._reader_lock = threading.Lock()
+        self._reader_connections: list[sqlite3.Connection] = []
         self._pending: list[tuple[Sequence[Record], asyncio.Future[None]]] = []
         self._wake_writer = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
@@ -208,6 +211,9 @@ class EmbeddedLog:
             if not future.done():
                 future.set_exception(BusUnavailable("the embedded bus is closing"))
         self._pending.clear()
+        # Reads still running (a cancelled checkpoint's too) finish, and their connections
+        # close: the last checkpoint must find no other connection on the file.
+        await asyncio.to_thread(self._close_readers)
         with contextlib.suppress(sqlite3.Error, BusUnavailable):
             if self._committed and self.retention_groups:
                 await self.apply_retention()  # what the last commits released, before the checkpoint
@@ -219,12 +225,20 @@ class EmbeddedLog:
     def is_open(self) -> bool:
         return self._users > 0 and self._writer_task is not None and not self._writer_task.done()
 
+    def _close_readers(self) -> None:
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            readers.shutdown(wait=True)
+        with self._reader_lock:
+            connections, self._reader_connections = self._reader_connections, []
+        for connection in connections:
+            connection.close()
+
     def _shutdown_threads(self) -> None:
-        if self._readers is not None:
-            self._readers.shutdown(wait=True)
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-        self._readers = self._writer = None
+        self._close_readers()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
 
     # threads ---------------------------------------------------------------------------
 
@@ -249,7 +263,10 @@ class EmbeddedLog:
     def _with_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         connection: sqlite3.Connection | None = getattr(self._local, "reader", None)
         if connection is None:
-            connection = self._local.reader = _connect(self.path)
+            # Used by this thread only; closed by `close` once the thread is done.
+            connection = self._local.reader = _connect(self.path, check_same_thread=False)
+            with self._reader_lock:
+                self._reader_connections.append(connection)
         return fn(connection)
 
     def _init_writer(self) -> dict[str, int]:
