@@ -121,5 +121,3 @@ class Bus(Protocol):
 
     async def ensure_topics(self, extra: Sequence[str] = ()) -> None:
         """Make sure siemgate's topics (and `extra` ones) exist. Raises BusUnavailable."""
-
-    async def close(self) -> None: ...

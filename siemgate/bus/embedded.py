@@ -703,6 +703,3 @@ class EmbeddedBus:
 
     async def ensure_topics(self, extra: Sequence[str] = ()) -> None:
         """Topics exist as soon as a record is written to them."""
-
-    async def close(self) -> None:
-        """The log's owner closes it."""

@@ -133,6 +133,3 @@ class KafkaBus:
             await ensure_topics(self.config, extra)
         except (KafkaError, OSError) as exc:
             raise BusUnavailable(f"cannot create topics on Kafka: {exc}") from exc
-
-    async def close(self) -> None:
-        """Nothing shared to release: each publisher and consumer stops itself."""

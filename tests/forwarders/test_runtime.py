@@ -159,11 +159,7 @@ async def bus_for(config: Config, retention_groups: Sequence[str] = ()) -> Async
             await log.close()
         return
     assert config.bus.kafka is not None
-    bus = KafkaBus(config.bus.kafka)
-    try:
-        yield bus
-    finally:
-        await bus.close()
+    yield KafkaBus(config.bus.kafka)  # nothing to release: its publishers and consumers stop themselves
 
 
 class MemorySink(Sink):
