@@ -26,61 +26,47 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, serve: Callable[[Config], Coroutine[Any, Any, None]]) -> int:
+    """A long-running command: load the config, configure logging, serve until SIGTERM/SIGINT."""
     from siemgate import logs
-    from siemgate.bus.spooling import SpoolingPublisher
-    from siemgate.ingest.server import serve
 
     config = _load(args)
     logs.configure(config.log_level)
-    if config.bus.type != "kafka" or config.bus.kafka is None:
-        raise ConfigError(
-            "bus.type",
-            "`siemgate ingest` produces to Kafka; with bus.type: embedded, `siemgate run` runs the ingest and "
-            "the forwarders in one process",
-        )
-    kafka = config.bus.kafka
 
     async def main() -> int:
-        publisher = SpoolingPublisher(kafka, config.bus.spool)
-        # A spool that cannot be opened (unwritable, damaged, in use) stops the start here, with
-        # its reason and exit 1: serving without it would turn a Kafka outage into lost batches.
-        await publisher.open()
-        try:
-            await serve(config, publisher)
-        finally:
-            await publisher.stop()  # already stopped by the app's lifespan, unless serving failed
+        await serve(config)
         return 0
 
     return _run_async(main())
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from siemgate.bus.spooling import opened_spooling_publisher
+    from siemgate.ingest.server import serve
+
+    async def ingest(config: Config) -> None:
+        if config.bus.type != "kafka" or config.bus.kafka is None:
+            raise ConfigError(
+                "bus.type",
+                "`siemgate ingest` produces to Kafka; with bus.type: embedded, `siemgate run` runs the ingest and "
+                "the forwarders in one process",
+            )
+        async with opened_spooling_publisher(config.bus.kafka, config.bus.spool) as publisher:
+            await serve(config, publisher)
+
+    return _serve(args, ingest)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from siemgate import logs
     from siemgate.run import serve_all
 
-    config = _load(args)
-    logs.configure(config.log_level)
-
-    async def main() -> int:
-        await serve_all(config)
-        return 0
-
-    return _run_async(main())
+    return _serve(args, serve_all)
 
 
 def cmd_forward(args: argparse.Namespace) -> int:
-    from siemgate import logs
     from siemgate.forwarders.service import serve_forward
 
-    config = _load(args)
-    logs.configure(config.log_level)
-
-    async def main() -> int:
-        await serve_forward(config, args.sink or ())
-        return 0
-
-    return _run_async(main())
+    return _serve(args, lambda config: serve_forward(config, args.sink or ()))
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:

@@ -58,17 +58,13 @@ async def serve_all(config: Config) -> None:
         finally:
             await embedded.close()
         return
-    from siemgate.bus.spooling import SpoolingPublisher
+    from siemgate.bus.spooling import opened_spooling_publisher
     from siemgate.forwarders.service import kafka_bus
 
     bus = kafka_bus(config)  # checks bus.kafka
     assert config.bus.kafka is not None
-    spooling = SpoolingPublisher(config.bus.kafka, config.bus.spool)
-    await spooling.open()  # a spool that cannot be opened stops the start, with its reason
-    try:
+    async with opened_spooling_publisher(config.bus.kafka, config.bus.spool) as spooling:
         await _serve(config, bus, spooling)
-    finally:
-        await spooling.stop()
 
 
 async def _serve(config: Config, bus: Bus, publisher: Publisher) -> None:

@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from aiokafka.errors import KafkaError
 
@@ -54,6 +54,21 @@ DRAIN_CHUNK_BYTES = 4 * 1024 * 1024
 # Backoff between failed drain attempts: from the first value, doubling, to the cap; each
 # delay drawn between half and all of it.
 DRAIN_BACKOFF_SECONDS = (0.2, 10.0)
+
+
+@contextlib.asynccontextmanager
+async def opened_spooling_publisher(kafka_config: KafkaConfig, spool_config: SpoolConfig) -> AsyncIterator[
+        SpoolingPublisher]:
+    """A SpoolingPublisher whose spool is open before anything is served: a spool that cannot be
+    opened (unwritable, damaged, in use) stops the start with its reason (SpoolError), since
+    serving without it would turn a Kafka outage into lost batches. Stopped on exit (the app's
+    lifespan may have stopped it already; stopping twice is harmless)."""
+    publisher = SpoolingPublisher(kafka_config, spool_config)
+    await publisher.open()
+    try:
+        yield publisher
+    finally:
+        await publisher.stop()
 
 
 class Backoff:

@@ -219,8 +219,7 @@ def _content_length(value: str | None) -> int | None:
 
 def create_app(config: Config, publisher: Publisher) -> Starlette:
     """The ingest app. `publisher` is started and stopped by the app's lifespan."""
-    prefix = config.bus.kafka.topic_prefix if config.bus.kafka else "siemgate"
-    context = IngestContext(config=config, publisher=publisher, prefix=prefix)
+    context = IngestContext(config=config, publisher=publisher, prefix=config.bus.topic_prefix)
     if isinstance(publisher, SpoolReporter):
         context.metrics.watch_spool(publisher.spool_stats)
 
