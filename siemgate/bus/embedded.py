@@ -87,7 +87,7 @@ class EmbeddedMessage(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: tuple[tuple[str, bytes], ...]  # shared by the records of a chunk with the same headers
 
 
 def _pack(records: Sequence[Record], encoded: dict[int, bytes]) -> bytes:
@@ -109,7 +109,7 @@ def _unpack(topic: str, first_pos: int, data: bytes, start: int, limit: int) -> 
     unpack = _FRAME.unpack_from
     size = _FRAME.size
     offset, pos, end = 0, first_pos, len(data)
-    decoded: dict[bytes, list[tuple[str, bytes]]] = {}
+    decoded: dict[bytes, tuple[tuple[str, bytes], ...]] = {}
     while offset < end and len(out) < limit:
         key_length, value_length, headers_length = unpack(data, offset)
         offset += size
@@ -121,7 +121,7 @@ def _unpack(topic: str, first_pos: int, data: bytes, start: int, limit: int) -> 
             headers = decoded.get(raw_headers)
             if headers is None:
                 headers = decoded[raw_headers] = _decode_headers(raw_headers)
-            out.append(EmbeddedMessage(topic, 0, pos, data[offset:key_end], data[key_end:value_end], list(headers)))
+            out.append(EmbeddedMessage(topic, 0, pos, data[offset:key_end], data[key_end:value_end], headers))
         offset = headers_end
         pos += 1
     return out
@@ -132,8 +132,8 @@ def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
     return orjson.dumps([[k, v.decode("latin-1")] for k, v in headers])
 
 
-def _decode_headers(raw: bytes) -> list[tuple[str, bytes]]:
-    return [(k, v.encode("latin-1")) for k, v in orjson.loads(raw)]
+def _decode_headers(raw: bytes) -> tuple[tuple[str, bytes], ...]:
+    return tuple((k, v.encode("latin-1")) for k, v in orjson.loads(raw))
 
 
 def _connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
