@@ -72,6 +72,7 @@ from siemgate.forwarders.sinks.base import (
     SinkSettings,
     TlsSettings,
 )
+from siemgate.forwarders.sinks.tls import client_context, connection_failure
 
 log = logging.getLogger("siemgate.forward.syslog")
 
@@ -83,12 +84,6 @@ Encoder = Callable[[NormalizedEvent], bytes]
 DEFAULT_PORTS: Final[dict[str, int]] = {"tcp": 514, "tls": 6514, "udp": 514}
 MIN_DATAGRAM: Final = 480  # RFC 5426: every IPv4 receiver must accept this much
 MAX_DATAGRAM: Final = 65507  # the UDP payload limit over IPv4
-# TLS alerts by which a server refuses our certificate (OpenSSL reason names).
-_CERT_REFUSED: Final = frozenset({
-    "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
-    "SSLV3_ALERT_CERTIFICATE_REVOKED", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "TLSV1_ALERT_UNKNOWN_CA",
-    "TLSV1_ALERT_ACCESS_DENIED", "TLSV13_ALERT_CERTIFICATE_REQUIRED",
-})  # fmt: skip
 _HUNG_UP: Final = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 
 
@@ -427,31 +422,10 @@ class SyslogSink(Sink):
         )
 
     def _tls_context(self) -> ssl.SSLContext:
-        tls = self.settings.tls
-        try:
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
-            if tls.cert is not None:
-                context.load_cert_chain(tls.cert, tls.key)
-        except (OSError, ssl.SSLError) as exc:
-            raise SinkAuthError(
-                f"{self._target}: cannot load the TLS files (tls.ca_file, tls.cert, tls.key): {exc}"
-            ) from exc
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if not tls.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return client_context(self.settings.tls, str(self._target))
 
     def _error(self, what: str, exc: BaseException) -> RetryableSinkError | SinkAuthError:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return SinkAuthError(
-                f"{self._target}: the server's certificate is not trusted ({exc.verify_message}): tls.ca_file "
-                f"must name the CA that issued it, and it must be valid for {self._target.host}"
-            )
-        if isinstance(exc, ssl.SSLError) and exc.reason in _CERT_REFUSED:
-            return SinkAuthError(f"{self._target}: the server refused our client certificate ({exc.reason})")
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-        return RetryableSinkError(f"{self._target}: {what}: {reason}")
+        return connection_failure(str(self._target), self._target.host, what, exc)
 
     def _drop(self) -> None:
         channel, self._channel = self._channel, None
