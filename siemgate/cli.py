@@ -85,6 +85,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return _run_async(run_check(config, sys.stdout, timeout=args.timeout))
 
 
+def cmd_es_setup(args: argparse.Namespace) -> int:
+    from siemgate.forwarders.sinks.elasticsearch_setup import run_setup
+
+    config = _load(args)
+    return _run_async(run_setup(config, args.sink or (), sys.stdout))
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from siemgate import simulate
 
@@ -130,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--sink", required=True, metavar="NAME", help="the sink whose dead letters to read")
     check = with_config(command("check", cmd_check, "validate the config and reach Kafka and every sink"))
     check.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per check (default 10)")
+    es_setup = with_config(command("es-setup", cmd_es_setup,
+                                   "install the ECS index template and data stream of the elasticsearch sinks"))
+    es_setup.add_argument("--sink", action="append", metavar="NAME", help="only this sink (repeatable; default all)")
     from siemgate import simulate
 
     simulate.add_arguments(command("simulate", cmd_simulate, "behave like the Application Security sender"))

@@ -19,16 +19,13 @@ import yaml
 from siemgate.config_loader import build
 from siemgate.errors import ConfigError
 from siemgate.forwarders.normalize import NormalizeConfig
-from siemgate.secrets import Secret, register
+from siemgate.secrets import Secret
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
-SINK_TYPES = ("splunk_hec", "elasticsearch", "syslog", "file")
-# Keys whose values are credentials in any sink type.
-_SINK_SECRET_KEYS = ("token", "api_key", "password", "key_password")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,9 +250,8 @@ class SinkConfig:
 
     name: str
     type: str
-    options: Mapping[str, Any]
-    # The validated settings; None for a type this version does not implement yet.
-    settings: Any = None
+    # The validated settings: the sink type's SinkSettings subclass.
+    settings: Any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -341,7 +337,7 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
 
 
 def _parse_sinks(raw: object, environ: Mapping[str, str]) -> tuple[SinkConfig, ...]:
-    from siemgate.config_loader import expand
+    from siemgate.forwarders.sinks.registry import SINK_TYPES, build_settings
 
     if not isinstance(raw, list):
         raise ConfigError("sinks", "must be a list of sinks")
@@ -353,22 +349,11 @@ def _parse_sinks(raw: object, environ: Mapping[str, str]) -> tuple[SinkConfig, .
         name, kind = item.get("name"), item.get("type")
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(f"{path}.name", "is required and must match [a-z0-9-]+")
-        if kind not in SINK_TYPES:
+        if not isinstance(kind, str) or kind not in SINK_TYPES:
             raise ConfigError(f"{path}.type", f"must be one of {', '.join(SINK_TYPES)}, not {kind!r}")
         options = {k: v for k, v in item.items() if k != "type"}
-        from siemgate.forwarders.sinks.registry import build_settings, implemented
-
-        if implemented(kind):
-            settings = build_settings(kind, options, environ, path)
-            sinks.append(SinkConfig(name=name, type=kind, options=options, settings=settings))
-            continue
-        for key in _SINK_SECRET_KEYS:
-            value = options.get(key)
-            if isinstance(value, str):
-                secret = Secret(expand(value, environ, f"{path}.{key}"))
-                register(secret)
-                options[key] = secret
-        sinks.append(SinkConfig(name=name, type=kind, options=options))
+        settings = build_settings(kind, options, environ, path)
+        sinks.append(SinkConfig(name=name, type=kind, settings=settings))
     _check_unique("sinks", [s.name for s in sinks], "name")
     return tuple(sinks)
 

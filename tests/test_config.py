@@ -37,7 +37,8 @@ def test_spec_example_parses_with_defaults() -> None:
     assert config.limits.max_body_bytes == 33554432
     assert config.bus.kafka is not None and config.bus.kafka.servers == ("kafka:9092",)
     assert [s.name for s in config.sinks] == ["splunk", "elastic", "soc", "archive"]
-    assert isinstance(config.sinks[0].options["token"], Secret)
+    assert isinstance(config.sinks[0].settings.token, Secret)
+    assert isinstance(config.sinks[1].settings.api_key, Secret)
 
 
 def test_environment_expansion_and_defaults() -> None:

@@ -41,7 +41,7 @@ from siemgate.errors import BusError, CommitRefused
 from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, reason_label
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer, passes
-from siemgate.forwarders.sinks.base import RetryableSinkError, Sink, SinkAuthError, SinkSettings
+from siemgate.forwarders.sinks.base import RetryableSinkError, Sink, SinkAuthError, SinkRefusedError, SinkSettings
 from siemgate.record import SEVERITIES, Severity, canonical_severity
 
 log = logging.getLogger("siemgate.forward")
@@ -366,7 +366,10 @@ class SinkForwarder:
         delay = state.next_action.sleep if state.next_action else 0.0
         extra = {"sink": self.name, "attempt": state.attempt_number, "retry_in_seconds": round(delay, 2),
                  "error": str(error)}
-        if isinstance(error, SinkAuthError):
+        if isinstance(error, SinkRefusedError):
+            log.error(f"sink {self.name} refuses our events until its configuration is fixed: events are kept "
+                      "and retried", extra=extra)
+        elif isinstance(error, SinkAuthError):
             log.error(f"sink {self.name} refused our credentials: events are kept and retried; "
                       "fix the sink's token/certificate", extra=extra)
         elif isinstance(error, _ItemsToRetry):

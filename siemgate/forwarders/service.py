@@ -46,10 +46,6 @@ def selected_sinks(config: Config, names: Sequence[str]) -> list[SinkConfig]:
     if unknown:
         known = ", ".join(s.name for s in config.sinks) or "none"
         raise ConfigError("sinks", f"no sink named {', '.join(sorted(unknown))} (configured: {known})")
-    missing = [s for s in sinks if s.settings is None]
-    if missing:
-        raise ConfigError("sinks", f"sink type {missing[0].type} ({missing[0].name}) is not available in this "
-                                   "version; remove it or use --sink to choose the others")
     if not sinks:
         raise ConfigError("sinks", "no sink to forward to: configure at least one")
     return sinks

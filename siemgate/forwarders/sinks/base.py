@@ -9,6 +9,7 @@ with a config type (a `SinkSettings` subclass) and a `Sink` subclass, registered
     Sink.send(events) -> SendResult         every event delivered unless listed otherwise
       raises RetryableSinkError             nothing (more) was confirmed: retry the batch later
       raises SinkAuthError                  credentials refused: pause the sink, alert, retry
+      raises SinkRefusedError               (a SinkAuthError) refused for another reason an operator must fix
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class SinkAuthError(SinkError):
     """The sink refused our credentials (401/403, bad token, TLS client cert refused).
 
     Retrying cannot help until an operator fixes it; the events are kept, never dropped."""
+
+
+class SinkRefusedError(SinkAuthError):
+    """The sink refuses every event for a reason only an operator can fix, other than
+    credentials: an index the token may not write, indexer acknowledgement off on a token
+    the config says has it. Handled like SinkAuthError: the sink pauses, alerts, retries."""
 
 
 @dataclass(frozen=True, kw_only=True)

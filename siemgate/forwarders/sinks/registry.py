@@ -15,8 +15,10 @@ from siemgate.forwarders.sinks.base import Sink, SinkSettings
 
 # type -> (module, settings class, sink class)
 SINK_TYPES: Mapping[str, tuple[str, str, str]] = {
-    "file": ("siemgate.forwarders.sinks.file", "FileSinkSettings", "FileSink"),
+    "splunk_hec": ("siemgate.forwarders.sinks.splunk_hec", "SplunkHecSinkSettings", "SplunkHecSink"),
+    "elasticsearch": ("siemgate.forwarders.sinks.elasticsearch", "ElasticsearchSinkSettings", "ElasticsearchSink"),
     "syslog": ("siemgate.forwarders.sinks.syslog", "SyslogSinkSettings", "SyslogSink"),
+    "file": ("siemgate.forwarders.sinks.file", "FileSinkSettings", "FileSink"),
 }
 
 
@@ -24,10 +26,6 @@ def _load(kind: str) -> tuple[type[SinkSettings], type[Sink]]:
     module_name, settings_name, sink_name = SINK_TYPES[kind]
     module = importlib.import_module(module_name)
     return getattr(module, settings_name), getattr(module, sink_name)
-
-
-def implemented(kind: str) -> bool:
-    return kind in SINK_TYPES
 
 
 def build_settings(kind: str, options: Mapping[str, Any], environ: Mapping[str, str], path: str) -> SinkSettings:

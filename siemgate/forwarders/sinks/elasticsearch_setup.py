@@ -1,0 +1,111 @@
+"""`siemgate es-setup`: the index template (and data stream or index) an Elasticsearch sink writes to.
+
+For each `elasticsearch` sink: `PUT /_index_template/siemgate-<target>` with the ECS
+mappings of `siemgate.forwarders.formats.ecs` (the vendor's event mapped `flattened`,
+unknown fields kept in `_source` but not indexed), then creates the data stream (or the
+index). Idempotent: run it again after an upgrade; an existing data stream takes the new
+mappings at its next rollover (`POST /<target>/_rollover`), an existing index keeps its own.
+
+Not required for a first try: Elasticsearch's built-in `logs-*-*` template already accepts
+the default data stream; this gives the fields their ECS types (`source.ip` as `ip`, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import orjson
+
+from siemgate.config import Config
+from siemgate.errors import SiemgateError
+from siemgate.forwarders.formats.ecs import ECS_VERSION, mappings
+from siemgate.forwarders.sinks.base import SinkError
+from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSinkSettings, auth_error, endpoint_for
+from siemgate.forwarders.sinks.http import HttpEndpoint, short_body
+
+_JSON = {"Content-Type": "application/json"}
+
+
+class SetupError(SiemgateError):
+    """Elasticsearch refused part of the setup."""
+
+
+def template_name(settings: ElasticsearchSinkSettings) -> str:
+    return f"siemgate-{settings.target}"
+
+
+def index_template(settings: ElasticsearchSinkSettings) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "index_patterns": [settings.target],
+        # Above Elasticsearch's built-in logs-*-* (100), so this one applies to our data stream.
+        "priority": 250,
+        "template": {"mappings": mappings(settings.original_path)},
+        "_meta": {"managed_by": "siemgate", "ecs_version": ECS_VERSION},
+    }
+    if settings.data_stream is not None or settings.index is None:
+        template["data_stream"] = {}
+    return template
+
+
+async def _put(endpoint: HttpEndpoint, path: str, body: dict[str, Any] | None, name: str) -> tuple[int, str]:
+    response = await endpoint.request("PUT", path, orjson.dumps(body) if body is not None else None, headers=_JSON)
+    if response.status_code in (401, 403):
+        raise auth_error(endpoint.url, response.status_code, short_body(response), name)
+    error_type = ""
+    try:
+        answer = orjson.loads(response.content)
+        if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+            error_type = str(answer["error"].get("type", ""))
+    except orjson.JSONDecodeError:
+        pass
+    return response.status_code, error_type or short_body(response)
+
+
+async def set_up(settings: ElasticsearchSinkSettings) -> list[str]:
+    """Install the template and create the target; returns what was done, one line each."""
+    endpoint = endpoint_for(settings)
+    done = []
+    try:
+        name = template_name(settings)
+        status, detail = await _put(endpoint, f"/_index_template/{name}", index_template(settings), settings.name)
+        if status != 200:
+            raise SetupError(f"{endpoint.url}: index template {name} refused: HTTP {status} {detail}")
+        done.append(f"index template {name} installed (ECS {ECS_VERSION})")
+        data_stream = settings.index is None
+        path = f"/_data_stream/{settings.target}" if data_stream else f"/{settings.target}"
+        kind = "data stream" if data_stream else "index"
+        status, detail = await _put(endpoint, path, None, settings.name)
+        if status == 200:
+            done.append(f"{kind} {settings.target} created")
+        elif status == 400 and detail == "resource_already_exists_exception":
+            later = (f"new mappings apply at its next rollover (POST /{settings.target}/_rollover)" if data_stream
+                     else "it keeps its own mappings")
+            done.append(f"{kind} {settings.target} already exists: {later}")
+        else:
+            raise SetupError(f"{endpoint.url}: cannot create {kind} {settings.target}: HTTP {status} {detail}")
+    finally:
+        await endpoint.close()
+    return done
+
+
+async def run_setup(config: Config, sinks: Sequence[str], out: TextIO) -> int:
+    chosen = [s for s in config.sinks if s.type == "elasticsearch" and (not sinks or s.name in sinks)]
+    unknown = set(sinks) - {s.name for s in chosen}
+    if unknown:
+        print(f"siemgate: no elasticsearch sink named {', '.join(sorted(unknown))}", file=out)
+        return 2
+    if not chosen:
+        print("siemgate: the config has no elasticsearch sink", file=out)
+        return 2
+    failed = 0
+    for sink in chosen:
+        settings = sink.settings
+        assert isinstance(settings, ElasticsearchSinkSettings)
+        try:
+            for line in await set_up(settings):
+                print(f"{sink.name}: {line}", file=out)
+        except (SinkError, SetupError) as exc:
+            failed += 1
+            print(f"{sink.name}: FAILED: {exc}", file=out)
+    return 1 if failed else 0

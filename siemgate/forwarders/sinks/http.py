@@ -1,0 +1,125 @@
+"""What the HTTP sinks (Splunk HEC, Elasticsearch) share: the client, gzip, request sizing,
+and how transport failures read.
+
+One `httpx.AsyncClient` per sink, kept alive across batches, with the sink's TLS settings.
+Connection refused or reset, timeouts and protocol errors are `RetryableSinkError`s; an
+untrusted server certificate or a refused client certificate is a `SinkAuthError`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from siemgate.errors import ConfigError
+from siemgate.forwarders.sinks.base import BatchSettings, RetryableSinkError, SinkAuthError, TlsSettings
+from siemgate.forwarders.sinks.tls import client_context, tls_failure
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpBatchSettings(BatchSettings):
+    """`batch:` of an HTTP sink: a batch of `max_events` is sent in as many requests as
+    needed to keep each request body (before gzip) under `max_bytes`."""
+
+    max_bytes: int = 5 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1024:
+            raise ConfigError("max_bytes", "must be at least 1024")
+
+
+def check_url(url: str) -> str:
+    """The base URL without a trailing slash; raises ConfigError when it is not http(s)://host[:port][/path]."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("url", f"must be http(s)://host[:port], not {url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError("url", "must not carry a query, a fragment or credentials (use the token/api_key keys)")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ConfigError("url", f"has an invalid port: {url!r}") from None
+    return url.strip().rstrip("/")
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """gzip at level 1: SIEM payloads compress ~10x even so, and the CPU is the forwarder's."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    return compressor.compress(data) + compressor.flush()
+
+
+def chunks_by_size(sizes: Sequence[int], max_bytes: int) -> Iterator[range]:
+    """Consecutive index ranges whose sizes add up to at most `max_bytes` (an item larger
+    than that on its own is a range of one)."""
+    start, total = 0, 0
+    for index, size in enumerate(sizes):
+        if index > start and total + size > max_bytes:
+            yield range(start, index)
+            start, total = index, 0
+        total += size
+    if start < len(sizes):
+        yield range(start, len(sizes))
+
+
+class HttpEndpoint:
+    """A base URL with its client, default headers and compression."""
+
+    def __init__(self, *, name: str, url: str, tls: TlsSettings, timeout_seconds: float, headers: Mapping[str, str],
+                 gzip: bool) -> None:
+        self.name = name
+        self.url = url
+        self._tls = tls
+        self._timeout = timeout_seconds
+        self._headers = dict(headers)
+        self.gzip = gzip
+        self._client: httpx.AsyncClient | None = None
+
+    def _open(self) -> httpx.AsyncClient:
+        if self._client is None:
+            verify = client_context(self._tls, self.url) if self.url.startswith("https") else True
+            self._client = httpx.AsyncClient(
+                verify=verify, timeout=self._timeout, headers=self._headers,
+                limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            )
+        return self._client
+
+    async def request(self, method: str, path: str, body: bytes | None = None, *,
+                      params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+                      compress: bool = True) -> httpx.Response:
+        """Send one request (gzip'd when the endpoint says so and `compress`). Transport
+        failures raise RetryableSinkError or SinkAuthError; HTTP statuses are the caller's."""
+        client = self._open()
+        send_headers = dict(headers or {})
+        if body is not None and self.gzip and compress:
+            body = gzip_bytes(body)
+            send_headers["Content-Encoding"] = "gzip"
+        try:
+            return await client.request(method, self.url + path, content=body, params=params, headers=send_headers)
+        except httpx.TransportError as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: httpx.TransportError) -> RetryableSinkError | SinkAuthError:
+        cause: BaseException | None = exc
+        while cause is not None:
+            refused = tls_failure(self.url, urlsplit(self.url).hostname or "", cause)
+            if refused is not None:
+                return refused
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(exc, httpx.TimeoutException):
+            return RetryableSinkError(f"{self.url}: no answer within {self._timeout} s ({type(exc).__name__})")
+        return RetryableSinkError(f"{self.url}: {type(exc).__name__}: {exc or 'connection failed'}")
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def short_body(response: httpx.Response, limit: int = 300) -> str:
+    """The start of an answer's body, for error messages."""
+    text = response.text.strip().replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."

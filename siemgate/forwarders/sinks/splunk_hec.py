@@ -1,0 +1,337 @@
+"""The Splunk HTTP Event Collector sink (`type: splunk_hec`).
+
+Each event becomes one HEC envelope; a batch goes out as concatenated envelopes in as few
+`POST /services/collector/event` requests as `batch.max_bytes` allows, gzip'd, with
+`Authorization: Splunk <token>` and this worker's channel (a GUID) on every request.
+
+    {"time": 1764370800.123, "host": "shop-frontend", "source": "appsec-prod",
+     "sourcetype": "siemgate:event", "index": "appsec",
+     "event": {"severity": "high", "severity_id": 4, "signature": "SQL injection", "src": "203.0.113.9",
+               "dest": "shop-frontend", "action": "blocked", "url": "/login", "http_method": "POST",
+               "id": "...", "integration": "appsec-prod", "kind": "event", "received_at": "...",
+               "vendor_event": {...the vendor's event, untouched...}},
+     "fields": {"integration": "appsec-prod", "severity": "high"}}
+
+`time` is the event's own timestamp in epoch seconds (sub-second precision), `host` the
+configured one or the event's asset, `source` the configured one or the integration's
+name. `event_format: cim` (default) shapes `event` with the CIM names SOC searches use
+(`severity` is one of high/medium/low/unknown, `severity_id` 4/3/2/0 on the OCSF scale
+Splunk's add-ons use); `event_format: original` sends the vendor's event as it came.
+
+What each answer does (protocols.md 1.5, 1.8):
+
+- 200, code 0 (or the 24/25 "approaching capacity" warnings): accepted. With `ack: true`
+  the answer's `ackId` is polled on `/services/collector/ack` (first after 50 ms, then
+  doubling up to `ack_poll_seconds`) and the events count as delivered only once it comes
+  back true; after `ack_timeout_seconds` without it, they are sent again (at least once).
+- 400 code 6 with `invalid-event-number`: that event goes to the dead-letter topic with
+  HEC's reason, the events after it are sent again, and those before it count as delivered
+  (Splunk indexed them) — or, with `ack: true`, are sent again too, since no ackId covers
+  them. Codes 5, 6 without a number, 12, 13, 15: the request is split in halves until the
+  refused event is alone, so one bad event never holds back the others.
+- 413: the request is split in halves; an event too large on its own is dead-lettered.
+- 401/403 and codes 1-4 (token): `SinkAuthError`; codes 7 (index), 10, 11, 14, 16:
+  `SinkRefusedError`. The runtime pauses the sink, alerts and retries; nothing is dropped.
+- 429, 5xx (codes 8, 9, 23, 26, 27), answers without JSON, timeouts, connection errors:
+  retryable. What this batch already got confirmed stays delivered; the rest is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Final, Literal
+
+import httpx
+import orjson
+
+from siemgate.errors import ConfigError
+from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.forwarders.sinks.base import (
+    RetryableSinkError,
+    SendResult,
+    Sink,
+    SinkAuthError,
+    SinkError,
+    SinkRefusedError,
+    SinkSettings,
+    TlsSettings,
+)
+from siemgate.forwarders.sinks.http import HttpBatchSettings, HttpEndpoint, check_url, chunks_by_size, short_body
+from siemgate.record import dumps
+from siemgate.secrets import Secret
+
+log = logging.getLogger("siemgate.forward.splunk_hec")
+
+EVENT_PATH: Final = "/services/collector/event"
+ACK_PATH: Final = "/services/collector/ack"
+HEALTH_PATH: Final = "/services/collector/health"
+# OCSF severity_id, as Splunk's OCSF-CIM add-on maps it.
+SEVERITY_ID: Final = {"high": 4, "medium": 3, "low": 2, "unknown": 0}
+_SUCCESS_CODES: Final = frozenset({0, 24, 25})
+_TOKEN_CODES: Final = frozenset({1, 2, 3, 4})
+_BISECT_CODES: Final = frozenset({5, 6, 12, 13, 15})
+_FIRST_ACK_POLL: Final = 0.05
+_REFUSED: Final = {
+    7: "the index is not allowed for this token or does not exist: fix sinks[].index or the token's allowed indexes",
+    10: "HEC wants a channel (the token has indexer acknowledgement on): this is a siemgate bug, please report it",
+    11: "HEC refused our channel: this is a siemgate bug, please report it",
+    14: "indexer acknowledgement is disabled on this token: set `ack: false` or enable it on the token",
+    16: "HEC refused query-string authorization: this is a siemgate bug, please report it",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplunkHecSinkSettings(SinkSettings):
+    type: ClassVar[str] = "splunk_hec"
+    # https://splunk:8088 (a path prefix is kept, for a HEC behind a proxy).
+    url: str
+    token: Secret
+    # Omitted: the token's default index.
+    index: str | None = None
+    sourcetype: str = "siemgate:event"
+    # Omitted: the integration's name.
+    source: str | None = None
+    # Omitted: the event's asset when it has one, else HEC's default for the token.
+    host: str | None = None
+    event_format: Literal["cim", "original"] = "cim"
+    # Indexer acknowledgement: delivered (and committed) only once HEC says indexed.
+    ack: bool = False
+    ack_poll_seconds: float = 1.0
+    ack_timeout_seconds: float = 300.0
+    gzip: bool = True
+    timeout_seconds: float = 30.0
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    batch: HttpBatchSettings = field(default_factory=lambda: HttpBatchSettings(max_bytes=1_000_000))
+
+    def __post_init__(self) -> None:
+        check_url(self.url)
+        if not self.token:
+            raise ConfigError("token", "is empty (check the ${VAR} it uses)")
+        if self.ack_poll_seconds <= 0 or self.ack_timeout_seconds <= 0 or self.timeout_seconds <= 0:
+            raise ConfigError("ack_poll_seconds",
+                              "ack_poll_seconds, ack_timeout_seconds and timeout_seconds must be > 0")
+
+
+def epoch_seconds(timestamp: str) -> float | None:
+    """RFC 3339 -> epoch seconds with microseconds; None when it does not parse."""
+    try:
+        return round(datetime.fromisoformat(timestamp).timestamp(), 6)
+    except ValueError:
+        return None
+
+
+def cim_event(event: NormalizedEvent) -> dict[str, Any]:
+    body: dict[str, Any] = {"severity": event.severity, "severity_id": SEVERITY_ID[event.severity]}
+    for name, value in (("signature", event.rule), ("signature_id", event.rule_id), ("src", event.source_ip),
+                        ("dest", event.asset), ("action", event.action), ("url", event.url),
+                        ("http_method", event.method), ("category", event.event_type),
+                        ("description", event.message)):
+        if value is not None:
+            body[name] = value
+    body["id"] = event.id
+    body["integration"] = event.integration
+    body["kind"] = event.kind
+    body["received_at"] = event.received_at
+    body["vendor_event"] = event.event
+    return body
+
+
+class _Busy(Exception):
+    """HEC cannot take more now; what is left of the batch is retried later."""
+
+
+@dataclass
+class _Progress:
+    """Where each event of one `send` stands, by index into the batch."""
+
+    delivered: set[int] = field(default_factory=set)
+    rejected: dict[int, str] = field(default_factory=dict)
+    # ackId -> the events that request carried
+    awaiting_ack: dict[int, list[int]] = field(default_factory=dict)
+    resend: set[int] = field(default_factory=set)
+
+
+class SplunkHecSink(Sink):
+    settings: SplunkHecSinkSettings
+
+    def __init__(self, settings: SinkSettings) -> None:
+        assert isinstance(settings, SplunkHecSinkSettings)
+        super().__init__(settings)
+        self.channel = str(uuid.uuid4())
+        base, marker, rest = check_url(settings.url).partition("/services/collector")
+        self._event_url_path = marker + rest if marker else EVENT_PATH
+        self._endpoint = HttpEndpoint(
+            name=settings.name, url=base, tls=settings.tls, timeout_seconds=settings.timeout_seconds,
+            gzip=settings.gzip,
+            headers={"Authorization": f"Splunk {settings.token.reveal()}", "X-Splunk-Request-Channel": self.channel,
+                     "Content-Type": "application/json", "User-Agent": "siemgate"},
+        )
+
+    # -- encoding
+
+    def envelope(self, event: NormalizedEvent) -> dict[str, Any]:
+        settings = self.settings
+        envelope: dict[str, Any] = {}
+        epoch = epoch_seconds(event.timestamp)
+        if epoch is not None:
+            envelope["time"] = epoch
+        host = settings.host or event.asset
+        if host:
+            envelope["host"] = host
+        envelope["source"] = settings.source or event.integration
+        envelope["sourcetype"] = settings.sourcetype
+        if settings.index:
+            envelope["index"] = settings.index
+        envelope["event"] = cim_event(event) if settings.event_format == "cim" else event.event
+        envelope["fields"] = {"integration": event.integration, "severity": event.severity}
+        if event.kind != "event":
+            envelope["fields"]["kind"] = event.kind
+        return envelope
+
+    def encode(self, event: NormalizedEvent) -> bytes:
+        return dumps(self.envelope(event)) + b"\n"
+
+    # -- sending
+
+    async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
+        payloads = [self.encode(e) for e in events]
+        progress = _Progress()
+        pending = list(range(len(payloads)))
+        error: SinkError | None = None
+        try:
+            for chunk in chunks_by_size([len(p) for p in payloads], self.settings.batch.max_bytes):
+                await self._post(payloads, list(chunk), progress)
+        except (_Busy, RetryableSinkError, SinkAuthError) as exc:
+            error = exc if isinstance(exc, SinkError) else RetryableSinkError(str(exc))
+        if progress.awaiting_ack:
+            await self._await_acks(progress)
+        settled = progress.delivered | progress.rejected.keys()
+        retry = [i for i in pending if i not in settled]
+        if error is not None and not settled:
+            raise error
+        if error is not None:
+            log.warning("HEC took part of the batch; the rest is sent again",
+                        extra={"sink": self.name, "delivered": len(progress.delivered), "retry": len(retry),
+                               "error": str(error)})
+        return SendResult(retry=retry, rejected=sorted(progress.rejected.items()))
+
+    async def _post(self, payloads: Sequence[bytes], chunk: list[int], progress: _Progress) -> None:
+        """Send these events in one request; split, dead-letter or resend per HEC's answer."""
+        if not chunk:
+            return
+        response = await self._endpoint.request("POST", self._event_url_path, b"".join(payloads[i] for i in chunk))
+        status, answer = response.status_code, _json(response)
+        code = answer.get("code") if isinstance(answer.get("code"), int) else None
+        if status == 200 and (code is None or code in _SUCCESS_CODES):
+            self._accepted(chunk, answer, progress)
+            return
+        text = str(answer.get("text") or short_body(response))
+        if status == 413 or (status == 400 and code in _BISECT_CODES):
+            await self._narrow(payloads, chunk, progress, status, code, text, answer)
+            return
+        if status in (401, 403) or code in _TOKEN_CODES:
+            raise SinkAuthError(f"{self._endpoint.url}: HEC refused the token (HTTP {status}, code {code}: {text}): "
+                                f"fix sinks[{self.name}].token")
+        if code in _REFUSED:
+            raise SinkRefusedError(f"{self._endpoint.url}: HEC code {code} ({text}): {_REFUSED[code]}")
+        raise _Busy(f"{self._endpoint.url}: HTTP {status}" + (f", code {code}" if code is not None else "") +
+                    f": {text}")
+
+    def _accepted(self, chunk: list[int], answer: dict[str, Any], progress: _Progress) -> None:
+        if not self.settings.ack:
+            progress.delivered.update(chunk)
+            return
+        ack_id = answer.get("ackId")
+        if not isinstance(ack_id, int):
+            raise SinkRefusedError(f"{self._endpoint.url}: HEC accepted events without an ackId: {_REFUSED[14]}")
+        progress.awaiting_ack[ack_id] = chunk
+
+    async def _narrow(self, payloads: Sequence[bytes], chunk: list[int], progress: _Progress, status: int,
+                      code: int | None, text: str, answer: dict[str, Any]) -> None:
+        bad = answer.get("invalid-event-number")
+        if status == 400 and code == 6 and isinstance(bad, int) and 0 <= bad < len(chunk):
+            progress.rejected[chunk[bad]] = f"HEC invalid data (code 6): {text}"
+            before, after = chunk[:bad], chunk[bad + 1:]
+            if self.settings.ack:
+                await self._post(payloads, before, progress)  # no ackId covers them: send again
+            else:
+                progress.delivered.update(before)
+            await self._post(payloads, after, progress)
+            return
+        if len(chunk) == 1:
+            reason = ("HEC answered 413: the event is larger than HEC's max_content_length" if status == 413
+                      else f"HEC refused the event (code {code}): {text}")
+            progress.rejected[chunk[0]] = reason
+            return
+        half = len(chunk) // 2
+        await self._post(payloads, chunk[:half], progress)
+        await self._post(payloads, chunk[half:], progress)
+
+    async def _await_acks(self, progress: _Progress) -> None:
+        """Poll /ack until every ackId came back true or `ack_timeout_seconds` passed; the
+        events of the ackIds still missing are sent again by the runtime."""
+        deadline = time.monotonic() + self.settings.ack_timeout_seconds
+        interval = _FIRST_ACK_POLL
+        waiting = progress.awaiting_ack
+        while waiting and time.monotonic() < deadline:
+            await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            interval = min(interval * 2, self.settings.ack_poll_seconds)
+            try:
+                response = await self._endpoint.request(
+                    "POST", ACK_PATH, orjson.dumps({"acks": sorted(waiting)}), params={"channel": self.channel},
+                    compress=False,
+                )
+            except RetryableSinkError as exc:
+                log.warning("cannot poll HEC acknowledgements; polling again", extra={"sink": self.name,
+                                                                                       "error": str(exc)})
+                continue
+            answer = _json(response)
+            if response.status_code == 400 and answer.get("code") == 14:
+                raise SinkRefusedError(f"{self._endpoint.url}: /ack answered code 14: {_REFUSED[14]}")
+            if response.status_code in (401, 403):
+                raise SinkAuthError(
+                    f"{self._endpoint.url}: HEC refused the token on /ack: fix sinks[{self.name}].token")
+            acks = answer.get("acks")
+            if response.status_code != 200 or not isinstance(acks, dict):
+                continue
+            for key, indexed in acks.items():
+                if indexed is True and key.isdigit() and int(key) in waiting:
+                    progress.delivered.update(waiting.pop(int(key)))
+        if waiting:
+            lost = sum(len(v) for v in waiting.values())
+            log.warning("no indexer acknowledgement in time: sending those events again",
+                        extra={"sink": self.name, "events": lost, "ack_ids": sorted(waiting),
+                               "timeout_seconds": self.settings.ack_timeout_seconds})
+            waiting.clear()
+
+    async def healthcheck(self) -> str:
+        response = await self._endpoint.request("GET", HEALTH_PATH,
+                                                params={"ack": "true"} if self.settings.ack else None)
+        answer = _json(response)
+        code, text = answer.get("code"), answer.get("text") or short_body(response)
+        if response.status_code == 200:
+            return f"HEC at {self._endpoint.url}: {text} (code {code})" + (", indexer ack on" if self.settings.ack
+                                                                            else "")
+        if code in (21, 22) or response.status_code in (401, 403):
+            raise SinkAuthError(f"{self._endpoint.url}: HEC refused the token ({text}): fix sinks[{self.name}].token")
+        raise SinkError(f"{self._endpoint.url}: HEC is not healthy: HTTP {response.status_code}, code {code}: {text}")
+
+    async def close(self) -> None:
+        await self._endpoint.close()
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        value = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+__all__: Sequence[str] = ("SplunkHecSink", "SplunkHecSinkSettings", "cim_event", "epoch_seconds")
