@@ -24,11 +24,12 @@ What each answer does (protocols.md 1.5, 1.8):
   the answer's `ackId` is polled on `/services/collector/ack` (first after 50 ms, then
   doubling up to `ack_poll_seconds`) and the events count as delivered only once it comes
   back true; after `ack_timeout_seconds` without it, they are sent again (at least once).
-- 400 code 6 with `invalid-event-number`: that event goes to the dead-letter topic with
-  HEC's reason, the events after it are sent again, and those before it count as delivered
-  (Splunk indexed them) — or, with `ack: true`, are sent again too, since no ackId covers
-  them. Codes 5, 6 without a number, 12, 13, 15: the request is split in halves until the
-  refused event is alone, so one bad event never holds back the others.
+- 400 with `invalid-event-number` (code 6 "invalid data", or 12, 13, 15): that event goes to
+  the dead-letter topic with HEC's reason, the events after it are sent again, and those
+  before it count as delivered (Splunk indexed them) — or, with `ack: true`, are sent again
+  too, since no ackId covers them. Codes 5, 6, 12, 13, 15 without the number: the request
+  is split in halves until the refused event is alone, so one bad event never holds back
+  the others.
 - 413: the request is split in halves; an event too large on its own is dead-lettered.
 - 401/403 and codes 1-4 (token): `SinkAuthError`; codes 7 (index), 10, 11, 14, 16:
   `SinkRefusedError`. The runtime pauses the sink, alerts and retries; nothing is dropped.
@@ -255,8 +256,8 @@ class SplunkHecSink(Sink):
     async def _narrow(self, payloads: Sequence[bytes], chunk: list[int], progress: _Progress, status: int,
                       code: int | None, text: str, answer: dict[str, Any]) -> None:
         bad = answer.get("invalid-event-number")
-        if status == 400 and code == 6 and isinstance(bad, int) and 0 <= bad < len(chunk):
-            progress.rejected[chunk[bad]] = f"HEC invalid data (code 6): {text}"
+        if status == 400 and isinstance(bad, int) and 0 <= bad < len(chunk):
+            progress.rejected[chunk[bad]] = f"HEC refused the event (code {code}): {text}"
             before, after = chunk[:bad], chunk[bad + 1:]
             if self.settings.ack:
                 await self._post(payloads, before, progress)  # no ackId covers them: send again
