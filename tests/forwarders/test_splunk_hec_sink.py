@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trustme
 
+from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
 from siemgate.forwarders.sinks.base import RetryableSinkError, SinkAuthError, SinkError, SinkRefusedError
 from siemgate.forwarders.sinks.registry import build_settings
@@ -17,6 +18,7 @@ from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkSet
 from siemgate.record import make_record
 from siemgate.testing.http_server import Request, Response
 from siemgate.testing.splunk_hec import HecToken, SplunkHecStandIn
+from tests.forwarders.test_runtime import Backend, embedded_config_for, record_for, until
 
 pytestmark = pytest.mark.anyio
 
@@ -275,3 +277,20 @@ async def test_tls_verified_against_the_configured_ca(tmp_path: Path) -> None:
         with pytest.raises(SinkAuthError, match="not trusted"):
             await untrusted.send(events(1))
         await untrusted.close()
+
+
+async def test_through_the_runtime_refused_events_reach_the_dlq_with_hec_reason(tmp_path: Path) -> None:
+    backend = Backend("embedded", embedded_config_for(tmp_path))
+    await backend.produce([record_for(backend.prefix, i) for i in range(10)])
+    metrics = ForwardMetrics()
+    async with SplunkHecStandIn(tokens=TOKENS) as hec:
+        hec.faults.invalid_events(ids=["e-4"], code=6)
+        sink = sink_for(hec)
+        async with backend.forwarding(sink, metrics):
+            await until(lambda: len(hec.events()) >= 9)
+            await until(lambda: metrics.dlq.labels("splunk", "hec_code_6")._value.get() >= 1)
+        assert sorted(ids(hec)) == sorted(f"e-{i}" for i in range(10) if i != 4)
+    letters = await backend.dead_letters("splunk", 1)
+    assert [letter["id"] for letter in letters] == ["e-4"]
+    assert letters[0]["reason"].startswith("hec code 6: ")
+    assert letters[0]["record"]["event"]["id"] == "e-4"

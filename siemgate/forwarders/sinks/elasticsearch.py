@@ -17,7 +17,8 @@ What each answer does (protocols.md 2.2-2.6):
 
 - Per item: 2xx delivered; 409 a duplicate (delivered, counted apart); 429, 5xx and 403
   cluster blocks sent again alone, with backoff; any other 4xx (mapping errors, ...) to the
-  dead-letter topic with Elasticsearch's error type and reason.
+  dead-letter topic with Elasticsearch's error type (the DLQ metric's `reason` label, e.g.
+  `document_parsing_exception`) and reason.
 - Whole request: 413 splits the request in halves (a document too large on its own is
   dead-lettered); 429/5xx, answers that are not a bulk answer, timeouts and connection
   errors are retried (what the batch already got confirmed stays delivered); 401/403 are
@@ -215,8 +216,9 @@ class ElasticsearchSink(Sink):
         if status == 413 or status == 400:
             if len(chunk) == 1:
                 progress.rejected[chunk[0]] = (
-                    "Elasticsearch answered 413: the document is larger than http.max_content_length"
-                    if status == 413 else f"Elasticsearch refused the request (400): {_error_text(response)}")
+                    "request_entity_too_large: Elasticsearch answered 413: the document alone is larger than "
+                    "http.max_content_length" if status == 413
+                    else f"bad_request: Elasticsearch answered 400 to the request: {_error_text(response)}")
                 return
             half = len(chunk) // 2
             await self._bulk(lines, chunk[:half], progress)
@@ -257,8 +259,8 @@ class ElasticsearchSink(Sink):
             else:
                 error = outcome.get("error")
                 error = error if isinstance(error, dict) else {}
-                progress.rejected[index] = (f"Elasticsearch {status} {error.get('type', 'error')}: "
-                                            f"{error.get('reason', '')}".rstrip(": "))
+                progress.rejected[index] = (f"{error.get('type') or 'error'}: Elasticsearch answered {status}: "
+                                            f"{error.get('reason') or '(no reason given)'}")
 
     async def healthcheck(self) -> str:
         response = await self._endpoint.request("GET", "/")

@@ -257,7 +257,7 @@ class SplunkHecSink(Sink):
                       code: int | None, text: str, answer: dict[str, Any]) -> None:
         bad = answer.get("invalid-event-number")
         if status == 400 and isinstance(bad, int) and 0 <= bad < len(chunk):
-            progress.rejected[chunk[bad]] = f"HEC refused the event (code {code}): {text}"
+            progress.rejected[chunk[bad]] = f"hec code {code}: {text}"
             before, after = chunk[:bad], chunk[bad + 1:]
             if self.settings.ack:
                 await self._post(payloads, before, progress)  # no ackId covers them: send again
@@ -266,8 +266,8 @@ class SplunkHecSink(Sink):
             await self._post(payloads, after, progress)
             return
         if len(chunk) == 1:
-            reason = ("HEC answered 413: the event is larger than HEC's max_content_length" if status == 413
-                      else f"HEC refused the event (code {code}): {text}")
+            reason = ("hec 413: the event alone is larger than HEC's max_content_length" if status == 413
+                      else f"hec code {code}: {text}")
             progress.rejected[chunk[0]] = reason
             return
         half = len(chunk) // 2
