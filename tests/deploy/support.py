@@ -1,0 +1,189 @@
+"""Rendering the Helm chart (Helm's Go SDK through helm-python-sdk, no helm binary) and reading
+what it renders the way Kubernetes and siemgate would."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import yaml
+from prometheus_client import CollectorRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "siemgate"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+RELEASE = "siem"
+NAMESPACE = "soc"
+
+# What the `existingSecret` of a ci values file holds in the cluster (the chart cannot know it).
+EXISTING_SECRETS: dict[str, dict[str, str]] = {
+    "siemgate-keys": {
+        "APPSEC_KEY": "existing-webhook-key-0001",
+        "APPSEC_STAGING_KEY": "existing-staging-key-0001",
+        "ES_PASSWORD": "existing-es-password-0001",
+    },
+}
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class Rendered:
+    values: dict[str, Any]
+    objects: list[Obj]
+    notes: str
+    # The template each object came from, by id() of the object.
+    sources: dict[int, str] = field(default_factory=dict)
+
+    def source(self, obj: Obj) -> str:
+        return self.sources[id(obj)]
+
+    def kind(self, kind: str) -> list[Obj]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> Obj:
+        found = [o for o in self.kind(kind) if o["metadata"]["name"] == name]
+        assert len(found) == 1, f"{kind}/{name}: {len(found)} rendered"
+        return found[0]
+
+    def maybe(self, kind: str, name: str) -> Obj | None:
+        found = [o for o in self.kind(kind) if o["metadata"]["name"] == name]
+        return found[0] if found else None
+
+    @property
+    def workloads(self) -> list[Obj]:
+        return [o for o in self.objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+    @property
+    def pods(self) -> Iterator[tuple[Obj, Obj]]:
+        """(object, pod spec) of every workload and bare pod (the helm test hook)."""
+        for obj in self.objects:
+            if obj["kind"] in ("Deployment", "StatefulSet"):
+                yield obj, obj["spec"]["template"]["spec"]
+            elif obj["kind"] == "Pod":
+                yield obj, obj["spec"]
+
+    @property
+    def secret_values(self) -> dict[str, str]:
+        """What the pods' Secret holds: the chart's own, or the cluster's existingSecret."""
+        existing = self.values.get("secrets", {}).get("existingSecret")
+        if existing:
+            return dict(EXISTING_SECRETS[existing])
+        out: dict[str, str] = {}
+        for secret in self.kind("Secret"):
+            for key, value in (secret.get("data") or {}).items():
+                out[key] = base64.b64decode(value).decode()
+        return out
+
+    @property
+    def secret_name(self) -> str:
+        existing = self.values.get("secrets", {}).get("existingSecret")
+        return existing or f"{RELEASE}-siemgate"
+
+
+def load_values(path: Path | None) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) if path is not None else {}
+
+
+def render(values: dict[str, Any] | None) -> Rendered:
+    with helm.Chart.load(CHART) as chart:
+        manifests = chart.render(values or None, name=RELEASE, namespace=NAMESPACE)
+    rendered = Rendered(values=values or {}, objects=[], notes="")
+    for template, text in sorted(manifests.items()):
+        if template.endswith("NOTES.txt"):
+            rendered.notes = text
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                rendered.objects.append(doc)
+                rendered.sources[id(doc)] = template
+    return rendered
+
+
+def container_env(rendered: Rendered, container: Obj) -> dict[str, str]:
+    """The environment Kubernetes gives the container (values, Secret keys)."""
+    secrets = rendered.secret_values
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+            continue
+        ref = item["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == rendered.secret_name, f"{item['name']} from an unknown Secret {ref['name']}"
+        if ref["key"] in secrets:
+            env[item["name"]] = secrets[ref["key"]]
+        else:
+            assert ref.get("optional"), f"{item['name']}: the Secret has no key {ref['key']}: the pod would not start"
+    return env
+
+
+def mounted_config(rendered: Rendered, pod: Obj, container: Obj) -> tuple[str, str]:
+    """(path in the container, text) of the config file passed with `-c`."""
+    args = container.get("args", [])
+    path = args[args.index("-c") + 1]
+    for mount in container["volumeMounts"]:
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if not path.startswith(prefix):
+            continue
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        config_map = rendered.get("ConfigMap", volume["configMap"]["name"])
+        relative = path[len(prefix):]
+        items = volume["configMap"].get("items")
+        key = next(i["key"] for i in items if i["path"] == relative) if items else relative
+        return path, config_map["data"][key]
+    raise AssertionError(f"{path} is not on any volume of the container")
+
+
+def config_vars(text: str) -> dict[str, bool]:
+    """The ${VAR}s a config uses, and whether each is required (no default anywhere)."""
+    found: dict[str, bool] = {}
+    for match in re.finditer(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}", text):
+        if match.group(0) == "$$":
+            continue
+        name, required = match.group(1), match.group(2) is None
+        found[name] = found.get(name, False) or required
+    return found
+
+
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30,
+          "Ti": 2**40}
+
+
+def quantity_bytes(quantity: str | int) -> int:
+    match = re.fullmatch(r"([0-9]+)([kMGT]i?|Ki)?", str(quantity))
+    assert match, f"not a byte quantity: {quantity!r}"
+    return int(match.group(1)) * _UNITS[match.group(2) or ""]
+
+
+def exported_metric_names() -> set[str]:
+    """Every series name siemgate exports: the ingest's (with its spool) and the forwarders'."""
+    from siemgate.bus.spool import SpoolStats
+    from siemgate.forwarders.metrics import ForwardMetrics
+    from siemgate.ingest.metrics import IngestMetrics
+
+    ingest = IngestMetrics()
+    ingest.watch_spool(lambda: SpoolStats())
+    registries: list[CollectorRegistry] = [ingest.registry, ForwardMetrics().registry]
+    names: set[str] = set()
+    for registry in registries:
+        for family in registry.collect():
+            if family.type == "counter":
+                names.add(f"{family.name}_total")
+            elif family.type == "histogram":
+                names.update(f"{family.name}_{suffix}" for suffix in ("bucket", "count", "sum"))
+            else:
+                names.add(family.name)
+    return names
+
+
+def metric_names_in(expr: str) -> set[str]:
+    return set(re.findall(r"\bsiemgate_[a-z0-9_]+", expr))
+
+
+def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())

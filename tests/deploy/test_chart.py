@@ -1,0 +1,748 @@
+"""The Helm chart (helm/siemgate), rendered with Helm's Go SDK for the defaults and every
+ci/*-values.yaml: lint, strict Kubernetes schemas, the CRDs' shape, and what siemgate itself
+needs (its config loads in each pod with that pod's environment, secrets stay in the Secret,
+the KEDA triggers name the consumer group and topics siemgate really uses)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+
+from siemgate import __version__
+from siemgate.cli import build_parser
+from siemgate.config import Config, load_config
+from siemgate.forwarders.runtime import group_id
+from siemgate.forwarders.service import selected_sinks
+from siemgate.ingest.server import GRACEFUL_SHUTDOWN_SECONDS
+from siemgate.record import all_topics
+from siemgate.secrets import Secret
+from tests.deploy.support import (
+    CHART,
+    CI_VALUES,
+    NAMESPACE,
+    ROOT,
+    Obj,
+    Rendered,
+    config_vars,
+    container_env,
+    exported_metric_names,
+    labels_match,
+    load_values,
+    metric_names_in,
+    mounted_config,
+    quantity_bytes,
+    render,
+)
+
+# The newest Kubernetes the schemas know, and the oldest the chart supports (Chart.yaml kubeVersion).
+K8S_LATEST = kubernetes_validate.latest_version()
+K8S_OLDEST = "1.30"
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PrometheusRule"}
+VALUES_FILES: list[Path | None] = [None, *CI_VALUES]
+
+
+def _id(path: Path | None) -> str:
+    return "defaults" if path is None else path.name.removesuffix("-values.yaml")
+
+
+@pytest.fixture(scope="module", params=VALUES_FILES, ids=_id)
+def rendered(request: pytest.FixtureRequest) -> Rendered:
+    """The chart rendered once per values file."""
+    return render(load_values(request.param))
+
+
+@dataclass(frozen=True)
+class Workload:
+    obj: Obj
+    pod: Obj
+    container: Obj
+    config: Config
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+    @property
+    def command(self) -> str:
+        return str(self.container["args"][0])
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.obj["spec"]["template"]["metadata"]["labels"])
+
+
+@pytest.fixture(scope="module")
+def loaded(rendered: Rendered, tmp_path_factory: pytest.TempPathFactory) -> list[Workload]:
+    """Every siemgate workload with its config, loaded by siemgate's own loader with the
+    environment Kubernetes gives its container."""
+    out = []
+    directory = tmp_path_factory.mktemp("configs")
+    for obj, pod in rendered.pods:
+        if obj["kind"] == "Pod":
+            continue
+        container = _siemgate_container(pod)
+        _, text = mounted_config(rendered, pod, container)
+        path = directory / f"{obj['metadata']['name']}.yaml"
+        path.write_text(text)
+        out.append(Workload(obj, pod, container, load_config(path, container_env(rendered, container))))
+    assert out, "no siemgate workload rendered"
+    return out
+
+
+def _workload(loaded: list[Workload], name: str) -> Workload:
+    (found,) = [w for w in loaded if w.name == name]
+    return found
+
+
+def _siemgate_container(pod: Obj) -> Obj:
+    containers = [c for c in pod["containers"] if c["name"] == "siemgate"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _mode(rendered: Rendered) -> str:
+    return rendered.values.get("config", {}).get("bus", {}).get("type", "embedded")
+
+
+def _forwarders(rendered: Rendered) -> list[Obj]:
+    return [w for w in rendered.kind("Deployment")
+            if w["metadata"]["labels"].get("app.kubernetes.io/component") == "forwarder"]
+
+
+def _ingest(rendered: Rendered) -> Obj:
+    found = [w for w in rendered.workloads if w["metadata"]["labels"]["app.kubernetes.io/component"] == "ingest"]
+    assert len(found) == 1
+    return found[0]
+
+
+def _sink_names(rendered: Rendered) -> list[str]:
+    values = rendered.values.get("sinks")
+    if values is None:
+        with helm.Chart.load(CHART) as chart:
+            values = chart.values["sinks"]
+    return [s["name"] for s in values]
+
+
+# --- lint, render, Kubernetes schemas --------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", VALUES_FILES, ids=_id)
+def test_lint_is_clean(path: Path | None) -> None:
+    report = helm.lint(CHART, load_values(path) or None, strict=True, namespace=NAMESPACE)
+    assert report["errors"] == []
+    problems = [m for m in report["messages"] if m["severity"] >= 2]  # 2 warning, 3 error
+    assert problems == []
+
+
+def test_renders_the_workloads_of_its_mode(rendered: Rendered) -> None:
+    ingest = _ingest(rendered)
+    args = _siemgate_container(ingest["spec"]["template"]["spec"])["args"]
+    if _mode(rendered) == "embedded":
+        assert args[0] == "run"
+        assert _forwarders(rendered) == []
+    else:
+        assert args[0] == "ingest"
+        assert sorted(f["metadata"]["labels"]["siemgate.io/sink"] for f in _forwarders(rendered)) == sorted(
+            _sink_names(rendered))
+    names = [(o["kind"], o["metadata"]["name"]) for o in rendered.objects]
+    assert len(names) == len(set(names)), "two objects share a kind and name"
+    assert rendered.notes.strip()
+
+
+@pytest.mark.parametrize("version", [K8S_LATEST, K8S_OLDEST])
+def test_builtin_objects_are_valid_kubernetes_strictly(rendered: Rendered, version: str) -> None:
+    builtin = [o for o in rendered.objects if o["kind"] not in CRD_KINDS]
+    assert builtin
+    for obj in builtin:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} ({rendered.source(obj)}), Kubernetes {version}: "
+                        f"{exc.message} at {'.'.join(map(str, exc.path))}")
+    unknown = {o["kind"] for o in rendered.objects} - CRD_KINDS - {o["kind"] for o in builtin}
+    assert unknown == set()
+
+
+def test_object_names_are_dns_labels(rendered: Rendered) -> None:
+    for obj in rendered.objects:
+        name = obj["metadata"]["name"]
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", name), name
+
+
+def test_chart_app_version_is_siemgates() -> None:
+    with helm.Chart.load(CHART) as chart:
+        assert chart.metadata["appVersion"] == __version__
+
+
+# --- siemgate's own view: commands, configs, secrets ------------------------------------------
+
+
+def test_every_container_runs_a_siemgate_command_on_its_config(rendered: Rendered, loaded: list[Workload]) -> None:
+    parser = build_parser()
+    for w in loaded:
+        args = parser.parse_args(w.container["args"])
+        path, _ = mounted_config(rendered, w.pod, w.container)
+        assert args.config == path
+        config = w.config
+        if args.command == "run":
+            assert config.bus.type == "embedded"
+            selected_sinks(config, ())  # what `siemgate run` checks before it starts
+            assert [s.name for s in config.sinks] == _sink_names(rendered)
+        elif args.command == "ingest":
+            assert config.bus.type == "kafka"  # `siemgate ingest` refuses anything else
+            assert config.sinks == ()  # no sink, so none of the sinks' credentials
+        else:
+            assert args.command == "forward"
+            assert config.bus.type == "kafka"
+            assert args.sink == [w.labels["siemgate.io/sink"]]
+            assert [s.name for s in config.sinks] == args.sink
+            assert config.integrations == ()  # so none of the webhook keys
+            # What `siemgate forward --sink NAME` checks before it starts: the sink type exists.
+            selected_sinks(config, args.sink)
+
+
+def test_each_pod_gets_exactly_the_secrets_its_config_uses(rendered: Rendered) -> None:
+    for obj, pod in rendered.pods:
+        for container in pod["containers"]:
+            from_secret = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container.get("env", [])
+                           if "secretKeyRef" in e.get("valueFrom", {})}
+            if obj["kind"] == "Pod":
+                assert from_secret == {}
+                continue
+            _, text = mounted_config(rendered, pod, container)
+            used = config_vars(text)
+            plain = {e["name"] for e in container.get("env", []) if "value" in e}
+            assert set(from_secret) <= set(used), f"{obj['metadata']['name']} gets secrets it does not use"
+            for var, required in used.items():
+                if var in plain:
+                    continue
+                if var not in from_secret:
+                    assert not required and var not in rendered.secret_values, f"{var} not injected"
+                    continue
+                assert from_secret[var]["key"] == var
+                assert from_secret[var].get("optional", False) is (not required)
+
+
+def test_no_secret_value_in_any_config_map(rendered: Rendered, loaded: list[Workload]) -> None:
+    secrets = {v for v in rendered.secret_values.values() if v}
+    for w in loaded:
+        secrets.update(s.reveal() for s in _secrets_in(w.config) if s.reveal())
+    if not secrets:  # the defaults: no integration yet, so no key, and no Secret
+        assert rendered.kind("Secret") == [] and rendered.values == {}
+        return
+    for config_map in rendered.kind("ConfigMap"):
+        text = json.dumps(config_map)
+        for secret in secrets:
+            assert secret not in text, f"a secret value is in ConfigMap {config_map['metadata']['name']}"
+
+
+def _secrets_in(value: Any) -> list[Secret]:
+    if isinstance(value, Secret):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _secrets_in(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _secrets_in(v)]
+    if dataclasses.is_dataclass(value):
+        return [s for f in dataclasses.fields(value) for s in _secrets_in(getattr(value, f.name))]
+    return []
+
+
+def test_the_secret_holds_only_the_values_given(rendered: Rendered) -> None:
+    given = rendered.values.get("secrets", {}).get("values", {})
+    secrets = rendered.kind("Secret")
+    if not given:
+        assert secrets == []
+        return
+    (secret,) = secrets
+    assert secret["metadata"]["name"] == rendered.secret_name
+    assert rendered.secret_values == {k: str(v) for k, v in given.items()}
+
+
+def test_paths_siemgate_writes_are_on_writable_volumes(loaded: list[Workload]) -> None:
+    """The root filesystem is read-only: every path siemgate writes is under a volume, every
+    certificate it reads is mounted."""
+    for w in loaded:
+        config = w.config
+        writable = [m["mountPath"] for m in w.container["volumeMounts"] if not m.get("readOnly")]
+        paths = [config.state_dir, config.quarantine.path]
+        paths.append(config.bus.spool.path if config.bus.type == "kafka" else config.bus.path)
+        paths += [s.settings.path for s in config.sinks if s.type == "file"]
+        for path in paths:
+            assert _under(path, writable), f"{w.name}: {path} is not on a writable volume"
+        mounted = [m["mountPath"] for m in w.container["volumeMounts"]]
+        for path in _tls_files(config):
+            assert _under(path, mounted), f"{w.name}: {path} is not mounted"
+
+
+def _under(path: str, mounts: list[str]) -> bool:
+    return any(path.startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def _tls_files(config: Config) -> list[str]:
+    files: list[str | None] = []
+    if config.bus.kafka is not None:
+        security = config.bus.kafka.security
+        files += [security.ca_file, security.cert_file, security.key_file]
+    for sink in config.sinks:
+        tls = getattr(sink.settings, "tls", None)
+        if tls is not None:
+            files += [tls.ca_file, tls.cert, tls.key]
+    return [f for f in files if f]
+
+
+def test_data_volumes_hold_what_siemgate_may_write(loaded: list[Workload]) -> None:
+    """An emptyDir past its sizeLimit gets the pod evicted (and its spool lost): the limits
+    siemgate keeps to (spool, quarantine, file rotation) must fit in it."""
+    for w in loaded:
+        volumes = [v for v in w.pod["volumes"] if v["name"] == "data"]
+        if not volumes:  # the StatefulSet's PersistentVolumeClaim
+            assert w.obj["kind"] == "StatefulSet"
+            continue
+        limit = quantity_bytes(volumes[0]["emptyDir"]["sizeLimit"])
+        config = w.config
+        needed = sum(s.settings.rotate_bytes * (s.settings.keep + 1) for s in config.sinks if s.type == "file")
+        if w.command in ("ingest", "run"):
+            needed += config.quarantine.max_bytes
+        if w.command == "ingest":
+            needed += config.bus.spool.max_bytes
+        assert needed <= limit, f"{w.name}: up to {needed} bytes on a {limit}-byte emptyDir"
+
+
+# --- hardening, probes, resources, shutdown ---------------------------------------------------
+
+
+def test_every_container_is_restricted_and_sized(rendered: Rendered) -> None:
+    for obj, pod in rendered.pods:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        assert pod["automountServiceAccountToken"] is False, where
+        pod_security = pod["securityContext"]
+        assert pod_security["runAsNonRoot"] is True, where
+        assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for container in pod["containers"] + pod.get("initContainers", []):
+            security = container["securityContext"]
+            assert security["runAsNonRoot"] is True, where
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security.get("privileged", False) is False, where
+            assert security["capabilities"] == {"drop": ["ALL"]}, where
+            assert security["seccompProfile"] == {"type": "RuntimeDefault"}, where
+            resources = container["resources"]
+            assert resources["requests"]["cpu"] and resources["requests"]["memory"], where
+            assert resources["limits"]["memory"], where
+    for account in rendered.kind("ServiceAccount"):
+        assert account["automountServiceAccountToken"] is False
+
+
+def test_probes_reach_siemgates_listeners(loaded: list[Workload]) -> None:
+    for w in loaded:
+        ports = {p["name"]: p["containerPort"] for p in w.container["ports"]}
+        forward = w.command == "forward"
+        listener = w.config.forward.listen.port if forward else w.config.listen.port
+        scheme = "HTTPS" if not forward and w.config.listen.tls else "HTTP"
+        for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = w.container[probe]["httpGet"]
+            assert get["path"] == path, f"{w.name} {probe}"
+            assert ports[get["port"]] == listener, f"{w.name} {probe}: port {get['port']}, siemgate on {listener}"
+            assert get.get("scheme", "HTTP") == scheme
+
+
+def test_grace_periods_cover_siemgates_drains(loaded: list[Workload]) -> None:
+    for w in loaded:
+        grace = w.pod["terminationGracePeriodSeconds"]
+        pre_stop = w.container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+        forward_drain = w.config.forward.drain_timeout_seconds + 5  # ForwardService waits drain + 5
+        if w.command == "forward":
+            needed = forward_drain
+        else:
+            # The Service's endpoints go first (preStop), then uvicorn answers what is in flight.
+            assert pre_stop > 0, f"{w.name}: no preStop sleep before SIGTERM"
+            needed = pre_stop + GRACEFUL_SHUTDOWN_SECONDS
+            if w.command == "run":
+                needed += forward_drain
+        assert grace > needed, f"{w.name}: {grace}s of grace for {needed}s of drain"
+
+
+def test_ingest_workload_fits_its_bus(rendered: Rendered, loaded: list[Workload]) -> None:
+    ingest = _ingest(rendered)
+    name = ingest["metadata"]["name"]
+    pod_labels = ingest["spec"]["template"]["metadata"]["labels"]
+    if _mode(rendered) == "embedded":
+        # One process owns the SQLite log: one replica, and never two at once.
+        assert ingest["spec"]["replicas"] == 1
+        if ingest["kind"] == "Deployment":
+            assert ingest["spec"]["strategy"]["type"] == "Recreate"
+            assert "WARNING: /data is an emptyDir" in rendered.notes
+        assert rendered.kind("HorizontalPodAutoscaler") == []
+        assert rendered.kind("PodDisruptionBudget") == []
+    else:
+        hpa = rendered.get("HorizontalPodAutoscaler", name)
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": ingest["kind"], "name": name}
+        assert "replicas" not in ingest["spec"], "replicas would fight the HPA"
+        cpu = [m for m in hpa["spec"]["metrics"] if m["type"] == "Resource"]
+        assert cpu[0]["resource"]["name"] == "cpu"
+        pdb = rendered.get("PodDisruptionBudget", name)
+        assert labels_match(pdb["spec"]["selector"]["matchLabels"], pod_labels)
+        if ingest["kind"] == "Deployment":
+            assert ingest["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    if ingest["kind"] == "StatefulSet":
+        assert [c["metadata"]["name"] for c in ingest["spec"]["volumeClaimTemplates"]] == ["data"]
+        assert rendered.get("Service", ingest["spec"]["serviceName"])["spec"]["clusterIP"] == "None"
+        assert not any(v["name"] == "data" for v in ingest["spec"]["template"]["spec"]["volumes"])
+    constraints = ingest["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in constraints} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    for constraint in constraints:
+        assert labels_match(constraint["labelSelector"]["matchLabels"], pod_labels)
+    assert _workload(loaded, name).command == ("run" if _mode(rendered) == "embedded" else "ingest")
+
+
+def test_service_and_ingress_reach_the_webhooks(rendered: Rendered, loaded: list[Workload]) -> None:
+    ingest = _ingest(rendered)
+    name = ingest["metadata"]["name"]
+    service = rendered.get("Service", name)
+    assert labels_match(service["spec"]["selector"], ingest["spec"]["template"]["metadata"]["labels"])
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "http"
+    ingress = rendered.maybe("Ingress", name)
+    if ingress is None:
+        assert not rendered.values.get("ingress", {}).get("enabled")
+        return
+    config = _workload(loaded, name).config
+    paths = {p["path"]: p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+    assert set(paths) == {i.path for i in config.integrations}, "each webhook, and only the webhooks"
+    for path in paths.values():
+        assert path["pathType"] == "Exact"
+        assert path["backend"]["service"] == {"name": name, "port": {"name": port["name"]}}
+    assert ingress["spec"]["tls"], "the webhook keys travel in headers: TLS"
+    hosts = {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
+    assert {r["host"] for r in ingress["spec"]["rules"]} <= hosts
+
+
+# --- forwarders: one Deployment, one consumer group, one autoscaler per sink ------------------
+
+
+def test_each_sink_has_its_forwarder_scaled_within_its_partitions(rendered: Rendered, loaded: list[Workload]) -> None:
+    forwarders = _forwarders(rendered)
+    if _mode(rendered) != "kafka":
+        assert forwarders == []
+        return
+    keda = rendered.values.get("keda", {}).get("enabled", False)
+    for forwarder in forwarders:
+        name = forwarder["metadata"]["name"]
+        config = _workload(loaded, name).config
+        assert config.bus.kafka is not None
+        partitions = config.bus.kafka.topics.partitions
+        pod_labels = forwarder["spec"]["template"]["metadata"]["labels"]
+        pdb = rendered.get("PodDisruptionBudget", name)
+        assert labels_match(pdb["spec"]["selector"]["matchLabels"], pod_labels)
+        for constraint in forwarder["spec"]["template"]["spec"]["topologySpreadConstraints"]:
+            assert labels_match(constraint["labelSelector"]["matchLabels"], pod_labels)
+        scaler = rendered.maybe("ScaledObject" if keda else "HorizontalPodAutoscaler", name)
+        assert rendered.maybe("HorizontalPodAutoscaler" if keda else "ScaledObject", name) is None
+        if scaler is None:  # autoscaling off for this sink
+            assert 1 <= forwarder["spec"]["replicas"] <= partitions
+            continue
+        assert "replicas" not in forwarder["spec"], "replicas would fight the autoscaler"
+        if keda:
+            low, high = scaler["spec"]["minReplicaCount"], scaler["spec"]["maxReplicaCount"]
+            assert scaler["spec"]["scaleTargetRef"]["name"] == name
+        else:
+            low, high = scaler["spec"]["minReplicas"], scaler["spec"]["maxReplicas"]
+            assert scaler["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert 1 <= low <= high <= partitions, f"{name}: {low}..{high} replicas for {partitions} partitions"
+
+
+SASL_MODES = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+
+
+def test_keda_triggers_name_the_sinks_group_and_topics(rendered: Rendered, loaded: list[Workload]) -> None:
+    scaled = rendered.kind("ScaledObject")
+    if not rendered.values.get("keda", {}).get("enabled"):
+        assert scaled == []
+        return
+    assert len(scaled) == len(_forwarders(rendered))
+    for obj in scaled:
+        config = _workload(loaded, obj["spec"]["scaleTargetRef"]["name"]).config
+        kafka = config.bus.kafka
+        assert kafka is not None
+        (sink,) = config.sinks
+        triggers = obj["spec"]["triggers"]
+        assert {t["type"] for t in triggers} == {"kafka"}
+        # The group and topics siemgate's forwarder really uses (forwarders/runtime.py, record.py).
+        assert {t["metadata"]["consumerGroup"] for t in triggers} == {group_id(config, sink.name)}
+        assert sorted(t["metadata"]["topic"] for t in triggers) == sorted(all_topics(config.bus.topic_prefix))
+        security = kafka.security
+        for trigger in triggers:
+            metadata = trigger["metadata"]
+            assert metadata["bootstrapServers"] == ",".join(kafka.servers)
+            assert metadata["offsetResetPolicy"] == "earliest"  # as siemgate's consumers (bus/kafka_bus.py)
+            assert int(metadata["lagThreshold"]) >= 1
+            assert metadata.get("sasl") == (SASL_MODES[security.sasl_mechanism]
+                                            if security.protocol.startswith("SASL") else None)
+            assert (metadata.get("tls") == "enable") is (security.protocol in ("SSL", "SASL_SSL"))
+            if security.protocol.startswith("SASL") or (security.protocol == "SSL" and security.ca_file):
+                assert "authenticationRef" in trigger
+        modifiers = obj["spec"].get("advanced", {}).get("scalingModifiers")
+        if modifiers is not None:
+            terms = {t.strip() for t in modifiers["formula"].split("+")}
+            assert terms == {t["name"] for t in triggers}, "the formula sums every topic's lag"
+            assert modifiers["metricType"] == "AverageValue"
+    for auth in rendered.kind("TriggerAuthentication"):
+        refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+        security = loaded[0].config.bus.kafka.security  # type: ignore[union-attr]
+        if security.protocol.startswith("SASL"):
+            # The same Secret keys the pods expand into username and password.
+            assert "${" + refs["username"]["key"] + "}" == security_raw(rendered, "username")
+            assert "${" + refs["password"]["key"] + "}" == security_raw(rendered, "password")
+        if security.ca_file:
+            assert refs["ca"]["name"] == rendered.values["kafkaTls"]["secretName"]
+            assert security.ca_file.endswith("/" + refs["ca"]["key"])
+
+
+def security_raw(rendered: Rendered, key: str) -> str:
+    return str(rendered.values["config"]["bus"]["kafka"]["security"][key])
+
+
+# --- custom resources: their shape (kubernetes-validate has no schema for them) --------------
+
+
+def _strings(mapping: dict[str, Any]) -> bool:
+    return all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
+
+
+def test_custom_resources_are_well_formed(rendered: Rendered) -> None:
+    deployments = {d["metadata"]["name"] for d in rendered.kind("Deployment")}
+    auths = {a["metadata"]["name"]: a for a in rendered.kind("TriggerAuthentication")}
+    for obj in rendered.kind("ScaledObject"):
+        assert obj["apiVersion"] == "keda.sh/v1alpha1"
+        spec = obj["spec"]
+        assert set(spec) <= {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod",
+                             "idleReplicaCount", "minReplicaCount", "maxReplicaCount", "fallback", "advanced",
+                             "triggers"}
+        assert spec["scaleTargetRef"]["name"] in deployments
+        assert spec["triggers"]
+        for key in ("pollingInterval", "cooldownPeriod", "minReplicaCount", "maxReplicaCount"):
+            assert isinstance(spec[key], int)
+        if "fallback" in spec:
+            assert isinstance(spec["fallback"]["failureThreshold"], int)
+            assert isinstance(spec["fallback"]["replicas"], int)
+        if "advanced" in spec:
+            assert set(spec["advanced"]) <= {"horizontalPodAutoscalerConfig", "scalingModifiers",
+                                             "restoreToOriginalReplicaCount"}
+            modifiers = spec["advanced"].get("scalingModifiers")
+            if modifiers is not None:
+                assert {"formula", "target"} <= set(modifiers) and _strings(modifiers)
+        for trigger in spec["triggers"]:
+            assert set(trigger) <= {"type", "name", "metadata", "authenticationRef", "metricType", "useCachedMetrics"}
+            assert isinstance(trigger["type"], str)
+            assert _strings(trigger["metadata"]), "KEDA trigger metadata is a map of strings"
+            if "authenticationRef" in trigger:
+                assert trigger["authenticationRef"]["name"] in auths
+    secret_keys = set(rendered.secret_values)
+    for obj in rendered.kind("TriggerAuthentication"):
+        assert obj["apiVersion"] == "keda.sh/v1alpha1"
+        refs = obj["spec"]["secretTargetRef"]
+        assert refs
+        tls_secret = rendered.values.get("kafkaTls", {}).get("secretName")
+        for ref in refs:
+            assert set(ref) == {"parameter", "name", "key"} and _strings(ref)
+            assert ref["parameter"] in {"sasl", "username", "password", "tls", "ca", "cert", "key", "keyPassword"}
+            if ref["name"] == rendered.secret_name:
+                assert ref["key"] in secret_keys
+            else:
+                assert ref["name"] == tls_secret
+    services = rendered.kind("Service")
+    for obj in rendered.kind("ServiceMonitor"):
+        assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+        selector = obj["spec"]["selector"]["matchLabels"]
+        assert obj["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+        selected = [s for s in services if labels_match(selector, s["metadata"]["labels"])]
+        assert len(selected) == 1, "one Service per ServiceMonitor (not the StatefulSet's headless one)"
+        ports = {p["name"] for p in selected[0]["spec"]["ports"]}
+        for endpoint in obj["spec"]["endpoints"]:
+            assert endpoint["port"] in ports
+            assert endpoint["path"] == "/metrics"
+            assert re.fullmatch(r"[0-9]+(ms|s|m|h)", endpoint["interval"])
+    exported = exported_metric_names()
+    for obj in rendered.kind("PrometheusRule"):
+        assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+        for group in obj["spec"]["groups"]:
+            assert isinstance(group["name"], str) and group["rules"]
+            for rule in group["rules"]:
+                assert set(rule) <= {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+                assert isinstance(rule["alert"], str) and isinstance(rule["expr"], str)
+                assert rule["expr"].count("(") == rule["expr"].count(")")
+                assert rule["expr"].count("{") == rule["expr"].count("}")
+                if "for" in rule:
+                    assert re.fullmatch(r"[0-9]+(ms|s|m|h|d)", rule["for"])
+                assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+                used = metric_names_in(rule["expr"])
+                assert used and used <= exported, f"{rule['alert']}: {used - exported} not exported by siemgate"
+
+
+def test_prometheus_rule_alerts_on_what_loses_or_delays_events(rendered: Rendered) -> None:
+    rules = rendered.kind("PrometheusRule")
+    if not rendered.values.get("metrics", {}).get("prometheusRule", {}).get("enabled"):
+        assert rules == []
+        return
+    (rule,) = rules
+    by_metric: dict[str, set[str]] = {}
+    for group in rule["spec"]["groups"]:
+        for alert in group["rules"]:
+            for metric in metric_names_in(alert["expr"]):
+                by_metric.setdefault(metric, set()).add(alert["expr"])
+    assert "siemgate_sink_up" in by_metric  # sink down
+    assert "siemgate_forward_lag_events" in by_metric  # lag growing
+    assert "siemgate_spool_bytes" in by_metric  # spool filling
+    assert "siemgate_dlq_events_total" in by_metric  # dead letters growing
+    assert any('code=~"5.."' in e for e in by_metric["siemgate_ingest_requests_total"])  # 5xx answered
+
+
+def test_network_policies_let_the_pipeline_through(rendered: Rendered, loaded: list[Workload]) -> None:
+    policies = rendered.kind("NetworkPolicy")
+    if not rendered.values.get("networkPolicy", {}).get("enabled"):
+        assert policies == []
+        return
+    for w in loaded:
+        selecting = [p for p in policies if labels_match(p["spec"]["podSelector"]["matchLabels"], w.labels)]
+        assert len(selecting) == 1, w.name
+        spec = selecting[0]["spec"]
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+        ports = {p["name"] for p in w.container["ports"]}
+        assert {p["port"] for rule in spec["ingress"] for p in rule["ports"]} == ports
+        egress = {(p["port"], p.get("protocol", "TCP")) for rule in spec["egress"] for p in rule.get("ports", [])}
+        assert {(53, "UDP"), (53, "TCP")} <= egress, "DNS"
+        config = w.config
+        if config.bus.kafka is not None:
+            for server in config.bus.kafka.servers:
+                assert (int(server.rsplit(":", 1)[1]), "TCP") in egress, f"{w.name}: Kafka {server}"
+        for sink in config.sinks:
+            if sink.type == "syslog":
+                address = sink.settings.target
+                assert (address.port, "UDP" if address.transport == "udp" else "TCP") in egress, sink.name
+            elif sink.type in ("splunk_hec", "elasticsearch"):
+                url = sink.settings.url
+                port = re.search(r":([0-9]+)(/|$)", url.split("//", 1)[1])
+                expected = int(port.group(1)) if port else (443 if url.startswith("https") else 80)
+                assert (expected, "TCP") in egress, f"{w.name}: {sink.name} on {expected}"
+
+
+def test_helm_test_pod_asks_the_ingest_readyz(rendered: Rendered) -> None:
+    pods = rendered.kind("Pod")
+    (pod,) = pods
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = pod["spec"]["containers"]
+    script = container["args"][0]
+    service = rendered.get("Service", _ingest(rendered)["metadata"]["name"])
+    port = service["spec"]["ports"][0]["port"]
+    assert f"://{service['metadata']['name']}:{port}/readyz" in script
+    compile(script, "helm-test", "exec")
+    assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_notes_tell_how_to_reach_and_confirm(rendered: Rendered, loaded: list[Workload]) -> None:
+    notes = rendered.notes
+    assert "siemgate confirmations -c /etc/siemgate/siemgate.yaml" in notes
+    assert "siemgate confirm -c /etc/siemgate/siemgate.yaml" in notes
+    config = _workload(loaded, _ingest(rendered)["metadata"]["name"]).config
+    for integration in config.integrations:
+        assert integration.path in notes and integration.auth.header in notes
+    if not config.integrations:
+        assert "No integration is configured" in notes
+
+
+def test_grafana_dashboard_config_map_ships_the_dashboard(rendered: Rendered) -> None:
+    maps = [m for m in rendered.kind("ConfigMap") if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    if not rendered.values.get("metrics", {}).get("grafanaDashboard", {}).get("enabled"):
+        assert maps == []
+        return
+    (config_map,) = maps
+    shipped = json.loads(config_map["data"]["siemgate-dashboard.json"])
+    assert shipped == json.loads((ROOT / "deploy" / "grafana" / "siemgate-dashboard.json").read_text())
+
+
+# --- values the chart refuses -----------------------------------------------------------------
+
+
+def _render_error(values: dict[str, Any]) -> str:
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError) as caught:
+        chart.render(values, name="siem", namespace=NAMESPACE)
+    return str(caught.value)
+
+
+KAFKA = {"bus": {"type": "kafka", "kafka": {"bootstrap_servers": "kafka:9092"}}}
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"sinks": [{"name": "splunk", "type": "splunk_hec",
+                     "config": {"url": "https://splunk:8088", "token": "a-literal-token"}}]}, "/sinks/0/config/token"),
+        ({"config": {"integrations": [{"name": "a", "auth": {"header": "X-Api-Key", "values": ["hunter2"]}}]}},
+         "/config/integrations/0/auth/values/0"),
+        ({"config": {"bus": {"kafka": {"security": {"protocol": "SASL_SSL", "password": "pw"}}}}},
+         "/config/bus/kafka/security/password"),
+        ({"sinks": [{"name": "es", "type": "elasticsearch", "config": {"url": "https://es:9200"}}]}, "/sinks/0/config"),
+        ({"sinks": [{"name": "soc", "type": "syslog", "config": {"address": "tcp://s:514"}, "replica": 3}]},
+         "/sinks/0"),
+        ({"sinks": [{"name": "Bad_Name", "type": "file", "config": {"path": "/data/x"}}]}, "/sinks/0/name"),
+        ({"sinks": [{"name": "out", "type": "file", "config": {"path": "/var/log/x"}}]}, "/sinks/0/config/path"),
+        ({"config": {"state_dir": "/var/lib/siemgate"}}, "/config"),
+        ({"securityContext": {"readOnlyRootFilesystem": False}}, "/securityContext/readOnlyRootFilesystem"),
+        ({"ingest": {"resources": {"requests": {"memory": None}}}}, "/ingest/resources/requests"),
+        ({"unknownKey": True}, "unknownKey"),
+    ],
+    ids=["literal-sink-token", "literal-webhook-key", "literal-kafka-password", "es-without-credentials",
+         "misspelt-forwarder-key", "sink-name", "file-sink-off-the-volume", "chart-owned-path", "writable-root",
+         "no-memory-request", "unknown-key"],
+)
+def test_values_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
+    message = _render_error(values)
+    assert "schema" in message and complaint in message
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"config": {**KAFKA, "integrations": [
+            {"name": "a", "auth": {"header": "X-Api-Key", "values": ["${APPSEC_KEY}"]}}]}},
+         "set secrets.values.APPSEC_KEY"),
+        ({"sinks": [{"name": "a", "type": "file", "config": {"path": "/data/a"}},
+                    {"name": "a", "type": "file", "config": {"path": "/data/b"}}]}, "used twice"),
+        ({"secrets": {"existingSecret": "keys", "values": {"A": "b"}}}, "not both"),
+        ({"config": KAFKA, "forwarder": {"autoscaling": {"minReplicas": 7}}}, "minReplicas 7 is above its maximum 6"),
+        ({"config": {"bus": {"type": "kafka", "kafka": {
+            "bootstrap_servers": "kafka:9092",
+            "security": {"protocol": "SASL_SSL", "username": "siemgate", "password": "${KAFKA_PASSWORD}"}}}},
+          "keda": {"enabled": True}, "secrets": {"values": {"KAFKA_PASSWORD": "pw"}}},
+         "security.username must be a ${VAR}"),
+    ],
+    ids=["missing-secret", "duplicate-sink", "two-secret-sources", "min-above-partitions", "keda-literal-username"],
+)
+def test_templates_refuse_inconsistent_values(values: dict[str, Any], complaint: str) -> None:
+    assert complaint in _render_error(values)
+
+
+def test_forwarder_replicas_are_capped_by_partitions_unless_told_otherwise() -> None:
+    base = {"config": {**KAFKA, "bus": {**KAFKA["bus"], "kafka": {"bootstrap_servers": "kafka:9092",
+                                                                   "topics": {"partitions": 4}}}},
+            "keda": {"enabled": True},
+            "sinks": [{"name": "archive", "type": "file", "config": {"path": "/data/a"},
+                       "autoscaling": {"maxReplicas": 20}}]}
+    capped = render(base).get("ScaledObject", "siem-siemgate-fwd-archive")
+    assert capped["spec"]["maxReplicaCount"] == 4
+    for trigger in capped["spec"]["triggers"]:
+        assert trigger["metadata"]["allowIdleConsumers"] == "false"
+    base["sinks"][0]["autoscaling"]["allowIdleConsumers"] = True
+    uncapped = render(base).get("ScaledObject", "siem-siemgate-fwd-archive")
+    assert uncapped["spec"]["maxReplicaCount"] == 20
+    for trigger in uncapped["spec"]["triggers"]:
+        assert trigger["metadata"]["allowIdleConsumers"] == "true"
