@@ -3,14 +3,17 @@ nothing lost; Elasticsearch ends with exactly one document per event."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import signal
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from siemgate.testing.broker import Broker
+from siemgate.testing.elasticsearch import ElasticsearchStandIn
 from siemgate.testing.splunk_hec import HecToken, SplunkHecStandIn
 from tests.forwarders.test_forward_process import BATCH, setup, start, write_config
 from tests.forwarders.test_runtime import produce, record_for, until
@@ -50,3 +53,54 @@ async def test_sigkill_with_hec_indexer_acks_loses_nothing(
     duplicates = sum(n - 1 for n in counts.values())
     # Acked by HEC but not yet committed when killed: the batch in flight and the one committing.
     assert duplicates <= 2 * BATCH, duplicates
+
+
+async def test_sigkill_with_elasticsearch_ends_with_one_document_per_event(
+    kafka_broker: Broker, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    prefix, config = setup(kafka_broker, tmp_path)
+    total = 12_000
+    await produce(config, [record_for(prefix, i, ("high", "medium", "low")[i % 3]) for i in range(total)])  # type: ignore[arg-type]
+    async with ElasticsearchStandIn(keep_sources=False) as es:  # ids only: cheap to poll
+        sink = (f"{{name: elastic, type: elasticsearch, url: '{es.url}', data_stream: logs-appsec.alerts-default, "
+                f"batch: {{max_events: {BATCH}}}}}")
+        cfg = write_config(tmp_path, kafka_broker, prefix, tmp_path / "unused", sink=sink)
+
+        def documents() -> dict[str, dict[str, object]]:
+            return es.documents("logs-appsec.alerts-default")
+
+        first = start(cfg, tmp_path / "first.log")
+        processes.append(first)
+        await until(lambda: len(documents()) >= 1_500, timeout=90)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert len(documents()) < total, "the forwarder finished before it could be killed"
+        second = start(cfg, tmp_path / "second.log")
+        processes.append(second)
+        await until(lambda: len(documents()) >= total, timeout=120)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port_of(cfg)}") as client:
+            await until_metric(client, 'siemgate_forward_events_total{outcome="delivered",sink="elastic"}')
+            metrics = (await client.get("/metrics")).text
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+        stored = documents()
+        statuses = collections.Counter(s for r in es.bulk_requests for s in r.item_statuses)
+    assert set(stored) == {f"e-{i}" for i in range(total)}, "exactly one document per event"
+    assert statuses[201] == total
+    # What the killed forwarder had written but not committed came back as 409s: counted as duplicates.
+    assert statuses[409] <= 2 * BATCH
+    assert 'siemgate_forward_events_total{outcome="duplicate",sink="elastic"}' in metrics
+
+
+def port_of(config: Path) -> int:
+    text = config.read_text()
+    return int(text.split("listen: {host: 127.0.0.1, port: ")[1].split("}")[0])
+
+
+async def until_metric(client: httpx.AsyncClient, name: str) -> None:
+    async def present() -> bool:
+        return name in (await client.get("/metrics")).text
+
+    async with asyncio.timeout(30):
+        while not await present():
+            await asyncio.sleep(0.1)

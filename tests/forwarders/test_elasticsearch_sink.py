@@ -1,0 +1,262 @@
+"""The Elasticsearch sink against the Elasticsearch stand-in: every bulk item status and
+whole-request answer handled deliberately; `siemgate es-setup`."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from siemgate.config import parse_config
+from siemgate.forwarders.metrics import ForwardMetrics
+from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
+from siemgate.forwarders.sinks.base import RetryableSinkError, SinkAuthError
+from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSink, ElasticsearchSinkSettings
+from siemgate.forwarders.sinks.elasticsearch_setup import run_setup
+from siemgate.forwarders.sinks.registry import build_settings
+from siemgate.record import make_record
+from siemgate.testing.elasticsearch import ElasticsearchStandIn
+from siemgate.testing.http_server import Request, Response
+from tests.forwarders.test_runtime import Backend, embedded_config_for, record_for, until
+
+pytestmark = pytest.mark.anyio
+
+STREAM = "logs-siemgate.alerts-default"
+API_KEY = ("key-id-1", "key-secret-1")
+
+
+def events(n: int, start: int = 0, pad: int = 100, source_ip: str = "192.0.2.9") -> list[NormalizedEvent]:
+    normalizer = Normalizer()
+    return [
+        normalizer.normalize(make_record(
+            prefix="p", event={"id": f"e-{i}", "severity": "high", "pad": "x" * pad, "source_ip": source_ip,
+                               "timestamp": "2026-11-28T21:00:00.250Z"},
+            kind="event", integration="appsec", severity="high", event_id=f"e-{i}",
+            received_at="2026-11-28T21:00:01.000000Z", batch="b", seq=i, peer="127.0.0.1").value)
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+async def es() -> AsyncIterator[ElasticsearchStandIn]:
+    async with ElasticsearchStandIn(api_keys=dict([API_KEY]), users={"elastic": "changeme"}) as server:
+        yield server
+
+
+def sink_for(es: ElasticsearchStandIn | str, **options: Any) -> ElasticsearchSink:
+    url = es if isinstance(es, str) else es.url
+    options.setdefault("api_key", ":".join(API_KEY))
+    settings = build_settings("elasticsearch", {"name": "es", "url": url, **options}, {}, "sinks[0]")
+    assert isinstance(settings, ElasticsearchSinkSettings)
+    return ElasticsearchSink(settings)
+
+
+def stored(es: ElasticsearchStandIn, target: str = STREAM) -> dict[str, dict[str, Any]]:
+    return es.documents(target)
+
+
+async def test_creates_ecs_documents_with_the_event_id(es: ElasticsearchStandIn) -> None:
+    sink = sink_for(es)
+    result = await sink.send(events(10))
+    await sink.close()
+    assert not result.retry and not result.rejected and not result.duplicates
+    documents = stored(es)
+    assert sorted(documents) == sorted(f"e-{i}" for i in range(10))
+    doc = documents["e-3"]
+    assert doc["@timestamp"] == "2026-11-28T21:00:00.250000Z"
+    assert doc["event"]["kind"] == "alert" and doc["event"]["severity"] == 73 and doc["event"]["id"] == "e-3"
+    assert doc["source"] == {"ip": "192.0.2.9"} and doc["labels"]["integration"] == "appsec"
+    request = es.bulk_requests[0]
+    assert request.gzip and request.path == f"/{STREAM}/_bulk"
+    assert "filter_path" in request.query
+
+
+async def test_basic_auth_and_no_gzip(es: ElasticsearchStandIn) -> None:
+    sink = sink_for(es, api_key=None, username="elastic", password="changeme", gzip=False)
+    assert not (await sink.send(events(3))).retry
+    await sink.close()
+    assert not es.bulk_requests[0].gzip and len(stored(es)) == 3
+
+
+async def test_credentials_refused_or_lacking_privileges_pause_the_sink(es: ElasticsearchStandIn) -> None:
+    sink = sink_for(es, api_key="key-id-1:wrong")
+    with pytest.raises(SinkAuthError, match="401.*api_key"):
+        await sink.send(events(1))
+    with pytest.raises(SinkAuthError):
+        await sink.healthcheck()
+    await sink.close()
+    es.faults.fail_requests(403)
+    sink = sink_for(es)
+    with pytest.raises(SinkAuthError, match="403.*create_doc"):
+        await sink.send(events(1))
+    await sink.close()
+
+
+async def test_redelivery_is_a_duplicate_not_a_second_document(es: ElasticsearchStandIn) -> None:
+    sink = sink_for(es)
+    first = await sink.send(events(5))
+    again = await sink.send(events(8))
+    await sink.close()
+    assert not first.duplicates
+    assert list(again.duplicates) == [0, 1, 2, 3, 4] and not again.retry and not again.rejected
+    assert len(stored(es)) == 8
+
+
+async def test_items_refused_for_now_are_sent_again_alone(es: ElasticsearchStandIn) -> None:
+    es.faults.fail_items(429, ids=["e-2", "e-6"])
+    es.faults.fail_items(503, ids=["e-4"])
+    sink = sink_for(es)
+    batch = events(8)
+    result = await sink.send(batch)
+    assert sorted(result.retry) == [2, 4, 6] and not result.rejected
+    assert len(stored(es)) == 5
+    again = await sink.send([batch[i] for i in result.retry])
+    await sink.close()
+    assert not again.retry and sorted(stored(es)) == sorted(f"e-{i}" for i in range(8))
+    assert [r.item_statuses for r in es.bulk_requests][-1] == [201, 201, 201]
+
+
+async def test_items_refused_for_good_go_to_the_dlq_with_type_and_reason(es: ElasticsearchStandIn) -> None:
+    es.faults.fail_items(400, ids=["e-1"])
+    es.faults.fail_items(404, ids=["e-5"], error_type="index_not_found_exception", reason="no such index [x]")
+    sink = sink_for(es)
+    result = await sink.send(events(6))
+    await sink.close()
+    rejected = dict(result.rejected)
+    assert sorted(rejected) == [1, 5] and not result.retry
+    assert rejected[1].startswith("document_parsing_exception: Elasticsearch answered 400: ")
+    assert rejected[5] == "index_not_found_exception: Elasticsearch answered 404: no such index [x]"
+    assert len(stored(es)) == 4
+
+
+async def test_a_real_mapping_conflict_is_dead_lettered(es: ElasticsearchStandIn) -> None:
+    async with httpx.AsyncClient(base_url=es.url, auth=("elastic", "changeme")) as client:
+        created = await client.put("/strict-alerts", json={"mappings": {"properties": {"labels": {
+            "properties": {"severity": {"type": "long"}}}}}})
+        assert created.status_code == 200, created.text
+    sink = sink_for(es, index="strict-alerts")
+    result = await sink.send(events(2))
+    await sink.close()
+    assert [i for i, _ in result.rejected] == [0, 1]
+    assert all(reason.startswith("document_parsing_exception") for _, reason in result.rejected)
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+async def test_whole_request_refusals_are_retried(es: ElasticsearchStandIn, status: int) -> None:
+    es.faults.fail_requests(status)
+    sink = sink_for(es)
+    with pytest.raises(RetryableSinkError, match=f"HTTP {status}"):
+        await sink.send(events(3))
+    assert not (await sink.send(events(3))).retry
+    await sink.close()
+    assert len(stored(es)) == 3
+
+
+async def test_confirmed_requests_stay_delivered_when_a_later_one_fails() -> None:
+    class SecondBulkBusy(ElasticsearchStandIn):
+        bulks = 0
+
+        async def handle(self, request: Request) -> Response:
+            if request.path.endswith("/_bulk"):
+                self.bulks += 1
+                if self.bulks == 2:
+                    return Response.json(429, {"error": {"type": "es_rejected_execution_exception",
+                                                         "reason": "rejected execution"}, "status": 429})
+            return await super().handle(request)
+
+    async with SecondBulkBusy() as es:
+        sink = sink_for(es, api_key=None, gzip=False, batch={"max_bytes": 4096})
+        batch = events(20)
+        result = await sink.send(batch)
+        assert result.retry, "the refused request's documents and those after it are sent again"
+        delivered = sorted(f"e-{i}" for i in range(20) if i not in set(result.retry))
+        assert sorted(stored(es)) == delivered
+        again = await sink.send([batch[i] for i in result.retry])
+        await sink.close()
+        assert not again.retry and sorted(stored(es)) == sorted(f"e-{i}" for i in range(20))
+
+
+async def test_413_splits_and_a_document_too_large_alone_is_dead_lettered() -> None:
+    async with ElasticsearchStandIn(max_body_bytes=8000) as es:
+        sink = sink_for(es, api_key=None, gzip=False)
+        batch = events(12, pad=300)
+        batch.insert(3, events(1, start=99, pad=9000)[0])
+        result = await sink.send(batch)
+        await sink.close()
+        assert [i for i, _ in result.rejected] == [3]
+        assert result.rejected[0][1].startswith("request_entity_too_large")
+        assert sorted(stored(es)) == sorted(f"e-{i}" for i in range(12))
+
+
+async def test_dropped_connections_and_timeouts_are_retryable(es: ElasticsearchStandIn) -> None:
+    sink = sink_for(es, timeout_seconds=0.5)
+    es.faults.drop_connections(1)
+    with pytest.raises(RetryableSinkError):
+        await sink.send(events(2))
+    es.faults.delay_seconds = 2.0
+    with pytest.raises(RetryableSinkError, match="no answer within 0.5 s"):
+        await sink.send(events(2))
+    es.faults.delay_seconds = 0.0
+    result = await sink.send(events(2))
+    await sink.close()
+    assert not result.retry and len(stored(es)) == 2
+
+
+async def test_healthcheck(es: ElasticsearchStandIn) -> None:
+    sink = sink_for(es)
+    assert "Elasticsearch 8.15.0 (cluster" in await sink.healthcheck()
+    await sink.close()
+
+
+async def test_es_setup_installs_the_template_and_the_data_stream(es: ElasticsearchStandIn) -> None:
+    config = parse_config(f"""
+sinks:
+  - {{name: es, type: elasticsearch, url: "{es.url}", api_key: "{':'.join(API_KEY)}"}}
+  - {{name: idx, type: elasticsearch, url: "{es.url}", api_key: "{':'.join(API_KEY)}", index: siem-alerts}}
+""", {})
+    out = io.StringIO()
+    assert await run_setup(config, (), out) == 0, out.getvalue()
+    text = out.getvalue()
+    assert f"es: index template siemgate-{STREAM} installed" in text
+    assert f"es: data stream {STREAM} created" in text
+    assert "idx: index siem-alerts created" in text
+    out = io.StringIO()
+    assert await run_setup(config, ["es"], out) == 0
+    assert "already exists" in out.getvalue()
+    # The ECS documents fit the mappings the template declares (the stand-in checks them).
+    for name, target in (("es", STREAM), ("idx", "siem-alerts")):
+        sink = ElasticsearchSink(next(s.settings for s in config.sinks if s.name == name))
+        result = await sink.send(events(5) + events(1, start=9, source_ip="not-an-ip"))
+        await sink.close()
+        assert not result.rejected and not result.retry, result
+        assert len(stored(es, target)) == 6
+    out = io.StringIO()
+    assert await run_setup(config, ["nope"], out) == 2
+
+
+async def test_es_setup_reports_refusals(es: ElasticsearchStandIn) -> None:
+    config = parse_config(f'sinks: [{{name: es, type: elasticsearch, url: "{es.url}", api_key: "a:b"}}]', {})
+    out = io.StringIO()
+    assert await run_setup(config, (), out) == 1
+    assert "es: FAILED" in out.getvalue() and "401" in out.getvalue()
+
+
+async def test_through_the_runtime_dead_letters_carry_the_error_type(tmp_path: Path) -> None:
+    backend = Backend("embedded", embedded_config_for(tmp_path))
+    await backend.produce([record_for(backend.prefix, i) for i in range(10)])
+    metrics = ForwardMetrics()
+    async with ElasticsearchStandIn() as es:
+        es.faults.fail_items(400, ids=["e-3"])
+        es.faults.fail_items(429, ids=["e-6"])
+        sink = sink_for(es, api_key=None)
+        async with backend.forwarding(sink, metrics):
+            await until(lambda: len(stored(es)) >= 9)
+            await until(lambda: metrics.dlq.labels("es", "document_parsing_exception")._value.get() >= 1)
+        assert sorted(stored(es)) == sorted(f"e-{i}" for i in range(10) if i != 3)
+    letters = await backend.dead_letters("es", 1)
+    assert [letter["id"] for letter in letters] == ["e-3"]
+    assert letters[0]["reason"].startswith("document_parsing_exception: Elasticsearch answered 400")
