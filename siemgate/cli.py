@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from siemgate import __version__
 from siemgate.config import Config, load_config
 from siemgate.errors import ConfigError, SiemgateError
+
+if TYPE_CHECKING:
+    from siemgate.reload import ConfigReloader
 
 
 def _run_async(main: Coroutine[Any, Any, int]) -> int:
@@ -26,15 +29,18 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
-def _serve(args: argparse.Namespace, serve: Callable[[Config], Coroutine[Any, Any, None]]) -> int:
-    """A long-running command: load the config, configure logging, serve until SIGTERM/SIGINT."""
+def _serve(args: argparse.Namespace,
+           serve: Callable[[Config, ConfigReloader], Coroutine[Any, Any, None]]) -> int:
+    """A long-running command: load the config, configure logging, serve until SIGTERM/SIGINT,
+    reloading the config on SIGHUP or when the file changes (siemgate.reload)."""
     from siemgate import logs
+    from siemgate.reload import ConfigReloader
 
     config = _load(args)
     logs.configure(config.log_level)
 
     async def main() -> int:
-        await serve(config)
+        await serve(config, ConfigReloader(args.config, config))
         return 0
 
     return _run_async(main())
@@ -44,7 +50,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from siemgate.bus.spooling import opened_spooling_publisher
     from siemgate.ingest.server import serve
 
-    async def ingest(config: Config) -> None:
+    async def ingest(config: Config, reloader: ConfigReloader) -> None:
         if config.bus.type != "kafka" or config.bus.kafka is None:
             raise ConfigError(
                 "bus.type",
@@ -52,7 +58,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 "the forwarders in one process",
             )
         async with opened_spooling_publisher(config.bus.kafka, config.bus.spool) as publisher:
-            await serve(config, publisher)
+            await serve(config, publisher, reloader)
 
     return _serve(args, ingest)
 
@@ -66,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_forward(args: argparse.Namespace) -> int:
     from siemgate.forwarders.service import serve_forward
 
-    return _serve(args, lambda config: serve_forward(config, args.sink or ()))
+    return _serve(args, lambda config, reloader: serve_forward(config, args.sink or (), reloader))
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
@@ -90,6 +96,23 @@ def cmd_es_setup(args: argparse.Namespace) -> int:
 
     config = _load(args)
     return _run_async(run_setup(config, args.sink or (), sys.stdout))
+
+
+_STANDINS = {"splunk-hec": "siemgate.testing.splunk_hec", "elasticsearch": "siemgate.testing.elasticsearch"}
+
+
+def cmd_standin(args: argparse.Namespace) -> int:
+    import importlib
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module = importlib.import_module(_STANDINS[args.kind])
+
+    async def main() -> int:
+        await module.serve(args)
+        return 0
+
+    return _run_async(main())
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -140,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     es_setup = with_config(command("es-setup", cmd_es_setup,
                                    "install the ECS index template and data stream of the elasticsearch sinks"))
     es_setup.add_argument("--sink", action="append", metavar="NAME", help="only this sink (repeatable; default all)")
+    standin = command("standin", cmd_standin, "run a Splunk HEC or Elasticsearch stand-in (tests, demos, benchmarks)")
+    kinds = standin.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind, module_name in _STANDINS.items():
+        import importlib
+
+        module = importlib.import_module(module_name)
+        module.add_arguments(kinds.add_parser(kind, help=(module.__doc__ or "").strip().splitlines()[0]))
     from siemgate import simulate
 
     simulate.add_arguments(command("simulate", cmd_simulate, "behave like the Application Security sender"))

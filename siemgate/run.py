@@ -16,45 +16,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from siemgate.bus.base import Bus, Publisher
+from siemgate.bus.embedded import EmbeddedLog
 from siemgate.config import Config
 from siemgate.forwarders.runtime import group_id
 from siemgate.forwarders.service import ForwardService, selected_sinks
 from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
 from siemgate.ingest.server import Server, uvicorn_config_for
+from siemgate.metrics import Exposed
+from siemgate.reload import ConfigReloader
 
 log = logging.getLogger("siemgate.run")
 
 
-class _Forwarded(Collector):
-    """Exposes another registry's metrics through the ingest's /metrics."""
+class _Retention:
+    """Hot reload on the embedded bus: retention follows the configured sinks."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
+    def __init__(self, embedded: EmbeddedLog) -> None:
+        self._log = embedded
 
-    def collect(self) -> Iterator[Metric]:
-        yield from self._registry.collect()
+    async def apply_config(self, config: Config) -> None:
+        self._log.retention_groups = tuple(group_id(config, s.name) for s in config.sinks)
 
 
-async def serve_all(config: Config) -> None:
+async def serve_all(config: Config, reloader: ConfigReloader | None = None) -> None:
     """Run until SIGTERM/SIGINT; raises ForwarderFailed if a forwarder died of a bug."""
     selected_sinks(config, ())  # a config without a usable sink fails before anything starts
     if config.bus.type == "embedded":
-        from siemgate.bus.embedded import EmbeddedBus, EmbeddedLog
+        from siemgate.bus.embedded import EmbeddedBus
 
         embedded = EmbeddedLog(config.bus.path, prefix=config.bus.topic_prefix,
                                retention_groups=[group_id(config, s.name) for s in config.sinks])
         await embedded.open()
         try:
             embedded_bus = EmbeddedBus(embedded)
-            await _serve(config, embedded_bus, embedded_bus.publisher())
+            if reloader is not None:
+                reloader.add(_Retention(embedded))
+            await _serve(config, embedded_bus, embedded_bus.publisher(), reloader)
         finally:
             await embedded.close()
         return
@@ -64,13 +64,20 @@ async def serve_all(config: Config) -> None:
     bus = kafka_bus(config)  # checks bus.kafka
     assert config.bus.kafka is not None
     async with opened_spooling_publisher(config.bus.kafka, config.bus.spool) as spooling:
-        await _serve(config, bus, spooling)
+        await _serve(config, bus, spooling, reloader)
 
 
-async def _serve(config: Config, bus: Bus, publisher: Publisher) -> None:
+async def _serve(config: Config, bus: Bus, publisher: Publisher, reloader: ConfigReloader | None) -> None:
     service = ForwardService(config, bus=bus)
     app = create_app(config, publisher)
-    app.state.context.metrics.registry.register(_Forwarded(service.metrics.registry))
+    registry = app.state.context.metrics.registry
+    registry.register(Exposed(service.metrics.registry))
+    watching = None
+    if reloader is not None:
+        registry.register(Exposed(reloader.registry))
+        reloader.add(app.state.webhooks)
+        reloader.add(service)
+        watching = reloader.watch()
     server = Server(uvicorn_config_for(config, app))
     forwarding = asyncio.create_task(service.run(), name="forwarders")
 
@@ -84,6 +91,8 @@ async def _serve(config: Config, bus: Bus, publisher: Publisher) -> None:
     try:
         await server.serve()
     finally:
+        if watching is not None:
+            watching.cancel()
         forwarding.remove_done_callback(forwarders_ended)
         service.request_stop()
         await forwarding  # raises ForwarderFailed if a forwarder died of a bug

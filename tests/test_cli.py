@@ -145,3 +145,55 @@ def test_embedded_bus_is_refused_by_ingest_for_now(tmp_path: Path, command: str)
     result = run(command, "-c", str(path))
     assert result.returncode == 2
     assert "bus.type" in result.stderr
+
+
+@pytest.mark.parametrize(("kind", "args", "path", "expected"), [
+    ("elasticsearch", [], "/", "tagline"),
+    ("splunk-hec", ["--token", "0d6f2b5e-7a39-4c51-9b1e-2f8c1d3a4b5c"], "/services/collector/health", "HEC is healthy"),
+])
+def test_standin_command_serves_until_sigterm(kind: str, args: list[str], path: str, expected: str,
+                                              processes: list[subprocess.Popen[bytes]]) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "siemgate", "standin", kind, "--port", "0", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    processes.append(process)
+    assert process.stdout is not None
+    url = process.stdout.readline().decode().strip()
+    assert url.startswith("http://127.0.0.1:")
+    assert expected in httpx.get(url + path).text
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0
+    process.stdout.close()
+    assert process.stderr is not None
+    process.stderr.close()
+
+
+def test_check_reaches_the_http_sinks(tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    token = "0d6f2b5e-7a39-4c51-9b1e-2f8c1d3a4b5c"
+    urls = {}
+    for kind, args in (("elasticsearch", ["--api-key", "id:key"]), ("splunk-hec", ["--token", token])):
+        process = subprocess.Popen([sys.executable, "-m", "siemgate", "standin", kind, "--port", "0", *args],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        processes.append(process)
+        assert process.stdout is not None
+        urls[kind] = process.stdout.readline().decode().strip()
+    config = tmp_path / "check.yaml"
+    config.write_text(f"""
+bus: {{type: embedded, path: {tmp_path}/log.db}}
+sinks:
+  - {{name: es, type: elasticsearch, url: "{urls['elasticsearch']}", api_key: "id:key"}}
+  - {{name: es-bad, type: elasticsearch, url: "{urls['elasticsearch']}", api_key: "id:wrong"}}
+  - {{name: hec, type: splunk_hec, url: "{urls['splunk-hec']}", token: "{token}"}}
+""")
+    result = subprocess.run([sys.executable, "-m", "siemgate", "check", "-c", str(config)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = {line.split()[2]: line for line in result.stdout.splitlines() if line.split()[1:2] == ["sink"]}
+    assert "ok" in lines["es"] and "Elasticsearch 8.15.0" in lines["es"]
+    assert "FAIL" in lines["es-bad"] and "401" in lines["es-bad"]
+    assert "ok" in lines["hec"] and "code 17" in lines["hec"]
+    assert "wrong" not in result.stdout
+    for process in processes:
+        process.terminate()
+        process.wait(15)
+        assert process.stdout is not None
+        process.stdout.close()

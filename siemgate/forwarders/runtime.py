@@ -110,10 +110,7 @@ class SinkForwarder:
         self.dead_letters = DeadLetterWriter(publisher, prefix, settings.name)
         self.severity_of_topic: dict[str, Severity] = {f"{prefix}.events.{s}": s for s in SEVERITIES}
         self.control_topic = f"{prefix}.control"
-        high_tier = {f"{prefix}.events.high", self.control_topic}
-        if normalizer.routing_severity("unknown") == "high":
-            high_tier.add(f"{prefix}.events.unknown")
-        self.high_tier = frozenset(high_tier)
+        self.high_tier = self._high_tier(normalizer)
         self.consumer: Consumer = bus.consumer(
             group=group_id(config, settings.name),
             max_records=settings.batch.max_events,
@@ -127,12 +124,43 @@ class SinkForwarder:
         self._drain_deadline: float | None = None
         self._lag_task: asyncio.Task[None] | None = None
         self._committing: asyncio.Task[None] | None = None
+        self._replacement: tuple[SinkSettings, Sink, Normalizer] | None = None
+        self._replaced = asyncio.Event()
         self._events = {o: metrics.events.labels(settings.name, o)
                         for o in ("delivered", "duplicate", "dead_lettered", "filtered")}
 
     @property
     def name(self) -> str:
         return self.settings.name
+
+    def _high_tier(self, normalizer: Normalizer) -> frozenset[str]:
+        prefix = self.config.bus.topic_prefix
+        high_tier = {f"{prefix}.events.high", self.control_topic}
+        if normalizer.routing_severity("unknown") == "high":
+            high_tier.add(f"{prefix}.events.unknown")
+        return frozenset(high_tier)
+
+    def replace(self, settings: SinkSettings, sink: Sink, normalizer: Normalizer) -> None:
+        """Hot reload: use this sink (new token, URL, batching, filter...) from the next send
+        on, in the same consumer group; a backoff in progress ends at once. The old sink is
+        closed once the new one started."""
+        if settings.name != self.name:
+            raise ValueError(f"a forwarder keeps its sink's name ({self.name}), not {settings.name}")
+        self._replacement = (settings, sink, normalizer)
+        self._replaced.set()
+
+    async def _apply_replacement(self) -> None:
+        if self._replacement is None:
+            return
+        settings, sink, normalizer = self._replacement
+        self._replacement = None
+        self._replaced.clear()
+        old = self.sink
+        await sink.start()
+        self.settings, self.sink, self.normalizer = settings, sink, normalizer
+        self.high_tier = self._high_tier(normalizer)
+        await old.close()
+        log.info("sink settings applied", extra={"sink": self.name})
 
     async def start(self) -> None:
         await self.sink.start()
@@ -160,6 +188,7 @@ class SinkForwarder:
         # before the next commit (commits stay in order) and before `run` returns.
         try:
             while not self._stopping.is_set():
+                await self._apply_replacement()
                 fetched = await self._fetch()
                 if not fetched:
                     continue
@@ -291,6 +320,7 @@ class SinkForwarder:
         """One send. Returns the events the sink asked to receive again."""
         if not pending:
             return pending
+        await self._apply_replacement()
         for item in pending:
             item.attempts += 1
         started = time.perf_counter()
@@ -348,7 +378,7 @@ class SinkForwarder:
         self.waiting = True
         deadline = time.monotonic() + seconds
         try:
-            while (left := deadline - time.monotonic()) > 0:
+            while (left := deadline - time.monotonic()) > 0 and not self._replaced.is_set():
                 stray = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) or 1)
                 # Partitions assigned mid-wait may have answered before being paused: read
                 # them again later.

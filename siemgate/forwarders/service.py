@@ -32,6 +32,8 @@ from siemgate.forwarders.normalize import Normalizer
 from siemgate.forwarders.runtime import SinkForwarder
 from siemgate.forwarders.sinks.registry import create_sink
 from siemgate.gc_tuning import tune_gc
+from siemgate.metrics import Exposed
+from siemgate.reload import ConfigReloader, ReloadFailed
 
 log = logging.getLogger("siemgate.forward")
 
@@ -78,60 +80,122 @@ async def wait_ready(publisher: Publisher, stop: asyncio.Event) -> bool:
 class ForwardService:
     def __init__(self, config: Config, sink_names: Sequence[str] = (), *, bus: Bus | None = None) -> None:
         self.config = config
+        self.sink_names = tuple(sink_names)
         self.sinks = selected_sinks(config, sink_names)
         self.bus = bus if bus is not None else kafka_bus(config)
         self.metrics = ForwardMetrics()
         self.normalizer = Normalizer(config.normalize)
-        self.forwarders: list[SinkForwarder] = []
+        self.forwarders: dict[str, SinkForwarder] = {}
         self.stop_requested = asyncio.Event()
         self.ready = False
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+        self._publisher: Publisher | None = None
+        self._reloading = asyncio.Lock()
 
     def request_stop(self) -> None:
         self.stop_requested.set()
 
     async def run(self) -> None:
-        publisher = self.bus.publisher()
+        publisher = self._publisher = self.bus.publisher()
         await publisher.start()
         try:
             if not await wait_ready(publisher, self.stop_requested):
                 return
-            prefix = self.config.bus.topic_prefix
-            try:
-                await self.bus.ensure_topics([dlq_topic(prefix, s.name) for s in self.sinks])
-            except BusError as exc:
-                log.error("cannot create topics; continuing with what exists", extra={"error": str(exc)})
+            await self._ensure_dlq_topics(self.sinks)
             for sink_config in self.sinks:
-                assert sink_config.settings is not None  # checked by selected_sinks
-                forwarder = SinkForwarder(
-                    config=self.config, bus=self.bus, settings=sink_config.settings,
-                    sink=create_sink(sink_config.settings), publisher=publisher, metrics=self.metrics,
-                    normalizer=self.normalizer,
-                )
-                await forwarder.start()
-                self.forwarders.append(forwarder)
+                await self._start_forwarder(sink_config)
             self.ready = True
-            tasks = [asyncio.create_task(f.run(), name=f"forward-{f.name}") for f in self.forwarders]
-            stopper = asyncio.create_task(self.stop_requested.wait())
-            await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-            failed = [task for task in tasks if task.done() and task.exception() is not None]
-            for task in failed:
-                log.error("a forwarder failed; stopping the others (their batches are committed)",
-                          exc_info=task.exception())
-            drain = self.config.forward.drain_timeout_seconds
-            for forwarder in self.forwarders:
-                forwarder.stop(drain)
-            done, late = await asyncio.wait(tasks, timeout=drain + 5)
+            await self._supervise()
+        finally:
+            self.ready = False
+            for forwarder in self.forwarders.values():
+                await forwarder.close()
+            await publisher.stop()
+
+    async def _ensure_dlq_topics(self, sinks: Sequence[SinkConfig]) -> None:
+        prefix = self.config.bus.topic_prefix
+        try:
+            await self.bus.ensure_topics([dlq_topic(prefix, s.name) for s in sinks])
+        except BusError as exc:
+            log.error("cannot create topics; continuing with what exists", extra={"error": str(exc)})
+
+    async def _start_forwarder(self, sink_config: SinkConfig) -> None:
+        assert self._publisher is not None
+        forwarder = SinkForwarder(
+            config=self.config, bus=self.bus, settings=sink_config.settings,
+            sink=create_sink(sink_config.settings), publisher=self._publisher, metrics=self.metrics,
+            normalizer=self.normalizer,
+        )
+        await forwarder.start()
+        self.forwarders[forwarder.name] = forwarder
+        self._tasks[forwarder.name] = asyncio.create_task(forwarder.run(), name=f"forward-{forwarder.name}")
+        self._changed.set()
+
+    async def _supervise(self) -> None:
+        """Until asked to stop or a forwarder fails; then drain every forwarder."""
+        stopper = asyncio.create_task(self.stop_requested.wait())
+        failed: list[asyncio.Task[None]] = []
+        try:
+            while not self.stop_requested.is_set():
+                self._changed.clear()
+                changed = asyncio.create_task(self._changed.wait())
+                await asyncio.wait([*self._tasks.values(), stopper, changed], return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                failed = [t for t in self._tasks.values() if t.done() and (t.cancelled() or t.exception())]
+                if failed:
+                    for task in failed:
+                        log.error("a forwarder failed; stopping the others (their batches are committed)",
+                                  exc_info=None if task.cancelled() else task.exception())
+                    break
+            async with self._reloading:
+                await self._stop(list(self.forwarders))
+        finally:
+            stopper.cancel()
+        if failed:
+            first = failed[0]
+            cause = None if first.cancelled() else first.exception()
+            raise ForwarderFailed(f"{len(failed)} forwarder(s) failed; see the log") from cause
+
+    async def _stop(self, names: Sequence[str]) -> None:
+        """Stop these forwarders: each confirms its batch in flight and commits within the drain timeout."""
+        drain = self.config.forward.drain_timeout_seconds
+        tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
+        for name in names:
+            self.forwarders[name].stop(drain)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=drain + 5)
             for task in late:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            stopper.cancel()
-            if failed:
-                raise ForwarderFailed(f"{len(failed)} forwarder(s) failed; see the log") from failed[0].exception()
-        finally:
-            self.ready = False
-            for forwarder in self.forwarders:
-                await forwarder.close()
-            await publisher.stop()
+
+    async def apply_config(self, config: Config) -> None:
+        """Hot reload: sinks whose settings changed get their new sink in place (same consumer
+        group: no rebalance), added sinks start, removed sinks drain and stop."""
+        async with self._reloading:
+            if not self.ready or self.stop_requested.is_set():
+                raise ReloadFailed("the forwarders are not running yet (or stopping); the next change applies")
+            wanted = {s.name: s for s in config.sinks if not self.sink_names or s.name in self.sink_names}
+            normalizer = self.normalizer if config.normalize == self.config.normalize else Normalizer(config.normalize)
+            current = {s.name: s for s in self.sinks}
+            gone = [name for name, s in current.items() if name not in wanted or wanted[name].type != s.type]
+            await self._stop(gone)
+            for name in gone:
+                await self.forwarders.pop(name).close()
+            self.config, self.normalizer = config, normalizer
+            added = [s for name, s in wanted.items() if name not in self.forwarders]
+            if added:
+                await self._ensure_dlq_topics(added)
+            for name, forwarder in self.forwarders.items():
+                settings = wanted[name].settings
+                if settings != forwarder.settings or normalizer is not forwarder.normalizer:
+                    forwarder.replace(settings, create_sink(settings), normalizer)
+            for sink_config in added:
+                await self._start_forwarder(sink_config)
+            self.sinks = list(wanted.values())
+            if gone or added:
+                log.info("sinks changed", extra={"stopped": gone, "started": [s.name for s in added]})
+            self._changed.set()
 
     def app(self) -> Starlette:
         async def healthz(request: Request) -> Response:
@@ -156,9 +220,16 @@ class _EndpointServer(uvicorn.Server):
         yield
 
 
-async def serve_forward(config: Config, sink_names: Sequence[str] = ()) -> None:
-    """Run the forwarders and their HTTP endpoints until SIGTERM/SIGINT."""
+async def serve_forward(config: Config, sink_names: Sequence[str] = (), reloader: ConfigReloader | None = None
+                        ) -> None:
+    """Run the forwarders and their HTTP endpoints until SIGTERM/SIGINT; reload on SIGHUP or a
+    changed config file when given a reloader."""
     service = ForwardService(config, sink_names)
+    watching = None
+    if reloader is not None:
+        service.metrics.registry.register(Exposed(reloader.registry))
+        reloader.add(service)
+        watching = reloader.watch()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.request_stop)
@@ -170,5 +241,7 @@ async def serve_forward(config: Config, sink_names: Sequence[str] = ()) -> None:
     try:
         await service.run()
     finally:
+        if watching is not None:
+            watching.cancel()
         server.should_exit = True
         await http

@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from siemgate.bus.base import Publisher
 from siemgate.config import Config, IntegrationConfig
@@ -217,8 +217,37 @@ def _content_length(value: str | None) -> int | None:
         return None
 
 
+class Webhooks:
+    """The integrations' routes. `apply_config` (hot reload) swaps them atomically: requests
+    in flight keep the endpoint, hence the integration config, they started with; an
+    unchanged integration keeps its endpoint."""
+
+    def __init__(self, app: Starlette, context: IngestContext, fixed: list[Route]) -> None:
+        self._app = app
+        self._context = context
+        self._fixed = fixed
+        self._endpoints: dict[IntegrationConfig, WebhookEndpoint] = {}
+        app.router.routes = self._routes(context.config)
+
+    def _routes(self, config: Config) -> list[BaseRoute]:
+        endpoints = {i: self._endpoints.get(i) or WebhookEndpoint(i, self._context) for i in config.integrations}
+        self._endpoints = endpoints
+        webhooks: list[BaseRoute] = [Route(i.path, e.handle, methods=["POST"]) for i, e in endpoints.items()]
+        return [*webhooks, *self._fixed]
+
+    async def apply_config(self, config: Config) -> None:
+        context = self._context
+        routes = self._routes(config)
+        context.config = config
+        self._app.router.routes = routes
+        for integration in config.integrations:
+            context.metrics.set_integration_state(integration.name, context.store.state(integration.name))
+        log.info("ingest config applied", extra={"integrations": [i.name for i in config.integrations]})
+
+
 def create_app(config: Config, publisher: Publisher) -> Starlette:
-    """The ingest app. `publisher` is started and stopped by the app's lifespan."""
+    """The ingest app. `publisher` is started and stopped by the app's lifespan. The app's
+    `state.webhooks` applies a reloaded config (`siemgate.reload`)."""
     context = IngestContext(config=config, publisher=publisher, prefix=config.bus.topic_prefix)
     if isinstance(publisher, SpoolReporter):
         context.metrics.watch_spool(publisher.spool_stats)
@@ -237,17 +266,17 @@ def create_app(config: Config, publisher: Publisher) -> Starlette:
         # `siemgate confirm` (another process) may have changed an integration's state.
         with contextlib.suppress(OSError, SiemgateError):
             await context.store.load()
-        for integration in config.integrations:
+        for integration in context.config.integrations:
             context.metrics.set_integration_state(integration.name, context.store.state(integration.name))
         return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await context.store.load()
-        for integration in config.integrations:
+        for integration in context.config.integrations:
             context.metrics.set_integration_state(integration.name, context.store.state(integration.name))
         await context.publisher.start()
-        log.info("ingest started", extra={"integrations": [i.name for i in config.integrations]})
+        log.info("ingest started", extra={"integrations": [i.name for i in context.config.integrations]})
         try:
             yield
         finally:
@@ -257,12 +286,12 @@ def create_app(config: Config, publisher: Publisher) -> Starlette:
             await context.publisher.stop()
             log.info("ingest stopped")
 
-    routes = [Route(i.path, WebhookEndpoint(i, context).handle, methods=["POST"]) for i in config.integrations]
-    routes += [
+    fixed = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(lifespan=lifespan)
     app.state.context = context
+    app.state.webhooks = Webhooks(app, context, fixed)
     return app

@@ -19,6 +19,8 @@ from siemgate.bus.base import Publisher
 from siemgate.config import Config
 from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
+from siemgate.metrics import Exposed
+from siemgate.reload import ConfigReloader
 
 # Long enough for an in-flight batch to reach its produce deadline and be answered.
 GRACEFUL_SHUTDOWN_SECONDS = 25
@@ -70,7 +72,17 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-async def serve(config: Config, publisher: Publisher) -> None:
-    server = Server(uvicorn_config(config, publisher))
+async def serve(config: Config, publisher: Publisher, reloader: ConfigReloader | None = None) -> None:
+    app = create_app(config, publisher)
+    server = Server(uvicorn_config_for(config, app))
+    watching = None
+    if reloader is not None:
+        app.state.context.metrics.registry.register(Exposed(reloader.registry))
+        reloader.add(app.state.webhooks)
+        watching = reloader.watch()
     tune_gc()
-    await server.serve()
+    try:
+        await server.serve()
+    finally:
+        if watching is not None:
+            watching.cancel()

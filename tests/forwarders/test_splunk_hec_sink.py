@@ -294,3 +294,21 @@ async def test_through_the_runtime_refused_events_reach_the_dlq_with_hec_reason(
     assert [letter["id"] for letter in letters] == ["e-4"]
     assert letters[0]["reason"].startswith("hec code 6: ")
     assert letters[0]["record"]["event"]["id"] == "e-4"
+
+
+async def test_a_refused_token_fixed_by_a_reload_ends_the_backoff(tmp_path: Path) -> None:
+    """The token rotation case: HEC refuses the running token, the operator puts the new one in
+    the config, the forwarder takes it between two attempts (same consumer group)."""
+    backend = Backend("embedded", embedded_config_for(tmp_path))
+    await backend.produce([record_for(backend.prefix, i) for i in range(20)])
+    async with SplunkHecStandIn(tokens=TOKENS) as hec:
+        hec.faults.disable_token(TOKEN)
+        old = sink_for(hec, retry={"initial_seconds": 5, "max_seconds": 60})
+        async with backend.forwarding(old) as forwarder:
+            await until(lambda: forwarder.waiting)
+            assert not hec.events()
+            new = sink_for(hec, token=LIMITED, index="appsec", retry={"initial_seconds": 5, "max_seconds": 60})
+            forwarder.replace(new.settings, new, forwarder.normalizer)
+            await until(lambda: len(hec.events("appsec")) >= 20, timeout=30)
+            assert forwarder.sink is new
+        assert sorted(ids(hec, "appsec")) == sorted(f"e-{i}" for i in range(20))
