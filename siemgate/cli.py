@@ -103,16 +103,11 @@ _STANDINS = {"splunk-hec": "siemgate.testing.splunk_hec", "elasticsearch": "siem
 
 def cmd_standin(args: argparse.Namespace) -> int:
     import importlib
-    import logging
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from siemgate.testing.http_server import run_main
+
     module = importlib.import_module(_STANDINS[args.kind])
-
-    async def main() -> int:
-        await module.serve(args)
-        return 0
-
-    return _run_async(main())
+    return run_main(lambda: module.serve(args))  # type: ignore[no-any-return]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -101,7 +101,6 @@ import logging
 import math
 import re
 import secrets
-import signal
 import ssl
 import sys
 import threading
@@ -115,8 +114,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from siemgate.gc_tuning import tune_gc
-from siemgate.testing.http_server import BadBody, BodyTooLarge, DropConnection, HttpStandIn, Request, Response
+from siemgate.testing.http_server import BadBody, BodyTooLarge, DropConnection, HttpStandIn, Request, Response, run_main
 
 __all__ = [
     "BulkRecord",
@@ -2726,21 +2724,7 @@ def from_arguments(args: argparse.Namespace) -> ElasticsearchStandIn:
 async def serve(args: argparse.Namespace) -> None:
     """Serve until SIGTERM or SIGINT; the URL is printed (and flushed) as the first line of stdout."""
     stand_in = from_arguments(args)
-    tune_gc()  # a process of its own: keep the collector off the hot path
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-    try:
-        async with stand_in:
-            print(stand_in.url, flush=True)
-            await stop.wait()
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
+    await stand_in.serve_until_signalled()
     log.info("stopped after %d requests (%d bulk), %d documents", stand_in.request_count,
              len(stand_in.bulk_requests), sum(stand_in.counts().values()))
 
@@ -2750,15 +2734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m siemgate.testing.elasticsearch", description=main.__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(args))
-    else:
-        uvloop.run(serve(args))
-    return 0
+    return run_main(lambda: serve(args))
 
 
 if __name__ == "__main__":

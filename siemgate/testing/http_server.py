@@ -28,9 +28,11 @@ import asyncio
 import contextlib
 import gzip
 import logging
+import signal
 import ssl
+import sys
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -38,6 +40,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 import orjson
+
+from siemgate.gc_tuning import tune_gc
 
 log = logging.getLogger("siemgate.testing.http_server")
 
@@ -161,13 +165,24 @@ class HttpStandIn(abc.ABC):
                         tb: TracebackType | None) -> None:
         await self.stop()
 
-    async def serve_forever(self) -> None:
-        """For a stand-in run as its own process: serve until cancelled."""
-        await self.start()
+    async def serve_until_signalled(self) -> None:
+        """For a stand-in run as its own process: serve until SIGTERM or SIGINT, with the URL
+        printed (and flushed) as the first line of stdout, for whoever started the process."""
+        tune_gc()  # a process of its own: keep the collector off the hot path, as the forwarders do
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled: list[signal.Signals] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+                loop.add_signal_handler(signum, stop.set)
+                handled.append(signum)
         try:
-            await asyncio.Event().wait()
+            async with self:
+                print(self.url, flush=True)
+                await stop.wait()
         finally:
-            await self.stop()
+            for signum in handled:
+                loop.remove_signal_handler(signum)
 
     # -- connections
 
@@ -262,3 +277,15 @@ async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, response: Re
     data += conn.send(h11.EndOfMessage()) or b""
     writer.write(data)
     await writer.drain()
+
+
+def run_main(serve: Callable[[], Coroutine[object, object, None]]) -> int:
+    """A stand-in module's `main`: INFO logs on stderr, uvloop when installed."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve())
+    else:
+        uvloop.run(serve())
+    return 0

@@ -66,7 +66,6 @@ import json
 import logging
 import math
 import re
-import signal
 import ssl
 import sys
 import time
@@ -77,8 +76,7 @@ from typing import Any
 
 import orjson
 
-from siemgate.gc_tuning import tune_gc
-from siemgate.testing.http_server import BadBody, BodyTooLarge, DropConnection, HttpStandIn, Request, Response
+from siemgate.testing.http_server import BadBody, BodyTooLarge, DropConnection, HttpStandIn, Request, Response, run_main
 
 log = logging.getLogger("siemgate.testing.splunk_hec")
 
@@ -975,21 +973,7 @@ def from_arguments(args: argparse.Namespace) -> SplunkHecStandIn:
 async def serve(args: argparse.Namespace) -> None:
     """Serve until SIGTERM or SIGINT; the URL is printed (and flushed) as the first line of stdout."""
     standin = from_arguments(args)
-    tune_gc()  # a process of its own: keep the collector off the hot path, as the forwarders do
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-    try:
-        async with standin:
-            print(standin.url, flush=True)
-            await stop.wait()
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
+    await standin.serve_until_signalled()
     log.info("stopped after %d requests, %d events indexed", len(standin.requests), standin.indexed_total)
 
 
@@ -998,15 +982,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m siemgate.testing.splunk_hec", description=main.__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(args))
-    else:
-        uvloop.run(serve(args))
-    return 0
+    return run_main(lambda: serve(args))
 
 
 if __name__ == "__main__":
