@@ -107,7 +107,7 @@ def cmd_standin(args: argparse.Namespace) -> int:
     from siemgate.testing.http_server import run_main
 
     module = importlib.import_module(_STANDINS[args.kind])
-    return run_main(lambda: module.serve(args))  # type: ignore[no-any-return]
+    return run_main(lambda: module.serve(args))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
