@@ -6,8 +6,8 @@ It runs on either bus (Kafka or the embedded log) through the bus interface
 The promise: an offset is committed only after the sink confirmed every event before it
 (or the event went to the dead-letter topic, or the sink's `min_severity` filtered it).
 A crash or SIGKILL loses nothing: what was not committed is read again, so a restart
-delivers at most two batches twice (the one being delivered, and the one whose commit was
-under way).
+delivers at most `batch.in_flight + 1` batches twice (those being delivered, and the one
+whose commit was under way).
 
 How a batch goes:
 
@@ -20,13 +20,19 @@ How a batch goes:
    exponential backoff, full jitter and a delay cap (tenacity), without a time limit; while
    waiting, every partition is paused and the consumer keeps polling so that it stays in
    its group. Per-event refusals are dead-lettered; per-event "try again" is resent alone.
-4. Offsets are committed. On SIGTERM the batch in flight may finish within the drain
-   timeout; otherwise it is left uncommitted, for the next owner of the partitions.
+4. Offsets are committed, in order. On SIGTERM the batches in flight may finish within the
+   drain timeout; otherwise they are left uncommitted, for the next owner of the partitions.
+
+Up to `batch.in_flight` batches (default 2) are delivered at once: while the sink waits for
+an answer (an HTTP round trip, HEC's indexer acknowledgement), the next batch is fetched,
+normalized and sent. Each batch is committed only once it and every batch before it are
+confirmed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -48,6 +54,15 @@ log = logging.getLogger("siemgate.forward")
 
 # Records normalized between two yields to the event loop (~2 ms of work).
 _YIELD_EVERY = 100
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A batch being delivered, and the offsets to commit once it (and every batch before it) is."""
+
+    delivery: asyncio.Task[set[Partition]]
+    offsets: dict[Partition, int]
+    events: int
 
 
 @dataclass(slots=True)
@@ -74,9 +89,9 @@ class _Rebalance:
         self._forwarder = forwarder
 
     async def on_partitions_revoked(self, revoked: Iterable[Partition]) -> None:
-        # Offsets are committed after every batch: only the batch in flight can be open, and
-        # its events of these partitions are left to the new owner (delivered twice, at most).
-        # A commit under way finishes first, so the new owner starts after it.
+        # Offsets are committed after every batch: only the batches in flight can be open, and
+        # their events of these partitions are left to the new owner (delivered twice, at
+        # most). A commit under way finishes first, so the new owner starts after it.
         self._forwarder.revoked.update(revoked)
         await self._forwarder.wait_committed()
 
@@ -117,7 +132,11 @@ class SinkForwarder:
             fetch_max_wait_ms=config.forward.fetch_max_wait_ms,
         )
         self.revoked: set[Partition] = set()
-        self.waiting = False
+        self._waits = 0
+        self._delivering = 0
+        self._retired: list[Sink] = []
+        # Only one task polls the consumer at a time (the fetch loop, or a delivery's backoff).
+        self._polling = asyncio.Lock()
         self._normal_paused = False
         self._next_offset: dict[Partition, int] = {}
         self._stopping = asyncio.Event()
@@ -132,6 +151,11 @@ class SinkForwarder:
     @property
     def name(self) -> str:
         return self.settings.name
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a delivery is backing off (every partition is paused meanwhile)."""
+        return self._waits > 0
 
     def _high_tier(self, normalizer: Normalizer) -> frozenset[str]:
         prefix = self.config.bus.topic_prefix
@@ -155,12 +179,20 @@ class SinkForwarder:
         settings, sink, normalizer = self._replacement
         self._replacement = None
         self._replaced.clear()
-        old = self.sink
         await sink.start()
+        # Deliveries in flight may still be using the old sink: it is closed once none is.
+        self._retired.append(self.sink)
         self.settings, self.sink, self.normalizer = settings, sink, normalizer
         self.high_tier = self._high_tier(normalizer)
-        await old.close()
+        await self._close_retired()
         log.info("sink settings applied", extra={"sink": self.name})
+
+    async def _close_retired(self) -> None:
+        if self._delivering:
+            return
+        retired, self._retired = self._retired, []
+        for sink in retired:
+            await sink.close()
 
     async def start(self) -> None:
         await self.sink.start()
@@ -180,33 +212,56 @@ class SinkForwarder:
             self._lag_task.cancel()
             await asyncio.gather(self._lag_task, return_exceptions=True)
         await self.consumer.stop()
-        await self.sink.close()
+        for sink in (*self._retired, self.sink):
+            await sink.close()
+        self._retired = []
         log.info("forwarder stopped", extra={"sink": self.name})
 
     async def run(self) -> None:
-        # The commit of one batch overlaps the fetch and delivery of the next: it is awaited
-        # before the next commit (commits stay in order) and before `run` returns.
+        in_flight: collections.deque[_Batch] = collections.deque()
+        left = False  # a batch was left uncommitted: nothing after it may commit
         try:
             while not self._stopping.is_set():
                 await self._apply_replacement()
+                while in_flight and (in_flight[0].delivery.done()
+                                     or len(in_flight) >= max(1, self.settings.batch.in_flight)):
+                    if not await self._settle(in_flight):
+                        left = True
+                        return
                 fetched = await self._fetch()
                 if not fetched:
                     continue
                 pending, offsets = await self._prepare(fetched)
-                try:
-                    abandoned = await self._deliver(pending)
-                except _Abandoned:
-                    log.warning("drain timeout: the batch in flight is left for redelivery",
-                                extra={"sink": self.name, "events": len(pending)})
-                    return
-                await self.wait_committed()
-                # A partition whose events were left to another owner is not committed here,
-                # even if it came back to us: its events are read again from the last commit.
-                for tp in abandoned:
-                    offsets.pop(tp, None)
-                self._committing = asyncio.create_task(self._commit(offsets))
+                in_flight.append(_Batch(asyncio.create_task(self._deliver(pending)), offsets, len(pending)))
         finally:
+            # Stopping: the batches in flight finish within the drain timeout, or are left.
+            while in_flight and not left:
+                left = not await self._settle(in_flight)
+            for batch in in_flight:
+                batch.delivery.cancel()
+            await asyncio.gather(*(b.delivery for b in in_flight), return_exceptions=True)
             await self.wait_committed()
+
+    async def _settle(self, in_flight: collections.deque[_Batch]) -> bool:
+        """Wait for the oldest batch's delivery and start its commit (commits stay in order:
+        each waits for the one before). False if it was left uncommitted (shutting down)."""
+        batch = in_flight.popleft()
+        try:
+            abandoned = await batch.delivery
+        except _Abandoned:
+            log.warning("drain timeout: the batches in flight are left for redelivery",
+                        extra={"sink": self.name, "events": batch.events + sum(b.events for b in in_flight)})
+            return False
+        await self.wait_committed()
+        # A partition whose events were left to another owner is committed neither here nor
+        # by the batches after it, even if it came back to us: its events are read again from
+        # the last commit.
+        for tp in abandoned:
+            batch.offsets.pop(tp, None)
+            for later in in_flight:
+                later.offsets.pop(tp, None)
+        self._committing = asyncio.create_task(self._commit(batch.offsets))
+        return True
 
     async def wait_committed(self) -> None:
         """Wait for the commit in flight, if any."""
@@ -215,6 +270,10 @@ class SinkForwarder:
             self._committing = None
 
     async def _fetch(self) -> dict[Partition, Sequence[Message]]:
+        async with self._polling:
+            return await self._fetch_unlocked()
+
+    async def _fetch_unlocked(self) -> dict[Partition, Sequence[Message]]:
         consumer = self.consumer
         assigned = consumer.assignment()
         high = [tp for tp in assigned if tp.topic in self.high_tier]
@@ -301,6 +360,7 @@ class SinkForwarder:
             reraise=True,
         )
         remaining = pending
+        self._delivering += 1
         try:
             async for attempt in retrying:
                 with attempt:
@@ -311,6 +371,10 @@ class SinkForwarder:
                         raise _ItemsToRetry(f"{len(remaining)} event(s) refused for now")
         except (RetryableSinkError, SinkAuthError, _ItemsToRetry, RetryError):
             raise _Abandoned from None
+        finally:
+            self._delivering -= 1
+            if self._retired:
+                await self._close_retired()
         return abandoned
 
     def _stop_condition(self, state: RetryCallState) -> bool:
@@ -369,27 +433,30 @@ class SinkForwarder:
                                                    "reason": letters[0].reason})
 
     async def _wait(self, seconds: float) -> None:
-        """Back off without leaving the consumer group: pause everything, keep polling."""
+        """Back off without leaving the consumer group: pause everything, keep polling (the
+        deliveries in flight share one pause: partitions resume when none waits any more)."""
         if self._drain_deadline is not None:
             seconds = min(seconds, max(0.0, self._drain_deadline - time.monotonic()))
         consumer = self.consumer
-        assigned = consumer.assignment()
-        consumer.pause(*assigned)
-        self.waiting = True
+        consumer.pause(*consumer.assignment())
+        self._waits += 1
         deadline = time.monotonic() + seconds
         try:
             while (left := deadline - time.monotonic()) > 0 and not self._replaced.is_set():
-                stray = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) or 1)
+                async with self._polling:
+                    stray = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) or 1)
                 # Partitions assigned mid-wait may have answered before being paused: read
                 # them again later.
                 for tp, records in stray.items():
                     if records:
                         consumer.seek(tp, records[0].offset)
         finally:
-            self.waiting = False
-            assigned = consumer.assignment()
-            keep_paused = {tp for tp in assigned if tp.topic not in self.high_tier} if self._normal_paused else set()
-            consumer.resume(*(assigned - keep_paused))
+            self._waits -= 1
+            if not self._waits:
+                assigned = consumer.assignment()
+                keep_paused = ({tp for tp in assigned if tp.topic not in self.high_tier} if self._normal_paused
+                               else set())
+                consumer.resume(*(assigned - keep_paused))
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

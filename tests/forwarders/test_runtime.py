@@ -506,3 +506,44 @@ async def test_events_left_to_a_rebalance_are_not_committed_even_if_the_partitio
     async with forwarding(config, again):
         await until(lambda: len(again.received) >= 10)
     assert sorted(e.id for e in again.received) == sorted(f"e-{i}" for i in range(10))
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+async def test_batches_in_flight_overlap_and_commit_in_order(tmp_path: Path, in_flight: int) -> None:
+    """`batch.in_flight` sends run at once (a slow answer does not stall the next batch); every
+    event is delivered once and the group's commits end past everything."""
+    from siemgate.forwarders.sinks.base import BatchSettings
+
+    backend = Backend("embedded", embedded_config_for(tmp_path))
+    await backend.produce([record_for(backend.prefix, i, "low") for i in range(600)])
+    gate = asyncio.Event()
+
+    class SlowSink(MemorySink):
+        """Each send waits until `in_flight` sends are under way (or a moment when only one may be)."""
+
+        active = 0
+        most = 0
+
+        async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
+            SlowSink.active += 1
+            SlowSink.most = max(SlowSink.most, SlowSink.active)
+            try:
+                if SlowSink.active >= in_flight:
+                    gate.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gate.wait(), 0.5)
+                return await super().send(events)
+            finally:
+                SlowSink.active -= 1
+
+    sink = SlowSink(SinkSettings(name="mem", batch=BatchSettings(max_events=50, in_flight=in_flight),
+                                 retry=RetrySettings(initial_seconds=0.05, max_seconds=0.2)))
+    async with backend.forwarding(sink):
+        await until(lambda: len(sink.received) >= 600)
+    assert SlowSink.most == in_flight
+    assert sorted(e.id for e in sink.received) == sorted(f"e-{i}" for i in range(600))
+    again = MemorySink(settings())
+    async with backend.forwarding(again):
+        await backend.produce([record_for(backend.prefix, 9999, "low")])
+        await until(lambda: len(again.received) >= 1)
+    assert [e.id for e in again.received] == ["e-9999"], "everything before was committed"

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from siemgate.errors import SiemgateError
+from siemgate.errors import ConfigError, SiemgateError
 from siemgate.forwarders.normalize import NormalizedEvent
 
 Severity = Literal["high", "medium", "low", "unknown"]
@@ -47,12 +47,21 @@ class SinkRefusedError(SinkAuthError):
 
 @dataclass(frozen=True, kw_only=True)
 class BatchSettings:
-    """How a forwarder groups events for one `send`. One batch is delivered at a time while
-    the previous one's offsets commit, so a crash delivers at most `2 * max_events` twice."""
+    """How a forwarder groups events for one `send`. Up to `in_flight` batches are delivered
+    at once while the previous one's offsets commit, so a crash delivers at most
+    `(in_flight + 1) * max_events` twice."""
 
     max_events: int = 500
     # How long a poll waits for records when there are none.
     max_wait_seconds: float = 0.2
+    # Batches delivered at once (each `send` waits for its own confirmation).
+    in_flight: int = 2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.in_flight <= 32:
+            raise ConfigError("in_flight", "must be between 1 and 32")
+        if self.max_events < 1:
+            raise ConfigError("max_events", "must be at least 1")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -70,11 +70,14 @@ class FileSink(Sink):
         self._path = Path(settings.path)
         self._handle: IO[bytes] | None = None
         self._size = 0
+        # The batches in flight are written one after the other, in the order they came.
+        self._lock = asyncio.Lock()
 
     async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
         data = b"".join(to_json_line(e) for e in events)
         try:
-            await asyncio.to_thread(self._write, data)
+            async with self._lock:
+                await asyncio.to_thread(self._write, data)
         except OSError as exc:
             self._close_handle()
             raise RetryableSinkError(f"cannot write {self._path}: {exc.strerror or exc}") from exc

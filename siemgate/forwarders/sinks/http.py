@@ -28,6 +28,7 @@ class HttpBatchSettings(BatchSettings):
     max_bytes: int = 5 * 1024 * 1024
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_bytes < 1024:
             raise ConfigError("max_bytes", "must be at least 1024")
 
