@@ -277,6 +277,42 @@ class ForwardConfig:
     listen: ForwardListenConfig = field(default_factory=lambda: ForwardListenConfig())
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
+ADMIN_TOKEN_MIN_CHARS = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminConfig:
+    """The operator status page and its JSON API (`siemgate.admin`), on a listener of its own.
+
+    Off unless configured. `token` (a `${VAR}`, at least 16 characters) is what an operator
+    logs in with and what `Authorization: Bearer` carries. Never on the webhook port: the
+    page must stay inside the network even when the webhooks are public. Changing it needs
+    a restart."""
+
+    host: str = "127.0.0.1"
+    port: int = 9180
+    token: Secret
+
+    def __post_init__(self) -> None:
+        if not _valid_host(self.host):
+            raise ConfigError("host", f"{self.host!r} is not an IP address or a host name")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")
+        if len(self.token.reveal()) < ADMIN_TOKEN_MIN_CHARS:
+            raise ConfigError("token", f"must be at least {ADMIN_TOKEN_MIN_CHARS} characters (check the ${{VAR}} "
+                                       "it uses); e.g. `openssl rand -base64 24`")
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_HOSTNAME.match(host))
+    return True
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
@@ -290,6 +326,8 @@ class Config:
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     forward: ForwardConfig = field(default_factory=ForwardConfig)
     sinks: tuple[SinkConfig, ...] = ()
+    # The status page and its API (siemgate.admin); None: off.
+    admin: AdminConfig | None = None
 
     def integration(self, name: str) -> IntegrationConfig:
         for integration in self.integrations:
@@ -333,7 +371,21 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
     sinks = _parse_sinks(sinks_raw, environ)
     _check_unique("integrations", [i.name for i in config.integrations], "name")
     _check_unique("integrations", [i.path for i in config.integrations], "path")
+    _check_admin(config)
     return dataclasses.replace(config, sinks=sinks)
+
+
+def _check_admin(config: Config) -> None:
+    """The admin listener never shares a port with the webhooks (nor with `forward.listen`)."""
+    admin = config.admin
+    if admin is None or admin.port == 0:
+        return
+    if admin.port == config.listen.port:
+        raise ConfigError("admin.port", f"{admin.port} is the webhook port (listen.port): the status page needs a "
+                                        "port of its own")
+    if admin.port == config.forward.listen.port:
+        raise ConfigError("admin.port", f"{admin.port} is forward.listen.port: the status page needs a port of "
+                                        "its own")
 
 
 def _parse_sinks(raw: object, environ: Mapping[str, str]) -> tuple[SinkConfig, ...]:

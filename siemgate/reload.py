@@ -14,7 +14,7 @@ Requests in flight finish under the config they started with; a forwarder swaps 
 between two sends, in the same consumer group (no rebalance).
 
 Some keys cannot change under a running process: `listen`, `bus`, `state_dir`, `quarantine`,
-`forward.listen`, `forward.group_prefix`, `forward.fetch_max_wait_ms`. A change to one of
+`admin`, `forward.listen`, `forward.group_prefix`, `forward.fetch_max_wait_ms`. A change to one of
 them is logged as needing a restart (and counted, `result="restart_required"`); the rest of
 the file is applied and those keys keep their running values.
 """
@@ -52,7 +52,8 @@ class ReloadFailed(SiemgateError):
 
 def restart_needed(old: Config, new: Config) -> list[str]:
     """The changed keys that only a restart applies."""
-    keys = [key for key in ("listen", "bus", "state_dir", "quarantine") if getattr(old, key) != getattr(new, key)]
+    keys = [key for key in ("listen", "bus", "state_dir", "quarantine", "admin")
+            if getattr(old, key) != getattr(new, key)]
     keys += [f"forward.{key}" for key in ("listen", "group_prefix", "fetch_max_wait_ms")
              if getattr(old.forward, key) != getattr(new.forward, key)]
     return keys
@@ -63,7 +64,7 @@ def keep_running_values(old: Config, new: Config) -> Config:
     forward = dataclasses.replace(new.forward, listen=old.forward.listen, group_prefix=old.forward.group_prefix,
                                   fetch_max_wait_ms=old.forward.fetch_max_wait_ms)
     return dataclasses.replace(new, listen=old.listen, bus=old.bus, state_dir=old.state_dir,
-                               quarantine=old.quarantine, forward=forward)
+                               quarantine=old.quarantine, admin=old.admin, forward=forward)
 
 
 class ReloadMetrics:

@@ -7,7 +7,8 @@ cursor per sink, and records are deleted once every sink has passed them. With
 `siemgate forward` run as separate Deployments).
 
 One HTTP listener (`listen`): the webhooks, /healthz, /readyz and /metrics, the latter with
-the forwarders' metrics too. Shutdown on SIGTERM/SIGINT: the ingest stops taking requests and
+the forwarders' metrics too; and, when `admin` is configured, the status page on its own
+listener (siemgate.admin). Shutdown on SIGTERM/SIGINT: the ingest stops taking requests and
 answers those in flight, then each forwarder finishes its batch within
 `forward.drain_timeout_seconds` and commits, then the log is closed.
 """
@@ -17,6 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from starlette.applications import Starlette
+
+from siemgate.admin.server import running_admin
+from siemgate.admin.status import StatusSources
 from siemgate.bus.base import Bus, Publisher
 from siemgate.bus.embedded import EmbeddedLog
 from siemgate.config import Config
@@ -70,6 +75,12 @@ async def serve_all(config: Config, reloader: ConfigReloader | None = None) -> N
 async def _serve(config: Config, bus: Bus, publisher: Publisher, reloader: ConfigReloader | None) -> None:
     service = ForwardService(config, bus=bus)
     app = create_app(config, publisher)
+    async with running_admin(config.admin, StatusSources("run", ingest=app.state.context, forward=service)):
+        await _serve_started(config, app, service, reloader)
+
+
+async def _serve_started(config: Config, app: Starlette, service: ForwardService,
+                         reloader: ConfigReloader | None) -> None:
     registry = app.state.context.metrics.registry
     registry.register(Exposed(service.metrics.registry))
     watching = None

@@ -1,10 +1,29 @@
-"""The forwarders' Prometheus metrics (SPEC.md "Metrics"), on a registry of their own."""
+"""The forwarders' Prometheus metrics (SPEC.md "Metrics"), on a registry of their own.
+
+`ForwardMetrics.read()` gives the current values per sink to the status page (siemgate.admin).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(slots=True)
+class SinkReading:
+    """One sink's metrics as they stand (counters since the process started)."""
+
+    # None: not measured yet (the forwarder has not started).
+    up: bool | None = None
+    delivered: int = 0
+    duplicate: int = 0
+    dead_lettered: int = 0
+    filtered: int = 0
+    # Events on the bus not yet read, per severity, as last measured (every lag_interval_seconds).
+    lag: dict[str, int] = field(default_factory=dict)
 
 
 class ForwardMetrics:
@@ -34,3 +53,26 @@ class ForwardMetrics:
             "siemgate_sink_retries", "Batches sent again after a retryable failure or an auth refusal.",
             ["sink", "reason"], registry=self.registry,
         )
+
+    def read(self) -> dict[str, SinkReading]:
+        """Every sink's current values, read from the registry (one pass, no side effect)."""
+        readings: dict[str, SinkReading] = {}
+
+        def reading(labels: dict[str, str]) -> SinkReading:
+            sink = labels["sink"]
+            found = readings.get(sink)
+            if found is None:
+                found = readings[sink] = SinkReading()
+            return found
+
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name == "siemgate_forward_events_total":
+                    outcome = sample.labels["outcome"]
+                    if outcome in ("delivered", "duplicate", "dead_lettered", "filtered"):
+                        setattr(reading(sample.labels), outcome, int(sample.value))
+                elif sample.name == "siemgate_forward_lag_events":
+                    reading(sample.labels).lag[sample.labels["severity"]] = int(sample.value)
+                elif sample.name == "siemgate_sink_up":
+                    reading(sample.labels).up = sample.value >= 1
+        return readings

@@ -223,8 +223,16 @@ class _EndpointServer(uvicorn.Server):
 async def serve_forward(config: Config, sink_names: Sequence[str] = (), reloader: ConfigReloader | None = None
                         ) -> None:
     """Run the forwarders and their HTTP endpoints until SIGTERM/SIGINT; reload on SIGHUP or a
-    changed config file when given a reloader."""
+    changed config file when given a reloader. The status page too, when `admin` is configured."""
+    from siemgate.admin.server import running_admin
+    from siemgate.admin.status import StatusSources
+
     service = ForwardService(config, sink_names)
+    async with running_admin(config.admin, StatusSources("forward", forward=service)):
+        await _serve_forward(config, service, reloader)
+
+
+async def _serve_forward(config: Config, service: ForwardService, reloader: ConfigReloader | None) -> None:
     watching = None
     if reloader is not None:
         service.metrics.registry.register(Exposed(reloader.registry))

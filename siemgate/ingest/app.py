@@ -80,6 +80,7 @@ class WebhookEndpoint:
         self._parser = BatchParser(integration, context.prefix)
         self._requests = {code: context.metrics.requests.labels(integration.name, str(code))
                           for code in (200, 400, 401, 403, 408, 413, 415, 503)}
+        self._activity = context.metrics.activity
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -89,6 +90,8 @@ class WebhookEndpoint:
             counter = self.context.metrics.requests.labels(self.integration.name, str(response.status_code))
         counter.inc()
         self.context.metrics.ack_seconds.observe(time.perf_counter() - started)
+        if response.status_code != 200:
+            self._activity.rejected(self.integration.name, response.status_code)
         return response
 
     async def _handle(self, request: Request) -> Response:
@@ -157,6 +160,7 @@ class WebhookEndpoint:
             counts[record.severity] = counts.get(record.severity, 0) + 1
         for severity, count in counts.items():
             self.context.metrics.events.labels(self.integration.name, severity).inc(count)
+        self._activity.accepted(self.integration.name, len(batch.records))
 
     async def _reject(self, status: int, reason: str, body: bytes, peer: str) -> Response:
         ident = await self.context.quarantine.save(
@@ -242,6 +246,7 @@ class Webhooks:
         self._app.router.routes = routes
         for integration in config.integrations:
             context.metrics.set_integration_state(integration.name, context.store.state(integration.name))
+        context.metrics.activity.retain(i.name for i in config.integrations)
         log.info("ingest config applied", extra={"integrations": [i.name for i in config.integrations]})
 
 

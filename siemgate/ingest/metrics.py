@@ -2,12 +2,18 @@
 
 The spool's metrics are read from the publisher when Prometheus scrapes (`watch_spool`):
 the publisher keeps plain counters and knows nothing of Prometheus.
+
+`ActivityTracker` keeps what the status page (siemgate.admin) shows per integration and
+Prometheus counters cannot answer without a time series: the last batch's time, and the
+events and rejections of the last hour (60 per-minute buckets per integration: bounded).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Protocol, runtime_checkable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Final, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -41,6 +47,7 @@ class IngestMetrics:
             "siemgate_integration_state", "1 for the integration's confirmation state.",
             ["integration", "state"], registry=self.registry,
         )
+        self.activity = ActivityTracker()
 
     def set_integration_state(self, integration: str, state: str | None) -> None:
         for candidate in ("pending", "confirmed"):
@@ -87,3 +94,100 @@ class _SpoolCollector:
             "Spooled events Kafka refused for their size, kept in the spool's set_aside table.",
             value=stats.set_aside_events,
         )
+
+
+WINDOW_MINUTES: Final = 60
+
+
+@dataclass(slots=True)
+class _Minute:
+    minute: int = -1  # the epoch minute counted here; another one: the bucket is stale
+    batches: int = 0
+    events: int = 0
+    # Requests not answered 200, by status code (the handful the ingest answers).
+    rejections: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Ring:
+    buckets: list[_Minute] = field(default_factory=lambda: [_Minute() for _ in range(WINDOW_MINUTES)])
+    last_batch_at: float | None = None
+    last_rejection_at: float | None = None
+
+    def at(self, minute: int) -> _Minute:
+        bucket = self.buckets[minute % WINDOW_MINUTES]
+        if bucket.minute != minute:
+            bucket.minute, bucket.batches, bucket.events = minute, 0, 0
+            bucket.rejections.clear()
+        return bucket
+
+
+@dataclass(frozen=True, slots=True)
+class ActivitySummary:
+    """One integration over the last hour (the current minute and the 59 before it)."""
+
+    last_batch_at: float | None  # epoch seconds of the last batch answered 200
+    last_rejection_at: float | None
+    batches: int
+    events: int
+    rejections: int
+    rejections_by_code: dict[str, int]
+
+
+class ActivityTracker:
+    """Per integration: batches and events accepted, requests rejected, per minute over the
+    last hour, and the last batch's time. Memory: 60 small buckets per configured
+    integration (`retain` forgets removed ones). Called from the event loop only."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._rings: dict[str, _Ring] = {}
+
+    def _ring(self, integration: str) -> _Ring:
+        ring = self._rings.get(integration)
+        if ring is None:
+            ring = self._rings[integration] = _Ring()
+        return ring
+
+    def accepted(self, integration: str, events: int) -> None:
+        """A batch of `events` events was answered 200."""
+        now = self._clock()
+        ring = self._ring(integration)
+        bucket = ring.at(int(now // 60))
+        bucket.batches += 1
+        bucket.events += events
+        ring.last_batch_at = now
+
+    def rejected(self, integration: str, status: int) -> None:
+        """A request was answered `status` (not 200)."""
+        now = self._clock()
+        ring = self._ring(integration)
+        rejections = ring.at(int(now // 60)).rejections
+        rejections[status] = rejections.get(status, 0) + 1
+        ring.last_rejection_at = now
+
+    def summary(self, integration: str) -> ActivitySummary:
+        ring = self._rings.get(integration)
+        if ring is None:
+            return ActivitySummary(None, None, 0, 0, 0, {})
+        oldest = int(self._clock() // 60) - WINDOW_MINUTES + 1
+        batches = events = 0
+        by_code: dict[int, int] = {}
+        for bucket in ring.buckets:
+            if bucket.minute < oldest:
+                continue
+            batches += bucket.batches
+            events += bucket.events
+            for code, count in bucket.rejections.items():
+                by_code[code] = by_code.get(code, 0) + count
+        return ActivitySummary(
+            last_batch_at=ring.last_batch_at, last_rejection_at=ring.last_rejection_at, batches=batches,
+            events=events, rejections=sum(by_code.values()),
+            rejections_by_code={str(code): by_code[code] for code in sorted(by_code)},
+        )
+
+    def retain(self, integrations: Iterable[str]) -> None:
+        """Forget the integrations not in `integrations` (removed by a reload)."""
+        keep = set(integrations)
+        for name in [n for n in self._rings if n not in keep]:
+            del self._rings[name]

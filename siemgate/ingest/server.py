@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.applications import Starlette
 
+from siemgate.admin.server import running_admin
+from siemgate.admin.status import StatusSources
 from siemgate.bus.base import Publisher
 from siemgate.config import Config
 from siemgate.gc_tuning import tune_gc
@@ -73,16 +75,18 @@ class Server(uvicorn.Server):
 
 
 async def serve(config: Config, publisher: Publisher, reloader: ConfigReloader | None = None) -> None:
+    """Serve the ingest until SIGTERM/SIGINT, and its status page when `admin` is configured."""
     app = create_app(config, publisher)
-    server = Server(uvicorn_config_for(config, app))
-    watching = None
-    if reloader is not None:
-        app.state.context.metrics.registry.register(Exposed(reloader.registry))
-        reloader.add(app.state.webhooks)
-        watching = reloader.watch()
-    tune_gc()
-    try:
-        await server.serve()
-    finally:
-        if watching is not None:
-            watching.cancel()
+    async with running_admin(config.admin, StatusSources("ingest", ingest=app.state.context)):
+        server = Server(uvicorn_config_for(config, app))
+        watching = None
+        if reloader is not None:
+            app.state.context.metrics.registry.register(Exposed(reloader.registry))
+            reloader.add(app.state.webhooks)
+            watching = reloader.watch()
+        tune_gc()
+        try:
+            await server.serve()
+        finally:
+            if watching is not None:
+                watching.cancel()

@@ -26,6 +26,7 @@ EXISTING_SECRETS: dict[str, dict[str, str]] = {
         "APPSEC_KEY": "existing-webhook-key-0001",
         "APPSEC_STAGING_KEY": "existing-staging-key-0001",
         "ES_PASSWORD": "existing-es-password-0001",
+        "SIEMGATE_ADMIN_TOKEN": "existing-admin-token-0001",
     },
 }
 

@@ -617,6 +617,9 @@ def test_network_policies_let_the_pipeline_through(rendered: Rendered, loaded: l
         spec = selecting[0]["spec"]
         assert spec["policyTypes"] == ["Ingress", "Egress"]
         ports = {p["name"] for p in w.container["ports"]}
+        admin = rendered.values.get("admin", {})
+        if admin.get("enabled") and not admin.get("allowedFrom"):
+            ports.discard("admin")  # no peer at all (an empty `from` would be everyone): port-forward only
         assert {p["port"] for rule in spec["ingress"] for p in rule["ports"]} == ports
         egress = {(p["port"], p.get("protocol", "TCP")) for rule in spec["egress"] for p in rule.get("ports", [])}
         assert {(53, "UDP"), (53, "TCP")} <= egress, "DNS"
@@ -746,3 +749,117 @@ def test_forwarder_replicas_are_capped_by_partitions_unless_told_otherwise() -> 
     assert uncapped["spec"]["maxReplicaCount"] == 20
     for trigger in uncapped["spec"]["triggers"]:
         assert trigger["metadata"]["allowIdleConsumers"] == "true"
+
+
+# --- the status page (admin) ------------------------------------------------------------------
+
+
+def _admin_enabled(rendered: Rendered) -> bool:
+    return bool(rendered.values.get("admin", {}).get("enabled"))
+
+
+def test_admin_service_reaches_the_ingest_pods_admin_listener(rendered: Rendered, loaded: list[Workload]) -> None:
+    services = [s for s in rendered.kind("Service") if s["metadata"]["name"].endswith("-admin")]
+    if not _admin_enabled(rendered):
+        assert services == []
+        for w in loaded:
+            assert w.config.admin is None
+            assert "admin" not in {p["name"] for p in w.container["ports"]}
+        return
+    (service,) = services
+    ingest = _ingest(rendered)
+    assert service["spec"]["type"] == "ClusterIP"
+    assert labels_match(service["spec"]["selector"], ingest["spec"]["template"]["metadata"]["labels"])
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "admin"
+    assert "siemgate.io/metrics" not in service["metadata"]["labels"], "the status page is not scraped"
+    secrets = rendered.secret_values
+    for w in loaded:
+        admin = w.config.admin
+        assert admin is not None, w.name
+        ports = {p["name"]: p["containerPort"] for p in w.container["ports"]}
+        assert ports["admin"] == admin.port and admin.host == "0.0.0.0"
+        assert admin.port not in (w.config.listen.port, w.config.forward.listen.port)
+        # The token comes from the Secret, as every other secret.
+        key = rendered.values["admin"].get("tokenKey", "SIEMGATE_ADMIN_TOKEN")
+        assert admin.token.reveal() == secrets[key]
+    for config_map in rendered.kind("ConfigMap"):
+        assert secrets[rendered.values["admin"].get("tokenKey", "SIEMGATE_ADMIN_TOKEN")] not in json.dumps(config_map)
+
+
+def test_the_ingress_never_routes_to_the_status_page(rendered: Rendered) -> None:
+    _assert_ingress_never_routes_to_admin(rendered)
+
+
+@pytest.mark.parametrize("paths", [None, [{"path": "/"}], [{"path": "/", "pathType": "Prefix"},
+                                                         {"path": "/admin", "pathType": "Prefix"}]],
+                         ids=["webhook-paths", "root", "prefixes"])
+def test_the_ingress_never_routes_to_the_status_page_whatever_its_paths(paths: list[Any] | None) -> None:
+    host: dict[str, Any] = {"host": "siemgate.example.com"}
+    if paths is not None:
+        host["paths"] = paths
+    rendered = render({
+        "config": {"integrations": [{"name": "appsec-prod", "auth": {"header": "X-Api-Key", "values": ["${K}"]}}]},
+        "secrets": {"values": {"K": "k-0123456789abcdef", "SIEMGATE_ADMIN_TOKEN": "admin-token-0123456789"}},
+        "admin": {"enabled": True},
+        "ingress": {"enabled": True, "hosts": [host]},
+    })
+    assert rendered.maybe("Service", "siem-siemgate-admin") is not None
+    assert rendered.kind("Ingress")
+    _assert_ingress_never_routes_to_admin(rendered)
+
+
+def _assert_ingress_never_routes_to_admin(rendered: Rendered) -> None:
+    admin_services = {s["metadata"]["name"] for s in rendered.kind("Service")
+                      if s["metadata"]["name"].endswith("-admin")}
+    ingest_service = _ingest(rendered)["metadata"]["name"]
+    for ingress in rendered.kind("Ingress"):
+        assert "defaultBackend" not in ingress["spec"]
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert backend["name"] not in admin_services
+                assert backend["name"] == ingest_service and backend["port"] == {"name": "http"}
+
+
+def test_network_policy_opens_the_admin_port_to_allowed_from_only(rendered: Rendered) -> None:
+    if not (_admin_enabled(rendered) and rendered.values.get("networkPolicy", {}).get("enabled")):
+        return
+    allowed = rendered.values["admin"].get("allowedFrom") or []
+    for policy in rendered.kind("NetworkPolicy"):
+        rules = [r for r in policy["spec"]["ingress"] if any(p["port"] == "admin" for p in r["ports"])]
+        if not allowed:
+            assert rules == [], "no rule at all: an empty `from` would let everyone in"
+            continue
+        (rule,) = rules
+        assert rule["from"] == allowed
+        assert [p["port"] for p in rule["ports"]] == ["admin"]
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"admin": {"enabled": True}}, "set secrets.values.SIEMGATE_ADMIN_TOKEN"),
+        ({"admin": {"enabled": True, "port": 8080}, "secrets": {"values": {"SIEMGATE_ADMIN_TOKEN": "t" * 20}}},
+         "admin.port 8080 is the webhook port"),
+        ({"admin": {"enabled": True, "port": 9108}, "secrets": {"values": {"SIEMGATE_ADMIN_TOKEN": "t" * 20}}},
+         "admin.port 9108 is config.forward.listen.port"),
+    ],
+    ids=["no-token", "webhook-port", "forward-port"],
+)
+def test_admin_values_the_chart_refuses(values: dict[str, Any], complaint: str) -> None:
+    assert complaint in _render_error(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"config": {"admin": {"port": 9180, "token": "${T}"}}}, "/config"),
+        ({"admin": {"enabled": True, "tokenKey": "not a variable"}}, "/admin/tokenKey"),
+        ({"admin": {"enabled": True, "service": {"type": "LoadBalancer"}}}, "/admin/service"),
+    ],
+    ids=["chart-owned-config", "token-key", "service-type"],
+)
+def test_admin_values_the_schema_refuses(values: dict[str, Any], complaint: str) -> None:
+    message = _render_error(values)
+    assert "schema" in message and complaint in message

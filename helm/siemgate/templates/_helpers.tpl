@@ -165,7 +165,37 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- $_ := set $forwardListen "host" "0.0.0.0" -}}
 {{- $_ := set $forward "listen" $forwardListen -}}
 {{- $_ := set $c "forward" $forward -}}
+{{- if .Values.admin.enabled -}}
+{{- $_ := set $c "admin" (dict "host" "0.0.0.0" "port" (.Values.admin.port | int) "token" (printf "${%s}" .Values.admin.tokenKey)) -}}
+{{- end -}}
 {{- toYaml $c -}}
+{{- end -}}
+
+{{/* The status page's Service. */}}
+{{- define "siemgate.adminName" -}}
+{{- printf "%s-admin" (include "siemgate.fullname" . | trunc 57 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* The admin listener's container port (siemgate containers), when enabled. */}}
+{{- define "siemgate.adminContainerPort" -}}
+{{- if .Values.admin.enabled }}
+- name: admin
+  containerPort: {{ .Values.admin.port | int }}
+  protocol: TCP
+{{- end -}}
+{{- end -}}
+
+{{/* Fails the render when the admin listener would share a port with another listener. */}}
+{{- define "siemgate.checkAdmin" -}}
+{{- if .Values.admin.enabled -}}
+{{- $port := .Values.admin.port | int -}}
+{{- if eq $port (include "siemgate.listenPort" . | int) -}}
+{{- fail (printf "admin.port %d is the webhook port (config.listen.port): the status page needs a port of its own" $port) -}}
+{{- end -}}
+{{- if eq $port (include "siemgate.forwardPort" . | int) -}}
+{{- fail (printf "admin.port %d is config.forward.listen.port: the status page needs a port of its own" $port) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* A sink as the config has it: dict "root" $ "sink" ENTRY. */}}
@@ -297,4 +327,16 @@ the render, naming the variable.
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
+{{- end -}}
+
+{{/* The NetworkPolicy ingress rule of the admin port: admin.allowedFrom only (none when empty:
+an empty `from` would mean everyone). */}}
+{{- define "siemgate.adminIngress" -}}
+{{- if and .Values.admin.enabled .Values.admin.allowedFrom }}
+# The status page: admin.allowedFrom only.
+- ports:
+    - {port: admin, protocol: TCP}
+  from:
+    {{- toYaml .Values.admin.allowedFrom | nindent 4 }}
+{{- end -}}
 {{- end -}}

@@ -1,0 +1,110 @@
+"""The admin listener: a uvicorn server of its own on `admin.host:admin.port`, beside the
+process's main work (`siemgate run`, `ingest`, `forward`), never on the webhook port.
+
+The socket is bound before anything else starts, so a port in use stops the start with a
+one-line reason (exit 1) instead of a half-started process. The process owns the signals:
+its main server's shutdown ends this one too (`running_admin` exits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from siemgate.admin.app import create_admin_app
+from siemgate.admin.status import StatusSources
+from siemgate.config import AdminConfig
+from siemgate.errors import SiemgateError
+
+log = logging.getLogger("siemgate.admin")
+
+# How often the sinks' counters are sampled for the rate over the last minute.
+SAMPLE_SECONDS = 5.0
+# A Confirm click may be waiting on a slow vendor (confirmation.timeout_seconds); not longer.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+class AdminListenError(SiemgateError):
+    """The admin listener cannot listen on admin.host:admin.port."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminListener:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+class _AdminServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the process's main loop owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise AdminListenError(f"admin.host {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise AdminListenError(f"cannot listen on admin.host {host} admin.port {port}: "
+                               f"{exc.strerror or exc}") from None
+    return sock
+
+
+async def _sample(sources: StatusSources) -> None:
+    while True:
+        sources.sample_rates()
+        await asyncio.sleep(SAMPLE_SECONDS)
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the status page's server stopped", exc_info=task.exception())
+
+
+@contextlib.asynccontextmanager
+async def running_admin(admin: AdminConfig | None, sources: StatusSources) -> AsyncIterator[AdminListener | None]:
+    """Serve the status page while the block runs; nothing when `admin` is None (not configured)."""
+    if admin is None:
+        yield None
+        return
+    sock = _bind(admin.host, admin.port)
+    listener = AdminListener(admin.host, int(sock.getsockname()[1]))
+    server = _AdminServer(uvicorn.Config(
+        create_admin_app(admin, sources), lifespan="off", access_log=False, log_config=None, server_header=False,
+        proxy_headers=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    ))
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="admin-server")
+    serving.add_done_callback(_ended)
+    sampling = asyncio.create_task(_sample(sources), name="admin-rates") if sources.forward is not None else None
+    log.info(f"status page on {listener.url}/ (admin token required)", extra={"url": listener.url})
+    try:
+        yield listener
+    finally:
+        if sampling is not None:
+            sampling.cancel()
+            await asyncio.gather(sampling, return_exceptions=True)
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+        sock.close()
