@@ -84,9 +84,10 @@ class ElasticsearchSinkSettings(SinkSettings):
     data_stream: str | None = None
     index: str | None = None
     pipeline: str | None = None
-    # Where the vendor's event goes, as an object ("" leaves it out); event.original keeps it as JSON text.
+    # Where the vendor's event goes, as an object ("" leaves it out); event.original would keep
+    # it a second time, as JSON text (not indexed): off by default, it doubles every document.
     original_field: str = "siemgate.event"
-    event_original: bool = True
+    event_original: bool = False
     observer: ObserverSettings = field(default_factory=ObserverSettings)
     gzip: bool = True
     timeout_seconds: float = 30.0

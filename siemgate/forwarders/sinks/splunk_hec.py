@@ -21,7 +21,7 @@ Splunk's add-ons use); `event_format: original` sends the vendor's event as it c
 What each answer does (protocols.md 1.5, 1.8):
 
 - 200, code 0 (or the 24/25 "approaching capacity" warnings): accepted. With `ack: true`
-  the answer's `ackId` is polled on `/services/collector/ack` (first after 50 ms, then
+  the answer's `ackId` is polled on `/services/collector/ack` (first after 10 ms, then
   doubling up to `ack_poll_seconds`) and the events count as delivered only once it comes
   back true; after `ack_timeout_seconds` without it, they are sent again (at least once).
 - 400 with `invalid-event-number` (code 6 "invalid data", or 12, 13, 15): that event goes to
@@ -77,7 +77,7 @@ SEVERITY_ID: Final = {"high": 4, "medium": 3, "low": 2, "unknown": 0}
 _SUCCESS_CODES: Final = frozenset({0, 24, 25})
 _TOKEN_CODES: Final = frozenset({1, 2, 3, 4})
 _BISECT_CODES: Final = frozenset({5, 6, 12, 13, 15})
-_FIRST_ACK_POLL: Final = 0.05
+_FIRST_ACK_POLL: Final = 0.01
 _REFUSED: Final = {
     7: "the index is not allowed for this token or does not exist: fix sinks[].index or the token's allowed indexes",
     10: "HEC wants a channel (the token has indexer acknowledgement on): this is a siemgate bug, please report it",
