@@ -1,25 +1,41 @@
 """The forwarding benchmark: events/s of one `siemgate forward` process draining a pre-filled
-topic to syslog over TCP, side by side in one run with the peer a SOC would otherwise use,
-rsyslog's own Kafka consumer (imkafka -> omfwd), on the same topic and to the same kind of
-counting receiver.
+topic into each sink, side by side in one run with what bounds or rivals it.
+
+syslog (TCP, RFC 5424, octet counting), next to the peer a SOC would otherwise use, rsyslog's
+own Kafka consumer (imkafka -> omfwd), on the same topic and to the same kind of counting
+receiver:
 
     Tansu (in memory) <- relay (librdkafka needs it) <- siemgate forward --TCP, RFC 5424,
                                                         octet counting--> receiver (this process)
                                                      <- rsyslogd imkafka -> omfwd --same--> receiver
 
+splunk_hec (gzip; and with `ack: true`) and elasticsearch (gzip, `create` into a data stream),
+each into a protocol stand-in in its own process, next to the stand-in's own ceiling (a
+minimal client blasting the same events, pre-built into the sink's own gzip'd requests) and,
+for Elasticsearch, next to rsyslog's imkafka -> omelasticsearch on the same topic and the same
+kind of stand-in. See bench/forward_http.py for how those are timed and checked.
+
 The records follow the siemgate contract (`bench.forward_peer.prefill`); they sit on
-`<prefix>.events.low`, whatever their severity, so that both consumers read one topic. The
-siemgate forwarder uses its RFC 5424 format with facility local0, which the peer's
+`<prefix>.events.low`, whatever their severity, so that every consumer reads one topic. The
+siemgate syslog forwarder uses its RFC 5424 format with facility local0, which the peer's
 `siemgate` configuration mirrors (see bench/forward_peer.py). Timing runs from the first
-frame received to the last expected one: consumer-group joins come before it. CPU is the
+event received to the last expected one: consumer-group joins come before it. CPU is the
 forwarder's (or rsyslogd's) over the same window. After each run every id is checked to have
-arrived with the PRI its severity gives.
+arrived (syslog: with the PRI its severity gives).
 
-    .venv/bin/python bench/forward.py                 # 300,000 records
+Targets: syslog 50,000 events/s per process and at least the peer's rate; splunk_hec and
+elasticsearch (issue 5) 30,000 events/s per process each, and elasticsearch at least the
+peer's rate. The HTTP sinks' figures are bounded by what a Python stand-in can take: read
+them next to its ceiling (the "of ceiling" column).
+
+    .venv/bin/python bench/forward.py                 # 300,000 records, every sink
     .venv/bin/python bench/forward.py --events 100000 --skip-peer
+    .venv/bin/python bench/forward.py --sinks splunk_hec,elasticsearch --events 30000
+    .venv/bin/python bench/forward.py --sinks elasticsearch --profile bench/results/p.collapsed.txt
 
-Needs `apt-get install -y rsyslog rsyslog-kafka` for the peer. Results: a table on stdout,
-bench/results/forward-<timestamp>.json and forward-latest.json. Not run in CI.
+Needs `apt-get install -y rsyslog rsyslog-kafka rsyslog-elasticsearch` for the peers. Results:
+a table on stdout, bench/results/forward-<timestamp>.json and forward-latest.json. Not run
+in CI.
 """
 
 from __future__ import annotations
@@ -48,6 +64,7 @@ for _path in (str(ROOT), str(BENCH_DIR)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+import forward_http  # noqa: E402
 from forward_peer import (  # noqa: E402
     Prefilled,
     Receiver,
@@ -59,7 +76,8 @@ from forward_peer import (  # noqa: E402
     prefill_async,
 )
 
-TARGET_EVENTS_PER_SECOND = 50_000
+TARGET_EVENTS_PER_SECOND = 50_000  # syslog
+SINKS = ("syslog", "splunk_hec", "elasticsearch")
 
 
 def log(message: str) -> None:
@@ -251,30 +269,47 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         topic = f"{prefix}.events.low"
         log(f"prefilling {args.events:,} records on {topic}")
         prefilled = await prefill_async(bootstrap, topic, args.events, partitions=args.partitions, seed=args.seed)
-        log(f"prefilled in {prefilled.seconds:.1f} s; measuring siemgate forward")
-        siemgate = await measure_siemgate(prefilled, bootstrap=bootstrap, prefix=prefix, work=work,
-                                          batch=args.batch, timeout=args.timeout, extra_pids=pids,
-                                          profile=args.profile)
+        log(f"prefilled in {prefilled.seconds:.1f} s")
+        siemgate: dict[str, Any] | None = None
         peer: dict[str, Any] | None = None
-        if not args.skip_peer:
-            missing = check_rsyslog()
-            if missing:
-                log(f"peer skipped: {missing}")
-            else:
-                log("measuring the peer: rsyslog imkafka -> omfwd")
-                result = await measure_rsyslog_async(prefilled, mode="siemgate", bootstrap=bootstrap,
-                                                     work=work, timeout=args.timeout, extra_pids=pids)
-                peer = asdict(result)
-                peer.pop("config", None)
         priority = None
-        if args.priority_backlog:
-            log(f"priority: {args.priority_backlog:,} low events queued, then 100 high ones")
-            priority = await measure_priority(bootstrap, work, backlog=args.priority_backlog, probes=100,
-                                              partitions=args.partitions, batch=args.batch, timeout=args.timeout)
-        return {"prefill": prefilled.summary(), "siemgate": siemgate, "peer": peer, "priority": priority}
+        if "syslog" in args.sinks:
+            log("syslog: measuring siemgate forward")
+            siemgate = await measure_siemgate(prefilled, bootstrap=bootstrap, prefix=prefix, work=work,
+                                              batch=args.batch, timeout=args.timeout, extra_pids=pids,
+                                              profile=args.profile)
+            if not args.skip_peer:
+                missing = check_rsyslog()
+                if missing:
+                    log(f"peer skipped: {missing}")
+                else:
+                    log("syslog: measuring the peer: rsyslog imkafka -> omfwd")
+                    result = await measure_rsyslog_async(prefilled, mode="siemgate", bootstrap=bootstrap,
+                                                         work=work, timeout=args.timeout, extra_pids=pids)
+                    peer = asdict(result)
+                    peer.pop("config", None)
+            if args.priority_backlog:
+                log(f"priority: {args.priority_backlog:,} low events queued, then 100 high ones")
+                priority = await measure_priority(bootstrap, work, backlog=args.priority_backlog, probes=100,
+                                                  partitions=args.partitions, batch=args.batch,
+                                                  timeout=args.timeout)
+        http_sinks: dict[str, Any] = {}
+        kinds = [kind for kind in args.sinks if kind != "syslog"]
+        if kinds:
+            try:
+                http_sinks = await asyncio.to_thread(
+                    forward_http.measure_all, kinds, prefilled, bootstrap=bootstrap, prefix=prefix, work=work,
+                    batch=args.batch, timeout=args.timeout, extra_pids=pids, seed=args.seed,
+                    skip_peer=args.skip_peer, skip_ceiling=args.skip_ceiling, profile=args.profile,
+                    rsyslog_workers=args.rsyslog_workers)
+            except BaseException:
+                forward_http.STOP.set()  # the thread stops its processes and returns
+                raise
+        return {"prefill": prefilled.summary(), "sinks": args.sinks, "siemgate": siemgate, "peer": peer,
+                "priority": priority, "http_sinks": http_sinks}
 
 
-def table(result: dict[str, Any]) -> str:
+def syslog_table(result: dict[str, Any]) -> str:
     rows = [("siemgate forward (1 process)", result["siemgate"]["events_per_second"],
              result["siemgate"]["cpu_seconds"].get("siemgate", 0.0), result["siemgate"]["elapsed_seconds"],
              result["siemgate"]["check"]["all_arrived"], result["siemgate"]["check"]["duplicates"])]
@@ -282,7 +317,7 @@ def table(result: dict[str, Any]) -> str:
         peer = result["peer"]
         rows.append(("rsyslog imkafka -> omfwd", peer["events_per_second"], peer["rsyslog_cpu_seconds"],
                      peer["elapsed_seconds"], peer["check"]["all_arrived"], peer["check"]["duplicates"]))
-    header = f"{'forwarder':<30} {'events/s':>10} {'CPU s':>7} {'elapsed s':>10}  all arrived  duplicates"
+    header = f"{'syslog forwarder':<30} {'events/s':>10} {'CPU s':>7} {'elapsed s':>10}  all arrived  duplicates"
     lines = [header, "-" * len(header)]
     for name, rate, cpu, elapsed, ok, dups in rows:
         lines.append(f"{name:<30} {rate:>10,.0f} {cpu:>7.2f} {elapsed:>10.2f}  {'yes' if ok else 'NO':<11}  {dups}")
@@ -295,9 +330,104 @@ def table(result: dict[str, Any]) -> str:
                      f"ones: delivered after {p['low_delivered_after_probes_before_last_high']:,} more low events; "
                      f"latency p50 {p['high_latency_ms']['p50']} ms, max {p['high_latency_ms']['max']} ms")
     rate = result["siemgate"]["events_per_second"]
-    lines.append(f"target >= {TARGET_EVENTS_PER_SECOND:,} events/s per process: "
+    lines.append(f"syslog target >= {TARGET_EVENTS_PER_SECOND:,} events/s per process: "
                  f"{'MET' if rate >= TARGET_EVENTS_PER_SECOND else 'NOT MET'} ({rate:,.0f})")
     return "\n".join(lines)
+
+
+def http_table(http_sinks: dict[str, Any]) -> str:
+    header = (f"{'sink':<34} {'measured':<36} {'events/s':>9} {'of ceiling':>10} {'CPU s':>6} {'us/event':>8} "
+              f"{'stand-in cores':>14} {'elapsed s':>9}  all arrived  dups")
+    lines = [header, "-" * len(header)]
+    for row in http_sinks.values():
+        ceiling = row.get("ceiling")
+        label = row["label"]
+        if ceiling:
+            client = ceiling["client"]
+            lines.append(f"{label:<34} {'stand-in ceiling (minimal client)':<36} {ceiling['events_per_second']:>9,.0f} "
+                         f"{'':>10} {ceiling['cpu_seconds']['standin']:>6.2f} "
+                         f"{_num(ceiling['standin_cpu_us_per_event'], '8.1f')} "
+                         f"{_num(ceiling['cores']['standin'], '14.2f')} "
+                         f"{ceiling['elapsed_seconds']:>9.2f}  {'yes' if ceiling['ok'] else 'NO':<11}  -"
+                         + ("" if ceiling["ok"] else f"  ({client['bad_answers']} bad: {client['first_bad_answer']})"))
+            label = ""
+        for key, name in (("siemgate", "siemgate forward (1 process)"), ("peer", "rsyslog imkafka -> omelasticsearch")):
+            measured = row.get(key)
+            if not measured:
+                continue
+            main = "siemgate" if key == "siemgate" else "rsyslogd"
+            ratio = (measured["events_per_second"] / ceiling["events_per_second"]
+                     if ceiling and ceiling["events_per_second"] else None)
+            check = measured["check"]
+            lines.append(f"{label:<34} {name:<36} {measured['events_per_second']:>9,.0f} "
+                         f"{f'{ratio:.0%}' if ratio is not None else '-':>10} "
+                         f"{measured['cpu_seconds'].get(main, 0.0):>6.2f} {_num(measured['cpu_us_per_event'], '8.1f')} "
+                         f"{_num(measured['cores'].get('standin'), '14.2f')} {measured['elapsed_seconds']:>9.2f}  "
+                         f"{'yes' if check['all_arrived'] else 'NO':<11}  {check['duplicates']}"
+                         + ("" if check["all_arrived"] else f"  ({check['missing']} missing, {check['unexpected']} "
+                                                            "unexpected)"))
+            label = ""
+    lines.append("")
+    for case, row in http_sinks.items():
+        t = row["targets"]
+        per = t["per_process"]
+        lines.append(f"{case}: >= {per['target']:,} events/s per process: {'MET' if per['met'] else 'NOT MET'} "
+                     f"({per['measured']:,.0f})")
+        if "peer" in t:
+            peer = t["peer"]
+            ratio = f"{peer['ratio']:.2f}x" if peer["ratio"] is not None else "n/a"
+            lines.append(f"{case}: >= the peer's rate: {'MET' if peer['met'] else 'NOT MET'} "
+                         f"({per['measured']:,.0f} vs {peer['peer']:,.0f}: {ratio})")
+    return "\n".join(lines)
+
+
+def _num(value: float | None, spec: str) -> str:
+    width = int(spec.split(".")[0])
+    return f"{value:{spec}}" if value is not None else f"{'-':>{width}}"
+
+
+def profile_summaries(result: dict[str, Any], top: int = 12) -> str:
+    lines = []
+    for case, row in result.get("http_sinks", {}).items():
+        profile = row["siemgate"].get("profile")
+        if not profile:
+            continue
+        lines.append(f"\nprofile of siemgate forward, {case} ({profile['samples']} samples, idle excluded): "
+                     f"{profile['file']}")
+        lines.append("  self time by area:")
+        lines += [f"    {r['percent']:5.1f}%  {r['area']}" for r in profile["self_by_area"][:top]]
+        lines.append("  top functions by self time:")
+        lines += [f"    {r['percent']:5.1f}%  {r['function']}" for r in profile["top_self"][:top]]
+        lines.append("  functions by inclusive time (entry frames left out):")
+        lines += [f"    {r['percent']:5.1f}%  {r['function']}" for r in profile["top_inclusive"][:top]]
+    return "\n".join(lines)
+
+
+def table(result: dict[str, Any]) -> str:
+    parts = []
+    if result.get("profiled"):
+        parts.append("PROFILED RUN (py-spy attached to the forwarder): its figures do not count")
+    if result.get("siemgate"):
+        parts.append(syslog_table(result))
+    if result.get("http_sinks"):
+        parts.append(http_table(result["http_sinks"]))
+    summaries = profile_summaries(result)
+    if summaries:
+        parts.append(summaries)
+    return "\n\n".join(parts)
+
+
+def all_arrived(result: dict[str, Any]) -> bool:
+    ok = result["siemgate"] is None or result["siemgate"]["check"]["all_arrived"]
+    for row in result.get("http_sinks", {}).values():
+        ok = ok and row["siemgate"]["check"]["all_arrived"]
+        ok = ok and (row.get("ceiling") is None or row["ceiling"]["ok"])
+        ok = ok and (row.get("peer") is None or row["peer"]["check"]["all_arrived"])
+    return ok
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,32 +437,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=6,
                         help="partitions of the topic (default 6, siemgate's default topic layout)")
     parser.add_argument("--timeout", type=float, default=300.0)
-    parser.add_argument("--skip-peer", action="store_true", help="measure siemgate only")
+    parser.add_argument("--sinks", default=",".join(SINKS),
+                        help="sinks to measure, comma-separated: syslog, splunk_hec, elasticsearch (default all)")
+    parser.add_argument("--skip-peer", action="store_true", help="no rsyslog peer (syslog and elasticsearch)")
+    parser.add_argument("--skip-ceiling", action="store_true", help="no stand-in ceiling (HTTP sinks)")
+    parser.add_argument("--rsyslog-workers", type=int, default=None,
+                        help="the elasticsearch peer's main-queue worker threads (default: rsyslog's own, one)")
     parser.add_argument("--priority-backlog", type=int, default=200_000,
-                        help="low events queued before 100 high ones in the priority run (0: skip it)")
+                        help="low events queued before 100 high ones in the priority run (syslog; 0: skip it)")
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=Path, metavar="FILE",
-                        help="sample the forwarder with py-spy, collapsed stacks to FILE (figures then do not count)")
+                        help="sample the forwarder with py-spy, collapsed stacks to FILE (the HTTP sinks': FILE "
+                             "with the case's name before its suffixes); the figures then do not count")
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     args = parser.parse_args(argv)
+    args.sinks = [sink.strip() for sink in args.sinks.split(",") if sink.strip()]
+    for sink in args.sinks:
+        if sink not in SINKS:
+            parser.error(f"--sinks: {sink!r} is not one of {', '.join(SINKS)}")
+    if not args.sinks:
+        parser.error("--sinks: name at least one")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up (stop every process started) as on Ctrl-C
+    load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="siemgate-forward-") as tmp:
         result = asyncio.run(run(args, Path(tmp)))
     result.update({
         "benchmark": "forward",
         "timestamp": stamp,
         "command": "python bench/forward.py " + " ".join(argv or sys.argv[1:]),
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
+                    "loadavg_at_start": load_at_start, "loadavg_at_end": os.getloadavg()},
         "target_events_per_second": TARGET_EVENTS_PER_SECOND,
+        "http_target_events_per_second": forward_http.TARGET_EVENTS_PER_SECOND,
+        "profiled": args.profile is not None,
     })
     print(table(result))
     args.results_dir.mkdir(parents=True, exist_ok=True)
     for name in (f"forward-{stamp}.json", "forward-latest.json"):
         (args.results_dir / name).write_text(json.dumps(result, indent=2, default=str) + "\n")
     log(f"results written to {args.results_dir}/forward-{stamp}.json")
-    ok = result["siemgate"]["check"]["all_arrived"]
-    return 0 if ok else 1
+    return 0 if all_arrived(result) else 1
 
 
 if __name__ == "__main__":

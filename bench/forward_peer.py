@@ -86,7 +86,7 @@ from aiokafka.errors import KafkaTimeoutError, TopicAlreadyExistsError  # noqa: 
 from ingest import display, log, machine_busy, proc_cpu_seconds, tail, version_of  # noqa: E402
 from ingest import stop as stop_process  # noqa: E402
 
-from siemgate.record import Severity, canonical_severity, make_record  # noqa: E402
+from siemgate.record import Record, Severity, canonical_severity, make_record  # noqa: E402
 from siemgate.simulate import DEFAULT_MIX, make_events  # noqa: E402
 from siemgate.testing.kafka_relay import RelayedTansu, start_tansu_behind_relay  # noqa: E402
 
@@ -146,6 +146,40 @@ async def _send_batch(producer: AIOKafkaProducer, batch: Any, topic: str, partit
             continue
 
 
+def iter_records(
+    n: int,
+    *,
+    seed: int = 1,
+    mix: Mapping[str, float] | str | None = None,
+    chunk: int = 5000,
+    batch_events: int = 500,
+) -> Iterator[tuple[Record, Severity]]:
+    """The `n` records `prefill_async` produces, with their severities, in order.
+
+    Events come from `siemgate.simulate.make_events` (realistic, ~800 bytes; severity mix
+    `mix`, default high 1 : medium 3 : low 6), generated `chunk` at a time to bound memory;
+    each becomes a record with `siemgate.record.make_record` (kind event, integration
+    `bench`, a webhook batch id per `batch_events` events). Ids and events depend on `seed`
+    only (the batch ids and `received_at` are fresh each time)."""
+    batch_id = ""
+    done = 0
+    while done < n:
+        events = make_events(min(chunk, n - done), mix or DEFAULT_MIX, seed + done)
+        received_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        for event in events:
+            index = done
+            done += 1
+            if index % batch_events == 0:
+                batch_id = uuid.uuid4().hex
+            severity = canonical_severity(event.get("severity"))
+            record = make_record(
+                prefix="bench", event=event, kind="event", integration="bench", severity=severity,
+                event_id=event["id"], received_at=received_at, batch=batch_id, seq=index % batch_events,
+                peer=PEER,
+            )
+            yield record, severity
+
+
 async def prefill_async(
     bootstrap: str,
     topic: str,
@@ -159,12 +193,10 @@ async def prefill_async(
 ) -> Prefilled:
     """Create `topic` (if missing) and produce `n` records of the record contract to it.
 
-    Events come from `siemgate.simulate.make_events` (realistic, ~800 bytes; severity mix
-    `mix`, default high 1 : medium 3 : low 6), generated `chunk` at a time to bound memory;
-    each becomes a record with `siemgate.record.make_record` (kind event, integration
-    `bench`, a webhook batch id per `batch_events` events). They go to the given topic, not
-    to the severity topics the record names, round-robin over the partitions, with
-    aiokafka `create_batch`/`send_batch` (1 MB batches, acks=1). Returns once all are acked.
+    The records are `iter_records(n, seed=seed, mix=mix, ...)`'s. They go to the given
+    topic, not to the severity topics the record names, round-robin over the partitions,
+    with aiokafka `create_batch`/`send_batch` (1 MB batches, acks=1). Returns once all are
+    acked.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -188,34 +220,22 @@ async def prefill_async(
     try:
         in_flight: deque[asyncio.Future[Any]] = deque()
         builders: dict[int, Any] = {}
-        batch_id = ""
-        done = 0
-        while done < n:
-            events = make_events(min(chunk, n - done), mix or DEFAULT_MIX, seed + done)
-            received_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-            for event in events:
-                index = done
-                done += 1
-                if index % batch_events == 0:
-                    batch_id = uuid.uuid4().hex
-                severity = canonical_severity(event.get("severity"))
-                record = make_record(
-                    prefix="bench", event=event, kind="event", integration="bench", severity=severity,
-                    event_id=event["id"], received_at=received_at, batch=batch_id, seq=index % batch_events,
-                    peer=PEER,
-                )
-                severities[event["id"]] = severity
-                value_bytes += len(record.value)
-                partition = index % partitions
-                builder = builders.get(partition)
-                if builder is None:
-                    builder = builders[partition] = producer.create_batch()
-                if builder.append(key=record.key, value=record.value, timestamp=None, headers=record.headers) is None:
-                    in_flight.append(await _send_batch(producer, builder, topic, partition))
-                    builder = builders[partition] = producer.create_batch()
-                    builder.append(key=record.key, value=record.value, timestamp=None, headers=record.headers)
-                while len(in_flight) > 8:
-                    await in_flight.popleft()
+        records = iter_records(n, seed=seed, mix=mix, chunk=chunk, batch_events=batch_events)
+        for index, (record, severity) in enumerate(records):
+            if index % chunk == 0:
+                await asyncio.sleep(0)  # let the producer's tasks run between chunks
+            severities[record.key.decode()] = severity
+            value_bytes += len(record.value)
+            partition = index % partitions
+            builder = builders.get(partition)
+            if builder is None:
+                builder = builders[partition] = producer.create_batch()
+            if builder.append(key=record.key, value=record.value, timestamp=None, headers=record.headers) is None:
+                in_flight.append(await _send_batch(producer, builder, topic, partition))
+                builder = builders[partition] = producer.create_batch()
+                builder.append(key=record.key, value=record.value, timestamp=None, headers=record.headers)
+            while len(in_flight) > 8:
+                await in_flight.popleft()
         for partition, builder in builders.items():
             if builder.record_count():
                 builder.close()
