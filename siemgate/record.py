@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal, NamedTuple
 
@@ -36,6 +38,8 @@ _CANONICAL: Final[dict[str, Severity]] = {
 # to event. Bounded: the values come from the network.
 _SEEN: dict[str, Severity] = {}
 _SEEN_MAX: Final = 1024
+# Only short spellings are remembered: a sender chooses these strings.
+_SEEN_LONGEST: Final = 64
 
 
 def canonical_severity(value: object) -> Severity:
@@ -46,7 +50,7 @@ def canonical_severity(value: object) -> Severity:
     seen = _SEEN.get(value)
     if seen is None:
         seen = _CANONICAL.get(value.strip().lower(), "unknown")
-        if len(_SEEN) < _SEEN_MAX:
+        if len(_SEEN) < _SEEN_MAX and len(value) <= _SEEN_LONGEST:
             _SEEN[value] = seen
     return seen
 
@@ -68,11 +72,39 @@ def loads(data: bytes | str) -> object:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
 
 
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:24]}{'...' if len(text) > 24 else ''} is beyond a double's range")
+    return value
+
+
+# Below this many brackets an event cannot be nested deeper than the JSON libraries allow.
+_FEW_BRACKETS: Final = 200
+# Integers of 19+ digits (beyond 64 bits soon) and 3-digit exponents deserve a closer look.
+_LARGE_NUMBER: Final = re.compile(rb"\d{19}|[eE][+]?\d{3}")
+
+
+def unrepresentable(data: bytes) -> str | None:
+    """Why an event's JSON cannot be carried to the sinks (parsed, then written again), or
+    None. Ordinary events pass two byte scans; only events with many brackets or very large
+    numbers are parsed and written once to make sure."""
+    if data.count(b"[") + data.count(b"{") < _FEW_BRACKETS and _LARGE_NUMBER.search(data) is None:
+        return None
+    try:
+        dumps(loads(data))
+    except RecursionError:
+        return "it is nested deeper than the JSON libraries allow"
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
 def event_id(event: object, integration: str, fields: Sequence[str]) -> str:

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
-
 from siemgate.errors import ConfigError
-from siemgate.record import SEVERITIES, Kind, Severity, canonical_severity, decode
+from siemgate.record import SEVERITIES, Kind, Severity, canonical_severity, decode, dumps
 
 # Where each normalized field is looked for in the vendor's event, in order.
 DEFAULT_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -94,7 +92,7 @@ class NormalizedEvent:
 
     def event_json(self) -> bytes:
         """The vendor's event as compact JSON."""
-        return orjson.dumps(self.event)
+        return dumps(self.event)
 
 
 # The envelope fields a record has when the ingest wrote it (record.BatchEncoder), in the

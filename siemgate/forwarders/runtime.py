@@ -377,6 +377,19 @@ class SinkForwarder:
                 await self._close_retired()
         return abandoned
 
+    async def _isolate(self, pending: list[_Pending], error: Exception) -> list[_Pending]:
+        """The sink failed unexpectedly: halve the batch until the events it fails on are alone,
+        deliver the others, and dead-letter those (a poison event must not stop the pipeline;
+        `siemgate dlq replay` sends them again once fixed)."""
+        if len(pending) == 1:
+            log.error("the sink failed on one event: dead-lettered", exc_info=error,
+                      extra={"sink": self.name, "id": pending[0].event.id})
+            reason = f"sink_failure: {type(error).__name__}: {error}"
+            await self._dead_letter([DeadLetter(pending[0].event, reason, pending[0].attempts)])
+            return []
+        half = len(pending) // 2
+        return [*await self._attempt(pending[:half]), *await self._attempt(pending[half:])]
+
     def _stop_condition(self, state: RetryCallState) -> bool:
         return self._drain_deadline is not None and time.monotonic() >= self._drain_deadline
 
@@ -398,6 +411,8 @@ class SinkForwarder:
             self.metrics.up.labels(self.name).set(0)
             self.metrics.retries.labels(self.name, "retryable").inc()
             raise
+        except Exception as exc:  # noqa: BLE001 - a sink's bug or an event it cannot take: isolate it
+            return await self._isolate(pending, exc)
         self.metrics.request_seconds.labels(self.name).observe(time.perf_counter() - started)
         self.metrics.up.labels(self.name).set(1)
         retry = set(result.retry)

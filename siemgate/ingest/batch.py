@@ -25,7 +25,16 @@ import msgspec
 
 from siemgate.config import IntegrationConfig
 from siemgate.ingest.confirmation import ControlPrefilter, classify, confirmation_link
-from siemgate.record import BatchEncoder, Kind, Record, Severity, canonical_severity, event_id, loads
+from siemgate.record import (
+    BatchEncoder,
+    Kind,
+    Record,
+    Severity,
+    canonical_severity,
+    event_id,
+    loads,
+    unrepresentable,
+)
 
 
 class NotJson(ValueError):
@@ -128,6 +137,8 @@ class BatchParser:
             _RawList.decode(b"[" + body + b"]")  # is it JSON at all?
         except msgspec.DecodeError as exc:
             raise NotJson(f"the body is not JSON: {exc}") from None
+        except RecursionError:
+            raise NotJson("the body is nested deeper than the JSON parser allows") from None
         raise InvalidBatch(
             f"expected a JSON array of events or an object holding one under "
             f"{'/'.join(self.integration.batch_keys)}, got a JSON scalar"
@@ -148,7 +159,7 @@ class BatchParser:
             peer=peer,
         )
         records = []
-        links = []
+        links: list[str] = []
         datas = [bytes(raw) for raw in raws]
         suspects = self._suspect_events(body, datas, array_start, array_length)
         headers: list[Any] | None = None
@@ -157,30 +168,43 @@ class BatchParser:
             with contextlib.suppress(msgspec.ValidationError):
                 headers = self._headers.decode(array)
         for seq, data in enumerate(datas):
-            kind: Kind = "event"
-            severity: Severity = "unknown"
-            ident: str | None = None
-            parsed: object = _UNSET
-            if headers is not None or data[:1] == b"{":
-                header = headers[seq] if headers is not None else self._header.decode(data)
-                ident = self._vendor_id(header)
-                severity = self._severity(header)
-                if self.prefilter.may_be_control(
-                    data, self._type_values(header), self._flag_values(header),
-                    suspects is None or seq in suspects,
-                ):
-                    parsed = loads(data)
-                    kind = classify(parsed, integration.confirmation)
-                    if kind == "confirmation":
-                        link = confirmation_link(parsed, integration.confirmation)
-                        if link:
-                            links.append(link)
-            if ident is None:
-                if parsed is _UNSET:
-                    parsed = loads(data)
-                ident = event_id(parsed, integration.name, ())
-            records.append(encoder.encode(event_id=ident, kind=kind, severity=severity, seq=seq, event_bytes=data))
+            try:
+                records.append(self._record(encoder, seq, data, headers, suspects, links))
+            except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError, RecursionError) as exc:
+                raise InvalidBatch(f"event {seq} cannot be read: {exc}") from None
         return Batch(id=batch_id, records=records, confirmation_links=links)
+
+    def _record(self, encoder: BatchEncoder, seq: int, data: bytes, headers: list[Any] | None,
+                suspects: set[int] | None, links: list[str]) -> Record:
+        """One event's record. Raises ValueError (or msgspec's errors) for an event that
+        cannot be carried to the sinks as it is."""
+        integration = self.integration
+        reason = unrepresentable(data)
+        if reason is not None:
+            raise ValueError(reason)
+        kind: Kind = "event"
+        severity: Severity = "unknown"
+        ident: str | None = None
+        parsed: object = _UNSET
+        if headers is not None or data[:1] == b"{":
+            header = headers[seq] if headers is not None else self._header.decode(data)
+            ident = self._vendor_id(header)
+            severity = self._severity(header)
+            if self.prefilter.may_be_control(
+                data, self._type_values(header), self._flag_values(header),
+                suspects is None or seq in suspects,
+            ):
+                parsed = loads(data)
+                kind = classify(parsed, integration.confirmation)
+                if kind == "confirmation":
+                    link = confirmation_link(parsed, integration.confirmation)
+                    if link:
+                        links.append(link)
+        if ident is None:
+            if parsed is _UNSET:
+                parsed = loads(data)
+            ident = event_id(parsed, integration.name, ())
+        return encoder.encode(event_id=ident, kind=kind, severity=severity, seq=seq, event_bytes=data)
 
     def _suspect_events(
         self, body: bytes, datas: list[bytes], array_start: int | None, array_length: int | None

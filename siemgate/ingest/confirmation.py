@@ -80,6 +80,8 @@ class ControlPrefilter:
 
     # Type values repeat from event to event ("sql_injection", "waf_block"): remember verdicts.
     _MEMO_SIZE: Final = 4096
+    # Only short values are remembered: the sender chooses them.
+    _MEMO_LONGEST: Final = 64
 
     def __init__(self, config: ConfirmationConfig) -> None:
         self._hint = config.field_hint.lower().encode()
@@ -134,7 +136,7 @@ class ControlPrefilter:
         verdict = self._type_memo.get(value)
         if verdict is None:
             verdict = _normalise(value) in self._wanted
-            if len(self._type_memo) < self._MEMO_SIZE:
+            if len(self._type_memo) < self._MEMO_SIZE and len(value) <= self._MEMO_LONGEST:
                 self._type_memo[value] = verdict
         return verdict
 

@@ -6,6 +6,7 @@ finish (each is answered only once durable), then the lifespan stops the produce
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import signal
@@ -41,7 +42,8 @@ def uvicorn_config_for(config: Config, app: Starlette) -> uvicorn.Config:
         host=listen.host,
         port=listen.port,
         loop="uvloop" if has_uvloop else "asyncio",
-        http="httptools" if has_httptools else "h11",
+        http=_bounded_httptools() if has_httptools else "h11",
+        h11_max_incomplete_event_size=64 * 1024,  # the h11 fallback's bound on a request head
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -52,6 +54,12 @@ def uvicorn_config_for(config: Config, app: Starlette) -> uvicorn.Config:
         ssl_certfile=listen.tls.cert if listen.tls else None,
         ssl_keyfile=listen.tls.key if listen.tls else None,
     )
+
+
+def _bounded_httptools() -> type[asyncio.Protocol]:
+    from siemgate.ingest.http_protocol import BoundedHttpToolsProtocol
+
+    return BoundedHttpToolsProtocol
 
 
 class Server(uvicorn.Server):

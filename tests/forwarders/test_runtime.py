@@ -547,3 +547,25 @@ async def test_batches_in_flight_overlap_and_commit_in_order(tmp_path: Path, in_
         await backend.produce([record_for(backend.prefix, 9999, "low")])
         await until(lambda: len(again.received) >= 1)
     assert [e.id for e in again.received] == ["e-9999"], "everything before was committed"
+
+
+async def test_an_event_the_sink_fails_on_unexpectedly_is_isolated_and_dead_lettered(backend: Backend) -> None:
+    """A sink bug or an event it cannot take (an exception that is not a SinkError) must not
+    stop the forwarder: the batch is halved until the event is alone, the others go through."""
+    await backend.produce([record_for(backend.prefix, i) for i in range(40)])
+
+    class Fragile(MemorySink):
+        async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
+            if any(e.id == "e-17" for e in events):
+                raise TypeError("Recursion limit reached")
+            return await super().send(events)
+
+    sink = Fragile(settings())
+    metrics = ForwardMetrics()
+    async with backend.forwarding(sink, metrics):
+        await until(lambda: len(sink.received) >= 39)
+        await until(lambda: metrics.dlq.labels("mem", "sink_failure")._value.get() >= 1)
+    assert sorted(e.id for e in sink.received) == sorted(f"e-{i}" for i in range(40) if i != 17)
+    letters = await backend.dead_letters("mem", 1)
+    assert [letter["id"] for letter in letters] == ["e-17"]
+    assert letters[0]["reason"] == "sink_failure: TypeError: Recursion limit reached"

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ClassVar, Literal
 
-import orjson
-
 from siemgate.errors import ConfigError
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import RetryableSinkError, SendResult, Sink, SinkSettings
+from siemgate.record import dumps
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +37,7 @@ class FileSinkSettings(SinkSettings):
 
 
 def to_json_line(event: NormalizedEvent) -> bytes:
-    return orjson.dumps(
+    return dumps(
         {
             "id": event.id,
             "kind": event.kind,
@@ -57,8 +56,7 @@ def to_json_line(event: NormalizedEvent) -> bytes:
             "message": event.message,
             "event": event.event,
         },
-        option=orjson.OPT_APPEND_NEWLINE,
-    )
+    ) + b"\n"
 
 
 class FileSink(Sink):
