@@ -94,6 +94,22 @@ class NormalizedEvent:
         """The vendor's event as compact JSON."""
         return dumps(self.event)
 
+    def event_bytes(self) -> bytes:
+        """The vendor's event as the ingest received it, when the record carries it last (as the
+        ingest writes records): its exact numbers and no second encoding; else `event_json()`.
+        Never contains a line break (NDJSON-safe)."""
+        record = self.record
+        if record.startswith(_INGEST_RECORD) and record.endswith(b"}"):
+            at = record.find(b',"event":')
+            if at > 0:
+                raw = record[at + 9 : -1]
+                if b"\n" not in raw and b"\r" not in raw:
+                    return raw
+        return dumps(self.event)
+
+
+# How a record the ingest wrote starts (record.BatchEncoder: `event` is its last key).
+_INGEST_RECORD = b'{"v":1,"id":'
 
 # The envelope fields a record has when the ingest wrote it (record.BatchEncoder), in the
 # order `_ENVELOPE` returns them.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -69,3 +70,34 @@ async def test_an_unwritable_path_is_retryable(tmp_path: Path) -> None:
     assert (await sink.send(events(1))).rejected == ()
     assert "is writable" in await sink.healthcheck()
     await sink.close()
+
+
+async def test_a_full_disk_is_retryable_and_leaves_no_half_line(tmp_path: Path) -> None:
+    """ENOSPC mid-batch: RetryableSinkError, the file cut back to the last whole batch, and
+    the retry (once space is back) appends whole lines."""
+    from tests.faults.harness import SmallDisk
+
+    reason = SmallDisk.unavailable_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    disk = SmallDisk(tmp_path / "disk", 1024 * 1024)
+    disk.mount()
+    try:
+        path = disk.path / "events.ndjson"
+        sink = FileSink(FileSinkSettings(name="archive", path=str(path)))
+        await sink.send(events(5))
+        disk.fill(leave_bytes=700)  # room for part of the next batch only
+        with pytest.raises(RetryableSinkError, match="No space left"):
+            await sink.send(events(10, start=5))
+        lines = path.read_bytes().splitlines(keepends=True)
+        assert [orjson.loads(line)["id"] for line in lines] == [f"e-{i}" for i in range(5)]
+        assert lines[-1].endswith(b"\n")
+        disk.free()
+        await sink.send(events(10, start=5))
+        await sink.close()
+        ids = [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()]
+        assert ids == [f"e-{i}" for i in range(15)]
+    finally:
+        disk.unmount()

@@ -168,3 +168,36 @@ def test_chunks_by_size() -> None:
     assert list(chunks_by_size([], 10)) == []
     assert list(chunks_by_size([4, 4, 4], 8)) == [range(0, 2), range(2, 3)]
     assert list(chunks_by_size([20, 1, 1], 8)) == [range(0, 1), range(1, 3)]
+
+
+def ingest_record(event_json: bytes) -> NormalizedEvent:
+    """A record as the ingest writes it, around the event's bytes as the sender sent them."""
+    from siemgate.record import BatchEncoder
+
+    encoder = BatchEncoder(prefix="p", integration="appsec-prod", received_at="2026-11-28T21:00:01.000000Z",
+                           batch="b", peer="127.0.0.1")
+    record = encoder.encode(event_id="evt-1", kind="event", severity="high", seq=0, event_bytes=event_json)
+    return Normalizer().normalize(record.value)
+
+
+@pytest.mark.parametrize("original_field", ["siemgate.event", "vendor", "event.vendor", ""])
+def test_spliced_documents_equal_the_mapping_form(original_field: str) -> None:
+    event = normalized()
+    sink = ElasticsearchSink(ElasticsearchSinkSettings(name="es", url="http://h:9200",
+                                                       original_field=original_field))
+    _, doc, _ = sink.encode(event, INGESTED).split(b"\n")
+    assert orjson.loads(doc) == sink.document(event, INGESTED)
+    envelope = orjson.loads(hec().encode(event))
+    assert envelope == orjson.loads(orjson.dumps(hec().envelope(event)))
+
+
+def test_the_vendor_event_keeps_its_exact_numbers_and_no_line_breaks() -> None:
+    big = b'{"id":"evt-1","n":123456789012345678901234567890,"severity":"high"}'
+    event = ingest_record(big)
+    assert event.event_bytes() == big
+    assert b"123456789012345678901234567890" in hec().encode(event)
+    sink = ElasticsearchSink(ElasticsearchSinkSettings(name="es", url="http://h:9200"))
+    assert b'"siemgate":{"event":' + big + b"}}" in sink.encode(event, INGESTED)
+    pretty = ingest_record(b'{\n  "id": "evt-1",\n  "severity": "high"\n}')
+    assert pretty.event_bytes() == b'{"id":"evt-1","severity":"high"}', "re-encoded: NDJSON has no line breaks"
+    assert sink.encode(pretty, INGESTED).count(b"\n") == 2

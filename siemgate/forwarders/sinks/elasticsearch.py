@@ -40,7 +40,7 @@ import httpx
 import orjson
 
 from siemgate.errors import ConfigError
-from siemgate.forwarders.formats.ecs import ecs_document
+from siemgate.forwarders.formats.ecs import ecs_document, put_path
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import (
     RetryableSinkError,
@@ -182,8 +182,15 @@ class ElasticsearchSink(Sink):
                             event_original=self.settings.event_original, observer=self._observer)
 
     def encode(self, event: NormalizedEvent, ingested: str) -> bytes:
+        """The `create` action and the document, with the vendor's event under
+        `original_field` as the ingest received it (a pre-serialized fragment: no second
+        encoding, its exact numbers)."""
         action = b'{"create":{"_id":' + orjson.dumps(event.id) + b"}}\n"
-        return action + dumps(self.document(event, ingested)) + b"\n"
+        doc = ecs_document(event, ingested=ingested, original_field=None,
+                           event_original=self.settings.event_original, observer=self._observer)
+        if self._original is not None:
+            put_path(doc, self._original, orjson.Fragment(event.event_bytes()))
+        return action + dumps(doc) + b"\n"
 
     async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
         ingested = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -8,6 +8,7 @@ returns. Rotation renames `events.ndjson` to `events.ndjson.1` (older files shif
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,27 +74,39 @@ class FileSink(Sink):
 
     async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
         data = b"".join(to_json_line(e) for e in events)
-        try:
-            async with self._lock:
+        async with self._lock:
+            try:
                 await asyncio.to_thread(self._write, data)
-        except OSError as exc:
-            self._close_handle()
-            raise RetryableSinkError(f"cannot write {self._path}: {exc.strerror or exc}") from exc
+            except OSError as exc:
+                raise RetryableSinkError(f"cannot write {self._path}: {exc.strerror or exc}") from exc
         return SendResult()
 
     def _open(self) -> IO[bytes]:
         if self._handle is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self._path, "ab")  # noqa: SIM115 - kept open across batches
+            # Unbuffered: a batch goes straight to the file, and a failed one leaves nothing
+            # behind in a buffer that closing would try to write again.
+            self._handle = open(self._path, "ab", buffering=0)  # noqa: SIM115 - kept open across batches
             self._size = self._handle.tell()
         return self._handle
 
     def _write(self, data: bytes) -> None:
         handle = self._open()
-        handle.write(data)
-        handle.flush()
-        if self.settings.fsync == "batch":
-            os.fsync(handle.fileno())
+        start = self._size
+        try:
+            view = memoryview(data)
+            while view:
+                written = handle.write(view)
+                view = view[written or 0:]
+            if self.settings.fsync == "batch":
+                os.fsync(handle.fileno())
+        except OSError:
+            # A disk that filled up mid-batch leaves part of it: cut the file back to the last
+            # whole batch, so that the retry does not follow half a line.
+            self._discard_handle()
+            with contextlib.suppress(OSError):
+                os.truncate(self._path, start)
+            raise
         self._size += len(data)
         if self._size >= self.settings.rotate_bytes:
             self._rotate()
@@ -116,8 +129,14 @@ class FileSink(Sink):
 
     def _close_handle(self) -> None:
         if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            handle.close()
+
+    def _discard_handle(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
 
     async def healthcheck(self) -> str:
         def probe() -> str:

@@ -78,6 +78,7 @@ _SUCCESS_CODES: Final = frozenset({0, 24, 25})
 _TOKEN_CODES: Final = frozenset({1, 2, 3, 4})
 _BISECT_CODES: Final = frozenset({5, 6, 12, 13, 15})
 _FIRST_ACK_POLL: Final = 0.01
+_EVENT: Final = object()  # cim_event's default: the decoded vendor event
 _REFUSED: Final = {
     7: "the index is not allowed for this token or does not exist: fix sinks[].index or the token's allowed indexes",
     10: "HEC wants a channel (the token has indexer acknowledgement on): this is a siemgate bug, please report it",
@@ -127,7 +128,8 @@ def epoch_seconds(timestamp: str) -> float | None:
         return None
 
 
-def cim_event(event: NormalizedEvent) -> dict[str, Any]:
+def cim_event(event: NormalizedEvent, *, vendor_event: object = _EVENT) -> dict[str, Any]:
+    """`event` in CIM shape; the vendor's event under `vendor_event` (default: as decoded)."""
     body: dict[str, Any] = {"severity": event.severity, "severity_id": SEVERITY_ID[event.severity]}
     for name, value in (("signature", event.rule), ("signature_id", event.rule_id), ("src", event.source_ip),
                         ("dest", event.asset), ("action", event.action), ("url", event.url),
@@ -139,7 +141,7 @@ def cim_event(event: NormalizedEvent) -> dict[str, Any]:
     body["integration"] = event.integration
     body["kind"] = event.kind
     body["received_at"] = event.received_at
-    body["vendor_event"] = event.event
+    body["vendor_event"] = event.event if vendor_event is _EVENT else vendor_event
     return body
 
 
@@ -176,27 +178,41 @@ class SplunkHecSink(Sink):
 
     # -- encoding
 
-    def envelope(self, event: NormalizedEvent) -> dict[str, Any]:
+    def _head(self, event: NormalizedEvent) -> dict[str, Any]:
         settings = self.settings
-        envelope: dict[str, Any] = {}
+        head: dict[str, Any] = {}
         epoch = epoch_seconds(event.timestamp)
         if epoch is not None:
-            envelope["time"] = epoch
+            head["time"] = epoch
         host = settings.host or event.asset
         if host:
-            envelope["host"] = host
-        envelope["source"] = settings.source or event.integration
-        envelope["sourcetype"] = settings.sourcetype
+            head["host"] = host
+        head["source"] = settings.source or event.integration
+        head["sourcetype"] = settings.sourcetype
         if settings.index:
-            envelope["index"] = settings.index
-        envelope["event"] = cim_event(event) if settings.event_format == "cim" else event.event
-        envelope["fields"] = {"integration": event.integration, "severity": event.severity}
+            head["index"] = settings.index
+        return head
+
+    @staticmethod
+    def _fields(event: NormalizedEvent) -> dict[str, str]:
+        fields = {"integration": event.integration, "severity": event.severity}
         if event.kind != "event":
-            envelope["fields"]["kind"] = event.kind
-        return envelope
+            fields["kind"] = event.kind
+        return fields
+
+    def envelope(self, event: NormalizedEvent) -> dict[str, Any]:
+        """The HEC envelope as a mapping (what `encode` writes)."""
+        body = cim_event(event) if self.settings.event_format == "cim" else event.event
+        return {**self._head(event), "event": body, "fields": self._fields(event)}
 
     def encode(self, event: NormalizedEvent) -> bytes:
-        return dumps(self.envelope(event)) + b"\n"
+        """The envelope as JSON, with the vendor's event as the ingest received it (a
+        pre-serialized fragment: no second encoding, its exact numbers)."""
+        raw = orjson.Fragment(event.event_bytes())
+        envelope = self._head(event)
+        envelope["event"] = cim_event(event, vendor_event=raw) if self.settings.event_format == "cim" else raw
+        envelope["fields"] = self._fields(event)
+        return orjson.dumps(envelope, option=orjson.OPT_APPEND_NEWLINE)
 
     # -- sending
 
