@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ClassVar, Literal
 
+import orjson
+
 from siemgate.errors import ConfigError
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import RetryableSinkError, SendResult, Sink, SinkSettings
@@ -55,7 +57,8 @@ def to_json_line(event: NormalizedEvent) -> bytes:
             "asset": event.asset,
             "event_type": event.event_type,
             "message": event.message,
-            "event": event.event,
+            # As the ingest received it (exact numbers, however large), not encoded again.
+            "event": orjson.Fragment(event.event_bytes()),
         },
     ) + b"\n"
 
