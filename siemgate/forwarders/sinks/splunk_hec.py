@@ -64,7 +64,6 @@ from siemgate.forwarders.sinks.base import (
     TlsSettings,
 )
 from siemgate.forwarders.sinks.http import HttpBatchSettings, HttpEndpoint, check_url, chunks_by_size, short_body
-from siemgate.record import dumps
 from siemgate.secrets import Secret
 
 log = logging.getLogger("siemgate.forward.splunk_hec")
