@@ -246,6 +246,16 @@ class SinkForwarder:
         """Wait for the oldest batch's delivery and start its commit (commits stay in order:
         each waits for the one before). False if it was left uncommitted (shutting down)."""
         batch = in_flight.popleft()
+        if self._drain_deadline is not None and not batch.delivery.done():
+            # Stopping: a send still waiting (an ack that does not come) is bounded by the drain timeout.
+            await asyncio.wait([batch.delivery], timeout=max(0.0, self._drain_deadline - time.monotonic()))
+            if not batch.delivery.done():
+                batch.delivery.cancel()
+                with contextlib.suppress(asyncio.CancelledError, _Abandoned):
+                    await batch.delivery
+                log.warning("drain timeout: the batches in flight are left for redelivery",
+                            extra={"sink": self.name, "events": batch.events + sum(b.events for b in in_flight)})
+                return False
         try:
             abandoned = await batch.delivery
         except _Abandoned:
