@@ -44,13 +44,21 @@ _ALLOWED: Final = frozenset({"allow", "allowed", "pass", "passed", "permit", "pe
                              "monitor", "monitored", "detect", "detected", "alert", "alerted"})
 
 
-def event_type(action: str | None) -> list[str]:
+# Shared, never mutated: a document is serialized right after it is built.
+_DENIED_TYPE: Final = ("denied",)
+_ALLOWED_TYPE: Final = ("allowed",)
+_INFO_TYPE: Final = ("info",)
+_CATEGORY: Final = ("intrusion_detection",)
+_ECS: Final = {"version": ECS_VERSION}
+
+
+def event_type(action: str | None) -> tuple[str, ...]:
     verdict = (action or "").strip().lower()
     if verdict in _DENIED:
-        return ["denied"]
+        return _DENIED_TYPE
     if verdict in _ALLOWED:
-        return ["allowed"]
-    return ["info"]
+        return _ALLOWED_TYPE
+    return _INFO_TYPE
 
 
 @lru_cache(maxsize=4096)
@@ -62,7 +70,10 @@ def _is_ip(value: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)
 def url_fields(url: str) -> dict[str, Any]:
+    """ECS `url.*` of a URL (cached: the same URLs come again; the mapping is shared, not to
+    be changed)."""
     fields: dict[str, Any] = {"original": url}
     try:
         parts = urlsplit(url)
@@ -100,7 +111,7 @@ def ecs_document(event: NormalizedEvent, *, ingested: str,
                  observer: Mapping[str, str] | None = None) -> dict[str, Any]:
     ecs_event: dict[str, Any] = {
         "kind": "alert" if event.kind == "event" else "event",
-        "category": ["intrusion_detection"],
+        "category": _CATEGORY,
         "type": event_type(event.action),
         "id": event.id,
         "created": event.received_at,
@@ -129,12 +140,12 @@ def ecs_document(event: NormalizedEvent, *, ingested: str,
     if event.method is not None:
         doc["http"] = {"request": {"method": event.method.upper()}}
     if observer:
-        doc["observer"] = dict(observer)
+        doc["observer"] = observer
     labels = {"integration": event.integration, "severity": event.severity}
     if event.kind != "event":
         labels["kind"] = event.kind
     doc["labels"] = labels
-    doc["ecs"] = {"version": ECS_VERSION}
+    doc["ecs"] = _ECS
     if original_field:
         put_path(doc, original_field, event.event)
     return doc

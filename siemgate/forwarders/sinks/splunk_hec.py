@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, ClassVar, Final, Literal
 
 import httpx
@@ -121,8 +122,26 @@ class SplunkHecSinkSettings(SinkSettings):
 
 def epoch_seconds(timestamp: str) -> float | None:
     """RFC 3339 -> epoch seconds with microseconds; None when it does not parse."""
+    # The normalizer's own form, 2026-11-28T21:00:00.123456Z: the day's start is remembered.
+    if len(timestamp) >= 20 and timestamp[10] == "T" and timestamp[-1] == "Z" and timestamp[13] == ":":
+        day = _day_start(timestamp[:10])
+        if day is not None:
+            try:
+                hours, minutes, seconds = int(timestamp[11:13]), int(timestamp[14:16]), float(timestamp[17:-1])
+                if hours < 24 and minutes < 60 and 0 <= seconds < 61:
+                    return round(day + hours * 3600 + minutes * 60 + seconds, 6)
+            except ValueError:
+                pass
     try:
         return round(datetime.fromisoformat(timestamp).timestamp(), 6)
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=1024)
+def _day_start(day: str) -> float | None:
+    try:
+        return datetime.fromisoformat(day + "T00:00:00+00:00").timestamp()
     except ValueError:
         return None
 
