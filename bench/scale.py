@@ -134,14 +134,22 @@ def forward_config(work: Path, bootstrap: str, prefix: str, index: int) -> tuple
                                            "idempotence": False, "topics": {"partitions": PARTITIONS}}},
         # Tansu holds a fetch for its whole max wait even when records are there (Kafka does not).
         "forward": {"listen": {"host": "127.0.0.1", "port": port}, "fetch_max_wait_ms": 20},
-        "sinks": [{"name": SINK, "type": "file", "path": str(out), "fsync": "never"}],
+        # No rotation: the ids are read back from one file per process.
+        "sinks": [{"name": SINK, "type": "file", "path": str(out), "fsync": "never", "rotate_bytes": 1 << 40}],
     }))
     return path, port, out
 
 
+_LAST: dict[int, float] = {}
+
+
 def delivered(port: int) -> float:
+    """The process's delivered count (the last one seen when a scrape fails: a busy process)."""
     samples = scrape(f"http://127.0.0.1:{port}")
-    return metric_total(samples, "siemgate_forward_events_total", sink=SINK, outcome="delivered") or 0.0
+    value = metric_total(samples, "siemgate_forward_events_total", sink=SINK, outcome="delivered")
+    if value is not None:
+        _LAST[port] = value
+    return _LAST.get(port, 0.0)
 
 
 def ids_in(path: Path) -> list[str]:
@@ -279,9 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument("--work", type=Path, help="keep configs and logs here (default: a temporary directory)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="siemgate-scale-") as tmp:
-        result = asyncio.run(run(args, Path(tmp)))
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
+        result = asyncio.run(run(args, args.work))
+    else:
+        with tempfile.TemporaryDirectory(prefix="siemgate-scale-") as tmp:
+            result = asyncio.run(run(args, Path(tmp)))
     print(table(result))
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
