@@ -82,8 +82,12 @@ class KafkaConsumer:
             self._consumer.seek(_tp(partition), offset)
 
     def highwater(self, partition: Partition) -> int | None:
+        tp = _tp(partition)
+        # Revoked by a rebalance meanwhile: aiokafka asserts (AssertionError) rather than raise.
+        if tp not in self._consumer.assignment():
+            return None
         try:
-            value = self._consumer.highwater(_tp(partition))
+            value = self._consumer.highwater(tp)
         except IllegalStateError:
             return None
         return None if value is None else int(value)
