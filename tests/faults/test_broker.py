@@ -85,8 +85,8 @@ async def test_broker_killed_and_restarted_empty(
         p.senders.resume()
         p.notes.append(f"senders paused {time.monotonic() - paused_at:.1f} s until the broker held nothing "
                        "undelivered")
-        assert proxied_tansu.tansu is not None and p.ingest is not None
-        log_before_kill = len(p.ingest.log.read_bytes())
+        assert proxied_tansu.tansu is not None
+        killed_pid = proxied_tansu.pid
         await proxied_tansu.tansu.kill()
         await proxied_tansu.tansu.start()  # empty: no topics, no consumer groups
 
@@ -99,13 +99,13 @@ async def test_broker_killed_and_restarted_empty(
         await p.measure_recovery(cleared_at)
         await p.keep_streaming()
         result = await p.conclude()
-        assert p.ingest is not None
-        log_text = p.ingest.log.read_bytes()[log_before_kill:].decode(errors="replace")
-        # By the spool's drainer, or by the producer reconnecting first: either proves it.
-        recreated = "created missing Kafka topics" in log_text or '"created Kafka topics"' in log_text
+        # Tansu keeps everything in memory: a new process is an empty broker. Who re-creates
+        # the topics varies (the spool's drainer, the producer, or the consumers' metadata
+        # requests, which Tansu answers by creating them); delivery above proves they were.
+        restarted = proxied_tansu.pid != killed_pid
     fault_table.record(result)
     assert not result.problems, "\n".join(result.problems)
-    assert recreated, "the broker did not come back empty (no topics re-created): the test proved nothing"
+    assert restarted, "the broker was not restarted: the test proved nothing"
 
 
 async def test_broker_frozen(
