@@ -28,7 +28,7 @@ import hashlib
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from siemgate.config import Config, parse_config
 from siemgate.errors import ConfigError, SiemgateError
+from siemgate.metrics import Exposed
 
 log = logging.getLogger("siemgate.reload")
 
@@ -178,3 +179,23 @@ class ConfigReloader:
                   extra={"path": str(self.path)})
         self.metrics.reloads.labels("invalid").inc()
         return "invalid"
+
+
+@contextlib.asynccontextmanager
+async def reloading(reloader: ConfigReloader | None, registry: CollectorRegistry,
+                    *targets: Reloadable) -> AsyncIterator[None]:
+    """Hot reload while a process serves: `targets` apply each new config, the reloader's
+    metrics show on `registry`, SIGHUP is handled. Nothing at all when `reloader` is None."""
+    if reloader is None:
+        yield
+        return
+    registry.register(Exposed(reloader.registry))
+    for target in targets:
+        reloader.add(target)
+    task = reloader.watch()
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -31,7 +31,7 @@ from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
 from siemgate.ingest.server import Server, uvicorn_config_for
 from siemgate.metrics import Exposed
-from siemgate.reload import ConfigReloader
+from siemgate.reload import ConfigReloader, reloading
 
 log = logging.getLogger("siemgate.run")
 
@@ -83,12 +83,11 @@ async def _serve_started(config: Config, app: Starlette, service: ForwardService
                          reloader: ConfigReloader | None) -> None:
     registry = app.state.context.metrics.registry
     registry.register(Exposed(service.metrics.registry))
-    watching = None
-    if reloader is not None:
-        registry.register(Exposed(reloader.registry))
-        reloader.add(app.state.webhooks)
-        reloader.add(service)
-        watching = reloader.watch()
+    async with reloading(reloader, registry, app.state.webhooks, service):
+        await _serve_both(config, app, service)
+
+
+async def _serve_both(config: Config, app: Starlette, service: ForwardService) -> None:
     server = Server(uvicorn_config_for(config, app))
     forwarding = asyncio.create_task(service.run(), name="forwarders")
 
@@ -102,8 +101,6 @@ async def _serve_started(config: Config, app: Starlette, service: ForwardService
     try:
         await server.serve()
     finally:
-        if watching is not None:
-            watching.cancel()
         forwarding.remove_done_callback(forwarders_ended)
         service.request_stop()
         await forwarding  # raises ForwarderFailed if a forwarder died of a bug

@@ -32,8 +32,7 @@ from siemgate.forwarders.normalize import Normalizer
 from siemgate.forwarders.runtime import SinkForwarder
 from siemgate.forwarders.sinks.registry import create_sink
 from siemgate.gc_tuning import tune_gc
-from siemgate.metrics import Exposed
-from siemgate.reload import ConfigReloader, ReloadFailed
+from siemgate.reload import ConfigReloader, ReloadFailed, reloading
 
 log = logging.getLogger("siemgate.forward")
 
@@ -233,11 +232,11 @@ async def serve_forward(config: Config, sink_names: Sequence[str] = (), reloader
 
 
 async def _serve_forward(config: Config, service: ForwardService, reloader: ConfigReloader | None) -> None:
-    watching = None
-    if reloader is not None:
-        service.metrics.registry.register(Exposed(reloader.registry))
-        reloader.add(service)
-        watching = reloader.watch()
+    async with reloading(reloader, service.metrics.registry, service):
+        await _serve_endpoints_and_run(config, service)
+
+
+async def _serve_endpoints_and_run(config: Config, service: ForwardService) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.request_stop)
@@ -249,7 +248,5 @@ async def _serve_forward(config: Config, service: ForwardService, reloader: Conf
     try:
         await service.run()
     finally:
-        if watching is not None:
-            watching.cancel()
         server.should_exit = True
         await http

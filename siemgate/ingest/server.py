@@ -22,8 +22,7 @@ from siemgate.bus.base import Publisher
 from siemgate.config import Config
 from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
-from siemgate.metrics import Exposed
-from siemgate.reload import ConfigReloader
+from siemgate.reload import ConfigReloader, reloading
 
 # Long enough for an in-flight batch to reach its produce deadline and be answered.
 GRACEFUL_SHUTDOWN_SECONDS = 25
@@ -87,14 +86,6 @@ async def serve(config: Config, publisher: Publisher, reloader: ConfigReloader |
     app = create_app(config, publisher)
     async with running_admin(config.admin, StatusSources("ingest", ingest=app.state.context)):
         server = Server(uvicorn_config_for(config, app))
-        watching = None
-        if reloader is not None:
-            app.state.context.metrics.registry.register(Exposed(reloader.registry))
-            reloader.add(app.state.webhooks)
-            watching = reloader.watch()
-        tune_gc()
-        try:
+        async with reloading(reloader, app.state.context.metrics.registry, app.state.webhooks):
+            tune_gc()
             await server.serve()
-        finally:
-            if watching is not None:
-                watching.cancel()

@@ -52,7 +52,7 @@ from siemgate.testing.elasticsearch import ElasticsearchStandIn
 from siemgate.testing.splunk_hec import HecToken, SplunkHecStandIn
 from siemgate.testing.tcp_proxy import TcpProxy
 from tests.forwarders.rsyslog import Rsyslog
-from tests.support import PrivateTansu, siemgate_command
+from tests.support import PrivateTansu, siemgate_command, wait_until
 
 KEY = "faults-key-0123456789"
 HEC_TOKEN = "6b0e8f7a-3c2d-4e1f-9a8b-7c6d5e4f3a2b"
@@ -91,17 +91,8 @@ def routed(sink: str, severity: str) -> bool:
 
 async def poll(condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float,
                interval: float = 0.25) -> None:
-    """Poll until `condition` holds; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(interval)
+    """`tests.support.wait_until`, polling less often: the conditions here read sink files."""
+    await wait_until(condition, what, timeout, interval)
 
 
 # ------------------------------------------------------------------------------------------
