@@ -43,7 +43,6 @@ from siemgate.errors import ConfigError
 from siemgate.forwarders.formats.ecs import ecs_document, put_path
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import (
-    RetryableSinkError,
     SendResult,
     Sink,
     SinkAuthError,
@@ -52,7 +51,14 @@ from siemgate.forwarders.sinks.base import (
     SinkSettings,
     TlsSettings,
 )
-from siemgate.forwarders.sinks.http import HttpBatchSettings, HttpEndpoint, check_url, chunks_by_size, short_body
+from siemgate.forwarders.sinks.http import (
+    Busy,
+    HttpBatchSettings,
+    HttpEndpoint,
+    check_url,
+    send_in_requests,
+    short_body,
+)
 from siemgate.record import dumps
 from siemgate.secrets import Secret
 
@@ -147,10 +153,6 @@ def auth_error(url: str, status: int, body: str, name: str) -> SinkAuthError:
                          "create_doc privilege on the target")
 
 
-class _Busy(Exception):
-    """Elasticsearch cannot take more now; what is left of the batch is retried later."""
-
-
 @dataclass
 class _Progress:
     delivered: set[int] = field(default_factory=set)
@@ -196,12 +198,8 @@ class ElasticsearchSink(Sink):
         ingested = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         lines = [self.encode(e, ingested) for e in events]
         progress = _Progress()
-        error: SinkError | None = None
-        try:
-            for chunk in chunks_by_size([len(line) for line in lines], self.settings.batch.max_bytes):
-                await self._bulk(lines, list(chunk), progress)
-        except (_Busy, RetryableSinkError, SinkAuthError) as exc:
-            error = exc if isinstance(exc, SinkError) else RetryableSinkError(str(exc))
+        error = await send_in_requests(lines, self.settings.batch.max_bytes,
+                                       lambda chunk: self._bulk(lines, chunk, progress))
         settled = progress.settled()
         unsent = [i for i in range(len(lines)) if i not in settled]
         if error is not None and len(unsent) == len(lines):
@@ -237,19 +235,19 @@ class ElasticsearchSink(Sink):
         if status == 404:
             raise SinkRefusedError(f"{self._endpoint.url}{self._path}: Elasticsearch answered 404 "
                                    f"({_error_text(response)}): check sinks[{self.name}].url and its target")
-        raise _Busy(f"{self._endpoint.url}: HTTP {status}: {_error_text(response)}")
+        raise Busy(f"{self._endpoint.url}: HTTP {status}: {_error_text(response)}")
 
     def _items(self, response: httpx.Response, chunk: list[int], progress: _Progress) -> None:
         try:
             answer = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise _Busy(f"{self._endpoint.url}: the bulk answer is not JSON: {short_body(response)}") from None
+            raise Busy(f"{self._endpoint.url}: the bulk answer is not JSON: {short_body(response)}") from None
         if isinstance(answer, dict) and answer.get("errors") is False:
             progress.delivered.update(chunk)
             return
         items = answer.get("items") if isinstance(answer, dict) else None
         if not isinstance(items, list) or len(items) != len(chunk):
-            raise _Busy(f"{self._endpoint.url}: the bulk answer does not list one item per document: "
+            raise Busy(f"{self._endpoint.url}: the bulk answer does not list one item per document: "
                         f"{short_body(response)}")
         for index, item in zip(chunk, items, strict=True):
             outcome: dict[str, Any] = {}

@@ -64,7 +64,14 @@ from siemgate.forwarders.sinks.base import (
     SinkSettings,
     TlsSettings,
 )
-from siemgate.forwarders.sinks.http import HttpBatchSettings, HttpEndpoint, check_url, chunks_by_size, short_body
+from siemgate.forwarders.sinks.http import (
+    Busy,
+    HttpBatchSettings,
+    HttpEndpoint,
+    check_url,
+    send_in_requests,
+    short_body,
+)
 from siemgate.secrets import Secret
 
 log = logging.getLogger("siemgate.forward.splunk_hec")
@@ -163,10 +170,6 @@ def cim_event(event: NormalizedEvent, *, vendor_event: object = _EVENT) -> dict[
     return body
 
 
-class _Busy(Exception):
-    """HEC cannot take more now; what is left of the batch is retried later."""
-
-
 @dataclass
 class _Progress:
     """Where each event of one `send` stands, by index into the batch."""
@@ -238,12 +241,8 @@ class SplunkHecSink(Sink):
         payloads = [self.encode(e) for e in events]
         progress = _Progress()
         pending = list(range(len(payloads)))
-        error: SinkError | None = None
-        try:
-            for chunk in chunks_by_size([len(p) for p in payloads], self.settings.batch.max_bytes):
-                await self._post(payloads, list(chunk), progress)
-        except (_Busy, RetryableSinkError, SinkAuthError) as exc:
-            error = exc if isinstance(exc, SinkError) else RetryableSinkError(str(exc))
+        error = await send_in_requests(payloads, self.settings.batch.max_bytes,
+                                       lambda chunk: self._post(payloads, chunk, progress))
         if progress.awaiting_ack:
             await self._await_acks(progress)
         settled = progress.delivered | progress.rejected.keys()
@@ -275,7 +274,7 @@ class SplunkHecSink(Sink):
                                 f"fix sinks[{self.name}].token")
         if code in _REFUSED:
             raise SinkRefusedError(f"{self._endpoint.url}: HEC code {code} ({text}): {_REFUSED[code]}")
-        raise _Busy(f"{self._endpoint.url}: HTTP {status}" + (f", code {code}" if code is not None else "") +
+        raise Busy(f"{self._endpoint.url}: HTTP {status}" + (f", code {code}" if code is not None else "") +
                     f": {text}")
 
     def _accepted(self, chunk: list[int], answer: dict[str, Any], progress: _Progress) -> None:
