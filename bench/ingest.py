@@ -486,6 +486,10 @@ def disk_bytes(directory: Path | None, pattern: str) -> int | None:
     return total
 
 
+def _sum(*parts: int | None) -> int | None:
+    return None if any(p is None for p in parts) else sum(p for p in parts if p is not None)
+
+
 def _delta(after: float | None, before: float | None) -> float | None:
     return None if after is None or before is None else after - before
 
@@ -668,8 +672,10 @@ def sink_report(
         "backlog_at_start": backlog_start,
         "backlog_at_end": backlog_end,
         "kept_up": None if backlog_end is None else backlog_end <= slack,
-        # The embedded log (SQLite file, WAL and shared memory): records are deleted once the sink passed them.
-        "log_file_bytes": disk_bytes(target.data, "siemgate.db*"),
+        # The embedded log (segment files, and the SQLite index with its WAL and shared memory):
+        # records are deleted once the sink passed them.
+        "log_file_bytes": _sum(disk_bytes(target.data, "*.seg"), disk_bytes(target.data, "siemgate.db*")),
+        "log_segment_bytes": disk_bytes(target.data, "*.seg"),
         "log_wal_bytes": disk_bytes(target.data, "siemgate.db-wal"),
     }
 
@@ -958,8 +964,8 @@ def format_details(results: dict[str, dict[str, dict[str, Any]]], scenarios: lis
                     f"{_count(sink['backlog_at_end'])}, {_count(sink['backlog_at_start'])} at its start); "
                     f"{_count(sink['written_per_second'])} events/s written during it; backlog "
                     + ("not drained" if drain is None else f"drained {drain:.1f} s after the load stopped")
-                    + f"; embedded log files {_count(sink['log_file_bytes'])} bytes, of which WAL "
-                    f"{_count(sink['log_wal_bytes'])}"
+                    + f"; embedded log files {_count(sink['log_file_bytes'])} bytes, of which segments "
+                    f"{_count(sink.get('log_segment_bytes'))}, index WAL {_count(sink['log_wal_bytes'])}"
                 )
     return "\n".join(lines)
 

@@ -16,17 +16,17 @@ the forward service), so a hot reload shows at once. Nothing here changes them.
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
-import os
 import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from siemgate import __version__
+from siemgate.bus.embedded import disk_usage
 from siemgate.errors import SiemgateError
 from siemgate.ingest.metrics import SpoolReporter
 from siemgate.record import SEVERITIES
@@ -250,10 +250,7 @@ def _spool(sources: StatusSources) -> SpoolStatus | None:
         return SpoolStatus(kind="spool", path=config.bus.spool.path, bytes=stats.bytes, events=stats.events,
                            max_bytes=config.bus.spool.max_bytes, active=stats.active)
     if config.bus.type == "embedded" and sources.process == "run":
-        size = 0
-        for suffix in ("", "-wal"):
-            with contextlib.suppress(OSError):
-                size += os.stat(config.bus.path + suffix).st_size
+        size = disk_usage(Path(config.bus.path))
         return SpoolStatus(kind="embedded_log", path=config.bus.path, bytes=size, events=None, max_bytes=None,
                            active=None)
     return None

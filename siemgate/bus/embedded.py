@@ -1,19 +1,25 @@
-"""The embedded bus: the record contract in one SQLite file, for `siemgate run` on one machine.
+"""The embedded bus: the record contract on one machine's disk, for `siemgate run`.
 
 The log keeps Kafka's shape, so that the forwarders run unchanged: topics (the same names as
 on Kafka), each one partition with contiguous offsets; one cursor per consumer group and
 topic (a sink's committed offset); records deleted once every sink's group has passed them.
 
-Durability: WAL with `synchronous=FULL`, so `append` returns only after the fsync. Every
-write goes through one writer thread; appends that arrive while a transaction is being
-written share the next one (group commit: one fsync for several batches). Reads run on
-threads of their own (WAL lets them proceed during writes). Checkpoints are taken off the
-write path, and pages freed by retention are given back to the file system.
+Two parts, as in Kafka's own log: the records' bytes in append-only segment files
+(`siemgate.bus.segments`, `<bus.path>-segments/`), and an index in the SQLite file at
+`bus.path` (which offsets are where, each topic's next offset, the cursors).
 
-Several processes may open the same file (e.g. `siemgate dlq` while `siemgate run` works):
-SQLite serializes their writes and next offsets are kept in the file, not in memory. A
-consumer learns of records appended by this process at once, of other processes' at its
-next poll.
+Durability: an append writes its records to the current segment and fsyncs it, then
+commits their index entries (WAL, not fsync'd on their own: the segment is the record of
+truth, and opening the log indexes any fsync'd frame the index lost to a power cut).
+`append` returns after the fsync. Every write goes through one writer thread; appends that
+arrive while one is being written share the next one (group commit: one fsync for several
+batches). Reads run on threads of their own. Retention deletes passed index entries and
+then every segment file left without one.
+
+Several processes may open the same log (e.g. `siemgate dlq` while `siemgate run` works):
+SQLite's write lock serializes their appends, and next offsets and segment ends are kept in
+the index, not in memory. A consumer learns of records appended by this process at once, of
+other processes' at its next poll.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import sqlite3
 import struct
 import threading
@@ -33,6 +40,7 @@ from typing import NamedTuple, TypeVar
 
 import orjson
 
+from siemgate.bus import segments
 from siemgate.bus.base import Consumer, Partition, Publisher, RebalanceListener
 from siemgate.errors import BusError, BusUnavailable, CommitRefused
 from siemgate.record import Record, all_topics
@@ -41,44 +49,68 @@ log = logging.getLogger("siemgate.bus.embedded")
 
 T = TypeVar("T")
 
-# Records are stored in chunks: one row per append and topic holding its records back to
-# back (`_pack`). Measured here for a 500-event batch: 0.9 ms to insert as one chunk against
-# 2.3 ms as 500 rows, and retention deletes a few rows instead of thousands.
+# The index. A chunk is one frame: an append's records of one topic, back to back (`_pack`).
+# Segments belong to a stream: siemgate's event and control topics share "events" (deleted
+# by retention), other topics (dead letters, kept) go to "kept", so that they never hold an
+# events segment on disk. AUTOINCREMENT: a segment number is never used twice.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     topic TEXT NOT NULL,
     first_pos INTEGER NOT NULL,
     last_pos INTEGER NOT NULL,
-    data BLOB NOT NULL
+    segment INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS chunks_topic_last ON chunks (topic, last_pos);
+CREATE INDEX IF NOT EXISTS chunks_segment ON chunks (segment);
+CREATE TABLE IF NOT EXISTS segments (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, size INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, next_pos INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors (
     grp TEXT NOT NULL, topic TEXT NOT NULL, pos INTEGER NOT NULL, PRIMARY KEY (grp, topic)
 ) WITHOUT ROWID;
 """
-# Retention deletes this many chunks per transaction, so appends wait for it at most briefly
-# (~10 ms here for 10 chunks of 500 events).
-_RETENTION_CHUNKS = 10
+_INSERT_CHUNK = "INSERT INTO chunks (topic, first_pos, last_pos, segment, offset, length) VALUES (?, ?, ?, ?, ?, ?)"
+_SET_END = ("INSERT INTO topics (name, next_pos) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET next_pos = excluded.next_pos")
+# PRAGMA user_version of the index: 2 = records in segment files. Files of version 1 (the
+# records in the index's chunks table) are moved to segments when first opened.
+_FORMAT = 2
+_EVENTS, _KEPT = "events", "kept"
+# Index entries retention deletes per transaction.
+_RETENTION_CHUNKS = 1000
 _FRAME = struct.Struct("<III")  # key length, value length, headers length
-# Pages handed back to the file system per transaction, only while no append came for
-# _IDLE_SECONDS: under load, freed pages are reused by the next appends instead.
+# Index pages handed back to the file system per transaction, only while no append came for
+# _IDLE_SECONDS (under load, freed pages are reused by the next appends instead).
 _VACUUM_PAGES = 500
 _IDLE_SECONDS = 2.0
 _MAINTENANCE_SECONDS = 1.0
-# PASSIVE checkpoints run this often on a reader thread, beside the appends: each copies and
-# fsyncs little, so an append's own fsync seldom waits behind a big flush of the database
-# file. Measured (one sequential sender, siemgate run): every 0.25 s p99 51 ms, every
-# 0.05 s 24 ms, every 0.02 s 24 ms with a higher p50.
-_CHECKPOINT_SECONDS = 0.05
+# The index is checkpointed at most this often, on the writer thread when no append waits:
+# its WAL holds only index entries (a few pages per append), so each is short, and no
+# append's fsync runs beside it.
+_CHECKPOINT_SECONDS = 0.1
+# ... and at the latest this often, between appends that never stop.
+_CHECKPOINT_LATEST_SECONDS = 1.0
 # Under continuous appends a PASSIVE checkpoint never finds the WAL fully copied when a write
 # begins, so the WAL never restarts and grows without end. Past this size, reads are held
-# while a TRUNCATE checkpoint on the writer resets it: what is left to copy is what came
-# since the last PASSIVE one, and no reader makes it wait (SQLite's busy handler sleeps up
-# to 100 ms at a time). (RESTART, not TRUNCATE: truncating took ~100 ms more here;
-# journal_size_limit trims the file instead.)
-_WAL_RESET_BYTES = 64 * 1024 * 1024
+# while a RESTART checkpoint on the writer resets it.
+_WAL_RESET_BYTES = 16 * 1024 * 1024
 _BUSY_TIMEOUT_MS = 30_000
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes on disk of the embedded log at `path`: its segments and its index (with the WAL)."""
+    size = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(OSError):
+            size += path.with_name(path.name + suffix).stat().st_size
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(segments.directory_for(path)):
+            with contextlib.suppress(OSError):
+                size += entry.stat().st_size
+    return size
 
 
 class EmbeddedMessage(NamedTuple):
@@ -153,6 +185,7 @@ class EmbeddedLog:
 
     def __init__(self, path: str | Path, *, prefix: str, retention_groups: Sequence[str] = ()) -> None:
         self.path = Path(path)
+        self.segment_dir = segments.directory_for(self.path)
         self.prefix = prefix
         self.retention_groups = tuple(retention_groups)
         self._retained_topics = tuple(all_topics(prefix))
@@ -160,6 +193,7 @@ class EmbeddedLog:
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
+        self._segments: segments.SegmentWriter | None = None
         self._reader_lock = threading.Lock()
         self._reader_connections: list[sqlite3.Connection] = []
         self._pending: list[tuple[Sequence[Record], asyncio.Future[None]]] = []
@@ -168,7 +202,8 @@ class EmbeddedLog:
         self._maintenance_task: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
         self._committed = False
-        self._written = False
+        self._checkpointed_at = 0.0
+        self._wal_bytes = 0
         self._last_append = 0.0
         self._reading = 0
         self._reads_done = asyncio.Event()
@@ -186,8 +221,10 @@ class EmbeddedLog:
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="siemgate-log-reader")
         try:
             self.ends = await self._write_call(self._init_writer)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, ValueError) as exc:
             self._users = 0
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await self._write_call(self._close_writer)
             self._shutdown_threads()
             raise BusUnavailable(
                 f"cannot open the embedded bus at {self.path}: {exc}. Check bus.path: its directory must be "
@@ -272,24 +309,131 @@ class EmbeddedLog:
     def _init_writer(self) -> dict[str, int]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = _connect(self.path)
+        self._local.writer = connection
+        self._segments = segments.SegmentWriter(self.segment_dir)
         # Before any table exists: lets retention give pages back (incremental_vacuum).
         connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
         mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"the file system does not support SQLite's WAL mode (got {mode})")
-        connection.execute("PRAGMA synchronous=FULL")
+        # The index's own commits are not fsync'd (the segments are); retention's are (_retain_step).
+        connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints are taken off the write path
         connection.execute(f"PRAGMA journal_size_limit={_WAL_RESET_BYTES}")  # the WAL file shrinks back on reset
-        connection.executescript(_SCHEMA)
-        self._local.writer = connection
+        connection.execute("BEGIN IMMEDIATE")  # another process may be opening the log too
+        try:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            old_chunks = _columns(connection, "chunks")
+            if "data" in old_chunks:
+                self._migrate_records_to_segments(connection)
+            elif version > _FORMAT:
+                raise ValueError(
+                    f"the embedded bus at {self.path} was written by a newer siemgate (format {version}); "
+                    "run that version, or point bus.path at a new file"
+                )
+            else:
+                _create_schema(connection)
+            connection.execute(f"PRAGMA user_version={_FORMAT}")
+            self._recover(connection)
+            connection.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise
         return dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
+
+    def _close_writer(self) -> None:
+        if self._segments is not None:
+            self._segments.close()
+            self._segments = None
+        connection: sqlite3.Connection | None = getattr(self._local, "writer", None)
+        if connection is not None:
+            connection.close()
+            self._local.writer = None
 
     def _checkpoint_and_close(self) -> None:
         connection: sqlite3.Connection | None = getattr(self._local, "writer", None)
-        if connection is not None:
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            connection.close()
-            self._local.writer = None
+        try:
+            if connection is not None:
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._close_writer()
+
+    def _stream(self, topic: str) -> str:
+        return _EVENTS if topic in self._retained_topics else _KEPT
+
+    def _recover(self, connection: sqlite3.Connection) -> None:
+        """Make the index and the segment files agree again (in the open's transaction).
+
+        After a power cut the index may have lost its last commits (not fsync'd) while the
+        frames they described were fsync'd: those frames are indexed again. Bytes past the last
+        whole frame were never acknowledged and are cut off. Segment files the index does not
+        know were being created (kept, indexed) or being removed by retention (removed).
+        """
+        assert self._segments is not None
+        known = dict(connection.execute("SELECT seq, size FROM segments").fetchall())
+        newest = max(known, default=0)
+        on_disk = set()
+        if self.segment_dir.is_dir():
+            for entry in self.segment_dir.iterdir():
+                if entry.suffix == segments.SUFFIX and entry.stem.isdigit():
+                    on_disk.add(int(entry.stem))
+        for seq in sorted(on_disk - set(known)):
+            if seq < newest:
+                self._segments.remove([seq])  # retention had committed its removal
+            else:
+                frames = list(segments.scan(self.segment_dir / segments.file_name(seq), 0))
+                stream = self._stream(frames[0].topic) if frames else _EVENTS
+                connection.execute("INSERT INTO segments (seq, stream, size) VALUES (?, ?, 0)", (seq, stream))
+                known[seq] = 0
+        missing = sorted(set(known) - on_disk)
+        if missing:
+            lost = connection.execute(
+                f"SELECT count(*) FROM chunks WHERE segment IN ({','.join('?' * len(missing))})",  # noqa: S608
+                missing,
+            ).fetchone()[0]
+            if lost:
+                log.error("embedded bus: segment files are missing; their records are lost",
+                          extra={"path": str(self.segment_dir), "segments": missing, "chunks": lost})
+            connection.executemany("DELETE FROM chunks WHERE segment = ?", [(seq,) for seq in missing])
+            connection.executemany("DELETE FROM segments WHERE seq = ?", [(seq,) for seq in missing])
+        ends = dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
+        for seq, size in sorted(known.items()):
+            if seq in missing:
+                continue
+            path = self.segment_dir / segments.file_name(seq)
+            if path.stat().st_size <= size:
+                continue
+            end = size
+            for frame in segments.scan(path, size):
+                if frame.first_pos != ends.get(frame.topic, 0):
+                    break  # not the continuation of its topic: not an acknowledged append
+                last = frame.first_pos + frame.records - 1
+                connection.execute(_INSERT_CHUNK, (frame.topic, frame.first_pos, last, seq, frame.offset, frame.length))
+                ends[frame.topic] = last + 1
+                end = frame.offset + frame.length
+            if end > size:
+                log.warning("embedded bus: re-indexed records the index had lost (power cut?)",
+                            extra={"segment": seq, "bytes": end - size})
+            connection.execute("UPDATE segments SET size = ? WHERE seq = ?", (end, seq))
+            self._segments.truncate(seq, end)
+        connection.executemany(_SET_END, list(ends.items()))
+
+    def _migrate_records_to_segments(self, connection: sqlite3.Connection) -> None:
+        """Format 1 kept the records in the index (chunks.data): move them to segments."""
+        log.warning("embedded bus: moving records to segment files (format 1 -> 2)", extra={"path": str(self.path)})
+        connection.execute("ALTER TABLE chunks RENAME TO chunks_v1")
+        connection.execute("DROP INDEX IF EXISTS chunks_topic_last")
+        _create_schema(connection)
+        rows = connection.execute("SELECT topic, first_pos, last_pos, data FROM chunks_v1 ORDER BY rowid")
+        moved = 0
+        while batch := rows.fetchmany(64):
+            frames = [(topic, first, last - first + 1, data) for topic, first, last, data in batch]
+            self._store(connection, frames)
+            moved += len(frames)
+        connection.execute("DROP TABLE chunks_v1")
+        log.warning("embedded bus: records moved; the index shrinks while the log is idle",
+                    extra={"chunks": moved})
 
     # appending -------------------------------------------------------------------------
 
@@ -321,12 +465,18 @@ class EmbeddedLog:
                         future.set_exception(error)
                 continue
             self.ends.update(ends)
-            self._written = True
-            self._last_append = time.monotonic()
+            self._last_append = now = time.monotonic()
             for _, future in pending:
                 if not future.done():
                     future.set_result(None)
             self._notify()
+            since = now - self._checkpointed_at
+            if since >= _CHECKPOINT_SECONDS and (not self._pending or since >= _CHECKPOINT_LATEST_SECONDS):
+                self._checkpointed_at = now
+                try:
+                    self._wal_bytes = await self._write_call(self._checkpoint_passive)
+                except (sqlite3.Error, OSError) as exc:
+                    log.warning("embedded bus checkpoint failed; retrying", extra={"error": str(exc)})
 
     def _insert(self, groups: Sequence[Sequence[Record]]) -> dict[str, int]:
         connection: sqlite3.Connection = self._local.writer
@@ -340,23 +490,49 @@ class EmbeddedLog:
                     by_topic.setdefault(record.topic, []).append(record)
             changed: dict[str, int] = {}
             encoded: dict[int, bytes] = {}
-            rows = []
+            frames = []
             for topic, records in by_topic.items():
                 first = ends.get(topic, 0)
                 changed[topic] = first + len(records)
-                rows.append((topic, first, first + len(records) - 1, _pack(records, encoded)))
-            connection.executemany("INSERT INTO chunks (topic, first_pos, last_pos, data) VALUES (?, ?, ?, ?)", rows)
-            connection.executemany(
-                "INSERT INTO topics (name, next_pos) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET next_pos = excluded.next_pos",
-                list(changed.items()),
-            )
+                frames.append((topic, first, len(records), _pack(records, encoded)))
+            self._store(connection, frames)
+            connection.executemany(_SET_END, list(changed.items()))
             connection.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
             raise
         return changed
+
+    def _store(self, connection: sqlite3.Connection, frames: Sequence[tuple[str, int, int, bytes]]) -> None:
+        """Write (topic, first offset, count, data) frames to their streams' current segments,
+        fsync'd, and index them (in the caller's transaction)."""
+        assert self._segments is not None
+        by_stream: dict[str, list[tuple[str, int, int, bytes]]] = {}
+        for frame in frames:
+            by_stream.setdefault(self._stream(frame[0]), []).append(frame)
+        rows = []
+        for stream, stream_frames in by_stream.items():
+            encoded = [segments.encode_frame(*frame) for frame in stream_frames]
+            total = sum(len(e) for e in encoded)
+            current = connection.execute(
+                "SELECT seq, size FROM segments WHERE stream = ? ORDER BY seq DESC LIMIT 1", (stream,)
+            ).fetchone()
+            if current is None or (current[1] and current[1] + total > segments.SEGMENT_BYTES):
+                seq = connection.execute(
+                    "INSERT INTO segments (stream, size) VALUES (?, 0) RETURNING seq", (stream,)
+                ).fetchone()[0]
+                self._segments.create(seq)
+                size = 0
+            else:
+                seq, size = current
+            self._segments.write(seq, size, b"".join(encoded))
+            offset = size
+            for (topic, first, count, _), data in zip(stream_frames, encoded, strict=True):
+                rows.append((topic, first, first + count - 1, seq, offset, len(data)))
+                offset += len(data)
+            connection.execute("UPDATE segments SET size = ? WHERE seq = ?", (offset, seq))
+        connection.executemany(_INSERT_CHUNK, rows)
 
     def _notify(self) -> None:
         event, self._appended = self._appended, asyncio.Event()
@@ -374,28 +550,33 @@ class EmbeddedLog:
         def query(connection: sqlite3.Connection) -> dict[str, list[EmbeddedMessage]]:
             out: dict[str, list[EmbeddedMessage]] = {}
             left = max_records
-            for topic, start in wanted:
-                messages: list[EmbeddedMessage] = []
-                rows = connection.execute(
-                    "SELECT first_pos, data FROM chunks WHERE topic = ? AND last_pos >= ? ORDER BY last_pos",
-                    (topic, start),
-                )
-                for first_pos, data in rows:
+            with segments.SegmentReader(self.segment_dir) as reader:
+                for topic, start in wanted:
+                    messages: list[EmbeddedMessage] = []
+                    rows = connection.execute(
+                        "SELECT first_pos, segment, offset, length FROM chunks "
+                        "WHERE topic = ? AND last_pos >= ? ORDER BY last_pos",
+                        (topic, start),
+                    )
+                    for first_pos, seq, offset, length in rows:
+                        if left <= 0:
+                            break
+                        data = reader.read(seq, offset, length)
+                        if data is None:
+                            continue  # removed by retention since the query began: passed by every sink
+                        found = _unpack(topic, first_pos, data, start, left)
+                        messages += found
+                        left -= len(found)
+                    rows.close()
+                    if messages:
+                        out[topic] = messages
                     if left <= 0:
                         break
-                    found = _unpack(topic, first_pos, data, start, left)
-                    messages += found
-                    left -= len(found)
-                rows.close()
-                if messages:
-                    out[topic] = messages
-                if left <= 0:
-                    break
             return out
 
         try:
             return await self._read_call(query)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError, ValueError) as exc:
             raise BusUnavailable(f"cannot read the embedded bus at {self.path}: {exc}") from exc
 
     async def end_offsets(self) -> dict[str, int]:
@@ -429,9 +610,9 @@ class EmbeddedLog:
 
     async def commit(self, group: str, offsets: Mapping[str, int]) -> None:
         def write() -> None:
-            # Not fsync'd on its own (the next append's fsync covers it): a cursor lost to a
-            # power cut only means records delivered again, never lost.
-            with _relaxed(self._local.writer) as connection:
+            # Not fsync'd (the index's commits are not): a cursor lost to a power cut only
+            # means records delivered again, never lost.
+            with _transaction(self._local.writer) as connection:
                 connection.executemany(
                     "INSERT INTO cursors (grp, topic, pos) VALUES (?, ?, ?) "
                     "ON CONFLICT (grp, topic) DO UPDATE SET pos = excluded.pos",
@@ -445,18 +626,13 @@ class EmbeddedLog:
         self._committed = True
 
     async def _maintain(self) -> None:
-        """Checkpoints after writes; retention after commits; each step its own short transaction."""
-        ticks = round(_MAINTENANCE_SECONDS / _CHECKPOINT_SECONDS)
-        tick = 0
+        """Retention after commits, each step its own short transaction; WAL resets; vacuum."""
         while True:
-            await asyncio.sleep(_CHECKPOINT_SECONDS)
-            tick += 1
+            await asyncio.sleep(_MAINTENANCE_SECONDS)
             try:
-                if self._written:
-                    self._written = False
-                    await self._checkpoint()
-                if tick % ticks:
-                    continue
+                if self._wal_bytes > _WAL_RESET_BYTES:
+                    self._wal_bytes = 0
+                    await self._reset_wal()
                 if self._committed and self.retention_groups:
                     self._committed = False
                     try:
@@ -471,13 +647,9 @@ class EmbeddedLog:
             except (sqlite3.Error, OSError, BusUnavailable) as exc:
                 log.warning("embedded bus maintenance failed; retrying", extra={"error": str(exc)})
 
-    async def _checkpoint(self) -> None:
-        if await self._read_call(self._checkpoint_passive) > _WAL_RESET_BYTES:
-            await self._reset_wal()
-
-    def _checkpoint_passive(self, connection: sqlite3.Connection) -> int:
-        """A PASSIVE checkpoint (on a reader thread); returns the WAL file's size."""
-        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    def _checkpoint_passive(self) -> int:
+        """A PASSIVE checkpoint (on the writer thread); returns the WAL file's size."""
+        self._local.writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         with contextlib.suppress(FileNotFoundError):
             return self.path.with_name(self.path.name + "-wal").stat().st_size
         return 0
@@ -499,8 +671,9 @@ class EmbeddedLog:
             pass
 
     async def apply_retention(self, *, vacuum: bool = True) -> int:
-        """Delete the records every retention group has passed; returns how many. `vacuum`: give
-        the freed pages back to the file system now (else when no append came for a while)."""
+        """Delete the records every retention group has passed, and the segment files left
+        without records; returns how many records. `vacuum`: give the index's freed pages back
+        to the file system now (else when no append came for a while)."""
         deleted = 0
         while True:
             chunks, records = await self._write_call(self._retain_step)
@@ -515,11 +688,26 @@ class EmbeddedLog:
         return deleted
 
     def _retain_step(self) -> tuple[int, int]:
-        with _relaxed(self._local.writer) as connection:  # records coming back after a power cut are harmless
-            return self._retain(connection)
+        """One retention transaction. Fsync'd, unlike the index's other commits: a segment file
+        is removed only once no index entry can point into it again."""
+        connection: sqlite3.Connection = self._local.writer
+        assert self._segments is not None
+        connection.execute("PRAGMA synchronous=FULL")
+        try:
+            with _transaction(connection):
+                chunks, records = self._retain(connection)
+                empty = [seq for (seq,) in connection.execute(
+                    "SELECT seq FROM segments s WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.segment = s.seq)")]
+                connection.executemany("DELETE FROM segments WHERE seq = ?", [(seq,) for seq in empty])
+                remaining = {seq for (seq,) in connection.execute("SELECT seq FROM segments")}
+        finally:
+            connection.execute("PRAGMA synchronous=NORMAL")
+        self._segments.remove(empty)
+        self._segments.close_others(remaining)
+        return chunks, records
 
     def _retain(self, connection: sqlite3.Connection) -> tuple[int, int]:
-        """Delete up to _RETENTION_CHUNKS chunks every group has passed: (chunks, records)."""
+        """Delete up to _RETENTION_CHUNKS index entries every group has passed: (chunks, records)."""
         groups = self.retention_groups
         marks = ",".join("?" * len(groups))
         chunks = records = 0
@@ -544,24 +732,36 @@ class EmbeddedLog:
         return chunks, records
 
     def _vacuum_step(self) -> bool:
-        with _relaxed(self._local.writer) as connection:
-            free = connection.execute("PRAGMA freelist_count").fetchone()[0]
-            if not free:
-                return False
-            # executescript steps the pragma to the end; execute() would free a single page.
-            connection.executescript(f"PRAGMA incremental_vacuum({_VACUUM_PAGES});")
-            return bool(free > _VACUUM_PAGES)
+        connection: sqlite3.Connection = self._local.writer
+        free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+        if not free:
+            return False
+        # executescript steps the pragma to the end; execute() would free a single page.
+        connection.executescript(f"PRAGMA incremental_vacuum({_VACUUM_PAGES});")
+        return bool(free > _VACUUM_PAGES)
+
+
+def _create_schema(connection: sqlite3.Connection) -> None:
+    # One statement at a time: executescript would commit the open transaction first.
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+
+
+def _columns(connection: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
 
 
 @contextlib.contextmanager
-def _relaxed(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """Writes that need no fsync of their own: cursors, retention, vacuum. The WAL is written in
-    order, so the next append's fsync makes them durable too; lost before that, they are redone."""
-    connection.execute("PRAGMA synchronous=NORMAL")
+def _transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    connection.execute("BEGIN IMMEDIATE")
     try:
         yield connection
-    finally:
-        connection.execute("PRAGMA synchronous=FULL")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 class _LogUser:
