@@ -25,6 +25,7 @@ from siemgate.admin.status import StatusSources
 from siemgate.bus.base import Bus, Publisher
 from siemgate.bus.embedded import EmbeddedLog
 from siemgate.config import Config
+from siemgate.foreground import Foreground
 from siemgate.forwarders.runtime import group_id
 from siemgate.forwarders.service import ForwardService, selected_sinks
 from siemgate.gc_tuning import tune_gc
@@ -73,8 +74,10 @@ async def serve_all(config: Config, reloader: ConfigReloader | None = None) -> N
 
 
 async def _serve(config: Config, bus: Bus, publisher: Publisher, reloader: ConfigReloader | None) -> None:
-    service = ForwardService(config, bus=bus)
-    app = create_app(config, publisher)
+    # One loop for both halves: the ingest's requests go first (siemgate.foreground).
+    foreground = Foreground()
+    service = ForwardService(config, bus=bus, foreground=foreground)
+    app = create_app(config, publisher, foreground=foreground)
     async with running_admin(config.admin, StatusSources("run", ingest=app.state.context, forward=service)):
         await _serve_started(config, app, service, reloader)
 

@@ -44,6 +44,7 @@ from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_excepti
 from siemgate.bus.base import Bus, Consumer, Message, Partition, Publisher
 from siemgate.config import Config
 from siemgate.errors import BusError, CommitRefused
+from siemgate.foreground import Foreground, yield_loop
 from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, reason_label
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer, passes
@@ -115,8 +116,11 @@ class SinkForwarder:
         publisher: Publisher,
         metrics: ForwardMetrics,
         normalizer: Normalizer,
+        foreground: Foreground | None = None,
     ) -> None:
         self.config = config
+        # Between slices of work: wait for the ingest's requests when sharing its loop.
+        self._turn = foreground.background_turn if foreground is not None else yield_loop
         self.settings = settings
         self.sink = sink
         self.metrics = metrics
@@ -228,6 +232,7 @@ class SinkForwarder:
                     if not await self._settle(in_flight):
                         left = True
                         return
+                await self._turn()
                 fetched = await self._fetch()
                 if not fetched:
                     continue
@@ -331,9 +336,9 @@ class SinkForwarder:
                 until_yield -= 1
                 if not until_yield:
                     # Let the loop breathe: in `siemgate run` the ingest shares it, and its
-                    # sender waits for each answer (a 500-event batch is ~10 ms of work here).
+                    # sender waits for each answer (siemgate.foreground).
                     until_yield = _YIELD_EVERY
-                    await asyncio.sleep(0)
+                    await self._turn()
                 if check:
                     severity = _header_severity(record.headers) or topic_severity
                     if severity is not None and not passes(severity, minimum, self.normalizer):
@@ -412,6 +417,7 @@ class SinkForwarder:
             item.attempts += 1
         started = time.perf_counter()
         try:
+            await self._turn()
             result = await self.sink.send([p.event for p in pending])
         except SinkAuthError:
             self.metrics.up.labels(self.name).set(0)

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from siemgate.bus.base import Bus, Publisher
 from siemgate.config import Config, SinkConfig
 from siemgate.errors import BusError, ConfigError, SiemgateError
+from siemgate.foreground import Foreground
 from siemgate.forwarders.deadletter import dlq_topic
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import Normalizer
@@ -77,8 +78,10 @@ async def wait_ready(publisher: Publisher, stop: asyncio.Event) -> bool:
 
 
 class ForwardService:
-    def __init__(self, config: Config, sink_names: Sequence[str] = (), *, bus: Bus | None = None) -> None:
+    def __init__(self, config: Config, sink_names: Sequence[str] = (), *, bus: Bus | None = None,
+                 foreground: Foreground | None = None) -> None:
         self.config = config
+        self.foreground = foreground
         self.sink_names = tuple(sink_names)
         self.sinks = selected_sinks(config, sink_names)
         self.bus = bus if bus is not None else kafka_bus(config)
@@ -124,7 +127,7 @@ class ForwardService:
         forwarder = SinkForwarder(
             config=self.config, bus=self.bus, settings=sink_config.settings,
             sink=create_sink(sink_config.settings), publisher=self._publisher, metrics=self.metrics,
-            normalizer=self.normalizer,
+            normalizer=self.normalizer, foreground=self.foreground,
         )
         await forwarder.start()
         self.forwarders[forwarder.name] = forwarder

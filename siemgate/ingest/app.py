@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 from siemgate.bus.base import Publisher
 from siemgate.config import Config, IntegrationConfig
 from siemgate.errors import BusUnavailable, RecordTooLarge, SiemgateError
+from siemgate.foreground import Foreground
 from siemgate.ingest.auth import authenticated
 from siemgate.ingest.batch import Batch, BatchParser, InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.body import BadGzip, BodyError, content_coding, read_body
@@ -56,6 +57,8 @@ class IngestContext:
     quarantine: Quarantine = field(init=False)
     store: ConfirmationStore = field(init=False)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    # In `siemgate run`: the forwarders on the same loop wait while requests are answered.
+    foreground: Foreground | None = None
 
     def __post_init__(self) -> None:
         self.quarantine = Quarantine(self.config.quarantine.path, self.config.quarantine.max_bytes)
@@ -84,7 +87,12 @@ class WebhookEndpoint:
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
-        response = await self._handle(request)
+        foreground = self.context.foreground
+        if foreground is None:
+            response = await self._handle(request)
+        else:
+            with foreground.serving():
+                response = await self._handle(request)
         counter = self._requests.get(response.status_code)
         if counter is None:
             counter = self.context.metrics.requests.labels(self.integration.name, str(response.status_code))
@@ -250,10 +258,12 @@ class Webhooks:
         log.info("ingest config applied", extra={"integrations": [i.name for i in config.integrations]})
 
 
-def create_app(config: Config, publisher: Publisher) -> Starlette:
+def create_app(config: Config, publisher: Publisher, *, foreground: Foreground | None = None) -> Starlette:
     """The ingest app. `publisher` is started and stopped by the app's lifespan. The app's
-    `state.webhooks` applies a reloaded config (`siemgate.reload`)."""
-    context = IngestContext(config=config, publisher=publisher, prefix=config.bus.topic_prefix)
+    `state.webhooks` applies a reloaded config (`siemgate.reload`). `foreground`: shared with
+    forwarders on the same event loop (`siemgate run`), which then let requests go first."""
+    context = IngestContext(config=config, publisher=publisher, prefix=config.bus.topic_prefix,
+                            foreground=foreground)
     if isinstance(publisher, SpoolReporter):
         context.metrics.watch_spool(publisher.spool_stats)
 

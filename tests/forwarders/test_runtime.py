@@ -30,6 +30,7 @@ from siemgate.bus.embedded import EmbeddedBus, EmbeddedLog
 from siemgate.bus.kafka import ensure_topics
 from siemgate.bus.kafka_bus import KafkaBus
 from siemgate.config import Config, parse_config
+from siemgate.foreground import Foreground
 from siemgate.forwarders.deadletter import dlq_topic
 from siemgate.forwarders.dlq_cli import list_dead_letters, replay_dead_letters
 from siemgate.forwarders.metrics import ForwardMetrics
@@ -201,9 +202,11 @@ def settings(name: str = "mem", min_severity: Severity = "low", max_events: int 
 
 
 @contextlib.asynccontextmanager
-async def forwarding(config: Config, sink: Sink, metrics: ForwardMetrics | None = None) -> AsyncIterator[SinkForwarder]:
+async def forwarding(config: Config, sink: Sink, metrics: ForwardMetrics | None = None,
+                     foreground: Foreground | None = None) -> AsyncIterator[SinkForwarder]:
     """A SinkForwarder for `sink` running on the configured bus (embedded: on a log of its own
-    that deletes what the sink's group has passed), stopped and closed on exit."""
+    that deletes what the sink's group has passed), stopped and closed on exit. `foreground`:
+    as in `siemgate run`, the loop is shared with an ingest whose requests go first."""
     async with bus_for(config, [group_id(config, sink.name)]) as bus:
         await bus.ensure_topics([dlq_topic(config.bus.topic_prefix, sink.name)])
         publisher = bus.publisher()
@@ -212,7 +215,7 @@ async def forwarding(config: Config, sink: Sink, metrics: ForwardMetrics | None 
             await until_ready(publisher)
             forwarder = SinkForwarder(config=config, bus=bus, settings=sink.settings, sink=sink,
                                       publisher=publisher, metrics=metrics or ForwardMetrics(),
-                                      normalizer=Normalizer(config.normalize))
+                                      normalizer=Normalizer(config.normalize), foreground=foreground)
             await forwarder.start()
             task = asyncio.create_task(forwarder.run())
             try:
@@ -255,9 +258,9 @@ class Backend:
     async def publish(self, records: Sequence[Record]) -> None:
         await publish(self.config, records)
 
-    def forwarding(self, sink: Sink, metrics: ForwardMetrics | None = None
+    def forwarding(self, sink: Sink, metrics: ForwardMetrics | None = None, foreground: Foreground | None = None
                    ) -> AbstractAsyncContextManager[SinkForwarder]:
-        return forwarding(self.config, sink, metrics)
+        return forwarding(self.config, sink, metrics, foreground)
 
     def bus(self, retention_groups: Sequence[str] = ()) -> AbstractAsyncContextManager[Bus]:
         return bus_for(self.config, retention_groups)
@@ -318,6 +321,19 @@ async def test_delivers_everything_then_commits(backend: Backend) -> None:
         await until(lambda: len(again.received) >= 1)
         await asyncio.sleep(0.5)  # give any wrongly uncommitted record a chance to show up
     assert [e.id for e in again.received] == ["e-2000"]
+
+
+async def test_requests_that_never_end_slow_forwarding_down_but_never_stop_it(tmp_path: Path) -> None:
+    """In `siemgate run` the forwarders wait while the ingest answers requests, at most
+    `max_defer_seconds` a turn: a stream of requests that never pauses cannot starve them."""
+    backend = Backend("embedded", embedded_config_for(tmp_path))
+    await backend.produce([record_for(backend.prefix, i) for i in range(1000)])
+    foreground = Foreground(max_defer_seconds=0.005)
+    sink = MemorySink(settings(max_events=100))
+    with foreground.serving():  # a request being answered for the whole test
+        async with backend.forwarding(sink, foreground=foreground):
+            await until(lambda: len(sink.received) >= 1000)
+    assert sorted(e.id for e in sink.received) == sorted(f"e-{i}" for i in range(1000))
 
 
 async def test_min_severity_filters_and_counts(backend: Backend) -> None:
