@@ -236,6 +236,7 @@ class SinkForwarder:
                 fetched = await self._fetch()
                 if not fetched:
                     continue
+                await self._turn()
                 pending, offsets = await self._prepare(fetched)
                 in_flight.append(_Batch(asyncio.create_task(self._deliver(pending)), offsets, len(pending)))
         finally:
