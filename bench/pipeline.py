@@ -77,7 +77,7 @@ HIGH_P99_TARGET_S = 2.0
 RSS_TARGET_MB = 300.0
 MODE_LABELS = {
     "kafka": "Tansu + `siemgate ingest` + `siemgate forward` ({forwarders})",
-    "embedded": "`siemgate run` (ingest + 4 forwarders in one process, embedded SQLite log)",
+    "embedded": "`siemgate run` (ingest + 4 forwarders in one process, embedded log)",
 }
 
 
@@ -708,8 +708,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{s} {fmt(v.get('events_per_second'))}" for s, v in document["ceilings"]["sinks"].items()))
     print()
     print(summarize(document))
-    log(f"results: {out.relative_to(lib.ROOT) if out.is_relative_to(lib.ROOT) else out}, pipeline-latest.json, "
-        f"{png.name}")
+    log(f"results: {out.relative_to(lib.ROOT) if out.is_relative_to(lib.ROOT) else out}, pipeline-latest.json"
+        + (f", {png.name}" if png.exists() else " (no chart)"))
     return exit_code
 
 
