@@ -15,30 +15,9 @@ from siemgate.bus import segments
 from siemgate.bus.base import Partition
 from siemgate.bus.embedded import EmbeddedConsumer, EmbeddedLog, disk_usage
 from siemgate.errors import BusUnavailable
-from siemgate.record import Record, make_record
+from tests.bus.embedded_support import PREFIX, opened, records
 
 pytestmark = pytest.mark.anyio
-
-PREFIX = "siemgate"
-
-
-def records(severity: str, start: int, count: int, size: int = 900) -> list[Record]:
-    return [
-        make_record(prefix=PREFIX, event={"id": f"{severity}-{i}", "pad": "x" * size}, kind="event",
-                    integration="appsec", severity=severity, event_id=f"{severity}-{i}",  # type: ignore[arg-type]
-                    received_at="2026-11-29T00:00:00.000000Z", batch="b", seq=i, peer="192.0.2.1")
-        for i in range(start, start + count)
-    ]
-
-
-@contextlib.asynccontextmanager
-async def opened(path: Path, groups: tuple[str, ...] = ("g",)):  # type: ignore[no-untyped-def]
-    log = EmbeddedLog(path, prefix=PREFIX, retention_groups=groups)
-    await log.open()
-    try:
-        yield log
-    finally:
-        await log.close()
 
 
 def count(path: Path, sql: str = "SELECT coalesce(sum(last_pos - first_pos + 1), 0) FROM chunks") -> int:

@@ -14,32 +14,18 @@ import pytest
 from siemgate.bus import segments
 from siemgate.bus.embedded import EmbeddedLog, _pack, disk_usage
 from siemgate.errors import BusUnavailable
-from siemgate.record import Record, make_record
+from siemgate.record import Record
+from tests.bus import embedded_support as support
+from tests.bus.embedded_support import PREFIX, opened
 
 pytestmark = pytest.mark.anyio
 
-PREFIX = "siemgate"
 HIGH, LOW = f"{PREFIX}.events.high", f"{PREFIX}.events.low"
 DLQ = f"{PREFIX}.dlq.archive"
 
 
 def records(severity: str, start: int, count: int, size: int = 200) -> list[Record]:
-    return [
-        make_record(prefix=PREFIX, event={"id": f"{severity}-{i}", "pad": "x" * size}, kind="event",
-                    integration="appsec", severity=severity, event_id=f"{severity}-{i}",  # type: ignore[arg-type]
-                    received_at="2026-12-06T00:00:00.000000Z", batch="b", seq=i, peer="192.0.2.1")
-        for i in range(start, start + count)
-    ]
-
-
-@contextlib.asynccontextmanager
-async def opened(path: Path, groups: tuple[str, ...] = ("g",)):  # type: ignore[no-untyped-def]
-    log = EmbeddedLog(path, prefix=PREFIX, retention_groups=groups)
-    await log.open()
-    try:
-        yield log
-    finally:
-        await log.close()
+    return support.records(severity, start, count, size)
 
 
 async def read_all(log: EmbeddedLog, topic: str, start: int = 0) -> list[str]:
