@@ -7,6 +7,7 @@ and resume requests for partitions no longer assigned.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
@@ -31,8 +32,17 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._listener.on_partitions_assigned([Partition(tp.topic, tp.partition) for tp in assigned])
 
 
+# aiokafka retries a commit without a bound while the group coordinator cannot be found or
+# answers with a retriable error. Past this, the commit is given up (CommitRefused: the
+# events since the last commit are delivered again after a restart or a rebalance) rather
+# than stalling the forwarder for good. Longer than a request's own timeout (40 s).
+COMMIT_TIMEOUT_SECONDS = 60.0
+
+
 class KafkaConsumer:
     """A consumer group member on Kafka (group None: reads every partition, commits nothing)."""
+
+    commit_timeout_seconds = COMMIT_TIMEOUT_SECONDS
 
     def __init__(self, config: KafkaConfig, *, group: str | None, max_records: int, fetch_max_wait_ms: int) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -94,7 +104,13 @@ class KafkaConsumer:
 
     async def commit(self, offsets: Mapping[Partition, int]) -> None:
         try:
-            await self._consumer.commit({_tp(tp): offset for tp, offset in offsets.items()})
+            async with asyncio.timeout(self.commit_timeout_seconds):
+                await self._consumer.commit({_tp(tp): offset for tp, offset in offsets.items()})
+        except TimeoutError as exc:
+            raise CommitRefused(
+                f"the commit did not complete within {self.commit_timeout_seconds:g} s (Kafka or its group "
+                "coordinator unreachable)"
+            ) from exc
         except (CommitFailedError, IllegalStateError, IllegalOperation) as exc:
             raise CommitRefused(f"Kafka refused the commit: {exc!r}") from exc
         except KafkaError as exc:

@@ -517,8 +517,10 @@ class SinkForwarder:
         try:
             await self.consumer.commit(owned)
         except CommitRefused as exc:
-            # The group moved on: the new owner reads these again (duplicates, never loss).
-            log.warning("offset commit refused after a rebalance", extra={"sink": self.name, "error": str(exc)})
+            # The group moved on, or Kafka did not answer in time: these events are read again
+            # (by the new owner, or after a restart): duplicates, never loss.
+            log.warning("offset commit failed: the events since the last commit will be delivered again",
+                        extra={"sink": self.name, "error": str(exc)})
 
     async def _measure_lag(self) -> None:
         interval = self.config.forward.lag_interval_seconds
