@@ -325,11 +325,9 @@ class EmbeddedLog:
         # Opening (a migration, a recovery) is fsync'd; then the index's own commits are not
         # (the segments are), except retention's (_retain_step).
         connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("BEGIN IMMEDIATE")  # another process may be opening the log too
-        try:
+        with _transaction(connection):  # another process may be opening the log too
             version = connection.execute("PRAGMA user_version").fetchone()[0]
-            old_chunks = _columns(connection, "chunks")
-            if "data" in old_chunks:
+            if "data" in _columns(connection, "chunks"):
                 self._migrate_records_to_segments(connection)
             elif version > _FORMAT:
                 raise ValueError(
@@ -340,11 +338,6 @@ class EmbeddedLog:
                 _create_schema(connection)
             connection.execute(f"PRAGMA user_version={_FORMAT}")
             self._recover(connection)
-            connection.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-            raise
         connection.execute("PRAGMA synchronous=NORMAL")
         return dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
 
@@ -388,8 +381,8 @@ class EmbeddedLog:
             if seq < newest:
                 self._segments.remove([seq])  # retention had committed its removal
             else:
-                frames = list(segments.scan(self.segment_dir / segments.file_name(seq), 0))
-                stream = self._stream(frames[0].topic) if frames else _EVENTS
+                first = next(segments.scan(self.segment_dir / segments.file_name(seq), 0), None)
+                stream = self._stream(first.topic) if first is not None else _EVENTS
                 connection.execute("INSERT INTO segments (seq, stream, size) VALUES (?, ?, 0)", (seq, stream))
                 known[seq] = 0
         missing = sorted(set(known) - on_disk)
@@ -485,15 +478,13 @@ class EmbeddedLog:
                     log.warning("embedded bus checkpoint failed; retrying", extra={"error": str(exc)})
 
     def _insert(self, groups: Sequence[Sequence[Record]]) -> dict[str, int]:
-        connection: sqlite3.Connection = self._local.writer
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        by_topic: dict[str, list[Record]] = {}
+        for records in groups:
+            for record in records:
+                by_topic.setdefault(record.topic, []).append(record)
+        with _transaction(self._local.writer) as connection:
             # Next offsets are read inside the transaction: another process may have written.
             ends = dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
-            by_topic: dict[str, list[Record]] = {}
-            for records in groups:
-                for record in records:
-                    by_topic.setdefault(record.topic, []).append(record)
             changed: dict[str, int] = {}
             encoded: dict[int, bytes] = {}
             frames = []
@@ -503,11 +494,6 @@ class EmbeddedLog:
                 frames.append((topic, first, len(records), _pack(records, encoded)))
             self._store(connection, frames)
             connection.executemany(_SET_END, list(changed.items()))
-            connection.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-            raise
         return changed
 
     def _store(self, connection: sqlite3.Connection, frames: Sequence[tuple[str, int, int, bytes]]) -> None:

@@ -6,8 +6,8 @@ and fsync'd there. Each byte is written once (a SQLite WAL writes it twice: to t
 to the database at a checkpoint, whose flush the next append's fsync then waits behind), and
 retention gives space back by deleting a whole file. SQLite's own guidance is the same for
 blobs this size ("Internal Versus External BLOBs": above ~100 KB, files are faster); an
-append of 500 events is ~0.5 MB. Measured here, one sequential writer of 0.5 MB appends:
-SQLite WAL p50 2.3 ms / p99 9.9 ms, segment file + index row p50 0.6 ms / p99 2.4 ms.
+append of 500 events is ~0.5 MB. What it changed, measured: docs/PERFORMANCE.md, "Spool and
+embedded modes".
 
 A segment is a run of frames, one per append and topic:
 
