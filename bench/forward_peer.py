@@ -4,7 +4,7 @@ and forwarding them as syslog over TCP. What a siemgate forwarder is compared wi
     Tansu (in memory) <-> Kafka relay (a process) <-> rsyslogd: imkafka -> ruleset -> omfwd
         --TCP, RFC 6587 octet counting--> receiver (asyncio, in this process)
 
-The relay (siemgate.testing.kafka_relay) is what lets Debian's librdkafka 2.0.2 talk to
+The relay (siemgate_standins.kafka_relay) is what lets Debian's librdkafka 2.0.2 talk to
 Tansu; Tansu advertises the relay's address, so every client, the prefill's aiokafka
 included, goes through it. Its CPU is reported on its own.
 
@@ -88,7 +88,7 @@ from ingest import stop as stop_process  # noqa: E402
 
 from siemgate.record import Record, Severity, canonical_severity, make_record  # noqa: E402
 from siemgate.simulate import DEFAULT_MIX, make_events  # noqa: E402
-from siemgate.testing.kafka_relay import RelayedTansu, start_tansu_behind_relay  # noqa: E402
+from siemgate_standins.kafka_relay import RelayedTansu, start_tansu_behind_relay  # noqa: E402
 
 Mode = Literal["siemgate", "passthrough"]
 MODES: Final[tuple[Mode, ...]] = ("siemgate", "passthrough")
@@ -805,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "rsyslog": rsyslog_version(),
         "aiokafka": version_of("aiokafka"),
-        "broker": args.bootstrap or "tansu (in memory, single node) behind siemgate.testing.kafka_relay",
+        "broker": args.bootstrap or "tansu (in memory, single node) behind siemgate_standins.kafka_relay",
         "loadavg_at_end": os.getloadavg(),
     }
     document = {

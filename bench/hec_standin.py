@@ -1,4 +1,4 @@
-"""The Splunk HEC stand-in (siemgate.testing.splunk_hec) as bench/forward.py runs it: its own
+"""The Splunk HEC stand-in (siemgate_standins.splunk_hec) as bench/forward.py runs it: its own
 process, the same options as `siemgate standin splunk-hec`, plus two cheap inspection
 endpoints the stock one does not have, so that a benchmark can check every id without the
 stand-in keeping whole events (`--no-keep-events`):
@@ -30,8 +30,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from siemgate.gc_tuning import tune_gc  # noqa: E402
-from siemgate.testing.http_server import Request, Response  # noqa: E402
-from siemgate.testing.splunk_hec import SplunkHecStandIn, add_arguments  # noqa: E402
+from siemgate_standins.http_server import Request, Response  # noqa: E402
+from siemgate_standins.splunk_hec import SplunkHecStandIn, add_arguments  # noqa: E402
 
 log = logging.getLogger("bench.hec_standin")
 
@@ -68,7 +68,7 @@ class IdRecordingHecStandIn(SplunkHecStandIn):
 
 
 async def serve(args: argparse.Namespace) -> None:
-    """As siemgate.testing.splunk_hec.serve, with the id-recording stand-in."""
+    """As siemgate_standins.splunk_hec.serve, with the id-recording stand-in."""
     standin = IdRecordingHecStandIn(tokens=args.tokens, host=args.host, port=args.port,
                                     max_body_bytes=args.max_body_bytes, ack_delay_seconds=args.ack_delay,
                                     index_before_invalid=args.index_before_invalid, keep_events=args.keep_events)

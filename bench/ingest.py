@@ -72,7 +72,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from siemgate.simulate import make_batch_body, make_events  # noqa: E402
-from siemgate.testing.broker import Broker, free_port, start_tansu  # noqa: E402
+from siemgate_standins.broker import Broker, free_port, start_tansu  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 LUA_SCRIPT = BENCH_DIR / "wrk_post.lua"

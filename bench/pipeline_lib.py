@@ -45,7 +45,7 @@ for _path in (str(ROOT), str(BENCH_DIR)):
 
 from ingest import machine_busy, machine_info, proc_cpu_seconds, summarize_collapsed  # noqa: E402
 
-from siemgate.testing.broker import free_port, start_tansu  # noqa: E402
+from siemgate_standins.broker import free_port, start_tansu  # noqa: E402
 
 HEADER_NAME = "X-Api-Key"
 HEADER_VALUE = "bench-key"

@@ -1,5 +1,5 @@
 """The Splunk HEC and Elasticsearch stand-ins as bench/pipeline.py and bench/soak.py run them:
-the stock stand-ins (siemgate.testing.splunk_hec / .elasticsearch, same options as `siemgate
+the stock stand-ins (siemgate_standins.splunk_hec / .elasticsearch, same options as `siemgate
 standin`), each in its own process, plus a compact record of every event they take in:
 
     GET /_bench/progress                    {"count": N, "duplicates": D}
@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from siemgate.testing import elasticsearch as es_module  # noqa: E402
-from siemgate.testing import splunk_hec as hec_module  # noqa: E402
-from siemgate.testing.http_server import Request, Response, run_main  # noqa: E402
+from siemgate_standins import elasticsearch as es_module  # noqa: E402
+from siemgate_standins import splunk_hec as hec_module  # noqa: E402
+from siemgate_standins.http_server import Request, Response, run_main  # noqa: E402
 
 _SENT = re.compile(rb'"bench_sent_at":([0-9.eE+-]+)')
 

@@ -62,7 +62,7 @@ from ingest import (  # noqa: E402
 )
 
 from siemgate.simulate import make_batch_body, make_events  # noqa: E402
-from siemgate.testing.broker import free_port  # noqa: E402
+from siemgate_standins.broker import free_port  # noqa: E402
 
 PARTITIONS = 6
 SINK = "archive"

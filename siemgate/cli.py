@@ -98,13 +98,13 @@ def cmd_es_setup(args: argparse.Namespace) -> int:
     return _run_async(run_setup(config, args.sink or (), sys.stdout))
 
 
-_STANDINS = {"splunk-hec": "siemgate.testing.splunk_hec", "elasticsearch": "siemgate.testing.elasticsearch"}
+_STANDINS = {"splunk-hec": "siemgate_standins.splunk_hec", "elasticsearch": "siemgate_standins.elasticsearch"}
 
 
 def cmd_standin(args: argparse.Namespace) -> int:
     import importlib
 
-    from siemgate.testing.http_server import run_main
+    from siemgate_standins.http_server import run_main
 
     module = importlib.import_module(_STANDINS[args.kind])
     return run_main(lambda: module.serve(args))

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from siemgate.testing.broker import Broker, BrokerUnavailable, start_tansu
+from siemgate_standins.broker import Broker, BrokerUnavailable, start_tansu
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from siemgate.bus.spooling import SpoolingPublisher
 from siemgate.config import Config, parse_config
 from siemgate.ingest.server import Server, uvicorn_config
 from siemgate.record import all_topics
-from siemgate.testing.broker import Broker, free_port, tansu_binary, wait_for_port
+from siemgate_standins.broker import Broker, free_port, tansu_binary, wait_for_port
 
 KEY = "test-key-0123456789"
 NEXT_KEY = "next-key-9876543210"

@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from siemgate.testing.broker import Broker, free_port
+from siemgate_standins.broker import Broker, free_port
 
 SIEMGATE = [sys.executable, "-m", "siemgate"]
 

@@ -1,4 +1,4 @@
-"""siemgate.testing.kafka_relay: Debian's librdkafka (kcat, rsyslog imkafka) against Tansu.
+"""siemgate_standins.kafka_relay: Debian's librdkafka (kcat, rsyslog imkafka) against Tansu.
 
 The framing and the one rewrite are checked against a fake upstream (byte for byte); kcat
 and aiokafka are checked against a real Tansu behind the relay. Under CI=true a missing kcat
@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from siemgate.record import decode, make_record
-from siemgate.testing.broker import BrokerUnavailable
-from siemgate.testing.kafka_relay import (
+from siemgate_standins.broker import BrokerUnavailable
+from siemgate_standins.kafka_relay import (
     KafkaRelay,
     RelayedTansu,
     RelayProcess,
@@ -229,7 +229,7 @@ async def test_unreachable_upstream_closes_the_client_and_stop_closes_connection
 
 
 def upstream_port_nobody_listens_on() -> int:
-    from siemgate.testing.broker import free_port
+    from siemgate_standins.broker import free_port
 
     return free_port()
 

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from siemgate.testing.broker import free_port
+from siemgate_standins.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

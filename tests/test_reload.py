@@ -17,8 +17,8 @@ import pytest
 
 from siemgate.config import Config, load_config
 from siemgate.reload import ConfigReloader
-from siemgate.testing.broker import free_port
-from siemgate.testing.splunk_hec import HecToken, SplunkHecStandIn
+from siemgate_standins.broker import free_port
+from siemgate_standins.splunk_hec import HecToken, SplunkHecStandIn
 from tests.forwarders.test_forward_process import ids_in
 from tests.forwarders.test_runtime import until
 from tests.test_run import start

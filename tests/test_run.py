@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from siemgate.testing.broker import Broker, free_port
+from siemgate_standins.broker import Broker, free_port
 from tests.forwarders.test_forward_process import ids_in
 from tests.forwarders.test_runtime import until
 

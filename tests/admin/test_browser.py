@@ -25,7 +25,7 @@ import orjson
 import pytest
 
 from siemgate.ingest.confirmation_store import ConfirmationStore
-from siemgate.testing.broker import free_port
+from siemgate_standins.broker import free_port
 from tests.admin.support import TOKEN
 from tests.ingest.confirmation_https import Reply, make_tls, serve
 from tests.support import wait_until

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from siemgate.testing.broker import Broker, free_port
+from siemgate_standins.broker import Broker, free_port
 from tests.admin.support import TOKEN
 from tests.support import wait_until
 

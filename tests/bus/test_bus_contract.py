@@ -24,7 +24,7 @@ from siemgate.bus.kafka_bus import KafkaBus
 from siemgate.config import KafkaConfig
 from siemgate.errors import BusUnavailable, CommitRefused
 from siemgate.record import Record, make_record
-from siemgate.testing.broker import Broker
+from siemgate_standins.broker import Broker
 
 pytestmark = pytest.mark.anyio
 

@@ -47,10 +47,10 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from siemgate.testing.broker import free_port
-from siemgate.testing.elasticsearch import ElasticsearchStandIn
-from siemgate.testing.splunk_hec import HecToken, SplunkHecStandIn
-from siemgate.testing.tcp_proxy import TcpProxy
+from siemgate_standins.broker import free_port
+from siemgate_standins.elasticsearch import ElasticsearchStandIn
+from siemgate_standins.splunk_hec import HecToken, SplunkHecStandIn
+from siemgate_standins.tcp_proxy import TcpProxy
 from tests.forwarders.rsyslog import Rsyslog
 from tests.support import PrivateTansu, siemgate_command, wait_until
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from siemgate.testing.broker import Broker
+from siemgate_standins.broker import Broker
 from tests.faults.conftest import FaultTable
 from tests.faults.harness import KafkaTarget, Pipeline, ProxiedTansu, pipeline, poll
 

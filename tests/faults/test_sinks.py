@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from siemgate.testing.broker import Broker
+from siemgate_standins.broker import Broker
 from tests.faults.conftest import FaultTable
 from tests.faults.harness import SmallDisk, pipeline
 from tests.faults.test_processes import session_kafka, warm

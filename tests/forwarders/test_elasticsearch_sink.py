@@ -19,8 +19,8 @@ from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSink, Elasticse
 from siemgate.forwarders.sinks.elasticsearch_setup import run_setup
 from siemgate.forwarders.sinks.registry import build_settings
 from siemgate.record import make_record
-from siemgate.testing.elasticsearch import ElasticsearchStandIn
-from siemgate.testing.http_server import Request, Response
+from siemgate_standins.elasticsearch import ElasticsearchStandIn
+from siemgate_standins.http_server import Request, Response
 from tests.forwarders.test_runtime import Backend, embedded_config_for, record_for, until
 
 pytestmark = pytest.mark.anyio

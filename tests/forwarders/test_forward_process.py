@@ -17,7 +17,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from siemgate.config import parse_config
-from siemgate.testing.broker import Broker, free_port
+from siemgate_standins.broker import Broker, free_port
 from tests.forwarders.test_runtime import produce, record_for, until
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from siemgate.testing.broker import Broker
-from siemgate.testing.elasticsearch import ElasticsearchStandIn
-from siemgate.testing.splunk_hec import HecToken, SplunkHecStandIn
+from siemgate_standins.broker import Broker
+from siemgate_standins.elasticsearch import ElasticsearchStandIn
+from siemgate_standins.splunk_hec import HecToken, SplunkHecStandIn
 from tests.forwarders.test_forward_process import BATCH, setup, start, write_config
 from tests.forwarders.test_runtime import produce, record_for, until
 

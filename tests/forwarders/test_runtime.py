@@ -46,7 +46,7 @@ from siemgate.forwarders.sinks.base import (
     SinkSettings,
 )
 from siemgate.record import Record, Severity, all_topics, canonical_severity, make_record
-from siemgate.testing.broker import Broker
+from siemgate_standins.broker import Broker
 
 pytestmark = pytest.mark.anyio
 

@@ -16,8 +16,8 @@ from siemgate.forwarders.sinks.base import RetryableSinkError, SinkAuthError, Si
 from siemgate.forwarders.sinks.registry import build_settings
 from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkSettings
 from siemgate.record import make_record
-from siemgate.testing.http_server import Request, Response
-from siemgate.testing.splunk_hec import HecToken, SplunkHecStandIn
+from siemgate_standins.http_server import Request, Response
+from siemgate_standins.splunk_hec import HecToken, SplunkHecStandIn
 from tests.forwarders.test_runtime import Backend, embedded_config_for, record_for, until
 
 pytestmark = pytest.mark.anyio

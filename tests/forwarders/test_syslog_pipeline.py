@@ -13,7 +13,7 @@ import pytest
 from siemgate.config import parse_config
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.sinks.registry import build_settings, create_sink
-from siemgate.testing.broker import Broker
+from siemgate_standins.broker import Broker
 from tests.forwarders.rsyslog import running_rsyslog
 from tests.forwarders.test_runtime import config_for, forwarding, produce, record_for, until
 

@@ -24,7 +24,7 @@ from siemgate.forwarders.sinks.base import RetryableSinkError, SendResult, SinkA
 from siemgate.forwarders.sinks.registry import build_settings, create_sink
 from siemgate.forwarders.sinks.syslog import SyslogSink
 from siemgate.record import Severity
-from siemgate.testing.broker import free_port
+from siemgate_standins.broker import free_port
 from tests.forwarders.rsyslog import AWKWARD, Rsyslog, make_event, running_rsyslog
 from tests.forwarders.test_syslog_formats import one_line, parse_cef, parse_leef, parse_sd
 

@@ -43,7 +43,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from siemgate.testing.broker import free_port
+from siemgate_standins.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "docs" / "openapi.yaml"

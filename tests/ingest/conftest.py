@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from siemgate.testing.broker import BrokerUnavailable, tansu_binary
+from siemgate_standins.broker import BrokerUnavailable, tansu_binary
 from tests.support import PrivateTansu
 
 TansuFactory = Callable[..., PrivateTansu]

@@ -13,7 +13,7 @@ import pytest
 
 from siemgate.ingest.confirmation_cli import confirm, list_confirmations
 from siemgate.record import decode
-from siemgate.testing.broker import Broker
+from siemgate_standins.broker import Broker
 from tests.ingest.confirmation_https import Reply, make_tls, serve
 from tests.support import KEY, consume, event, make_config, running_ingest
 

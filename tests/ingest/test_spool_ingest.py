@@ -19,8 +19,8 @@ import pytest
 from siemgate.bus.spooling import SpoolingPublisher
 from siemgate.config import Config
 from siemgate.record import all_topics
-from siemgate.testing.broker import free_port
-from siemgate.testing.tcp_proxy import TcpProxy
+from siemgate_standins.broker import free_port
+from siemgate_standins.tcp_proxy import TcpProxy
 from tests.ingest.conftest import TansuFactory
 from tests.support import (
     PrivateTansu,

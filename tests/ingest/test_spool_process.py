@@ -15,7 +15,7 @@ import pytest
 
 from siemgate.bus.spool import FILE_NAME
 from siemgate.record import all_topics
-from siemgate.testing.broker import free_port
+from siemgate_standins.broker import free_port
 from tests.ingest.conftest import TansuFactory
 from tests.support import KEY, PrivateTansu, Sender, consume_keys, metric_value, siemgate_command, wait_until
 

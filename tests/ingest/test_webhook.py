@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from siemgate.record import decode
-from siemgate.testing.broker import Broker
+from siemgate_standins.broker import Broker
 from tests.support import KEY, NEXT_KEY, consume, event, headers_of, make_config, running_ingest
 
 pytestmark = pytest.mark.anyio

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from elasticsearch import Elasticsearch, helpers
 
-from siemgate.testing.elasticsearch import ElasticsearchStandIn, serve_in_thread
+from siemgate_standins.elasticsearch import ElasticsearchStandIn, serve_in_thread
 from tests.forwarders.rsyslog import (
     STARTUP_SECONDS,
     STOP_SECONDS,

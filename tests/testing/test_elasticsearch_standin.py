@@ -21,7 +21,7 @@ import orjson
 import pytest
 import trustme
 
-from siemgate.testing.elasticsearch import ElasticsearchStandIn, FilterPath
+from siemgate_standins.elasticsearch import ElasticsearchStandIn, FilterPath
 
 pytestmark = pytest.mark.anyio
 
@@ -1105,7 +1105,7 @@ def read_line(process: subprocess.Popen[bytes], timeout: float = DEADLINE) -> st
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_the_process_entry_point(signum: signal.Signals, processes: list[subprocess.Popen[bytes]]) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "siemgate.testing.elasticsearch", "--host", "127.0.0.1", "--port", "0",
+        [sys.executable, "-m", "siemgate_standins.elasticsearch", "--host", "127.0.0.1", "--port", "0",
          "--api-key", "id:key", "--user", "u:p"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     processes.append(process)
@@ -1125,7 +1125,7 @@ def test_the_process_entry_point(signum: signal.Signals, processes: list[subproc
 
 
 def test_the_process_refuses_bad_arguments(processes: list[subprocess.Popen[bytes]]) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "siemgate.testing.elasticsearch", "--port", "0",
+    process = subprocess.Popen([sys.executable, "-m", "siemgate_standins.elasticsearch", "--port", "0",
                                 "--api-key", "no-colon"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                stdin=subprocess.DEVNULL)
     processes.append(process)

@@ -27,7 +27,7 @@ import requests
 from splunk_handler import SplunkHandler
 from splunk_hec_handler import SplunkHecHandler
 
-from siemgate.testing.splunk_hec import HecToken, SplunkHecStandIn
+from siemgate_standins.splunk_hec import HecToken, SplunkHecStandIn
 
 pytestmark = pytest.mark.anyio
 

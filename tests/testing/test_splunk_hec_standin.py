@@ -23,7 +23,7 @@ import orjson
 import pytest
 import trustme
 
-from siemgate.testing.splunk_hec import (
+from siemgate_standins.splunk_hec import (
     CODES,
     HecToken,
     SplunkHecStandIn,
@@ -876,7 +876,7 @@ def read_line(process: subprocess.Popen[bytes], timeout: float = DEADLINE) -> st
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_the_process_entry_point(signum: signal.Signals, processes: list[subprocess.Popen[bytes]]) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "siemgate.testing.splunk_hec", "--port", "0", "--token", f"{ACK}:ack",
+        [sys.executable, "-m", "siemgate_standins.splunk_hec", "--port", "0", "--token", f"{ACK}:ack",
          "--token", f"{SECURITY}:indexes=edr:index=security", "--token", f"{QS}:qs:disabled", "--ack-delay", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     processes.append(process)
@@ -900,7 +900,7 @@ def test_the_process_entry_point(signum: signal.Signals, processes: list[subproc
 
 def test_the_process_refuses_bad_arguments(processes: list[subprocess.Popen[bytes]]) -> None:
     for args in (["--token", "t:bogus"], [], ["--token", ":ack"]):
-        process = subprocess.Popen([sys.executable, "-m", "siemgate.testing.splunk_hec", "--port", "0", *args],
+        process = subprocess.Popen([sys.executable, "-m", "siemgate_standins.splunk_hec", "--port", "0", *args],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         processes.append(process)
         _out, err = process.communicate(timeout=DEADLINE)

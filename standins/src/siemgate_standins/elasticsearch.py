@@ -14,7 +14,7 @@ proves it against the official Python client and rsyslog's omelasticsearch. Fact
         es.documents("logs-siem.alerts-default"), es.bulk_requests
 
 From synchronous code (the official client): `with serve_in_thread(ElasticsearchStandIn()) as es: ...`.
-Or its own process: `python -m siemgate.testing.elasticsearch --port 9200 --api-key id:key --user u:p`
+Or its own process: `python -m siemgate_standins.elasticsearch --port 9200 --api-key id:key --user u:p`
 (prints its URL as its first line; SIGTERM/SIGINT stop it). Faults and inspection over HTTP,
 without authentication: `GET /_standin/state`, `POST /_standin/faults` (JSON, see `Faults.apply`),
 `POST /_standin/reset`.
@@ -114,7 +114,15 @@ from urllib.parse import urlencode
 
 import orjson
 
-from siemgate.testing.http_server import BadBody, BodyTooLarge, DropConnection, HttpStandIn, Request, Response, run_main
+from siemgate_standins.http_server import (
+    BadBody,
+    BodyTooLarge,
+    DropConnection,
+    HttpStandIn,
+    Request,
+    Response,
+    run_main,
+)
 
 __all__ = [
     "BulkRecord",
@@ -127,7 +135,7 @@ __all__ = [
     "serve_in_thread",
 ]
 
-log = logging.getLogger("siemgate.testing.elasticsearch")
+log = logging.getLogger("siemgate_standins.elasticsearch")
 
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _PRODUCT: Final = ("X-Elastic-Product", "Elasticsearch")
@@ -2730,8 +2738,8 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m siemgate.testing.elasticsearch`: an Elasticsearch stand-in in its own process."""
-    parser = argparse.ArgumentParser(prog="python -m siemgate.testing.elasticsearch", description=main.__doc__)
+    """`python -m siemgate_standins.elasticsearch`: an Elasticsearch stand-in in its own process."""
+    parser = argparse.ArgumentParser(prog="python -m siemgate_standins.elasticsearch", description=main.__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
     return run_main(lambda: serve(args))

@@ -8,7 +8,7 @@
     await proxy.stop()
 
 For a Kafka broker, start the broker with its advertised listener set to the proxy's address
-(the clients reconnect to what Metadata advertises; see `siemgate.testing.kafka_relay`).
+(the clients reconnect to what Metadata advertises; see `siemgate_standins.kafka_relay`).
 
 `delay` holds back what the upstream sends (the broker's responses), not what the client
 sends: a produce request reaches the broker at once and its acknowledgement arrives late,
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-log = logging.getLogger("siemgate.testing.tcp_proxy")
+log = logging.getLogger("siemgate_standins.tcp_proxy")
 
 Address = tuple[str, int]
 CHUNK = 256 * 1024

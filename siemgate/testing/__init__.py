@@ -1,1 +1,0 @@
-"""Test and benchmark support that ships with siemgate: a real broker, stand-in servers."""
