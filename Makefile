@@ -16,8 +16,11 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	exec $(VENV)/bin/siemgate run -c deploy/examples/local.yaml
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(VENV)/bin/pip install -q -e '.[test]'
+# The stand-ins (standins/: a real broker, Splunk HEC and Elasticsearch stand-ins) are a
+# distribution of their own, which the siemgate package and image do not carry. pip cannot name
+# it by a relative path in pyproject.toml's extras, so the test install names it beside them.
+$(VENV)/.installed-test: pyproject.toml standins/pyproject.toml $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[test]' -e ./standins
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-test
@@ -31,11 +34,11 @@ test: $(VENV)/.installed-test
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check siemgate tests bench
+	$(VENV)/bin/ruff check siemgate standins tests bench
 	$(VENV)/bin/mypy
 
 bench-ingest: $(VENV)/.installed-dev
 	$(VENV)/bin/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info standins/build standins/src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
