@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from siemgate import __version__
@@ -98,15 +99,30 @@ def cmd_es_setup(args: argparse.Namespace) -> int:
     return _run_async(run_setup(config, args.sink or (), sys.stdout))
 
 
+# The stand-ins live in their own distribution (standins/ in siemgate's repository), not in
+# the siemgate package: the command works when it is installed, and says what to install when not.
 _STANDINS = {"splunk-hec": "siemgate_standins.splunk_hec", "elasticsearch": "siemgate_standins.elasticsearch"}
+_STANDINS_MISSING = ("the stand-ins are not installed ({error}): run `pip install -e ./standins` "
+                     "in a siemgate checkout (`make test` and `make kafka-demo` install them)")
+
+
+def _standin_module(name: str) -> tuple[ModuleType | None, str]:
+    """The stand-in's module, or None and why it cannot be imported."""
+    import importlib
+
+    try:
+        return importlib.import_module(name), ""
+    except ModuleNotFoundError as exc:
+        return None, str(exc)
 
 
 def cmd_standin(args: argparse.Namespace) -> int:
-    import importlib
-
+    module, error = _standin_module(_STANDINS[args.kind])
+    if module is None:
+        print(f"siemgate: {_STANDINS_MISSING.format(error=error)}", file=sys.stderr)
+        return 2
     from siemgate_standins.http_server import run_main
 
-    module = importlib.import_module(_STANDINS[args.kind])
     return run_main(lambda: module.serve(args))
 
 
@@ -161,10 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     standin = command("standin", cmd_standin, "run a Splunk HEC or Elasticsearch stand-in (tests, demos, benchmarks)")
     kinds = standin.add_subparsers(dest="kind", required=True, metavar="KIND")
     for kind, module_name in _STANDINS.items():
-        import importlib
-
-        module = importlib.import_module(module_name)
-        module.add_arguments(kinds.add_parser(kind, help=(module.__doc__ or "").strip().splitlines()[0]))
+        module, _ = _standin_module(module_name)
+        if module is None:  # `siemgate standin KIND ...` then says what to install, whatever its options
+            kinds.add_parser(kind, help="(not installed: pip install -e ./standins)", add_help=False,
+                             prefix_chars="\0").add_argument("arguments", nargs="*", help=argparse.SUPPRESS)
+        else:
+            module.add_arguments(kinds.add_parser(kind, help=(module.__doc__ or "").strip().splitlines()[0]))
     from siemgate import simulate
 
     simulate.add_arguments(command("simulate", cmd_simulate, "behave like the Application Security sender"))

@@ -167,6 +167,44 @@ def test_standin_command_serves_until_sigterm(kind: str, args: list[str], path: 
     process.stderr.close()
 
 
+# The real command with the stand-ins' distribution made unimportable, as in the image.
+WITHOUT_STANDINS = ("import sys; sys.modules['siemgate_standins'] = None; "
+                    "from siemgate.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("kind", ["splunk-hec", "elasticsearch"])
+def test_standin_command_says_what_to_install_when_the_standins_are_not(kind: str) -> None:
+    result = subprocess.run([sys.executable, "-c", WITHOUT_STANDINS, "standin", kind, "--port", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "stand-ins are not installed" in result.stderr and "pip install -e ./standins" in result.stderr
+    other = subprocess.run([sys.executable, "-c", WITHOUT_STANDINS, "simulate", "--help"], capture_output=True,
+                           text=True, timeout=60)
+    assert other.returncode == 0 and "--events" in other.stdout, other.stderr
+
+
+def test_the_product_imports_the_standins_only_to_run_one() -> None:
+    """The stand-ins are a distribution of their own (standins/): siemgate imports them only in
+    `siemgate standin`, never where the image's commands would need them."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "siemgate"
+    assert not (package / "testing").exists()
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+        for node in ast.walk(tree):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.split(".")[0] == "siemgate_standins" for name in names):
+                inside = [f.name for f in functions if f.lineno <= node.lineno <= (f.end_lineno or f.lineno)]
+                found.append((path.relative_to(package).as_posix(), inside))
+    assert found == [("cli.py", ["cmd_standin"])]
+
+
 def test_check_reaches_the_http_sinks(tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
     token = "0d6f2b5e-7a39-4c51-9b1e-2f8c1d3a4b5c"
     urls = {}
