@@ -204,7 +204,7 @@ def sink_config_schema(sink: SinkType) -> Json:
 # The chart's own rules per sink type, on top of the loader's (its README: "Secrets", "Security").
 CHART_POLICIES: Mapping[str, Json] = {
     # The root filesystem is read-only: a file sink writes on the /data volume.
-    "file": {"properties": {"path": {"pattern": "^/data/"}}},
+    "file": {"properties": {"path": {"type": "string", "pattern": "^/data/"}}},
     # Credentials from the Secret, always: an Elasticsearch sink without them is a mistake here.
     "elasticsearch": {"anyOf": [{"required": ["api_key"]}, {"required": ["username", "password"]}]},
 }

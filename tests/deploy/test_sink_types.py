@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import helm_python as helm
 import jsonschema
@@ -22,6 +22,7 @@ import yaml
 import siemgate.secrets
 from siemgate.errors import ConfigError
 from siemgate.forwarders.sinks.registry import build_settings
+from siemgate.secrets import Secret
 from tests.deploy.support import CHART, CI_VALUES, NAMESPACE, ROOT, render
 from tools import helm_schema
 
@@ -194,6 +195,14 @@ POOL: list[object] = [
 ]
 
 
+# Keys that make a repository config pass the chart's own rules, so that the chart's schema is tried too.
+CHART_FRIENDLY: dict[str, dict[str, Any]] = {
+    "file": {"path": "/data/out/events.ndjson"},
+    "splunk_hec": {"token": "${HEC_TOKEN}"},
+    "elasticsearch": {"api_key": "${ES_API_KEY}", "username": None, "password": None},
+}
+
+
 def _paths(schema: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     """Every key of a settings schema, nested settings' keys included."""
     for key, sub in schema["properties"].items():
@@ -213,12 +222,29 @@ def _with(entry: dict[str, Any], path: tuple[str, ...], value: object) -> dict[s
     return out
 
 
+CHART_VALIDATORS = {s.kind: jsonschema.Draft7Validator(helm_schema.chart_config_schema(s)) for s in SINKS}
+VAR_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-)?\}")
+
+
+def chart_rules_allow(sink: helm_schema.SinkType, entry: dict[str, Any]) -> bool:
+    """The chart's own rules (its README, "Secrets" and "Security"), said again independently."""
+    hints = get_type_hints(sink.settings)
+    for key, value in entry.items():
+        secret = Secret in (hints[key], *get_args(hints[key]))
+        if secret and value is not None and not (isinstance(value, str) and VAR_REF.fullmatch(value)):
+            return False  # a literal secret
+    if sink.kind == "file" and not (isinstance(entry.get("path"), str) and entry["path"].startswith("/data/")):
+        return False  # off the /data volume
+    return not (sink.kind == "elasticsearch" and entry.get("api_key") is None and entry.get("password") is None)
+
+
 @pytest.mark.parametrize("sink", SINKS, ids=KINDS)
 def test_the_schema_accepts_whatever_the_loader_accepts_key_by_key(sink: helm_schema.SinkType) -> None:
     """Every key of the sink type, set to every value of POOL on a valid config: where the
-    loader takes it the schema must (never stricter); and the schema must refuse something."""
-    base = _base_entries()[sink.kind]
-    stricter, refused = [], 0
+    loader takes it the schema must (never stricter), and the chart's schema too unless one of
+    its own rules refuses it; and the schema must refuse something."""
+    base = {**_base_entries()[sink.kind], **CHART_FRIENDLY.get(sink.kind, {})}
+    stricter, chart_stricter, refused, chart_checked = [], [], 0, 0
     for path in _paths(helm_schema.sink_config_schema(sink)):
         for value in POOL:
             entry = _with(base, path, value)
@@ -226,8 +252,15 @@ def test_the_schema_accepts_whatever_the_loader_accepts_key_by_key(sink: helm_sc
             if loader and not schema:
                 stricter.append((".".join(path), value))
             refused += not schema
+            if loader and chart_rules_allow(sink, entry):
+                chart_checked += 1
+                config = {k: v for k, v in entry.items() if k != "name"}
+                if not CHART_VALIDATORS[sink.kind].is_valid(config):
+                    chart_stricter.append((".".join(path), value))
     assert stricter == [], f"the schema refuses what siemgate loads: {stricter[:20]}"
+    assert chart_stricter == [], f"the chart's schema refuses what siemgate loads: {chart_stricter[:20]}"
     assert refused > 100, "the schema refuses almost nothing: is it generated from the settings?"
+    assert chart_checked > 100, "too few configs the chart's rules allow: CHART_FRIENDLY needs a look"
 
 
 def test_loose_patterns_take_every_string_python_reads() -> None:
@@ -246,6 +279,28 @@ def test_loose_patterns_take_every_string_python_reads() -> None:
         assert re.search(helm_schema.BOOL_TEXT, word)
     for word in ("maybe", "tru", "2", " yes"):
         assert not re.search(helm_schema.BOOL_TEXT, word)
+
+
+def test_helms_validator_reads_the_patterns_as_python_does() -> None:
+    """Helm matches `pattern` with Go's regexp, the tests above with Python's re: same verdicts."""
+    strings = [s for s in POOL if isinstance(s, str)]
+    cases = [("file", {"path": "/data/a", "batch": {"max_events": s}}) for s in strings]
+    cases += [("file", {"path": "/data/a", "retry": {"max_seconds": s}}) for s in strings]
+    cases += [("syslog", {"address": "tcp://s:514", "include_pid": s}) for s in strings]
+    sinks = [{"name": f"s{i}", "type": kind, "config": config} for i, (kind, config) in enumerate(cases)]
+    with helm.Chart.load(CHART) as chart:
+        try:
+            chart.render({"sinks": sinks}, name="siem", namespace=NAMESPACE)
+            message = ""
+        except helm.HelmError as exc:
+            message = str(exc)
+    verdicts = set()
+    for i, (kind, config) in enumerate(cases):
+        python = schema_accepts(kind, {"name": f"s{i}", **config})
+        go = f"'/sinks/{i}/config" not in message
+        assert python == go, f"{config}: Python's verdict {python}, Helm's {go}"
+        verdicts.add(go)
+    assert verdicts == {True, False}
 
 
 # A valid entry per type, and what both must refuse.
