@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 import siemgate.secrets
+from siemgate.config_loader import build
 from siemgate.errors import ConfigError
-from siemgate.forwarders.sinks.registry import build_settings
 from siemgate.secrets import Secret
 from tests.deploy.support import CHART, CI_VALUES, NAMESPACE, ROOT, render
 from tools import helm_schema
@@ -56,9 +56,13 @@ def _forget_test_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(siemgate.secrets._registry, "_values", siemgate.secrets._registry._values)
 
 
+BY_KIND = {s.kind: s for s in SINKS}
+
+
 def loader_accepts(kind: str, entry: dict[str, Any]) -> bool:
+    """What siemgate does with a sink entry (registry.build_settings): build its settings type."""
     try:
-        build_settings(kind, copy.deepcopy(entry), ENVIRON, "sinks[0]")
+        build(BY_KIND[kind].settings, copy.deepcopy(entry), ENVIRON, "sinks[0]")
     except ConfigError:
         return False
     return True
@@ -97,10 +101,9 @@ def test_the_chart_schema_lists_exactly_the_registered_sink_types() -> None:
 
 
 def test_chart_policies_name_registered_types_and_their_keys() -> None:
-    by_kind = {s.kind: s for s in SINKS}
     for kind, policy in helm_schema.CHART_POLICIES.items():
-        assert kind in by_kind, f"CHART_POLICIES names {kind!r}, which is not a registered sink type"
-        keys = helm_schema.sink_config_schema(by_kind[kind])["properties"]
+        assert kind in BY_KIND, f"CHART_POLICIES names {kind!r}, which is not a registered sink type"
+        keys = helm_schema.sink_config_schema(BY_KIND[kind])["properties"]
         named = set(policy.get("properties", {}))
         for alternative in policy.get("anyOf", []):
             named.update(alternative.get("required", []))
