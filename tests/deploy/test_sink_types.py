@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import functools
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, Literal, get_args, get_type_hints
 
 import helm_python as helm
 import jsonschema
@@ -304,6 +305,62 @@ def test_helms_validator_reads_the_patterns_as_python_does() -> None:
         assert python == go, f"{config}: Python's verdict {python}, Helm's {go}"
         verdicts.add(go)
     assert verdicts == {True, False}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Block:
+    on: bool = True
+    level: Literal["a", "b"] = "a"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _EveryType:
+    """What a future sink's settings might hold: every type the generator describes."""
+
+    text: str
+    count: int = 1
+    ratio: float = 0.5
+    flag: bool = False
+    choice: Literal["x", "y"] = "x"
+    maybe: str | None = None
+    either: int | str = 0
+    names: tuple[str, ...] = ()
+    numbers: tuple[int, ...] = (1, 2)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    block: _Block = dataclasses.field(default_factory=_Block)
+    blocks: tuple[_Block, ...] = ()
+    token: Secret | None = None
+    anything: Any = None
+
+
+def test_every_type_the_generator_describes_is_never_stricter_than_the_loader() -> None:
+    schema = helm_schema.settings_schema(_EveryType, chart=False)
+    validator = jsonschema.Draft7Validator(schema)
+    assert schema["required"] == ["text"] and schema["additionalProperties"] is False
+    assert schema["properties"]["numbers"]["default"] == [1, 2]
+    assert schema["properties"]["block"]["default"] == {"on": True, "level": "a"}
+    assert "default" not in schema["properties"]["text"]
+    values = [*POOL, [{"on": "no"}], [{"level": "c"}], {"a": "b"}, {"a": 1}, {"a": None}, ["x", 2], [True]]
+    stricter, refused = [], 0
+    for path in _paths(schema):
+        for value in values:
+            entry = _with({"text": "t"}, path, value)
+            try:
+                build(_EveryType, copy.deepcopy(entry), ENVIRON, "")
+                loader = True
+            except ConfigError:
+                loader = False
+            schema_ok = validator.is_valid(entry)
+            if loader and not schema_ok:
+                stricter.append((".".join(path), value))
+            refused += not schema_ok
+    assert stricter == [], stricter[:20]
+    assert refused > 200
+    for wrong in ({"text": "t", "names": "a"}, {"text": "t", "labels": ["a"]}, {"text": "t", "blocks": [{"x": 1}]},
+                  {"text": "t", "token": 5}, {"text": "t", "choice": "z"}, {}):
+        assert not validator.is_valid(wrong), wrong
+    with pytest.raises(TypeError, match="cannot describe"):
+        helm_schema.value_schema(complex, chart=False)
 
 
 # A valid entry per type, and what both must refuse.
