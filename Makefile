@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTEST_ARGS ?=
 KAFKA_DEMO_PORT ?= 9092
 
-.PHONY: run kafka-demo test lint bench-ingest clean
+.PHONY: run kafka-demo test lint helm-schema bench-ingest clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +46,13 @@ test: $(VENV)/.installed-test
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check siemgate standins tests bench
+	$(VENV)/bin/ruff check siemgate standins tests bench tools
 	$(VENV)/bin/mypy
+
+# The Helm chart's per-sink-type parts (values.schema.json's sinks, templates/_sink_types.tpl),
+# generated from the sink registry and settings; tests/deploy/test_sink_types.py fails when stale.
+helm-schema: $(VENV)/.installed
+	$(VENV)/bin/python -m tools.helm_schema
 
 bench-ingest: $(VENV)/.installed-dev
 	$(VENV)/bin/python bench/ingest.py

@@ -300,24 +300,29 @@ the render, naming the variable.
 {{- toYaml (mergeOverwrite $defaults $own) -}}
 {{- end -}}
 
-{{/* The ports a sink connects to, from its url or address: a YAML list of {port, protocol}. */}}
+{{/*
+The ports a sink connects to: dict "sink" ENTRY. A YAML list of {port, protocol}, read from the
+config key holding the sink's destination URL, with its scheme's default port when the URL gives
+none (both per sink type in `siemgate.sinkTypes`, generated from the sink modules); empty when the
+destination is a ${VAR} or the sink type connects nowhere.
+*/}}
 {{- define "siemgate.sinkPorts" -}}
-{{- $config := .config | default dict -}}
-{{- $target := $config.url | default $config.address | default "" -}}
+{{- $type := get (include "siemgate.sinkTypes" . | fromJson) .sink.type | default dict -}}
+{{- $config := .sink.config | default dict -}}
+{{- $target := "" -}}
+{{- if $type.destination -}}{{- $target = get $config $type.destination | default "" | toString -}}{{- end -}}
 {{- if and $target (not (contains "${" $target)) -}}
 {{- $u := urlParse $target -}}
+{{- $scheme := get ($type.ports | default dict) $u.scheme | default dict -}}
 {{- $port := "" -}}
-{{- $hostport := $u.host -}}
-{{- if regexMatch ":[0-9]+$" $hostport -}}
-{{- $port = regexFind "[0-9]+$" $hostport -}}
-{{- else if eq $u.scheme "https" -}}{{- $port = "443" -}}
-{{- else if eq $u.scheme "http" -}}{{- $port = "80" -}}
-{{- else if eq $u.scheme "tls" -}}{{- $port = "6514" -}}
-{{- else if or (eq $u.scheme "tcp") (eq $u.scheme "udp") -}}{{- $port = "514" -}}
+{{- if regexMatch ":[0-9]+$" $u.host -}}
+{{- $port = regexFind "[0-9]+$" $u.host -}}
+{{- else if $scheme.port -}}
+{{- $port = $scheme.port | toString -}}
 {{- end -}}
 {{- if $port }}
 - port: {{ $port | int }}
-  protocol: {{ ternary "UDP" "TCP" (eq $u.scheme "udp") }}
+  protocol: {{ $scheme.protocol | default "TCP" }}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -52,6 +52,7 @@ from siemgate.forwarders.sinks.base import (
     TlsSettings,
 )
 from siemgate.forwarders.sinks.http import (
+    DEFAULT_PORTS,
     Busy,
     HttpBatchSettings,
     HttpEndpoint,
@@ -63,6 +64,10 @@ from siemgate.record import dumps
 from siemgate.secrets import Secret
 
 log = logging.getLogger("siemgate.forward.elasticsearch")
+
+# Where this sink connects, for the Helm chart's NetworkPolicy (`make helm-schema` reads it): the
+# settings key holding its destination URL, and each URL scheme's port when the URL gives none.
+DESTINATION_KEY: Final = "url"
 
 DEFAULT_DATA_STREAM: Final = "logs-siemgate.alerts-default"
 _BLOCKED: Final = "cluster_block_exception"
@@ -301,4 +306,7 @@ def _error_text(response: httpx.Response) -> str:
         return short_body(response) or "(no body)"
 
 
-__all__: Sequence[str] = ("DEFAULT_DATA_STREAM", "ElasticsearchSink", "ElasticsearchSinkSettings", "endpoint_for")
+__all__: Sequence[str] = (
+    "DEFAULT_DATA_STREAM", "DEFAULT_PORTS", "DESTINATION_KEY",
+    "ElasticsearchSink", "ElasticsearchSinkSettings", "endpoint_for",
+)

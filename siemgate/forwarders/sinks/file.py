@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ClassVar, Literal
+from typing import IO, ClassVar, Final, Literal
 
 import orjson
 
@@ -21,6 +21,11 @@ from siemgate.errors import ConfigError
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import RetryableSinkError, SendResult, Sink, SinkSettings
 from siemgate.record import dumps
+
+# Where this sink connects, for the Helm chart's NetworkPolicy (`make helm-schema` reads it):
+# nowhere, it writes a local file.
+DESTINATION_KEY: Final[str | None] = None
+DEFAULT_PORTS: Final[dict[str, int]] = {}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,7 @@ import socket
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,6 +22,8 @@ from siemgate.errors import ConfigError
 from siemgate.forwarders.sinks.base import BatchSettings, RetryableSinkError, SinkAuthError, SinkError, TlsSettings
 from siemgate.forwarders.sinks.tls import client_context, tls_failure
 
+# The URL schemes an HTTP sink takes, and their ports when the URL gives none.
+DEFAULT_PORTS: Final[dict[str, int]] = {"http": 80, "https": 443}
 # Bodies larger than this are compressed in a worker thread.
 _THREAD_GZIP_BYTES = 64 * 1024
 
@@ -44,7 +47,7 @@ class HttpBatchSettings(BatchSettings):
 def check_url(url: str) -> str:
     """The base URL without a trailing slash; raises ConfigError when it is not http(s)://host[:port][/path]."""
     parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         raise ConfigError("url", f"must be http(s)://host[:port], not {url!r}")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigError("url", "must not carry a query, a fragment or credentials (use the token/api_key keys)")

@@ -65,6 +65,7 @@ from siemgate.forwarders.sinks.base import (
     TlsSettings,
 )
 from siemgate.forwarders.sinks.http import (
+    DEFAULT_PORTS,
     Busy,
     HttpBatchSettings,
     HttpEndpoint,
@@ -75,6 +76,10 @@ from siemgate.forwarders.sinks.http import (
 from siemgate.secrets import Secret
 
 log = logging.getLogger("siemgate.forward.splunk_hec")
+
+# Where this sink connects, for the Helm chart's NetworkPolicy (`make helm-schema` reads it): the
+# settings key holding its destination URL, and each URL scheme's port when the URL gives none.
+DESTINATION_KEY: Final = "url"
 
 EVENT_PATH: Final = "/services/collector/event"
 ACK_PATH: Final = "/services/collector/ack"
@@ -368,4 +373,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-__all__: Sequence[str] = ("SplunkHecSink", "SplunkHecSinkSettings", "cim_event", "epoch_seconds")
+__all__: Sequence[str] = (
+    "DEFAULT_PORTS", "DESTINATION_KEY", "SplunkHecSink",
+    "SplunkHecSinkSettings", "cim_event", "epoch_seconds",
+)

@@ -81,6 +81,9 @@ Format = Literal["rfc5424", "rfc3164", "cef", "leef"]
 Framing = Literal["octet-counting", "lf"]
 Encoder = Callable[[NormalizedEvent], bytes]
 
+# Where this sink connects, for the Helm chart's NetworkPolicy (`make helm-schema` reads it): the
+# settings key holding its destination URL, and each URL scheme's port when the URL gives none.
+DESTINATION_KEY: Final = "address"
 DEFAULT_PORTS: Final[dict[str, int]] = {"tcp": 514, "tls": 6514, "udp": 514}
 MIN_DATAGRAM: Final = 480  # RFC 5426: every IPv4 receiver must accept this much
 MAX_DATAGRAM: Final = 65507  # the UDP payload limit over IPv4
@@ -505,4 +508,7 @@ class SyslogSink(Sink):
         self._close_udp()
 
 
-__all__: Sequence[str] = ("SyslogSink", "SyslogSinkSettings", "build_encoder", "parse_address")
+__all__: Sequence[str] = (
+    "DEFAULT_PORTS", "DESTINATION_KEY", "SyslogSink",
+    "SyslogSinkSettings", "build_encoder", "parse_address",
+)
