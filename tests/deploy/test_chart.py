@@ -16,6 +16,7 @@ from typing import Any
 import helm_python as helm
 import kubernetes_validate
 import pytest
+import yaml
 
 from siemgate import __version__
 from siemgate.cli import build_parser
@@ -1119,3 +1120,19 @@ def test_an_emptydir_ingest_sizes_its_ephemeral_storage_with_it() -> None:
     # /data (16 GiB) + /tmp (64 MiB) + ephemeralStorageOverhead (256 MiB), requested and limited.
     assert resources["requests"]["ephemeral-storage"] == resources["limits"]["ephemeral-storage"] == "16704Mi"
     assert "WARNING: DATA LOSS ON POD DELETION" in rendered.notes
+
+
+def test_caps_and_drain_times_reach_the_config_and_size_the_pod() -> None:
+    """The keys agreed for issue 15 (bus.max_bytes, bus.spool.drain_timeout_seconds) go into
+    siemgate's config as given, and the volume check and grace period follow them."""
+    embedded = render({"config": {"bus": {"max_bytes": 20 * GiB}}, "ingest": {"persistence": {"size": "30Gi"}}})
+    run = yaml.safe_load(embedded.get("ConfigMap", "siem-siemgate-config")["data"]["run.yaml"])
+    assert run["bus"] == {"type": "embedded", "path": "/data/siemgate.db", "max_bytes": 20 * GiB}
+    kafka = render({"config": {"bus": _kafka_bus(spool={"drain_timeout_seconds": 60}),
+                               "limits": {"body_timeout_seconds": 40}}})
+    ingest = yaml.safe_load(kafka.get("ConfigMap", "siem-siemgate-config")["data"]["ingest.yaml"])
+    assert ingest["bus"]["spool"]["drain_timeout_seconds"] == 60
+    pod = _ingest(kafka)["spec"]["template"]["spec"]
+    # preStop 10 + body 40 + drain 60 + margin 10.
+    assert pod["terminationGracePeriodSeconds"] == 120
+    assert _siemgate_container(pod)["lifecycle"]["preStop"] == {"sleep": {"seconds": 10}}

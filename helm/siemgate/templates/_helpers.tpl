@@ -157,7 +157,9 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- $_ := set $spool "path" "/data/spool" -}}
 {{- $bus = dict "type" "kafka" "kafka" $kafka "spool" $spool -}}
 {{- else -}}
-{{- $bus = dict "type" "embedded" "path" "/data/siemgate.db" -}}
+{{- $embedded := dict "type" "embedded" "path" "/data/siemgate.db" -}}
+{{- if hasKey $bus "max_bytes" -}}{{- $_ := set $embedded "max_bytes" $bus.max_bytes -}}{{- end -}}
+{{- $bus = $embedded -}}
 {{- end -}}
 {{- $_ := set $c "bus" $bus -}}
 {{- $forward := deepCopy ($c.forward | default dict) -}}
