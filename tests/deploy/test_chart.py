@@ -1136,3 +1136,25 @@ def test_caps_and_drain_times_reach_the_config_and_size_the_pod() -> None:
     # preStop 10 + body 40 + drain 60 + margin 10.
     assert pod["terminationGracePeriodSeconds"] == 120
     assert _siemgate_container(pod)["lifecycle"]["preStop"] == {"sleep": {"seconds": 10}}
+
+
+def test_secrets_become_files_except_what_extra_env_sets() -> None:
+    rendered = render({
+        "config": {"integrations": [{"name": "a", "auth": {"header": "X-Api-Key",
+                                                            "values": ["${KEY_A}", "${KEY_B}", "${KEY_NEXT:-}"]}}]},
+        "sinks": [{"name": "archive", "type": "file",
+                   "config": {"path": "/data/out/$${literal}/${file:/etc/other/x:-y}.ndjson",
+                              "rotate_bytes": 1048576}}],
+        "secrets": {"values": {"KEY_A": "key-a-0123456789"}},
+        "ingest": {"extraEnv": [{"name": "KEY_B", "value": "key-b-0123456789"}]},
+    })
+    ingest = _ingest(rendered)
+    pod = ingest["spec"]["template"]["spec"]
+    _, text = mounted_config(rendered, pod, _siemgate_container(pod))
+    assert f"${{file:{SECRETS_DIR}/KEY_A}}" in text  # from the Secret, as a file
+    assert "${KEY_B}" in text  # extraEnv sets it: the environment
+    assert f"${{file:{SECRETS_DIR}/KEY_NEXT:-}}" in text  # optional, the chart's Secret lacks it: the default
+    assert "$${literal}" in text and "${file:/etc/other/x:-y}" in text  # left as written
+    volume = secret_volume(pod)
+    assert volume is not None
+    assert [s["secret"]["items"] for s in volume["projected"]["sources"]] == [[{"key": "KEY_A", "path": "KEY_A"}]]

@@ -245,7 +245,7 @@ fails the render, naming it; an optional one it lacks is left out (the default a
 {{- range .extraEnv -}}{{- $plain = append $plain .name -}}{{- end -}}
 {{- $text := replace "$$" "" .config -}}
 {{- $found := dict -}}
-{{- range regexFindAll "\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-)?" $text -1 -}}
+{{- range regexFindAll "\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-|\\})" $text -1 -}}
 {{- $name := regexReplaceAll "^\\$\\{([A-Za-z_][A-Za-z0-9_]*).*$" . "${1}" -}}
 {{- $optional := hasSuffix ":-" . -}}
 {{- if not (hasKey $found $name) -}}
@@ -289,8 +289,8 @@ hot reload, never through the environment. dict "root" $ "config" TEXT "extraEnv
 {{- $dir := include "siemgate.secretsDir" .root -}}
 {{- $text := replace "$$" "\x00" .config -}}
 {{- $names := list -}}
-{{- range regexFindAll "\\$\\{[A-Za-z_][A-Za-z0-9_]*" $text -1 -}}
-{{- $names = append $names (trimPrefix "${" .) -}}
+{{- range regexFindAll "\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-|\\})" $text -1 -}}
+{{- $names = append $names (regexReplaceAll "^\\$\\{([A-Za-z_][A-Za-z0-9_]*).*$" . "${1}") -}}
 {{- end -}}
 {{- range $name := $names | uniq -}}
 {{- if not (has $name $plain) -}}
