@@ -25,6 +25,7 @@ from siemgate.forwarders.runtime import group_id
 from siemgate.forwarders.service import selected_sinks
 from siemgate.ingest.server import GRACEFUL_SHUTDOWN_SECONDS
 from siemgate.record import all_topics
+from siemgate.reload import ConfigReloader
 from siemgate.secrets import Secret
 from tests.deploy.support import (
     AGREED_METRICS,
@@ -1158,3 +1159,36 @@ def test_secrets_become_files_except_what_extra_env_sets() -> None:
     volume = secret_volume(pod)
     assert volume is not None
     assert [s["secret"]["items"] for s in volume["projected"]["sources"]] == [[{"key": "KEY_A", "path": "KEY_A"}]]
+
+
+@pytest.mark.anyio
+async def test_a_rotated_secret_reaches_a_running_config_without_a_roll(tmp_path: Path) -> None:
+    """The chart's own wiring end to end: the ingest config as mounted, the Secret's files as
+    the kubelet writes them (a `..data` symlink swapped on rotation), siemgate's reloader."""
+    rendered = render(load_values(CHART / "ci" / "kafka-keda-values.yaml"))
+    ingest = _ingest(rendered)
+    pod = ingest["spec"]["template"]["spec"]
+    container = _siemgate_container(pod)
+    assert "checksum/secret" not in ingest["spec"]["template"]["metadata"].get("annotations", {})
+    _, text = mounted_config(rendered, pod, container)
+    files = secret_files(rendered, pod, container)
+    secrets = tmp_path / "secrets"
+    for stamp, key in (("..2026_01", "old-key-0123456789"), ("..2026_02", "new-key-0123456789")):
+        materialize(text, {**files, f"{SECRETS_DIR}/APPSEC_KEY": key}, secrets / stamp)
+    (secrets / "..data").symlink_to("..2026_01")
+    for path in files:
+        name = path.rsplit("/", 1)[1]
+        (secrets / name).symlink_to(f"..data/{name}")
+    config_path = tmp_path / "siemgate.yaml"
+    config_path.write_text(materialize(text, {}, secrets))
+    reloader = ConfigReloader(config_path, load_config(config_path, {}))
+    following = rendered.secret_values["APPSEC_KEY_NEXT"]  # the rotation's other key, unchanged
+    (integration,) = reloader.config.integrations
+    assert [v.reveal() for v in integration.auth.values] == ["old-key-0123456789", following]
+    assert await reloader.reload(force=False) == "unchanged"
+    link = secrets / "..data_tmp"
+    link.symlink_to("..2026_02")
+    link.replace(secrets / "..data")
+    assert await reloader.reload(force=False) == "applied"
+    (integration,) = reloader.config.integrations
+    assert [v.reveal() for v in integration.auth.values] == ["new-key-0123456789", following]
