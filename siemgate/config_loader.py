@@ -2,7 +2,9 @@
 
 Generic and strict: unknown keys are errors naming the key path, every value is checked
 against its field's type, `${VAR}` / `${VAR:-default}` are expanded from the environment in
-string scalars (`$$` is a literal `$`). Each error is one line that says what to change.
+string scalars (`$$` is a literal `$`), `${file:/path}` / `${file:/path:-default}` from a file
+(a mounted Secret key: its content, one trailing newline stripped). Each error is one line that
+says what to change; a file's content never appears in one.
 """
 
 from __future__ import annotations
@@ -20,18 +22,23 @@ from siemgate.secrets import Secret, register
 
 T = TypeVar("T")
 
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{file:([^}]*?)(?::-([^}]*))?\}")
+# A secret file larger than this is not a secret but a mistake (a directory of logs, a disk image).
+MAX_SECRET_FILE_BYTES = 1024 * 1024
 NetworkType = ipaddress.IPv4Network | ipaddress.IPv6Network
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
 def expand(text: str, environ: Mapping[str, str], path: str) -> str:
-    """Expand `${VAR}` and `${VAR:-default}`; an unset variable without default is an error."""
+    """Expand `${VAR}`, `${VAR:-default}`, `${file:/path}` and `${file:/path:-default}`; an
+    unset variable or unreadable file without default is an error."""
 
     def substitute(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
+        if match.group(3) is not None:
+            return read_secret_file(match.group(3), match.group(4), path)
         name, default = match.group(1), match.group(2)
         value = environ.get(name)
         if value is None or (value == "" and default is not None):
@@ -45,6 +52,45 @@ def expand(text: str, environ: Mapping[str, str], path: str) -> str:
         return value
 
     return _VAR.sub(substitute, text)
+
+
+def read_secret_file(file: str, default: str | None, path: str) -> str:
+    """The content of `${file:FILE}` (one trailing newline stripped), or `default` when the
+    file is missing or empty and a default is given. Never puts the content in an error."""
+    if not file.startswith("/"):
+        raise ConfigError(path, f"${{file:{file}}}: the path must be absolute (e.g. /etc/siemgate/secrets/KEY)")
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        if default is not None:
+            return default
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(path, f"secret file {file} cannot be read ({reason}): mount it (a Secret key), or "
+                                f"write ${{file:{file}:-default}} to give a default") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ConfigError(path, f"secret file {file} is larger than {MAX_SECRET_FILE_BYTES} bytes: not a secret")
+    try:
+        value = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(path, f"secret file {file} is not UTF-8 text") from None
+    if value.endswith("\r\n"):
+        value = value[:-2]
+    elif value.endswith("\n"):
+        value = value[:-1]
+    if value == "" and default is not None:
+        return default
+    return value
+
+
+def secret_files(text: str) -> tuple[str, ...]:
+    """The files a config text refers to with `${file:...}`, in order, each once (hot reload
+    watches them with the config file)."""
+    found: dict[str, None] = {}
+    for match in _VAR.finditer(text):
+        if match.group(3) is not None:
+            found.setdefault(match.group(3), None)
+    return tuple(found)
 
 
 def build(cls: type[T], data: object, environ: Mapping[str, str], path: str = "") -> T:

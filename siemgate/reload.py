@@ -2,7 +2,9 @@
 
 A Kubernetes ConfigMap or Secret mounted as a volume changes by an atomic symlink swap, so
 the file is watched by content: it is read (through the path, following the new symlink)
-every `poll_seconds` and compared by hash; SIGHUP reloads at once.
+every `poll_seconds` and compared by hash; SIGHUP reloads at once. The files the config refers
+to with `${file:/path}` (a Secret's keys mounted as files) are part of that hash: a rotated
+Secret reaches a running process the same way, without a restart.
 
 A new file is validated completely first (`parse_config`: every key, every `${VAR}`, every
 sink's settings). If it is invalid, the running config stays in force, the error is logged
@@ -35,6 +37,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from siemgate.config import Config, parse_config
+from siemgate.config_loader import secret_files
 from siemgate.errors import ConfigError, SiemgateError
 from siemgate.metrics import Exposed
 
@@ -79,8 +82,18 @@ class ReloadMetrics:
         self.last_success.set_to_current_time()
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def snapshot(path: Path) -> tuple[bytes, str]:
+    """The config file's bytes, and a hash of them and of every `${file:...}` it refers to
+    (a missing or unreadable file hashes as such, so its appearance is a change too)."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data)
+    for file in secret_files(data.decode("utf-8", errors="replace")):
+        digest.update(b"\0" + file.encode() + b"\0")
+        try:
+            digest.update(hashlib.sha256(Path(file).read_bytes()).digest())
+        except OSError as exc:
+            digest.update(f"unreadable {exc.errno}".encode())
+    return data, digest.hexdigest()
 
 
 class ConfigReloader:
@@ -97,7 +110,7 @@ class ConfigReloader:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         try:
-            self._seen = _digest(self.path.read_bytes())
+            self._seen = snapshot(self.path)[1]
         except OSError:
             self._seen = ""
 
@@ -134,10 +147,9 @@ class ConfigReloader:
         restart_required (applied except those keys), invalid, failed or unchanged."""
         async with self._lock:
             try:
-                data = await asyncio.to_thread(self.path.read_bytes)
+                data, digest = await asyncio.to_thread(snapshot, self.path)
             except OSError as exc:
                 return self._refused(f"cannot read {self.path}: {exc}")
-            digest = _digest(data)
             if not force and digest == self._seen:
                 return "unchanged"
             environ = os.environ if self._environ is None else self._environ

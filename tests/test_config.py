@@ -160,3 +160,45 @@ def test_networks_and_trusted_proxies() -> None:
     )
     assert config.listen.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
     assert config.integrations[0].allowed_cidrs[1] == ipaddress.ip_network("198.51.100.7/32")
+
+
+def test_secret_files_are_read_with_one_trailing_newline_stripped(tmp_path: Path) -> None:
+    key = tmp_path / "APPSEC_KEY"
+    key.write_text("k3y-from-a-file\n\n")
+    token = tmp_path / "HEC_TOKEN"
+    token.write_bytes(b"hec-token-0001\r\n")
+    text = f"""
+integrations:
+  - name: appsec-prod
+    auth: {{header: X-Api-Key, values: ["${{file:{key}}}", "${{file:{tmp_path}/NEXT:-}}"]}}
+sinks:
+  - {{name: splunk, type: splunk_hec, url: "https://splunk:8088", token: "${{file:{token}}}"}}
+state_dir: "${{file:{tmp_path}/STATE_DIR:-/tmp/state}}"
+"""
+    config = parse_config(text, {})
+    # Only the last newline goes: a secret that ends in a newline keeps the others.
+    assert [v.reveal() for v in config.integration("appsec-prod").auth.values] == ["k3y-from-a-file\n"]
+    assert config.sinks[0].settings.token.reveal() == "hec-token-0001"
+    assert config.state_dir == "/tmp/state"  # missing file, default given
+    (tmp_path / "STATE_DIR").write_text("")
+    assert parse_config(text, {}).state_dir == "/tmp/state"  # empty file, default given
+
+
+def test_unreadable_secret_file_names_the_key_and_the_path_never_the_content(tmp_path: Path) -> None:
+    missing = tmp_path / "secrets" / "HEC_TOKEN"
+    text = f"""
+sinks:
+  - {{name: splunk, type: splunk_hec, url: "https://splunk:8088", token: "${{file:{missing}}}"}}
+"""
+    message = error_of(text)
+    assert message.startswith(f"sinks[0].token: secret file {missing} cannot be read (No such file or directory)")
+    # A file that is there but not readable by siemgate (a directory here: the same error path).
+    missing.parent.mkdir()
+    missing.mkdir()
+    assert str(missing) in error_of(text)
+    # A file that is not text: named, its bytes never shown.
+    missing.rmdir()
+    missing.write_bytes(b"\xff\xfesecret-bytes")
+    message = error_of(text)
+    assert "not UTF-8" in message and "secret-bytes" not in message
+    assert "must be absolute" in error_of(text.replace(str(missing), "relative/HEC_TOKEN"))

@@ -196,3 +196,62 @@ async def test_reload_under_a_steady_stream(tmp_path: Path, processes: list[subp
     assert 'siemgate_config_reload_total{result="invalid"} 1.0' in metrics
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
+
+
+async def test_a_referenced_secret_file_that_changes_is_reloaded(tmp_path: Path) -> None:
+    key = tmp_path / "APPSEC_KEY"
+    key.write_text("k1-0123456789\n")
+    path = tmp_path / "siemgate.yaml"
+    archive = f"  - {{name: archive, type: file, path: {tmp_path}/out.ndjson}}"
+    write(path, config_text(tmp_path, 8080, f'"${{file:{key}}}"', archive))
+    reloader = ConfigReloader(path, load_config(path))
+    recorder = Recorder()
+    reloader.add(recorder)
+    assert await reloader.reload(force=False) == "unchanged"
+    write(key, "k2-0123456789\n")  # the config file itself is unchanged
+    assert await reloader.reload(force=False) == "applied"
+    assert [v.reveal() for v in recorder.configs[-1].integrations[0].auth.values] == ["k2-0123456789"]
+    assert await reloader.reload(force=False) == "unchanged"
+    key.unlink()  # a secret file gone: refused, the running config (and its key) stays
+    assert await reloader.reload(force=False) == "invalid"
+    assert [v.reveal() for v in reloader.config.integrations[0].auth.values] == ["k2-0123456789"]
+
+
+async def test_a_running_process_picks_up_a_rotated_token_file(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """A Kubernetes Secret mounted as files: the kubelet swaps `..data` to a new directory; the
+    process sees the new key within its poll, without SIGHUP or restart."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for stamp, value in (("..2026_01", "old-key-0123456789\n"), ("..2026_02", "new-key-0123456789\n")):
+        (secrets / stamp).mkdir()
+        (secrets / stamp / "APPSEC_KEY").write_text(value)
+    (secrets / "..data").symlink_to("..2026_01")
+    (secrets / "APPSEC_KEY").symlink_to("..data/APPSEC_KEY")
+    port = free_port()
+    path = tmp_path / "siemgate.yaml"
+    archive = f"  - {{name: archive, type: file, path: {tmp_path}/out.ndjson}}"
+    write(path, config_text(tmp_path, port, f'"${{file:{secrets}/APPSEC_KEY}}"', archive))
+    process = await start(path, port, tmp_path / "run.log", processes)
+    batch = orjson.dumps([{"id": "e1", "severity": "high"}])
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
+        async def status(key: str) -> int:
+            response = await client.post("/webhook/demo", content=batch, headers={"X-Api-Key": key})
+            return response.status_code
+
+        assert await status("old-key-0123456789") == 200
+        assert await status("new-key-0123456789") == 401
+        link = secrets / "..data_tmp"
+        link.symlink_to("..2026_02")
+        os.replace(link, secrets / "..data")  # the kubelet's atomic swap
+        async with asyncio.timeout(20):
+            while await status("new-key-0123456789") != 200:
+                await asyncio.sleep(0.1)
+        assert await status("old-key-0123456789") == 401
+        assert await reloads(client, "applied") >= 1
+    assert process.poll() is None, "no restart"
+    log = (tmp_path / "run.log").read_text()
+    assert "old-key-0123456789" not in log and "new-key-0123456789" not in log
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0

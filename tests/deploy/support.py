@@ -62,9 +62,9 @@ class Rendered:
 
     @property
     def pods(self) -> Iterator[tuple[Obj, Obj]]:
-        """(object, pod spec) of every workload and bare pod (the helm test hook)."""
+        """(object, pod spec) of every workload, Job (spoolDrainJob) and bare pod (the helm test hook)."""
         for obj in self.objects:
-            if obj["kind"] in ("Deployment", "StatefulSet"):
+            if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
                 yield obj, obj["spec"]["template"]["spec"]
             elif obj["kind"] == "Pod":
                 yield obj, obj["spec"]
@@ -106,21 +106,65 @@ def render(values: dict[str, Any] | None) -> Rendered:
     return rendered
 
 
+# Where the chart mounts the Secret's keys (one file each), read by the configs as ${file:...}.
+SECRETS_DIR = "/etc/siemgate-secrets"
+
+
 def container_env(rendered: Rendered, container: Obj) -> dict[str, str]:
-    """The environment Kubernetes gives the container (values, Secret keys)."""
-    secrets = rendered.secret_values
+    """The environment Kubernetes gives the container (plain values: secrets come as files)."""
     env: dict[str, str] = {}
     for item in container.get("env", []):
-        if "value" in item:
-            env[item["name"]] = str(item["value"])
-            continue
-        ref = item["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == rendered.secret_name, f"{item['name']} from an unknown Secret {ref['name']}"
-        if ref["key"] in secrets:
-            env[item["name"]] = secrets[ref["key"]]
-        else:
-            assert ref.get("optional"), f"{item['name']}: the Secret has no key {ref['key']}: the pod would not start"
+        assert "value" in item, f"{item['name']}: only plain values in the environment, secrets are files"
+        env[item["name"]] = str(item["value"])
     return env
+
+
+def secret_volume(pod: Obj) -> Obj | None:
+    found = [v for v in pod.get("volumes", []) if v["name"] == "secrets"]
+    return found[0] if found else None
+
+
+def secret_files(rendered: Rendered, pod: Obj, container: Obj) -> dict[str, str]:
+    """The files Kubernetes puts under SECRETS_DIR in the container: {path: content}. A key the
+    Secret lacks fails (the pod would not start) unless its source is optional."""
+    volume = secret_volume(pod)
+    mounts = [m for m in container.get("volumeMounts", []) if m["name"] == "secrets"]
+    if volume is None:
+        assert mounts == []
+        return {}
+    (mount,) = mounts
+    assert mount["mountPath"] == SECRETS_DIR and mount.get("readOnly") is True
+    secrets = rendered.secret_values
+    files: dict[str, str] = {}
+    for source in volume["projected"]["sources"]:
+        secret = source["secret"]
+        assert secret["name"] == rendered.secret_name, f"an unknown Secret {secret['name']}"
+        for item in secret["items"]:
+            if item["key"] in secrets:
+                files[f"{SECRETS_DIR}/{item['path']}"] = secrets[item["key"]]
+            else:
+                assert secret.get("optional"), f"the Secret has no key {item['key']}: the pod would not start"
+    return files
+
+
+def materialize(text: str, files: Mapping[str, str], directory: Path) -> str:
+    """The config text with SECRETS_DIR moved to `directory`, holding the Secret's files as
+    the kubelet writes them (the value, no trailing newline)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path, value in files.items():
+        (directory / path.rsplit("/", 1)[1]).write_text(value)
+    return text.replace(f"${{file:{SECRETS_DIR}/", f"${{file:{directory}/")
+
+
+def file_refs(text: str) -> dict[str, bool]:
+    """The ${file:...} a config reads, and whether each is required (no default anywhere)."""
+    found: dict[str, bool] = {}
+    for match in re.finditer(r"\$\$|\$\{file:([^}]*?)(:-[^}]*)?\}", text):
+        if match.group(0) == "$$":
+            continue
+        path, required = match.group(1), match.group(2) is None
+        found[path] = found.get(path, False) or required
+    return found
 
 
 def mounted_config(rendered: Rendered, pod: Obj, container: Obj) -> tuple[str, str]:
@@ -159,6 +203,13 @@ def quantity_bytes(quantity: str | int) -> int:
     match = re.fullmatch(r"([0-9]+)([kMGT]i?|Ki)?", str(quantity))
     assert match, f"not a byte quantity: {quantity!r}"
     return int(match.group(1)) * _UNITS[match.group(2) or ""]
+
+
+# Metrics agreed for issue 15 and implemented on other branches (the ingest's drain on SIGTERM,
+# the embedded log's cap): accepted in alert rules until siemgate exports them, after which
+# this set no longer matters (exported_metric_names finds them).
+AGREED_METRICS = {"siemgate_storage_bytes", "siemgate_storage_limit_bytes", "siemgate_storage_free_bytes",
+                  "siemgate_shutdown_drain_total"}
 
 
 def exported_metric_names() -> set[str]:

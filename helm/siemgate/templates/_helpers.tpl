@@ -157,7 +157,9 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- $_ := set $spool "path" "/data/spool" -}}
 {{- $bus = dict "type" "kafka" "kafka" $kafka "spool" $spool -}}
 {{- else -}}
-{{- $bus = dict "type" "embedded" "path" "/data/siemgate.db" -}}
+{{- $embedded := dict "type" "embedded" "path" "/data/siemgate.db" -}}
+{{- if hasKey $bus "max_bytes" -}}{{- $_ := set $embedded "max_bytes" $bus.max_bytes -}}{{- end -}}
+{{- $bus = $embedded -}}
 {{- end -}}
 {{- $_ := set $c "bus" $bus -}}
 {{- $forward := deepCopy ($c.forward | default dict) -}}
@@ -232,46 +234,100 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- end -}}
 
 {{/*
-The environment a workload's config needs: every ${VAR} it uses, from the Secret (optional
-when the config gives a default), unless extraEnv sets it. dict "root" $ "config" TEXT
-"extraEnv" LIST. With the chart's own Secret, a variable without default that it lacks fails
-the render, naming the variable.
+The Secret's keys a workload's config uses: every ${VAR} of it that extraEnv does not set.
+dict "root" $ "config" TEXT "extraEnv" LIST. Returns YAML {required: [..], optional: [..]}
+(optional: the config gives a default). With the chart's own Secret, a required key it lacks
+fails the render, naming it; an optional one it lacks is left out (the default applies).
 */}}
-{{- define "siemgate.secretEnv" -}}
+{{- define "siemgate.secretKeys" -}}
 {{- $root := .root -}}
 {{- $plain := list -}}
 {{- range .extraEnv -}}{{- $plain = append $plain .name -}}{{- end -}}
 {{- $text := replace "$$" "" .config -}}
-{{- $required := dict -}}
-{{- range regexFindAll "\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-)?" $text -1 -}}
+{{- $found := dict -}}
+{{- range regexFindAll "\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-|\\})" $text -1 -}}
 {{- $name := regexReplaceAll "^\\$\\{([A-Za-z_][A-Za-z0-9_]*).*$" . "${1}" -}}
 {{- $optional := hasSuffix ":-" . -}}
-{{- if not (hasKey $required $name) -}}
-{{- $_ := set $required $name (not $optional) -}}
+{{- if not (hasKey $found $name) -}}
+{{- $_ := set $found $name (not $optional) -}}
 {{- else if not $optional -}}
-{{- $_ := set $required $name true -}}
+{{- $_ := set $found $name true -}}
 {{- end -}}
 {{- end -}}
 {{- $own := not $root.Values.secrets.existingSecret -}}
 {{- $values := $root.Values.secrets.values | default dict -}}
-{{- range $name := keys $required | sortAlpha -}}
+{{- $required := list -}}
+{{- $optionalKeys := list -}}
+{{- range $name := keys $found | sortAlpha -}}
 {{- if not (has $name $plain) -}}
-{{- $needed := get $required $name -}}
+{{- $needed := get $found $name -}}
 {{- if and $own (not (hasKey $values $name)) -}}
 {{- if $needed -}}
 {{- fail (printf "the siemgate config uses ${%s}: set secrets.values.%s, or secrets.existingSecret with a key %s (or give it a default: ${%s:-...})" $name $name $name $name) -}}
 {{- end -}}
-{{- else }}
-- name: {{ $name }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "siemgate.secretName" $root }}
-      key: {{ $name }}
-      {{- if not $needed }}
-      optional: true
+{{- else if $needed -}}
+{{- $required = append $required $name -}}
+{{- else -}}
+{{- $optionalKeys = append $optionalKeys $name -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "required" $required "optional" $optionalKeys) -}}
+{{- end -}}
+
+{{/* Where the Secret's keys are mounted, one file each (read as ${file:...}). */}}
+{{- define "siemgate.secretsDir" -}}/etc/siemgate-secrets{{- end -}}
+
+{{/*
+A workload's config as mounted: each ${VAR} that extraEnv does not set becomes
+${file:<secretsDir>/VAR} (defaults kept), so a rotated Secret reaches the running process by
+hot reload, never through the environment. dict "root" $ "config" TEXT "extraEnv" LIST.
+*/}}
+{{- define "siemgate.fileConfig" -}}
+{{- $plain := list -}}
+{{- range .extraEnv -}}{{- $plain = append $plain .name -}}{{- end -}}
+{{- $dir := include "siemgate.secretsDir" .root -}}
+{{- $text := replace "$$" "\x00" .config -}}
+{{- $names := list -}}
+{{- range regexFindAll "\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-|\\})" $text -1 -}}
+{{- $names = append $names (regexReplaceAll "^\\$\\{([A-Za-z_][A-Za-z0-9_]*).*$" . "${1}") -}}
+{{- end -}}
+{{- range $name := $names | uniq -}}
+{{- if not (has $name $plain) -}}
+{{- $text = regexReplaceAll (printf "\\$\\{%s(:-[^}]*)?\\}" $name) $text (printf "$${file:%s/%s${1}}" $dir $name) -}}
+{{- end -}}
+{{- end -}}
+{{- replace "\x00" "$$" $text -}}
+{{- end -}}
+
+{{/* The projected volume of the Secret's keys a workload uses: dict "root" $ "config" TEXT "extraEnv" LIST (the config before fileConfig). Empty when it uses none. */}}
+{{- define "siemgate.secretVolume" -}}
+{{- $keys := include "siemgate.secretKeys" . | fromYaml -}}
+{{- $name := include "siemgate.secretName" .root -}}
+{{- if or $keys.required $keys.optional }}
+- name: secrets
+  projected:
+    # Read by the group only (fsGroup); one file per key, updated in place on rotation.
+    defaultMode: {{ ternary 288 292 (hasKey .root.Values.podSecurityContext "fsGroup") }}
+    sources:
+      {{- with $keys.required }}
+      - secret:
+          name: {{ $name }}
+          items:
+            {{- range . }}
+            - {key: {{ . }}, path: {{ . }}}
+            {{- end }}
       {{- end }}
-{{- end -}}
-{{- end -}}
+      {{- with $keys.optional }}
+      # Keys the config gives a default for: the pod starts without them.
+      - secret:
+          name: {{ $name }}
+          optional: true
+          items:
+            {{- range . }}
+            - {key: {{ . }}, path: {{ . }}}
+            {{- end }}
+      {{- end }}
 {{- end -}}
 {{- end -}}
 
@@ -344,4 +400,212 @@ an empty `from` would mean everyone). */}}
   from:
     {{- toYaml .Values.admin.allowedFrom | nindent 4 }}
 {{- end -}}
+{{- end -}}
+
+{{/* --- Volumes, caps and shutdown: what the ingest may write, and how long it may take to stop. --- */}}
+
+{{/* A Kubernetes quantity of bytes (16Gi, 500M, 1.5Ti, or a number) as an integer. */}}
+{{- define "siemgate.bytes" -}}
+{{- $q := . -}}
+{{- if or (kindIs "float64" $q) (kindIs "int" $q) (kindIs "int64" $q) -}}
+{{- $q | int64 -}}
+{{- else -}}
+{{- $s := toString $q -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $s -}}
+{{- $unit := trimPrefix $number $s -}}
+{{- $units := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
+{{- if or (not $number) (not (hasKey $units $unit)) -}}
+{{- fail (printf "%q is not a quantity of bytes (e.g. 16Gi, 500M, 1.5Ti)" $s) -}}
+{{- end -}}
+{{- mulf ($number | float64) (get $units $unit) | ceil | int64 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Bytes as GiB for messages (two decimals). */}}
+{{- define "siemgate.gib" -}}
+{{- printf "%.2fGi" (divf (. | float64) 1073741824.0) -}}
+{{- end -}}
+
+{{/* Bytes rounded up to whole GiB, as a quantity. */}}
+{{- define "siemgate.ceilGi" -}}
+{{- printf "%dGi" (divf (. | float64) 1073741824.0 | ceil | int64) -}}
+{{- end -}}
+
+{{/* Bytes rounded up to whole MiB, as a quantity. */}}
+{{- define "siemgate.ceilMi" -}}
+{{- printf "%dMi" (divf (. | float64) 1048576.0 | ceil | int64) -}}
+{{- end -}}
+
+{{/* A number of seconds from the config (default when unset), rounded up. dict "value" V "default" N. */}}
+{{- define "siemgate.seconds" -}}
+{{- $v := .value -}}
+{{- if kindIs "invalid" $v -}}{{- $v = .default -}}{{- end -}}
+{{- $v | float64 | ceil | int64 -}}
+{{- end -}}
+
+{{/* The bytes file sinks may keep: each rotates at rotate_bytes and keeps `keep` old files
+(siemgate's defaults: 100 MiB, 10). dict "sinks" LIST. */}}
+{{- define "siemgate.fileSinkBytes" -}}
+{{- $total := 0 | int64 -}}
+{{- range .sinks -}}
+{{- if eq .type "file" -}}
+{{- $c := .config | default dict -}}
+{{- $rotate := $c.rotate_bytes | default 104857600 | int64 -}}
+{{- $keep := $c.keep | default 10 | int64 -}}
+{{- if hasKey $c "keep" -}}{{- $keep = $c.keep | int64 -}}{{- end -}}
+{{- $total = add $total (mul $rotate (add $keep 1)) -}}
+{{- end -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+
+{{/*
+The ingest's shape, checked: how /data is kept, how many replicas, what /data must hold, the
+grace period. Fails, saying what to set, on any combination that can delete an acknowledged
+event with a pod, or that is too small for the caps siemgate keeps to. Returns YAML:
+  kind        StatefulSet | Deployment
+  storage     claimTemplate | existingClaim | emptyDir
+  hpa         bool;  replicas (when no HPA)
+  needBytes   what siemgate may write to /data (caps + headroom); volumeBytes
+  grace, preStop, ephemeralBytes
+*/}}
+{{- define "siemgate.ingestPlan" -}}
+{{- $mode := include "siemgate.mode" . -}}
+{{- $v := .Values.ingest -}}
+{{- $p := $v.persistence -}}
+{{- $c := .Values.config | default dict -}}
+{{- $bus := $c.bus | default dict -}}
+{{- $spool := $bus.spool | default dict -}}
+{{- $quarantine := $c.quarantine | default dict -}}
+{{- $limits := $c.limits | default dict -}}
+{{- $forward := $c.forward | default dict -}}
+{{- $plan := dict -}}
+{{- /* Replicas and autoscaling. */ -}}
+{{- $hpa := false -}}
+{{- $replicas := 1 -}}
+{{- if eq $mode "embedded" -}}
+{{- if $v.autoscaling.enabled -}}
+{{- fail "ingest.autoscaling.enabled: the embedded bus is one process (`siemgate run`) and cannot be autoscaled: set ingest.autoscaling.enabled=false (or leave it unset), or config.bus.type=kafka to scale the ingest" -}}
+{{- end -}}
+{{- if and (not (kindIs "invalid" $v.replicas)) (ne ($v.replicas | int) 1) -}}
+{{- fail (printf "ingest.replicas=%v: the embedded bus is one process (`siemgate run`), exactly one replica: set ingest.replicas=1 (or leave it unset), or config.bus.type=kafka for more" $v.replicas) -}}
+{{- end -}}
+{{- else -}}
+{{- $hpa = kindIs "invalid" $v.autoscaling.enabled | ternary true $v.autoscaling.enabled -}}
+{{- $replicas = kindIs "invalid" $v.replicas | ternary 2 $v.replicas | int -}}
+{{- end -}}
+{{- /* Where /data lives. */ -}}
+{{- $what := ternary "the embedded log (every event not forwarded yet) and the confirmation state" "the spool (batches answered 200 while Kafka was late or away)" (eq $mode "embedded") -}}
+{{- $storage := "claimTemplate" -}}
+{{- if not $p.enabled -}}
+{{- if $p.existingClaim -}}
+{{- fail "ingest.persistence.existingClaim is set but ingest.persistence.enabled=false: set ingest.persistence.enabled=true to use the claim" -}}
+{{- end -}}
+{{- if not $p.acceptDataLossOnPodDeletion -}}
+{{- fail (printf "ingest.persistence.enabled=false puts /data, which holds %s, on an emptyDir that is deleted with the pod (rollout, node drain, eviction): acknowledged events would be lost. Keep ingest.persistence.enabled=true (a StatefulSet, one PersistentVolumeClaim per replica) or set ingest.persistence.existingClaim; for a throw-away demo only, set ingest.persistence.acceptDataLossOnPodDeletion=true" $what) -}}
+{{- end -}}
+{{- if $hpa -}}
+{{- fail "ingest.autoscaling.enabled over emptyDir spools: every scale-down deletes a pod and what its spool holds. Set ingest.persistence.enabled=true (the HPA then scales a StatefulSet whose claims are kept), or ingest.autoscaling.enabled=false with ingest.replicas=1" -}}
+{{- end -}}
+{{- if gt ($replicas | int) 1 -}}
+{{- fail (printf "ingest.replicas=%d over emptyDir spools: scaling down deletes pods and what their spools hold. Set ingest.persistence.enabled=true (a StatefulSet whose claims are kept), or ingest.replicas=1" ($replicas | int)) -}}
+{{- end -}}
+{{- $storage = "emptyDir" -}}
+{{- else if $p.existingClaim -}}
+{{- if or $hpa (gt ($replicas | int) 1) -}}
+{{- fail "ingest.persistence.existingClaim is one volume for one replica (a second process on a spool is refused): set ingest.autoscaling.enabled=false and ingest.replicas=1, or leave existingClaim empty for a claim per replica" -}}
+{{- end -}}
+{{- $storage = "existingClaim" -}}
+{{- else -}}
+{{- $retention := $p.retentionPolicy | default dict -}}
+{{- range $when := list "whenDeleted" "whenScaled" -}}
+{{- if eq (get $retention $when | default "Retain") "Delete" -}}
+{{- fail (printf "ingest.persistence.retentionPolicy.%s=Delete deletes a claim that may still hold %s: set it to Retain (drain a claim left behind with spoolDrainJob, then delete it yourself)" $when $what) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* What /data must hold: the caps siemgate keeps to, plus headroom (SQLite pages, WAL, segments being removed). */ -}}
+{{- $cap := 0 | int64 -}}
+{{- $capName := "" -}}
+{{- if eq $mode "embedded" -}}
+{{- $cap = $bus.max_bytes | default 10737418240 | int64 -}}
+{{- $capName = "config.bus.max_bytes" -}}
+{{- else -}}
+{{- $cap = $spool.max_bytes | default 10737418240 | int64 -}}
+{{- $capName = "config.bus.spool.max_bytes" -}}
+{{- end -}}
+{{- $quarantineBytes := 268435456 | int64 -}}
+{{- if hasKey $quarantine "max_bytes" -}}{{- $quarantineBytes = $quarantine.max_bytes | int64 -}}{{- end -}}
+{{- $files := 0 | int64 -}}
+{{- if eq $mode "embedded" -}}{{- $files = include "siemgate.fileSinkBytes" (dict "sinks" .Values.sinks) | int64 -}}{{- end -}}
+{{- $caps := add $cap $quarantineBytes $files -}}
+{{- $headroom := div (mul $caps ($p.headroomPercent | int64)) 100 -}}
+{{- $minHeadroom := include "siemgate.bytes" $p.minHeadroom | int64 -}}
+{{- if lt $headroom $minHeadroom -}}{{- $headroom = $minHeadroom -}}{{- end -}}
+{{- $need := add $caps $headroom -}}
+{{- $sizeKey := ternary "ingest.persistence.emptyDir.sizeLimit" "ingest.persistence.size" (eq $storage "emptyDir") -}}
+{{- $size := ternary $p.emptyDir.sizeLimit $p.size (eq $storage "emptyDir") -}}
+{{- $volume := include "siemgate.bytes" $size | int64 -}}
+{{- if lt $volume $need -}}
+{{- $filesText := ternary (printf " + file sinks %s" (include "siemgate.gib" $files)) "" (gt $files 0) -}}
+{{- fail (printf "%s=%v is smaller than what siemgate may keep on /data: %s %s + config.quarantine.max_bytes %s%s + headroom %s (%d%%, at least ingest.persistence.minHeadroom) = %s. Set %s to at least %s, or lower the caps in config" $sizeKey $size $capName (include "siemgate.gib" $cap) (include "siemgate.gib" $quarantineBytes) $filesText (include "siemgate.gib" $headroom) ($p.headroomPercent | int) (include "siemgate.gib" $need) $sizeKey (include "siemgate.ceilGi" $need)) -}}
+{{- end -}}
+{{- /* Ephemeral storage: container logs and /tmp, plus /data when it is an emptyDir. */ -}}
+{{- $ephemeral := add (include "siemgate.bytes" $v.ephemeralStorageOverhead | int64) 67108864 -}}
+{{- if eq $storage "emptyDir" -}}{{- $ephemeral = add $ephemeral $volume -}}{{- end -}}
+{{- /* Shutdown: endpoints removed (preStop), requests in flight answered (the body timeout, uvicorn's
+25 s at least), then the spool sent to Kafka (kafka) or the forwarders drained (embedded). */ -}}
+{{- $preStop := $v.preStopSleepSeconds | int64 -}}
+{{- $body := include "siemgate.seconds" (dict "value" $limits.body_timeout_seconds "default" 30) | int64 -}}
+{{- if lt $body 25 -}}{{- $body = 25 -}}{{- end -}}
+{{- $drain := 0 | int64 -}}
+{{- $drainName := "" -}}
+{{- if eq $mode "kafka" -}}
+{{- $drain = include "siemgate.seconds" (dict "value" $spool.drain_timeout_seconds "default" 300) | int64 -}}
+{{- $drainName = "config.bus.spool.drain_timeout_seconds" -}}
+{{- else -}}
+{{- $drain = add (include "siemgate.drainSeconds" . | int64) 5 -}}
+{{- $drainName = "the forwarders' drain (config.forward.drain_timeout_seconds + 5)" -}}
+{{- end -}}
+{{- $minGrace := add $preStop $body $drain -}}
+{{- $grace := $v.terminationGracePeriodSeconds -}}
+{{- if kindIs "invalid" $grace -}}
+{{- $grace = add $minGrace ($v.terminationMarginSeconds | int64) -}}
+{{- else if lt ($grace | int64) $minGrace -}}
+{{- fail (printf "ingest.terminationGracePeriodSeconds=%v is shorter than siemgate's shutdown: preStop %ds + requests in flight %ds (config.limits.body_timeout_seconds, at least 25) + %s %ds = %ds; the kubelet would kill it with its spool unsent. Set it to at least %d, or leave it null (derived)" $grace $preStop $body $drainName $drain $minGrace $minGrace) -}}
+{{- end -}}
+{{- $_ := set $plan "kind" (ternary "StatefulSet" "Deployment" (eq $storage "claimTemplate")) -}}
+{{- $_ := set $plan "storage" $storage -}}
+{{- $_ := set $plan "hpa" $hpa -}}
+{{- $_ := set $plan "replicas" ($replicas | int) -}}
+{{- $_ := set $plan "needBytes" $need -}}
+{{- $_ := set $plan "volumeBytes" $volume -}}
+{{- $_ := set $plan "ephemeralBytes" $ephemeral -}}
+{{- $_ := set $plan "grace" ($grace | int64) -}}
+{{- $_ := set $plan "preStop" $preStop -}}
+{{- toYaml $plan -}}
+{{- end -}}
+
+{{/*
+Container resources with ephemeral-storage set to what the pod may write outside its claims
+(requests = limits); a value given that is smaller fails. dict "resources" R "bytes" N "where" KEY.
+*/}}
+{{- define "siemgate.resources" -}}
+{{- $r := deepCopy .resources -}}
+{{- $requests := $r.requests | default dict -}}
+{{- $limits := $r.limits | default dict -}}
+{{- $need := .bytes | int64 -}}
+{{- range $name, $part := dict "requests" $requests "limits" $limits -}}
+{{- if hasKey $part "ephemeral-storage" -}}
+{{- $given := include "siemgate.bytes" (get $part "ephemeral-storage") | int64 -}}
+{{- if lt $given $need -}}
+{{- fail (printf "%s.%s.ephemeral-storage=%v is smaller than what the pod writes outside its claims (/data when an emptyDir, /tmp, logs): %s. Remove it (the chart sets it) or set at least %s" $.where $name (get $part "ephemeral-storage") (include "siemgate.ceilMi" $need) (include "siemgate.ceilMi" $need)) -}}
+{{- end -}}
+{{- else -}}
+{{- $_ := set $part "ephemeral-storage" (include "siemgate.ceilMi" $need) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $r "requests" $requests -}}
+{{- $_ := set $r "limits" $limits -}}
+{{- toYaml $r -}}
 {{- end -}}
