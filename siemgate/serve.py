@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 from starlette.applications import Starlette
 
@@ -65,12 +65,11 @@ def status_sources(process: Process, *, ingest: IngestSource | None = None,
     return StatusSources(process, ingest=ingest, forward=forward, confirm_link=request_confirmation_link)
 
 
-@contextlib.asynccontextmanager
-async def _admin(config: Config, process: Process, *, ingest: IngestSource | None = None,
-                 forward: ForwardSource | None = None) -> AsyncIterator[AdminListener | None]:
-    """The status page while the block runs, when `admin` is configured (bound before the rest starts)."""
-    async with running_admin(config.admin, status_sources(process, ingest=ingest, forward=forward)) as listener:
-        yield listener
+def _admin(config: Config, process: Process, *, ingest: IngestSource | None = None,
+           forward: ForwardSource | None = None) -> contextlib.AbstractAsyncContextManager[AdminListener | None]:
+    """The status page while the block runs, when `admin` is configured (bound before the rest
+    starts): the one place the admin listener is started."""
+    return running_admin(config.admin, status_sources(process, ingest=ingest, forward=forward))
 
 
 # -- siemgate run
