@@ -1,4 +1,6 @@
-"""The `siemgate` command (SPEC.md "Commands")."""
+"""The `siemgate` command (SPEC.md "Commands"): the command-line front of the composition
+root. The long-running processes are built by siemgate.serve; the one-shot commands call
+their module (dlq, check, es-setup, confirm ...)."""
 
 from __future__ import annotations
 
@@ -48,30 +50,19 @@ def _serve(args: argparse.Namespace,
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from siemgate.bus.spooling import opened_spooling_publisher
-    from siemgate.ingest.server import serve
+    from siemgate.serve import serve_ingest
 
-    async def ingest(config: Config, reloader: ConfigReloader) -> None:
-        if config.bus.type != "kafka" or config.bus.kafka is None:
-            raise ConfigError(
-                "bus.type",
-                "`siemgate ingest` produces to Kafka; with bus.type: embedded, `siemgate run` runs the ingest and "
-                "the forwarders in one process",
-            )
-        async with opened_spooling_publisher(config.bus.kafka, config.bus.spool) as publisher:
-            await serve(config, publisher, reloader)
-
-    return _serve(args, ingest)
+    return _serve(args, serve_ingest)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from siemgate.run import serve_all
+    from siemgate.serve import serve_run
 
-    return _serve(args, serve_all)
+    return _serve(args, serve_run)
 
 
 def cmd_forward(args: argparse.Namespace) -> int:
-    from siemgate.forwarders.service import serve_forward
+    from siemgate.serve import serve_forward
 
     return _serve(args, lambda config, reloader: serve_forward(config, args.sink or (), reloader))
 

@@ -2,6 +2,11 @@
 
 `load_config(path)` reads, expands `${VAR}`, validates everything and returns a `Config`,
 or raises one `ConfigError` whose message is a single line naming the key path.
+
+Layer: core, a leaf. It owns every schema type (normalization's included; the sinks' base
+settings are in `siemgate.sink_settings`) and imports nothing from bus, ingest, forwarders
+or admin: a sink entry is validated with its type's settings class found through the plugin
+table of `siemgate.sink_settings` (dotted names, resolved with importlib).
 """
 
 from __future__ import annotations
@@ -12,20 +17,56 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 
 from siemgate.config_loader import build
 from siemgate.errors import ConfigError
-from siemgate.forwarders.normalize import NormalizeConfig
 from siemgate.secrets import Secret
+from siemgate.sink_settings import SINK_TYPES, SinkSettings, build_settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+# The normalized fields a sink can use (siemgate.forwarders.normalize.NormalizedEvent), and
+# where each is looked for in the vendor's event, in order (dotted paths, first match wins).
+DEFAULT_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "timestamp": ("timestamp", "@timestamp", "time", "eventTime", "event_time", "date", "created_at", "createdAt"),
+    "source_ip": ("source_ip", "sourceIp", "src_ip", "srcIp", "client_ip", "clientIp", "ip", "source.ip",
+                  "source.address", "client.ip", "request.client_ip", "request.clientIp", "request.ip"),
+    "url": ("url", "uri", "request.url", "request.uri", "http.url", "url.full"),
+    "method": ("method", "http_method", "httpMethod", "request.method", "http.method", "http.request.method"),
+    "rule": ("rule_name", "ruleName", "rule.name", "rule", "signature", "policy", "policyName"),
+    "rule_id": ("rule_id", "ruleId", "rule.id", "signature_id", "signatureId"),
+    "action": ("action", "outcome", "decision", "disposition", "result"),
+    "asset": ("asset", "asset.name", "asset.host", "host", "hostname", "application.name", "application", "app",
+              "target", "service"),
+    "event_type": ("type", "event_type", "eventType", "category", "attack_type", "attackType"),
+    "message": ("message", "description", "title", "summary", "details"),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NormalizeConfig:
+    """`normalize:` in the config (used by siemgate.forwarders.normalize.Normalizer)."""
+
+    # How events of unknown severity are routed (min_severity filters, priority); they keep
+    # `unknown` in every output. The default, high, lets them through every filter: an event
+    # whose severity nobody could read must not vanish because of it.
+    unknown_severity_as: Literal["high", "medium", "low"] = "high"
+    # Extra or replacement lookup paths per normalized field, tried before the defaults.
+    fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.fields:
+            if name not in DEFAULT_FIELDS:
+                known = ", ".join(DEFAULT_FIELDS)
+                raise ConfigError(f"fields.{name}", f"is not a normalized field (known: {known})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,8 +291,8 @@ class SinkConfig:
 
     name: str
     type: str
-    # The validated settings: the sink type's SinkSettings subclass.
-    settings: Any
+    # The validated settings: an instance of the sink type's SinkSettings subclass.
+    settings: SinkSettings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -389,8 +430,6 @@ def _check_admin(config: Config) -> None:
 
 
 def _parse_sinks(raw: object, environ: Mapping[str, str]) -> tuple[SinkConfig, ...]:
-    from siemgate.forwarders.sinks.registry import SINK_TYPES, build_settings
-
     if not isinstance(raw, list):
         raise ConfigError("sinks", "must be a list of sinks")
     sinks = []

@@ -98,7 +98,8 @@ def create_admin_app(admin: AdminConfig, sources: StatusSources) -> ASGIApp:
     """The admin app, wrapped in `SecurityHeaders` (outside Starlette's error handling, so a 500
     carries them too)."""
     auth = AdminAuth(admin.token)
-    confirmer = Confirmer(sources.ingest) if sources.ingest is not None else None
+    confirmer = (Confirmer(sources.ingest, sources.confirm_link)
+                 if sources.ingest is not None and sources.confirm_link is not None else None)
 
     def refused_login(error: str | None = None, status_code: int = 401) -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)

@@ -1,11 +1,12 @@
 """The page's Confirm button: request an integration's pending confirmation link.
 
 The same request as `siemgate confirm` (siemgate.ingest.confirmation_cli): the link recorded
-in `state_dir`, requested by `request_link` (siemgate.ingest.confirmation_fetch) with
-`operator_approved=True` (the operator saw the link and clicked: the host allow-list is
-lifted; https only, the private-address rule, pinned DNS, same-host redirects, the timeout
-and the response cap all still apply), and the result recorded in the same store:
-`record_failure` with the reason, or `mark_confirmed` with `via: admin`.
+in `state_dir`, requested by the `LinkRequester` the composition root passes (siemgate.serve:
+the ingest's `request_link` with `operator_approved=True`: the operator saw the link and
+clicked, so the host allow-list is lifted; https only, the private-address rule, pinned DNS,
+same-host redirects, the timeout and the response cap all still apply), and the result
+recorded in the same store: `record_failure` with the reason, or `mark_confirmed` with
+`via: admin`.
 
 One more rule than the command: the form names the link the operator saw (`link_id`), and a
 different current link (a newer one arrived since the page was drawn) is not requested.
@@ -16,15 +17,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from siemgate.admin.sources import IngestSource, LinkRequester
 from siemgate.admin.status import link_id
 from siemgate.config import IntegrationConfig
 from siemgate.errors import SiemgateError
-from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
-
-if TYPE_CHECKING:
-    from siemgate.ingest.app import IngestContext
 
 log = logging.getLogger("siemgate.admin")
 
@@ -34,8 +32,9 @@ Outcome = Literal["confirmed", "failed", "newer-link", "not-pending", "state-err
 class Confirmer:
     """One confirmation at a time per integration: a second click waits, then finds it confirmed."""
 
-    def __init__(self, context: IngestContext) -> None:
+    def __init__(self, context: IngestSource, request_link: LinkRequester) -> None:
         self._context = context
+        self._request_link = request_link
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def confirm(self, integration: IntegrationConfig, seen_link_id: str) -> Outcome:
@@ -56,13 +55,12 @@ class Confirmer:
             return "not-pending"
         if not hmac.compare_digest(seen_link_id.encode(), link_id(entry.url).encode()):
             return "newer-link"
-        try:
-            result = await request_link(entry.url, integration.confirmation, operator_approved=True)
-        except ConfirmationRefused as exc:
-            log.error(f"confirmation of integration {name} from the status page failed: {exc.reason}",
+        result = await self._request_link(entry.url, integration.confirmation)
+        if result.refused is not None:
+            log.error(f"confirmation of integration {name} from the status page failed: {result.refused}",
                       extra={"integration": name, "link": entry.url})
             try:
-                await store.record_failure(name, entry.url, exc.reason)
+                await store.record_failure(name, entry.url, result.refused)
             except (OSError, SiemgateError) as state_exc:
                 log.error(f"could not save the confirmation state: {state_exc}. Fix state_dir",
                           extra={"integration": name})

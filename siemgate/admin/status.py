@@ -23,18 +23,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from siemgate import __version__
+from siemgate.admin.sources import ForwardSource, IngestSource, LinkRequester
+from siemgate.bus.base import SpoolReporter
 from siemgate.bus.embedded import disk_usage
+from siemgate.config import Config
 from siemgate.errors import SiemgateError
-from siemgate.ingest.metrics import SpoolReporter
 from siemgate.record import SEVERITIES
-
-if TYPE_CHECKING:
-    from siemgate.config import Config
-    from siemgate.forwarders.service import ForwardService
-    from siemgate.ingest.app import IngestContext
 
 Process = Literal["run", "ingest", "forward"]
 IntegrationState = Literal["pending", "confirmed", "no_link"]
@@ -156,13 +153,17 @@ class RateMeter:
 
 @dataclass
 class StatusSources:
-    """The live parts of this process the snapshot reads."""
+    """The live parts of this process the snapshot reads (siemgate.admin.sources), passed by
+    the composition root (siemgate.serve)."""
 
     process: Process
-    ingest: IngestContext | None = None
-    forward: ForwardService | None = None
+    ingest: IngestSource | None = None
+    forward: ForwardSource | None = None
     meter: RateMeter = field(default_factory=RateMeter)
     clock: Callable[[], float] = time.time
+    # What the Confirm button requests a link with (the root passes the ingest's); None: the
+    # button answers 404, as in a process without an ingest.
+    confirm_link: LinkRequester | None = None
 
     @property
     def config(self) -> Config:
@@ -199,7 +200,7 @@ async def build_status(sources: StatusSources) -> Status:
     )
 
 
-def _integrations(context: IngestContext, now: float) -> list[IntegrationStatus]:
+def _integrations(context: IngestSource, now: float) -> list[IntegrationStatus]:
     out = []
     activity = context.metrics.activity
     for integration in context.config.integrations:
@@ -223,7 +224,7 @@ def _integrations(context: IngestContext, now: float) -> list[IntegrationStatus]
     return out
 
 
-def _sinks(service: ForwardService, meter: RateMeter) -> list[SinkStatus]:
+def _sinks(service: ForwardSource, meter: RateMeter) -> list[SinkStatus]:
     readings = service.metrics.read()
     out = []
     for sink in service.sinks:

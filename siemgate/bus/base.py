@@ -12,9 +12,12 @@ The consumer side is shaped like the part of aiokafka's consumer the forwarder r
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from siemgate.record import Record
+
+if TYPE_CHECKING:
+    from siemgate.bus.spool import SpoolStats
 
 
 class Partition(NamedTuple):
@@ -121,3 +124,11 @@ class Bus(Protocol):
 
     async def ensure_topics(self, extra: Sequence[str] = ()) -> None:
         """Make sure siemgate's topics (and `extra` ones) exist. Raises BusUnavailable."""
+
+
+@runtime_checkable
+class SpoolReporter(Protocol):
+    """A publisher with a local spool (`siemgate.bus.spooling.SpoolingPublisher`): the ingest
+    exports its metrics, the status page shows it."""
+
+    def spool_stats(self) -> SpoolStats: ...

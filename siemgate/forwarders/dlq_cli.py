@@ -10,7 +10,6 @@ in the same run). Both stop when the topic has nothing more to give.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TextIO
@@ -18,6 +17,7 @@ from typing import TextIO
 import orjson
 
 from siemgate.bus.base import Bus, Consumer, Message, Partition
+from siemgate.bus.open import open_bus
 from siemgate.config import Config
 from siemgate.errors import BusError
 from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, dlq_topic
@@ -29,24 +29,6 @@ from siemgate.forwarders.sinks.registry import create_sink
 
 IDLE_SECONDS = 2.0
 _RUN_HEADER = "replay-run"
-
-
-@contextlib.asynccontextmanager
-async def _bus(config: Config) -> AsyncIterator[Bus]:
-    """The configured bus: Kafka, or the embedded log (safe beside a running `siemgate run`)."""
-    if config.bus.type == "kafka":
-        from siemgate.forwarders.service import kafka_bus
-
-        yield kafka_bus(config)
-        return
-    from siemgate.bus.embedded import EmbeddedBus, EmbeddedLog
-
-    log = EmbeddedLog(config.bus.path, prefix=config.bus.topic_prefix)  # no retention: `run` does it
-    await log.open()
-    try:
-        yield EmbeddedBus(log)
-    finally:
-        await log.close()
 
 
 async def _drain(consumer: Consumer) -> AsyncIterator[Mapping[Partition, Sequence[Message]]]:
@@ -65,8 +47,8 @@ async def _drain(consumer: Consumer) -> AsyncIterator[Mapping[Partition, Sequenc
 
 async def list_dead_letters(config: Config, sink: str, out: TextIO) -> int:
     selected_sinks(config, [sink])
-    async with _bus(config) as bus:
-        return await _list(bus, dlq_topic(config.bus.topic_prefix, sink), sink, out)
+    async with open_bus(config, role="tool") as opened:
+        return await _list(opened.bus, dlq_topic(config.bus.topic_prefix, sink), sink, out)
 
 
 async def _list(bus: Bus, topic: str, sink: str, out: TextIO) -> int:
@@ -96,13 +78,12 @@ async def _list(bus: Bus, topic: str, sink: str, out: TextIO) -> int:
 
 async def replay_dead_letters(config: Config, sink_name: str, out: TextIO) -> int:
     selected_sinks(config, [sink_name])
-    async with _bus(config) as bus:
-        return await _replay(config, bus, sink_name, out)
+    async with open_bus(config, role="tool") as opened:
+        return await _replay(config, opened.bus, sink_name, out)
 
 
 async def _replay(config: Config, bus: Bus, sink_name: str, out: TextIO) -> int:
     (sink_config,) = selected_sinks(config, [sink_name])
-    assert sink_config.settings is not None  # checked by selected_sinks
     sink = create_sink(sink_config.settings)
     normalizer = Normalizer(config.normalize)
     run_id = uuid.uuid4().hex.encode()

@@ -11,52 +11,18 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from siemgate.errors import ConfigError
+from siemgate.config import DEFAULT_FIELDS, NormalizeConfig
 from siemgate.record import SEVERITIES, Kind, Severity, canonical_severity, decode, dumps
-
-# Where each normalized field is looked for in the vendor's event, in order.
-DEFAULT_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "timestamp": ("timestamp", "@timestamp", "time", "eventTime", "event_time", "date", "created_at", "createdAt"),
-    "source_ip": ("source_ip", "sourceIp", "src_ip", "srcIp", "client_ip", "clientIp", "ip", "source.ip",
-                  "source.address", "client.ip", "request.client_ip", "request.clientIp", "request.ip"),
-    "url": ("url", "uri", "request.url", "request.uri", "http.url", "url.full"),
-    "method": ("method", "http_method", "httpMethod", "request.method", "http.method", "http.request.method"),
-    "rule": ("rule_name", "ruleName", "rule.name", "rule", "signature", "policy", "policyName"),
-    "rule_id": ("rule_id", "ruleId", "rule.id", "signature_id", "signatureId"),
-    "action": ("action", "outcome", "decision", "disposition", "result"),
-    "asset": ("asset", "asset.name", "asset.host", "host", "hostname", "application.name", "application", "app",
-              "target", "service"),
-    "event_type": ("type", "event_type", "eventType", "category", "attack_type", "attackType"),
-    "message": ("message", "description", "title", "summary", "details"),
-}
 
 # Event shapes (top-level key tuples) whose lookup plan is remembered; the values come from
 # the network, so the number is bounded.
 _MAX_SHAPES = 1024
 
 SeverityOrder: Mapping[Severity, int] = {"unknown": 0, "low": 1, "medium": 2, "high": 3}
-
-
-@dataclass(frozen=True, kw_only=True)
-class NormalizeConfig:
-    """`normalize:` in the config."""
-
-    # How events of unknown severity are routed (min_severity filters, priority); they keep
-    # `unknown` in every output. The default, high, lets them through every filter: an event
-    # whose severity nobody could read must not vanish because of it.
-    unknown_severity_as: Literal["high", "medium", "low"] = "high"
-    # Extra or replacement lookup paths per normalized field, tried before the defaults.
-    fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in self.fields:
-            if name not in DEFAULT_FIELDS:
-                known = ", ".join(DEFAULT_FIELDS)
-                raise ConfigError(f"fields.{name}", f"is not a normalized field (known: {known})")
 
 
 @dataclass(slots=True)
@@ -268,4 +234,4 @@ def passes(severity: Severity, minimum: Severity, normalizer: Normalizer) -> boo
     return SeverityOrder[normalizer.routing_severity(severity)] >= SeverityOrder[minimum]
 
 
-__all__: Sequence[str] = ("NormalizeConfig", "NormalizedEvent", "Normalizer", "passes")
+__all__: Sequence[str] = ("NormalizedEvent", "Normalizer", "passes")

@@ -116,7 +116,7 @@ class SinkForwarder:
         config: Config,
         bus: Bus,
         settings: SinkSettings,
-        sink: Sink,
+        sink: Sink[SinkSettings],
         publisher: Publisher,
         metrics: ForwardMetrics,
         normalizer: Normalizer,
@@ -142,7 +142,7 @@ class SinkForwarder:
         self.revoked: set[Partition] = set()
         self._waits = 0
         self._delivering = 0
-        self._retired: list[Sink] = []
+        self._retired: list[Sink[SinkSettings]] = []
         # Only one task polls the consumer at a time (the fetch loop, or a delivery's backoff).
         self._polling = asyncio.Lock()
         self._normal_paused = False
@@ -151,7 +151,7 @@ class SinkForwarder:
         self._drain_deadline: float | None = None
         self._lag_task: asyncio.Task[None] | None = None
         self._committing: asyncio.Task[None] | None = None
-        self._replacement: tuple[SinkSettings, Sink, Normalizer] | None = None
+        self._replacement: tuple[SinkSettings, Sink[SinkSettings], Normalizer] | None = None
         self._replaced = asyncio.Event()
         self._events = {o: metrics.events.labels(settings.name, o)
                         for o in ("delivered", "duplicate", "dead_lettered", "filtered")}
@@ -172,7 +172,7 @@ class SinkForwarder:
             high_tier.add(f"{prefix}.events.unknown")
         return frozenset(high_tier)
 
-    def replace(self, settings: SinkSettings, sink: Sink, normalizer: Normalizer) -> None:
+    def replace(self, settings: SinkSettings, sink: Sink[SinkSettings], normalizer: Normalizer) -> None:
         """Hot reload: use this sink (new token, URL, batching, filter...) from the next send
         on, in the same consumer group; a backoff in progress ends at once. The old sink is
         closed once the new one started."""

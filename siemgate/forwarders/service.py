@@ -1,6 +1,7 @@
 """`siemgate forward`: every configured sink's forwarder in one process, plus the
 forwarders' /healthz, /readyz and /metrics on `forward.listen`. (`siemgate run` runs the same
-service beside the ingest, on the embedded bus.)
+service beside the ingest, on the embedded bus.) The processes are built by siemgate.serve,
+which passes the bus (siemgate.bus.open).
 
 Lifecycle: connect to the bus (retrying until it answers), make sure the topics and the
 dead-letter topics exist, start each forwarder, run until asked to stop, then give each
@@ -33,7 +34,7 @@ from siemgate.forwarders.normalize import Normalizer
 from siemgate.forwarders.runtime import SinkForwarder
 from siemgate.forwarders.sinks.registry import create_sink
 from siemgate.gc_tuning import tune_gc
-from siemgate.reload import ConfigReloader, ReloadFailed, reloading
+from siemgate.reload import ReloadFailed
 
 log = logging.getLogger("siemgate.forward")
 
@@ -53,16 +54,6 @@ def selected_sinks(config: Config, names: Sequence[str]) -> list[SinkConfig]:
     return sinks
 
 
-def kafka_bus(config: Config) -> Bus:
-    """The Kafka bus of `siemgate forward` (the embedded one belongs to `siemgate run`)."""
-    from siemgate.bus.kafka_bus import KafkaBus
-
-    if config.bus.type != "kafka" or config.bus.kafka is None:
-        raise ConfigError("bus.type", "`siemgate forward` runs against Kafka; with bus.type: embedded, "
-                                      "`siemgate run` runs the ingest and the forwarders in one process")
-    return KafkaBus(config.bus.kafka)
-
-
 async def wait_ready(publisher: Publisher, stop: asyncio.Event) -> bool:
     """Wait until the bus accepts writes (dead letters need it); False if asked to stop first."""
     delay = 0.25
@@ -78,13 +69,13 @@ async def wait_ready(publisher: Publisher, stop: asyncio.Event) -> bool:
 
 
 class ForwardService:
-    def __init__(self, config: Config, sink_names: Sequence[str] = (), *, bus: Bus | None = None,
+    def __init__(self, config: Config, sink_names: Sequence[str] = (), *, bus: Bus,
                  foreground: Foreground | None = None) -> None:
         self.config = config
         self.foreground = foreground
         self.sink_names = tuple(sink_names)
         self.sinks = selected_sinks(config, sink_names)
-        self.bus = bus if bus is not None else kafka_bus(config)
+        self.bus = bus
         self.metrics = ForwardMetrics()
         self.normalizer = Normalizer(config.normalize)
         self.forwarders: dict[str, SinkForwarder] = {}
@@ -222,24 +213,8 @@ class _EndpointServer(uvicorn.Server):
         yield
 
 
-async def serve_forward(config: Config, sink_names: Sequence[str] = (), reloader: ConfigReloader | None = None
-                        ) -> None:
-    """Run the forwarders and their HTTP endpoints until SIGTERM/SIGINT; reload on SIGHUP or a
-    changed config file when given a reloader. The status page too, when `admin` is configured."""
-    from siemgate.admin.server import running_admin
-    from siemgate.admin.status import StatusSources
-
-    service = ForwardService(config, sink_names)
-    async with running_admin(config.admin, StatusSources("forward", forward=service)):
-        await _serve_forward(config, service, reloader)
-
-
-async def _serve_forward(config: Config, service: ForwardService, reloader: ConfigReloader | None) -> None:
-    async with reloading(reloader, service.metrics.registry, service):
-        await _serve_endpoints_and_run(config, service)
-
-
-async def _serve_endpoints_and_run(config: Config, service: ForwardService) -> None:
+async def run_with_endpoints(config: Config, service: ForwardService) -> None:
+    """`siemgate forward`'s main: the forwarders until SIGTERM/SIGINT, and their endpoints."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.request_stop)

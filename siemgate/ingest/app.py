@@ -27,7 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from siemgate.bus.base import Publisher
+from siemgate.bus.base import Publisher, SpoolReporter
 from siemgate.config import Config, IntegrationConfig
 from siemgate.errors import BusUnavailable, RecordTooLarge, SiemgateError
 from siemgate.foreground import Foreground
@@ -36,7 +36,7 @@ from siemgate.ingest.batch import Batch, BatchParser, InvalidBatch, NotJson, Too
 from siemgate.ingest.body import BadGzip, BodyError, content_coding, read_body
 from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
 from siemgate.ingest.confirmation_store import ConfirmationStore
-from siemgate.ingest.metrics import IngestMetrics, SpoolReporter
+from siemgate.ingest.metrics import IngestMetrics
 from siemgate.ingest.peer import allowed, client_address
 from siemgate.ingest.quarantine import Quarantine
 

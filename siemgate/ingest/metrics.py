@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, Protocol, runtime_checkable
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -56,13 +56,6 @@ class IngestMetrics:
     def watch_spool(self, stats: Callable[[], SpoolStats]) -> None:
         """Export the `siemgate_spool_*` metrics of a publisher with a spool."""
         self.registry.register(_SpoolCollector(stats))
-
-
-@runtime_checkable
-class SpoolReporter(Protocol):
-    """A publisher with a local spool (`siemgate.bus.spooling.SpoolingPublisher`)."""
-
-    def spool_stats(self) -> SpoolStats: ...
 
 
 class _SpoolCollector:

@@ -1,7 +1,8 @@
 """Serving the ingest app with uvicorn: one worker, uvloop, httptools, no access log.
 
 uvicorn's graceful shutdown is what SIGTERM gets: stop accepting, let in-flight batches
-finish (each is answered only once durable), then the lifespan stops the producer.
+finish (each is answered only once durable), then the lifespan stops the producer. The
+processes that serve it (`siemgate ingest`, `siemgate run`) are built by siemgate.serve.
 """
 
 from __future__ import annotations
@@ -16,13 +17,9 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.applications import Starlette
 
-from siemgate.admin.server import running_admin
-from siemgate.admin.status import StatusSources
 from siemgate.bus.base import Publisher
 from siemgate.config import Config
-from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
-from siemgate.reload import ConfigReloader, reloading
 
 # Long enough for an in-flight batch to reach its produce deadline and be answered.
 GRACEFUL_SHUTDOWN_SECONDS = 25
@@ -80,12 +77,3 @@ class Server(uvicorn.Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-
-async def serve(config: Config, publisher: Publisher, reloader: ConfigReloader | None = None) -> None:
-    """Serve the ingest until SIGTERM/SIGINT, and its status page when `admin` is configured."""
-    app = create_app(config, publisher)
-    async with running_admin(config.admin, StatusSources("ingest", ingest=app.state.context)):
-        server = Server(uvicorn_config_for(config, app))
-        async with reloading(reloader, app.state.context.metrics.registry, app.state.webhooks):
-            tune_gc()
-            await server.serve()

@@ -14,6 +14,7 @@ from siemgate.config import Config, parse_config
 from siemgate.forwarders.service import ForwardService
 from siemgate.ingest.app import IngestContext
 from siemgate.record import Record
+from siemgate.serve import request_confirmation_link
 
 TOKEN = "admin-token-0123456789-abcdef"
 KEY = "webhook-key-0123456789"
@@ -83,4 +84,5 @@ def sources(config: Config, *, process: str = "run", ingest: bool = True, forwar
         ingest=ingest_context(config, publisher) if ingest else None,
         forward=forward_service(config) if forward else None,
         meter=meter if meter is not None else RateMeter(),
+        confirm_link=request_confirmation_link,
     )

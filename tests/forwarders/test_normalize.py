@@ -8,11 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from siemgate.config import parse_config
+from siemgate.config import DEFAULT_FIELDS, NormalizeConfig, parse_config
 from siemgate.forwarders import normalize
 from siemgate.forwarders.normalize import (
-    DEFAULT_FIELDS,
-    NormalizeConfig,
     NormalizedEvent,
     Normalizer,
     _text,

@@ -332,7 +332,11 @@ class Rfc5424Encoder:
         self._record_params: dict[tuple[str, str, str], str] = {}
 
     def __call__(self, event: NormalizedEvent) -> bytes:
-        kind, integration, severity = event.kind, event.integration, event.severity
+        # Read as what they may be at run time: a record that the ingest did not write keeps its
+        # own `kind` and `integration` (Normalizer._normalize_any), any JSON value or a str subclass.
+        kind: object = event.kind
+        integration: object = event.integration
+        severity = event.severity
         if type(kind) is not str or type(integration) is not str:
             return rfc5424(event, self._settings)  # not what a Normalizer makes: the reference
         priority = self._priorities.get(severity) or self._priority(severity)

@@ -169,11 +169,8 @@ class _Progress:
         return self.delivered | self.duplicates | self.retry | self.rejected.keys()
 
 
-class ElasticsearchSink(Sink):
-    settings: ElasticsearchSinkSettings
-
-    def __init__(self, settings: SinkSettings) -> None:
-        assert isinstance(settings, ElasticsearchSinkSettings)
+class ElasticsearchSink(Sink[ElasticsearchSinkSettings]):
+    def __init__(self, settings: ElasticsearchSinkSettings) -> None:
         super().__init__(settings)
         self._endpoint = endpoint_for(settings)
         self._path = f"/{settings.target}/_bulk"

@@ -90,8 +90,9 @@ async def set_up(settings: ElasticsearchSinkSettings) -> list[str]:
 
 
 async def run_setup(config: Config, sinks: Sequence[str], out: TextIO) -> int:
-    chosen = [s for s in config.sinks if s.type == "elasticsearch" and (not sinks or s.name in sinks)]
-    unknown = set(sinks) - {s.name for s in chosen}
+    chosen = [(s.name, s.settings) for s in config.sinks
+              if isinstance(s.settings, ElasticsearchSinkSettings) and (not sinks or s.name in sinks)]
+    unknown = set(sinks) - {name for name, _ in chosen}
     if unknown:
         print(f"siemgate: no elasticsearch sink named {', '.join(sorted(unknown))}", file=out)
         return 2
@@ -99,13 +100,11 @@ async def run_setup(config: Config, sinks: Sequence[str], out: TextIO) -> int:
         print("siemgate: the config has no elasticsearch sink", file=out)
         return 2
     failed = 0
-    for sink in chosen:
-        settings = sink.settings
-        assert isinstance(settings, ElasticsearchSinkSettings)
+    for name, settings in chosen:
         try:
             for line in await set_up(settings):
-                print(f"{sink.name}: {line}", file=out)
+                print(f"{name}: {line}", file=out)
         except (SinkError, SetupError) as exc:
             failed += 1
-            print(f"{sink.name}: FAILED: {exc}", file=out)
+            print(f"{name}: FAILED: {exc}", file=out)
     return 1 if failed else 0

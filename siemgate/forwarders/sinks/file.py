@@ -68,11 +68,8 @@ def to_json_line(event: NormalizedEvent) -> bytes:
     ) + b"\n"
 
 
-class FileSink(Sink):
-    settings: FileSinkSettings
-
-    def __init__(self, settings: SinkSettings) -> None:
-        assert isinstance(settings, FileSinkSettings)
+class FileSink(Sink[FileSinkSettings]):
+    def __init__(self, settings: FileSinkSettings) -> None:
         super().__init__(settings)
         self._path = Path(settings.path)
         self._handle: IO[bytes] | None = None

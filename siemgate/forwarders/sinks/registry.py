@@ -1,39 +1,34 @@
-"""Sink types by name: the only place that lists them.
+"""Sink types by name: `create_sink` builds the sink a config entry's settings belong to.
 
-Each entry names the module, its settings type and its sink class; modules are imported
-only when a config uses them.
+The table of types is the core's `siemgate.sink_settings.SINK_TYPES` (dotted names, so that
+the config can validate an entry with its type's settings class without importing the
+forwarders layer); each sink module is imported only when a config uses it.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
-from siemgate.config_loader import build
-from siemgate.forwarders.sinks.base import Sink, SinkSettings
-
-# type -> (module, settings class, sink class)
-SINK_TYPES: Mapping[str, tuple[str, str, str]] = {
-    "splunk_hec": ("siemgate.forwarders.sinks.splunk_hec", "SplunkHecSinkSettings", "SplunkHecSink"),
-    "elasticsearch": ("siemgate.forwarders.sinks.elasticsearch", "ElasticsearchSinkSettings", "ElasticsearchSink"),
-    "syslog": ("siemgate.forwarders.sinks.syslog", "SyslogSinkSettings", "SyslogSink"),
-    "file": ("siemgate.forwarders.sinks.file", "FileSinkSettings", "FileSink"),
-}
+from siemgate.forwarders.sinks.base import Sink
+from siemgate.sink_settings import SINK_TYPES, SinkSettings, build_settings, plugin, settings_type
 
 
-def _load(kind: str) -> tuple[type[SinkSettings], type[Sink]]:
-    module_name, settings_name, sink_name = SINK_TYPES[kind]
-    module = importlib.import_module(module_name)
-    return getattr(module, settings_name), getattr(module, sink_name)
+def sink_type(kind: str) -> type[Sink[Any]]:
+    """The `Sink` class of sink type `kind`."""
+    found = plugin(kind, 2)
+    if not (isinstance(found, type) and issubclass(found, Sink)):
+        raise TypeError(f"{SINK_TYPES[kind]} does not name a Sink subclass")
+    return found
 
 
-def build_settings(kind: str, options: Mapping[str, Any], environ: Mapping[str, str], path: str) -> SinkSettings:
-    """Validate a sink's config entry (raises ConfigError naming the key path)."""
-    settings_type, _ = _load(kind)
-    return build(settings_type, dict(options), environ, path)
+def create_sink(settings: SinkSettings) -> Sink[SinkSettings]:
+    """The sink of these settings (an instance of their type's settings class, as `load_config` builds)."""
+    expected = settings_type(settings.type)
+    if not isinstance(settings, expected):
+        raise TypeError(f"a {settings.type} sink needs {expected.__name__}, not {type(settings).__name__}")
+    sink: Sink[SinkSettings] = sink_type(settings.type)(settings)
+    return sink
 
 
-def create_sink(settings: SinkSettings) -> Sink:
-    _, sink_type = _load(settings.type)
-    return sink_type(settings)
+__all__: Sequence[str] = ("SINK_TYPES", "build_settings", "create_sink", "sink_type")

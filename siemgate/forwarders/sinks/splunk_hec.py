@@ -186,11 +186,8 @@ class _Progress:
     resend: set[int] = field(default_factory=set)
 
 
-class SplunkHecSink(Sink):
-    settings: SplunkHecSinkSettings
-
-    def __init__(self, settings: SinkSettings) -> None:
-        assert isinstance(settings, SplunkHecSinkSettings)
+class SplunkHecSink(Sink[SplunkHecSinkSettings]):
+    def __init__(self, settings: SplunkHecSinkSettings) -> None:
         super().__init__(settings)
         self.channel = str(uuid.uuid4())
         base, marker, rest = check_url(settings.url).partition("/services/collector")

@@ -330,11 +330,8 @@ class _Channel:
         self.sock.close()
 
 
-class SyslogSink(Sink):
-    settings: SyslogSinkSettings
-
-    def __init__(self, settings: SinkSettings) -> None:
-        assert isinstance(settings, SyslogSinkSettings)
+class SyslogSink(Sink[SyslogSinkSettings]):
+    def __init__(self, settings: SyslogSinkSettings) -> None:
         super().__init__(settings)
         self._target = settings.target
         self._encode = build_encoder(settings, settings.format)

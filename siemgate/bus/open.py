@@ -1,0 +1,79 @@
+"""`open_bus(config, role=...)`: the one place that decides Kafka or the embedded log and
+builds the bus a process uses.
+
+    role      Kafka                                          embedded (bus.type: embedded)
+    run       KafkaBus + the ingest's spooling publisher     the log (retention: the sinks' groups),
+                                                              its publisher for the ingest
+    ingest    KafkaBus + the ingest's spooling publisher     refused: `siemgate run` does it
+    forward   KafkaBus                                        refused: `siemgate run` does it
+    tool      KafkaBus                                        the log, no retention (`siemgate dlq`:
+                                                              safe beside a running `siemgate run`)
+
+What is opened here (the spool, the log) is open before the block runs, so that a spool or
+log that cannot be opened stops the start with its reason, and closed when it ends. Kafka
+clients (publishers, consumers) are started and stopped by their users.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from siemgate.bus.base import Bus, Publisher
+from siemgate.bus.embedded import EmbeddedBus, EmbeddedLog
+from siemgate.config import Config, KafkaConfig
+from siemgate.errors import ConfigError
+
+Role = Literal["run", "ingest", "forward", "tool"]
+
+# The commands that run against Kafka only, and what they do there.
+_KAFKA_ONLY: dict[Role, str] = {"ingest": "produces to Kafka", "forward": "runs against Kafka"}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedBus:
+    # Consumers, topics, and a plain publisher (the forwarders' dead letters).
+    bus: Bus
+    # What the ingest publishes with (roles run and ingest): the embedded log's publisher, or
+    # Kafka behind the local spool. None for the other roles.
+    ingest_publisher: Publisher | None
+    # The embedded log when it is the bus: its retention follows the configured sinks.
+    log: EmbeddedLog | None
+
+
+def kafka_config(config: Config, role: Role) -> KafkaConfig:
+    """The Kafka settings; a ConfigError naming `siemgate run` when a Kafka-only command
+    is given an embedded-bus config."""
+    if config.bus.type != "kafka" or config.bus.kafka is None:
+        raise ConfigError("bus.type", f"`siemgate {role}` {_KAFKA_ONLY.get(role, 'runs against Kafka')}; with "
+                                      "bus.type: embedded, `siemgate run` runs the ingest and the forwarders in one "
+                                      "process")
+    return config.bus.kafka
+
+
+@contextlib.asynccontextmanager
+async def open_bus(config: Config, *, role: Role, retention_groups: Sequence[str] = ()) -> AsyncIterator[OpenedBus]:
+    """The configured bus, open for the block. `retention_groups`: on the embedded bus in role
+    `run`, the consumer groups whose progress lets records be deleted (every sink's)."""
+    if config.bus.type == "embedded" and role not in _KAFKA_ONLY:
+        groups = retention_groups if role == "run" else ()
+        log = EmbeddedLog(config.bus.path, prefix=config.bus.topic_prefix, retention_groups=groups)
+        await log.open()
+        try:
+            bus = EmbeddedBus(log)
+            yield OpenedBus(bus, bus.publisher() if role == "run" else None, log)
+        finally:
+            await log.close()
+        return
+    kafka = kafka_config(config, role)
+    from siemgate.bus.kafka_bus import KafkaBus
+
+    if role not in ("run", "ingest"):
+        yield OpenedBus(KafkaBus(kafka), None, None)
+        return
+    from siemgate.bus.spooling import opened_spooling_publisher
+
+    async with opened_spooling_publisher(kafka, config.bus.spool) as spooling:
+        yield OpenedBus(KafkaBus(kafka), spooling, None)

@@ -1,0 +1,153 @@
+"""The composition root: builds every long-running process from its config.
+
+    serve_run      `siemgate run`: the ingest and every sink's forwarder in one process
+    serve_ingest   `siemgate ingest`: the HTTP ingest, in front of Kafka (with its spool)
+    serve_forward  `siemgate forward`: the forwarders and their /healthz, /readyz, /metrics
+
+This is the only module that wires the layers together (docs/ARCHITECTURE.md): the bus comes
+from `open_bus` (siemgate.bus.open), the ingest app from siemgate.ingest, the forward
+service from siemgate.forwarders, the status page from siemgate.admin (`_admin`: the one
+place its listener is started, handed the live ingest context and forward service as its
+status sources and the ingest's link requester for its Confirm button), and hot reload from
+siemgate.reload. `siemgate.cli` is the command-line front that calls these.
+
+`siemgate run`: on the embedded bus (the default) this is the whole pipeline on one machine:
+the ingest answers 200 once a batch is fsync'd to the log, the forwarders read the log, one
+cursor per sink, and records are deleted once every sink has passed them. With
+`bus.type: kafka` it runs the same two halves against Kafka (what `siemgate ingest` and
+`siemgate forward` run as separate Deployments). One HTTP listener (`listen`): the webhooks,
+/healthz, /readyz and /metrics, the latter with the forwarders' metrics too. Shutdown on
+SIGTERM/SIGINT: the ingest stops taking requests and answers those in flight, then each
+forwarder finishes its batch within `forward.drain_timeout_seconds` and commits, then the
+log is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+
+from siemgate.admin.server import AdminListener, running_admin
+from siemgate.admin.sources import ForwardSource, IngestSource, LinkResult
+from siemgate.admin.status import Process, StatusSources
+from siemgate.bus.embedded import EmbeddedLog
+from siemgate.bus.open import open_bus
+from siemgate.config import Config, ConfirmationConfig
+from siemgate.foreground import Foreground
+from siemgate.forwarders.runtime import group_id
+from siemgate.forwarders.service import ForwardService, run_with_endpoints, selected_sinks
+from siemgate.gc_tuning import tune_gc
+from siemgate.ingest.app import create_app
+from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
+from siemgate.ingest.server import Server, uvicorn_config_for
+from siemgate.metrics import Exposed
+from siemgate.reload import ConfigReloader, reloading
+
+log = logging.getLogger("siemgate.run")
+
+
+async def request_confirmation_link(url: str, confirmation: ConfirmationConfig) -> LinkResult:
+    """The status page's Confirm button: the ingest's SSRF-guarded request, operator-approved."""
+    try:
+        result = await request_link(url, confirmation, operator_approved=True)
+    except ConfirmationRefused as exc:
+        return LinkResult(refused=exc.reason)
+    return LinkResult(status=result.status)
+
+
+def status_sources(process: Process, *, ingest: IngestSource | None = None,
+                   forward: ForwardSource | None = None) -> StatusSources:
+    """What the status page of this process reads, and what its Confirm button requests with."""
+    return StatusSources(process, ingest=ingest, forward=forward, confirm_link=request_confirmation_link)
+
+
+def _admin(config: Config, process: Process, *, ingest: IngestSource | None = None,
+           forward: ForwardSource | None = None) -> contextlib.AbstractAsyncContextManager[AdminListener | None]:
+    """The status page while the block runs, when `admin` is configured (bound before the rest
+    starts): the one place the admin listener is started."""
+    return running_admin(config.admin, status_sources(process, ingest=ingest, forward=forward))
+
+
+# -- siemgate run
+
+
+class _Retention:
+    """Hot reload on the embedded bus: retention follows the configured sinks."""
+
+    def __init__(self, embedded: EmbeddedLog) -> None:
+        self._log = embedded
+
+    async def apply_config(self, config: Config) -> None:
+        self._log.retention_groups = tuple(group_id(config, s.name) for s in config.sinks)
+
+
+async def serve_run(config: Config, reloader: ConfigReloader | None = None) -> None:
+    """Run until SIGTERM/SIGINT; raises ForwarderFailed if a forwarder died of a bug."""
+    selected_sinks(config, ())  # a config without a usable sink fails before anything starts
+    groups = [group_id(config, s.name) for s in config.sinks]
+    async with open_bus(config, role="run", retention_groups=groups) as opened:
+        assert opened.ingest_publisher is not None  # role "run" always has one
+        if opened.log is not None and reloader is not None:
+            reloader.add(_Retention(opened.log))
+        # One loop for both halves: the ingest's requests go first (siemgate.foreground).
+        foreground = Foreground()
+        service = ForwardService(config, bus=opened.bus, foreground=foreground)
+        app = create_app(config, opened.ingest_publisher, foreground=foreground)
+        async with _admin(config, "run", ingest=app.state.context, forward=service):
+            registry = app.state.context.metrics.registry
+            registry.register(Exposed(service.metrics.registry))
+            async with reloading(reloader, registry, app.state.webhooks, service):
+                await _serve_both(config, app, service)
+
+
+async def _serve_both(config: Config, app: Starlette, service: ForwardService) -> None:
+    server = Server(uvicorn_config_for(config, app))
+    forwarding = asyncio.create_task(service.run(), name="forwarders")
+
+    def forwarders_ended(task: asyncio.Task[None]) -> None:
+        if not server.should_exit:
+            log.error("the forwarders stopped; stopping the ingest")
+            server.should_exit = True
+
+    forwarding.add_done_callback(forwarders_ended)
+    tune_gc()
+    try:
+        await server.serve()
+    finally:
+        forwarding.remove_done_callback(forwarders_ended)
+        service.request_stop()
+        await forwarding  # raises ForwarderFailed if a forwarder died of a bug
+
+
+# -- siemgate ingest
+
+
+async def serve_ingest(config: Config, reloader: ConfigReloader | None = None) -> None:
+    """Serve the ingest until SIGTERM/SIGINT (Kafka only), and its status page when `admin` is configured."""
+    async with open_bus(config, role="ingest") as opened:
+        assert opened.ingest_publisher is not None  # role "ingest" always has one
+        app = create_app(config, opened.ingest_publisher)
+        async with _admin(config, "ingest", ingest=app.state.context):
+            server = Server(uvicorn_config_for(config, app))
+            async with reloading(reloader, app.state.context.metrics.registry, app.state.webhooks):
+                tune_gc()
+                await server.serve()
+
+
+# -- siemgate forward
+
+
+async def serve_forward(config: Config, sink_names: Sequence[str] = (), reloader: ConfigReloader | None = None
+                        ) -> None:
+    """Run the forwarders and their HTTP endpoints until SIGTERM/SIGINT; reload on SIGHUP or a
+    changed config file when given a reloader. The status page too, when `admin` is configured."""
+    selected_sinks(config, sink_names)  # an unknown sink name is reported before the bus
+    async with open_bus(config, role="forward") as opened:
+        service = ForwardService(config, sink_names, bus=opened.bus)
+        async with _admin(config, "forward", forward=service), \
+                reloading(reloader, service.metrics.registry, service):
+            await run_with_endpoints(config, service)
