@@ -63,7 +63,7 @@ class SinkType:
 def sink_types() -> list[SinkType]:
     """Every registered sink type, in the registry's order. The one place this tool reads the
     registry: point it wherever the registry and the settings types live."""
-    from siemgate.forwarders.sinks.registry import SINK_TYPES
+    from siemgate.sink_settings import SINK_TYPES
 
     found = []
     for kind, (module_name, settings_name, _sink_name) in SINK_TYPES.items():
