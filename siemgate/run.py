@@ -30,7 +30,7 @@ from siemgate.forwarders.runtime import group_id
 from siemgate.forwarders.service import ForwardService, selected_sinks
 from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
-from siemgate.ingest.server import Server, uvicorn_config_for
+from siemgate.ingest.server import ingest_server
 from siemgate.metrics import Exposed
 from siemgate.reload import ConfigReloader, reloading
 
@@ -91,7 +91,7 @@ async def _serve_started(config: Config, app: Starlette, service: ForwardService
 
 
 async def _serve_both(config: Config, app: Starlette, service: ForwardService) -> None:
-    server = Server(uvicorn_config_for(config, app))
+    server = ingest_server(config, app)
     forwarding = asyncio.create_task(service.run(), name="forwarders")
 
     def forwarders_ended(task: asyncio.Task[None]) -> None:
