@@ -80,16 +80,13 @@ class DrainReport:
     last attempt)."""
 
     outcome: DrainOutcome
-    held: int  # events in the spool when the drain began
-    left: int  # events in the spool when it ended (kept in the file)
-    seconds: float
+    held: int  # events in the spool at the first stop signal (or at `stop`)
+    drained: int  # events sent to Kafka since then (batches answered meanwhile included)
+    left: int  # events in the spool at the end (kept in the file)
+    seconds: float  # from the first stop signal to the end
     path: str
     ended_by: str = ""  # "", "timeout", "signal"
     kafka_problem: str | None = None
-
-    @property
-    def drained(self) -> int:
-        return max(0, self.held - self.left)
 
 
 class _Halted(Exception):
@@ -161,6 +158,8 @@ class SpoolingPublisher:
         self._abandon = asyncio.Event()  # a second signal: end the drain now
         self._kafka_problem: str | None = None  # why the last drain attempt failed (None: it did not)
         self._shutdown_drains: dict[DrainOutcome, int] = dict.fromkeys(DRAIN_OUTCOMES, 0)
+        # At the first stop signal: (loop time, events held, events drained so far).
+        self._stop_mark: tuple[float, int, int] | None = None
         self.last_drain: DrainReport | None = None
 
     @property
@@ -215,20 +214,21 @@ class SpoolingPublisher:
     def begin_stopping(self) -> None:
         """The process was told to stop (SIGTERM): a failed drain is retried within a second
         from now on, so that the drain before exit starts as soon as Kafka is reachable."""
+        if self._stop_mark is None:
+            self._stop_mark = (asyncio.get_running_loop().time(), self._spool.events, self._drained)
         self._stopping = True
         self._wake.set()
 
     def abandon_drain(self) -> None:
         """End the drain before exit now (a second SIGTERM/SIGINT): what is left stays in the spool."""
-        self._stopping = True
+        self.begin_stopping()
         self._abandon.set()
-        self._wake.set()
 
     async def stop(self) -> None:
         """Drain the spool to Kafka for up to `drain_timeout_seconds` (or until `abandon_drain`),
         then close Kafka and the spool. What the spool still holds stays in its file, for the next
         start on this path or `siemgate spool drain`. Call it once no more batches arrive."""
-        drained: tuple[int, float, str] | None = None
+        drained: str | None = None
         if self._drainer is not None:
             if self._spool.is_open:
                 drained = await self._drain_before_exit()
@@ -237,27 +237,25 @@ class SpoolingPublisher:
         await self._kafka.stop()
         await self._spool.close()
         if drained is not None:  # (stop may be called twice: the lifespan, then the command)
-            self._report(*drained, kafka_connected=kafka_connected)
+            self._report(drained, kafka_connected=kafka_connected)
 
-    async def _drain_before_exit(self) -> tuple[int, float, str]:
-        """Let the drainer go on until the spool is empty, the timeout, or `abandon_drain`.
-        Returns (events held at the start, when it started, what ended it)."""
+    async def _drain_before_exit(self) -> str:
+        """Let the drainer go on until the spool is empty, for at most the drain timeout from
+        now, or until `abandon_drain`. Returns what ended it: "", "timeout" or "signal"."""
         self.begin_stopping()
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        held = self._spool.events
-        if not held and not self._spooling:
-            return held, started, ""
+        if not self._spool.events and not self._spooling:
+            return ""
         log.info(f"stopping: sending the spool to Kafka before exit (at most bus.spool.drain_timeout_seconds, "
                  f"{self._drain_timeout:g} s; a second SIGTERM/SIGINT ends it, keeping the rest in the spool)",
-                 extra={"events": held, "path": str(self._spool.path)})
-        deadline = started + self._drain_timeout
+                 extra={"events": self._spool.events, "path": str(self._spool.path)})
+        deadline = loop.time() + self._drain_timeout
         while self._spooling or self._spool.events:
             if self._abandon.is_set():
-                return held, started, "signal"
+                return "signal"
             remaining = deadline - loop.time()
             if remaining <= 0 or self._drainer is None or self._drainer.done():
-                return held, started, "timeout"
+                return "timeout"
             self._progress.clear()
             waits = {asyncio.ensure_future(self._progress.wait()), asyncio.ensure_future(self._abandon.wait())}
             try:
@@ -265,7 +263,7 @@ class SpoolingPublisher:
             finally:
                 for wait in waits:
                     wait.cancel()
-        return held, started, ""
+        return ""
 
     async def _halt_drainer(self) -> None:
         """Stop the drainer at once, unless it is writing the spool: then right after that write."""
@@ -278,11 +276,14 @@ class SpoolingPublisher:
         self._wake.set()
         await asyncio.gather(drainer, return_exceptions=True)
 
-    def _report(self, held: int, started: float, ended_by: str, *, kafka_connected: bool) -> None:
+    def _report(self, ended_by: str, *, kafka_connected: bool) -> None:
+        assert self._stop_mark is not None  # set by _drain_before_exit
+        started, held, drained_before = self._stop_mark
         left = self._spool.events
+        drained = self._drained - drained_before
         seconds = round(asyncio.get_running_loop().time() - started, 3)
         outcome: DrainOutcome
-        if not held and not left:
+        if not held and not drained and not left:
             outcome = "empty"
         elif not left:
             outcome = "drained"
@@ -290,7 +291,8 @@ class SpoolingPublisher:
             outcome = "unreachable"
         else:
             outcome = "timeout"
-        report = DrainReport(outcome=outcome, held=held, left=left, seconds=seconds, path=str(self._spool.path),
+        report = DrainReport(outcome=outcome, held=held, drained=drained, left=left, seconds=seconds,
+                             path=str(self._spool.path),
                              ended_by=ended_by or ("timeout" if left else ""),
                              kafka_problem=self._kafka_problem if left else None)
         self.last_drain = report
