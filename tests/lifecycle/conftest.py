@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.lifecycle import netns
+from tests.lifecycle.kubelet import Conservation
 
 
 @pytest.fixture
@@ -27,3 +28,19 @@ def partitioned_broker(tmp_path: Path) -> Iterator[netns.PartitionedBroker]:
         broker.close()
     left = broker.leftovers()
     assert not left, f"the partition fixture left {left} behind"
+
+
+class ConservationLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def record(self, conservation: Conservation) -> None:
+        line = conservation.line()
+        print(f"\n{line}", flush=True)
+        with open(self.path, "a") as out:
+            out.write(line + "\n")
+
+
+@pytest.fixture(scope="session")
+def conservation_log(tmp_path_factory: pytest.TempPathFactory) -> ConservationLog:
+    return ConservationLog(tmp_path_factory.getbasetemp() / "conservation.txt")

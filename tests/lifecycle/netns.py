@@ -22,6 +22,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from siemgate.testing.broker import Broker, tansu_binary, wait_for_port
@@ -125,9 +126,17 @@ class PartitionedBroker:
         _ip("link", "set", self.ns_link, "down", namespace=self.namespace)
         self.partitioned = True
 
-    def heal(self) -> None:
+    def heal(self, timeout: float = 15.0) -> None:
+        """Bring the link back; return once a new connection to the broker succeeds (the host's
+        neighbour entry for the broker failed during the partition and is resolved again)."""
         _ip("link", "set", self.ns_link, "up", namespace=self.namespace)
+        _ip("neigh", "flush", "dev", self.host_link, check=False)
         self.partitioned = False
+        deadline = time.monotonic() + timeout
+        while not self.reachable():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the broker at {self.bootstrap_servers} is unreachable {timeout:g} s after heal()")
+            time.sleep(0.05)
 
     def reachable(self, timeout: float = 0.5) -> bool:
         import socket
