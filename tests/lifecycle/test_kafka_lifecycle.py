@@ -152,6 +152,7 @@ async def test_rollout_right_after_the_outage_heals(partitioned_broker: Partitio
     Kafka back and the pod deleted at the same moment (or shortly after), its emptyDir removed
     once it exited. The drain before exit sends the spool first: nothing lost."""
     cluster = Cluster(tmp_path, processes, partitioned_broker, f"rollout right after the heal ({sigterm_after:g} s)")
+    cluster.sender.batch = 500  # the vendor's batches: 30 of them are the issue's ~15,000 spooled events
     old = await cluster.running("ingest-0", "empty-0")
     await cluster.sender.send(3)
     partitioned_broker.partition()
