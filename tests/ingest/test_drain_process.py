@@ -228,3 +228,44 @@ async def test_kafka_away_at_sigterm_then_a_restart_delivers_the_spool(
         assert await wait_exit(second, 30) == 0
     by_topic = await consume_keys(tansu.broker, all_topics("drain"), sender.acked_ids)
     sender.assert_in_order(by_topic, "drain")
+
+
+async def test_run_on_kafka_drains_its_spool_on_sigterm(private_tansu: TansuFactory, tmp_path: Path) -> None:
+    """`siemgate run` on Kafka stops its ingest half the same way: the spool goes to Kafka before exit."""
+    tansu = private_tansu()  # down
+    port = free_port()
+    config_path = write_config(tmp_path, tansu, port, drain_timeout=90)
+    config = json.loads(config_path.read_text())
+    config["forward"] = {"listen": {"host": "127.0.0.1", "port": 0}}
+    config["sinks"] = [{"name": "archive", "type": "file", "path": str(tmp_path / "out" / "events.ndjson")}]
+    config_path.write_text(json.dumps(config))
+    log = tmp_path / "run.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen([*siemgate_command(), "run", "-c", str(config_path)], stdout=out, stderr=out,
+                                   stdin=subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async def ready() -> bool:
+                assert process.poll() is None, f"siemgate run exited: {log.read_text()[-2000:]}"
+                try:
+                    return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(ready, "siemgate run to be ready", timeout=60)
+            sender = Sender(f"http://127.0.0.1:{port}/webhook/appsec")
+            for _ in range(10):
+                assert await sender.send(client, size=50) == 200
+        process.send_signal(signal.SIGTERM)
+        await wait_until(lambda: "sending the spool to Kafka before exit" in log.read_text(),
+                         "the drain before exit to begin", timeout=30)
+        await tansu.start()
+        assert await asyncio.to_thread(process.wait, 90) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    report = drain_outcome(log)
+    assert (report["outcome"], report["events_drained"], report["events_left"]) == ("drained", 500, 0)
+    by_topic = await consume_keys(tansu.broker, all_topics("drain"), sender.acked_ids)
+    sender.assert_in_order(by_topic, "drain")
