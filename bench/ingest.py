@@ -381,6 +381,7 @@ def write_siemgate_config(work: Path, bus: BusEndpoint, port: int, data: Path) -
         spool: dict[str, Any] = {"path": str(data / "spool")}
         if bus.mode == "spool":
             spool["max_bytes"] = spool_max_bytes(work)
+            spool["drain_timeout_seconds"] = 0  # Kafka never comes: no drain before exit
             log(f"spool mode: bus.spool.max_bytes {spool['max_bytes']:,} ({SPOOL_DISK_SHARE:.0%} of the free disk)")
         config["bus"] = {
             "type": "kafka",

@@ -76,6 +76,15 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return _run_async(replay_dead_letters(config, args.sink, sys.stdout))
 
 
+def cmd_spool(args: argparse.Namespace) -> int:
+    from siemgate import logs
+    from siemgate.bus.spool_cli import drain_spool
+
+    config = _load(args)
+    logs.configure(config.log_level)
+    return _run_async(drain_spool(config, args.timeout, sys.stdout))
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from siemgate.check import run_check
 
@@ -160,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     dlq = with_config(command("dlq", cmd_dlq, "list or replay a sink's dead letters"))
     dlq.add_argument("action", choices=["list", "replay"])
     dlq.add_argument("--sink", required=True, metavar="NAME", help="the sink whose dead letters to read")
+    spool = with_config(command("spool", cmd_spool, "send a spool left on a volume to Kafka (e.g. of a removed "
+                                                    "replica), then exit: 0 once empty, 1 with events left"))
+    spool.add_argument("action", choices=["drain"])
+    spool.add_argument("--timeout", type=float, default=None, metavar="S",
+                       help="give up after S seconds (default bus.spool.drain_timeout_seconds)")
     check = with_config(command("check", cmd_check, "validate the config and reach Kafka and every sink"))
     check.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per check (default 10)")
     es_setup = with_config(command("es-setup", cmd_es_setup,

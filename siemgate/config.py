@@ -260,12 +260,18 @@ class SpoolConfig:
     max_bytes: int = 10 * 1024**3
     # A batch Kafka has not acknowledged by then is written to the spool and answered 200.
     ack_deadline_seconds: float = 2.0
+    # After SIGTERM, once the last request is answered: how long the spool keeps going to Kafka
+    # before the process exits. What is left stays in the spool for the next start on this path
+    # (or `siemgate spool drain`). Keep the pod's grace period above this plus the body timeout.
+    drain_timeout_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1024:
             raise ConfigError("max_bytes", "must be at least 1024")
         if not 0 < self.ack_deadline_seconds <= 60:
             raise ConfigError("ack_deadline_seconds", "must be more than 0 and at most 60")
+        if not 0 <= self.drain_timeout_seconds <= 86400:
+            raise ConfigError("drain_timeout_seconds", "must be between 0 and 86400")
 
 
 @dataclass(frozen=True, kw_only=True)

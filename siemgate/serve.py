@@ -43,7 +43,7 @@ from siemgate.forwarders.service import ForwardService, run_with_endpoints, sele
 from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
 from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
-from siemgate.ingest.server import Server, uvicorn_config_for
+from siemgate.ingest.server import ingest_server
 from siemgate.metrics import Exposed
 from siemgate.reload import ConfigReloader, reloading
 
@@ -105,7 +105,7 @@ async def serve_run(config: Config, reloader: ConfigReloader | None = None) -> N
 
 
 async def _serve_both(config: Config, app: Starlette, service: ForwardService) -> None:
-    server = Server(uvicorn_config_for(config, app))
+    server = ingest_server(config, app)
     forwarding = asyncio.create_task(service.run(), name="forwarders")
 
     def forwarders_ended(task: asyncio.Task[None]) -> None:
@@ -132,7 +132,7 @@ async def serve_ingest(config: Config, reloader: ConfigReloader | None = None) -
         assert opened.ingest_publisher is not None  # role "ingest" always has one
         app = create_app(config, opened.ingest_publisher)
         async with _admin(config, "ingest", ingest=app.state.context):
-            server = Server(uvicorn_config_for(config, app))
+            server = ingest_server(config, app)
             async with reloading(reloader, app.state.context.metrics.registry, app.state.webhooks):
                 tune_gc()
                 await server.serve()

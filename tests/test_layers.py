@@ -61,9 +61,6 @@ PLACES: Mapping[str, str] = {
     "siemgate.__main__": "root",
     "siemgate.check": "root",
     "siemgate.simulate": "root",
-    # the protocol stand-ins: leaving the product package (issue 14); until then only the
-    # command-line front may import them.
-    "siemgate.testing.*": "root",
 }
 
 
@@ -203,8 +200,6 @@ def test_every_layer_holds_a_module() -> None:
     """The placement table is not stale: each entry matches a module."""
     known = modules(Path(siemgate.__file__).parent, "siemgate")
     for entry in PLACES:
-        if entry == "siemgate.testing.*" and not any(m.startswith("siemgate.testing") for m in known):
-            continue  # moved out of the package (issue 14)
         if entry.endswith(".*"):
             assert any(m.startswith(entry[:-1]) for m in known), entry
         else:

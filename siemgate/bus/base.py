@@ -132,3 +132,15 @@ class SpoolReporter(Protocol):
     exports its metrics, the status page shows it."""
 
     def spool_stats(self) -> SpoolStats: ...
+
+
+@runtime_checkable
+class DrainingPublisher(Protocol):
+    """A publisher that sends what it holds before exit (`siemgate.bus.spooling.SpoolingPublisher`):
+    told at the first stop signal, and to give up at the second."""
+
+    def begin_stopping(self) -> None: ...
+
+    def abandon_drain(self) -> None: ...
+
+    def shutdown_drains(self) -> Mapping[str, int]: ...

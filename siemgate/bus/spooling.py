@@ -24,6 +24,14 @@ jittered, capped). With `topics.create`, the drainer makes sure the topics exist
 first chunk after any failure: a broker that came back empty has none (Tansu keeps topics in
 memory, and acknowledges records for a topic it does not have while dropping them).
 
+Stopping (SIGTERM): `begin_stopping` (at the signal) makes a failed drain retry within a
+second; `stop` (once the last request is answered) lets the drainer go on for up to
+`bus.spool.drain_timeout_seconds`, then halts it between two spool writes (never in the
+middle of a delete, so the count it reports is the file's) and closes the spool: what is
+left stays there, fsync'd, for the next start on this path or `siemgate spool drain`.
+`abandon_drain` (a second signal) ends the drain at once. The outcome (empty, drained,
+timeout, unreachable) is logged and counted (`siemgate_shutdown_drain_total`).
+
 503 only when both fail: the spool is full or cannot be written AND Kafka does not take the
 batch either (a full spool makes a spooling ingest try Kafka directly before refusing; order
 within a severity may then differ, which beats losing the batch). Such a refusal raises
@@ -36,7 +44,9 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
 
 from aiokafka.errors import KafkaError
 
@@ -54,6 +64,33 @@ DRAIN_CHUNK_BYTES = 4 * 1024 * 1024
 # Backoff between failed drain attempts: from the first value, doubling, to the cap; each
 # delay drawn between half and all of it.
 DRAIN_BACKOFF_SECONDS = (0.2, 10.0)
+# While stopping, a failed drain is retried at least this often (the grace period is short).
+STOPPING_RETRY_SECONDS = 1.0
+
+DrainOutcome = Literal["empty", "drained", "timeout", "unreachable"]
+DRAIN_OUTCOMES: Final[tuple[DrainOutcome, ...]] = ("empty", "drained", "timeout", "unreachable")
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """How the drain before exit ended.
+
+    outcome: empty (nothing was held), drained (everything went to Kafka), timeout (Kafka took
+    writes but time ran out, or a second signal ended it), unreachable (Kafka did not take the
+    last attempt)."""
+
+    outcome: DrainOutcome
+    held: int  # events in the spool at the first stop signal (or at `stop`)
+    drained: int  # events sent to Kafka since then (batches answered meanwhile included)
+    left: int  # events in the spool at the end (kept in the file)
+    seconds: float  # from the first stop signal to the end
+    path: str
+    ended_by: str = ""  # "", "timeout", "signal"
+    kafka_problem: str | None = None
+
+
+class _Halted(Exception):
+    """The drainer was asked to stop and has finished its spool write."""
 
 
 @contextlib.asynccontextmanager
@@ -111,6 +148,19 @@ class SpoolingPublisher:
         self._refused_error = 0
         self._drained = 0
         self._set_aside = 0
+        # Stopping: see the module's docstring.
+        self._drain_timeout = spool_config.drain_timeout_seconds
+        self._stopping = False
+        self._halt = False  # the drainer stops at its next step
+        self._mutating = False  # the drainer is deleting or setting aside rows: never cancelled then
+        self._wake = asyncio.Event()  # cuts a backoff sleep short
+        self._progress = asyncio.Event()  # the drainer sent a chunk, failed, or switched to direct
+        self._abandon = asyncio.Event()  # a second signal: end the drain now
+        self._kafka_problem: str | None = None  # why the last drain attempt failed (None: it did not)
+        self._shutdown_drains: dict[DrainOutcome, int] = dict.fromkeys(DRAIN_OUTCOMES, 0)
+        # At the first stop signal: (loop time, events held, events drained so far).
+        self._stop_mark: tuple[float, int, int] | None = None
+        self.last_drain: DrainReport | None = None
 
     @property
     def spooling(self) -> bool:
@@ -123,6 +173,10 @@ class SpoolingPublisher:
     @property
     def kafka(self) -> KafkaPublisher:
         return self._kafka
+
+    def shutdown_drains(self) -> Mapping[DrainOutcome, int]:
+        """Drains before exit, by outcome (`siemgate_shutdown_drain_total`)."""
+        return dict(self._shutdown_drains)
 
     def spool_stats(self) -> SpoolStats:
         return SpoolStats(
@@ -157,18 +211,110 @@ class SpoolingPublisher:
     async def wait_connected(self, timeout: float) -> bool:
         return await self._kafka.wait_connected(timeout)
 
+    def begin_stopping(self) -> None:
+        """The process was told to stop (SIGTERM): a failed drain is retried within a second
+        from now on, so that the drain before exit starts as soon as Kafka is reachable."""
+        if self._stop_mark is None:
+            self._stop_mark = (asyncio.get_running_loop().time(), self._spool.events, self._drained)
+        self._stopping = True
+        self._wake.set()
+
+    def abandon_drain(self) -> None:
+        """End the drain before exit now (a second SIGTERM/SIGINT): what is left stays in the spool."""
+        self.begin_stopping()
+        self._abandon.set()
+
     async def stop(self) -> None:
-        """Stop draining, close Kafka and the spool. What the spool holds waits for the next start."""
+        """Drain the spool to Kafka for up to `drain_timeout_seconds` (or until `abandon_drain`),
+        then close Kafka and the spool. What the spool still holds stays in its file, for the next
+        start on this path or `siemgate spool drain`. Call it once no more batches arrive."""
+        drained: str | None = None
         if self._drainer is not None:
-            self._drainer.cancel()
-            await asyncio.gather(self._drainer, return_exceptions=True)
-            self._drainer = None
+            if self._spool.is_open:
+                drained = await self._drain_before_exit()
+            await self._halt_drainer()
+        kafka_connected = self._kafka.connected
         await self._kafka.stop()
-        was_open = self._spool.is_open
         await self._spool.close()
-        if was_open and self._spool.events:  # (stop may be called twice: the lifespan, then the command)
-            log.warning("stopped with events in the spool: they go to Kafka after the next start on this "
-                        "bus.spool.path", extra={"events": self._spool.events, "path": str(self._spool.path)})
+        if drained is not None:  # (stop may be called twice: the lifespan, then the command)
+            self._report(drained, kafka_connected=kafka_connected)
+
+    async def _drain_before_exit(self) -> str:
+        """Let the drainer go on until the spool is empty, for at most the drain timeout from
+        now, or until `abandon_drain`. Returns what ended it: "", "timeout" or "signal"."""
+        self.begin_stopping()
+        loop = asyncio.get_running_loop()
+        if not self._spool.events and not self._spooling:
+            return ""
+        log.info(f"stopping: sending the spool to Kafka before exit (at most bus.spool.drain_timeout_seconds, "
+                 f"{self._drain_timeout:g} s; a second SIGTERM/SIGINT ends it, keeping the rest in the spool)",
+                 extra={"events": self._spool.events, "path": str(self._spool.path)})
+        deadline = loop.time() + self._drain_timeout
+        while self._spooling or self._spool.events:
+            if self._abandon.is_set():
+                return "signal"
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._drainer is None or self._drainer.done():
+                return "timeout"
+            self._progress.clear()
+            waits = {asyncio.ensure_future(self._progress.wait()), asyncio.ensure_future(self._abandon.wait())}
+            try:
+                await asyncio.wait(waits, timeout=min(remaining, 1.0), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+        return ""
+
+    async def _halt_drainer(self) -> None:
+        """Stop the drainer at once, unless it is writing the spool: then right after that write."""
+        drainer, self._drainer = self._drainer, None
+        if drainer is None:
+            return
+        self._halt = True
+        if not self._mutating:
+            drainer.cancel()
+        self._wake.set()
+        await asyncio.gather(drainer, return_exceptions=True)
+
+    def _report(self, ended_by: str, *, kafka_connected: bool) -> None:
+        assert self._stop_mark is not None  # set by _drain_before_exit
+        started, held, drained_before = self._stop_mark
+        left = self._spool.events
+        drained = self._drained - drained_before
+        seconds = round(asyncio.get_running_loop().time() - started, 3)
+        outcome: DrainOutcome
+        if not held and not drained and not left:
+            outcome = "empty"
+        elif not left:
+            outcome = "drained"
+        elif self._kafka_problem is not None or not kafka_connected:
+            outcome = "unreachable"
+        else:
+            outcome = "timeout"
+        report = DrainReport(outcome=outcome, held=held, drained=drained, left=left, seconds=seconds,
+                             path=str(self._spool.path),
+                             ended_by=ended_by or ("timeout" if left else ""),
+                             kafka_problem=self._kafka_problem if left else None)
+        self.last_drain = report
+        self._shutdown_drains[outcome] += 1
+        extra = {"outcome": outcome, "events_drained": report.drained, "events_left": left, "seconds": seconds,
+                 "path": report.path}
+        if outcome == "empty":
+            log.info("stopping: the spool is empty, nothing to send before exit", extra=extra)
+            return
+        if outcome == "drained":
+            log.info(f"stopping: the spool is empty, {report.drained} events sent to Kafka before exit", extra=extra)
+            return
+        why = {"signal": "a second SIGTERM/SIGINT ended the drain",
+               "timeout": f"bus.spool.drain_timeout_seconds ({self._drain_timeout:g} s) ran out"}[report.ended_by]
+        if outcome == "unreachable":
+            why += f"; Kafka did not take the last attempt ({self._kafka_problem or 'not connected'})"
+        log.error(
+            f"stopped with {left} acknowledged events still in the spool {report.path} ({why}). They are safe "
+            "in that file: KEEP ITS VOLUME. They go to Kafka at the next start on this bus.spool.path, or run "
+            "`siemgate spool drain -c CONFIG` with the volume mounted (e.g. a one-off Job on the replica's claim)",
+            extra={**extra, "kafka_problem": self._kafka_problem},
+        )
 
     async def ready(self) -> bool:
         """Kafka accepts writes, or the spool does."""
@@ -255,7 +401,7 @@ class SpoolingPublisher:
 
     async def _drain_forever(self) -> None:
         backoff = Backoff(*DRAIN_BACKOFF_SECONDS)
-        while True:
+        while not self._halt:
             await self._work.wait()
             if self._switch_to_direct():
                 continue
@@ -266,17 +412,23 @@ class SpoolingPublisher:
                     await self._hand_over()
                 elif not await self._drain_chunk():
                     continue
+            except _Halted:
+                return
             except (BusUnavailable, SpoolError) as exc:
                 self._kafka_is_quick = False
                 if isinstance(exc, BusUnavailable):
                     self._topics_checked = not self._config.topics.create
+                    self._kafka_problem = str(exc)
+                self._progress.set()
                 await self._after_failure(exc, backoff)
                 continue
-            except Exception:  # a dead drainer would hold the spool back, silently
+            except Exception as exc:  # a dead drainer would hold the spool back, silently
                 self._kafka_is_quick = False
                 self._topics_checked = not self._config.topics.create
+                self._kafka_problem = repr(exc)
+                self._progress.set()
                 log.exception("unexpected error while draining the spool; retrying (please report it)")
-                await asyncio.sleep(backoff.next_delay())
+                await self._sleep(backoff.next_delay())
                 continue
             backoff.reset()
 
@@ -287,6 +439,7 @@ class SpoolingPublisher:
             return False
         self._spooling = False
         self._work.clear()
+        self._progress.set()
         log.info("the spool is empty: batches go to Kafka directly again", extra={"drained_events": self._drained})
         return True
 
@@ -316,9 +469,22 @@ class SpoolingPublisher:
             await self._drain_one_by_one(chunk)
             return True
         self._kafka_is_quick = loop.time() - started < self._deadline / 2
-        await self._spool.delete_through(chunk[-1][0])
-        self._drained += len(chunk)
+        self._kafka_problem = None
+        await self._delete_through(chunk[-1][0], len(chunk))
         return True
+
+    async def _delete_through(self, row_id: int, count: int) -> None:
+        """Delete what Kafka acknowledged. Not cancelled by a stop (the in-memory count would miss
+        it): a stop waits for it, and the drainer ends right after (_Halted)."""
+        self._mutating = True
+        try:
+            await self._spool.delete_through(row_id)
+        finally:
+            self._mutating = False
+        self._drained += count
+        self._progress.set()
+        if self._halt:
+            raise _Halted
 
     async def _drain_one_by_one(self, chunk: list[Spooled]) -> None:
         """Kafka refused a record of the chunk for its size: find it, set it aside, send the rest."""
@@ -326,25 +492,41 @@ class SpoolingPublisher:
             try:
                 await self._kafka.publish([record])
             except RecordTooLarge as exc:
-                await self._spool.set_aside(row_id, str(exc))
+                self._mutating = True
+                try:
+                    await self._spool.set_aside(row_id, str(exc))
+                finally:
+                    self._mutating = False
                 self._set_aside += 1
                 log.error(
                     f"Kafka refuses a spooled event for its size ({exc}); it is kept in the spool's set_aside "
                     f"table of {self._spool.path}. Raise the broker's message.max.bytes and resend it from there",
                     extra={"topic": record.topic, "key": record.key.decode(errors="replace")},
                 )
+                if self._halt:
+                    raise _Halted from None
                 continue
-            await self._spool.delete_through(row_id)
-            self._drained += 1
+            await self._delete_through(row_id, 1)
 
     async def _after_failure(self, exc: BusUnavailable | SpoolError, backoff: Backoff) -> None:
         delay = backoff.next_delay()
+        if self._stopping:
+            delay = min(delay, STOPPING_RETRY_SECONDS)
         # The first failure of a series, then one in 30 (minutes apart at the cap), as warnings.
         level = logging.WARNING if backoff.failures % 30 == 1 else logging.DEBUG
         log.log(level, f"could not drain the spool ({exc}); retrying in {delay:.1f} s",
                 extra={"spool_events": self._spool.events, "spool_bytes": self._spool.bytes,
                        "attempts": backoff.failures})
-        await asyncio.sleep(delay)
+        await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep `delay` seconds, or less once stopping begins (`begin_stopping` wakes it)."""
+        if self._stopping:
+            delay = min(delay, STOPPING_RETRY_SECONDS)
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
 
     async def _ensure_topics(self) -> None:
         """Create the topics a broker may have lost. Raises BusUnavailable: no drain before this

@@ -9,7 +9,10 @@ Everything else the sender sees is deliberate, because it never resends (SPEC.md
 the body quarantined, 503 only when the publisher cannot make the batch durable at all
 (Kafka unavailable AND the spool full or unwritable), logged as data loss.
 
-/readyz is 200 while the publisher accepts writes: Kafka does, or the spool does.
+/readyz is 200 while the publisher accepts writes: Kafka does, or the spool does; and 503
+from the first stop signal on (`IngestContext.stop_signal`): the requests that still reach the
+process are answered as always (durably: 200 once on Kafka or in the spool, never a 5xx
+because it is stopping), then the publisher drains its spool before exit.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from siemgate.bus.base import Publisher, SpoolReporter
+from siemgate.bus.base import DrainingPublisher, Publisher, SpoolReporter
 from siemgate.config import Config, IntegrationConfig
 from siemgate.errors import BusUnavailable, RecordTooLarge, SiemgateError
 from siemgate.foreground import Foreground
@@ -59,10 +62,27 @@ class IngestContext:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     # In `siemgate run`: the forwarders on the same loop wait while requests are answered.
     foreground: Foreground | None = None
+    # Set by the first SIGTERM/SIGINT: /readyz answers 503 from then on.
+    stopping: bool = False
 
     def __post_init__(self) -> None:
         self.quarantine = Quarantine(self.config.quarantine.path, self.config.quarantine.max_bytes)
         self.store = ConfirmationStore(self.config.state_dir)
+
+    def stop_signal(self, count: int) -> None:
+        """The process got its `count`th SIGTERM/SIGINT (called on the event loop). The first:
+        not ready any more, and the publisher prepares its drain before exit; a later one ends
+        that drain at once (what is left stays in the spool)."""
+        publisher = self.publisher
+        if count == 1:
+            self.stopping = True
+            log.info("stopping: /readyz answers 503; requests in flight are answered, then the spool "
+                     "(if any) is sent to Kafka before exit")
+            if isinstance(publisher, DrainingPublisher):
+                publisher.begin_stopping()
+        elif isinstance(publisher, DrainingPublisher):
+            log.warning("a second stop signal: ending the spool's drain now; what is left stays in the spool")
+            publisher.abandon_drain()
 
     def spawn(self, coroutine: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -266,11 +286,16 @@ def create_app(config: Config, publisher: Publisher, *, foreground: Foreground |
                             foreground=foreground)
     if isinstance(publisher, SpoolReporter):
         context.metrics.watch_spool(publisher.spool_stats)
+    if isinstance(publisher, DrainingPublisher):
+        context.metrics.watch_shutdown_drains(publisher.shutdown_drains)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        if context.stopping:
+            return JSONResponse({"status": "not ready", "reason": "stopping: answering the requests in flight, "
+                                 "then sending the spool to Kafka before exit"}, status_code=503)
         if await context.publisher.ready():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready",

@@ -11,7 +11,7 @@ events and rejections of the last hour (60 per-minute buckets per integration: b
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -56,6 +56,26 @@ class IngestMetrics:
     def watch_spool(self, stats: Callable[[], SpoolStats]) -> None:
         """Export the `siemgate_spool_*` metrics of a publisher with a spool."""
         self.registry.register(_SpoolCollector(stats))
+
+    def watch_shutdown_drains(self, outcomes: Callable[[], Mapping[str, int]]) -> None:
+        """Export `siemgate_shutdown_drain_total{outcome}` of a publisher that drains before exit."""
+        self.registry.register(_DrainCollector(outcomes))
+
+
+class _DrainCollector:
+    def __init__(self, outcomes: Callable[[], Mapping[str, int]]) -> None:
+        self._outcomes = outcomes
+
+    def collect(self) -> Iterator[Metric]:
+        drains = CounterMetricFamily(
+            "siemgate_shutdown_drain",
+            "Drains of the spool before exit, by outcome: empty, drained, timeout (events left in the spool), "
+            "unreachable (Kafka away: events left in the spool).",
+            labels=["outcome"],
+        )
+        for outcome, count in self._outcomes().items():
+            drains.add_metric([outcome], count)
+        yield drains
 
 
 class _SpoolCollector:

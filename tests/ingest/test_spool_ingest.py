@@ -249,7 +249,8 @@ async def test_full_spool_with_kafka_back_sends_to_kafka_directly(
 
 async def test_unwritable_spool_with_kafka_down_is_503(private_tansu: TansuFactory, tmp_path: Path) -> None:
     tansu = private_tansu()
-    config = config_for(tmp_path, tansu)
+    # Kafka stays down to the end: no drain before exit (it would wait for Kafka until the timeout).
+    config = config_for(tmp_path, tansu, drain_timeout_seconds=0)
     async with spooling_ingest(config) as ingest, httpx.AsyncClient(timeout=30) as client:
         sender = Sender(ingest.webhook())
         assert await sender.send(client) == 200
