@@ -123,3 +123,29 @@ def test_the_partial_views_agree_with_the_envelope() -> None:
     assert {field.name: field.type for field in msgspec.structs.fields(EnvelopeEvent)} == {"event": msgspec.Raw}
     assert envelope["event"] is msgspec.Raw
     assert msgspec.structs.fields(DeadLetterValue)[-1].type is msgspec.Raw
+
+
+def test_severity_is_spelled_out_once() -> None:
+    """`Severity` and the four severities are written in siemgate/record.py only; every other
+    module uses record.Severity / record.SEVERITIES."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "siemgate"
+    four = {"high", "medium", "low", "unknown"}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "record.py" and path.parent == root or "testing" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(isinstance(t, ast.Name) and t.id == "Severity" for t in targets):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: defines Severity")
+            if isinstance(node, ast.Tuple | ast.List | ast.Set | ast.Subscript):
+                elements = node.slice.elts if isinstance(node, ast.Subscript) and isinstance(
+                    node.slice, ast.Tuple) else getattr(node, "elts", [])
+                values = {e.value for e in elements if isinstance(e, ast.Constant)}
+                if values == four and len(elements) == 4:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: spells out the severities")
+    assert not found, "use siemgate.record.Severity / SEVERITIES:\n" + "\n".join(found)

@@ -17,12 +17,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from siemgate.errors import ConfigError, SiemgateError
 from siemgate.forwarders.normalize import NormalizedEvent
-
-Severity = Literal["high", "medium", "low", "unknown"]
+from siemgate.record import Severity
 
 
 class SinkError(SiemgateError):
