@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Literal
 
 from siemgate.admin.status import link_id
 from siemgate.config import IntegrationConfig
-from siemgate.errors import SiemgateError
-from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
+from siemgate.errors import ConfirmationRefused, SiemgateError
+from siemgate.ingest.confirmation_fetch import request_link
 
 if TYPE_CHECKING:
     from siemgate.ingest.app import IngestContext

@@ -41,9 +41,9 @@ from collections.abc import AsyncIterator, Sequence
 from aiokafka.errors import KafkaError
 
 from siemgate.bus.kafka import KafkaPublisher, ensure_topics
-from siemgate.bus.spool import Spool, Spooled, SpoolError, SpoolFull, SpoolStats
+from siemgate.bus.spool import Spool, Spooled, SpoolStats
 from siemgate.config import KafkaConfig, SpoolConfig
-from siemgate.errors import BusUnavailable, RecordTooLarge
+from siemgate.errors import BusUnavailable, RecordTooLarge, SpoolError, SpoolFull
 from siemgate.record import Record
 
 log = logging.getLogger("siemgate.bus.spooling")

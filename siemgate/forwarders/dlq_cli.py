@@ -19,12 +19,11 @@ import msgspec
 
 from siemgate.bus.base import Bus, Consumer, Message, Partition
 from siemgate.config import Config
-from siemgate.errors import BusError
+from siemgate.errors import BusError, RetryableSinkError, SinkAuthError
 from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, dlq_topic
 from siemgate.forwarders.normalize import Normalizer
 from siemgate.forwarders.runtime import group_id
 from siemgate.forwarders.service import selected_sinks
-from siemgate.forwarders.sinks.base import RetryableSinkError, SinkAuthError
 from siemgate.forwarders.sinks.registry import create_sink
 from siemgate.record import dead_letter_decoder
 

@@ -29,12 +29,22 @@ from starlette.routing import BaseRoute, Route
 
 from siemgate.bus.base import Publisher
 from siemgate.config import Config, IntegrationConfig
-from siemgate.errors import BusUnavailable, RecordTooLarge, SiemgateError
+from siemgate.errors import (
+    BadGzip,
+    BodyError,
+    BusUnavailable,
+    ConfirmationRefused,
+    InvalidBatch,
+    NotJson,
+    RecordTooLarge,
+    SiemgateError,
+    TooManyEvents,
+)
 from siemgate.foreground import Foreground
 from siemgate.ingest.auth import authenticated
-from siemgate.ingest.batch import Batch, BatchParser, InvalidBatch, NotJson, TooManyEvents
-from siemgate.ingest.body import BadGzip, BodyError, content_coding, read_body
-from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
+from siemgate.ingest.batch import Batch, BatchParser
+from siemgate.ingest.body import content_coding, read_body
+from siemgate.ingest.confirmation_fetch import request_link
 from siemgate.ingest.confirmation_store import ConfirmationStore
 from siemgate.ingest.metrics import IngestMetrics, SpoolReporter
 from siemgate.ingest.peer import allowed, client_address

@@ -10,6 +10,8 @@ with a config type (a `SinkSettings` subclass) and a `Sink` subclass, registered
       raises RetryableSinkError             nothing (more) was confirmed: retry the batch later
       raises SinkAuthError                  credentials refused: pause the sink, alert, retry
       raises SinkRefusedError               (a SinkAuthError) refused for another reason an operator must fix
+
+The errors are siemgate.errors'; the runtime handles them as its tree says.
 """
 
 from __future__ import annotations
@@ -19,29 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from siemgate.errors import ConfigError, SiemgateError
+from siemgate.errors import ConfigError
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.record import Severity
-
-
-class SinkError(SiemgateError):
-    """A sink could not deliver."""
-
-
-class RetryableSinkError(SinkError):
-    """The whole batch may succeed later: connection refused or reset, timeout, 429, 5xx, busy."""
-
-
-class SinkAuthError(SinkError):
-    """The sink refused our credentials (401/403, bad token, TLS client cert refused).
-
-    Retrying cannot help until an operator fixes it; the events are kept, never dropped."""
-
-
-class SinkRefusedError(SinkAuthError):
-    """The sink refuses every event for a reason only an operator can fix, other than
-    credentials: an index the token may not write, indexer acknowledgement off on a token
-    the config says has it. Handled like SinkAuthError: the sink pauses, alerts, retries."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -52,20 +52,17 @@ from typing import Any, ClassVar, Final, Literal
 import httpx
 import orjson
 
-from siemgate.errors import ConfigError
-from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.forwarders.sinks.base import (
+from siemgate.errors import (
+    ConfigError,
     RetryableSinkError,
-    SendResult,
-    Sink,
     SinkAuthError,
+    SinkBusy,
     SinkError,
     SinkRefusedError,
-    SinkSettings,
-    TlsSettings,
 )
+from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
 from siemgate.forwarders.sinks.http import (
-    Busy,
     HttpBatchSettings,
     HttpEndpoint,
     check_url,
@@ -274,7 +271,7 @@ class SplunkHecSink(Sink):
                                 f"fix sinks[{self.name}].token")
         if code in _REFUSED:
             raise SinkRefusedError(f"{self._endpoint.url}: HEC code {code} ({text}): {_REFUSED[code]}")
-        raise Busy(f"{self._endpoint.url}: HTTP {status}" + (f", code {code}" if code is not None else "") +
+        raise SinkBusy(f"{self._endpoint.url}: HTTP {status}" + (f", code {code}" if code is not None else "") +
                     f": {text}")
 
     def _accepted(self, chunk: list[int], answer: dict[str, Any], progress: _Progress) -> None:
