@@ -97,13 +97,6 @@ def unrepresentable(data: bytes) -> str | None:
     except (ValueError, RecursionError) as exc:
         return str(exc)
     return None
-    try:
-        dumps(loads(data))
-    except RecursionError:
-        return "it is nested deeper than the JSON libraries allow"
-    except (ValueError, TypeError) as exc:
-        return str(exc)
-    return None
 
 
 def event_id(event: object, integration: str, fields: Sequence[str]) -> str:
