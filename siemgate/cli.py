@@ -1,4 +1,4 @@
-"""The `siemgate` command (SPEC.md "Commands")."""
+"""The `siemgate` command (docs/SPEC.md, "Commands")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The record contract: one bus record per event (docs/SPEC.md, "The record contract").
+"""The record contract: one bus record per event (docs/DESIGN.md, "The record contract").
 
     {"v":1,"id":"...","kind":"event","integration":"appsec-prod","severity":"high",
      "received_at":"2026-11-28T21:00:00.123456Z","batch":"...","seq":17,

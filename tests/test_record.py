@@ -1,4 +1,4 @@
-"""The record contract (docs/SPEC.md, "The record contract"): one `Envelope` definition, written
+"""The record contract (docs/DESIGN.md, "The record contract"): one `Envelope` definition, written
 by the ingest, read by the forwarders, carried by dead letters; records already on a bus stay
 readable."""
 

@@ -4,7 +4,7 @@ What a 200 means: every event of the batch is durable. With `siemgate ingest` on
 publisher is a `SpoolingPublisher`: each event is acknowledged by Kafka (acks=all), or, when
 Kafka does not acknowledge within `bus.spool.ack_deadline_seconds`, fsync'd in the local
 spool, from which it goes to Kafka once Kafka takes writes again (after a restart too).
-Everything else the sender sees is deliberate, because it never resends (SPEC.md "HTTP"):
+Everything else the sender sees is deliberate, because it never resends (docs/SPEC.md, "HTTP"):
 401/403 only for real authentication failures (they disable the integration), 400/413 with
 the body quarantined, 503 only when the publisher cannot make the batch durable at all
 (Kafka unavailable AND the spool full or unwritable), logged as data loss.

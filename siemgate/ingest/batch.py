@@ -1,4 +1,4 @@
-"""From a request body to bus records: batch shapes (SPEC.md "HTTP") and the record contract.
+"""From a request body to bus records: batch shapes (docs/SPEC.md, "HTTP") and the record contract.
 
 Accepted: a JSON array of events; an object holding the array under one of the
 integration's `batch_keys`; or a single object (the vendor's confirmation and test messages

@@ -13,7 +13,7 @@ Requests are NDJSON, gzip'd, at most `batch.max_bytes` (before gzip) each, with
 (the `encoded` value of the Create API key answer, or `id:api_key`) or `username` +
 `password`.
 
-What each answer does (protocols.md 2.2-2.6):
+What each answer does (docs/PROTOCOLS.md 2.2-2.6):
 
 - Per item: 2xx delivered; 409 a duplicate (delivered, counted apart); 429, 5xx and 403
   cluster blocks sent again alone, with backoff; any other 4xx (mapping errors, ...) to the

@@ -18,7 +18,7 @@ name. `event_format: cim` (default) shapes `event` with the CIM names SOC search
 (`severity` is one of high/medium/low/unknown, `severity_id` 4/3/2/0 on the OCSF scale
 Splunk's add-ons use); `event_format: original` sends the vendor's event as it came.
 
-What each answer does (protocols.md 1.5, 1.8):
+What each answer does (docs/PROTOCOLS.md 1.5, 1.7, 1.8):
 
 - 200, code 0 (or the 24/25 "approaching capacity" warnings): accepted. With `ack: true`
   the answer's `ackId` is polled on `/services/collector/ack` (first after 10 ms, then
