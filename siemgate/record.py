@@ -184,6 +184,8 @@ class DeadLetterValue(msgspec.Struct):
 _encode: Final = msgspec.json.Encoder().encode
 # Strict: a value that is not exactly an Envelope (a field missing or of another type, another
 # version, not JSON) raises msgspec.DecodeError, a ValueError; `decode` reads any record.
+# msgspec recurses on nested JSON: nesting deeper than the recursion limit allows where it is
+# called raises RecursionError (orjson's fixed limit is 1024 levels).
 envelope_decoder: Final = msgspec.json.Decoder(Envelope)
 envelope_event_decoder: Final = msgspec.json.Decoder(EnvelopeEvent)
 dead_letter_decoder: Final = msgspec.json.Decoder(DeadLetterValue)
@@ -198,6 +200,21 @@ def encode_value(value: Envelope | DeadLetterValue) -> bytes:
 # Stands for the fields that differ from record to record in an encoded Envelope: a raw zero
 # byte, which JSON text never holds (a string escapes it as \u0000).
 _HOLE: Final = msgspec.Raw(b"\0")
+
+
+def event_in(value: bytes, ident: str, kind: Kind, integration: str, severity: Severity, received_at: str,
+             batch: str, seq: int, peer: str) -> bytes | None:
+    """The event's bytes in the record `value`, when `value` is exactly the Envelope of these
+    fields (as the ingest writes it); else None. Found by encoding the Envelope around a hole,
+    so the event is not parsed: cheap, and at any depth of nesting."""
+    try:
+        head, end = _encode(Envelope(VERSION, ident, kind, integration, severity, received_at, batch, seq, peer,
+                                     _HOLE)).split(b"\0")
+    except (TypeError, ValueError):  # not what a writer could have written (a lone surrogate ...)
+        return None
+    if len(value) > len(head) + len(end) and value.startswith(head) and value.endswith(end):
+        return value[len(head) : len(value) - len(end)]
+    return None
 
 
 class BatchEncoder:
@@ -261,10 +278,11 @@ def decode(value: bytes) -> Mapping[str, object]:
     mistyped fields). Raises ValueError for a value that is not a v1 record.
 
     Numbers are read as the forwarders read events (`json_decoder`: integers beyond 64 bits
-    exactly); what msgspec refuses (a float beyond a double, a lone surrogate) by `loads`."""
+    exactly); what msgspec refuses (a float beyond a double, a lone surrogate, nesting deeper
+    than Python's recursion limit allows here) by `loads`."""
     try:
         decoded = json_decoder.decode(value)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         decoded = loads(value)
     if not isinstance(decoded, dict) or decoded.get("v") != VERSION:
         raise ValueError("not a siemgate record (v1)")

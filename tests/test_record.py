@@ -23,6 +23,7 @@ from siemgate.record import (
     dumps,
     encode_value,
     envelope_decoder,
+    event_in,
 )
 
 # Written by siemgate before the envelope became a msgspec.Struct (commit d0a308e: bytes joined
@@ -149,3 +150,30 @@ def test_severity_is_spelled_out_once() -> None:
                 if values == four and len(elements) == 4:
                     found.append(f"{path.relative_to(root)}:{node.lineno}: spells out the severities")
     assert not found, "use siemgate.record.Severity / SEVERITIES:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("depth", [100, 990, 1020])
+def test_deeply_nested_events_read_as_before(depth: int) -> None:
+    """msgspec gives up where Python's recursion limit says (less deep than orjson's 1024
+    levels, depending on the stack): such a record is still read, by the lenient path."""
+    event_bytes = b'{"a":' * depth + b"1" + b"}" * depth
+    value = _encoder().encode(event_id="deep", kind="event", severity="low", seq=0, event_bytes=event_bytes).value
+    normalized = Normalizer().normalize(value)
+    assert (normalized.id, normalized.severity) == ("deep", "low")
+    inner = normalized.event
+    for _ in range(depth):  # walked, not compared: == recurses too
+        assert isinstance(inner, dict) and list(inner) == ["a"]
+        inner = inner["a"]
+    assert inner == 1
+    assert normalized.event_bytes() == event_bytes
+
+
+def test_event_in_finds_the_event_only_in_the_exact_envelope() -> None:
+    fields = (EVENT_ID, "event", "appsec-prod", "high", "2026-11-28T21:00:00.123456Z",
+              "0f1e2d3c4b5a69788796a5b4c3d2e1f0", 17, "2001:db8::7")
+    assert event_in(OLD_RECORD, *fields) == RAW_EVENT  # type: ignore[arg-type]
+    assert event_in(OLD_RECORD, *fields[:-1], "203.0.113.7") is None  # type: ignore[arg-type]
+    reordered = b'{"event":' + RAW_EVENT + b"," + OLD_RECORD[1 : OLD_RECORD.index(b',"event":')] + b"}"
+    assert decode(reordered)["id"] == EVENT_ID
+    assert event_in(reordered, *fields) is None  # type: ignore[arg-type]
+    assert event_in(OLD_RECORD, "\ud800", *fields[1:]) is None  # type: ignore[arg-type]

@@ -87,7 +87,7 @@ async def _list(bus: Bus, topic: str, sink: str, out: TextIO) -> int:
                     where = f"{tp.partition}:{record.offset}"
                     try:
                         letter = dead_letter_decoder.decode(record.value or b"")
-                    except msgspec.DecodeError as exc:
+                    except (msgspec.DecodeError, RecursionError) as exc:
                         out.write(f"{where:<18} {'':<21} {'':>8}  {'':<36} not a siemgate dead letter: {exc}\n")
                         continue
                     out.write(f"{where:<18} {letter.failed_at:<21} {letter.attempts:>8}  "

@@ -26,6 +26,7 @@ from siemgate.record import (
     dumps,
     envelope_decoder,
     envelope_event_decoder,
+    event_in,
     json_decoder,
 )
 
@@ -109,11 +110,15 @@ class NormalizedEvent:
         """The vendor's event as the ingest received it, when the record has one (an `Envelope`,
         as the ingest writes records): its exact numbers and no second encoding; else
         `event_json()`. Never contains a line break (NDJSON-safe)."""
+        raw: bytes | None
         try:
             raw = bytes(_decode_envelope_event(self.record).event)
         except msgspec.DecodeError:
-            return dumps(self.event)
-        if b"\n" not in raw and b"\r" not in raw:
+            raw = None
+        except RecursionError:  # nested deeper than msgspec goes here: found without parsing it
+            raw = event_in(self.record, self.id, self.kind, self.integration, self.severity, self.received_at,
+                           self.batch, self.seq, self.peer)
+        if raw is not None and b"\n" not in raw and b"\r" not in raw:
             return raw
         return dumps(self.event)
 
@@ -151,7 +156,7 @@ class Normalizer:
         try:
             envelope = _decode_envelope(value)
             event = _decode_json(envelope.event)
-        except msgspec.DecodeError:  # also ValidationError: not exactly the envelope
+        except (msgspec.DecodeError, RecursionError):  # also ValidationError: not exactly the envelope
             return self._normalize_any(decode(value), value, fields)
         # The envelope as the ingest writes it: its types are checked, the values need no conversion.
         received_at = envelope.received_at
