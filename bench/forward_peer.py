@@ -12,7 +12,7 @@ Two rsyslog configurations, each reading every record from a fresh consumer grou
 
 - `siemgate`, the comparable one, shaped like siemgate's own RFC 5424 output
   (siemgate/forwarders/formats/syslog.py): `mmjsonparse` parses the record; PRI = facility
-  local0 (16) x 8 + the syslog severity of DESIGN.md's table (high 2, medium 4, low 5,
+  local0 (16) x 8 + the syslog severity of docs/DESIGN.md's table (high 2, medium 4, low 5,
   unknown 6); TIMESTAMP = the event's own (else `received_at`), HOSTNAME = this machine,
   APP-NAME `siemgate`, MSGID = the event type; one structured-data element
   `[siemgate@32473 id=.. kind=.. integration=.. severity=..]` plus `rule`, `rule_id`,
@@ -94,7 +94,7 @@ Mode = Literal["siemgate", "passthrough"]
 MODES: Final[tuple[Mode, ...]] = ("siemgate", "passthrough")
 RSYSLOGD: Final = "rsyslogd"
 RSYSLOG_MODULES: Final = Path("/usr/lib/x86_64-linux-gnu/rsyslog")
-# RFC 5424 severity per record severity (DESIGN.md); facility local0, siemgate's default.
+# RFC 5424 severity per record severity (docs/DESIGN.md); facility local0, siemgate's default.
 FACILITY: Final = 16
 SYSLOG_SEVERITY: Final[Mapping[str, int]] = {"high": 2, "medium": 4, "low": 5, "unknown": 6}
 SD_ID: Final = "siemgate@32473"

@@ -59,7 +59,7 @@ async def check_kafka(config: KafkaConfig, timeout: float) -> list[CheckResult]:
 
 
 async def check_sink(sink: SinkConfig, timeout: float) -> CheckResult:
-    from siemgate.forwarders.sinks.base import SinkError
+    from siemgate.errors import SinkError
     from siemgate.forwarders.sinks.registry import create_sink
 
     name = f"sink {sink.name}"

@@ -1,4 +1,4 @@
-"""The `siemgate` command (SPEC.md "Commands"): the command-line front of the composition
+"""The `siemgate` command (docs/SPEC.md, "Commands"): the command-line front of the composition
 root. The long-running processes are built by siemgate.serve; the one-shot commands call
 their module (dlq, check, es-setup, confirm ...)."""
 

@@ -1,4 +1,4 @@
-"""siemgate's configuration: the YAML file of SPEC.md, as frozen dataclasses.
+"""siemgate's configuration: the YAML file of docs/SPEC.md, as frozen dataclasses.
 
 `load_config(path)` reads, expands `${VAR}`, validates everything and returns a `Config`,
 or raises one `ConfigError` whose message is a single line naming the key path.

@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from siemgate.config import Config, parse_config
 from siemgate.config_loader import secret_files
-from siemgate.errors import ConfigError, SiemgateError
+from siemgate.errors import ConfigError, ReloadFailed
 from siemgate.metrics import Exposed
 
 log = logging.getLogger("siemgate.reload")
@@ -48,10 +48,6 @@ class Reloadable(Protocol):
     async def apply_config(self, config: Config) -> None:
         """Swap the new config in. Raises ReloadFailed (with the old config still in force for
         this part) when it cannot."""
-
-
-class ReloadFailed(SiemgateError):
-    """A part of the process could not apply a valid config."""
 
 
 def restart_needed(old: Config, new: Config) -> list[str]:

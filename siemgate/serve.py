@@ -37,12 +37,13 @@ from siemgate.admin.status import Process, StatusSources
 from siemgate.bus.embedded import EmbeddedLog
 from siemgate.bus.open import open_bus
 from siemgate.config import Config, ConfirmationConfig
+from siemgate.errors import ConfirmationRefused
 from siemgate.foreground import Foreground
 from siemgate.forwarders.runtime import group_id
 from siemgate.forwarders.service import ForwardService, run_with_endpoints, selected_sinks
 from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
-from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
+from siemgate.ingest.confirmation_fetch import request_link
 from siemgate.ingest.server import ingest_server
 from siemgate.metrics import Exposed
 from siemgate.reload import ConfigReloader, reloading

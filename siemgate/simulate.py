@@ -1,9 +1,10 @@
 """`siemgate simulate`: behave like the Application Security webhook sender.
 
-What the sender does (DESIGN.md, seeds/000): it posts batches of up to 500 events, one at a
-time per integration (the next batch waits for the HTTP answer to the previous one); it
-first sends a confirmation message holding a link, and can send a test message; it never
-resends a batch answered with anything but 200, and it disables the integration on 401/403.
+What the sender does (docs/DESIGN.md, "What the sender does, and what that forces on us"): it
+posts batches of up to 500 events, one at a time per integration (the next batch waits for
+the HTTP answer to the previous one); it first sends a confirmation message holding a link,
+and can send a test message; it never resends a batch answered with anything but 200, and it
+disables the integration on 401/403.
 
 So this simulator:
 

@@ -31,6 +31,7 @@ from siemgate.admin.confirm import Confirmer, Outcome
 from siemgate.admin.page import Flash, login_page, message_page, status_page
 from siemgate.admin.status import Status, StatusSources, build_status
 from siemgate.config import AdminConfig
+from siemgate.errors import SiemgateError
 
 MAX_FORM_BYTES: Final = 16 * 1024
 _OUTCOMES: Final = ("confirmed", "failed", "newer-link", "not-pending", "state-error")
@@ -77,8 +78,8 @@ def _html(body: str, nonce: str, status_code: int = 200) -> HTMLResponse:
     return response
 
 
-class _FormTooLarge(Exception):
-    pass
+class _FormTooLarge(SiemgateError):
+    """A form over MAX_FORM_BYTES (answered 413; never raised out of this module)."""
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -13,6 +13,7 @@ from typing import Final, Literal
 from urllib.parse import quote
 
 from siemgate.admin.status import IntegrationStatus, SinkStatus, SpoolStatus, Status
+from siemgate.record import SEVERITIES
 
 REFRESH_SECONDS: Final = 30
 
@@ -302,14 +303,15 @@ def _confirmation(i: IntegrationStatus, csrf: str | None) -> str:
 
 
 def _sinks(sinks: Iterable[SinkStatus]) -> str:
+    lag_heads = "".join(f"<th class=num>{'Lag ' if i == 0 else ''}{severity}</th>"
+                        for i, severity in enumerate(SEVERITIES))
     rows = [
-        "<tr><th>Sink</th><th>State</th><th class=num>Rate (1 min)</th><th class=num>Lag high</th>"
-        "<th class=num>medium</th><th class=num>low</th><th class=num>unknown</th>"
+        "<tr><th>Sink</th><th>State</th><th class=num>Rate (1 min)</th>" + lag_heads +
         "<th class=num>Dead-lettered</th><th class=num>Delivered</th></tr>"
     ]
     for s in sinks:
         lags = "".join(f"<td class=num>{_count(s.lag.get(severity, 0), 'warn-text')}</td>"
-                       for severity in ("high", "medium", "low", "unknown"))
+                       for severity in SEVERITIES)
         rate = '<span class="zero">\u2014</span>' if s.rate_per_second is None else f"{_rate(s.rate_per_second)}/s"
         rows.append(
             f'<tr id="sink-{e(s.name)}" data-sink="{e(s.name)}">'

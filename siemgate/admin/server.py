@@ -20,7 +20,7 @@ import uvicorn
 from siemgate.admin.app import create_admin_app
 from siemgate.admin.status import StatusSources
 from siemgate.config import AdminConfig
-from siemgate.errors import SiemgateError
+from siemgate.errors import AdminListenError
 
 log = logging.getLogger("siemgate.admin")
 
@@ -28,10 +28,6 @@ log = logging.getLogger("siemgate.admin")
 SAMPLE_SECONDS = 5.0
 # A Confirm click may be waiting on a slow vendor (confirmation.timeout_seconds); not longer.
 GRACEFUL_SHUTDOWN_SECONDS = 5
-
-
-class AdminListenError(SiemgateError):
-    """The admin listener cannot listen on admin.host:admin.port."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from typing import Final, TypeVar, cast
 
 import msgspec
 
-from siemgate.errors import BusError
+from siemgate.errors import SpoolError, SpoolFull
 from siemgate.record import Kind, Record, Severity
 
 log = logging.getLogger("siemgate.bus.spool")
@@ -101,14 +101,6 @@ Spooled = tuple[int, Record]
 
 _headers_decoder = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
 _headers_encoder = msgspec.msgpack.Encoder()
-
-
-class SpoolError(BusError):
-    """The spool cannot take or give records: unwritable, corrupted, disk full, in use or closed."""
-
-
-class SpoolFull(SpoolError):
-    """The records would take the spool past `bus.spool.max_bytes`."""
 
 
 @dataclass(frozen=True)

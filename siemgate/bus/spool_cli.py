@@ -20,10 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from siemgate.bus.spool import FILE_NAME, SpoolError
+from siemgate.bus.spool import FILE_NAME
 from siemgate.bus.spooling import SpoolingPublisher
 from siemgate.config import Config
-from siemgate.errors import ConfigError
+from siemgate.errors import ConfigError, SpoolError
 
 
 async def drain_spool(config: Config, timeout: float | None, out: TextIO) -> int:

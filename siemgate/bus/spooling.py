@@ -51,9 +51,9 @@ from typing import Final, Literal
 from aiokafka.errors import KafkaError
 
 from siemgate.bus.kafka import KafkaPublisher, ensure_topics
-from siemgate.bus.spool import Spool, Spooled, SpoolError, SpoolFull, SpoolStats
+from siemgate.bus.spool import Spool, Spooled, SpoolStats
 from siemgate.config import KafkaConfig, SpoolConfig
-from siemgate.errors import BusUnavailable, RecordTooLarge
+from siemgate.errors import BusUnavailable, RecordTooLarge, SiemgateError, SpoolError, SpoolFull
 from siemgate.record import Record
 
 log = logging.getLogger("siemgate.bus.spooling")
@@ -89,7 +89,7 @@ class DrainReport:
     kafka_problem: str | None = None
 
 
-class _Halted(Exception):
+class _Halted(SiemgateError):
     """The drainer was asked to stop and has finished its spool write."""
 
 

@@ -1,7 +1,7 @@
 """Dead letters: events a sink refused for good go to `<prefix>.dlq.<sink>`, never vanish.
 
-A dead letter's value is JSON: the sink, the reason, the attempt count, when, and the
-original record spliced in byte for byte. Its key is the event id; its headers carry
+A dead letter's value is a `siemgate.record.DeadLetterValue`: the sink, the reason, the
+attempt count, when, and the original record, byte for byte. Its key is the event id; its headers carry
 `sink`, `reason`, `kind` and `severity`. `siemgate dlq list|replay` reads them back.
 """
 
@@ -11,11 +11,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
+import msgspec
 
 from siemgate.bus.base import Publisher
 from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.record import Record, canonical_severity
+from siemgate.record import DeadLetterValue, Record, canonical_severity, encode_value
 
 
 def dlq_topic(prefix: str, sink: str) -> str:
@@ -30,17 +30,11 @@ class DeadLetter:
 
 
 def encode(sink: str, letter: DeadLetter) -> bytes:
-    head = orjson.dumps(
-        {
-            "sink": sink,
-            "reason": letter.reason,
-            "attempts": letter.attempts,
-            "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "id": letter.event.id,
-        }
-    )
-    # The original record last, spliced in: it is kept exactly as it was on the bus.
-    return head[:-1] + b',"record":' + letter.event.record + b"}"
+    """The dead letter's value; the original record is kept exactly as it was on the bus."""
+    return encode_value(DeadLetterValue(
+        sink, letter.reason, letter.attempts, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), letter.event.id,
+        msgspec.Raw(letter.event.record),
+    ))
 
 
 class DeadLetterWriter:

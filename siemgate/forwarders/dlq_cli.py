@@ -14,18 +14,18 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TextIO
 
-import orjson
+import msgspec
 
 from siemgate.bus.base import Bus, Consumer, Message, Partition
 from siemgate.bus.open import open_bus
 from siemgate.config import Config
-from siemgate.errors import BusError
+from siemgate.errors import BusError, RetryableSinkError, SinkAuthError
 from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, dlq_topic
 from siemgate.forwarders.normalize import Normalizer
 from siemgate.forwarders.runtime import group_id
 from siemgate.forwarders.service import selected_sinks
-from siemgate.forwarders.sinks.base import RetryableSinkError, SinkAuthError
 from siemgate.forwarders.sinks.registry import create_sink
+from siemgate.record import dead_letter_decoder
 
 IDLE_SECONDS = 2.0
 _RUN_HEADER = "replay-run"
@@ -65,11 +65,15 @@ async def _list(bus: Bus, topic: str, sink: str, out: TextIO) -> int:
         async for fetched in _drain(consumer):
             for tp, records in sorted(fetched.items()):
                 for record in records:
-                    letter = orjson.loads(record.value or b"{}")
                     count += 1
                     where = f"{tp.partition}:{record.offset}"
-                    out.write(f"{where:<18} {letter.get('failed_at', ''):<21} {letter.get('attempts', 0):>8}  "
-                              f"{letter.get('id', ''):<36} {letter.get('reason', '')}\n")
+                    try:
+                        letter = dead_letter_decoder.decode(record.value or b"")
+                    except (msgspec.DecodeError, RecursionError) as exc:
+                        out.write(f"{where:<18} {'':<21} {'':>8}  {'':<36} not a siemgate dead letter: {exc}\n")
+                        continue
+                    out.write(f"{where:<18} {letter.failed_at:<21} {letter.attempts:>8}  "
+                              f"{letter.id:<36} {letter.reason}\n")
     finally:
         await consumer.stop()
     out.write(f"\n{count} dead letter(s) for sink {sink}\n")
@@ -107,20 +111,21 @@ async def _replay(config: Config, bus: Bus, sink_name: str, out: TextIO) -> int:
     try:
         async for fetched in _drain(consumer):
             letters = [
-                (record, orjson.loads(record.value or b"{}"))
+                dead_letter_decoder.decode(record.value or b"")
                 for records in fetched.values()
                 for record in records
                 if dict(record.headers).get(_RUN_HEADER) != run_id
             ]
             if letters:
-                events = [normalizer.normalize(orjson.dumps(letter["record"])) for _, letter in letters]
+                # The record exactly as it was on the bus.
+                events = [normalizer.normalize(bytes(letter.record)) for letter in letters]
                 try:
                     result = await sink.send(events)
                 except (RetryableSinkError, SinkAuthError) as exc:
                     out.write(f"the sink is not accepting events ({exc}); nothing more replayed\n")
                     return 1
                 rejected = dict(result.rejected)
-                again = [DeadLetter(events[i], reason, int(letters[i][1].get("attempts", 0)) + 1)
+                again = [DeadLetter(events[i], reason, letters[i].attempts + 1)
                          for i, reason in rejected.items()]
                 if again:
                     await writer.write(again, extra_headers=[(_RUN_HEADER, run_id)])

@@ -1,4 +1,4 @@
-"""The forwarders' Prometheus metrics (SPEC.md "Metrics"), on a registry of their own.
+"""The forwarders' Prometheus metrics (docs/SPEC.md, "Metrics"), on a registry of their own.
 
 `ForwardMetrics.read()` gives the current values per sink to the status page (siemgate.admin).
 """

@@ -47,12 +47,12 @@ from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_excepti
 
 from siemgate.bus.base import Bus, Consumer, Message, Partition, Publisher
 from siemgate.config import Config
-from siemgate.errors import BusError, CommitRefused
+from siemgate.errors import BusError, CommitRefused, RetryableSinkError, SiemgateError, SinkAuthError, SinkRefusedError
 from siemgate.foreground import Foreground, yield_loop
 from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, reason_label
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer, passes
-from siemgate.forwarders.sinks.base import RetryableSinkError, Sink, SinkAuthError, SinkRefusedError, SinkSettings
+from siemgate.forwarders.sinks.base import Sink, SinkSettings
 from siemgate.record import SEVERITIES, Severity, canonical_severity
 
 log = logging.getLogger("siemgate.forward")
@@ -77,12 +77,14 @@ class _Pending:
     attempts: int = 0
 
 
-class _ItemsToRetry(Exception):
-    """Some events of the batch were refused for now (e.g. a bulk item answered 429)."""
+class _ItemsToRetry(SiemgateError):
+    """Some events of the batch were refused for now (e.g. a bulk item answered 429).
+    Never raised out of this module (siemgate.errors draws it)."""
 
 
-class _Abandoned(Exception):
-    """Shutting down: the batch in flight is left uncommitted, for redelivery."""
+class _Abandoned(SiemgateError):
+    """Shutting down: the batch in flight is left uncommitted, for redelivery. Never raised
+    out of this module (siemgate.errors draws it)."""
 
 
 def group_id(config: Config, sink: str) -> str:

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from siemgate.bus.base import Bus, Publisher
 from siemgate.config import Config, SinkConfig
-from siemgate.errors import BusError, ConfigError, SiemgateError
+from siemgate.errors import BusError, ConfigError, ForwarderFailed, ReloadFailed
 from siemgate.foreground import Foreground
 from siemgate.forwarders.deadletter import dlq_topic
 from siemgate.forwarders.metrics import ForwardMetrics
@@ -34,13 +34,8 @@ from siemgate.forwarders.normalize import Normalizer
 from siemgate.forwarders.runtime import SinkForwarder
 from siemgate.forwarders.sinks.registry import create_sink
 from siemgate.gc_tuning import tune_gc
-from siemgate.reload import ReloadFailed
 
 log = logging.getLogger("siemgate.forward")
-
-
-class ForwarderFailed(SiemgateError):
-    """A forwarder stopped on an unexpected error (a bug): the process exits non-zero."""
 
 
 def selected_sinks(config: Config, names: Sequence[str]) -> list[SinkConfig]:

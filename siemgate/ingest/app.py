@@ -4,7 +4,7 @@ What a 200 means: every event of the batch is durable. With `siemgate ingest` on
 publisher is a `SpoolingPublisher`: each event is acknowledged by Kafka (acks=all), or, when
 Kafka does not acknowledge within `bus.spool.ack_deadline_seconds`, fsync'd in the local
 spool, from which it goes to Kafka once Kafka takes writes again (after a restart too).
-Everything else the sender sees is deliberate, because it never resends (SPEC.md "HTTP"):
+Everything else the sender sees is deliberate, because it never resends (docs/SPEC.md, "HTTP"):
 401/403 only for real authentication failures (they disable the integration), 400/413 with
 the body quarantined, 503 only when the publisher cannot make the batch durable at all
 (Kafka unavailable AND the spool full or unwritable), logged as data loss.
@@ -32,12 +32,22 @@ from starlette.routing import BaseRoute, Route
 
 from siemgate.bus.base import DrainingPublisher, Publisher, SpoolReporter
 from siemgate.config import Config, IntegrationConfig
-from siemgate.errors import BusUnavailable, RecordTooLarge, SiemgateError
+from siemgate.errors import (
+    BadGzip,
+    BodyError,
+    BusUnavailable,
+    ConfirmationRefused,
+    InvalidBatch,
+    NotJson,
+    RecordTooLarge,
+    SiemgateError,
+    TooManyEvents,
+)
 from siemgate.foreground import Foreground
 from siemgate.ingest.auth import authenticated
-from siemgate.ingest.batch import Batch, BatchParser, InvalidBatch, NotJson, TooManyEvents
-from siemgate.ingest.body import BadGzip, BodyError, content_coding, read_body
-from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
+from siemgate.ingest.batch import Batch, BatchParser
+from siemgate.ingest.body import content_coding, read_body
+from siemgate.ingest.confirmation_fetch import request_link
 from siemgate.ingest.confirmation_store import ConfirmationStore
 from siemgate.ingest.metrics import IngestMetrics
 from siemgate.ingest.peer import allowed, client_address

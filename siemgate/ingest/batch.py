@@ -1,4 +1,4 @@
-"""From a request body to bus records: batch shapes (SPEC.md "HTTP") and the record contract.
+"""From a request body to bus records: batch shapes (docs/SPEC.md, "HTTP") and the record contract.
 
 Accepted: a JSON array of events; an object holding the array under one of the
 integration's `batch_keys`; or a single object (the vendor's confirmation and test messages
@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from siemgate.config import IntegrationConfig
+from siemgate.errors import InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.confirmation import ControlPrefilter, classify, confirmation_link
 from siemgate.record import (
     BatchEncoder,
@@ -35,18 +36,6 @@ from siemgate.record import (
     loads,
     unrepresentable,
 )
-
-
-class NotJson(ValueError):
-    """The body is not JSON (or not UTF-8)."""
-
-
-class InvalidBatch(ValueError):
-    """The body is JSON but not a batch of events."""
-
-
-class TooManyEvents(ValueError):
-    """More events than `limits.max_events_per_batch`."""
 
 
 class Events(NamedTuple):

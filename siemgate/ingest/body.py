@@ -9,33 +9,7 @@ import asyncio
 import zlib
 from collections.abc import AsyncIterator
 
-
-class BodyError(Exception):
-    """The body cannot be taken; `status` is the answer."""
-
-    status = 400
-
-
-class BodyTooLarge(BodyError):
-    status = 413
-
-
-class UnsupportedEncoding(BodyError):
-    status = 415
-
-
-class BodyTimeout(BodyError):
-    status = 408
-
-
-class BadGzip(BodyError):
-    """Declared gzip but not valid gzip: answered 400, the raw body is quarantined."""
-
-    status = 400
-
-    def __init__(self, message: str, raw: bytes) -> None:
-        super().__init__(message)
-        self.raw = raw
+from siemgate.errors import BadGzip, BodyTimeout, BodyTooLarge, UnsupportedEncoding
 
 
 def content_coding(header: str | None) -> str:

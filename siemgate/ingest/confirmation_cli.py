@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from siemgate.config import Config
-from siemgate.errors import ConfigError
-from siemgate.ingest.confirmation_fetch import ConfirmationRefused, request_link
-from siemgate.ingest.confirmation_store import ConfirmationEntry, ConfirmationStateError, ConfirmationStore
+from siemgate.errors import ConfigError, ConfirmationRefused, ConfirmationStateError
+from siemgate.ingest.confirmation_fetch import request_link
+from siemgate.ingest.confirmation_store import ConfirmationEntry, ConfirmationStore
 
 _HEADER = ("INTEGRATION", "STATE", "LINK", "RECEIVED", "LAST ERROR")
 

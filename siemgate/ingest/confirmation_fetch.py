@@ -36,7 +36,7 @@ import httpx
 
 from siemgate import __version__
 from siemgate.config import ConfirmationConfig
-from siemgate.errors import SiemgateError
+from siemgate.errors import ConfirmationRefused
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -44,14 +44,6 @@ MAX_REDIRECTS: Final = 5
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 _USER_AGENT: Final = f"siemgate/{__version__} (webhook confirmation)"
-
-
-class ConfirmationRefused(SiemgateError):
-    """The confirmation link was not requested, or not successfully: `reason` says why."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,17 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal
 
-from siemgate.errors import SiemgateError
+from siemgate.errors import ConfirmationStateError
 
 FILE_NAME: Final = "confirmations.json"
 _VERSION: Final = 1
 
 State = Literal["pending", "confirmed"]
 Via = Literal["auto", "cli", "admin"]
-
-
-class ConfirmationStateError(SiemgateError):
-    """The confirmation state file cannot be read or written; the message names the file."""
 
 
 @dataclass(frozen=True, slots=True)

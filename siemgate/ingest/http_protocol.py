@@ -12,14 +12,12 @@ from typing import Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from siemgate.errors import HeadTooLarge
+
 # Far above any real request head (the sender's are < 1 KiB), and above the largest chunk a
 # read returns, so a chunk holding a small head and the start of the body never trips it.
 MAX_HEAD_BYTES: Final = 1024 * 1024
 MAX_HEADERS: Final = 256
-
-
-class HeadTooLarge(Exception):
-    pass
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):

@@ -1,4 +1,4 @@
-"""The ingest's Prometheus metrics (SPEC.md, "Metrics"), on a registry of its own.
+"""The ingest's Prometheus metrics (docs/SPEC.md, "Metrics"), on a registry of its own.
 
 The spool's metrics are read from the publisher when Prometheus scrapes (`watch_spool`):
 the publisher keeps plain counters and knows nothing of Prometheus.

@@ -220,7 +220,7 @@ async def test_offsets_end_offsets_and_positions_agree(backend: Backend) -> None
         position = await consumer.position(backend.high)
         assert position == got[-1].offset + 1
         ends = await consumer.end_offsets([backend.high])
-        # Tansu may report an end offset lower than what is consumable (performance-notes.md).
+        # Tansu may report an end offset lower than what is consumable (seen with Tansu).
         assert 0 < ends[backend.high] <= position
         highwater = consumer.highwater(backend.high)
         assert highwater is not None and 0 < highwater <= position

@@ -660,7 +660,7 @@ class Pipeline:
         self.problems: list[str] = []
         # Sinks whose transport has no acknowledgement (TCP syslog), stopped mid-stream by the
         # test: what their receiver had not read yet is lost in transit, as documented
-        # (RELIABILITY.md); up to IN_TRANSIT_MAX events, reported apart, not counted as lost.
+        # (docs/RELIABILITY.md); up to IN_TRANSIT_MAX events, reported apart, not counted as lost.
         self.unacknowledged: set[str] = set()
         self._starts: collections.Counter[str] = collections.Counter()
         self._restarts: collections.Counter[str] = collections.Counter()

@@ -8,7 +8,7 @@ The four outages run concurrently (one test, so the suite stays within its time 
   not reach it anyway; a full disk does.
 - syslog: rsyslogd stopped (SIGTERM) and started again on the same ports. TCP syslog has no
   acknowledgement: what rsyslogd had not read when it stopped is lost in transit (at most the
-  batches in flight); reported apart from "lost" (RELIABILITY.md says so).
+  batches in flight); reported apart from "lost" (docs/RELIABILITY.md says so).
 - Splunk HEC and Elasticsearch: the stand-ins stopped (listening socket closed, every open
   connection dropped) and started again on the same port, their indexed data kept.
 

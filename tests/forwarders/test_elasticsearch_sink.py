@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from siemgate.config import parse_config
+from siemgate.errors import RetryableSinkError, SinkAuthError
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
-from siemgate.forwarders.sinks.base import RetryableSinkError, SinkAuthError
 from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSink, ElasticsearchSinkSettings
 from siemgate.forwarders.sinks.elasticsearch_setup import run_setup
 from siemgate.forwarders.sinks.registry import build_settings

@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from siemgate.errors import RetryableSinkError
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
-from siemgate.forwarders.sinks.base import RetryableSinkError
 from siemgate.forwarders.sinks.file import FileSink, FileSinkSettings
 from siemgate.record import make_record
 

@@ -30,6 +30,7 @@ from siemgate.bus.embedded import EmbeddedBus, EmbeddedLog
 from siemgate.bus.kafka import ensure_topics
 from siemgate.bus.kafka_bus import KafkaBus
 from siemgate.config import Config, parse_config
+from siemgate.errors import RetryableSinkError, SinkAuthError
 from siemgate.foreground import Foreground
 from siemgate.forwarders.deadletter import dlq_topic
 from siemgate.forwarders.dlq_cli import list_dead_letters, replay_dead_letters
@@ -37,14 +38,7 @@ from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
 from siemgate.forwarders.runtime import SinkForwarder, group_id
 from siemgate.forwarders.service import ForwardService
-from siemgate.forwarders.sinks.base import (
-    RetryableSinkError,
-    RetrySettings,
-    SendResult,
-    Sink,
-    SinkAuthError,
-    SinkSettings,
-)
+from siemgate.forwarders.sinks.base import RetrySettings, SendResult, Sink, SinkSettings
 from siemgate.record import Record, Severity, all_topics, canonical_severity, make_record
 from siemgate_standins.broker import Broker
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import trustme
 
+from siemgate.errors import RetryableSinkError, SinkAuthError, SinkError, SinkRefusedError
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
-from siemgate.forwarders.sinks.base import RetryableSinkError, SinkAuthError, SinkError, SinkRefusedError
 from siemgate.forwarders.sinks.registry import build_settings
 from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkSettings
 from siemgate.record import make_record

@@ -18,9 +18,10 @@ import orjson
 import pytest
 import trustme
 
+from siemgate.errors import RetryableSinkError, SinkAuthError
 from siemgate.forwarders.formats.syslog import BOM
 from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.forwarders.sinks.base import RetryableSinkError, SendResult, SinkAuthError
+from siemgate.forwarders.sinks.base import SendResult
 from siemgate.forwarders.sinks.registry import build_settings, create_sink
 from siemgate.forwarders.sinks.syslog import SyslogSink
 from siemgate.record import Severity

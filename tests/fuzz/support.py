@@ -57,7 +57,7 @@ MAX_EVENTS = 1000
 BODY_TIMEOUT = 1.0
 BATCH_KEYS = ("events", "alerts", "data", "items")
 
-# SPEC.md "HTTP": every answer the webhook may give. 503 only when the bus cannot take writes,
+# docs/SPEC.md, "HTTP": every answer the webhook may give. 503 only when the bus cannot take writes,
 # which it always can here, so these tests allow everything else.
 SPEC_CODES = frozenset({200, 400, 401, 403, 408, 413, 415, 503})
 ALLOWED_CODES = SPEC_CODES - {503}

@@ -1,7 +1,7 @@
 """docs/openapi.yaml stays the description of what the ingest really does.
 
 - It is a valid OpenAPI 3.1 document.
-- Every status code of the HTTP contract (SPEC.md "HTTP", and README's "HTTP answers" table,
+- Every status code of the HTTP contract (docs/SPEC.md, "HTTP", and README's "HTTP answers" table,
   the repository's copy of it) is documented, and so is every code the app counts.
 - Its paths and methods are the app's routes (create_app's), no more, no fewer.
 - Every documented answer of the webhook can be produced, and what comes back is what is
@@ -81,7 +81,7 @@ def test_every_answer_of_the_contract_is_documented() -> None:
     webhook, probes = readme_codes()
     assert webhook >= {200, 400, 401, 403, 413, 415, 503}, f"README's table changed shape: {webhook}"
     documented = documented_codes(WEBHOOK, "post")
-    assert documented >= SPEC_CODES, f"SPEC.md codes not documented: {SPEC_CODES - documented}"
+    assert documented >= SPEC_CODES, f"docs/SPEC.md codes not documented: {SPEC_CODES - documented}"
     assert webhook <= documented, f"README codes not documented: {webhook - documented}"
     assert documented_codes("/healthz", "get") == {200}
     assert documented_codes("/readyz", "get") == {200, 503}

@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from siemgate.config import parse_config
-from siemgate.ingest.batch import BatchParser, InvalidBatch, NotJson, TooManyEvents
+from siemgate.errors import InvalidBatch, NotJson, TooManyEvents
+from siemgate.ingest.batch import BatchParser
 from siemgate.record import decode, event_id
 
 CONFIG = parse_config("integrations: [{name: appsec, auth: {header: X-K, values: [vvvv]}}]", {})

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from siemgate.ingest.body import BadGzip, BodyTooLarge, UnsupportedEncoding, content_coding, read_body
+from siemgate.errors import BadGzip, BodyTooLarge, UnsupportedEncoding
+from siemgate.ingest.body import content_coding, read_body
 from siemgate.ingest.peer import allowed, client_address
 
 pytestmark = pytest.mark.anyio

@@ -6,14 +6,9 @@ from pathlib import Path
 import pytest
 
 from siemgate.config import ConfirmationConfig
+from siemgate.errors import ConfirmationRefused
 from siemgate.ingest import confirmation_fetch
-from siemgate.ingest.confirmation_fetch import (
-    ConfirmationRefused,
-    IPAddress,
-    forbidden_address,
-    host_allowed,
-    request_link,
-)
+from siemgate.ingest.confirmation_fetch import IPAddress, forbidden_address, host_allowed, request_link
 from tests.ingest.confirmation_https import Reply, Tls, make_tls, serve
 
 pytestmark = pytest.mark.anyio

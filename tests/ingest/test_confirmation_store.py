@@ -8,11 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from siemgate.ingest.confirmation_store import (
-    ConfirmationStateError,
-    ConfirmationStore,
-    PendingConfirmation,
-)
+from siemgate.errors import ConfirmationStateError
+from siemgate.ingest.confirmation_store import ConfirmationStore, PendingConfirmation
 
 pytestmark = pytest.mark.anyio
 

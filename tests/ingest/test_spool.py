@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from siemgate.bus.spool import FILE_NAME, Spool, SpoolError, SpoolFull, record_sizes
+from siemgate.bus.spool import FILE_NAME, Spool, record_sizes
 from siemgate.config import parse_config
-from siemgate.errors import ConfigError
+from siemgate.errors import ConfigError, SpoolError, SpoolFull
 from siemgate.record import Record, Severity, make_record
 from tests.support import wait_until
 

@@ -1,4 +1,4 @@
-"""The webhook endpoint over real HTTP against a real broker: every row of SPEC.md's HTTP table."""
+"""The webhook endpoint over real HTTP against a real broker: every row of docs/SPEC.md's HTTP table."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ Guarantees:
   control character -> a space; `|` and spaces are left alone (CEF does not escape them).
   The result therefore never contains a CR or LF byte. Everything else, non-ASCII included,
   is UTF-8 as it is.
-- Severity follows DESIGN.md: high 8, medium 5, low 3, unknown the word `Unknown`.
+- Severity follows docs/DESIGN.md: high 8, medium 5, low 3, unknown the word `Unknown`.
 - Signature ID: `TEST` / `CONFIRMATION` for those kinds, else the rule id, else the event
   type, else `event` (at most 1023 characters). Name: the rule name, else the message, else
   the event type, else a fixed text (at most 512 characters).

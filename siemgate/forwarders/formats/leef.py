@@ -15,7 +15,7 @@ Guarantees:
   which comes from the event, `|` becomes `_` and control characters become spaces. Vendor,
   product and version come from the config, which refuses `|` and control characters.
   The result never contains a CR or LF byte.
-- `sev` is QRadar's 1-10 scale, with the CEF numbers of DESIGN.md: high 8, medium 5, low 3.
+- `sev` is QRadar's 1-10 scale, with the CEF numbers of docs/DESIGN.md: high 8, medium 5, low 3.
   For unknown severity `sev` is left out (as for ECS: no number is invented), so QRadar
   applies the severity of the event's QID mapping; `severity=unknown` says so explicitly.
 - EventID: `TEST` / `CONFIRMATION` for those kinds, else the rule id, else the event type,

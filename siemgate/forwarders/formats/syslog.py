@@ -6,8 +6,8 @@ Guarantees of every encoder here (and of `cef` and `leef`, which are carried in 
   byte**: the event travels as compact JSON (which escapes control characters), and control
   characters in header fields and structured-data values are replaced by a space. So LF
   framing can never be broken by the content.
-- Severity follows DESIGN.md: high -> 2 critical, medium -> 4 warning, low -> 5 notice,
-  unknown -> 6 informational. PRI = facility * 8 + severity.
+- Severity follows docs/DESIGN.md, "Severity, per destination": high -> 2 critical,
+  medium -> 4 warning, low -> 5 notice, unknown -> 6 informational. PRI = facility * 8 + severity.
 - The timestamp is the event's own (the normalized `timestamp`), never the send time, except
   in RFC 3164 when the event has none that parses (that format has no nil timestamp).
 
@@ -66,7 +66,7 @@ FACILITIES: Final[Mapping[str, int]] = {
     "local5": 21, "local6": 22, "local7": 23,
 }  # fmt: skip
 
-# RFC 5424 severity per vendor severity (DESIGN.md, "Severity, per destination").
+# RFC 5424 severity per vendor severity (docs/DESIGN.md, "Severity, per destination").
 SYSLOG_SEVERITY: Final[Mapping[Severity, int]] = {"high": 2, "medium": 4, "low": 5, "unknown": 6}
 
 MAX_HOSTNAME: Final = 255

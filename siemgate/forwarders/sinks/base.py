@@ -14,6 +14,8 @@ registry checks once, in `create_sink`, that a config's settings belong to the s
       raises RetryableSinkError             nothing (more) was confirmed: retry the batch later
       raises SinkAuthError                  credentials refused: pause the sink, alert, retry
       raises SinkRefusedError               (a SinkAuthError) refused for another reason an operator must fix
+
+The errors are siemgate.errors'; the runtime handles them as its tree says.
 """
 
 from __future__ import annotations
@@ -23,32 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from siemgate.errors import SiemgateError
+from siemgate.errors import RetryableSinkError, SinkAuthError, SinkError, SinkRefusedError
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.sink_settings import BatchSettings, RetrySettings, SinkSettings, TlsSettings
 
 # Covariant: a Sink[FileSinkSettings] is a Sink[SinkSettings] (the runtime's view).
 SettingsT = TypeVar("SettingsT", bound=SinkSettings, covariant=True)
-
-
-class SinkError(SiemgateError):
-    """A sink could not deliver."""
-
-
-class RetryableSinkError(SinkError):
-    """The whole batch may succeed later: connection refused or reset, timeout, 429, 5xx, busy."""
-
-
-class SinkAuthError(SinkError):
-    """The sink refused our credentials (401/403, bad token, TLS client cert refused).
-
-    Retrying cannot help until an operator fixes it; the events are kept, never dropped."""
-
-
-class SinkRefusedError(SinkAuthError):
-    """The sink refuses every event for a reason only an operator can fix, other than
-    credentials: an index the token may not write, indexer acknowledgement off on a token
-    the config says has it. Handled like SinkAuthError: the sink pauses, alerts, retries."""
 
 
 @dataclass(frozen=True, slots=True)

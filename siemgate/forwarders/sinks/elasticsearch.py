@@ -13,7 +13,7 @@ Requests are NDJSON, gzip'd, at most `batch.max_bytes` (before gzip) each, with
 (the `encoded` value of the Create API key answer, or `id:api_key`) or `username` +
 `password`.
 
-What each answer does (protocols.md 2.2-2.6):
+What each answer does (docs/PROTOCOLS.md 2.2-2.6):
 
 - Per item: 2xx delivered; 409 a duplicate (delivered, counted apart); 429, 5xx and 403
   cluster blocks sent again alone, with backoff; any other 4xx (mapping errors, ...) to the
@@ -39,21 +39,12 @@ from typing import Any, ClassVar, Final
 import httpx
 import orjson
 
-from siemgate.errors import ConfigError
+from siemgate.errors import ConfigError, SinkAuthError, SinkBusy, SinkError, SinkRefusedError
 from siemgate.forwarders.formats.ecs import ecs_document, put_path
 from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.forwarders.sinks.base import (
-    SendResult,
-    Sink,
-    SinkAuthError,
-    SinkError,
-    SinkRefusedError,
-    SinkSettings,
-    TlsSettings,
-)
+from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
 from siemgate.forwarders.sinks.http import (
     DEFAULT_PORTS,
-    Busy,
     HttpBatchSettings,
     HttpEndpoint,
     check_url,
@@ -237,19 +228,19 @@ class ElasticsearchSink(Sink[ElasticsearchSinkSettings]):
         if status == 404:
             raise SinkRefusedError(f"{self._endpoint.url}{self._path}: Elasticsearch answered 404 "
                                    f"({_error_text(response)}): check sinks[{self.name}].url and its target")
-        raise Busy(f"{self._endpoint.url}: HTTP {status}: {_error_text(response)}")
+        raise SinkBusy(f"{self._endpoint.url}: HTTP {status}: {_error_text(response)}")
 
     def _items(self, response: httpx.Response, chunk: list[int], progress: _Progress) -> None:
         try:
             answer = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise Busy(f"{self._endpoint.url}: the bulk answer is not JSON: {short_body(response)}") from None
+            raise SinkBusy(f"{self._endpoint.url}: the bulk answer is not JSON: {short_body(response)}") from None
         if isinstance(answer, dict) and answer.get("errors") is False:
             progress.delivered.update(chunk)
             return
         items = answer.get("items") if isinstance(answer, dict) else None
         if not isinstance(items, list) or len(items) != len(chunk):
-            raise Busy(f"{self._endpoint.url}: the bulk answer does not list one item per document: "
+            raise SinkBusy(f"{self._endpoint.url}: the bulk answer does not list one item per document: "
                         f"{short_body(response)}")
         for index, item in zip(chunk, items, strict=True):
             outcome: dict[str, Any] = {}

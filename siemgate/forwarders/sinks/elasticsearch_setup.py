@@ -18,17 +18,12 @@ from typing import Any, TextIO
 import orjson
 
 from siemgate.config import Config
-from siemgate.errors import SiemgateError
+from siemgate.errors import SetupError, SinkError
 from siemgate.forwarders.formats.ecs import ECS_VERSION, mappings
-from siemgate.forwarders.sinks.base import SinkError
 from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSinkSettings, auth_error, endpoint_for
 from siemgate.forwarders.sinks.http import HttpEndpoint, short_body
 
 _JSON = {"Content-Type": "application/json"}
-
-
-class SetupError(SiemgateError):
-    """Elasticsearch refused part of the setup."""
 
 
 def template_name(settings: ElasticsearchSinkSettings) -> str:

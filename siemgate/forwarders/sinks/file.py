@@ -17,9 +17,9 @@ from typing import IO, ClassVar, Final, Literal
 
 import orjson
 
-from siemgate.errors import ConfigError
+from siemgate.errors import ConfigError, RetryableSinkError
 from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.forwarders.sinks.base import RetryableSinkError, SendResult, Sink, SinkSettings
+from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings
 from siemgate.record import dumps
 
 # Where this sink connects, for the Helm chart's NetworkPolicy (`make helm-schema` reads it):

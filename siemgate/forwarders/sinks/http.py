@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from siemgate.errors import ConfigError
-from siemgate.forwarders.sinks.base import BatchSettings, RetryableSinkError, SinkAuthError, SinkError, TlsSettings
+from siemgate.errors import ConfigError, RetryableSinkError, SinkAuthError, SinkError
+from siemgate.forwarders.sinks.base import BatchSettings, TlsSettings
 from siemgate.forwarders.sinks.tls import client_context, tls_failure
 
 # The URL schemes an HTTP sink takes, and their ports when the URL gives none.
@@ -77,20 +77,16 @@ def chunks_by_size(sizes: Sequence[int], max_bytes: int) -> Iterator[range]:
         yield range(start, len(sizes))
 
 
-class Busy(Exception):
-    """The destination cannot take more now; what is left of the batch is retried later."""
-
-
 async def send_in_requests(payloads: Sequence[bytes], max_bytes: int,
                            post: Callable[[list[int]], Awaitable[None]]) -> SinkError | None:
     """`post` the payloads' indexes in requests of at most `max_bytes`, in order, until one
-    fails: that failure (Busy as a RetryableSinkError), or None. What the posts before it
+    fails: that failure (a SinkBusy is a RetryableSinkError), or None. What the posts before it
     settled stays settled; the caller retries the rest."""
     try:
         for chunk in chunks_by_size([len(p) for p in payloads], max_bytes):
             await post(list(chunk))
-    except (Busy, RetryableSinkError, SinkAuthError) as exc:
-        return exc if isinstance(exc, SinkError) else RetryableSinkError(str(exc))
+    except (RetryableSinkError, SinkAuthError) as exc:
+        return exc
     return None
 
 

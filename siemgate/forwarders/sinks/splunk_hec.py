@@ -18,7 +18,7 @@ name. `event_format: cim` (default) shapes `event` with the CIM names SOC search
 (`severity` is one of high/medium/low/unknown, `severity_id` 4/3/2/0 on the OCSF scale
 Splunk's add-ons use); `event_format: original` sends the vendor's event as it came.
 
-What each answer does (protocols.md 1.5, 1.8):
+What each answer does (docs/PROTOCOLS.md 1.5, 1.7, 1.8):
 
 - 200, code 0 (or the 24/25 "approaching capacity" warnings): accepted. With `ack: true`
   the answer's `ackId` is polled on `/services/collector/ack` (first after 10 ms, then
@@ -52,21 +52,18 @@ from typing import Any, ClassVar, Final, Literal
 import httpx
 import orjson
 
-from siemgate.errors import ConfigError
-from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.forwarders.sinks.base import (
+from siemgate.errors import (
+    ConfigError,
     RetryableSinkError,
-    SendResult,
-    Sink,
     SinkAuthError,
+    SinkBusy,
     SinkError,
     SinkRefusedError,
-    SinkSettings,
-    TlsSettings,
 )
+from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
 from siemgate.forwarders.sinks.http import (
     DEFAULT_PORTS,
-    Busy,
     HttpBatchSettings,
     HttpEndpoint,
     check_url,
@@ -276,7 +273,7 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
                                 f"fix sinks[{self.name}].token")
         if code in _REFUSED:
             raise SinkRefusedError(f"{self._endpoint.url}: HEC code {code} ({text}): {_REFUSED[code]}")
-        raise Busy(f"{self._endpoint.url}: HTTP {status}" + (f", code {code}" if code is not None else "") +
+        raise SinkBusy(f"{self._endpoint.url}: HTTP {status}" + (f", code {code}" if code is not None else "") +
                     f": {text}")
 
     def _accepted(self, chunk: list[int], answer: dict[str, Any], progress: _Progress) -> None:

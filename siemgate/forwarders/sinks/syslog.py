@@ -59,19 +59,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from siemgate.errors import ConfigError
+from siemgate.errors import ConfigError, RetryableSinkError, SinkAuthError
 from siemgate.forwarders.formats import syslog as fmt
 from siemgate.forwarders.formats.cef import encode_cef
 from siemgate.forwarders.formats.leef import encode_leef
 from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.forwarders.sinks.base import (
-    RetryableSinkError,
-    SendResult,
-    Sink,
-    SinkAuthError,
-    SinkSettings,
-    TlsSettings,
-)
+from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
 from siemgate.forwarders.sinks.tls import client_context, connection_failure
 
 log = logging.getLogger("siemgate.forward.syslog")

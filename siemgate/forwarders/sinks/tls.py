@@ -11,7 +11,8 @@ from __future__ import annotations
 import ssl
 from typing import Final
 
-from siemgate.forwarders.sinks.base import RetryableSinkError, SinkAuthError, TlsSettings
+from siemgate.errors import RetryableSinkError, SinkAuthError
+from siemgate.forwarders.sinks.base import TlsSettings
 
 # TLS alerts by which a server refuses our certificate (OpenSSL reason names).
 CERT_REFUSED: Final = frozenset({
