@@ -255,7 +255,7 @@ async def test_unwritable_spool_with_kafka_down_is_503(private_tansu: TansuFacto
         assert await sender.send(client) == 200
         spool = publisher_of(ingest).spool
         # A full disk: SQLite may not grow the file any further.
-        await spool._call(lambda: spool._db.execute("PRAGMA max_page_count = 1").fetchone())  # type: ignore[union-attr]
+        await spool.engine.call(lambda: spool.engine.connection.execute("PRAGMA max_page_count = 1").fetchone())
         assert await sender.send(client, size=200, pad="x" * 2000) == 503
         text = await metrics(client, ingest)
         assert 'siemgate_spool_refusals_total{reason="error"} 1.0' in text
