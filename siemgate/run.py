@@ -54,7 +54,8 @@ async def serve_all(config: Config, reloader: ConfigReloader | None = None) -> N
         from siemgate.bus.embedded import EmbeddedBus
 
         embedded = EmbeddedLog(config.bus.path, prefix=config.bus.topic_prefix,
-                               retention_groups=[group_id(config, s.name) for s in config.sinks])
+                               retention_groups=[group_id(config, s.name) for s in config.sinks],
+                               max_bytes=config.bus.max_bytes)
         await embedded.open()
         try:
             embedded_bus = EmbeddedBus(embedded)

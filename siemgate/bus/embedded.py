@@ -17,6 +17,12 @@ appends that arrive while one is being written share the next one (group commit:
 for several batches). Reads run on threads of their own. Retention deletes passed index entries and
 then every segment file left without one.
 
+Size: with `max_bytes` (`bus.max_bytes`), an append that would take the log's bytes on disk
+(segments, index and its WAL) past it is refused with `LogFull`, a `BusUnavailable`: the
+ingest answers 503 and logs DATA LOSS RISK, only while the log is full; retention frees space
+as the sinks pass their records. Segment bytes are counted exactly as they are written and
+removed; the index's file and WAL are measured every few seconds (`sqlite_writer`).
+
 Several processes may open the same log (e.g. `siemgate dlq` while `siemgate run` works):
 SQLite's write lock serializes their appends, and next offsets and segment ends are kept in
 the index, not in memory. A consumer learns of records appended by this process at once, of
@@ -42,7 +48,7 @@ import orjson
 
 from siemgate.bus import segments
 from siemgate.bus.base import Consumer, Partition, Publisher, RebalanceListener
-from siemgate.bus.sqlite_writer import CheckpointPacing, Pragmas, SQLiteWriter, StoreError
+from siemgate.bus.sqlite_writer import CheckpointPacing, Pragmas, SQLiteWriter, StorageStats, StoreError
 from siemgate.errors import BusError, BusUnavailable, CommitRefused
 from siemgate.record import Record, all_topics
 
@@ -116,8 +122,37 @@ _PRAGMAS = Pragmas(page_size=_PAGE_BYTES, synchronous="NORMAL", journal_size_lim
 _PACING = CheckpointPacing(due_seconds=_CHECKPOINT_SECONDS, overdue_seconds=_CHECKPOINT_LATEST_SECONDS)
 
 
+# At most what one append transaction adds to the index's WAL (measured after each commit):
+# the pages it rewrites (the chunks table and its two indexes, the segments and topics
+# tables, pointer-map pages), each a WAL frame (page + 24-byte header).
+_INDEX_BYTES_PER_COMMIT = 8 * (_PAGE_BYTES + 24)
+# What a record costs in a segment beyond its key, value and header names and values: its
+# frame's lengths, the headers' JSON punctuation, the frame header (shared by a batch).
+_RECORD_OVERHEAD = 48
+
+
 class LogUnavailable(StoreError, BusUnavailable):
     """The embedded log could not write or read: the records are not durable."""
+
+
+class LogFull(LogUnavailable):
+    """The append would take the log past `bus.max_bytes`."""
+
+
+class _Append(NamedTuple):
+    records: Sequence[Record]
+    size: int  # estimated bytes in a segment (reserved against max_bytes until committed)
+
+
+def _estimate(records: Sequence[Record]) -> int:
+    """About the bytes `records` add to the log: their values, the first record's key and
+    headers for each, and one transaction's index pages (on the event loop, for every append:
+    it must stay cheap; the bytes really written are counted at the commit)."""
+    if not records:
+        return 0
+    first = records[0]
+    per_record = len(first.key) + sum(len(n) + len(v) for n, v in first.headers) + _RECORD_OVERHEAD
+    return sum(len(record.value) for record in records) + per_record * len(records) + _INDEX_BYTES_PER_COMMIT
 
 
 def disk_usage(path: Path) -> int:
@@ -200,20 +235,33 @@ class EmbeddedLog:
 
     `retention_groups`: the consumer groups that must have passed a record of siemgate's
     event and control topics before it is deleted (the configured sinks' groups). Other
-    topics (dead letters) are kept.
+    topics (dead letters) are kept. `max_bytes`: the cap on the log's bytes on disk (None:
+    none); the segments are then at most an eighth of it, so that retention frees space
+    before the whole log has been forwarded.
     """
 
-    def __init__(self, path: str | Path, *, prefix: str, retention_groups: Sequence[str] = ()) -> None:
+    def __init__(self, path: str | Path, *, prefix: str, retention_groups: Sequence[str] = (),
+                 max_bytes: int | None = None) -> None:
         self.path = Path(path)
         self.segment_dir = segments.directory_for(self.path)
         self.prefix = prefix
         self.retention_groups = tuple(retention_groups)
+        self.max_bytes = max_bytes
+        self._segment_limit = segments.SEGMENT_BYTES if max_bytes is None else min(
+            segments.SEGMENT_BYTES, max_bytes // 8)
         self._retained_topics = tuple(all_topics(prefix))
         self._users = 0
-        self._engine: SQLiteWriter[Sequence[Record], dict[str, int]] = SQLiteWriter(
+        # Segment bytes: at open, plus what this process appended (event loop), minus what
+        # its retention removed (written on the writer thread only).
+        self._segment_bytes_at_open = 0
+        self._appended_bytes = 0
+        self._removed_bytes = 0
+        self._reserved = 0  # estimated bytes of appends queued or being written
+        self.refused_full = 0
+        self._engine: SQLiteWriter[_Append, tuple[dict[str, int], int]] = SQLiteWriter(
             self.path, name="the embedded bus at", setting="bus.path", pragmas=_PRAGMAS, pacing=_PACING,
-            error=LogUnavailable, write=self._insert, committed=self._written, logger=log,
-            thread_name="siemgate-log-writer",
+            error=LogUnavailable, write=self._insert, committed=self._written, failed=self._failed, logger=log,
+            thread_name="siemgate-log-writer", measure_writes=True,
         )
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -238,7 +286,9 @@ class EmbeddedLog:
             return
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="siemgate-log-reader")
         try:
-            self.ends = await self._engine.open(self._setup, after_close=self._close_segments)
+            self.ends, self._segment_bytes_at_open = await self._engine.open(
+                self._setup, after_close=self._close_segments)
+            self._appended_bytes = self._removed_bytes = self._reserved = 0
         except BaseException:
             self._users = 0
             self._close_readers()
@@ -268,6 +318,21 @@ class EmbeddedLog:
     @property
     def is_open(self) -> bool:
         return self._users > 0 and self._engine.is_open
+
+    @property
+    def disk_bytes(self) -> int:
+        """The log's bytes on disk: its segments (counted as written and removed), its index and
+        WAL (measured after each append and checkpoint, and every few seconds)."""
+        segment_bytes = self._segment_bytes_at_open + self._appended_bytes - self._removed_bytes
+        return segment_bytes + self._engine.file_bytes
+
+    async def measure_storage(self) -> None:
+        """Measure the index's file and WAL and the free space now (else every few seconds)."""
+        await self._engine.measure_storage()
+
+    def storage_stats(self) -> StorageStats:
+        return StorageStats(store="log", bytes=self.disk_bytes, limit_bytes=self.max_bytes or 0,
+                            free_bytes=self._engine.free_bytes, refused_full=self.refused_full)
 
     def _close_readers(self) -> None:
         readers, self._readers = self._readers, None
@@ -305,7 +370,7 @@ class EmbeddedLog:
                 self._reader_connections.append(connection)
         return fn(connection)
 
-    def _setup(self, connection: sqlite3.Connection) -> dict[str, int]:
+    def _setup(self, connection: sqlite3.Connection) -> tuple[dict[str, int], int]:
         """On the writer thread, once connected: the schema, a migration, the recovery."""
         self._segments = segments.SegmentWriter(self.segment_dir)
         # Opening (a migration, a recovery) is fsync'd; the index's own commits are not.
@@ -323,7 +388,8 @@ class EmbeddedLog:
                 _create_schema(connection)
             connection.execute(f"PRAGMA user_version={_FORMAT}")
             self._recover(connection)
-        return dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
+        ends = dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
+        return ends, int(connection.execute("SELECT coalesce(sum(size), 0) FROM segments").fetchone()[0])
 
     def _close_segments(self) -> None:
         if self._segments is not None:
@@ -412,19 +478,42 @@ class EmbeddedLog:
         """Return once the records are fsync'd. Raises BusUnavailable."""
         if not self.is_open:
             raise BusUnavailable("the embedded bus is not open")
-        await self._engine.submit(records)
+        size = 0
+        if self.max_bytes is not None:
+            size = _estimate(records)
+            if self.disk_bytes + self._reserved + size > self.max_bytes:
+                raise self._refuse_full(size)
+        done = self._engine.submit(_Append(records, size))
+        self._reserved += size
+        await done
 
-    def _written(self, groups: list[Sequence[Record]], ends: dict[str, int]) -> None:
+    def _refuse_full(self, size: int) -> LogFull:
+        self.refused_full += 1
+        held = self.disk_bytes + self._reserved
+        message = (f"DATA LOSS RISK: the embedded bus is full ({held} of bus.max_bytes {self.max_bytes} bytes: "
+                   f"segments, index and WAL; this batch: ~{size}); it frees space as every sink passes its "
+                   "records (siemgate_forward_lag_events): bring the sinks back, or raise bus.max_bytes")
+        log.error(message, extra={"path": str(self.path), "bytes": held, "max_bytes": self.max_bytes})
+        return LogFull(message)
+
+    def _written(self, appends: list[_Append], result: tuple[dict[str, int], int]) -> None:
         """On the event loop, once a group is committed (before its appenders resume)."""
+        ends, written = result
         self.ends.update(ends)
+        self._appended_bytes += written
+        self._reserved -= sum(append.size for append in appends)
         self._last_append = time.monotonic()
         self._notify()
 
-    def _insert(self, connection: sqlite3.Connection, groups: list[Sequence[Record]]) -> dict[str, int]:
-        """In the engine's transaction: one group of appends."""
+    def _failed(self, appends: list[_Append], _: StoreError) -> None:
+        self._reserved -= sum(append.size for append in appends)
+
+    def _insert(self, connection: sqlite3.Connection, appends: list[_Append]) -> tuple[dict[str, int], int]:
+        """In the engine's transaction: one group of appends; returns the new ends and the
+        bytes written to segments."""
         by_topic: dict[str, list[Record]] = {}
-        for records in groups:
-            for record in records:
+        for append in appends:
+            for record in append.records:
                 by_topic.setdefault(record.topic, []).append(record)
         # Next offsets are read inside the transaction: another process may have written.
         ends = dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
@@ -435,25 +524,27 @@ class EmbeddedLog:
             first = ends.get(topic, 0)
             changed[topic] = first + len(records)
             frames.append((topic, first, len(records), _pack(records, encoded)))
-        self._store(connection, frames)
+        written = self._store(connection, frames)
         connection.executemany(_SET_END, list(changed.items()))
-        return changed
+        return changed, written
 
-    def _store(self, connection: sqlite3.Connection, frames: Sequence[tuple[str, int, int, bytes]]) -> None:
+    def _store(self, connection: sqlite3.Connection, frames: Sequence[tuple[str, int, int, bytes]]) -> int:
         """Write (topic, first offset, count, data) frames to their streams' current segments,
-        fsync'd, and index them (in the caller's transaction)."""
+        fsync'd, and index them (in the caller's transaction). Returns the bytes written."""
         assert self._segments is not None
         by_stream: dict[str, list[tuple[str, int, int, bytes]]] = {}
         for frame in frames:
             by_stream.setdefault(self._stream(frame[0]), []).append(frame)
         rows = []
+        written = 0
         for stream, stream_frames in by_stream.items():
             encoded = [segments.encode_frame(*frame) for frame in stream_frames]
             total = sum(len(e) for e in encoded)
+            written += total
             current = connection.execute(
                 "SELECT seq, size FROM segments WHERE stream = ? ORDER BY seq DESC LIMIT 1", (stream,)
             ).fetchone()
-            if current is None or (current[1] and current[1] + total > segments.SEGMENT_BYTES):
+            if current is None or (current[1] and current[1] + total > self._segment_limit):
                 seq = connection.execute(
                     "INSERT INTO segments (stream, size) VALUES (?, 0) RETURNING seq", (stream,)
                 ).fetchone()[0]
@@ -468,6 +559,7 @@ class EmbeddedLog:
                 offset += len(data)
             connection.execute("UPDATE segments SET size = ? WHERE seq = ?", (offset, seq))
         connection.executemany(_INSERT_CHUNK, rows)
+        return written
 
     def _notify(self) -> None:
         event, self._appended = self._appended, asyncio.Event()
@@ -622,9 +714,12 @@ class EmbeddedLog:
         if empty:
             with self._engine.transaction("apply retention to", durable=True) as connection:
                 empty = self._empty_segments(connection)  # another process may have appended since
+                removed = sum(connection.execute("SELECT size FROM segments WHERE seq = ?", (seq,)).fetchone()[0]
+                              for seq in empty)
                 connection.executemany("DELETE FROM segments WHERE seq = ?", [(seq,) for seq in empty])
                 remaining = {seq for (seq,) in connection.execute("SELECT seq FROM segments")}
             self._segments.remove(empty)
+            self._removed_bytes += removed  # on the writer thread only
             self._segments.close_others(remaining)
         return chunks, records
 
@@ -706,6 +801,10 @@ class EmbeddedPublisher(_LogUser):
 
     async def ready(self) -> bool:
         return self._started and self._log.is_open
+
+    def storage_stats(self) -> StorageStats:
+        """The log's size against `bus.max_bytes` (`siemgate_storage_*{store="log"}`)."""
+        return self._log.storage_stats()
 
 
 class EmbeddedConsumer(_LogUser):

@@ -38,7 +38,7 @@ from typing import Final, cast
 
 import msgspec
 
-from siemgate.bus.sqlite_writer import CheckpointPacing, Pragmas, SQLiteWriter, StoreError
+from siemgate.bus.sqlite_writer import CheckpointPacing, Pragmas, SQLiteWriter, StorageStats, StoreError
 from siemgate.record import Kind, Record, Severity
 
 log = logging.getLogger("siemgate.bus.spool")
@@ -197,6 +197,11 @@ class Spool:
     @property
     def checkpoints(self) -> int:
         return self.engine.checkpoints
+
+    def storage_stats(self) -> StorageStats:
+        """Logical bytes held against `max_bytes`, and the free space of its file system."""
+        return StorageStats(store="spool", bytes=self._bytes, limit_bytes=self.max_bytes,
+                            free_bytes=self.engine.free_bytes)
 
     @property
     def accepts_writes(self) -> bool:

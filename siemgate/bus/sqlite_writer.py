@@ -22,6 +22,9 @@ survives a crash. Both keep it the same way, here, so that a durability fix is m
   Nothing queued is dropped by a close.
 - **One error type**, `StoreError`, whose message says what to do (`explain`); each store
   raises a subclass of it (`SpoolError`, the embedded bus's `LogUnavailable`).
+- **Storage figures**: the free space of the file system holding the store and the size of
+  its SQLite file and WAL, measured off the event loop every `STORAGE_SECONDS` (the
+  `siemgate_storage_*` metrics, `StorageStats`).
 
 The two stores differ on purpose in their policies, which they pass explicitly (see their
 modules for why): the spool commits with `synchronous=FULL` (the SQLite file is the record
@@ -43,7 +46,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Literal, TypeVar
+from typing import Final, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from siemgate.errors import BusError
 
@@ -52,8 +55,34 @@ W = TypeVar("W")  # what one `submit` queues
 R = TypeVar("R")  # what one group's write returns
 
 
+# How often the free space and the file's size are measured (a statvfs and two stats).
+STORAGE_SECONDS: Final = 5.0
+
+
 class StoreError(BusError):
     """A SQLite store cannot take or give records: unwritable, damaged, disk full, in use or closed."""
+
+
+@dataclass(frozen=True)
+class StorageStats:
+    """A durable store's size against its cap (the `siemgate_storage_*` metrics)."""
+
+    store: Literal["log", "spool"]
+    # What the cap counts: the embedded log's bytes on disk (segments, index, WAL); the
+    # spool's logical bytes (keys, values, headers held).
+    bytes: int
+    limit_bytes: int  # 0: no cap
+    # Free space of the file system holding it; None until first measured.
+    free_bytes: int | None
+    # Batches refused because the store was full (answered 503).
+    refused_full: int = 0
+
+
+@runtime_checkable
+class StorageReporter(Protocol):
+    """A publisher whose acknowledged batches wait in a local store (the embedded log, the spool)."""
+
+    def storage_stats(self) -> StorageStats: ...
 
 
 @dataclass(frozen=True)
@@ -127,6 +156,7 @@ class SQLiteWriter(Generic[W, R]):
         failed: Callable[[list[W], StoreError], None] | None = None,
         logger: logging.Logger | None = None,
         thread_name: str = "siemgate-sqlite-writer",
+        measure_writes: bool = False,
     ) -> None:
         self.path = path
         self.name = name
@@ -139,6 +169,7 @@ class SQLiteWriter(Generic[W, R]):
         self._failed = failed
         self._log = logger or logging.getLogger("siemgate.bus.sqlite_writer")
         self._thread_name = thread_name
+        self._measure_writes = measure_writes
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
         self._after_close: Callable[[], None] | None = None
@@ -149,6 +180,11 @@ class SQLiteWriter(Generic[W, R]):
         self._writer: asyncio.Task[None] | None = None
         self._grown = 0
         self._checkpointed_at = 0.0
+        self._watch: asyncio.Task[None] | None = None
+        self.free_bytes: int | None = None  # of the file system holding the store, every STORAGE_SECONDS
+        # The SQLite file and its WAL, measured at each checkpoint, every STORAGE_SECONDS, and
+        # after each write transaction if `measure_writes`.
+        self.file_bytes = 0
         self.failed_at: float | None = None  # loop time of the last failed write; None after a success
         self.wal_bytes = 0  # the WAL file's size after the last checkpoint
         self.commits = 0  # write transactions (group commit makes this smaller than the submits)
@@ -210,6 +246,9 @@ class SQLiteWriter(Generic[W, R]):
             executor.shutdown(wait=False)
             raise
         self._checkpointed_at = asyncio.get_running_loop().time()
+        with contextlib.suppress(OSError):  # measured again in a few seconds
+            await self.measure_storage()
+        self._watch = asyncio.create_task(self._watch_storage(), name=f"{self._thread_name}-storage")
         return result
 
     async def drain(self) -> None:
@@ -223,6 +262,10 @@ class SQLiteWriter(Generic[W, R]):
         executor = self._executor
         if executor is None:
             return
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         await self.drain()
         try:
             await asyncio.get_running_loop().run_in_executor(executor, self._truncate_and_close)
@@ -267,22 +310,26 @@ class SQLiteWriter(Generic[W, R]):
     async def _commit(self, group: list[_Queued[W]]) -> None:
         items = [queued.item for queued in group]
         try:
-            result = await self.call(self._write_group, items)
+            result, measured = await self.call(self._write_group, items)
         except StoreError as exc:
             self.failed_at = asyncio.get_running_loop().time()
             self._fail(group, exc)
             return
         self.failed_at = None
         self.commits += 1
+        if measured is not None:
+            self.file_bytes = measured
         if self._committed is not None:
             self._committed(items, result)
         for queued in group:
             if not queued.done.done():
                 queued.done.set_result(None)
 
-    def _write_group(self, items: list[W]) -> R:
+    def _write_group(self, items: list[W]) -> tuple[R, int | None]:
         with self.transaction("write") as connection:
-            return self._write(connection, items)
+            result = self._write(connection, items)
+        # Two stats, a few µs beside the commit's fsync.
+        return result, file_bytes(self.path) if self._measure_writes else None
 
     def _fail(self, group: list[_Queued[W]], exc: StoreError) -> None:
         if self._failed is not None:
@@ -310,25 +357,45 @@ class SQLiteWriter(Generic[W, R]):
         self._grown = 0
         self._checkpointed_at = now
         try:
-            self.wal_bytes = await self.call(self._checkpoint)
+            await self.checkpoint("PASSIVE")
         except StoreError as exc:
             self._log.warning(f"checkpoint failed: {exc}; retried after later writes", extra={"path": str(self.path)})
         else:
             self.checkpoints += 1
 
-    async def checkpoint(self, mode: Literal["PASSIVE", "RESTART", "TRUNCATE"]) -> int:
-        """A checkpoint now, on the writer thread; returns the WAL file's size after it."""
-        return await self.call(self._checkpoint, mode)
+    async def checkpoint(self, mode: Literal["PASSIVE", "RESTART", "TRUNCATE"]) -> None:
+        """A checkpoint now, on the writer thread; then `wal_bytes` and `file_bytes` are measured."""
+        self.wal_bytes, self.file_bytes = await self.call(self._checkpoint, mode)
 
-    def _checkpoint(self, mode: str = "PASSIVE") -> int:
+    def _checkpoint(self, mode: str) -> tuple[int, int]:
         try:
             self.connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
         except sqlite3.Error as exc:
             raise self.error(self.explain(exc, "checkpoint")) from exc
-        try:
-            return self.path.with_name(self.path.name + "-wal").stat().st_size
-        except FileNotFoundError:
-            return 0
+        wal = 0
+        with contextlib.suppress(FileNotFoundError):
+            wal = self.path.with_name(self.path.name + "-wal").stat().st_size
+        return wal, file_bytes(self.path)
+
+    # ------------------------------------------------------------------ storage
+
+    async def measure_storage(self) -> None:
+        """Measure the free space and the file's size now (on a thread of the default executor,
+        not behind the writes)."""
+        self.free_bytes, self.file_bytes = await asyncio.to_thread(self._storage)
+
+    async def _watch_storage(self) -> None:
+        while True:
+            await asyncio.sleep(STORAGE_SECONDS)
+            try:
+                await self.measure_storage()
+            except OSError as exc:
+                self._log.warning(f"cannot measure the free space of {self.setting}: {exc}",
+                                  extra={"path": str(self.path)})
+
+    def _storage(self) -> tuple[int, int]:
+        stat = os.statvfs(self.path.parent)
+        return stat.f_bavail * stat.f_frsize, file_bytes(self.path)
 
     # ------------------------------------------------------------------ the writer thread
 

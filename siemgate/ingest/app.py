@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from siemgate.bus.base import Publisher
+from siemgate.bus.sqlite_writer import StorageReporter
 from siemgate.config import Config, IntegrationConfig
 from siemgate.errors import BusUnavailable, RecordTooLarge, SiemgateError
 from siemgate.foreground import Foreground
@@ -266,6 +267,8 @@ def create_app(config: Config, publisher: Publisher, *, foreground: Foreground |
                             foreground=foreground)
     if isinstance(publisher, SpoolReporter):
         context.metrics.watch_spool(publisher.spool_stats)
+    if isinstance(publisher, StorageReporter):
+        context.metrics.watch_storage(publisher.storage_stats)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
