@@ -21,7 +21,7 @@ Size: with `max_bytes` (`bus.max_bytes`), an append that would take the log's by
 (segments, index and its WAL) past it is refused with `LogFull`, a `BusUnavailable`: the
 ingest answers 503 and logs DATA LOSS RISK, only while the log is full; retention frees space
 as the sinks pass their records. Segment bytes are counted exactly as they are written and
-removed; the index's file and WAL are measured every few seconds (`sqlite_writer`).
+removed; the index's file and WAL are measured after each append and checkpoint.
 
 Several processes may open the same log (e.g. `siemgate dlq` while `siemgate run` works):
 SQLite's write lock serializes their appends, and next offsets and segment ends are kept in
