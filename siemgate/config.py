@@ -274,16 +274,25 @@ class SpoolConfig:
             raise ConfigError("drain_timeout_seconds", "must be between 0 and 86400")
 
 
+# The smallest bus.max_bytes: room for the index and a few batches.
+MIN_LOG_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True, kw_only=True)
 class BusConfig:
     type: Literal["embedded", "kafka"] = "embedded"
     path: str = "./data/siemgate.db"
+    # The embedded log's bytes on disk (segments, index and WAL); past it, appends get 503
+    # until retention frees space. Keep it below the volume's size, with headroom.
+    max_bytes: int = 10 * 1024**3
     kafka: KafkaConfig | None = None
     spool: SpoolConfig = field(default_factory=SpoolConfig)
 
     def __post_init__(self) -> None:
         if self.type == "kafka" and self.kafka is None:
             raise ConfigError("kafka", "is required when bus.type is kafka (bootstrap_servers at least)")
+        if self.max_bytes < MIN_LOG_BYTES:
+            raise ConfigError("max_bytes", f"must be at least {MIN_LOG_BYTES} (1 MiB)")
 
     @property
     def topic_prefix(self) -> str:

@@ -7,8 +7,11 @@
     │   ├── BusUnavailable          the bus did not acknowledge: the batch is not durable
     │   ├── RecordTooLarge          one event is larger than the bus accepts
     │   ├── CommitRefused           a consumer's offsets were not committed (the group moved on)
-    │   └── SpoolError              the ingest's spool cannot take or give records
-    │       └── SpoolFull           the records would take the spool past bus.spool.max_bytes
+    │   └── StoreError              a SQLite store (bus/sqlite_writer.py) cannot take or give records
+    │       ├── SpoolError          the ingest's spool cannot take or give records
+    │       │   └── SpoolFull       the records would take the spool past bus.spool.max_bytes
+    │       └── LogUnavailable      the embedded log could not write or read (also a BusUnavailable)
+    │           └── LogFull         the append would take the log past bus.max_bytes
     ├── RequestError                the ingest refuses a webhook request; `status` is its answer
     │   ├── HeadTooLarge            400: more request headers than the ingest reads
     │   ├── BodyError               the body cannot be read
@@ -89,12 +92,24 @@ class CommitRefused(BusError):
     again by their new owner, so they are delivered twice, never lost."""
 
 
-class SpoolError(BusError):
+class StoreError(BusError):
+    """A SQLite store cannot take or give records: unwritable, damaged, disk full, in use or closed."""
+
+
+class SpoolError(StoreError):
     """The spool cannot take or give records: unwritable, corrupted, disk full, in use or closed."""
 
 
 class SpoolFull(SpoolError):
     """The records would take the spool past `bus.spool.max_bytes`."""
+
+
+class LogUnavailable(StoreError, BusUnavailable):
+    """The embedded log could not write or read: the records are not durable."""
+
+
+class LogFull(LogUnavailable):
+    """The append would take the log past `bus.max_bytes`."""
 
 
 # -- the ingest's requests --------------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -21,6 +23,7 @@ import pytest
 from siemgate_standins.broker import Broker, free_port
 from tests.forwarders.test_forward_process import ids_in
 from tests.forwarders.test_runtime import until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -28,8 +31,9 @@ KEY = "run-key-0123456789"
 BATCH = 250
 
 
-def write_config(tmp_path: Path, port: int, sink: str | None = None) -> Path:
+def write_config(tmp_path: Path, port: int, sink: str | None = None, *, max_bytes: int | None = None) -> Path:
     path = tmp_path / "run.yaml"
+    cap = "" if max_bytes is None else f", max_bytes: {max_bytes}"
     out = tmp_path / "out" / "events.ndjson"
     path.write_text(f"""
 log_level: info
@@ -37,7 +41,7 @@ listen: {{host: 127.0.0.1, port: {port}}}
 integrations:
   - name: demo
     auth: {{header: X-Api-Key, values: ["{KEY}"]}}
-bus: {{type: embedded, path: {tmp_path}/data/siemgate.db}}
+bus: {{type: embedded, path: {tmp_path}/data/siemgate.db{cap}}}
 state_dir: {tmp_path}/state
 quarantine: {{path: {tmp_path}/quarantine}}
 forward: {{drain_timeout_seconds: 10}}
@@ -197,6 +201,79 @@ async def test_a_sink_that_is_down_holds_the_log_without_blocking_ingest(
                 await writer.wait_closed()
         await server.wait_closed()
     assert {_event_id(m) for m in received} == {f"ev-{i}" for i in range(20 * BATCH)}
+
+
+def _gauge(metrics: str, name: str, labels: str) -> float:
+    found = re.search(rf"^{name}{{{labels}}} (\S+)$", metrics, re.MULTILINE)
+    assert found is not None, f"{name}{{{labels}}} is not in /metrics"
+    return float(found.group(1))
+
+
+async def test_a_full_log_answers_503_until_retention_frees_space(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port, syslog_port = free_port(), free_port()
+    cap = 2 * 1024 * 1024
+    sink = (f"{{name: soc, type: syslog, address: 'tcp://127.0.0.1:{syslog_port}', format: rfc5424, "
+            "retry: {initial_seconds: 0.1, max_seconds: 0.5}}")
+    config = write_config(tmp_path, port, sink, max_bytes=cap)
+    run_log = tmp_path / "run.log"
+    await start(config, port, run_log, processes)
+    acked: set[str] = set()
+    async with sender(port) as client:
+        # The sink is down: the log fills up to bus.max_bytes, then the honest 503.
+        n = 0
+        while (status := await post(client, n * BATCH)) == 200:
+            acked |= {f"ev-{i}" for i in range(n * BATCH, (n + 1) * BATCH)}
+            n += 1
+            assert n < 200, "the log never filled up"
+        assert status == 503
+        assert n >= 5
+        metrics = (await client.get("/metrics")).text
+    store = 'store="log"'
+    assert _gauge(metrics, "siemgate_storage_limit_bytes", store) == cap
+    assert cap * 0.8 < _gauge(metrics, "siemgate_storage_bytes", store) <= cap
+    data = os.statvfs(tmp_path / "data")
+    free = _gauge(metrics, "siemgate_storage_free_bytes", store)
+    assert abs(free - data.f_bavail * data.f_frsize) < 1 << 30  # the volume's free space, a few seconds old
+    assert _gauge(metrics, "siemgate_storage_refusals_total", store) == 1
+    assert "DATA LOSS RISK: the embedded bus is full" in run_log.read_text()
+
+    received: list[bytes] = []
+    connections: list[asyncio.StreamWriter] = []
+
+    async def receive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                length = int((await reader.readuntil(b" "))[:-1])
+                received.append(await reader.readexactly(length))
+
+    server = await asyncio.start_server(receive, "127.0.0.1", syslog_port)  # the sink comes back
+    try:
+        await until(lambda: {_event_id(m) for m in received} >= acked, timeout=60)
+        async with sender(port) as client:
+            # The sink passed every record: retention removes their segments, the log takes batches again.
+            await wait_until(lambda: _accepted(client, 1_000_000), "the log to take a batch again", timeout=30)
+            metrics = (await client.get("/metrics")).text
+        assert _gauge(metrics, "siemgate_storage_bytes", store) < cap / 2
+        assert _gauge(metrics, "siemgate_storage_refusals_total", store) >= 1
+        fresh = {f"ev-{i}" for i in range(1_000_000, 1_000_000 + BATCH)}
+        await until(lambda: {_event_id(m) for m in received} >= fresh, timeout=60)
+    finally:
+        server.close()
+        for writer in connections:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        await server.wait_closed()
+    assert {_event_id(m) for m in received} == acked | fresh
+
+
+async def _accepted(client: httpx.AsyncClient, start: int) -> bool:
+    status = await post(client, start)
+    assert status in (200, 503)
+    return status == 200
 
 
 def _event_id(message: bytes) -> str:

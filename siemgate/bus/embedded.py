@@ -11,10 +11,17 @@ Two parts, as in Kafka's own log: the records' bytes in append-only segment file
 Durability: an append writes its records to the current segment and fsyncs it, then
 commits their index entries (WAL, not fsync'd on their own: the segment is the record of
 truth, and opening the log indexes any fsync'd frame the index lost to a power cut).
-`append` returns after the fsync. Every write goes through one writer thread; appends that
-arrive while one is being written share the next one (group commit: one fsync for several
-batches). Reads run on threads of their own. Retention deletes passed index entries and
+`append` returns after the fsync. Every write goes through the SQLite writer engine the
+log shares with the ingest's spool (`siemgate.bus.sqlite_writer`): one writer thread;
+appends that arrive while one is being written share the next one (group commit: one fsync
+for several batches). Reads run on threads of their own. Retention deletes passed index entries and
 then every segment file left without one.
+
+Size: with `max_bytes` (`bus.max_bytes`), an append that would take the log's bytes on disk
+(segments, index and its WAL) past it is refused with `LogFull`, a `BusUnavailable`: the
+ingest answers 503 and logs DATA LOSS RISK, only while the log is full; retention frees space
+as the sinks pass their records. Segment bytes are counted exactly as they are written and
+removed; the index's file and WAL are measured after each append and checkpoint.
 
 Several processes may open the same log (e.g. `siemgate dlq` while `siemgate run` works):
 SQLite's write lock serializes their appends, and next offsets and segment ends are kept in
@@ -26,14 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -42,7 +48,8 @@ import orjson
 
 from siemgate.bus import segments
 from siemgate.bus.base import Consumer, Partition, Publisher, RebalanceListener
-from siemgate.errors import BusError, BusUnavailable, CommitRefused
+from siemgate.bus.sqlite_writer import CheckpointPacing, Pragmas, SQLiteWriter, StorageStats
+from siemgate.errors import BusError, BusUnavailable, CommitRefused, LogFull, LogUnavailable, StoreError
 from siemgate.record import Record, all_topics
 
 log = logging.getLogger("siemgate.bus.embedded")
@@ -93,12 +100,51 @@ _MAINTENANCE_SECONDS = 1.0
 _CHECKPOINT_SECONDS = 0.2
 # ... and at the latest this often, between appends that never stop.
 _CHECKPOINT_LATEST_SECONDS = 2.0
-_PAGE_BYTES = 1024
+# SQLite's default. 1 KiB was meant (index rows are ~50 bytes; each append rewrites a few
+# pages in the WAL, which checkpoints then copy), but the PRAGMA came after auto_vacuum and
+# never applied: every figure in docs/PERFORMANCE.md was measured with 4 KiB pages. The engine
+# now applies the page size; 1 KiB stays to be measured on a quiet machine before it is used.
+_PAGE_BYTES = 4096
 # The WAL restarts from its beginning after a checkpoint that copied all of it; one that
 # reads kept from finishing leaves it growing. Past this size, this process's reads are held
 # while a RESTART checkpoint on the writer resets it.
 _WAL_RESET_BYTES = 16 * 1024 * 1024
 _BUSY_TIMEOUT_MS = 30_000
+# The index's own commits are not fsync'd (synchronous=NORMAL): the segment files are, and
+# are the record of truth (opening the log re-indexes fsync'd frames the index lost).
+# Opening and retention's segment removals are (`transaction(durable=True)`). Incremental
+# vacuum lets retention give pages back. Several processes may write (`siemgate dlq`): a long
+# busy timeout.
+_PRAGMAS = Pragmas(page_size=_PAGE_BYTES, synchronous="NORMAL", journal_size_limit=_WAL_RESET_BYTES,
+                   busy_timeout_ms=_BUSY_TIMEOUT_MS, incremental_vacuum=True)
+# Paced by time, not by bytes (unlike the spool's): the index's WAL grows by a few pages per
+# append whatever the batch's size (docs/PERFORMANCE.md, "Cheaper index upkeep").
+_PACING = CheckpointPacing(due_seconds=_CHECKPOINT_SECONDS, overdue_seconds=_CHECKPOINT_LATEST_SECONDS)
+
+
+# At most what one append transaction adds to the index's WAL (measured after each commit):
+# the pages it rewrites (the chunks table and its two indexes, the segments and topics
+# tables, pointer-map pages), each a WAL frame (page + 24-byte header).
+_INDEX_BYTES_PER_COMMIT = 8 * (_PAGE_BYTES + 24)
+# What a record costs in a segment beyond its key, value and header names and values: its
+# frame's lengths, the headers' JSON punctuation, the frame header (shared by a batch).
+_RECORD_OVERHEAD = 48
+
+
+class _Append(NamedTuple):
+    records: Sequence[Record]
+    size: int  # estimated bytes in a segment (reserved against max_bytes until committed)
+
+
+def _estimate(records: Sequence[Record]) -> int:
+    """About the bytes `records` add to the log: their values, the first record's key and
+    headers for each, and one transaction's index pages (on the event loop, for every append:
+    it must stay cheap; the bytes really written are counted at the commit)."""
+    if not records:
+        return 0
+    first = records[0]
+    per_record = len(first.key) + sum(len(n) + len(v) for n, v in first.headers) + _RECORD_OVERHEAD
+    return sum(len(record.value) for record in records) + per_record * len(records) + _INDEX_BYTES_PER_COMMIT
 
 
 def disk_usage(path: Path) -> int:
@@ -181,30 +227,42 @@ class EmbeddedLog:
 
     `retention_groups`: the consumer groups that must have passed a record of siemgate's
     event and control topics before it is deleted (the configured sinks' groups). Other
-    topics (dead letters) are kept.
+    topics (dead letters) are kept. `max_bytes`: the cap on the log's bytes on disk (None:
+    none); the segments are then at most an eighth of it, so that retention frees space
+    before the whole log has been forwarded.
     """
 
-    def __init__(self, path: str | Path, *, prefix: str, retention_groups: Sequence[str] = ()) -> None:
+    def __init__(self, path: str | Path, *, prefix: str, retention_groups: Sequence[str] = (),
+                 max_bytes: int | None = None) -> None:
         self.path = Path(path)
         self.segment_dir = segments.directory_for(self.path)
         self.prefix = prefix
         self.retention_groups = tuple(retention_groups)
+        self.max_bytes = max_bytes
+        self._segment_limit = segments.SEGMENT_BYTES if max_bytes is None else min(
+            segments.SEGMENT_BYTES, max_bytes // 8)
         self._retained_topics = tuple(all_topics(prefix))
         self._users = 0
-        self._writer: ThreadPoolExecutor | None = None
+        # Segment bytes: at open, plus what this process appended (event loop), minus what
+        # its retention removed (written on the writer thread only).
+        self._segment_bytes_at_open = 0
+        self._appended_bytes = 0
+        self._removed_bytes = 0
+        self._reserved = 0  # estimated bytes of appends queued or being written
+        self.refused_full = 0
+        self._engine: SQLiteWriter[_Append, tuple[dict[str, int], int]] = SQLiteWriter(
+            self.path, name="the embedded bus at", setting="bus.path", pragmas=_PRAGMAS, pacing=_PACING,
+            error=LogUnavailable, write=self._insert, committed=self._written, failed=self._failed, logger=log,
+            thread_name="siemgate-log-writer", measure_writes=True,
+        )
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._segments: segments.SegmentWriter | None = None
         self._reader_lock = threading.Lock()
         self._reader_connections: list[sqlite3.Connection] = []
-        self._pending: list[tuple[Sequence[Record], asyncio.Future[None]]] = []
-        self._wake_writer = asyncio.Event()
-        self._writer_task: asyncio.Task[None] | None = None
         self._maintenance_task: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
         self._committed = False
-        self._checkpointed_at = 0.0
-        self._wal_bytes = 0
         self._last_append = 0.0
         self._reading = 0
         self._reads_done = asyncio.Event()
@@ -218,20 +276,15 @@ class EmbeddedLog:
         self._users += 1
         if self._users > 1:
             return
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="siemgate-log-writer")
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="siemgate-log-reader")
         try:
-            self.ends = await self._write_call(self._init_writer)
-        except (sqlite3.Error, OSError, ValueError) as exc:
+            self.ends, self._segment_bytes_at_open = await self._engine.open(
+                self._setup, after_close=self._close_segments)
+            self._appended_bytes = self._removed_bytes = self._reserved = 0
+        except BaseException:
             self._users = 0
-            with contextlib.suppress(sqlite3.Error, OSError):
-                await self._write_call(self._close_writer)
-            self._shutdown_threads()
-            raise BusUnavailable(
-                f"cannot open the embedded bus at {self.path}: {exc}. Check bus.path: its directory must be "
-                "writable and on a local disk"
-            ) from exc
-        self._writer_task = asyncio.create_task(self._write_loop(), name="embedded-log-writer")
+            self._close_readers()
+            raise
         self._maintenance_task = asyncio.create_task(self._maintain(), name="embedded-log-maintenance")
         log.info("embedded bus open", extra={"path": str(self.path), "topics": len(self.ends)})
 
@@ -240,28 +293,38 @@ class EmbeddedLog:
         if self._users > 0:
             return
         self._users = 0
-        for task in (self._maintenance_task, self._writer_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        self._maintenance_task = self._writer_task = None
-        for _, future in self._pending:
-            if not future.done():
-                future.set_exception(BusUnavailable("the embedded bus is closing"))
-        self._pending.clear()
+        task, self._maintenance_task = self._maintenance_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        # Appends already queued are written (and acknowledged); new ones are refused.
+        await self._engine.drain()
         # Reads still running (a cancelled checkpoint's too) finish, and their connections
         # close: the last checkpoint must find no other connection on the file.
         await asyncio.to_thread(self._close_readers)
         with contextlib.suppress(sqlite3.Error, BusUnavailable):
             if self._committed and self.retention_groups:
                 await self.apply_retention()  # what the last commits released, before the checkpoint
-        with contextlib.suppress(sqlite3.Error):
-            await self._write_call(self._checkpoint_and_close)
-        self._shutdown_threads()
+        await self._engine.close()
 
     @property
     def is_open(self) -> bool:
-        return self._users > 0 and self._writer_task is not None and not self._writer_task.done()
+        return self._users > 0 and self._engine.is_open
+
+    @property
+    def disk_bytes(self) -> int:
+        """The log's bytes on disk: its segments (counted as written and removed), its index and
+        WAL (measured after each append and checkpoint, and every few seconds)."""
+        segment_bytes = self._segment_bytes_at_open + self._appended_bytes - self._removed_bytes
+        return segment_bytes + self._engine.file_bytes
+
+    async def measure_storage(self) -> None:
+        """Measure the index's file and WAL and the free space now (else every few seconds)."""
+        await self._engine.measure_storage()
+
+    def storage_stats(self) -> StorageStats:
+        return StorageStats(store="log", bytes=self.disk_bytes, limit_bytes=self.max_bytes or 0,
+                            free_bytes=self._engine.free_bytes, refused_full=self.refused_full)
 
     def _close_readers(self) -> None:
         readers, self._readers = self._readers, None
@@ -272,18 +335,10 @@ class EmbeddedLog:
         for connection in connections:
             connection.close()
 
-    def _shutdown_threads(self) -> None:
-        self._close_readers()
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.shutdown(wait=True)
-
     # threads ---------------------------------------------------------------------------
 
     async def _write_call(self, fn: Callable[[], T]) -> T:
-        if self._writer is None:
-            raise BusUnavailable("the embedded bus is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
+        return await self._engine.call(fn)
 
     async def _read_call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         while self._reads_held is not None:
@@ -307,30 +362,17 @@ class EmbeddedLog:
                 self._reader_connections.append(connection)
         return fn(connection)
 
-    def _init_writer(self) -> dict[str, int]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = _connect(self.path)
-        self._local.writer = connection
+    def _setup(self, connection: sqlite3.Connection) -> tuple[dict[str, int], int]:
+        """On the writer thread, once connected: the schema, a migration, the recovery."""
         self._segments = segments.SegmentWriter(self.segment_dir)
-        # Before any table exists: lets retention give pages back (incremental_vacuum), and small
-        # pages (index rows are ~50 bytes): each append rewrites a few pages in the WAL, which
-        # checkpoints then copy and fsync (1 KiB pages: a quarter of the default's I/O).
-        connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        connection.execute(f"PRAGMA page_size={_PAGE_BYTES}")
-        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"the file system does not support SQLite's WAL mode (got {mode})")
-        connection.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints are taken off the write path
-        connection.execute(f"PRAGMA journal_size_limit={_WAL_RESET_BYTES}")  # the WAL file shrinks back on reset
-        # Opening (a migration, a recovery) is fsync'd; then the index's own commits are not
-        # (the segments are), except retention's (_retain_step).
-        connection.execute("PRAGMA synchronous=FULL")
-        with _transaction(connection):  # another process may be opening the log too
+        # Opening (a migration, a recovery) is fsync'd; the index's own commits are not.
+        # Another process may be opening the log too: the transaction serializes them.
+        with self._engine.transaction("open", durable=True):
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if "data" in _columns(connection, "chunks"):
                 self._migrate_records_to_segments(connection)
             elif version > _FORMAT:
-                raise ValueError(
+                raise LogUnavailable(
                     f"the embedded bus at {self.path} was written by a newer siemgate (format {version}); "
                     "run that version, or point bus.path at a new file"
                 )
@@ -338,25 +380,13 @@ class EmbeddedLog:
                 _create_schema(connection)
             connection.execute(f"PRAGMA user_version={_FORMAT}")
             self._recover(connection)
-        connection.execute("PRAGMA synchronous=NORMAL")
-        return dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
+        ends = dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
+        return ends, int(connection.execute("SELECT coalesce(sum(size), 0) FROM segments").fetchone()[0])
 
-    def _close_writer(self) -> None:
+    def _close_segments(self) -> None:
         if self._segments is not None:
             self._segments.close()
             self._segments = None
-        connection: sqlite3.Connection | None = getattr(self._local, "writer", None)
-        if connection is not None:
-            connection.close()
-            self._local.writer = None
-
-    def _checkpoint_and_close(self) -> None:
-        connection: sqlite3.Connection | None = getattr(self._local, "writer", None)
-        try:
-            if connection is not None:
-                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            self._close_writer()
 
     def _stream(self, topic: str) -> str:
         return _EVENTS if topic in self._retained_topics else _KEPT
@@ -440,77 +470,73 @@ class EmbeddedLog:
         """Return once the records are fsync'd. Raises BusUnavailable."""
         if not self.is_open:
             raise BusUnavailable("the embedded bus is not open")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((records, future))
-        self._wake_writer.set()
-        await asyncio.shield(future)
+        size = 0
+        if self.max_bytes is not None:
+            size = _estimate(records)
+            if self.disk_bytes + self._reserved + size > self.max_bytes:
+                raise self._refuse_full(size)
+        done = self._engine.submit(_Append(records, size))
+        self._reserved += size
+        await done
 
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake_writer.wait()
-            self._wake_writer.clear()
-            pending, self._pending = self._pending, []
-            if not pending:
-                continue
-            groups = [records for records, _ in pending]
-            try:
-                ends = await self._write_call(functools.partial(self._insert, groups))
-            except (sqlite3.Error, OSError) as exc:
-                error = BusUnavailable(
-                    f"the embedded bus could not write to {self.path}: {exc}. Free disk space or fix bus.path"
-                )
-                for _, future in pending:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            self.ends.update(ends)
-            self._last_append = now = time.monotonic()
-            for _, future in pending:
-                if not future.done():
-                    future.set_result(None)
-            self._notify()
-            since = now - self._checkpointed_at
-            if since >= _CHECKPOINT_SECONDS and (not self._pending or since >= _CHECKPOINT_LATEST_SECONDS):
-                self._checkpointed_at = now
-                try:
-                    self._wal_bytes = await self._write_call(self._checkpoint_passive)
-                except (sqlite3.Error, OSError) as exc:
-                    log.warning("embedded bus checkpoint failed; retrying", extra={"error": str(exc)})
+    def _refuse_full(self, size: int) -> LogFull:
+        self.refused_full += 1
+        held = self.disk_bytes + self._reserved
+        message = (f"DATA LOSS RISK: the embedded bus is full ({held} of bus.max_bytes {self.max_bytes} bytes: "
+                   f"segments, index and WAL; this batch: ~{size}); it frees space as every sink passes its "
+                   "records (siemgate_forward_lag_events): bring the sinks back, or raise bus.max_bytes")
+        log.error(message, extra={"path": str(self.path), "bytes": held, "max_bytes": self.max_bytes})
+        return LogFull(message)
 
-    def _insert(self, groups: Sequence[Sequence[Record]]) -> dict[str, int]:
+    def _written(self, appends: list[_Append], result: tuple[dict[str, int], int]) -> None:
+        """On the event loop, once a group is committed (before its appenders resume)."""
+        ends, written = result
+        self.ends.update(ends)
+        self._appended_bytes += written
+        self._reserved -= sum(append.size for append in appends)
+        self._last_append = time.monotonic()
+        self._notify()
+
+    def _failed(self, appends: list[_Append], _: StoreError) -> None:
+        self._reserved -= sum(append.size for append in appends)
+
+    def _insert(self, connection: sqlite3.Connection, appends: list[_Append]) -> tuple[dict[str, int], int]:
+        """In the engine's transaction: one group of appends; returns the new ends and the
+        bytes written to segments."""
         by_topic: dict[str, list[Record]] = {}
-        for records in groups:
-            for record in records:
+        for append in appends:
+            for record in append.records:
                 by_topic.setdefault(record.topic, []).append(record)
-        with _transaction(self._local.writer) as connection:
-            # Next offsets are read inside the transaction: another process may have written.
-            ends = dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
-            changed: dict[str, int] = {}
-            encoded: dict[int, bytes] = {}
-            frames = []
-            for topic, records in by_topic.items():
-                first = ends.get(topic, 0)
-                changed[topic] = first + len(records)
-                frames.append((topic, first, len(records), _pack(records, encoded)))
-            self._store(connection, frames)
-            connection.executemany(_SET_END, list(changed.items()))
-        return changed
+        # Next offsets are read inside the transaction: another process may have written.
+        ends = dict(connection.execute("SELECT name, next_pos FROM topics").fetchall())
+        changed: dict[str, int] = {}
+        encoded: dict[int, bytes] = {}
+        frames = []
+        for topic, records in by_topic.items():
+            first = ends.get(topic, 0)
+            changed[topic] = first + len(records)
+            frames.append((topic, first, len(records), _pack(records, encoded)))
+        written = self._store(connection, frames)
+        connection.executemany(_SET_END, list(changed.items()))
+        return changed, written
 
-    def _store(self, connection: sqlite3.Connection, frames: Sequence[tuple[str, int, int, bytes]]) -> None:
+    def _store(self, connection: sqlite3.Connection, frames: Sequence[tuple[str, int, int, bytes]]) -> int:
         """Write (topic, first offset, count, data) frames to their streams' current segments,
-        fsync'd, and index them (in the caller's transaction)."""
+        fsync'd, and index them (in the caller's transaction). Returns the bytes written."""
         assert self._segments is not None
         by_stream: dict[str, list[tuple[str, int, int, bytes]]] = {}
         for frame in frames:
             by_stream.setdefault(self._stream(frame[0]), []).append(frame)
         rows = []
+        written = 0
         for stream, stream_frames in by_stream.items():
             encoded = [segments.encode_frame(*frame) for frame in stream_frames]
             total = sum(len(e) for e in encoded)
+            written += total
             current = connection.execute(
                 "SELECT seq, size FROM segments WHERE stream = ? ORDER BY seq DESC LIMIT 1", (stream,)
             ).fetchone()
-            if current is None or (current[1] and current[1] + total > segments.SEGMENT_BYTES):
+            if current is None or (current[1] and current[1] + total > self._segment_limit):
                 seq = connection.execute(
                     "INSERT INTO segments (stream, size) VALUES (?, 0) RETURNING seq", (stream,)
                 ).fetchone()[0]
@@ -525,6 +551,7 @@ class EmbeddedLog:
                 offset += len(data)
             connection.execute("UPDATE segments SET size = ? WHERE seq = ?", (offset, seq))
         connection.executemany(_INSERT_CHUNK, rows)
+        return written
 
     def _notify(self) -> None:
         event, self._appended = self._appended, asyncio.Event()
@@ -604,17 +631,14 @@ class EmbeddedLog:
         def write() -> None:
             # Not fsync'd (the index's commits are not): a cursor lost to a power cut only
             # means records delivered again, never lost.
-            with _transaction(self._local.writer) as connection:
+            with self._engine.transaction("commit to") as connection:
                 connection.executemany(
                     "INSERT INTO cursors (grp, topic, pos) VALUES (?, ?, ?) "
                     "ON CONFLICT (grp, topic) DO UPDATE SET pos = excluded.pos",
                     [(group, topic, pos) for topic, pos in offsets.items()],
                 )
 
-        try:
-            await self._write_call(write)
-        except sqlite3.Error as exc:
-            raise BusUnavailable(f"cannot commit to the embedded bus at {self.path}: {exc}") from exc
+        await self._write_call(write)  # raises LogUnavailable (a BusUnavailable)
         self._committed = True
 
     async def _maintain(self) -> None:
@@ -622,8 +646,7 @@ class EmbeddedLog:
         while True:
             await asyncio.sleep(_MAINTENANCE_SECONDS)
             try:
-                if self._wal_bytes > _WAL_RESET_BYTES:
-                    self._wal_bytes = 0
+                if self._engine.wal_bytes > _WAL_RESET_BYTES:
                     await self._reset_wal()
                 if self._committed and self.retention_groups:
                     self._committed = False
@@ -639,13 +662,6 @@ class EmbeddedLog:
             except (sqlite3.Error, OSError, BusUnavailable) as exc:
                 log.warning("embedded bus maintenance failed; retrying", extra={"error": str(exc)})
 
-    def _checkpoint_passive(self) -> int:
-        """A PASSIVE checkpoint (on the writer thread); returns the WAL file's size."""
-        self._local.writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        with contextlib.suppress(FileNotFoundError):
-            return self.path.with_name(self.path.name + "-wal").stat().st_size
-        return 0
-
     async def _reset_wal(self) -> None:
         """TRUNCATE checkpoint with this process's reads held (see _WAL_RESET_BYTES)."""
         held = self._reads_held = asyncio.Event()
@@ -653,7 +669,7 @@ class EmbeddedLog:
             while self._reading:
                 self._reads_done.clear()
                 await self._reads_done.wait()
-            await self._write_call(lambda: self._local.writer.execute("PRAGMA wal_checkpoint(RESTART)").fetchall())
+            await self._engine.checkpoint("RESTART")
         finally:
             self._reads_held = None
             held.set()
@@ -683,21 +699,19 @@ class EmbeddedLog:
         """One retention step: index entries every group passed go; then, if that left segments
         without entries, those go too, in a transaction that is fsync'd (unlike the index's
         other commits), so that no entry can come back pointing into a removed file."""
-        connection: sqlite3.Connection = self._local.writer
         assert self._segments is not None
-        with _transaction(connection):
+        with self._engine.transaction("apply retention to") as connection:
             chunks, records = self._retain(connection)
             empty = self._empty_segments(connection)
         if empty:
-            connection.execute("PRAGMA synchronous=FULL")
-            try:
-                with _transaction(connection):
-                    empty = self._empty_segments(connection)  # another process may have appended since
-                    connection.executemany("DELETE FROM segments WHERE seq = ?", [(seq,) for seq in empty])
-                    remaining = {seq for (seq,) in connection.execute("SELECT seq FROM segments")}
-            finally:
-                connection.execute("PRAGMA synchronous=NORMAL")
+            with self._engine.transaction("apply retention to", durable=True) as connection:
+                empty = self._empty_segments(connection)  # another process may have appended since
+                removed = sum(connection.execute("SELECT size FROM segments WHERE seq = ?", (seq,)).fetchone()[0]
+                              for seq in empty)
+                connection.executemany("DELETE FROM segments WHERE seq = ?", [(seq,) for seq in empty])
+                remaining = {seq for (seq,) in connection.execute("SELECT seq FROM segments")}
             self._segments.remove(empty)
+            self._removed_bytes += removed  # on the writer thread only
             self._segments.close_others(remaining)
         return chunks, records
 
@@ -732,7 +746,7 @@ class EmbeddedLog:
         return chunks, records
 
     def _vacuum_step(self) -> bool:
-        connection: sqlite3.Connection = self._local.writer
+        connection = self._engine.connection
         free = connection.execute("PRAGMA freelist_count").fetchone()[0]
         if not free:
             return False
@@ -750,18 +764,6 @@ def _create_schema(connection: sqlite3.Connection) -> None:
 
 def _columns(connection: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-
-
-@contextlib.contextmanager
-def _transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield connection
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
 
 
 class _LogUser:
@@ -791,6 +793,10 @@ class EmbeddedPublisher(_LogUser):
 
     async def ready(self) -> bool:
         return self._started and self._log.is_open
+
+    def storage_stats(self) -> StorageStats:
+        """The log's size against `bus.max_bytes` (`siemgate_storage_*{store="log"}`)."""
+        return self._log.storage_stats()
 
 
 class EmbeddedConsumer(_LogUser):

@@ -59,7 +59,10 @@ async def open_bus(config: Config, *, role: Role, retention_groups: Sequence[str
     `run`, the consumer groups whose progress lets records be deleted (every sink's)."""
     if config.bus.type == "embedded" and role not in _KAFKA_ONLY:
         groups = retention_groups if role == "run" else ()
-        log = EmbeddedLog(config.bus.path, prefix=config.bus.topic_prefix, retention_groups=groups)
+        # The cap (bus.max_bytes) bounds what the ingest appends; `siemgate dlq` (role tool) may
+        # still write dead letters back past it, as before.
+        log = EmbeddedLog(config.bus.path, prefix=config.bus.topic_prefix, retention_groups=groups,
+                          max_bytes=config.bus.max_bytes if role == "run" else None)
         await log.open()
         try:
             bus = EmbeddedBus(log)

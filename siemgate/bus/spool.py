@@ -7,17 +7,18 @@ from the oldest end, so a new row's id is larger than every row still there); th
 (`siemgate.bus.spooling`) reads the oldest rows, puts them on Kafka and deletes only the
 rows Kafka acknowledged. Pages of 16 KiB: a 500-event batch commits ~20% faster than with 4 KiB.
 
-Threading: every SQLite call runs on one dedicated thread (a single-worker executor that
-owns the connection), never on the event loop. Group commit: appends that arrive while a
-transaction is being written wait in a queue and are written together in the next
-transaction, one fsync for all of them.
+The writer is the SQLite writer engine it shares with the embedded log
+(`siemgate.bus.sqlite_writer`): every SQLite call runs on one dedicated thread, never on the
+event loop; appends that arrive while a transaction is being written wait in a queue and are
+written together in the next transaction, one fsync for all of them (group commit).
 
 Checkpoints: SQLite's automatic checkpoint runs inside the commit that crosses its
 threshold (500-row transactions: 1.5 ms median, p99 ~17 ms, the spikes being checkpoints).
 It is off here; the writer runs a PASSIVE checkpoint between transactions once the WAL has
 grown past `checkpoint_bytes` and no append is waiting (or, past eight times that, even
-while appends wait, so that the WAL stays bounded). The direct path to Kafka never touches
-the spool, so this matters only while spooling.
+while appends wait, so that the WAL stays bounded): paced by bytes, since every byte
+spooled goes through the WAL. The direct path to Kafka never touches the spool, so this
+matters only while spooling.
 
 Size: `max_bytes` bounds the logical bytes held (key + value + header names and values of
 every record); the count is read from the file at open and kept up to date in memory.
@@ -26,20 +27,19 @@ every record); the count is read from the file at open and kept up to date in me
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar, cast
+from typing import Final, cast
 
 import msgspec
 
-from siemgate.errors import SpoolError, SpoolFull
+from siemgate.bus.sqlite_writer import CheckpointPacing, Pragmas, SQLiteWriter, StorageStats
+from siemgate.errors import SpoolError, SpoolFull, StoreError
 from siemgate.record import Kind, Record, Severity
 
 log = logging.getLogger("siemgate.bus.spool")
@@ -57,6 +57,8 @@ CHECKPOINT_BYTES: Final = 1024 * 1024
 PAGE_SIZE: Final = 16 * 1024
 # After a checkpoint, SQLite truncates the WAL file to this size.
 JOURNAL_SIZE_LIMIT: Final = 16 * 1024 * 1024
+# The spool file is the only copy of a spooled event: every commit is fsync'd before the 200.
+PRAGMAS: Final = Pragmas(page_size=PAGE_SIZE, synchronous="FULL", journal_size_limit=JOURNAL_SIZE_LIMIT)
 # What a row costs in the WAL beyond its logical bytes (page headers, index entries), roughly.
 ROW_OVERHEAD: Final = 64
 # After a failed write the spool is reported as not accepting writes for this long.
@@ -94,7 +96,6 @@ _SET_ASIDE: Final = (
     "SELECT id, topic, key, value, headers, severity, kind, size, ? FROM records WHERE id = ?"
 )
 
-T = TypeVar("T")
 Headers = list[tuple[str, bytes]]
 # A record read back from the spool, with its row id (what `delete_through` takes).
 Spooled = tuple[int, Record]
@@ -137,7 +138,6 @@ class _Append:
     records: Sequence[Record]
     sizes: list[int]
     size: int
-    done: asyncio.Future[None] = field(repr=False)
 
 
 class Spool:
@@ -149,22 +149,19 @@ class Spool:
         self.path = self.directory / FILE_NAME
         self.max_bytes = max_bytes
         self.checkpoint_bytes = checkpoint_bytes
-        self._executor: ThreadPoolExecutor | None = None
-        self._closing = False
-        # Used on the executor's thread only.
-        self._db: sqlite3.Connection | None = None
+        self.engine: SQLiteWriter[_Append, None] = SQLiteWriter(
+            self.path, name="the spool", setting="bus.spool.path", pragmas=PRAGMAS,
+            pacing=CheckpointPacing(due_bytes=checkpoint_bytes, overdue_bytes=8 * checkpoint_bytes),
+            error=SpoolError, write=self._insert, committed=self._committed, failed=self._failed,
+            logger=log, thread_name="siemgate-spool",
+        )
+        # Used on the engine's thread only.
         self._lock_fd: int | None = None
         # Kept on the event loop's thread.
         self._events = 0
         self._bytes = 0
         self._reserved = 0  # bytes of appends queued or being written
-        self._pending: list[_Append] = []
-        self._writer: asyncio.Task[None] | None = None
-        self._wal_bytes = 0  # estimated WAL growth since the last checkpoint
         self._full = False  # an append was refused for size since the last delete
-        self._write_failed_at: float | None = None
-        self.commits = 0  # append transactions (group commit makes this smaller than the appends)
-        self.checkpoints = 0
 
     # ------------------------------------------------------------------ state (event loop)
 
@@ -178,52 +175,48 @@ class Spool:
 
     @property
     def is_open(self) -> bool:
-        return self._executor is not None and not self._closing
+        return self.engine.is_open
 
     @property
     def writing(self) -> bool:
         """An append is queued or being written."""
-        return self._writer is not None
+        return self.engine.writing
+
+    @property
+    def commits(self) -> int:
+        """Append transactions (group commit makes this smaller than the appends)."""
+        return self.engine.commits
+
+    @property
+    def checkpoints(self) -> int:
+        return self.engine.checkpoints
+
+    def storage_stats(self) -> StorageStats:
+        """Logical bytes held against `max_bytes`, and the free space of its file system."""
+        return StorageStats(store="spool", bytes=self._bytes, limit_bytes=self.max_bytes,
+                            free_bytes=self.engine.free_bytes)
 
     @property
     def accepts_writes(self) -> bool:
         """Open, not full, and no write failed in the last few seconds."""
         if not self.is_open or self._full or self._bytes >= self.max_bytes:
             return False
-        failed = self._write_failed_at
+        failed = self.engine.failed_at
         return failed is None or asyncio.get_running_loop().time() - failed > WRITE_FAILURE_SECONDS
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
         """Open (or create) the spool file. Raises SpoolError, saying what to fix."""
-        if self._executor is not None:
+        if self.engine.is_open:
             return
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siemgate-spool")
-        self._executor = executor
-        self._closing = False
-        try:
-            self._events, self._bytes = await self._call(self._open_db)
-        except BaseException:
-            self._executor = None
-            executor.shutdown(wait=False)
-            raise
+        self._events, self._bytes = await self.engine.open(self._setup, before=self._lock, after_close=self._unlock)
         log.info("spool open", extra={"path": str(self.path), "events": self._events, "bytes": self._bytes,
                                       "max_bytes": self.max_bytes})
 
     async def close(self) -> None:
         """Finish the appends under way, checkpoint, close the file."""
-        executor = self._executor
-        if executor is None or self._closing:
-            return
-        self._closing = True
-        while self._writer is not None:
-            await asyncio.wait({self._writer})
-        try:
-            await self._call(self._close_db)
-        finally:
-            self._executor = None
-            executor.shutdown(wait=False)
+        await self.engine.close()
 
     # ------------------------------------------------------------------ appends (group commit)
 
@@ -238,11 +231,8 @@ class Spool:
         size = sum(sizes)
         if self._bytes + self._reserved + size > self.max_bytes:
             raise self._refuse_full(size)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Append(records, sizes, size, done))
+        done = self.engine.submit(_Append(records, sizes, size))
         self._reserved += size
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_pending(), name="spool-writer")
         await done
 
     def _refuse_full(self, size: int) -> SpoolFull:
@@ -253,59 +243,16 @@ class Spool:
         return SpoolFull(f"the spool is full ({self._bytes + self._reserved} of bus.spool.max_bytes "
                          f"{self.max_bytes} bytes in use): it empties as Kafka takes its records back")
 
-    async def _write_pending(self) -> None:
-        group: list[_Append] = []
-        try:
-            while self._pending:
-                group, self._pending = self._pending, []
-                await self._commit(group)
-                group = []
-                await self._maybe_checkpoint()
-        finally:
-            self._writer = None
-            # Only if something unexpected escaped: no append may wait forever.
-            stranded, self._pending = group + self._pending, []
-            self._fail(stranded, SpoolError(f"the spool writer of {self.path} stopped"))
-
-    async def _commit(self, group: list[_Append]) -> None:
-        records = [record for append in group for record in append.records]
-        sizes = [size for append in group for size in append.sizes]
-        size = sum(append.size for append in group)
-        try:
-            await self._call(self._insert, records, sizes)
-        except SpoolError as exc:
-            self._write_failed_at = asyncio.get_running_loop().time()
-            self._fail(group, exc)
-            return
+    def _committed(self, appends: list[_Append], _: None) -> None:
+        size = sum(append.size for append in appends)
+        count = sum(len(append.records) for append in appends)
         self._reserved -= size
-        self._events += len(records)
+        self._events += count
         self._bytes += size
-        self._wal_bytes += size + ROW_OVERHEAD * len(records)
-        self._write_failed_at = None
-        self.commits += 1
-        for append in group:
-            if not append.done.done():
-                append.done.set_result(None)
+        self.engine.grew(size + ROW_OVERHEAD * count)
 
-    def _fail(self, appends: list[_Append], exc: SpoolError) -> None:
-        for append in appends:
-            self._reserved -= append.size
-            if not append.done.done():
-                append.done.set_exception(SpoolError(str(exc)))
-
-    async def _maybe_checkpoint(self) -> None:
-        if self._wal_bytes < self.checkpoint_bytes:
-            return
-        if self._pending and self._wal_bytes < 8 * self.checkpoint_bytes:
-            return  # appends are waiting: they go first
-        self._wal_bytes = 0
-        try:
-            await self._call(self._checkpoint)
-        except SpoolError as exc:
-            log.warning(f"spool checkpoint failed: {exc}; retried after later writes",
-                        extra={"path": str(self.path)})
-        else:
-            self.checkpoints += 1
+    def _failed(self, appends: list[_Append], _: StoreError) -> None:
+        self._reserved -= sum(append.size for append in appends)
 
     # ------------------------------------------------------------------ draining
 
@@ -314,56 +261,37 @@ class Spool:
         `max_bytes` unless the first record alone is larger."""
         if not self.is_open:
             raise SpoolError(f"the spool {self.path} is closed")
-        return await self._call(self._select, max_records, max_bytes)
+        return await self.engine.call(self._select, max_records, max_bytes)
 
     async def delete_through(self, last_id: int) -> None:
         """Delete every record up to row `last_id` (Kafka acknowledged them)."""
         if not self.is_open:
             raise SpoolError(f"the spool {self.path} is closed")
-        count, size = await self._call(self._delete, last_id)
+        count, size = await self.engine.call(self._delete, last_id)
         self._forget(count, size)
-        await self._maybe_checkpoint()
+        await self.engine.maybe_checkpoint()
 
     async def set_aside(self, row_id: int, reason: str) -> None:
         """Move one record Kafka refuses for good to the `set_aside` table (kept, not lost)."""
         if not self.is_open:
             raise SpoolError(f"the spool {self.path} is closed")
-        count, size = await self._call(self._move_aside, row_id, reason)
+        count, size = await self.engine.call(self._move_aside, row_id, reason)
         self._forget(count, size)
 
     def _forget(self, count: int, size: int) -> None:
         self._events -= count
         self._bytes -= size
-        self._wal_bytes += ROW_OVERHEAD * count
+        self.engine.grew(ROW_OVERHEAD * count)
         if count:
             self._full = False
 
     async def wait_writes(self) -> None:
         """Until the appends queued now are written (or failed)."""
-        writer = self._writer
-        if writer is not None:
-            await asyncio.wait({writer})
+        await self.engine.wait_writes()
 
-    async def _call(self, function: Callable[..., T], *args: object) -> T:
-        assert self._executor is not None
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+    # ------------------------------------------------------------------ the engine's thread
 
-    # ------------------------------------------------------------------ the SQLite thread
-
-    def _open_db(self) -> tuple[int, int]:
-        self._lock_fd = self._lock()
-        try:
-            self._db = self._connect()
-            count, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records").fetchone()
-        except sqlite3.Error as exc:
-            self._close_quietly()
-            raise SpoolError(self._explain(exc, "open")) from exc
-        except BaseException:
-            self._close_quietly()
-            raise
-        return int(count), int(size)
-
-    def _lock(self) -> int:
+    def _lock(self) -> None:
         """One process per spool: two ingests sharing a file would count its size wrong."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -381,76 +309,37 @@ class Spool:
                 f"the spool {self.directory} is in use by another siemgate process: give each ingest "
                 "replica its own bus.spool.path"
             ) from exc
-        return fd
+        self._lock_fd = fd
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # for a new file; an existing one keeps its own
-            (mode,) = db.execute("PRAGMA journal_mode=WAL").fetchone()
-            if str(mode).lower() != "wal":
-                raise SpoolError(f"{self.path}: SQLite refused WAL mode (journal_mode {mode}); "
-                                 "put bus.spool.path on a local filesystem")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA wal_autocheckpoint=0")
-            db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version > FORMAT_VERSION:
-                raise SpoolError(f"{self.path} was written by a newer siemgate (format {version}); "
-                                 "run that version until the spool is drained")
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={FORMAT_VERSION}")
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _close_db(self) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._close_quietly()
-
-    def _close_quietly(self) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+    def _unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
 
-    @contextlib.contextmanager
-    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        assert db is not None
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise SpoolError(self._explain(exc, action)) from exc
+    def _setup(self, db: sqlite3.Connection) -> tuple[int, int]:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > FORMAT_VERSION:
+            raise SpoolError(f"{self.path} was written by a newer siemgate (format {version}); "
+                             "run that version until the spool is drained")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+        count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records").fetchone()
+        return int(count), int(size)
 
-    def _insert(self, records: Sequence[Record], sizes: Sequence[int]) -> None:
+    def _insert(self, db: sqlite3.Connection, appends: list[_Append]) -> None:
+        """In the engine's transaction: one group of appends."""
         encoded: dict[int, bytes] = {}
         rows = []
-        for record, size in zip(records, sizes, strict=True):
-            headers = encoded.get(id(record.headers))
-            if headers is None:
-                headers = encoded[id(record.headers)] = _headers_encoder.encode(record.headers)
-            rows.append((record.topic, record.key, record.value, headers, record.severity, record.kind, size))
-        with self._transaction("write") as db:
-            db.executemany(_INSERT, rows)
+        for append in appends:
+            for record, size in zip(append.records, append.sizes, strict=True):
+                headers = encoded.get(id(record.headers))
+                if headers is None:
+                    headers = encoded[id(record.headers)] = _headers_encoder.encode(record.headers)
+                rows.append((record.topic, record.key, record.value, headers, record.severity, record.kind, size))
+        db.executemany(_INSERT, rows)
 
     def _select(self, max_records: int, max_bytes: int) -> list[Spooled]:
-        db = self._db
-        assert db is not None
+        db = self.engine.connection
         decoded: dict[bytes, Headers] = {}
         out: list[Spooled] = []
         total = 0
@@ -465,11 +354,11 @@ class Spool:
                 out.append((row_id, record))
                 total += size
         except (sqlite3.Error, msgspec.DecodeError) as exc:
-            raise SpoolError(self._explain(exc, "read")) from exc
+            raise SpoolError(self.engine.explain(exc, "read")) from exc
         return out
 
     def _delete(self, last_id: int) -> tuple[int, int]:
-        with self._transaction("delete from") as db:
+        with self.engine.transaction("delete from") as db:
             count, size = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records WHERE id <= ?", (last_id,)
             ).fetchone()
@@ -477,33 +366,10 @@ class Spool:
         return int(count), int(size)
 
     def _move_aside(self, row_id: int, reason: str) -> tuple[int, int]:
-        with self._transaction("write") as db:
+        with self.engine.transaction("write") as db:
             row = db.execute("SELECT size FROM records WHERE id = ?", (row_id,)).fetchone()
             if row is None:
                 return 0, 0
             db.execute(_SET_ASIDE, (reason, row_id))
             db.execute("DELETE FROM records WHERE id = ?", (row_id,))
         return 1, int(row[0])
-
-    def _checkpoint(self) -> None:
-        db = self._db
-        assert db is not None
-        try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as exc:
-            raise SpoolError(self._explain(exc, "checkpoint")) from exc
-
-    def _explain(self, exc: sqlite3.Error | msgspec.DecodeError, action: str) -> str:
-        """The error, and what the operator should do about it."""
-        name = getattr(exc, "sqlite_errorname", "")
-        where = f"cannot {action} the spool {self.path} ({exc})"
-        if name in ("SQLITE_FULL",):
-            return f"{where}: the disk is full. Free space on bus.spool.path's filesystem"
-        if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
-            return f"{where}: fix the permissions of bus.spool.path ({self.directory})"
-        if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or isinstance(exc, msgspec.DecodeError):
-            return (f"{where}: the file is damaged. It may hold acknowledged events: stop siemgate, move the "
-                    f"file aside (keep it), start again, and recover its rows with `sqlite3 FILE .recover`")
-        if name.startswith("SQLITE_IOERR"):
-            return f"{where}: the disk reported an I/O error. Check the volume behind bus.spool.path"
-        return where

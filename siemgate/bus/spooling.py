@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -52,6 +53,7 @@ from aiokafka.errors import KafkaError
 
 from siemgate.bus.kafka import KafkaPublisher, ensure_topics
 from siemgate.bus.spool import Spool, Spooled, SpoolStats
+from siemgate.bus.sqlite_writer import StorageStats
 from siemgate.config import KafkaConfig, SpoolConfig
 from siemgate.errors import BusUnavailable, RecordTooLarge, SiemgateError, SpoolError, SpoolFull
 from siemgate.record import Record
@@ -184,6 +186,10 @@ class SpoolingPublisher:
             batches_spooled=self._batches_spooled, refused_full=self._refused_full,
             refused_error=self._refused_error, drained_events=self._drained, set_aside_events=self._set_aside,
         )
+
+    def storage_stats(self) -> StorageStats:
+        """The spool against bus.spool.max_bytes (`siemgate_storage_*{store="spool"}`)."""
+        return dataclasses.replace(self._spool.storage_stats(), refused_full=self._refused_full)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from siemgate.bus.base import DrainingPublisher, Publisher, SpoolReporter
+from siemgate.bus.sqlite_writer import StorageReporter
 from siemgate.config import Config, IntegrationConfig
 from siemgate.errors import (
     BadGzip,
@@ -298,6 +299,8 @@ def create_app(config: Config, publisher: Publisher, *, foreground: Foreground |
         context.metrics.watch_spool(publisher.spool_stats)
     if isinstance(publisher, DrainingPublisher):
         context.metrics.watch_shutdown_drains(publisher.shutdown_drains)
+    if isinstance(publisher, StorageReporter):
+        context.metrics.watch_storage(publisher.storage_stats)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from siemgate.bus.spool import SpoolStats
+from siemgate.bus.sqlite_writer import StorageStats
 
 # Ack latency of a 500-event batch is a few milliseconds; 503s after the produce timeout take seconds.
 _ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -60,6 +61,12 @@ class IngestMetrics:
     def watch_shutdown_drains(self, outcomes: Callable[[], Mapping[str, int]]) -> None:
         """Export `siemgate_shutdown_drain_total{outcome}` of a publisher that drains before exit."""
         self.registry.register(_DrainCollector(outcomes))
+
+    def watch_storage(self, stats: Callable[[], StorageStats]) -> None:
+        """Export the `siemgate_storage_*` gauges of a publisher with a local store (the
+        embedded log, or the spool)."""
+        self.registry.register(_StorageCollector(stats))
+
 
 
 class _DrainCollector:
@@ -107,6 +114,35 @@ class _SpoolCollector:
             "Spooled events Kafka refused for their size, kept in the spool's set_aside table.",
             value=stats.set_aside_events,
         )
+
+
+class _StorageCollector:
+    def __init__(self, stats: Callable[[], StorageStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        families = (
+            GaugeMetricFamily("siemgate_storage_bytes",
+                              "Bytes held by the local store, as its cap counts them (log: segments, index and WAL "
+                              "on disk; spool: keys, values and headers).", labels=["store"]),
+            GaugeMetricFamily("siemgate_storage_limit_bytes",
+                              "The local store's cap (bus.max_bytes, bus.spool.max_bytes); 0: none.",
+                              labels=["store"]),
+            GaugeMetricFamily("siemgate_storage_free_bytes",
+                              "Free space of the file system holding the local store (measured every few seconds).",
+                              labels=["store"]),
+        )
+        values = (stats.bytes, stats.limit_bytes, stats.free_bytes)
+        for family, value in zip(families, values, strict=True):
+            if value is not None:
+                family.add_metric([stats.store], value)
+            yield family
+        refusals = CounterMetricFamily(
+            "siemgate_storage_refusals", "Batches answered 503 because the local store was full (data loss risk).",
+            labels=["store"])
+        refusals.add_metric([stats.store], stats.refused_full)
+        yield refusals
 
 
 WINDOW_MINUTES: Final = 60

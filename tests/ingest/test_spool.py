@@ -136,11 +136,11 @@ async def test_concurrent_appends_share_transactions(tmp_path: Path) -> None:
 async def test_appends_arriving_during_a_transaction_are_written_together_in_the_next(tmp_path: Path) -> None:
     spool = await opened(tmp_path)
     gate = threading.Event()
-    blocker = asyncio.ensure_future(spool._call(gate.wait))  # the SQLite thread is busy
+    blocker = asyncio.ensure_future(spool.engine.call(gate.wait))  # the SQLite thread is busy
     first = asyncio.ensure_future(spool.append(records(5, batch="first")))
-    await wait_until(lambda: spool.writing and not spool._pending, "the writer to take the first append")
+    await wait_until(lambda: spool.writing and not spool.engine.queued, "the writer to take the first append")
     later = [asyncio.ensure_future(spool.append(records(5, batch=f"later{n}"))) for n in range(10)]
-    await wait_until(lambda: len(spool._pending) == 10, "the later appends to queue")
+    await wait_until(lambda: spool.engine.queued == 10, "the later appends to queue")
     gate.set()
     await asyncio.gather(blocker, first, *later)
     assert spool.commits == 2  # the first, then the ten later ones in one transaction
@@ -153,7 +153,7 @@ async def test_sqlite_runs_on_one_thread_off_the_event_loop(tmp_path: Path) -> N
     await spool.append(records(1))
     threads = set()
     for _ in range(3):
-        threads.add(await spool._call(threading.get_ident))
+        threads.add(await spool.engine.call(threading.get_ident))
     assert len(threads) == 1
     assert threading.get_ident() not in threads
     await spool.close()
@@ -164,8 +164,12 @@ async def test_wal_is_checkpointed_between_transactions_and_truncated_at_close(t
     for n in range(20):
         await spool.append(records(10, batch=f"b{n}", pad=2000))
     assert spool.checkpoints >= 3
-    autocheckpoint = await spool._call(lambda: spool._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])  # type: ignore[union-attr]
-    synchronous = await spool._call(lambda: spool._db.execute("PRAGMA synchronous").fetchone()[0])  # type: ignore[union-attr]
+
+    def pragma(name: str) -> object:
+        return spool.engine.connection.execute(f"PRAGMA {name}").fetchone()[0]
+
+    autocheckpoint = await spool.engine.call(pragma, "wal_autocheckpoint")
+    synchronous = await spool.engine.call(pragma, "synchronous")
     assert (autocheckpoint, synchronous) == (0, 2)  # off; FULL
     await spool.close()
     wal = tmp_path / (FILE_NAME + "-wal")
@@ -201,7 +205,7 @@ async def test_write_error_fails_the_append_and_keeps_earlier_records(tmp_path: 
     spool = await opened(tmp_path)
     await spool.append(records(3, batch="kept"))
     # Simulate a full disk: SQLite may not grow the file any further.
-    await spool._call(lambda: spool._db.execute("PRAGMA max_page_count = 1").fetchone())  # type: ignore[union-attr]
+    await spool.engine.call(lambda: spool.engine.connection.execute("PRAGMA max_page_count = 1").fetchone())
     with pytest.raises(SpoolError, match="disk is full"):
         await spool.append(records(50, batch="lost", pad=4000))
     assert not spool.accepts_writes

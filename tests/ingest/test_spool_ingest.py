@@ -9,6 +9,7 @@ allowed). 503 only when Kafka is away AND the spool is full or unwritable.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -225,6 +226,28 @@ async def test_full_spool_is_503_and_loses_nothing_already_acked(
         await check_delivered(tansu, ingest, sender)
 
 
+async def test_the_spool_reports_its_storage_against_its_cap(private_tansu: TansuFactory, tmp_path: Path) -> None:
+    tansu = private_tansu()  # down: batches go to the spool
+    config = config_for(tmp_path, tansu, max_bytes=40_000)
+    async with spooling_ingest(config) as ingest, httpx.AsyncClient(timeout=30) as client:
+        sender = Sender(ingest.webhook())
+        while await sender.send(client) == 200:
+            assert sender.batches < 100, "the spool never filled"
+        text = await metrics(client, ingest)
+        spool = publisher_of(ingest).spool
+        assert metric_value(text, 'siemgate_storage_bytes{store="spool"}') == spool.bytes > 30_000
+        assert metric_value(text, 'siemgate_storage_limit_bytes{store="spool"}') == 40_000
+        assert metric_value(text, 'siemgate_storage_refusals_total{store="spool"}') == 1
+        volume = os.statvfs(spool.directory)
+        free = metric_value(text, 'siemgate_storage_free_bytes{store="spool"}')
+        assert abs(free - volume.f_bavail * volume.f_frsize) < 1 << 30  # a few seconds old on a shared disk
+
+        await tansu.start()
+        await drained(ingest)
+        text = await metrics(client, ingest)
+        assert metric_value(text, 'siemgate_storage_bytes{store="spool"}') == 0
+
+
 async def test_full_spool_with_kafka_back_sends_to_kafka_directly(
     private_tansu: TansuFactory, tmp_path: Path
 ) -> None:
@@ -256,7 +279,7 @@ async def test_unwritable_spool_with_kafka_down_is_503(private_tansu: TansuFacto
         assert await sender.send(client) == 200
         spool = publisher_of(ingest).spool
         # A full disk: SQLite may not grow the file any further.
-        await spool._call(lambda: spool._db.execute("PRAGMA max_page_count = 1").fetchone())  # type: ignore[union-attr]
+        await spool.engine.call(lambda: spool.engine.connection.execute("PRAGMA max_page_count = 1").fetchone())
         assert await sender.send(client, size=200, pad="x" * 2000) == 503
         text = await metrics(client, ingest)
         assert 'siemgate_spool_refusals_total{reason="error"} 1.0' in text

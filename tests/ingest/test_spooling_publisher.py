@@ -137,7 +137,7 @@ async def test_no_switch_back_to_direct_while_an_append_is_being_written(
     publisher, kafka = setup
     kafka.up = False
     gate = threading.Event()
-    blocker = asyncio.ensure_future(publisher.spool._call(gate.wait))  # the SQLite thread is busy
+    blocker = asyncio.ensure_future(publisher.spool.engine.call(gate.wait))  # the SQLite thread is busy
     spooled = asyncio.ensure_future(publisher.publish(batch("in-flight")))
     await wait_until(lambda: publisher.spooling and publisher.spool.writing, "the append to be under way")
     kafka.up = True
@@ -183,8 +183,8 @@ async def test_a_record_kafka_refuses_for_its_size_is_set_aside_and_the_rest_del
     await drained(publisher)
     assert kafka.received == [r.key for r in batch("a") + batch("b") if r.key != b"a-2"]
     assert publisher.spool_stats().set_aside_events == 1
-    rows = await publisher.spool._call(
-        lambda: publisher.spool._db.execute("SELECT key, reason FROM set_aside").fetchall()  # type: ignore[union-attr]
+    rows = await publisher.spool.engine.call(
+        lambda: publisher.spool.engine.connection.execute("SELECT key, reason FROM set_aside").fetchall()
     )
     assert rows == [(b"a-2", "an event is larger than Kafka accepts")]
 
