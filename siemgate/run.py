@@ -77,7 +77,7 @@ async def _serve(config: Config, bus: Bus, publisher: Publisher, reloader: Confi
     # One loop for both halves: the ingest's requests go first (siemgate.foreground).
     foreground = Foreground()
     service = ForwardService(config, bus=bus, foreground=foreground)
-    app = create_app(config, publisher, foreground=foreground)
+    app = create_app(config, publisher, foreground=foreground, health=service.health)
     async with running_admin(config.admin, StatusSources("run", ingest=app.state.context, forward=service)):
         await _serve_started(config, app, service, reloader)
 

@@ -15,12 +15,14 @@ with a config type (a `SinkSettings` subclass) and a `Sink` subclass, registered
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from siemgate.errors import ConfigError, SiemgateError
 from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.forwarders.watchdog import Progress
 
 Severity = Literal["high", "medium", "low", "unknown"]
 
@@ -109,9 +111,20 @@ class Sink(abc.ABC):
     # The normalized fields (NormalizedEvent attributes from normalize.DEFAULT_FIELDS) this
     # sink's output uses; the forwarder looks up only these. None: all of them.
     normalized_fields: frozenset[str] | None = None
+    # Set by the forwarder (siemgate.forwarders.watchdog): a send that waits a long time in
+    # steps (HEC's indexer acks) says what it waits on and reports the answers it gets.
+    watch: Progress | None = None
 
     def __init__(self, settings: SinkSettings) -> None:
         self.settings = settings
+
+    def waiting(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return self.watch.waiting(what) if self.watch is not None else contextlib.nullcontext()
+
+    def answered(self) -> None:
+        """The destination answered during a send: progress for the watchdog."""
+        if self.watch is not None:
+            self.watch.progressed()
 
     @property
     def name(self) -> str:

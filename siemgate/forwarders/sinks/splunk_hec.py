@@ -72,6 +72,7 @@ from siemgate.forwarders.sinks.http import (
     send_in_requests,
     short_body,
 )
+from siemgate.forwarders.watchdog import ACK
 from siemgate.secrets import Secret
 
 log = logging.getLogger("siemgate.forward.splunk_hec")
@@ -310,6 +311,10 @@ class SplunkHecSink(Sink):
     async def _await_acks(self, progress: _Progress) -> None:
         """Poll /ack until every ackId came back true or `ack_timeout_seconds` passed; the
         events of the ackIds still missing are sent again by the runtime."""
+        with self.waiting(ACK):
+            await self._poll_acks(progress)
+
+    async def _poll_acks(self, progress: _Progress) -> None:
         deadline = time.monotonic() + self.settings.ack_timeout_seconds
         interval = _FIRST_ACK_POLL
         waiting = progress.awaiting_ack
@@ -334,6 +339,7 @@ class SplunkHecSink(Sink):
             acks = answer.get("acks")
             if response.status_code != 200 or not isinstance(acks, dict):
                 continue
+            self.answered()  # indexers slow to acknowledge are not a stall of the forwarder
             for key, indexed in acks.items():
                 if indexed is True and key.isdigit() and int(key) in waiting:
                     progress.delivered.update(waiting.pop(int(key)))
