@@ -122,7 +122,7 @@ class Sink(abc.ABC):
         return self.watch.waiting(what) if self.watch is not None else contextlib.nullcontext()
 
     def answered(self) -> None:
-        """The destination answered during a send: progress for the watchdog."""
+        """A step of a send was made (a request answered, or failed): progress for the watchdog."""
         if self.watch is not None:
             self.watch.progressed()
 

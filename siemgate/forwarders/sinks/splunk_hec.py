@@ -327,9 +327,13 @@ class SplunkHecSink(Sink):
                     compress=False,
                 )
             except RetryableSinkError as exc:
+                self.answered()  # a poll made: Splunk away is not a stall of the forwarder
                 log.warning("cannot poll HEC acknowledgements; polling again", extra={"sink": self.name,
                                                                                        "error": str(exc)})
                 continue
+            # Each poll answered is progress for the watchdog, acknowledged or not yet: indexers
+            # slow to acknowledge are not a stall of the forwarder.
+            self.answered()
             answer = _json(response)
             if response.status_code == 400 and answer.get("code") == 14:
                 raise SinkRefusedError(f"{self._endpoint.url}: /ack answered code 14: {_REFUSED[14]}")
@@ -339,7 +343,6 @@ class SplunkHecSink(Sink):
             acks = answer.get("acks")
             if response.status_code != 200 or not isinstance(acks, dict):
                 continue
-            self.answered()  # indexers slow to acknowledge are not a stall of the forwarder
             for key, indexed in acks.items():
                 if indexed is True and key.isdigit() and int(key) in waiting:
                     progress.delivered.update(waiting.pop(int(key)))
