@@ -1,8 +1,8 @@
-"""The progress watchdog, process level: `siemgate forward` with a syslog receiver frozen on
-purpose (it accepts the connection and never reads, so the kernel buffers fill and the
-forwarder's write blocks). Its /healthz turns 503 naming the sink and what it waits on; the
-test plays Kubernetes' liveness probe (SIGKILL and a new process after 3 failed probes), then
-fixes the receiver, and every event on the bus is delivered."""
+"""The progress watchdog, process level: `siemgate forward` (and `siemgate run`) with a syslog
+receiver frozen on purpose (it accepts the connection and never reads, so the kernel buffers
+fill and the forwarder's write blocks). Its /healthz turns 503 naming the sink and what it
+waits on; the test plays Kubernetes' liveness probe (SIGKILL and a new process after 3 failed
+probes), then fixes the receiver, and every event is delivered."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from siemgate.config import parse_config
@@ -24,6 +26,7 @@ from siemgate.testing.broker import Broker, free_port
 from tests.forwarders.test_forward_process import start
 from tests.forwarders.test_runtime import produce
 from tests.support import wait_until
+from tests.test_run import start as start_run
 
 pytestmark = pytest.mark.anyio
 
@@ -33,6 +36,7 @@ STALL_TIMEOUT = 3
 FAILURE_THRESHOLD = 3  # the chart's liveness probe: failureThreshold
 RESTARTS = 2  # killed by the "probe" this many times while the receiver is frozen
 _ID = re.compile(rb'\bid="(e-\d+)"')
+RUN_KEY = "run-key-0123456789"
 
 
 class Receiver:
@@ -81,6 +85,23 @@ class Receiver:
             await self._server.wait_closed()
 
 
+FORWARD_AND_SINK = """
+forward:
+  drain_timeout_seconds: 2
+  lag_interval_seconds: 0.5
+  stall_timeout_seconds: {stall_timeout}
+  listen: {{host: 127.0.0.1, port: {port}}}
+sinks:
+  - name: soc
+    type: syslog
+    address: tcp://127.0.0.1:{syslog_port}
+    framing: lf
+    write_timeout_seconds: 3600   # longer than the stall timeout: a blocked write is a stall
+    batch: {{max_events: 200}}
+    retry: {{initial_seconds: 0.1, max_seconds: 1}}
+"""
+
+
 def write_config(tmp_path: Path, broker: Broker, prefix: str, syslog_port: int, port: int) -> Path:
     path = tmp_path / "forward.yaml"
     path.write_text(f"""
@@ -92,20 +113,22 @@ bus:
     topic_prefix: {prefix}
     idempotence: {str(broker.idempotence).lower()}
     topics: {{partitions: 2}}
-forward:
-  drain_timeout_seconds: 2
-  lag_interval_seconds: 0.5
-  stall_timeout_seconds: {STALL_TIMEOUT}
-  listen: {{host: 127.0.0.1, port: {port}}}
-sinks:
-  - name: soc
-    type: syslog
-    address: tcp://127.0.0.1:{syslog_port}
-    framing: lf
-    write_timeout_seconds: 3600   # longer than the stall timeout: a blocked write is a stall
-    batch: {{max_events: 200}}
-    retry: {{initial_seconds: 0.1, max_seconds: 1}}
-""")
+""" + FORWARD_AND_SINK.format(stall_timeout=STALL_TIMEOUT, port=port, syslog_port=syslog_port))
+    return path
+
+
+def write_run_config(tmp_path: Path, syslog_port: int, port: int, forward_port: int) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(f"""
+log_level: info
+listen: {{host: 127.0.0.1, port: {port}}}
+integrations:
+  - name: demo
+    auth: {{header: X-Api-Key, values: ["{RUN_KEY}"]}}
+bus: {{type: embedded, path: {tmp_path}/data/siemgate.db}}
+state_dir: {tmp_path}/state
+quarantine: {{path: {tmp_path}/quarantine}}
+""" + FORWARD_AND_SINK.format(stall_timeout=STALL_TIMEOUT, port=forward_port, syslog_port=syslog_port))
     return path
 
 
@@ -114,6 +137,35 @@ async def probe(client: httpx.AsyncClient) -> httpx.Response | None:
         return await client.get("/healthz", timeout=1.0)
     except httpx.HTTPError:
         return None  # not listening yet, or not answering: a failed probe too
+
+
+async def until_probe_fails(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Kubernetes' liveness probe: every 0.5 s; FAILURE_THRESHOLD failures in a row and the
+    kubelet restarts the container. Returns the last 503's body."""
+    failures = 0
+    stalled: dict[str, Any] | None = None
+    started = time.monotonic()
+    while failures < FAILURE_THRESHOLD:
+        assert process.poll() is None, f"the process exited ({process.returncode})"
+        assert time.monotonic() - started < 120, "the watchdog never failed /healthz"
+        answer = await probe(client)
+        if answer is not None and answer.status_code == 503:
+            failures += 1
+            stalled = answer.json()
+        elif answer is not None:
+            failures = 0
+        await asyncio.sleep(0.5)
+    assert stalled is not None and stalled["status"] == "stalled"
+    [reason] = stalled["stalled"]
+    assert reason["sink"] == "soc" and reason["waiting_on"] == "send", reason
+    assert reason["pending_events"] > 0, reason
+    return stalled
+
+
+def assert_one_stall_error(log: Path) -> None:
+    stall_logs = [line for line in log.read_text().splitlines() if '"level":"error"' in line and "is stalled" in line]
+    assert len(stall_logs) == 1, stall_logs  # one ERROR per stall, not one per check
+    assert '"sink":"soc"' in stall_logs[0] and "waiting on send since" in stall_logs[0]
 
 
 async def test_a_frozen_sink_fails_healthz_the_probe_restarts_it_and_everything_is_delivered(
@@ -144,33 +196,12 @@ bus: {{type: kafka, kafka: {{bootstrap_servers: "{kafka_broker.bootstrap_servers
             process = start(config, tmp_path / "forward-0.log")
             processes.append(process)
             for restart in range(RESTARTS):
-                # The liveness probe: every 0.5 s; FAILURE_THRESHOLD failures in a row -> restart.
-                failures = 0
-                stalled: dict[str, object] | None = None
-                started = time.monotonic()
-                while failures < FAILURE_THRESHOLD:
-                    assert process.poll() is None, f"the forwarder exited ({process.returncode})"
-                    assert time.monotonic() - started < 120, "the watchdog never failed /healthz"
-                    answer = await probe(client)
-                    if answer is not None and answer.status_code == 503:
-                        failures += 1
-                        stalled = answer.json()
-                    elif answer is not None:
-                        failures = 0
-                    await asyncio.sleep(0.5)
-                assert stalled is not None and stalled["status"] == "stalled"
-                [reason] = stalled["stalled"]  # type: ignore[misc]
-                assert reason["sink"] == "soc" and reason["waiting_on"] == "send", reason
-                assert reason["pending_events"] > 0, reason
+                await until_probe_fails(client, process)
                 metrics = (await client.get("/metrics")).text
                 assert 'siemgate_stalled{sink="soc"} 1.0' in metrics
                 process.send_signal(signal.SIGKILL)  # what the kubelet does
                 process.wait(10)
-                log = (tmp_path / f"forward-{restart}.log").read_text()
-                stall_logs = [line for line in log.splitlines()
-                              if '"level":"error"' in line and "is stalled" in line]
-                assert len(stall_logs) == 1, stall_logs  # one ERROR per stall, not one per check
-                assert '"sink":"soc"' in stall_logs[0] and "waiting on send since" in stall_logs[0]
+                assert_one_stall_error(tmp_path / f"forward-{restart}.log")
                 process = start(config, tmp_path / f"forward-{restart + 1}.log")
                 processes.append(process)
             # The third process is blocked on the frozen receiver too, until it is fixed.
@@ -191,3 +222,46 @@ bus: {{type: kafka, kafka: {{bootstrap_servers: "{kafka_broker.bootstrap_servers
     finally:
         await receiver.stop()
     assert expected <= set(receiver.received)
+
+
+async def test_siemgate_run_fails_its_healthz_for_a_stalled_forwarder_and_a_restart_delivers_everything(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """`siemgate run` (embedded bus): the ingest's /healthz carries the forwarders' watchdog."""
+    receiver = Receiver()
+    await receiver.start()
+    port = free_port()
+    config = write_run_config(tmp_path, receiver.port, port, free_port())
+    expected: set[str] = set()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            process = await start_run(config, port, tmp_path / "run-0.log", processes)
+            for n in range(EVENTS // 500):
+                batch = [{"id": f"e-{n * 500 + i}", "severity": ("high", "medium", "low")[i % 3], "pad": PAD}
+                         for i in range(500)]
+                answer = await client.post("/webhook/demo", content=orjson.dumps(batch),
+                                           headers={"X-Api-Key": RUN_KEY}, timeout=30)
+                assert answer.status_code == 200, answer.text
+                expected.update(e["id"] for e in batch)
+            for restart in range(RESTARTS):
+                await until_probe_fails(client, process)
+                assert 'siemgate_stalled{sink="soc"} 1.0' in (await client.get("/metrics")).text
+                process.send_signal(signal.SIGKILL)
+                process.wait(10)
+                assert_one_stall_error(tmp_path / f"run-{restart}.log")
+                process = await start_run(config, port, tmp_path / f"run-{restart + 1}.log", processes)
+            await wait_until(lambda: receiver.connections >= RESTARTS + 1, "the last process connected")
+            receiver.fixed.set()
+            await wait_until(lambda: expected <= set(receiver.received), "every acked event delivered",
+                             timeout=120)
+
+            async def healthy() -> bool:
+                answer = await probe(client)
+                return answer is not None and answer.status_code == 200
+
+            await wait_until(healthy, "/healthz 200 once delivering", timeout=30)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+    finally:
+        await receiver.stop()
+    assert len(expected) == EVENTS and expected <= set(receiver.received)
