@@ -500,7 +500,7 @@ class SinkForwarder:
                 break
             except BusError as exc:
                 log.error("cannot write dead letters; retrying", extra={"sink": self.name, "error": str(exc)})
-                await self._wait(1.0)
+                await self._wait(1.0, BACKOFF)
         for letter in letters:
             self.metrics.dlq.labels(self.name, reason_label(letter.reason)).inc()
         self._events["dead_lettered"].inc(len(letters))
@@ -508,9 +508,11 @@ class SinkForwarder:
                                                    "topic": self.dead_letters.topic,
                                                    "reason": letters[0].reason})
 
-    async def _wait(self, seconds: float) -> None:
+    async def _wait(self, seconds: float, what: str | None = None) -> None:
         """Back off without leaving the consumer group: pause everything, keep polling (the
-        deliveries in flight share one pause: partitions resume when none waits any more)."""
+        deliveries in flight share one pause: partitions resume when none waits any more).
+        `what`: the watchdog's name for the wait; by default, after a send's failure, a pause
+        on purpose if the sink refused our credentials."""
         if self._drain_deadline is not None:
             seconds = min(seconds, max(0.0, self._drain_deadline - time.monotonic()))
         consumer = self.consumer
@@ -518,7 +520,7 @@ class SinkForwarder:
         self._waits += 1
         deadline = time.monotonic() + seconds
         try:
-            with self.progress.waiting(AUTH_PAUSE if self._auth_refused else BACKOFF):
+            with self.progress.waiting(what or (AUTH_PAUSE if self._auth_refused else BACKOFF)):
                 while (left := deadline - time.monotonic()) > 0 and not self._replaced.is_set():
                     async with self._polling:
                         stray = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) or 1)

@@ -138,13 +138,16 @@ class ForwardService:
             await asyncio.sleep(min(5.0, max(0.2, timeout / 10)))
             progress = {name: forwarder.progress for name, forwarder in self.forwarders.items()}
             try:
-                reachable = await asyncio.wait_for(self._publisher.ready(), 5.0)
-            except TimeoutError:
-                reachable = False
-            if reachable:
-                self.watchdog.check(progress, timeout)
-            else:
-                self.watchdog.excuse(progress)
+                try:
+                    reachable = await asyncio.wait_for(self._publisher.ready(), 5.0)
+                except TimeoutError:
+                    reachable = False
+                if reachable:
+                    self.watchdog.check(progress, timeout)
+                else:
+                    self.watchdog.excuse(progress)
+            except Exception:  # a watchdog that dies quietly is worse than none
+                log.exception("the forwarders' watchdog failed to judge them; trying again")
 
     async def _ensure_dlq_topics(self, sinks: Sequence[SinkConfig]) -> None:
         prefix = self.config.bus.topic_prefix
