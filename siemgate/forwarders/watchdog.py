@@ -126,6 +126,10 @@ class Progress:
             yield
         finally:
             del self._waits[token]
+            if what == AUTH_PAUSE:
+                # A pause on purpose does not count against the forwarder: its clock starts
+                # when the pause ends (the next attempt is due then).
+                self._last_progress = self._clock()
 
     def stall(self, timeout: float) -> Stall | None:
         """The stall, if this forwarder has work and made no progress for `timeout` seconds."""

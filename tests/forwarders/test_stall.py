@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,8 +15,9 @@ import pytest
 from prometheus_client import generate_latest
 
 from siemgate.config import parse_config
-from siemgate.forwarders.runtime import _Rebalance, group_id
+from siemgate.forwarders.runtime import SinkForwarder, _Rebalance, group_id
 from siemgate.forwarders.service import ForwardService
+from siemgate.forwarders.sinks.base import BatchSettings, RetrySettings, SinkSettings
 from siemgate.ingest.app import create_app
 from tests.forwarders.test_runtime import Backend, MemorySink, backend, forwarding, record_for, settings, until
 
@@ -101,9 +103,46 @@ async def test_a_forwarder_without_partitions_exports_no_lag(backend: Backend) -
     async with forwarding(backend.config, sink) as forwarder:
         await until(lambda: len(sink.received) >= 5)
         lag_line = 'siemgate_forward_lag_events{severity="high",sink="mem"}'
-        await until(lambda: lag_line in generate_latest(forwarder.metrics.registry).decode())
-        assert forwarder.progress.lag == 0
+        await until(lambda: forwarder.progress.lag == 0)  # measured after everything was read
+        assert lag_line in generate_latest(forwarder.metrics.registry).decode()
         # A rebalance leaves this member without partitions (another member has them all).
         await _Rebalance(forwarder).on_partitions_assigned([])
         assert lag_line not in generate_latest(forwarder.metrics.registry).decode()
         assert forwarder.progress.lag is None
+
+
+def slow_retry_settings() -> SinkSettings:
+    return SinkSettings(name="mem", batch=BatchSettings(max_events=100),
+                        retry=RetrySettings(initial_seconds=1.0, max_seconds=1.0))
+
+
+async def judged(forwarder: SinkForwarder, timeout: float, seconds: float) -> list[str]:
+    """Judge the forwarder every 20 ms for `seconds`: what each stall found waited on."""
+    found = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        stall = forwarder.progress.stall(timeout)
+        if stall is not None:
+            found.append(stall.waiting_on)
+        await asyncio.sleep(0.02)
+    return found
+
+
+async def test_a_sink_refusing_credentials_is_paused_not_stalled_but_a_backoff_without_attempt_is(
+    backend: Backend
+) -> None:
+    await backend.produce([record_for(backend.prefix, i) for i in range(10)])
+    refusing = MemorySink(slow_retry_settings())
+    refusing.auth_fail_next = 10**6
+    async with forwarding(backend.config, refusing) as forwarder:
+        await until(lambda: refusing.calls >= 1 and forwarder.progress.pending)
+        # Backoffs of up to 1 s between attempts, judged against a 0.1 s timeout: never stalled.
+        assert await judged(forwarder, 0.1, 3.0) == []
+        assert refusing.calls >= 2  # attempts went on
+    await backend.produce([record_for(backend.prefix, i) for i in range(10, 20)])
+    failing = MemorySink(slow_retry_settings())
+    failing.fail_next = 10**6
+    async with forwarding(backend.config, failing) as forwarder:
+        await until(lambda: failing.calls >= 1 and forwarder.progress.pending)
+        # The same backoffs after a connection error are waits without an attempt.
+        assert "backoff" in await judged(forwarder, 0.1, 3.0)

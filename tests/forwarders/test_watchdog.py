@@ -144,7 +144,10 @@ def test_a_sink_paused_by_an_auth_refusal_is_not_stalled(clock: Clock) -> None:
     with progress.waiting(AUTH_PAUSE):
         clock.advance(10 * TIMEOUT)
         assert progress.stall(TIMEOUT) is None
-    assert progress.stall(TIMEOUT) is not None  # the pause over and still nothing: now it is
+    # The pause over, the clock starts again: the next attempt is due.
+    assert progress.stall(TIMEOUT) is None
+    clock.advance(TIMEOUT)
+    assert progress.stall(TIMEOUT) is not None  # and still nothing: now it is
 
 
 def test_excuse_restarts_the_clock(clock: Clock) -> None:
