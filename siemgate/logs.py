@@ -4,7 +4,7 @@ Libraries (httpx, httpcore, uvicorn's access log ...) log at WARNING and above u
 `log_level: debug`; aiokafka not at all below CRITICAL (it logs every reconnect attempt at
 ERROR: siemgate says it once, with advice). A WARNING or ERROR repeated word for word (a 401
 flood, a sink that keeps failing) is written once per minute: the first one, then one line
-"N more like this in the last 60 s" with the next one after the minute.
+"N more like this in the last 60 s" with the first line logged after the minute (or at exit).
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ SUMMARY_SECONDS: Final = 60.0
 
 class SummarizingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes a WARNING or ERROR that repeats word for word (same logger, level and message)
-    once per `window` seconds; the next one after the window comes with one line counting
-    those left out. Lower levels pass untouched."""
+    once per `window` seconds; the first line logged after the window (or the handler's
+    close, at exit) comes with one line counting those left out. Lower levels pass untouched."""
 
     def __init__(self, stream: TextIO | None = None, *, window: float = SUMMARY_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -67,21 +67,29 @@ class SummarizingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        # Threads log too (asyncio.to_thread): the handler's lock (reentrant) guards the counts.
+        with self.lock:  # type: ignore[union-attr]
+            now = self._clock()
+            if self._seen:
+                self._summarize(now)
+            if record.levelno < logging.WARNING:
+                return super().handle(record)
+            key = (record.name, record.levelno, record.getMessage())
+            seen = self._seen.get(key)
+            if seen is not None:
+                self._seen[key] = (seen[0], seen[1] + 1)
+                return False
+            self._seen[key] = (now, 0)
             return super().handle(record)
-        now = self._clock()
-        self._summarize_expired(now)
-        key = (record.name, record.levelno, record.getMessage())
-        seen = self._seen.get(key)
-        if seen is not None:
-            self._seen[key] = (seen[0], seen[1] + 1)
-            return False
-        self._seen[key] = (now, 0)
-        return super().handle(record)
 
-    def _summarize_expired(self, now: float) -> None:
+    def close(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._summarize(self._clock(), everything=True)
+        super().close()
+
+    def _summarize(self, now: float, *, everything: bool = False) -> None:
         for key, (start, left_out) in list(self._seen.items()):
-            if now - start < self.window:
+            if now - start < self.window and not everything:
                 continue
             del self._seen[key]
             if left_out:

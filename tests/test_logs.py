@@ -104,3 +104,23 @@ def test_info_lines_and_different_loggers_are_never_summarized() -> None:
     other.propagate = True
     other.warning("same text")
     assert [line["message"] for line in lines(stream)] == ["sink settings applied"] * 3 + ["same text"] * 2
+
+
+def test_an_info_line_after_the_minute_or_the_exit_brings_the_count() -> None:
+    clock = Clock()
+    logger, stream = summarizing(clock)
+    for _ in range(4):
+        logger.warning("cannot poll HEC acknowledgements; polling again")
+    clock.now = 75.0
+    logger.info("forwarder started")
+    for _ in range(3):
+        logger.warning("sink soc is unavailable; retrying")
+    clock.now = 80.0
+    logger.handlers[0].close()  # at exit: what was left out is counted, window over or not
+    assert [line["message"] for line in lines(stream)] == [
+        "cannot poll HEC acknowledgements; polling again",
+        "3 more like this in the last 75 s: cannot poll HEC acknowledgements; polling again",
+        "forwarder started",
+        "sink soc is unavailable; retrying",
+        "2 more like this in the last 5 s: sink soc is unavailable; retrying",
+    ]
