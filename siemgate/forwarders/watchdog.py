@@ -62,10 +62,13 @@ class Stall:
     idle_since: float
     # Events not yet read plus events read and not yet committed.
     pending: int
+    # Every wait under way, oldest first (a send waiting on HEC's acks shows both): (what, since).
+    waits: tuple[tuple[str, float], ...] = ()
 
     def describe(self) -> dict[str, object]:
         return {"sink": self.sink, "waiting_on": self.waiting_on, "waiting_since": _iso(self.waiting_since),
-                "no_progress_since": _iso(self.idle_since), "pending_events": self.pending}
+                "no_progress_since": _iso(self.idle_since), "pending_events": self.pending,
+                "waits": [{"what": what, "since": _iso(since)} for what, since in self.waits]}
 
 
 class Progress:
@@ -142,9 +145,11 @@ class Progress:
         idle_since = max(self._last_progress, self._work_since)
         if now - idle_since < timeout:
             return None
-        waiting_on, since = min(self._waits.values(), key=lambda w: w[1], default=("nothing", idle_since))
+        waits = sorted(self._waits.values(), key=lambda w: w[1])
+        waiting_on, since = waits[0] if waits else ("nothing", idle_since)
         offset = self._wall() - now
-        return Stall(self.sink, waiting_on, since + offset, idle_since + offset, pending)
+        return Stall(self.sink, waiting_on, since + offset, idle_since + offset, pending,
+                     tuple((what, started + offset) for what, started in waits))
 
 
 class Watchdog:

@@ -8,10 +8,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
+from jsonschema import Draft202012Validator
 from prometheus_client import generate_latest
 
 from siemgate.config import parse_config
@@ -42,6 +45,12 @@ async def silent_server() -> AsyncIterator[int]:
         for writer in held:
             writer.close()
         await server.wait_closed()
+
+
+def stalled_schema() -> dict[str, Any]:
+    document = yaml.safe_load((Path(__file__).parents[2] / "docs" / "openapi.yaml").read_text())
+    schema: dict[str, Any] = document["components"]["schemas"]["Stalled"]
+    return schema
 
 
 def bus_yaml(backend: Backend) -> str:
@@ -83,6 +92,8 @@ sinks:
                     [stall] = body["stalled"]
                     assert stall["sink"] == "frozen" and stall["waiting_on"] == "send" and stall["pending_events"] > 0
                     assert {"waiting_since", "no_progress_since"} <= set(stall)
+                    assert stall["waits"][0]["what"] == "send"  # the fetch loop may be polling too
+                    Draft202012Validator(stalled_schema()).validate(body)  # as docs/openapi.yaml says
                     text = generate_latest(service.metrics.registry).decode()
                     assert 'siemgate_stalled{sink="frozen"} 1.0' in text
 

@@ -8,7 +8,7 @@ import pytest
 
 from siemgate.config import parse_config
 from siemgate.errors import ConfigError
-from siemgate.forwarders.watchdog import AUTH_PAUSE, BACKOFF, COMMIT, FETCH, SEND, Progress, Watchdog
+from siemgate.forwarders.watchdog import ACK, AUTH_PAUSE, BACKOFF, COMMIT, FETCH, SEND, Progress, Watchdog
 
 TIMEOUT = 300.0
 
@@ -49,6 +49,18 @@ def test_lag_without_progress_for_the_timeout_is_a_stall_naming_the_oldest_wait(
     assert stall.waiting_since == 1000.0 + 1.7e9
     assert stall.idle_since == 1000.0 + 1.7e9
     assert stall.describe()["waiting_on"] == "send"
+    assert [w["what"] for w in stall.describe()["waits"]] == ["send", "fetch"]  # type: ignore[attr-defined]
+
+
+def test_a_send_waiting_on_acks_shows_both(clock: Clock) -> None:
+    progress = progress_of(clock)
+    progress.set_lag(1)
+    with progress.waiting(SEND):
+        clock.advance(0.01)
+        with progress.waiting(ACK):
+            clock.advance(TIMEOUT)
+            stall = progress.stall(TIMEOUT)
+    assert stall is not None and stall.waiting_on == SEND and [w for w, _ in stall.waits] == [SEND, ACK]
 
 
 def test_a_commit_that_never_ends_is_named(clock: Clock) -> None:
