@@ -173,9 +173,10 @@ class KafkaPublisher:
             async with asyncio.timeout(self._config.produce_timeout_seconds):
                 await self._send(producer, records, futures)
                 # Not gather: a caller's deadline must not cancel these (see _enqueue).
-                done, _ = await asyncio.wait(futures, return_when=asyncio.FIRST_EXCEPTION)
-                for future in done:
-                    future.result()
+                if futures:
+                    done, _ = await asyncio.wait(futures, return_when=asyncio.FIRST_EXCEPTION)
+                    for future in done:
+                        future.result()
         except TimeoutError:
             self._last_failure = loop.time()
             raise BusUnavailable(
