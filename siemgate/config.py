@@ -331,6 +331,16 @@ class ForwardConfig:
     fetch_max_wait_ms: int = 100
     # /healthz, /readyz and /metrics of `siemgate forward`.
     listen: ForwardListenConfig = field(default_factory=lambda: ForwardListenConfig())
+    # The progress watchdog (siemgate.forwarders.watchdog): a forwarder with events to read and
+    # no fetch, delivery or commit for this long is stalled, and /healthz fails. Keep it above
+    # the sinks' own longest waits (retry.max_seconds, timeout_seconds, write_timeout_seconds).
+    stall_timeout_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not self.stall_timeout_seconds > self.lag_interval_seconds:
+            raise ConfigError("stall_timeout_seconds", f"must be longer than lag_interval_seconds "
+                                                       f"({self.lag_interval_seconds:g}): a stall is judged on the "
+                                                       "measured lag (300 is a good start)")
 
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

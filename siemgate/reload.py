@@ -36,6 +36,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from siemgate import logs
 from siemgate.config import Config, parse_config
 from siemgate.config_loader import secret_files
 from siemgate.errors import ConfigError, ReloadFailed
@@ -171,7 +172,7 @@ class ConfigReloader:
                 return "failed"
             self._seen = digest
             self.config = applied
-            logging.getLogger().setLevel(applied.log_level.upper())
+            logs.set_level(applied.log_level)
             self.metrics.last_success.set_to_current_time()
             if restart:
                 log.warning(f"config reloaded, except {', '.join(restart)}: those keys keep their running values "

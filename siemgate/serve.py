@@ -97,7 +97,7 @@ async def serve_run(config: Config, reloader: ConfigReloader | None = None) -> N
         # One loop for both halves: the ingest's requests go first (siemgate.foreground).
         foreground = Foreground()
         service = ForwardService(config, bus=opened.bus, foreground=foreground)
-        app = create_app(config, opened.ingest_publisher, foreground=foreground)
+        app = create_app(config, opened.ingest_publisher, foreground=foreground, health=service.health)
         async with _admin(config, "run", ingest=app.state.context, forward=service):
             registry = app.state.context.metrics.registry
             registry.register(Exposed(service.metrics.registry))

@@ -168,10 +168,15 @@ class KafkaPublisher:
         if producer is None:
             raise BusUnavailable("not connected to Kafka yet")
         loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = []
         try:
             async with asyncio.timeout(self._config.produce_timeout_seconds):
-                futures = await self._send(producer, records)
-                await asyncio.gather(*futures)
+                await self._send(producer, records, futures)
+                # Not gather: a caller's deadline must not cancel these (see _enqueue).
+                if futures:
+                    done, _ = await asyncio.wait(futures, return_when=asyncio.FIRST_EXCEPTION)
+                    for future in done:
+                        future.result()
         except TimeoutError:
             self._last_failure = loop.time()
             raise BusUnavailable(
@@ -187,11 +192,13 @@ class KafkaPublisher:
             raise BusUnavailable(f"Kafka refused the batch: {exc}") from exc
         self._last_ok = loop.time()
 
-    async def _send(self, producer: AIOKafkaProducer, records: Sequence[Record]) -> list[asyncio.Future[Any]]:
+    async def _send(self, producer: AIOKafkaProducer, records: Sequence[Record],
+                    futures: list[asyncio.Future[Any]]) -> None:
+        """Queue the records, one producer batch per topic; each batch's future is added to
+        `futures` as soon as it is queued (a deadline may interrupt this in the middle)."""
         by_topic: dict[str, list[Record]] = defaultdict(list)
         for record in records:
             by_topic[record.topic].append(record)
-        futures = []
         for topic, group in by_topic.items():
             partition = await self._partition(topic)
             batch = producer.create_batch()
@@ -202,7 +209,6 @@ class KafkaPublisher:
                     batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers)
             batch.close()
             futures.append(await _enqueue(producer, batch, topic, partition))
-        return futures
 
     async def ready(self) -> bool:
         producer = self._producer
@@ -226,9 +232,23 @@ async def _enqueue(producer: AIOKafkaProducer, batch: Any, topic: str, partition
     aiokafka queues one unsent batch per partition; concurrent requests wait for it to drain,
     and its wait subtracts the *total* elapsed time on every wake-up, so under contention it
     gives up long before its timeout. The caller's `asyncio.timeout` is the real deadline.
+
+    The future returned is `asyncio.shield(batch.future)`. Cancelling it (a deadline passing
+    in `gather`) detaches it from aiokafka's future, whose failure (RequestTimedOutError,
+    NodeNotReadyError, an expired batch...) aiokafka then leaves for the batch API's caller to
+    read: nobody did, and asyncio logged "Future exception was never retrieved" on the ingest
+    after every Kafka timeout. So the future is never cancelled (`publish` waits with
+    `asyncio.wait`), and its outcome is read whenever it comes, even after the caller left.
     """
     while True:
         try:
-            return await producer.send_batch(batch, topic, partition=partition)  # type: ignore[no-any-return]
+            future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
         except KafkaTimeoutError:
             continue
+        future.add_done_callback(_read_outcome)
+        return future
+
+
+def _read_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # read: Kafka's answer reached a caller, or the caller had left

@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from siemgate.record import SEVERITIES
 
 _REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -49,10 +52,21 @@ class ForwardMetrics:
             "siemgate_dlq_events", "Events dead-lettered, by sink and reason.",
             ["sink", "reason"], registry=self.registry,
         )
+        self.stalled = Gauge(
+            "siemgate_stalled", "1 while the sink's forwarder has events to read and makes no progress "
+            "(forward.stall_timeout_seconds): the process's /healthz fails.",
+            ["sink"], registry=self.registry,
+        )
         self.retries = Counter(
             "siemgate_sink_retries", "Batches sent again after a retryable failure or an auth refusal.",
             ["sink", "reason"], registry=self.registry,
         )
+
+    def clear_lag(self, sink: str) -> None:
+        """No partitions (or no forwarder) any more: no lag to export, rather than the last one."""
+        for severity in SEVERITIES:
+            with contextlib.suppress(KeyError):
+                self.lag.remove(sink, severity)
 
     def read(self) -> dict[str, SinkReading]:
         """Every sink's current values, read from the registry (one pass, no side effect)."""

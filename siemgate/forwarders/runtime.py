@@ -53,6 +53,7 @@ from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, reason_
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer, passes
 from siemgate.forwarders.sinks.base import Sink, SinkSettings
+from siemgate.forwarders.watchdog import AUTH_PAUSE, BACKOFF, COMMIT, DEAD_LETTER, FETCH, SEND, Progress
 from siemgate.record import SEVERITIES, Severity, canonical_severity
 
 log = logging.getLogger("siemgate.forward")
@@ -68,6 +69,8 @@ class _Batch:
     delivery: asyncio.Task[set[Partition]]
     offsets: dict[Partition, int]
     events: int
+    # Records fetched for it (filtered ones included): in flight for the watchdog until committed.
+    records: int
 
 
 @dataclass(slots=True)
@@ -105,6 +108,8 @@ class _Rebalance:
     async def on_partitions_assigned(self, assigned: Iterable[Partition]) -> None:
         assigned = set(assigned)
         self._forwarder.revoked.difference_update(assigned)
+        if not assigned:
+            self._forwarder.forget_lag()
         if self._forwarder.waiting:
             self._forwarder.consumer.pause(*assigned)
 
@@ -130,6 +135,11 @@ class SinkForwarder:
         self.settings = settings
         self.sink = sink
         self.metrics = metrics
+        # What the watchdog judges (siemgate.forwarders.watchdog); the sink reports into it too.
+        self.progress = Progress(settings.name)
+        sink.watch = self.progress
+        # The last send failed on an auth refusal: the backoff is a pause on purpose.
+        self._auth_refused = False
         self.normalizer = normalizer
         prefix = config.bus.topic_prefix
         self.dead_letters = DeadLetterWriter(publisher, prefix, settings.name)
@@ -189,6 +199,7 @@ class SinkForwarder:
         settings, sink, normalizer = self._replacement
         self._replacement = None
         self._replaced.clear()
+        sink.watch = self.progress
         await sink.start()
         # Deliveries in flight may still be using the old sink: it is closed once none is.
         self._retired.append(self.sink)
@@ -222,6 +233,7 @@ class SinkForwarder:
             self._lag_task.cancel()
             await asyncio.gather(self._lag_task, return_exceptions=True)
         await self.consumer.stop()
+        self.forget_lag()
         for sink in (*self._retired, self.sink):
             await sink.close()
         self._retired = []
@@ -242,15 +254,18 @@ class SinkForwarder:
                 fetched = await self._fetch()
                 if not fetched:
                     continue
+                records = sum(len(part) for part in fetched.values())
+                self.progress.add_in_flight(records)
                 await self._turn()
                 pending, offsets = await self._prepare(fetched)
-                in_flight.append(_Batch(asyncio.create_task(self._deliver(pending)), offsets, len(pending)))
+                in_flight.append(_Batch(asyncio.create_task(self._deliver(pending)), offsets, len(pending), records))
         finally:
             # Stopping: the batches in flight finish within the drain timeout, or are left.
             while in_flight and not left:
                 left = not await self._settle(in_flight)
             for batch in in_flight:
                 batch.delivery.cancel()
+                self.progress.add_in_flight(-batch.records)
             await asyncio.gather(*(b.delivery for b in in_flight), return_exceptions=True)
             await self.wait_committed()
 
@@ -267,12 +282,14 @@ class SinkForwarder:
                     await batch.delivery
                 log.warning("drain timeout: the batches in flight are left for redelivery",
                             extra={"sink": self.name, "events": batch.events + sum(b.events for b in in_flight)})
+                self.progress.add_in_flight(-batch.records)
                 return False
         try:
             abandoned = await batch.delivery
         except _Abandoned:
             log.warning("drain timeout: the batches in flight are left for redelivery",
                         extra={"sink": self.name, "events": batch.events + sum(b.events for b in in_flight)})
+            self.progress.add_in_flight(-batch.records)
             return False
         await self.wait_committed()
         # A partition whose events were left to another owner is committed neither here nor
@@ -282,8 +299,14 @@ class SinkForwarder:
             batch.offsets.pop(tp, None)
             for later in in_flight:
                 later.offsets.pop(tp, None)
-        self._committing = asyncio.create_task(self._commit(batch.offsets))
+        self._committing = asyncio.create_task(self._commit_batch(batch))
         return True
+
+    async def _commit_batch(self, batch: _Batch) -> None:
+        try:
+            await self._commit(batch.offsets)
+        finally:
+            self.progress.add_in_flight(-batch.records)
 
     async def wait_committed(self) -> None:
         """Wait for the commit in flight, if any."""
@@ -302,7 +325,8 @@ class SinkForwarder:
         max_records = self.settings.batch.max_events
         fetched: Mapping[Partition, Sequence[Message]] = {}
         if high:
-            fetched = await consumer.getmany(*high, timeout_ms=0, max_records=max_records)
+            with self.progress.waiting(FETCH):
+                fetched = await consumer.getmany(*high, timeout_ms=0, max_records=max_records)
         high_busy = any(fetched.values()) or any(self._lag(tp) > 0 for tp in high)
         normal = [tp for tp in assigned if tp.topic not in self.high_tier]
         if high_busy and not self._normal_paused and normal:
@@ -313,8 +337,12 @@ class SinkForwarder:
             self._normal_paused = False
         if not any(fetched.values()):
             wait_ms = int(self.settings.batch.max_wait_seconds * 1000)
-            fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
-        return {tp: records for tp, records in fetched.items() if records}
+            with self.progress.waiting(FETCH):
+                fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
+        found = {tp: records for tp, records in fetched.items() if records}
+        if found:
+            self.progress.progressed()
+        return found
 
     def _lag(self, tp: Partition) -> int:
         highwater = self.consumer.highwater(tp)
@@ -424,18 +452,28 @@ class SinkForwarder:
         for item in pending:
             item.attempts += 1
         started = time.perf_counter()
+        # An attempt made is progress, whatever its outcome; one that never ends is not.
+        self.progress.progressed()
         try:
-            result = await self.sink.send([p.event for p in pending])
+            with self.progress.waiting(SEND):
+                result = await self.sink.send([p.event for p in pending])
         except SinkAuthError:
+            self.progress.progressed()
+            self._auth_refused = True
             self.metrics.up.labels(self.name).set(0)
             self.metrics.retries.labels(self.name, "auth").inc()
             raise
         except RetryableSinkError:
+            self.progress.progressed()
+            self._auth_refused = False
             self.metrics.up.labels(self.name).set(0)
             self.metrics.retries.labels(self.name, "retryable").inc()
             raise
         except Exception as exc:  # noqa: BLE001 - a sink's bug or an event it cannot take: isolate it
+            self.progress.progressed()
             return await self._isolate(pending, exc)
+        self.progress.progressed()
+        self._auth_refused = False
         self.metrics.request_seconds.labels(self.name).observe(time.perf_counter() - started)
         self.metrics.up.labels(self.name).set(1)
         retry = set(result.retry)
@@ -458,11 +496,13 @@ class SinkForwarder:
         """Dead letters must reach the bus before their offsets are committed: retried forever."""
         while True:
             try:
-                await self.dead_letters.write(letters)
+                with self.progress.waiting(DEAD_LETTER):
+                    await self.dead_letters.write(letters)
+                self.progress.progressed()
                 break
             except BusError as exc:
                 log.error("cannot write dead letters; retrying", extra={"sink": self.name, "error": str(exc)})
-                await self._wait(1.0)
+                await self._wait(1.0, BACKOFF)
         for letter in letters:
             self.metrics.dlq.labels(self.name, reason_label(letter.reason)).inc()
         self._events["dead_lettered"].inc(len(letters))
@@ -470,9 +510,11 @@ class SinkForwarder:
                                                    "topic": self.dead_letters.topic,
                                                    "reason": letters[0].reason})
 
-    async def _wait(self, seconds: float) -> None:
+    async def _wait(self, seconds: float, what: str | None = None) -> None:
         """Back off without leaving the consumer group: pause everything, keep polling (the
-        deliveries in flight share one pause: partitions resume when none waits any more)."""
+        deliveries in flight share one pause: partitions resume when none waits any more).
+        `what`: the watchdog's name for the wait; by default, after a send's failure, a pause
+        on purpose if the sink refused our credentials."""
         if self._drain_deadline is not None:
             seconds = min(seconds, max(0.0, self._drain_deadline - time.monotonic()))
         consumer = self.consumer
@@ -480,14 +522,15 @@ class SinkForwarder:
         self._waits += 1
         deadline = time.monotonic() + seconds
         try:
-            while (left := deadline - time.monotonic()) > 0 and not self._replaced.is_set():
-                async with self._polling:
-                    stray = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) or 1)
-                # Partitions assigned mid-wait may have answered before being paused: read
-                # them again later.
-                for tp, records in stray.items():
-                    if records:
-                        consumer.seek(tp, records[0].offset)
+            with self.progress.waiting(what or (AUTH_PAUSE if self._auth_refused else BACKOFF)):
+                while (left := deadline - time.monotonic()) > 0 and not self._replaced.is_set():
+                    async with self._polling:
+                        stray = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) or 1)
+                    # Partitions assigned mid-wait may have answered before being paused: read
+                    # them again later.
+                    for tp, records in stray.items():
+                        if records:
+                            consumer.seek(tp, records[0].offset)
         finally:
             self._waits -= 1
             if not self._waits:
@@ -517,7 +560,9 @@ class SinkForwarder:
         if not owned:
             return
         try:
-            await self.consumer.commit(owned)
+            with self.progress.waiting(COMMIT):
+                await self.consumer.commit(owned)
+            self.progress.progressed()
         except CommitRefused as exc:
             # The group moved on, or Kafka did not answer in time: these events are read again
             # (by the new owner, or after a restart): duplicates, never loss.
@@ -530,11 +575,12 @@ class SinkForwarder:
             await asyncio.sleep(interval)
             assigned = self.consumer.assignment()
             if not assigned:
+                self.forget_lag()
                 continue
             try:
                 ends = await self.consumer.end_offsets(list(assigned))
             except BusError:
-                continue
+                continue  # the last measurement stands (the watchdog learns of the bus apart)
             totals = dict.fromkeys(SEVERITIES, 0)
             for tp, end in ends.items():
                 severity = self.severity_of_topic.get(tp.topic)
@@ -545,6 +591,13 @@ class SinkForwarder:
                     totals[severity] += max(0, end - position)
             for severity, lag in totals.items():
                 self.metrics.lag.labels(self.name, severity).set(lag)
+            self.progress.set_lag(sum(totals.values()))
+
+    def forget_lag(self) -> None:
+        """No partitions: the lag is unknown here (another member of the group has them), so
+        neither exported nor judged by the watchdog."""
+        self.progress.set_lag(None)
+        self.metrics.clear_lag(self.name)
 
 
 def _header_severity(headers: Sequence[tuple[str, bytes]]) -> Severity | None:

@@ -6,6 +6,9 @@ which passes the bus (siemgate.bus.open).
 Lifecycle: connect to the bus (retrying until it answers), make sure the topics and the
 dead-letter topics exist, start each forwarder, run until asked to stop, then give each
 forwarder `forward.drain_timeout_seconds` to confirm its batch in flight and commit.
+
+Meanwhile the progress watchdog (siemgate.forwarders.watchdog) judges every forwarder every
+few seconds; `health()` lists the stalled ones and /healthz fails while there are any.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import Normalizer
 from siemgate.forwarders.runtime import SinkForwarder
 from siemgate.forwarders.sinks.registry import create_sink
+from siemgate.forwarders.watchdog import Watchdog
 from siemgate.gc_tuning import tune_gc
 
 log = logging.getLogger("siemgate.forward")
@@ -80,6 +84,11 @@ class ForwardService:
         self._changed = asyncio.Event()
         self._publisher: Publisher | None = None
         self._reloading = asyncio.Lock()
+        self.watchdog = Watchdog(lambda sink, value: self.metrics.stalled.labels(sink).set(value))
+
+    def health(self) -> list[dict[str, object]]:
+        """The stalled forwarders (empty: healthy), for /healthz."""
+        return [stall.describe() for name, stall in self.watchdog.stalls.items() if name in self.forwarders]
 
     def request_stop(self) -> None:
         self.stop_requested.set()
@@ -94,12 +103,37 @@ class ForwardService:
             for sink_config in self.sinks:
                 await self._start_forwarder(sink_config)
             self.ready = True
-            await self._supervise()
+            watching = asyncio.create_task(self._watch(), name="forward-watchdog")
+            try:
+                await self._supervise()
+            finally:
+                watching.cancel()
+                await asyncio.gather(watching, return_exceptions=True)
         finally:
             self.ready = False
             for forwarder in self.forwarders.values():
                 await forwarder.close()
             await publisher.stop()
+
+    async def _watch(self) -> None:
+        """Judge the forwarders' progress every few seconds (a tenth of the stall timeout, at
+        most 5 s). While the bus cannot be reached at all, no forwarder is to blame."""
+        assert self._publisher is not None
+        while True:
+            timeout = self.config.forward.stall_timeout_seconds
+            await asyncio.sleep(min(5.0, max(0.2, timeout / 10)))
+            progress = {name: forwarder.progress for name, forwarder in self.forwarders.items()}
+            try:
+                try:
+                    reachable = await asyncio.wait_for(self._publisher.ready(), 5.0)
+                except TimeoutError:
+                    reachable = False
+                if reachable:
+                    self.watchdog.check(progress, timeout)
+                else:
+                    self.watchdog.excuse(progress)
+            except Exception:  # a watchdog that dies quietly is worse than none
+                log.exception("the forwarders' watchdog failed to judge them; trying again")
 
     async def _ensure_dlq_topics(self, sinks: Sequence[SinkConfig]) -> None:
         prefix = self.config.bus.topic_prefix
@@ -170,6 +204,8 @@ class ForwardService:
             await self._stop(gone)
             for name in gone:
                 await self.forwarders.pop(name).close()
+                with contextlib.suppress(KeyError):
+                    self.metrics.stalled.remove(name)
             self.config, self.normalizer = config, normalizer
             added = [s for name, s in wanted.items() if name not in self.forwarders]
             if added:
@@ -187,6 +223,9 @@ class ForwardService:
 
     def app(self) -> Starlette:
         async def healthz(request: Request) -> Response:
+            stalled = self.health()
+            if stalled:
+                return JSONResponse({"status": "stalled", "stalled": stalled}, status_code=503)
             return JSONResponse({"status": "ok"})
 
         async def readyz(request: Request) -> Response:

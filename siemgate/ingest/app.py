@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -289,10 +289,13 @@ class Webhooks:
         log.info("ingest config applied", extra={"integrations": [i.name for i in config.integrations]})
 
 
-def create_app(config: Config, publisher: Publisher, *, foreground: Foreground | None = None) -> Starlette:
+def create_app(config: Config, publisher: Publisher, *, foreground: Foreground | None = None,
+               health: Callable[[], Sequence[Mapping[str, object]]] | None = None) -> Starlette:
     """The ingest app. `publisher` is started and stopped by the app's lifespan. The app's
     `state.webhooks` applies a reloaded config (`siemgate.reload`). `foreground`: shared with
-    forwarders on the same event loop (`siemgate run`), which then let requests go first."""
+    forwarders on the same event loop (`siemgate run`), which then let requests go first.
+    `health`: what else in the process is stalled (`siemgate run`: its forwarders); /healthz
+    fails while it lists anything."""
     context = IngestContext(config=config, publisher=publisher, prefix=config.bus.topic_prefix,
                             foreground=foreground)
     if isinstance(publisher, SpoolReporter):
@@ -303,6 +306,9 @@ def create_app(config: Config, publisher: Publisher, *, foreground: Foreground |
         context.metrics.watch_storage(publisher.storage_stats)
 
     async def healthz(request: Request) -> Response:
+        stalled = list(health()) if health is not None else []
+        if stalled:
+            return JSONResponse({"status": "stalled", "stalled": stalled}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:

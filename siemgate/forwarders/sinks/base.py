@@ -21,12 +21,14 @@ The errors are siemgate.errors'; the runtime handles them as its tree says.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from siemgate.errors import RetryableSinkError, SinkAuthError, SinkError, SinkRefusedError
 from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.forwarders.watchdog import Progress
 from siemgate.sink_settings import BatchSettings, RetrySettings, SinkSettings, TlsSettings
 
 # Covariant: a Sink[FileSinkSettings] is a Sink[SinkSettings] (the runtime's view).
@@ -51,6 +53,9 @@ class Sink(abc.ABC, Generic[SettingsT]):
     # The normalized fields (NormalizedEvent attributes from config.DEFAULT_FIELDS) this
     # sink's output uses; the forwarder looks up only these. None: all of them.
     normalized_fields: frozenset[str] | None = None
+    # Set by the forwarder (siemgate.forwarders.watchdog): a send that waits a long time in
+    # steps (HEC's indexer acks) says what it waits on and reports the answers it gets.
+    watch: Progress | None = None
 
     def __init__(self, settings: SettingsT) -> None:
         self._settings = settings
@@ -58,6 +63,14 @@ class Sink(abc.ABC, Generic[SettingsT]):
     @property
     def settings(self) -> SettingsT:
         return self._settings
+
+    def waiting(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return self.watch.waiting(what) if self.watch is not None else contextlib.nullcontext()
+
+    def answered(self) -> None:
+        """A step of a send was made (a request answered, or failed): progress for the watchdog."""
+        if self.watch is not None:
+            self.watch.progressed()
 
     @property
     def name(self) -> str:

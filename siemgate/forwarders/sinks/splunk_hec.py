@@ -70,6 +70,7 @@ from siemgate.forwarders.sinks.http import (
     send_in_requests,
     short_body,
 )
+from siemgate.forwarders.watchdog import ACK
 from siemgate.secrets import Secret
 
 log = logging.getLogger("siemgate.forward.splunk_hec")
@@ -309,6 +310,10 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
     async def _await_acks(self, progress: _Progress) -> None:
         """Poll /ack until every ackId came back true or `ack_timeout_seconds` passed; the
         events of the ackIds still missing are sent again by the runtime."""
+        with self.waiting(ACK):
+            await self._poll_acks(progress)
+
+    async def _poll_acks(self, progress: _Progress) -> None:
         deadline = time.monotonic() + self.settings.ack_timeout_seconds
         interval = _FIRST_ACK_POLL
         waiting = progress.awaiting_ack
@@ -321,9 +326,13 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
                     compress=False,
                 )
             except RetryableSinkError as exc:
+                self.answered()  # a poll made: Splunk away is not a stall of the forwarder
                 log.warning("cannot poll HEC acknowledgements; polling again", extra={"sink": self.name,
                                                                                        "error": str(exc)})
                 continue
+            # Each poll answered is progress for the watchdog, acknowledged or not yet: indexers
+            # slow to acknowledge are not a stall of the forwarder.
+            self.answered()
             answer = _json(response)
             if response.status_code == 400 and answer.get("code") == 14:
                 raise SinkRefusedError(f"{self._endpoint.url}: /ack answered code 14: {_REFUSED[14]}")
