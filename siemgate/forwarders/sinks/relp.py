@@ -179,6 +179,9 @@ class Delivery:
     codes: list[int | None]
     texts: dict[int, str]
     broken: str | None = None
+    # Sent but not answered when the connection ended (at most the window): the server may
+    # have taken them, so sending them again may make duplicates.
+    unanswered: int = 0
 
 
 class RelpSession:
@@ -271,20 +274,18 @@ class RelpSession:
                     if response.code != 200:
                         texts[index] = response.text
         except TimeoutError:
-            return self._broken(codes, texts, f"no answer within {self.timeout}s (write_timeout_seconds)")
+            reason = f"no answer within {self.timeout}s (write_timeout_seconds)"
         except RelpProtocolError as exc:
-            return self._broken(codes, texts, f"protocol error: {exc}")
+            reason = f"protocol error: {exc}"
         except (OSError, ssl.SSLError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-            return self._broken(codes, texts, reason)
         except BaseException:
             self.abort()  # cancelled mid-batch: the stream may hold half a frame
             raise
-        return Delivery(codes, texts)
-
-    def _broken(self, codes: list[int | None], texts: dict[int, str], reason: str) -> Delivery:
+        else:
+            return Delivery(codes, texts)
         self.abort()
-        return Delivery(codes, texts, reason)
+        return Delivery(codes, texts, reason, unanswered=len(waiting))
 
     def abort(self) -> None:
         self.usable = False
