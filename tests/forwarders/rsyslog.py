@@ -25,7 +25,7 @@ escaping on receive is off, so what arrived is what is written (JSON-escaped).
 
 `start()` waits until every port is bound (read from /proc/net, bounded; no probe
 connections); `stop()` sends SIGTERM, then SIGKILL after a grace period, and waits; `kill()`
-sends SIGKILL at once.
+sends SIGKILL at once; `freeze()` SIGSTOP (a stalled receiver).
 `running_rsyslog()` skips the test with the reason when rsyslogd (or its TLS driver) is
 missing, and fails it under CI=true. `make_event()` builds the normalized events the syslog
 tests send, the way the forwarder does: a record from `make_record`, then `Normalizer`.
@@ -223,6 +223,11 @@ ruleset(name="capture") {{
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def freeze(self) -> None:
+        """SIGSTOP: a stalled receiver (connections stay open, nothing is read or answered)."""
+        assert self.process is not None, "not running"
+        self.process.send_signal(signal.SIGSTOP)
 
     def kill(self) -> None:
         """SIGKILL: no flush, no serverclose, connections reset by the kernel."""
