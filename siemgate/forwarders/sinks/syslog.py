@@ -61,7 +61,13 @@ Errors: connection refused/reset, timeouts, a receiver closing the connection ->
 sleeps or retries itself). A server certificate that fails verification, or a TLS session
 refused because of our client certificate (a certificate alert, or the server hanging up
 right after the handshake), or certificate files that cannot be loaded -> `SinkAuthError`:
-an operator has to act; the runtime keeps the events and retries.
+an operator has to act; the runtime keeps the events and retries. RELP: a receiver that
+does not open a session we can use (no `relp_version`, no `syslog` command, open refused)
+-> `SinkRefusedError`; one that closes a `relp+tls://` session before answering `open` is
+taken for a client-certificate refusal (`SinkAuthError`); one that never answers `open`
+(not a RELP port) or breaks the protocol -> `RetryableSinkError`. A connection lost
+mid-batch after some messages were acknowledged is not an error: `send` returns those as
+delivered and the rest in `SendResult.retry`.
 """
 
 from __future__ import annotations
