@@ -3,7 +3,10 @@ topic into each sink, side by side in one run with what bounds or rivals it.
 
 syslog (TCP, RFC 5424, octet counting), next to the peer a SOC would otherwise use, rsyslog's
 own Kafka consumer (imkafka -> omfwd), on the same topic and to the same kind of counting
-receiver:
+receiver; and syslog over RELP (`relp://`, window 128) into a counting RELP receiver in this
+process that answers every `syslog` command `rsp 200 OK` as soon as it parsed it (target:
+>= 0.7 of the TCP rate of the same run), next to rsyslog's imkafka -> omrelp into the same
+receiver (`--skip-relp`: neither):
 
     Tansu (in memory) <- relay (librdkafka needs it) <- siemgate forward --TCP, RFC 5424,
                                                         octet counting--> receiver (this process)
@@ -33,7 +36,7 @@ them next to its ceiling (the "of ceiling" column).
     .venv/bin/python bench/forward.py --sinks splunk_hec,elasticsearch --events 30000
     .venv/bin/python bench/forward.py --sinks elasticsearch --profile bench/results/p.collapsed.txt
 
-Needs `apt-get install -y rsyslog rsyslog-kafka rsyslog-elasticsearch` for the peers. Results:
+Needs `apt-get install -y rsyslog rsyslog-kafka rsyslog-elasticsearch rsyslog-relp` for the peers. Results:
 a table on stdout, bench/results/forward-<timestamp>.json and forward-latest.json. Not run
 in CI.
 """
@@ -69,6 +72,7 @@ from forward_peer import (  # noqa: E402
     Prefilled,
     Receiver,
     Reception,
+    RelpReceiver,
     broker_for_librdkafka,
     check_received,
     check_rsyslog,
@@ -77,6 +81,7 @@ from forward_peer import (  # noqa: E402
 )
 
 TARGET_EVENTS_PER_SECOND = 50_000  # syslog
+RELP_TARGET_RATIO = 0.7  # syslog over RELP, of the TCP rate in the same run
 SINKS = ("syslog", "splunk_hec", "elasticsearch")
 
 
@@ -84,8 +89,8 @@ def log(message: str) -> None:
     print(f"[forward {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def forward_config(work: Path, bootstrap: str, prefix: str, port: int, batch: int) -> Path:
-    path = work / "siemgate-forward.yaml"
+def forward_config(work: Path, bootstrap: str, prefix: str, port: int, batch: int, transport: str = "tcp") -> Path:
+    path = work / f"siemgate-forward-{transport}.yaml"
     path.write_text(f"""
 log_level: warning
 bus:
@@ -95,9 +100,9 @@ bus:
 # Tansu holds a fetch for its whole max wait even when records are there (Kafka does not).
 forward: {{listen: {{host: 127.0.0.1, port: 0}}, fetch_max_wait_ms: 20}}
 sinks:
-  - name: soc
+  - name: {"soc" if transport == "tcp" else "soc-" + transport}
     type: syslog
-    address: tcp://127.0.0.1:{port}
+    address: {transport}://127.0.0.1:{port}
     format: rfc5424
     facility: local0
     batch: {{max_events: {batch}}}
@@ -129,13 +134,15 @@ async def stop_profiler(sampler: subprocess.Popen[bytes], profile: Path | None) 
 
 
 async def measure_siemgate(prefilled: Prefilled, *, bootstrap: str, prefix: str, work: Path, batch: int,
-                           timeout: float, extra_pids: dict[str, int], profile: Path | None = None) -> dict[str, Any]:
+                           timeout: float, extra_pids: dict[str, int], profile: Path | None = None,
+                           transport: str = "tcp") -> dict[str, Any]:
     reception = Reception(expected=prefilled.count, pids=dict(extra_pids))
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Receiver(reception), "127.0.0.1", 0)
+    protocol = RelpReceiver if transport == "relp" else Receiver
+    server = await loop.create_server(lambda: protocol(reception), "127.0.0.1", 0)
     port = int(server.sockets[0].getsockname()[1])
-    config = forward_config(work, bootstrap, prefix, port, batch)
-    log_path = work / "siemgate-forward.log"
+    config = forward_config(work, bootstrap, prefix, port, batch, transport)
+    log_path = work / f"siemgate-forward-{transport}.log"
     started = time.perf_counter()
     with open(log_path, "wb") as log_file:
         command = [sys.executable, "-m", "siemgate", "forward", "-c", str(config)]
@@ -168,6 +175,7 @@ async def measure_siemgate(prefilled: Prefilled, *, bootstrap: str, prefix: str,
            for name in reception.cpu_complete if name in reception.cpu_first}
     return {
         "target": "siemgate forward",
+        "transport": transport,
         "records": prefilled.count,
         "events_per_second": round(prefilled.count / elapsed, 1) if elapsed and reception.complete_at else 0.0,
         "elapsed_seconds": round(elapsed, 3),
@@ -271,13 +279,21 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         prefilled = await prefill_async(bootstrap, topic, args.events, partitions=args.partitions, seed=args.seed)
         log(f"prefilled in {prefilled.seconds:.1f} s")
         siemgate: dict[str, Any] | None = None
+        siemgate_relp: dict[str, Any] | None = None
         peer: dict[str, Any] | None = None
+        peer_relp: dict[str, Any] | None = None
         priority = None
         if "syslog" in args.sinks:
             log("syslog: measuring siemgate forward")
             siemgate = await measure_siemgate(prefilled, bootstrap=bootstrap, prefix=prefix, work=work,
                                               batch=args.batch, timeout=args.timeout, extra_pids=pids,
                                               profile=args.profile)
+            if not args.skip_relp:
+                log("syslog: measuring siemgate forward over RELP")
+                # Sink soc-relp: a consumer group of its own, reading every record from the start.
+                siemgate_relp = await measure_siemgate(prefilled, bootstrap=bootstrap, prefix=prefix, work=work,
+                                                       batch=args.batch, timeout=args.timeout, extra_pids=pids,
+                                                       transport="relp")
             if not args.skip_peer:
                 missing = check_rsyslog()
                 if missing:
@@ -288,6 +304,13 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                                          work=work, timeout=args.timeout, extra_pids=pids)
                     peer = asdict(result)
                     peer.pop("config", None)
+                    if not args.skip_relp:
+                        log("syslog: measuring the RELP peer: rsyslog imkafka -> omrelp")
+                        result = await measure_rsyslog_async(prefilled, mode="siemgate", bootstrap=bootstrap,
+                                                             work=work, timeout=args.timeout, extra_pids=pids,
+                                                             transport="relp")
+                        peer_relp = asdict(result)
+                        peer_relp.pop("config", None)
             if args.priority_backlog:
                 log(f"priority: {args.priority_backlog:,} low events queued, then 100 high ones")
                 priority = await measure_priority(bootstrap, work, backlog=args.priority_backlog, probes=100,
@@ -305,7 +328,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             except BaseException:
                 forward_http.STOP.set()  # the thread stops its processes and returns
                 raise
-        return {"prefill": prefilled.summary(), "sinks": args.sinks, "siemgate": siemgate, "peer": peer,
+        return {"prefill": prefilled.summary(), "sinks": args.sinks, "siemgate": siemgate,
+                "siemgate_relp": siemgate_relp, "peer": peer, "peer_relp": peer_relp,
                 "priority": priority, "http_sinks": http_sinks}
 
 
@@ -313,9 +337,17 @@ def syslog_table(result: dict[str, Any]) -> str:
     rows = [("siemgate forward (1 process)", result["siemgate"]["events_per_second"],
              result["siemgate"]["cpu_seconds"].get("siemgate", 0.0), result["siemgate"]["elapsed_seconds"],
              result["siemgate"]["check"]["all_arrived"], result["siemgate"]["check"]["duplicates"])]
+    relp = result.get("siemgate_relp")
+    if relp:
+        rows.append(("siemgate forward, RELP", relp["events_per_second"], relp["cpu_seconds"].get("siemgate", 0.0),
+                     relp["elapsed_seconds"], relp["check"]["all_arrived"], relp["check"]["duplicates"]))
     if result["peer"]:
         peer = result["peer"]
         rows.append(("rsyslog imkafka -> omfwd", peer["events_per_second"], peer["rsyslog_cpu_seconds"],
+                     peer["elapsed_seconds"], peer["check"]["all_arrived"], peer["check"]["duplicates"]))
+    if result.get("peer_relp"):
+        peer = result["peer_relp"]
+        rows.append(("rsyslog imkafka -> omrelp", peer["events_per_second"], peer["rsyslog_cpu_seconds"],
                      peer["elapsed_seconds"], peer["check"]["all_arrived"], peer["check"]["duplicates"]))
     header = f"{'syslog forwarder':<30} {'events/s':>10} {'CPU s':>7} {'elapsed s':>10}  all arrived  duplicates"
     lines = [header, "-" * len(header)]
@@ -324,6 +356,13 @@ def syslog_table(result: dict[str, Any]) -> str:
     if result["peer"] and result["peer"]["events_per_second"]:
         ratio = result["siemgate"]["events_per_second"] / result["peer"]["events_per_second"]
         lines.append(f"\nsiemgate/peer: {ratio:.2f}x")
+    if relp and result["siemgate"]["events_per_second"]:
+        ratio = relp["events_per_second"] / result["siemgate"]["events_per_second"]
+        met = "MET" if ratio >= RELP_TARGET_RATIO else "NOT MET"
+        lines.append(f"RELP/TCP: {ratio:.2f} (target >= {RELP_TARGET_RATIO}: {met})")
+    if relp and result.get("peer_relp") and result["peer_relp"]["events_per_second"]:
+        ratio = relp["events_per_second"] / result["peer_relp"]["events_per_second"]
+        lines.append(f"siemgate RELP/omrelp: {ratio:.2f}x")
     if result.get("priority"):
         p = result["priority"]
         lines.append(f"\npriority: {p['high_probes']} high events posted behind {p['backlog_low_events']:,} queued low "
@@ -419,6 +458,8 @@ def table(result: dict[str, Any]) -> str:
 
 def all_arrived(result: dict[str, Any]) -> bool:
     ok = result["siemgate"] is None or result["siemgate"]["check"]["all_arrived"]
+    ok = ok and (result.get("siemgate_relp") is None or result["siemgate_relp"]["check"]["all_arrived"])
+    ok = ok and (result.get("peer_relp") is None or result["peer_relp"]["check"]["all_arrived"])
     for row in result.get("http_sinks", {}).values():
         ok = ok and row["siemgate"]["check"]["all_arrived"]
         ok = ok and (row.get("ceiling") is None or row["ceiling"]["ok"])
@@ -440,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sinks", default=",".join(SINKS),
                         help="sinks to measure, comma-separated: syslog, splunk_hec, elasticsearch (default all)")
     parser.add_argument("--skip-peer", action="store_true", help="no rsyslog peer (syslog and elasticsearch)")
+    parser.add_argument("--skip-relp", action="store_true", help="no syslog-over-RELP line")
     parser.add_argument("--skip-ceiling", action="store_true", help="no stand-in ceiling (HTTP sinks)")
     parser.add_argument("--rsyslog-workers", type=int, default=None,
                         help="the elasticsearch peer's main-queue worker threads (default: rsyslog's own, one)")

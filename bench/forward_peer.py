@@ -86,6 +86,7 @@ from aiokafka.errors import KafkaTimeoutError, TopicAlreadyExistsError  # noqa: 
 from ingest import display, log, machine_busy, proc_cpu_seconds, tail, version_of  # noqa: E402
 from ingest import stop as stop_process  # noqa: E402
 
+from siemgate.forwarders.sinks.relp import FrameDecoder, RelpProtocolError, encode_frame  # noqa: E402
 from siemgate.record import Record, Severity, canonical_severity, make_record  # noqa: E402
 from siemgate.simulate import DEFAULT_MIX, make_events  # noqa: E402
 from siemgate_standins.kafka_relay import RelayedTansu, start_tansu_behind_relay  # noqa: E402
@@ -323,11 +324,19 @@ ruleset(name="forward") {
 """
 
 
+_OMFWD = """action(type="omfwd" target="127.0.0.1" port="@PORT@" protocol="tcp" TCP_Framing="octet-counted"
+           template="siemgate_rfc5424")"""
+# omrelp: RELP to the same receiver (RelpReceiver), its window librelp's default (128).
+_OMRELP = """action(type="omrelp" target="127.0.0.1" port="@PORT@" template="siemgate_rfc5424")"""
+
+
 def rsyslog_config(
-    mode: Mode, *, bootstrap: str, topic: str, group: str, port: int, work: Path, workers: int | None = None
+    mode: Mode, *, bootstrap: str, topic: str, group: str, port: int, work: Path, workers: int | None = None,
+    transport: str = "tcp",
 ) -> str:
     """The whole rsyslog.conf of one run (no system inputs; only loopback). `workers`: the
-    main queue's worker threads (None: rsyslog's default)."""
+    main queue's worker threads (None: rsyslog's default). `transport` "relp": the siemgate
+    mode's action is omrelp instead of omfwd."""
     threads = f' queue.workerThreads="{workers}"' if workers else ""
     head = f"""
 global(workDirectory="{work}" maxMessageSize="64k")
@@ -350,6 +359,9 @@ input(type="imkafka" topic="{topic}" broker=["{bootstrap}"] consumergroup="{grou
         **{f"@PRI_{name.upper()}@": str(pri_of(name)) for name in SYSLOG_SEVERITY},
     }
     text = _SIEMGATE_RULESET
+    if transport == "relp":
+        assert _OMFWD in text
+        text = 'module(load="omrelp")\n' + text.replace(_OMFWD, _OMRELP)
     for placeholder, value in replacements.items():
         text = text.replace(placeholder, value)
     return head + text
@@ -470,6 +482,47 @@ class Receiver(asyncio.Protocol):
             reception.counted(frames)
 
 
+class RelpReceiver(Receiver):
+    """The receiving side of RELP (siemgate's `relp://` sink, rsyslog's omrelp), minimal (what
+    imrelp does before its queue): answers `open` with its offers, each `syslog` command
+    `rsp 200 OK` once parsed, `close` with 200. Each message goes into the connection's stream
+    octet-counted, so that the TCP check reads it."""
+
+    OPEN_ANSWER = b"200 OK\nrelp_version=0\nrelp_software=bench,0,-\ncommands=syslog"
+
+    def __init__(self, reception: Reception) -> None:
+        super().__init__(reception)
+        self.decoder = FrameDecoder(max_data=1 << 20)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        try:
+            frames = self.decoder.feed(data)
+        except RelpProtocolError:
+            self.reception.framing_errors += 1
+            self.transport.abort()
+            return
+        messages, answers = [], []
+        for frame in frames:
+            if frame.command == "syslog":
+                messages.append(b"%d %b" % (len(frame.data), frame.data))
+                answers.append(encode_frame(frame.txnr, "rsp", b"200 OK"))
+            elif frame.command == "open":
+                answers.append(encode_frame(frame.txnr, "rsp", self.OPEN_ANSWER))
+            elif frame.command == "close":
+                answers.append(encode_frame(frame.txnr, "rsp", b"200 OK"))
+        if messages:
+            super().data_received(b"".join(messages))
+        if answers:
+            self.transport.write(b"".join(answers))
+
+
 _PRI = re.compile(rb"<(\d{1,3})>1 ")
 _RECORD_ID = re.compile(rb'\{"v":1,"id":"((?:[^"\\]|\\.)*)"')
 _SD_ID = re.compile(rb"\[" + re.escape(SD_ID.encode()) + rb' id="((?:[^"\\]|\\.)*)"')
@@ -587,6 +640,7 @@ async def measure_rsyslog_async(
     settle: float = 1.0,
     keep_stream: Path | None = None,
     workers: int | None = None,
+    transport: str = "tcp",
 ) -> PeerResult:
     """Start rsyslogd (`mode`'s configuration, a fresh consumer group) against the
     prefilled topic, forward to a counting receiver until every record arrived or
@@ -610,12 +664,13 @@ async def measure_rsyslog_async(
         run_dir.mkdir(parents=True)
         reception = Reception(expected=prefilled.count, pids=dict(extra_pids or {}))
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: Receiver(reception), "127.0.0.1", 0)
+        protocol = RelpReceiver if transport == "relp" else Receiver
+        server = await loop.create_server(lambda: protocol(reception), "127.0.0.1", 0)
         try:
             config = rsyslog_config(
                 mode, bootstrap=bootstrap or prefilled.bootstrap, topic=prefilled.topic,
                 group=f"peer-{mode}-{uuid.uuid4().hex[:8]}", port=int(server.sockets[0].getsockname()[1]),
-                work=run_dir, workers=workers,
+                work=run_dir, workers=workers, transport=transport,
             )
             started, exit_code = await _run_rsyslogd(config, run_dir, reception, mode, timeout, settle)
         finally:

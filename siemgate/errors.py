@@ -28,7 +28,9 @@
     │   └── ConfirmationStateError  the confirmation state file cannot be read or written
     ├── SinkError                   a sink could not deliver
     │   ├── RetryableSinkError      the batch may succeed later (connection, timeout, 429, 5xx)
-    │   │   └── SinkBusy            the destination answered that it cannot take more now
+    │   │   ├── SinkBusy            the destination answered that it cannot take more now
+    │   │   └── RelpProtocolError   a RELP peer broke the protocol: the connection is dropped
+    │   ├── ServerRefused           a RELP server answered `open` without what a session needs
     │   └── SinkAuthError           the sink refused our credentials: an operator must act
     │       └── SinkRefusedError    refused for another reason an operator must fix
     ├── SetupError                  `siemgate es-setup`: Elasticsearch refused part of the setup
@@ -202,6 +204,15 @@ class RetryableSinkError(SinkError):
 class SinkBusy(RetryableSinkError):
     """The destination answered that it cannot take more now (HTTP 429/5xx, an unreadable
     answer); what is left of the batch is retried later."""
+
+
+class RelpProtocolError(RetryableSinkError):
+    """A RELP peer broke the protocol: the connection is dropped (and the batch sent again)."""
+
+
+class ServerRefused(SinkError):
+    """A RELP server answered `open` without what a session needs (the syslog sink turns it
+    into a SinkRefusedError that says what to fix)."""
 
 
 class SinkAuthError(SinkError):

@@ -415,7 +415,7 @@ def test_network_policy_opens_every_sink_types_default_port_per_scheme() -> None
     for kind, info in destinations.items():
         key = info["destination"]
         for scheme, port in info["ports"].items():
-            name = f"{kind.replace('_', '-')}-{scheme}"
+            name = f"{kind.replace('_', '-')}-{scheme.replace('+', '-')}"  # a DNS label: relp+tls -> relp-tls
             config = {key: f"{scheme}://{name}.example"}
             config.update({"token": "${T}"} if kind == "splunk_hec" else {"api_key": "${T}"} if kind == "elasticsearch"
                           else {})

@@ -1,7 +1,7 @@
 """The whole pipeline as real processes, a steady stream of senders, and the conservation check.
 
     senders (this process) ──HTTP──▶ `siemgate ingest` (its spool) ──▶ Kafka ──▶ `siemgate forward`
-        ──▶ file (NDJSON) │ rsyslogd (TCP, RFC 5424, min_severity medium) │ HEC stand-in (indexer acks)
+        ──▶ file (NDJSON) │ rsyslogd (TCP or RELP, RFC 5424, min_severity medium) │ HEC stand-in (indexer acks)
             │ Elasticsearch stand-in (data stream)
 
 `Pipeline` starts and stops all of it; a fault test injects its fault, clears it, and calls
@@ -626,7 +626,8 @@ class Pipeline:
 
     def __init__(self, tmp_path: Path, processes: list[subprocess.Popen[bytes]], kafka: KafkaTarget, *,
                  fault: str, spool_dir: Path | None = None, file_dir: Path | None = None,
-                 spool_max_bytes: int | None = None, forwarders: Iterable[Iterable[str]] = (SINKS,)) -> None:
+                 spool_max_bytes: int | None = None, forwarders: Iterable[Iterable[str]] = (SINKS,),
+                 syslog: str = "tcp") -> None:
         self.tmp_path = tmp_path
         self.processes = processes
         self.kafka = kafka
@@ -646,8 +647,12 @@ class Pipeline:
             name = "+".join(sinks) if sinks != SINKS else "all"
             self.slots[name] = ForwarderSlot(name, sinks, stable_port(), tmp_path / f"forward-{name}.json")
         # Fixed ports: the sinks are restarted on them in fault (b).
+        # syslog: "tcp" (no acknowledgement) or "relp" (imrelp: every message acknowledged).
+        assert syslog in ("tcp", "relp"), syslog
+        self.syslog = syslog
         self.rsyslog = Rsyslog(tmp_path / "rsyslog", tcp_port=stable_port(), tls_port=stable_port(),
-                               mtls_port=stable_port())
+                               mtls_port=stable_port(), relp=syslog == "relp", relp_port=stable_port(),
+                               relp_tls_port=stable_port())
         self.hec = SplunkHecStandIn(tokens=[HecToken(HEC_TOKEN, ack=True)], ack_delay_seconds=0.05,
                                     port=stable_port())
         self.es = ElasticsearchStandIn(keep_sources=False, port=stable_port())
@@ -691,7 +696,7 @@ class Pipeline:
                         "listen": {"host": "127.0.0.1", "port": 0}},
             "sinks": [
                 {"name": "file", "type": "file", "path": str(self.out), "batch": batch, "retry": retry},
-                {"name": "syslog", "type": "syslog", "address": f"tcp://127.0.0.1:{self.rsyslog.tcp_port}",
+                {"name": "syslog", "type": "syslog", "address": self.syslog_address,
                  "format": "rfc5424", "min_severity": "medium", "batch": batch, "retry": retry},
                 {"name": "splunk-hec", "type": "splunk_hec", "url": self.hec.url, "token": HEC_TOKEN,
                  "ack": True, "ack_poll_seconds": 0.2, "batch": batch, "retry": retry},
@@ -703,6 +708,12 @@ class Pipeline:
         for slot in self.slots.values():
             config["forward"]["listen"]["port"] = slot.port
             slot.config.write_text(json.dumps(config, indent=1))
+
+    @property
+    def syslog_address(self) -> str:
+        if self.syslog == "relp":
+            return f"relp://127.0.0.1:{self.rsyslog.relp_port}"
+        return f"tcp://127.0.0.1:{self.rsyslog.tcp_port}"
 
     @property
     def groups(self) -> list[str]:
@@ -882,7 +893,9 @@ class Pipeline:
 
     def owed_missing(self, missing: dict[str, int]) -> dict[str, int]:
         """`missing` less what a sink without acknowledgement may have lost in transit when its
-        receiver stopped (up to IN_TRANSIT_MAX; `account` reports it apart, and as lost beyond)."""
+        receiver stopped (up to IN_TRANSIT_MAX; `account` reports it apart, and as lost beyond).
+        RELP syslog is acknowledged: it never gets that allowance."""
+        assert not (self.syslog == "relp" and "syslog" in self.unacknowledged), "RELP syslog is acknowledged"
         return {sink: 0 if sink in self.unacknowledged and count <= IN_TRANSIT_MAX else count
                 for sink, count in missing.items()}
 

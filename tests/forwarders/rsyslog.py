@@ -8,7 +8,14 @@ directory, listening on 127.0.0.1 only:
 - `tls_port`: imtcp over TLS (rsyslog-gnutls, `gtls`, mode 1, authMode `anon`: the server
   shows its certificate, clients need none);
 - `mtls_port`: the same with authMode `x509/certvalid`: clients must show a certificate
-  issued by the test CA.
+  issued by the test CA;
+- with `relp=True` (rsyslog-relp): `relp_port`, imrelp plain, and `relp_tls_port`, imrelp
+  with `tls="on"` (librelp's TLS, the same server certificate; authMode `name`: clients must
+  show a certificate of the test CA for client.siemgate.test, `client_cert`). Their ruleset
+  runs on a Direct queue, so rsyslog writes a message to the capture file before imrelp
+  answers it `rsp 200`: what was acknowledged survives a SIGKILL (page cache), which is the
+  receiver's part of RELP's promise (rsyslog's default in-memory main queue would lose
+  acknowledged messages to a SIGKILL, a property of that configuration, not of RELP).
 
 Certificates come from a `trustme` CA: the server's is valid for `localhost` only (so a
 client that connects to 127.0.0.1 and checks the name must refuse it). Whatever rsyslog
@@ -17,7 +24,8 @@ receives is written, one JSON object per line, with the fields it parsed (`pri`,
 escaping on receive is off, so what arrived is what is written (JSON-escaped).
 
 `start()` waits until every port is bound (read from /proc/net, bounded; no probe
-connections); `stop()` sends SIGTERM, then SIGKILL after a grace period, and waits.
+connections); `stop()` sends SIGTERM, then SIGKILL after a grace period, and waits; `kill()`
+sends SIGKILL at once; `freeze()` SIGSTOP (a stalled receiver).
 `running_rsyslog()` skips the test with the reason when rsyslogd (or its TLS driver) is
 missing, and fails it under CI=true. `make_event()` builds the normalized events the syslog
 tests send, the way the forwarder does: a record from `make_record`, then `Normalizer`.
@@ -69,7 +77,7 @@ _FIELDS = (
 
 
 # What rsyslogd logs when an input cannot start (e.g. rsyslog-gnutls missing): give up at once.
-_FATAL = ("could not load module", "could not create listener")
+_FATAL = ("could not load module", "could not create listener", "imrelp: invalid")
 
 
 class RsyslogUnavailable(Exception):
@@ -81,7 +89,7 @@ def rsyslogd_binary() -> str:
         (p for p in ("/usr/sbin/rsyslogd", "/sbin/rsyslogd") if os.access(p, os.X_OK)), None
     )
     if found is None:
-        raise RsyslogUnavailable("rsyslogd is not installed (apt-get install rsyslog rsyslog-gnutls)")
+        raise RsyslogUnavailable("rsyslogd is not installed (apt-get install rsyslog rsyslog-gnutls rsyslog-relp)")
     return found
 
 
@@ -112,6 +120,9 @@ class Rsyslog:
     udp_port: int = field(default_factory=lambda: _free_port(socket.SOCK_DGRAM))
     tls_port: int = field(default_factory=lambda: _free_port(socket.SOCK_STREAM))
     mtls_port: int = field(default_factory=lambda: _free_port(socket.SOCK_STREAM))
+    relp: bool = False
+    relp_port: int = field(default_factory=lambda: _free_port(socket.SOCK_STREAM))
+    relp_tls_port: int = field(default_factory=lambda: _free_port(socket.SOCK_STREAM))
     process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -137,6 +148,18 @@ class Rsyslog:
         d = self.directory
         template = "\n".join(f'  property(outname="{out}" name="{name}" format="jsonf")' for out, name in _FIELDS)
         gtls = 'streamDriver.name="gtls" streamDriver.mode="1"'
+        relp = ""
+        if self.relp:
+            relp = f"""
+module(load="imrelp")
+input(type="imrelp" address="127.0.0.1" port="{self.relp_port}" name="relp" ruleset="relp")
+input(type="imrelp" address="127.0.0.1" port="{self.relp_tls_port}" name="relp-tls" ruleset="relp"
+      tls="on" tls.caCert="{self.ca_file}" tls.myCert="{d}/server.pem"
+      tls.myPrivKey="{d}/server.key" tls.authMode="name" tls.permittedPeer=["client.siemgate.test"])
+ruleset(name="relp" queue.type="Direct") {{
+  action(type="omfile" file="{self.received}" template="fields")
+}}
+"""
         return f"""
 global(workDirectory="{d}/work" maxMessageSize="64k"
        parser.escapeControlCharactersOnReceive="off"
@@ -157,7 +180,7 @@ template(name="fields" type="list" option.jsonf="on") {{
 ruleset(name="capture") {{
   action(type="omfile" file="{self.received}" template="fields")
 }}
-"""
+""" + relp
 
     def start(self) -> None:
         """Start rsyslogd and wait until all four ports are bound."""
@@ -175,6 +198,8 @@ ruleset(name="capture") {{
             )
         deadline = time.monotonic() + STARTUP_SECONDS
         tcp_ports = {self.tcp_port, self.tls_port, self.mtls_port}
+        if self.relp:
+            tcp_ports |= {self.relp_port, self.relp_tls_port}
         while not (tcp_ports <= _bound_ports("tcp") and self.udp_port in _bound_ports("udp")):
             if self.process.poll() is not None:
                 self.process = None
@@ -196,6 +221,18 @@ ruleset(name="capture") {{
         try:
             process.wait(STOP_SECONDS)
         except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def freeze(self) -> None:
+        """SIGSTOP: a stalled receiver (connections stay open, nothing is read or answered)."""
+        assert self.process is not None, "not running"
+        self.process.send_signal(signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no serverclose, connections reset by the kernel."""
+        process, self.process = self.process, None
+        if process is not None:
             process.kill()
             process.wait()
 
@@ -232,11 +269,11 @@ def unavailable(reason: str) -> None:
 
 
 @contextlib.contextmanager
-def running_rsyslog(directory: Path) -> Iterator[Rsyslog]:
+def running_rsyslog(directory: Path, *, relp: bool = False) -> Iterator[Rsyslog]:
     """A started rsyslogd, stopped when the block ends; skips (fails under CI) if unusable."""
     server = None
     try:
-        server = Rsyslog(directory)
+        server = Rsyslog(directory, relp=relp)
         server.start()
     except RsyslogUnavailable as exc:
         unavailable(str(exc))

@@ -1,4 +1,4 @@
-"""The syslog sink: events as syslog messages over TCP, TLS or UDP.
+"""The syslog sink: events as syslog messages over RELP, TCP, TLS or UDP.
 
 Wire formats (`format:`), built by `siemgate.forwarders.formats`:
 
@@ -10,6 +10,13 @@ Wire formats (`format:`), built by `siemgate.forwarders.formats`:
 
 Transports (`address:`):
 
+- `relp://host:port` (default port 2514, the port rsyslog's `imrelp` is conventionally given:
+  RELP has no IANA port) and `relp+tls://host:port` (the same port by default, TLS as below):
+  RELP, the Reliable Event Logging Protocol (`siemgate.forwarders.sinks.relp`). Each message
+  is one `syslog` command that the receiver answers with `rsp 200 OK` once it took it; up to
+  `relp.window` (default 128) commands await their answer at once. **The only transport
+  where "delivered" means the receiver said so**: use it wherever the receiver speaks RELP
+  (rsyslog `imrelp`, syslog-ng `syslog-ng-relp`, ...).
 - `tcp://host:port` (default port 514): RFC 6587 octet counting (`LEN SP MSG`, default), or
   `framing: lf` (`MSG LF`). No message ever contains an LF (the encoders guarantee it and
   the LF framer replaces any LF by a space besides), so LF framing cannot split a message.
@@ -23,7 +30,18 @@ Transports (`address:`):
   structured data come first and survive). **UDP is best-effort**: nothing tells the sender
   that a datagram was lost; it must not be the only path for events that must arrive.
 
-What "delivered" means: `send()` returns only after every byte of every message of the
+What "delivered" means over RELP: the receiver answered the message's command `rsp 200`.
+`send()` returns once every message of the batch is answered; a message answered 5xx (or an
+unknown code) is handed back to be sent again, 4xx is a refusal (dead-lettered with the
+answer). If the connection ends first (the receiver stopped, SIGKILLed, said `serverclose`,
+answered nothing within `write_timeout_seconds`, or broke the protocol), the messages not
+answered yet are handed back too (the runtime sends them again, on a new connection, after
+its backoff): a receiver that took one but could not answer makes a duplicate, at most
+`relp.window` per connection lost; nothing is lost. A clean `close()` sends `close` and waits
+for its answer. Between batches a session that the receiver spoke on (`serverclose`) or
+closed is replaced before sending.
+
+What "delivered" means over TCP, TLS and UDP: `send()` returns only after every byte of every message of the
 batch was handed to the kernel (`loop.sock_sendall` on the socket; with TLS, every record
 that `ssl.SSLObject` produced; UDP: each datagram accepted by the kernel). There is no
 buffer in the process left to flush, which asyncio streams cannot promise: their `drain()`
@@ -43,7 +61,13 @@ Errors: connection refused/reset, timeouts, a receiver closing the connection ->
 sleeps or retries itself). A server certificate that fails verification, or a TLS session
 refused because of our client certificate (a certificate alert, or the server hanging up
 right after the handshake), or certificate files that cannot be loaded -> `SinkAuthError`:
-an operator has to act; the runtime keeps the events and retries.
+an operator has to act; the runtime keeps the events and retries. RELP: a receiver that
+does not open a session we can use (no `relp_version`, no `syslog` command, open refused)
+-> `SinkRefusedError`; one that closes a `relp+tls://` session before answering `open` is
+taken for a client-certificate refusal (`SinkAuthError`); one that never answers `open`
+(not a RELP port) or breaks the protocol -> `RetryableSinkError`. A connection lost
+mid-batch after some messages were acknowledged is not an error: `send` returns those as
+delivered and the rest in `SendResult.retry`.
 """
 
 from __future__ import annotations
@@ -59,17 +83,25 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from siemgate.errors import ConfigError, RetryableSinkError, SinkAuthError
+from siemgate.errors import (
+    ConfigError,
+    RelpProtocolError,
+    RetryableSinkError,
+    ServerRefused,
+    SinkAuthError,
+    SinkRefusedError,
+)
 from siemgate.forwarders.formats import syslog as fmt
 from siemgate.forwarders.formats.cef import encode_cef
 from siemgate.forwarders.formats.leef import encode_leef
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
+from siemgate.forwarders.sinks.relp import RelpSession
 from siemgate.forwarders.sinks.tls import client_context, connection_failure
 
 log = logging.getLogger("siemgate.forward.syslog")
 
-Transport = Literal["tcp", "tls", "udp"]
+Transport = Literal["tcp", "tls", "udp", "relp", "relp+tls"]
 Format = Literal["rfc5424", "rfc3164", "cef", "leef"]
 Framing = Literal["octet-counting", "lf"]
 Encoder = Callable[[NormalizedEvent], bytes]
@@ -77,7 +109,11 @@ Encoder = Callable[[NormalizedEvent], bytes]
 # Where this sink connects, for the Helm chart's NetworkPolicy (`make helm-schema` reads it): the
 # settings key holding its destination URL, and each URL scheme's port when the URL gives none.
 DESTINATION_KEY: Final = "address"
-DEFAULT_PORTS: Final[dict[str, int]] = {"tcp": 514, "tls": 6514, "udp": 514}
+# RELP has no IANA port: 2514 is the one rsyslog's imrelp documentation and most deployments use.
+DEFAULT_PORTS: Final[dict[str, int]] = {"tcp": 514, "tls": 6514, "udp": 514, "relp": 2514, "relp+tls": 2514}
+TLS_TRANSPORTS: Final = frozenset({"tls", "relp+tls"})
+RELP_TRANSPORTS: Final = frozenset({"relp", "relp+tls"})
+MAX_WINDOW: Final = 4096
 MIN_DATAGRAM: Final = 480  # RFC 5426: every IPv4 receiver must accept this much
 MAX_DATAGRAM: Final = 65507  # the UDP payload limit over IPv4
 _HUNG_UP: Final = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
@@ -94,12 +130,13 @@ class Address(NamedTuple):
 
 
 def parse_address(text: str) -> Address:
-    """`tcp://host:port`, `tls://host:port` or `udp://host:port` (IPv6 as `[::1]`); the
-    port defaults to 514 (tcp, udp) or 6514 (tls). Raises ValueError saying what is wrong."""
+    """`tcp://host:port`, `tls://host:port`, `udp://host:port`, `relp://host:port` or
+    `relp+tls://host:port` (IPv6 as `[::1]`); the port defaults to 514 (tcp, udp), 6514 (tls)
+    or 2514 (relp, relp+tls). Raises ValueError saying what is wrong."""
     parts = urlsplit(text.strip())
     transport = parts.scheme.lower()
     if transport not in DEFAULT_PORTS:
-        raise ValueError("must start with tcp://, tls:// or udp://")
+        raise ValueError("must start with relp://, relp+tls://, tcp://, tls:// or udp://")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("must be only scheme://host:port")
     if not parts.hostname:
@@ -114,6 +151,15 @@ def parse_address(text: str) -> Address:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RelpSettings:
+    """`relp:` (relp:// and relp+tls:// only)."""
+
+    # Commands sent and not answered yet, at most (librelp's default). Also the most
+    # duplicates one lost connection can make.
+    window: int = 128
+
+
+@dataclass(frozen=True, kw_only=True)
 class SyslogSinkSettings(SinkSettings, fmt.SyslogFormatSettings):
     """`type: syslog`. The format keys (facility, hostname, app_name ...) are those of
     `SyslogFormatSettings`."""
@@ -124,6 +170,7 @@ class SyslogSinkSettings(SinkSettings, fmt.SyslogFormatSettings):
     # TCP only: TLS always counts octets (RFC 5425), UDP has no framing.
     framing: Framing = "octet-counting"
     tls: TlsSettings = field(default_factory=TlsSettings)
+    relp: RelpSettings = field(default_factory=RelpSettings)
     max_datagram_bytes: int = 2048
     connect_timeout_seconds: float = 10.0
     write_timeout_seconds: float = 30.0
@@ -136,12 +183,17 @@ class SyslogSinkSettings(SinkSettings, fmt.SyslogFormatSettings):
             address = parse_address(self.address)
         except ValueError as exc:
             raise ConfigError(
-                "address", f"{self.address!r} {exc}: write tcp://host:port, tls://host:port or udp://host:port"
+                "address", f"{self.address!r} {exc}: write relp://host:port, relp+tls://host:port, "
+                "tcp://host:port, tls://host:port or udp://host:port"
             ) from None
         if self.framing == "lf" and address.transport != "tcp":
             raise ConfigError("framing", f"lf applies to tcp:// only ({address.transport}:// has its own framing)")
-        if address.transport != "tls" and self.tls != TlsSettings():
-            raise ConfigError("tls", "applies to tls:// addresses only")
+        if address.transport not in TLS_TRANSPORTS and self.tls != TlsSettings():
+            raise ConfigError("tls", "applies to tls:// and relp+tls:// addresses only")
+        if address.transport not in RELP_TRANSPORTS and self.relp != RelpSettings():
+            raise ConfigError("relp", "applies to relp:// and relp+tls:// addresses only")
+        if not 1 <= self.relp.window <= MAX_WINDOW:
+            raise ConfigError("relp.window", f"must be 1-{MAX_WINDOW}")
         if self.tls.key is not None and self.tls.cert is None:
             raise ConfigError("tls.cert", "is required with tls.key (the client certificate)")
         if not MIN_DATAGRAM <= self.max_datagram_bytes <= MAX_DATAGRAM:
@@ -279,23 +331,26 @@ class _Channel:
         await self._flush()
 
     async def read(self) -> bytes:
-        """What the peer sends next: b"" when it closes. TLS alerts raise ssl.SSLError."""
+        """What the peer sends next: b"" when it closes. TLS alerts raise ssl.SSLError.
+
+        With TLS, plaintext already decrypted (or records already received) is returned
+        before the socket is read again: one recv can bring several records."""
+        if self.tls is None:
+            return await self._loop.sock_recv(self.sock, 65536)
         while True:
-            data = await self._loop.sock_recv(self.sock, 65536)
-            if self.tls is None:
-                return data
-            if data:
-                self._incoming.write(data)
-            else:
-                self._incoming.write_eof()
             try:
                 return self.tls.read(65536)
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return b""
             except ssl.SSLWantReadError:
-                await self._flush()
-                if not data:
+                if self._incoming.eof:
                     return b""
+            await self._flush()  # what reading produced (a TLS 1.3 key update answer)
+            data = await self._loop.sock_recv(self.sock, 65536)
+            if data:
+                self._incoming.write(data)
+            else:
+                self._incoming.write_eof()
 
     def hung_up(self) -> bool:
         """Whether the receiver closed or reset the connection (a syslog receiver never sends
@@ -305,6 +360,15 @@ class _Channel:
         poller = select.poll()
         poller.register(self.sock, select.POLLIN | _HUNG_UP)
         return any(events & _HUNG_UP for _, events in poller.poll(0))
+
+    def has_news(self) -> bool:
+        """Whether the peer closed the connection or sent something (RELP between batches:
+        a `serverclose`, or bytes where nothing was due)."""
+        if self.sock.fileno() < 0 or (self.tls is not None and (self.tls.pending() or self._incoming.pending)):
+            return True
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN | _HUNG_UP)
+        return bool(poller.poll(0))
 
     async def close(self, timeout: float) -> None:
         """TLS: send close_notify (without waiting for the peer's); then close the socket."""
@@ -334,19 +398,107 @@ class SyslogSink(Sink[SyslogSinkSettings]):
         lf = settings.framing == "lf" and self._target.transport == "tcp"
         self._stream: Callable[[Sequence[bytes]], bytes] = lf_terminated_stream if lf else octet_counted_stream
         self._channel: _Channel | None = None
+        self._relp: RelpSession | None = None
         self._udp: socket.socket | None = None
         self._lock = asyncio.Lock()
+        # RELP: events handed back to be sent again because the connection ended before their
+        # answer came (each one a possible duplicate at the receiver).
+        self.resent = 0
 
     async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
         if not events:
             return SendResult()
         messages = [self._encode(event) for event in events]
         async with self._lock:
+            if self._target.transport in RELP_TRANSPORTS:
+                return await self._send_relp(messages)
             if self._target.transport == "udp":
                 await self._send_datagrams(messages)
             else:
                 await self._send_stream(self._stream(messages))
         return SendResult()
+
+    # -- RELP -------------------------------------------------------------------------------
+
+    async def _send_relp(self, messages: list[bytes]) -> SendResult:
+        session = self._relp
+        if session is not None and self._channel is not None and self._channel.has_news():
+            # Between batches nothing is due from the receiver: it said serverclose, hung up,
+            # or sent garbage. A new session, before anything is sent on the old one.
+            log.info("the RELP receiver closed the session between batches: reconnecting",
+                     extra={"sink": self.name, "target": str(self._target)})
+            self._drop()
+            session = None
+        if session is None:
+            session = await self._open_relp()
+        delivery = await session.deliver(messages)
+        if delivery.broken is not None:
+            self._relp = self._channel = None  # the session closed its connection
+        retry: list[int] = []
+        rejected: list[tuple[int, str]] = []
+        for index, code in enumerate(delivery.codes):
+            if code == 200:
+                continue
+            if code is not None and 400 <= code < 500:
+                text = delivery.texts.get(index, "")
+                rejected.append((index, f"relp_refused: the receiver answered {code} {text}".rstrip()))
+            else:
+                retry.append(index)  # no answer, 5xx, or a code RELP does not define: again
+        acked = len(messages) - len(retry) - len(rejected)
+        if delivery.broken is not None:
+            self.resent += delivery.unanswered
+            if acked == 0 and not rejected:
+                raise RetryableSinkError(
+                    f"{self._target}: {delivery.broken}; none of the {len(messages)} messages was acknowledged "
+                    f"({delivery.unanswered} were unanswered): all are sent again"
+                )
+            log.warning(
+                "RELP connection lost mid-batch: the unacknowledged events are sent again on a new connection",
+                extra={"sink": self.name, "target": str(self._target), "reason": delivery.broken,
+                       "acknowledged": acked, "resent": len(retry), "unanswered": delivery.unanswered},
+            )
+        elif retry:
+            codes = sorted({str(delivery.codes[i]) for i in retry})
+            log.warning("the RELP receiver answered errors: those events are sent again",
+                        extra={"sink": self.name, "count": len(retry), "codes": codes})
+        return SendResult(retry=tuple(retry), rejected=tuple(rejected))
+
+    async def _open_relp(self) -> RelpSession:
+        """Connect and open a RELP session (the `open` answer is the receiver's acceptance)."""
+        channel = await self._connect()
+        session = RelpSession(channel, window=self.settings.relp.window, timeout=self.settings.write_timeout_seconds)
+        target = self._target
+        try:
+            await session.open()
+        except ServerRefused as exc:
+            session.abort()
+            raise SinkRefusedError(f"{target}: {exc}") from None
+        except TimeoutError:
+            session.abort()
+            raise RetryableSinkError(
+                f"{target}: no answer to RELP open within {self.settings.write_timeout_seconds}s "
+                "(is this a RELP port? rsyslog: imrelp)"
+            ) from None
+        except RelpProtocolError as exc:
+            session.abort()
+            raise RetryableSinkError(f"{target}: the receiver does not speak RELP: {exc}") from None
+        except ConnectionResetError as exc:
+            session.abort()
+            if target.transport == "relp+tls":
+                raise SinkAuthError(
+                    f"{target}: the server closed the TLS session before answering RELP open: it most likely "
+                    "refused our client certificate (tls.cert/tls.key: missing, untrusted or the wrong name)"
+                ) from None
+            raise RetryableSinkError(f"{target}: the receiver closed the connection before answering RELP open: "
+                                     f"{exc}") from None
+        except (OSError, ssl.SSLError) as exc:
+            session.abort()
+            raise self._error("RELP open failed", exc) from exc
+        except BaseException:
+            session.abort()
+            raise
+        self._channel, self._relp = channel, session
+        return session
 
     # -- TCP and TLS ------------------------------------------------------------------------
 
@@ -374,7 +526,7 @@ class SyslogSink(Sink[SyslogSinkSettings]):
 
     async def _connect(self) -> _Channel:
         target = self._target
-        context = self._tls_context() if target.transport == "tls" else None
+        context = self._tls_context() if target.transport in TLS_TRANSPORTS else None
         timeout = self.settings.connect_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
@@ -383,6 +535,8 @@ class SyslogSink(Sink[SyslogSinkSettings]):
             raise RetryableSinkError(f"{target}: no connection within {timeout}s") from None
         except (OSError, ssl.SSLError) as exc:
             raise self._error("cannot connect", exc) from exc
+        if target.transport in RELP_TRANSPORTS:
+            return channel  # the answer to RELP open says whether the receiver accepted us
         try:
             await self._accept_check(channel)
         except BaseException:
@@ -422,6 +576,7 @@ class SyslogSink(Sink[SyslogSinkSettings]):
 
     def _drop(self) -> None:
         channel, self._channel = self._channel, None
+        self._relp = None
         if channel is not None:
             channel.abort()
 
@@ -481,6 +636,15 @@ class SyslogSink(Sink[SyslogSinkSettings]):
             except OSError as exc:
                 raise RetryableSinkError(f"{target}: cannot resolve {target.host}: {exc}") from exc
             return f"{target}: resolves to {infos[0][4][0]} (UDP is best-effort: delivery cannot be checked)"
+        if target.transport in RELP_TRANSPORTS:
+            async with self._lock:
+                session = self._relp or await self._open_relp()
+                self._relp = self._channel = None
+                try:
+                    software = session.server_offers.get("relp_software", "unnamed").split(",")[0]
+                    return f"{target}: connected, RELP session open (receiver: {software}){self._tls_text(session)}"
+                finally:
+                    await session.close(self.settings.connect_timeout_seconds)
         channel = await self._connect()
         try:
             if channel.tls is not None:
@@ -490,15 +654,26 @@ class SyslogSink(Sink[SyslogSinkSettings]):
         finally:
             await channel.close(self.settings.connect_timeout_seconds)
 
+    def _tls_text(self, session: RelpSession) -> str:
+        channel = session.channel
+        if not isinstance(channel, _Channel) or channel.tls is None:
+            return ""
+        verified = "server certificate verified" if self.settings.tls.verify else "server NOT verified"
+        return f", {channel.tls.version()}, {verified}"
+
     async def close(self) -> None:
-        """Close the connection (TLS: with close_notify) or the UDP socket; idempotent."""
+        """Close the connection (RELP: `close` and its answer first; TLS: with close_notify)
+        or the UDP socket; idempotent."""
         channel, self._channel = self._channel, None
-        if channel is not None:
+        session, self._relp = self._relp, None
+        if session is not None:
+            await session.close(self.settings.connect_timeout_seconds)
+        elif channel is not None:
             await channel.close(self.settings.connect_timeout_seconds)
         self._close_udp()
 
 
 __all__: Sequence[str] = (
-    "DEFAULT_PORTS", "DESTINATION_KEY", "SyslogSink",
+    "DEFAULT_PORTS", "DESTINATION_KEY", "RelpSettings", "SyslogSink",
     "SyslogSinkSettings", "build_encoder", "parse_address",
 )
