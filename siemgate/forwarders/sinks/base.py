@@ -27,6 +27,9 @@ from siemgate.errors import SiemgateError
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.sink_settings import BatchSettings, RetrySettings, SinkSettings, TlsSettings
 
+# The longest Retry-After the runtime honours (a destination asking for more is asked again then).
+MAX_RETRY_AFTER = 600.0
+
 # Covariant: a Sink[FileSinkSettings] is a Sink[SinkSettings] (the runtime's view).
 SettingsT = TypeVar("SettingsT", bound=SinkSettings, covariant=True)
 
@@ -36,7 +39,14 @@ class SinkError(SiemgateError):
 
 
 class RetryableSinkError(SinkError):
-    """The whole batch may succeed later: connection refused or reset, timeout, 429, 5xx, busy."""
+    """The whole batch may succeed later: connection refused or reset, timeout, 429, 5xx, busy.
+
+    `retry_after`: the destination said when to come back (an HTTP `Retry-After`, in seconds):
+    the runtime waits at least that long (capped at `MAX_RETRY_AFTER`) before the next attempt."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SinkAuthError(SinkError):
@@ -61,6 +71,8 @@ class SendResult:
     rejected: Sequence[tuple[int, str]] = ()
     # Items the sink saw were already there (e.g. a 409 on create): delivered, counted apart.
     duplicates: Sequence[int] = ()
+    # Seconds the destination asked us to wait before sending `retry` again (Retry-After).
+    retry_after: float | None = None
 
 
 class Sink(abc.ABC, Generic[SettingsT]):
@@ -105,6 +117,6 @@ class Sink(abc.ABC, Generic[SettingsT]):
 
 
 __all__: Sequence[str] = (
-    "BatchSettings", "RetryableSinkError", "RetrySettings", "SendResult", "Sink", "SinkAuthError", "SinkError",
-    "SinkRefusedError", "SinkSettings", "TlsSettings",
+    "MAX_RETRY_AFTER", "BatchSettings", "RetryableSinkError", "RetrySettings", "SendResult", "Sink",
+    "SinkAuthError", "SinkError", "SinkRefusedError", "SinkSettings", "TlsSettings",
 )
