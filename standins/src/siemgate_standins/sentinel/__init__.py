@@ -48,6 +48,10 @@ error codes other than `OperationFailed` are this stand-in's words):
 - An empty array is answered 204 after the token, role, DCR and stream checks: `siemgate
   check` uses it to reach the DCR without writing a row.
 - A call Azure refuses for one row is refused whole, without saying which (`refuse_rows`).
+- The cap is Microsoft's "1 MB", taken as 1,048,576 bytes of the array's JSON and enforced to
+  the byte. azure-monitor-ingestion sums its logs' JSON sizes up to that and does not count the
+  array's `, ` separators, so its calls can be 2 bytes a log larger (Azure seems to allow that
+  slack; the stand-in does not, and siemgate's sink counts the separators).
 - Injected failures (`fail_requests`, `drop_connections`, `delay_seconds`) apply to ingestion
   calls before authentication; `fail_tokens` to token requests.
 

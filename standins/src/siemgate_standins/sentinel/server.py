@@ -140,7 +140,10 @@ class SentinelStandIn(HttpStandIn):
             return self._token(request, parts[0])
         if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
             self._requests.append(RequestRecord(at=time.time(), kind="discovery", path=path, status=200))
-            return Response.json(200, openid_configuration(self.url, parts[0]))
+            # The endpoints under the host the client asked for (its certificate names that one).
+            host = request.headers.get("host")
+            base = f"{self.url.split('://')[0]}://{host}" if host else self.url
+            return Response.json(200, openid_configuration(base, parts[0]))
         if path.startswith("/_standin/"):
             return self._control(request)
         return azure_error(404, "NotFound", f"The resource '{path}' was not found.")
