@@ -373,6 +373,8 @@ def test_settings_refuse_what_azure_would() -> None:
         ({"client_secret": "x", "authority_host": "http://login.example"}, "must be https"),
         ({"client_secret": "x", "batch": {"max_bytes": 2_000_000}}, "at most 1048576"),
     ]
+    partial = build_settings("sentinel", {**base, "client_secret": "x", "batch": {"max_events": 50}}, {}, "s")
+    assert isinstance(partial, SentinelSinkSettings) and partial.batch.max_bytes == 1_000_000
     from siemgate.errors import ConfigError
 
     for extra, complaint in cases:

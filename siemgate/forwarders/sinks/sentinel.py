@@ -129,6 +129,14 @@ _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True, kw_only=True)
+class SentinelBatchSettings(HttpBatchSettings):
+    """`batch:` of the sentinel sink: calls of at most 1,000,000 bytes of JSON by default (a
+    `batch:` block that leaves `max_bytes` out keeps this default, not the HTTP sinks' 5 MB)."""
+
+    max_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
 class SentinelSinkSettings(SinkSettings):
     type: ClassVar[str] = "sentinel"
     # The data collection endpoint, or the DCR's own logs ingestion endpoint (https://...).
@@ -156,7 +164,7 @@ class SentinelSinkSettings(SinkSettings):
     gzip: bool = True
     timeout_seconds: float = 30.0
     tls: TlsSettings = field(default_factory=TlsSettings)
-    batch: HttpBatchSettings = field(default_factory=lambda: HttpBatchSettings(max_bytes=1_000_000))
+    batch: SentinelBatchSettings = field(default_factory=SentinelBatchSettings)
 
     def __post_init__(self) -> None:
         try:
@@ -381,5 +389,5 @@ def azure_error(response: httpx.Response) -> tuple[str, str]:
 
 __all__: Sequence[str] = (
     "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DESTINATION_KEY", "MAX_CALL_BYTES", "SEVERITY",
-    "SentinelSink", "SentinelSinkSettings", "azure_error", "row",
+    "SentinelBatchSettings", "SentinelSink", "SentinelSinkSettings", "azure_error", "row",
 )
