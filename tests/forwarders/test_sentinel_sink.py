@@ -4,6 +4,7 @@ Ingestion API) over loopback: every answer handled deliberately, every credentia
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,13 @@ from siemgate.forwarders.sinks.registry import build_settings
 from siemgate.forwarders.sinks.sentinel import COLUMNS, SentinelSink, SentinelSinkSettings
 from siemgate.record import make_record
 from siemgate_standins.http_server import Request, Response
-from siemgate_standins.sentinel import DEFAULT_TENANT, AppRegistration, DataCollectionRule, SentinelStandIn
+from siemgate_standins.sentinel import (
+    DEFAULT_TENANT,
+    AppRegistration,
+    DataCollectionRule,
+    RequestRecord,
+    SentinelStandIn,
+)
 from tests.forwarders.test_runtime import Backend, embedded_config_for, record_for, until
 
 pytestmark = pytest.mark.anyio
@@ -191,6 +198,38 @@ async def test_retry_after_is_honoured_by_the_runtime(tmp_path: Path) -> None:
         assert (throttled.status, throttled.retry_after, retried.status) == (429, "2", 204)
         assert retried.at - throttled.at >= 2.0, retried.at - throttled.at
         assert sorted(ids(azure)) == sorted(f"e-{i}" for i in range(10))
+
+
+async def test_retry_after_of_a_call_after_confirmed_ones_is_honoured_by_the_runtime(tmp_path: Path) -> None:
+    """The batch's first calls are delivered, the next is throttled: the runtime sends only the
+    rest again, and not before the Retry-After (stand-in timestamps)."""
+    backend = Backend("embedded", embedded_config_for(tmp_path))
+    await backend.produce([record_for(backend.prefix, i) for i in range(40)])
+
+    class ThirdCallThrottled(SentinelStandIn):
+        seen = 0
+
+        async def handle(self, request: Request) -> Response:
+            if request.path.startswith("/dataCollectionRules/"):
+                self.seen += 1
+                if self.seen == 3:
+                    self._requests.append(RequestRecord(at=time.time(), kind="ingest", path=request.path,
+                                                        status=429, retry_after="2"))
+                    return Response.json(429, {"error": {"code": "TooManyRequests", "message": "slow down"}},
+                                         [("Retry-After", "2")])
+            return await super().handle(request)
+
+    async with ThirdCallThrottled(apps=[AppRegistration(CLIENT, secrets=(SECRET,))], rules=[rule()]) as azure:
+        sink = sink_for(azure, batch={"max_bytes": 4096, "max_events": 500},
+                        retry={"initial_seconds": 0.01, "max_seconds": 0.05})
+        async with backend.forwarding(sink):
+            await until(lambda: len(azure.rows()) >= 40, timeout=30)
+        calls = azure.calls()
+        throttled = next(i for i, c in enumerate(calls) if c.status == 429)
+        assert throttled == 2 and all(c.status == 204 for c in calls[:2])
+        assert calls[throttled + 1].at - calls[throttled].at >= 2.0
+        counts = collections.Counter(ids(azure))
+        assert set(counts) == {f"e-{i}" for i in range(40)} and set(counts.values()) == {1}, "the confirmed not resent"
 
 
 async def test_a_refused_token_is_refreshed_once_then_the_call_succeeds(azure: SentinelStandIn) -> None:
