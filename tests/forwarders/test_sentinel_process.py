@@ -60,6 +60,11 @@ async def test_sigkill_throttling_and_a_revoked_token_lose_nothing(
         assert await asyncio.to_thread(second.wait, 30) == 0
         counts = collections.Counter(received())
         statuses = collections.Counter(c.status for c in azure.calls())
+        tokens = list(azure.issued)
+    logs = (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
+    assert "refused the access token: requesting a new one" in logs
+    assert len(tokens) >= 3 and not [t for t in tokens if t in logs], "an access token in the logs"
+    assert SECRET not in logs
     assert set(counts) == {f"e-{i}" for i in range(total)}, "every event at least once"
     duplicates = sum(n - 1 for n in counts.values())
     # Delivered but not yet committed when killed: the batches in flight and the one committing.
