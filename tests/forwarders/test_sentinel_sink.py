@@ -412,6 +412,12 @@ def test_settings_refuse_what_azure_would() -> None:
         ({"client_secret": "x", "authority_host": "http://login.example"}, "must be https"),
         ({"client_secret": "x", "batch": {"max_bytes": 2_000_000}}, "at most 1048576"),
     ]
+    for host, scope in (("https://login.microsoftonline.us", "https://monitor.azure.us/.default"),
+                        ("https://login.chinacloudapi.cn", "https://monitor.azure.cn/.default"),
+                        ("https://login.microsoftonline.com", "https://monitor.azure.com/.default")):
+        cloud = build_settings("sentinel", {**base, "client_secret": "x", "authority_host": host}, {}, "s")
+        assert isinstance(cloud, SentinelSinkSettings) and cloud.app().scope == scope
+        assert cloud.app().token_url == f"{host}/t/oauth2/v2.0/token"
     partial = build_settings("sentinel", {**base, "client_secret": "x", "batch": {"max_events": 50}}, {}, "s")
     assert isinstance(partial, SentinelSinkSettings) and partial.batch.max_bytes == 1_000_000
     from siemgate.errors import ConfigError

@@ -94,6 +94,12 @@ MAX_CALL_BYTES: Final = 1_048_576
 DEFAULT_STREAM: Final = "Custom-SiemgateAlerts"
 PUBLIC_AUTHORITY: Final = "https://login.microsoftonline.com"
 PUBLIC_SCOPE: Final = "https://monitor.azure.com/.default"
+# Azure Monitor's token scope in each cloud, by its Entra ID authority host.
+SCOPES: Final = {
+    "login.microsoftonline.com": PUBLIC_SCOPE,
+    "login.microsoftonline.us": "https://monitor.azure.us/.default",
+    "login.chinacloudapi.cn": "https://monitor.azure.cn/.default",
+}
 
 # The row's columns and their Log Analytics types: the DCR's stream declaration (deploy/azure/)
 # must declare exactly these (tests/deploy/test_azure.py).
@@ -152,10 +158,11 @@ class SentinelSinkSettings(SinkSettings):
     certificate: str | None = None
     certificate_password: Secret | None = None
     federated_token_file: str | None = None
-    # Sovereign clouds: https://login.microsoftonline.us (scope https://monitor.azure.us/.default),
-    # https://login.chinacloudapi.cn (scope https://monitor.azure.cn/.default).
+    # Sovereign clouds: https://login.microsoftonline.us (US Government), https://login.chinacloudapi.cn
+    # (operated by 21Vianet).
     authority_host: str = PUBLIC_AUTHORITY
-    scope: str = PUBLIC_SCOPE
+    # Default: Azure Monitor's scope in the authority's cloud (SCOPES), else the public cloud's.
+    scope: str | None = None
     # A token is refreshed this long before it expires.
     token_refresh_seconds: float = 300.0
     # ASIM's EventVendor / EventProduct of every row (default product: the integration's name).
@@ -198,7 +205,7 @@ class SentinelSinkSettings(SinkSettings):
             raise ConfigError("client_secret", "is empty (check the ${VAR} it uses)")
         if self.certificate_password is not None and self.certificate is None:
             raise ConfigError("certificate_password", "goes with certificate")
-        if not self.scope.strip():
+        if self.scope is not None and not self.scope.strip():
             raise ConfigError("scope", "is empty")
         if self.batch.max_bytes > MAX_CALL_BYTES:
             raise ConfigError("batch.max_bytes", f"must be at most {MAX_CALL_BYTES}: the Logs Ingestion API refuses "
@@ -206,9 +213,16 @@ class SentinelSinkSettings(SinkSettings):
         if self.timeout_seconds <= 0 or self.token_refresh_seconds < 0:
             raise ConfigError("timeout_seconds", "timeout_seconds must be > 0 and token_refresh_seconds >= 0")
 
+    @property
+    def token_scope(self) -> str:
+        """`scope`, or Azure Monitor's in the authority host's cloud."""
+        if self.scope is not None:
+            return self.scope.strip()
+        return SCOPES.get(urlsplit(self.authority_host.strip()).hostname or "", PUBLIC_SCOPE)
+
     def app(self) -> EntraApp:
         return EntraApp(authority_host=check_url(self.authority_host), tenant_id=self.tenant_id,
-                        client_id=self.client_id.strip(), scope=self.scope.strip(), client_secret=self.client_secret,
+                        client_id=self.client_id.strip(), scope=self.token_scope, client_secret=self.client_secret,
                         certificate=self.certificate, certificate_password=self.certificate_password,
                         federated_token_file=self.federated_token_file)
 
@@ -388,6 +402,6 @@ def azure_error(response: httpx.Response) -> tuple[str, str]:
 
 
 __all__: Sequence[str] = (
-    "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DESTINATION_KEY", "MAX_CALL_BYTES", "SEVERITY",
+    "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DESTINATION_KEY", "MAX_CALL_BYTES", "SCOPES", "SEVERITY",
     "SentinelBatchSettings", "SentinelSink", "SentinelSinkSettings", "azure_error", "row",
 )
