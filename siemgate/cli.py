@@ -101,7 +101,8 @@ def cmd_es_setup(args: argparse.Namespace) -> int:
 
 # The stand-ins live in their own distribution (standins/ in siemgate's repository), not in
 # the siemgate package: the command works when it is installed, and says what to install when not.
-_STANDINS = {"splunk-hec": "siemgate_standins.splunk_hec", "elasticsearch": "siemgate_standins.elasticsearch"}
+_STANDINS = {"splunk-hec": "siemgate_standins.splunk_hec", "elasticsearch": "siemgate_standins.elasticsearch",
+             "sentinel": "siemgate_standins.sentinel"}
 _STANDINS_MISSING = ("the stand-ins are not installed ({error}): run `pip install -e ./standins` "
                      "in a siemgate checkout (`make test` and `make kafka-demo` install them)")
 
@@ -179,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     es_setup = with_config(command("es-setup", cmd_es_setup,
                                    "install the ECS index template and data stream of the elasticsearch sinks"))
     es_setup.add_argument("--sink", action="append", metavar="NAME", help="only this sink (repeatable; default all)")
-    standin = command("standin", cmd_standin, "run a Splunk HEC or Elasticsearch stand-in (tests, demos, benchmarks)")
+    standin = command("standin", cmd_standin,
+                      "run a Splunk HEC, Elasticsearch or Sentinel stand-in (tests, demos, benchmarks)")
     kinds = standin.add_subparsers(dest="kind", required=True, metavar="KIND")
     for kind, module_name in _STANDINS.items():
         module, _ = _standin_module(module_name)

@@ -198,7 +198,15 @@ class SinkError(SiemgateError):
 
 
 class RetryableSinkError(SinkError):
-    """The whole batch may succeed later: connection refused or reset, timeout, 429, 5xx, busy."""
+    """The whole batch may succeed later: connection refused or reset, timeout, 429, 5xx, busy.
+
+    `retry_after`: the destination said when to come back (an HTTP `Retry-After`, in seconds):
+    the runtime waits at least that long (capped at `sinks.base.MAX_RETRY_AFTER`) before the
+    next attempt."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SinkBusy(RetryableSinkError):

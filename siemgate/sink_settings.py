@@ -80,6 +80,7 @@ SINK_TYPES: Mapping[str, tuple[str, str, str]] = {
     "elasticsearch": ("siemgate.forwarders.sinks.elasticsearch", "ElasticsearchSinkSettings", "ElasticsearchSink"),
     "syslog": ("siemgate.forwarders.sinks.syslog", "SyslogSinkSettings", "SyslogSink"),
     "file": ("siemgate.forwarders.sinks.file", "FileSinkSettings", "FileSink"),
+    "sentinel": ("siemgate.forwarders.sinks.sentinel", "SentinelSinkSettings", "SentinelSink"),
 }
 
 

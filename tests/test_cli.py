@@ -150,6 +150,8 @@ def test_embedded_bus_is_refused_by_ingest_for_now(tmp_path: Path, command: str)
 @pytest.mark.parametrize(("kind", "args", "path", "expected"), [
     ("elasticsearch", [], "/", "tagline"),
     ("splunk-hec", ["--token", "0d6f2b5e-7a39-4c51-9b1e-2f8c1d3a4b5c"], "/services/collector/health", "HEC is healthy"),
+    ("sentinel", ["--client", "c:secret", "--dcr", "dcr-01"], "/tenant-x/v2.0/.well-known/openid-configuration",
+     "/tenant-x/oauth2/v2.0/token"),
 ])
 def test_standin_command_serves_until_sigterm(kind: str, args: list[str], path: str, expected: str,
                                               processes: list[subprocess.Popen[bytes]]) -> None:
@@ -172,7 +174,7 @@ WITHOUT_STANDINS = ("import sys; sys.modules['siemgate_standins'] = None; "
                     "from siemgate.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
-@pytest.mark.parametrize("kind", ["splunk-hec", "elasticsearch"])
+@pytest.mark.parametrize("kind", ["splunk-hec", "elasticsearch", "sentinel"])
 def test_standin_command_says_what_to_install_when_the_standins_are_not(kind: str) -> None:
     result = subprocess.run([sys.executable, "-c", WITHOUT_STANDINS, "standin", kind, "--port", "0"],
                             capture_output=True, text=True, timeout=60)

@@ -11,7 +11,8 @@ import pytest
 from siemgate.config import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {"APPSEC_KEY": "key-1234", "KAFKA_PASSWORD": "pw-12345", "HEC_TOKEN": "tok-1234", "ES_API_KEY": "es-12345"}
+ENV = {"APPSEC_KEY": "key-1234", "KAFKA_PASSWORD": "pw-12345", "HEC_TOKEN": "tok-1234", "ES_API_KEY": "es-12345",
+       "AZURE_TENANT_ID": "tenant-1234", "AZURE_CLIENT_ID": "client-1234", "AZURE_CLIENT_SECRET": "secret-1234"}
 
 
 def yaml_blocks() -> list[str]:

@@ -17,7 +17,8 @@ How a batch goes:
 2. Records below `min_severity` are counted as filtered; the rest are normalized (a record
    that is not a siemgate record is dead-lettered).
 3. The sink gets the batch. Retryable failures and auth refusals are retried with
-   exponential backoff, full jitter and a delay cap (tenacity), without a time limit; while
+   exponential backoff, full jitter and a delay cap (tenacity), without a time limit (never
+   sooner than a `retry_after` the sink reports, e.g. an HTTP Retry-After); while
    waiting, every partition is paused and the consumer keeps polling so that it stays in
    its group. Per-event refusals are dead-lettered; per-event "try again" is resent alone.
 4. Offsets are committed, in order. On SIGTERM the batches in flight may finish within the
@@ -40,7 +41,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, wait_random_exponential
@@ -52,7 +53,7 @@ from siemgate.foreground import Foreground, yield_loop
 from siemgate.forwarders.deadletter import DeadLetter, DeadLetterWriter, reason_label
 from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer, passes
-from siemgate.forwarders.sinks.base import Sink, SinkSettings
+from siemgate.forwarders.sinks.base import MAX_RETRY_AFTER, Sink, SinkSettings
 from siemgate.forwarders.watchdog import AUTH_PAUSE, BACKOFF, COMMIT, DEAD_LETTER, FETCH, SEND, Progress
 from siemgate.record import SEVERITIES, Severity, canonical_severity
 
@@ -78,11 +79,32 @@ class _Pending:
     tp: Partition
     event: NormalizedEvent
     attempts: int = 0
+    # time.monotonic() before which the sink asked not to be sent this event again (Retry-After).
+    not_before: float = 0.0
+
+
+def _honouring_retry_after(backoff: wait_random_exponential) -> Callable[[RetryCallState], float]:
+    """The backoff's delay, or longer when the failure carries a `retry_after` (an HTTP
+    Retry-After: the destination said when to come back), capped at MAX_RETRY_AFTER."""
+
+    def wait(state: RetryCallState) -> float:
+        delay = backoff(state)
+        error = state.outcome.exception() if state.outcome else None
+        after = getattr(error, "retry_after", None)
+        if isinstance(after, int | float) and after > 0:
+            delay = max(delay, min(float(after), MAX_RETRY_AFTER))
+        return delay
+
+    return wait
 
 
 class _ItemsToRetry(SiemgateError):
     """Some events of the batch were refused for now (e.g. a bulk item answered 429).
     Never raised out of this module (siemgate.errors draws it)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class _Abandoned(SiemgateError):
@@ -403,7 +425,8 @@ class SinkForwarder:
         settings = self.settings.retry
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((RetryableSinkError, SinkAuthError, _ItemsToRetry)),
-            wait=wait_random_exponential(multiplier=settings.initial_seconds, max=settings.max_seconds),
+            wait=_honouring_retry_after(
+                wait_random_exponential(multiplier=settings.initial_seconds, max=settings.max_seconds)),
             sleep=self._wait,
             before_sleep=self._log_retry,
             stop=self._stop_condition,
@@ -418,7 +441,9 @@ class SinkForwarder:
                     remaining = [p for p in remaining if p.tp not in self.revoked]
                     remaining = await self._attempt(remaining)
                     if remaining:
-                        raise _ItemsToRetry(f"{len(remaining)} event(s) refused for now")
+                        after = max(p.not_before for p in remaining) - time.monotonic()
+                        raise _ItemsToRetry(f"{len(remaining)} event(s) refused for now",
+                                            after if after > 0 else None)
         except (RetryableSinkError, SinkAuthError, _ItemsToRetry, RetryError):
             raise _Abandoned from None
         finally:
@@ -488,6 +513,10 @@ class SinkForwarder:
                 [DeadLetter(pending[i].event, reason, pending[i].attempts) for i, reason in rejected.items()]
             )
         left = [pending[i] for i in sorted(retry)]
+        if left and result.retry_after:
+            not_before = time.monotonic() + result.retry_after
+            for item in left:
+                item.not_before = not_before
         if left:
             self.metrics.retries.labels(self.name, "items").inc()
         return left

@@ -418,7 +418,8 @@ def test_network_policy_opens_every_sink_types_default_port_per_scheme() -> None
             name = f"{kind.replace('_', '-')}-{scheme.replace('+', '-')}"  # a DNS label: relp+tls -> relp-tls
             config = {key: f"{scheme}://{name}.example"}
             config.update({"token": "${T}"} if kind == "splunk_hec" else {"api_key": "${T}"} if kind == "elasticsearch"
-                          else {})
+                          else {"dcr_immutable_id": "dcr-0", "tenant_id": "t", "client_id": "c",
+                                "client_secret": "${T}"} if kind == "sentinel" else {})
             sinks.append({"name": name, "type": kind, "config": config})
             expected[name] = {"port": port["port"], "protocol": port["protocol"]}
     assert sinks, "no sink type connects anywhere?"

@@ -3,5 +3,5 @@
 and each URL scheme's default port and protocol (the sink module's DESTINATION_KEY and
 DEFAULT_PORTS), as JSON: include "siemgate.sinkTypes" . | fromJson */}}
 {{- define "siemgate.sinkTypes" -}}
-{"elasticsearch":{"destination":"url","ports":{"http":{"port":80,"protocol":"TCP"},"https":{"port":443,"protocol":"TCP"}}},"file":{"destination":null,"ports":{}},"splunk_hec":{"destination":"url","ports":{"http":{"port":80,"protocol":"TCP"},"https":{"port":443,"protocol":"TCP"}}},"syslog":{"destination":"address","ports":{"relp":{"port":2514,"protocol":"TCP"},"relp+tls":{"port":2514,"protocol":"TCP"},"tcp":{"port":514,"protocol":"TCP"},"tls":{"port":6514,"protocol":"TCP"},"udp":{"port":514,"protocol":"UDP"}}}}
+{"elasticsearch":{"destination":"url","ports":{"http":{"port":80,"protocol":"TCP"},"https":{"port":443,"protocol":"TCP"}}},"file":{"destination":null,"ports":{}},"sentinel":{"destination":"endpoint","ports":{"http":{"port":80,"protocol":"TCP"},"https":{"port":443,"protocol":"TCP"}}},"splunk_hec":{"destination":"url","ports":{"http":{"port":80,"protocol":"TCP"},"https":{"port":443,"protocol":"TCP"}}},"syslog":{"destination":"address","ports":{"relp":{"port":2514,"protocol":"TCP"},"relp+tls":{"port":2514,"protocol":"TCP"},"tcp":{"port":514,"protocol":"TCP"},"tls":{"port":6514,"protocol":"TCP"},"udp":{"port":514,"protocol":"UDP"}}}}
 {{- end -}}

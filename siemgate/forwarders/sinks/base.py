@@ -31,6 +31,9 @@ from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.watchdog import Progress
 from siemgate.sink_settings import BatchSettings, RetrySettings, SinkSettings, TlsSettings
 
+# The longest Retry-After the runtime honours (a destination asking for more is asked again then).
+MAX_RETRY_AFTER = 600.0
+
 # Covariant: a Sink[FileSinkSettings] is a Sink[SinkSettings] (the runtime's view).
 SettingsT = TypeVar("SettingsT", bound=SinkSettings, covariant=True)
 
@@ -45,6 +48,8 @@ class SendResult:
     rejected: Sequence[tuple[int, str]] = ()
     # Items the sink saw were already there (e.g. a 409 on create): delivered, counted apart.
     duplicates: Sequence[int] = ()
+    # Seconds the destination asked us to wait before sending `retry` again (Retry-After).
+    retry_after: float | None = None
 
 
 class Sink(abc.ABC, Generic[SettingsT]):
@@ -100,6 +105,6 @@ class Sink(abc.ABC, Generic[SettingsT]):
 
 
 __all__: Sequence[str] = (
-    "BatchSettings", "RetryableSinkError", "RetrySettings", "SendResult", "Sink", "SinkAuthError", "SinkError",
-    "SinkRefusedError", "SinkSettings", "TlsSettings",
+    "MAX_RETRY_AFTER", "BatchSettings", "RetryableSinkError", "RetrySettings", "SendResult", "Sink",
+    "SinkAuthError", "SinkError", "SinkRefusedError", "SinkSettings", "TlsSettings",
 )

@@ -133,8 +133,13 @@ class HttpStandIn(abc.ABC):
         """Answer one request (or raise DropConnection)."""
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port, ssl=self.ssl_context,
-                                                  limit=_READ)
+        # A TLS connection closes with a close_notify exchange: a client idling in its pool never
+        # answers it, which would hold `stop` for asyncio's default 30 s per connection.
+        if self.ssl_context is not None:
+            self._server = await asyncio.start_server(self._accept, self.host, self.port, limit=_READ,
+                                                      ssl=self.ssl_context, ssl_shutdown_timeout=1.0)
+        else:
+            self._server = await asyncio.start_server(self._accept, self.host, self.port, limit=_READ)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:

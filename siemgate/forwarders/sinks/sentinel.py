@@ -1,0 +1,392 @@
+"""The Microsoft Sentinel sink (`type: sentinel`): the Azure Monitor Logs Ingestion API.
+
+    POST {endpoint}/dataCollectionRules/{dcr_immutable_id}/streams/{stream}?api-version=2023-01-01
+    Authorization: Bearer <Entra ID token for https://monitor.azure.com/.default>
+    Content-Type: application/json, Content-Encoding: gzip
+    [{"TimeGenerated": "2026-11-28T21:00:00.123456Z", "EventId": "...", ...}, ...]
+
+`endpoint` is a data collection endpoint (DCE) or the DCR's own logs ingestion endpoint; the
+DCR's stream declaration (`Custom-SiemgateAlerts`, deploy/azure/) takes the rows and its
+`transformKql` writes them to the custom table `SiemgateAlerts_CL` of the Sentinel workspace.
+The token comes from Microsoft Entra ID by the client-credentials grant (`entra.py`: a client
+secret, a certificate, or a federated workload identity token on AKS).
+
+**The cap per call.** Microsoft documents the Logs Ingestion API's limits (Azure Monitor
+service limits, "Logs Ingestion API"; docs/PROTOCOLS.md, "Azure Monitor Logs Ingestion API",
+names the source): "Maximum size of API call: 1 MB, both
+compressed and uncompressed data"; "Maximum size for field values: 64 KB, fields longer
+than 64 KB are truncated"; per DCR "2 GB data/minute" and "12,000 requests/minute", both
+answered 429 with "Retry after the duration listed in the `Retry-After` header". So a batch
+goes out in as many calls as needed to keep each call's JSON array, before gzip, at most
+`batch.max_bytes` (default 1,000,000 bytes; at most 1,048,576, which azure-monitor-ingestion
+uses as its own chunk size). A vendor event over 64 KB is truncated by Azure in
+`AdditionalFields`; the row's other columns stay intact.
+
+**Rows** (ASIM-minded names; `deploy/azure/` declares exactly these columns, `COLUMNS`):
+`TimeGenerated` (the event's own timestamp, else the receive time), `EventId` (the record's
+deterministic id), `EventSeverity` (High/Medium/Low; `Informational` for unknown, as ASIM spells
+them), `EventType`, `EventMessage`, `SrcIpAddr`, `Url`, `HttpRequestMethod`, `RuleName`,
+`RuleId`, `DvcAction`, `DstHostname` (the attacked asset), `EventVendor`/`EventProduct`
+(settings), `AdditionalFields` (the vendor's event, dynamic, as the ingest received it),
+`SiemgateIntegration`, `SiemgateKind`, `SiemgateReceivedTime`. A column without a value is
+left out of the row (null in the table).
+
+**Sentinel does not deduplicate.** Delivery is at least once: a redelivered event (a crash,
+an answer lost) is a second row with the same `EventId`. Deduplicate in KQL:
+
+    SiemgateAlerts_CL | summarize arg_max(TimeGenerated, *) by EventId
+
+What each answer does:
+
+- 204 (any 2xx): delivered.
+- 413: the call is split in halves; an event too large on its own is dead-lettered.
+- 400: the call is refused whole (Azure says not which row): halved until the refused event is
+  alone, which is dead-lettered with Azure's error code and message; the others are delivered.
+  A 400 naming the stream, the DCR or the API version (`CONFIG_ERRORS`) is a configuration
+  error instead: `SinkRefusedError`, the sink pauses, nothing is dead-lettered.
+- 401: the token is refreshed once and the call sent again; a second 401: `SinkAuthError`.
+  403 (the identity lacks the role `Monitoring Metrics Publisher` on the DCR): `SinkAuthError`.
+  404 (no such DCR at this endpoint): `SinkRefusedError`. The runtime pauses the sink
+  (`siemgate_sink_up 0`, an ERROR log) and retries; nothing is dropped.
+- 429, 503 (with `Retry-After`, which the runtime honours before the next attempt), other 5xx,
+  408, timeouts, connection errors: retried; what this batch already got confirmed stays
+  delivered, the rest is sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+from urllib.parse import quote, urlsplit
+
+import httpx
+import orjson
+
+from siemgate.errors import ConfigError, RetryableSinkError, SinkAuthError, SinkBusy, SinkError, SinkRefusedError
+from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
+from siemgate.forwarders.sinks.entra import EntraApp, EntraTokens, retry_after_seconds
+from siemgate.forwarders.sinks.http import DEFAULT_PORTS, HttpBatchSettings, HttpEndpoint, check_url, chunks_by_size
+from siemgate.secrets import Secret
+
+log = logging.getLogger("siemgate.forward.sentinel")
+
+# Where this sink connects, for the Helm chart's NetworkPolicy (`make helm-schema` reads it): the
+# settings key holding its destination URL, and each URL scheme's port when the URL gives none.
+# (The token endpoint, `authority_host`, is https on 443 too.)
+DESTINATION_KEY: Final = "endpoint"
+
+API_VERSION: Final = "2023-01-01"
+# Microsoft's documented maximum size of one Logs Ingestion API call (see above).
+MAX_CALL_BYTES: Final = 1_048_576
+DEFAULT_STREAM: Final = "Custom-SiemgateAlerts"
+PUBLIC_AUTHORITY: Final = "https://login.microsoftonline.com"
+PUBLIC_SCOPE: Final = "https://monitor.azure.com/.default"
+# Azure Monitor's token scope in each cloud, by its Entra ID authority host.
+SCOPES: Final = {
+    "login.microsoftonline.com": PUBLIC_SCOPE,
+    "login.microsoftonline.us": "https://monitor.azure.us/.default",
+    "login.chinacloudapi.cn": "https://monitor.azure.cn/.default",
+}
+
+# The row's columns and their Log Analytics types: the DCR's stream declaration (deploy/azure/)
+# must declare exactly these (tests/deploy/test_azure.py).
+COLUMNS: Final[Mapping[str, str]] = {
+    "TimeGenerated": "datetime",
+    "EventId": "string",
+    "EventSeverity": "string",
+    "EventType": "string",
+    "EventMessage": "string",
+    "SrcIpAddr": "string",
+    "Url": "string",
+    "HttpRequestMethod": "string",
+    "RuleName": "string",
+    "RuleId": "string",
+    "DvcAction": "string",
+    "DstHostname": "string",
+    "EventVendor": "string",
+    "EventProduct": "string",
+    "AdditionalFields": "dynamic",
+    "SiemgateIntegration": "string",
+    "SiemgateKind": "string",
+    "SiemgateReceivedTime": "datetime",
+}
+# ASIM's EventSeverity values.
+SEVERITY: Final = {"high": "High", "medium": "Medium", "low": "Low", "unknown": "Informational"}
+# 400 error codes that name the configuration, not a row: the sink pauses instead of dead-lettering.
+CONFIG_ERRORS: Final = frozenset({"InvalidStream", "InvalidDataCollectionRule", "InvalidApiVersion",
+                                  "UnsupportedApiVersion", "MissingApiVersionParameter"})
+_BUSY: Final = frozenset({408, 429, 500, 502, 503, 504})
+_DCR_ID = re.compile(r"dcr-[0-9A-Za-z]{1,64}")
+_STREAM = re.compile(r"(Custom|Microsoft)-[A-Za-z0-9_]{1,100}")
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SentinelBatchSettings(HttpBatchSettings):
+    """`batch:` of the sentinel sink: calls of at most 1,000,000 bytes of JSON by default (a
+    `batch:` block that leaves `max_bytes` out keeps this default, not the HTTP sinks' 5 MB)."""
+
+    max_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class SentinelSinkSettings(SinkSettings):
+    type: ClassVar[str] = "sentinel"
+    # The data collection endpoint, or the DCR's own logs ingestion endpoint (https://...).
+    endpoint: str
+    # The DCR's immutable id (dcr-...), on its JSON view or `az monitor data-collection rule show`.
+    dcr_immutable_id: str
+    stream: str = DEFAULT_STREAM
+    tenant_id: str
+    client_id: str
+    # Exactly one credential: a client secret, a certificate (PEM with its RSA private key) or a
+    # federated token file (AKS workload identity: ${AZURE_FEDERATED_TOKEN_FILE}).
+    client_secret: Secret | None = None
+    certificate: str | None = None
+    certificate_password: Secret | None = None
+    federated_token_file: str | None = None
+    # Sovereign clouds: https://login.microsoftonline.us (US Government), https://login.chinacloudapi.cn
+    # (operated by 21Vianet).
+    authority_host: str = PUBLIC_AUTHORITY
+    # Default: Azure Monitor's scope in the authority's cloud (SCOPES), else the public cloud's.
+    scope: str | None = None
+    # A token is refreshed this long before it expires.
+    token_refresh_seconds: float = 300.0
+    # ASIM's EventVendor / EventProduct of every row (default product: the integration's name).
+    event_vendor: str = "siemgate"
+    event_product: str | None = None
+    gzip: bool = True
+    timeout_seconds: float = 30.0
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    batch: SentinelBatchSettings = field(default_factory=SentinelBatchSettings)
+
+    def __post_init__(self) -> None:
+        try:
+            check_url(self.endpoint)
+        except ConfigError as exc:
+            raise ConfigError("endpoint", str(exc).split(": ", 1)[-1]) from None
+        try:
+            authority = check_url(self.authority_host)
+        except ConfigError as exc:
+            raise ConfigError("authority_host", str(exc).split(": ", 1)[-1]) from None
+        parts = urlsplit(authority)
+        if parts.path:
+            raise ConfigError("authority_host", "is a scheme and host only (e.g. https://login.microsoftonline.us)")
+        if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+            raise ConfigError("authority_host", "must be https (the credential goes there)")
+        if not _DCR_ID.fullmatch(self.dcr_immutable_id):
+            raise ConfigError("dcr_immutable_id", f"must look like dcr-0123abcd... (the DCR's immutableId), "
+                                                  f"not {self.dcr_immutable_id!r}")
+        if not _STREAM.fullmatch(self.stream):
+            raise ConfigError("stream", f"must be a DCR stream name such as Custom-SiemgateAlerts, not {self.stream!r}")
+        if not _TENANT.fullmatch(self.tenant_id):
+            raise ConfigError("tenant_id", "must be the directory (tenant) id or a domain of it")
+        if not self.client_id.strip():
+            raise ConfigError("client_id", "is empty (the application (client) id)")
+        given = [name for name in ("client_secret", "certificate", "federated_token_file")
+                 if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ConfigError("client_secret", "set exactly one of client_secret, certificate, federated_token_file"
+                              + (f" (not {', '.join(given)})" if given else ""))
+        if self.client_secret is not None and not self.client_secret:
+            raise ConfigError("client_secret", "is empty (check the ${VAR} it uses)")
+        if self.certificate_password is not None and self.certificate is None:
+            raise ConfigError("certificate_password", "goes with certificate")
+        if self.scope is not None and not self.scope.strip():
+            raise ConfigError("scope", "is empty")
+        if self.batch.max_bytes > MAX_CALL_BYTES:
+            raise ConfigError("batch.max_bytes", f"must be at most {MAX_CALL_BYTES}: the Logs Ingestion API refuses "
+                              "calls over 1 MB")
+        if self.timeout_seconds <= 0 or self.token_refresh_seconds < 0:
+            raise ConfigError("timeout_seconds", "timeout_seconds must be > 0 and token_refresh_seconds >= 0")
+
+    @property
+    def token_scope(self) -> str:
+        """`scope`, or Azure Monitor's in the authority host's cloud."""
+        if self.scope is not None:
+            return self.scope.strip()
+        return SCOPES.get(urlsplit(self.authority_host.strip()).hostname or "", PUBLIC_SCOPE)
+
+    def app(self) -> EntraApp:
+        return EntraApp(authority_host=check_url(self.authority_host), tenant_id=self.tenant_id,
+                        client_id=self.client_id.strip(), scope=self.token_scope, client_secret=self.client_secret,
+                        certificate=self.certificate, certificate_password=self.certificate_password,
+                        federated_token_file=self.federated_token_file)
+
+
+def row(event: NormalizedEvent, *, vendor: str, product: str | None, additional: Any = None) -> dict[str, Any]:
+    """The row of one event (`COLUMNS`), without the columns that have no value."""
+    values: dict[str, Any] = {
+        "TimeGenerated": event.timestamp,
+        "EventId": event.id,
+        "EventSeverity": SEVERITY[event.severity],
+        "EventType": event.event_type,
+        "EventMessage": event.message,
+        "SrcIpAddr": event.source_ip,
+        "Url": event.url,
+        "HttpRequestMethod": event.method,
+        "RuleName": event.rule,
+        "RuleId": event.rule_id,
+        "DvcAction": event.action,
+        "DstHostname": event.asset,
+        "EventVendor": vendor,
+        "EventProduct": product or event.integration,
+        "AdditionalFields": event.event if additional is None else additional,
+        "SiemgateIntegration": event.integration,
+        "SiemgateKind": event.kind,
+        "SiemgateReceivedTime": event.received_at or None,
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass
+class _Progress:
+    delivered: set[int] = field(default_factory=set)
+    rejected: dict[int, str] = field(default_factory=dict)
+
+
+class SentinelSink(Sink[SentinelSinkSettings]):
+    def __init__(self, settings: SentinelSinkSettings) -> None:
+        super().__init__(settings)
+        self.tokens = EntraTokens(settings.app(), sink=settings.name, tls=settings.tls,
+                                  timeout_seconds=settings.timeout_seconds,
+                                  refresh_before_seconds=settings.token_refresh_seconds)
+        self._endpoint = HttpEndpoint(
+            name=settings.name, url=check_url(settings.endpoint), tls=settings.tls,
+            timeout_seconds=settings.timeout_seconds, gzip=settings.gzip,
+            headers={"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "siemgate"},
+        )
+        self._path = (f"/dataCollectionRules/{quote(settings.dcr_immutable_id, safe='')}"
+                      f"/streams/{quote(settings.stream, safe='')}")
+        self._params = {"api-version": API_VERSION}
+
+    @property
+    def url(self) -> str:
+        return f"{self._endpoint.url}{self._path}?api-version={API_VERSION}"
+
+    def row(self, event: NormalizedEvent) -> dict[str, Any]:
+        """The row as a mapping (what `encode` writes, with the vendor's event decoded)."""
+        return row(event, vendor=self.settings.event_vendor, product=self.settings.event_product)
+
+    def encode(self, event: NormalizedEvent) -> bytes:
+        """The row as JSON, the vendor's event as the ingest received it (no second encoding)."""
+        return orjson.dumps(row(event, vendor=self.settings.event_vendor, product=self.settings.event_product,
+                                additional=orjson.Fragment(event.event_bytes())))
+
+    # -- sending
+
+    async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
+        items = [self.encode(e) for e in events]
+        progress = _Progress()
+        error: SinkError | None = None
+        retry_after: float | None = None
+        # A call is `[` + the rows joined by `,` + `]`: each row costs one byte more.
+        try:
+            for chunk in chunks_by_size([len(i) + 1 for i in items], self.settings.batch.max_bytes - 1):
+                await self._post(items, list(chunk), progress)
+        except SinkBusy as exc:
+            error, retry_after = exc, exc.retry_after
+        except (RetryableSinkError, SinkAuthError) as exc:
+            error = exc
+        settled = progress.delivered | progress.rejected.keys()
+        retry = [i for i in range(len(items)) if i not in settled]
+        if error is not None and not settled:
+            raise error
+        if error is not None:
+            log.warning("Azure took part of the batch; the rest is sent again",
+                        extra={"sink": self.name, "delivered": len(progress.delivered), "retry": len(retry),
+                               "error": str(error)})
+        return SendResult(retry=retry, rejected=sorted(progress.rejected.items()),
+                          retry_after=retry_after if retry else None)
+
+    async def _call(self, body: bytes) -> httpx.Response:
+        """One call with the current token; a 401 refreshes the token and sends it once more."""
+        token = await self.tokens.token()
+        response = await self._endpoint.request("POST", self._path, body, params=self._params,
+                                                headers={"Authorization": f"Bearer {token}"})
+        if response.status_code == 401:
+            log.info("Azure refused the access token: requesting a new one", extra={"sink": self.name})
+            token = await self.tokens.refresh(token)
+            response = await self._endpoint.request("POST", self._path, body, params=self._params,
+                                                    headers={"Authorization": f"Bearer {token}"})
+        return response
+
+    async def _post(self, items: Sequence[bytes], chunk: list[int], progress: _Progress) -> None:
+        if not chunk:
+            return
+        response = await self._call(b"[" + b",".join(items[i] for i in chunk) + b"]")
+        status = response.status_code
+        if 200 <= status < 300:
+            progress.delivered.update(chunk)
+            return
+        code, message = azure_error(response)
+        if status == 413 or (status == 400 and code not in CONFIG_ERRORS):
+            if len(chunk) == 1:
+                progress.rejected[chunk[0]] = (
+                    f"azure {code or status}: Azure answered {status}"
+                    + (": the row alone is larger than the call limit" if status == 413 and not message else "")
+                    + (f": {message}" if message else ""))
+                return
+            half = len(chunk) // 2
+            await self._post(items, chunk[:half], progress)
+            await self._post(items, chunk[half:], progress)
+            return
+        if status == 401:
+            raise SinkAuthError(f"{self.url}: Azure refused a fresh access token too (401 {code}: {message}): check "
+                                f"sinks[{self.name}].tenant_id (the DCR's tenant) and scope")
+        if status == 403:
+            raise SinkAuthError(f"{self.url}: Azure answered 403 ({code}: {message}): give client "
+                                f"{self.settings.client_id} the role Monitoring Metrics Publisher on the DCR "
+                                "(it can take up to 30 minutes to apply)")
+        if status == 404 or status == 400:
+            raise SinkRefusedError(f"{self.url}: Azure answered {status} ({code}: {message}): check "
+                                   f"sinks[{self.name}].endpoint, dcr_immutable_id and stream")
+        if status in _BUSY or status >= 500:
+            raise SinkBusy(f"{self.url}: HTTP {status}" + (f" ({code}: {message})" if code or message else ""),
+                           retry_after=retry_after_seconds(response.headers.get("retry-after")))
+        raise SinkRefusedError(f"{self.url}: Azure answered {status} ({code}: {message})")
+
+    async def healthcheck(self) -> str:
+        """A token, then an empty call (`[]`): it passes Azure's token, role and DCR/stream checks
+        and writes no row."""
+        await self.tokens.token()
+        expires = round(self.tokens.expires_in / 60)
+        response = await self._call(b"[]")
+        status = response.status_code
+        if 200 <= status < 300:
+            return (f"Entra ID token for {self.settings.client_id} ({self.tokens.app.credential_kind}, valid "
+                    f"{expires} min); DCR {self.settings.dcr_immutable_id} stream {self.settings.stream} at "
+                    f"{self._endpoint.url} accepted an empty call (no row written)")
+        code, message = azure_error(response)
+        if status in (401, 403):
+            raise SinkAuthError(f"{self.url}: token fetched, but Azure answered {status} ({code}: {message})"
+                                + (": give the client the role Monitoring Metrics Publisher on the DCR"
+                                   if status == 403 else ""))
+        raise SinkError(f"{self.url}: token fetched, but Azure answered {status} ({code}: {message})")
+
+    async def close(self) -> None:
+        await self._endpoint.close()
+        await self.tokens.close()
+
+
+def azure_error(response: httpx.Response) -> tuple[str, str]:
+    """Azure's `{"error": {"code": ..., "message": ...}}`: (code, message), "" when absent."""
+    try:
+        answer = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        answer = None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("code") or ""), " ".join(str(error.get("message") or "").split())[:500]
+    text = " ".join(response.text.split())
+    return "", text[:300]
+
+
+__all__: Sequence[str] = (
+    "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DESTINATION_KEY", "MAX_CALL_BYTES", "SCOPES", "SEVERITY",
+    "SentinelBatchSettings", "SentinelSink", "SentinelSinkSettings", "azure_error", "row",
+)
