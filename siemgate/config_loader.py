@@ -104,18 +104,9 @@ def _describe(path: str) -> str:
 
 def _convert(tp: Any, value: object, environ: Mapping[str, str], path: str) -> object:
     origin = get_origin(tp)
-    if isinstance(value, str) and tp is not Secret:
-        value = expand(value, environ, path)
-    if tp is Any:
-        return value
-    if tp == NetworkType:
-        if not isinstance(value, str):
-            raise ConfigError(path, f"must be a CIDR such as 10.0.0.0/8, not {_show(value)}")
-        try:
-            return ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ConfigError(path, f"{value!r} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32") from None
-    if origin in (Union, types.UnionType):
+    if origin in (Union, types.UnionType) and tp != NetworkType:
+        # Each option expands `${VAR}` itself: expanding here too would expand the value twice
+        # (a `$$` escape, or a secret's value that holds `${...}`, would be expanded again).
         options = get_args(tp)
         if value is None and type(None) in options:
             return None
@@ -128,6 +119,17 @@ def _convert(tp: Any, value: object, environ: Mapping[str, str], path: str) -> o
             except ConfigError as exc:
                 errors.append(exc)
         raise errors[0]
+    if isinstance(value, str) and tp is not Secret:
+        value = expand(value, environ, path)
+    if tp is Any:
+        return value
+    if tp == NetworkType:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"must be a CIDR such as 10.0.0.0/8, not {_show(value)}")
+        try:
+            return ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(path, f"{value!r} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32") from None
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:

@@ -56,6 +56,19 @@ bus: {type: kafka, kafka: {bootstrap_servers: "${BROKERS}", idempotence: "${IDEM
     assert literal.state_dir == "/tmp/${NOT_A_VAR}"
 
 
+def test_optional_fields_expand_once() -> None:
+    """`${VAR}` is expanded once in optional fields too: `$$` stays an escape, and a secret whose
+    value holds `${...}` is taken as it is, never expanded a second time."""
+    text = """
+sinks:
+  - {name: es, type: elasticsearch, url: "http://127.0.0.1:9200", username: "$${LITERAL}", password: "${ES_PASSWORD}"}
+""" + MINIMAL
+    config = parse_config(text, {"APPSEC_KEY": "x-key", "ES_PASSWORD": "pa${APPSEC_KEY}ss$$", "LITERAL": "expanded"})
+    settings = config.sinks[0].settings
+    assert settings.username == "${LITERAL}"  # type: ignore[attr-defined]
+    assert settings.password.reveal() == "pa${APPSEC_KEY}ss$$"  # type: ignore[attr-defined]
+
+
 def test_unset_variable_names_the_variable_and_the_key() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(MINIMAL, {})
