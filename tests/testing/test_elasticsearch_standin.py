@@ -1,4 +1,4 @@
-"""The Elasticsearch stand-in against protocols.md section 2, over HTTP with httpx: the NDJSON
+"""The Elasticsearch stand-in against docs/PROTOCOLS.md section 2, over HTTP with httpx: the NDJSON
 rules, every item status, whole-request errors, filter_path, gzip, authentication, data streams,
 mappings, fault injection, the HTTP control endpoints and the process entry point."""
 
@@ -469,7 +469,7 @@ async def test_bad_credentials_are_401(secured: ElasticsearchStandIn, headers: d
 
 
 async def test_api_key_and_basic_credentials(secured: ElasticsearchStandIn) -> None:
-    # The encoded form is the one protocols.md 2.1 shows.
+    # The encoded form is the one docs/PROTOCOLS.md 2.1 shows.
     assert api_key("VuaCfGcBCdbkQm-e5aOx", "ui2lp2axTNmsyakw9tvNnw")["authorization"] == (
         "ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==")
     async with httpx.AsyncClient(base_url=secured.url) as http:

@@ -1,4 +1,4 @@
-"""The Splunk HEC stand-in against protocols.md section 1: every code of the table, batching,
+"""The Splunk HEC stand-in against docs/PROTOCOLS.md section 1: every code of the table, batching,
 gzip, authentication, indexer acknowledgement, health, fault injection, the HTTP control
 endpoints and the process entry point."""
 
@@ -46,7 +46,7 @@ ACK_PATH = "/services/collector/ack"
 HEALTH = "/services/collector/health"
 DEADLINE = 10.0
 
-# protocols.md 1.5, copied: code -> (HTTP status, text).
+# docs/PROTOCOLS.md 1.5, copied: code -> (HTTP status, text).
 TABLE: dict[int, tuple[int, str]] = {
     0: (200, "Success"),
     1: (403, "Token disabled"),

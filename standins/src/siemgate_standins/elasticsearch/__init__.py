@@ -3,7 +3,7 @@ Elasticsearch 8.x does on the wire.
 
 The Elasticsearch sink's tests and benchmarks run against it; `tests/testing/test_elasticsearch_clients.py`
 proves it against the official Python client and rsyslog's omelasticsearch. Facts:
-../shared/reference/protocols.md section 2.
+docs/PROTOCOLS.md section 2.
 
     async with ElasticsearchStandIn(api_keys={"id": "key"}) as es:
         ...PUT es.url + "/_index_template/alerts", POST es.url + "/_bulk"...

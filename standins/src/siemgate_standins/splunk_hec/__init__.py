@@ -1,7 +1,7 @@
 """A Splunk HTTP Event Collector stand-in that answers like HEC on the wire.
 
 The sink's tests and benchmarks run against it; `tests/testing/test_splunk_hec_clients.py`
-proves it against a published HEC client. Facts: ../shared/reference/protocols.md section 1.
+proves it against a published HEC client. Facts: docs/PROTOCOLS.md section 1.
 
     async with SplunkHecStandIn(tokens=[HecToken("tok", ack=True, indexes=("security",))]) as hec:
         ...send to hec.url + "/services/collector/event"...
@@ -18,7 +18,7 @@ Or its own process: `python -m siemgate_standins.splunk_hec --port 8088 --token 
 Endpoints: POST /services/collector, /services/collector/event[/1.0] (JSON envelopes, one
 after another, whitespace between), POST /services/collector/raw[/1.0] (lines are events,
 metadata from the query string), GET|POST /services/collector/health[/1.0] (`?ack=true`),
-POST /services/collector/ack. Answers and codes: the table of protocols.md 1.5 (`CODES`).
+POST /services/collector/ack. Answers and codes: the table of docs/PROTOCOLS.md 1.5 (`CODES`).
 
 Choices where the reference leaves a gap (a real Splunk may differ; clients branch on the
 HTTP status and `code`, never on `text`):

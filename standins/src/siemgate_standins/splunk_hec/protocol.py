@@ -15,7 +15,7 @@ from siemgate_standins.http_server import (
     Response,
 )
 
-# protocols.md 1.5: code -> (HTTP status, text). 23-27: newer Splunk, wording unconfirmed.
+# docs/PROTOCOLS.md 1.5: code -> (HTTP status, text). 23-27: newer Splunk, wording unconfirmed.
 CODES: dict[int, tuple[int, str]] = {
     0: (200, "Success"),
     1: (403, "Token disabled"),
