@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from siemgate.testing.broker import Broker, free_port
 
 from siemgate.config import parse_config
 from siemgate.record import make_record
+from siemgate_standins.broker import Broker, free_port
 from tests.forwarders.test_forward_process import start
 from tests.forwarders.test_runtime import produce
 from tests.support import wait_until
