@@ -1061,10 +1061,11 @@ ONE_EMPTYDIR_DEMO = {"replicas": 1, "autoscaling": {"enabled": False}}
           "ingest": {**ONE_EMPTYDIR_DEMO, "persistence": {"enabled": False, "acceptDataLossOnPodDeletion": True,
                                                           "emptyDir": {"sizeLimit": "6Gi"}}}},
          "ingest.persistence.emptyDir.sizeLimit=6Gi is smaller than what siemgate may keep on /data: "
-         "config.bus.spool.max_bytes 8.00Gi + config.quarantine.max_bytes 0.25Gi + headroom 0.82Gi (10%, at least "
-         "ingest.persistence.minHeadroom) = 9.07Gi. Set ingest.persistence.emptyDir.sizeLimit to at least 10Gi"),
+         "config.bus.spool.max_bytes 8.00Gi + config.quarantine.max_bytes 0.25Gi + the spool file's overhead 2.00Gi "
+         "(ingest.persistence.spoolFileOverheadPercent) + headroom 1.02Gi (10%, at least "
+         "ingest.persistence.minHeadroom) = 11.27Gi. Set ingest.persistence.emptyDir.sizeLimit to at least 12Gi"),
         ({"config": {"bus": _kafka_bus(spool={"max_bytes": 8 * 1024**3})}, "ingest": {"persistence": {"size": "6Gi"}}},
-         "Set ingest.persistence.size to at least 10Gi"),
+         "Set ingest.persistence.size to at least 12Gi"),
         # Decimal units: 12G (12e9 bytes) is less than the default caps' 11.5 GiB (12.4e9 bytes).
         ({"ingest": {"persistence": {"size": "12G"}}},
          "ingest.persistence.size=12G is smaller than what siemgate may keep on /data: config.bus.max_bytes 10.00Gi"

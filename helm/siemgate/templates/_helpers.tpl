@@ -538,7 +538,11 @@ event with a pod, or that is too small for the caps siemgate keeps to. Returns Y
 {{- if hasKey $quarantine "max_bytes" -}}{{- $quarantineBytes = $quarantine.max_bytes | int64 -}}{{- end -}}
 {{- $files := 0 | int64 -}}
 {{- if eq $mode "embedded" -}}{{- $files = include "siemgate.fileSinkBytes" (dict "sinks" .Values.sinks) | int64 -}}{{- end -}}
-{{- $caps := add $cap $quarantineBytes $files -}}
+{{- /* The spool's cap counts logical bytes (keys, values, headers); its SQLite file takes more
+    (pages, row overhead: 1.10x measured when full, tests/lifecycle/test_eviction_lifecycle.py). */ -}}
+{{- $overhead := 0 | int64 -}}
+{{- if ne $mode "embedded" -}}{{- $overhead = div (mul $cap ($p.spoolFileOverheadPercent | default 25 | int64)) 100 -}}{{- end -}}
+{{- $caps := add $cap $quarantineBytes $files $overhead -}}
 {{- $headroom := div (mul $caps ($p.headroomPercent | int64)) 100 -}}
 {{- $minHeadroom := include "siemgate.bytes" $p.minHeadroom | int64 -}}
 {{- if lt $headroom $minHeadroom -}}{{- $headroom = $minHeadroom -}}{{- end -}}
@@ -548,6 +552,7 @@ event with a pod, or that is too small for the caps siemgate keeps to. Returns Y
 {{- $volume := include "siemgate.bytes" $size | int64 -}}
 {{- if lt $volume $need -}}
 {{- $filesText := ternary (printf " + file sinks %s" (include "siemgate.gib" $files)) "" (gt $files 0) -}}
+{{- $filesText = printf "%s%s" $filesText (ternary (printf " + the spool file's overhead %s (ingest.persistence.spoolFileOverheadPercent)" (include "siemgate.gib" $overhead)) "" (gt $overhead 0)) -}}
 {{- fail (printf "%s=%v is smaller than what siemgate may keep on /data: %s %s + config.quarantine.max_bytes %s%s + headroom %s (%d%%, at least ingest.persistence.minHeadroom) = %s. Set %s to at least %s, or lower the caps in config" $sizeKey $size $capName (include "siemgate.gib" $cap) (include "siemgate.gib" $quarantineBytes) $filesText (include "siemgate.gib" $headroom) ($p.headroomPercent | int) (include "siemgate.gib" $need) $sizeKey (include "siemgate.ceilGi" $need)) -}}
 {{- end -}}
 {{- /* Ephemeral storage: container logs and /tmp, plus /data when it is an emptyDir. */ -}}
