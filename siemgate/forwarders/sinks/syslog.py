@@ -482,7 +482,9 @@ class SyslogSink(Sink[SyslogSinkSettings]):
         except RelpProtocolError as exc:
             session.abort()
             raise RetryableSinkError(f"{target}: the receiver does not speak RELP: {exc}") from None
-        except ConnectionResetError as exc:
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            # A reset, or our `open` written after the server had closed (EPIPE): which one
+            # comes depends on timing.
             session.abort()
             if target.transport == "relp+tls":
                 raise SinkAuthError(
