@@ -37,6 +37,7 @@ from tests.deploy.support import (
     Obj,
     Rendered,
     container_env,
+    defined_metric_names,
     exported_metric_names,
     file_refs,
     labels_match,
@@ -44,6 +45,7 @@ from tests.deploy.support import (
     materialize,
     metric_names_in,
     mounted_config,
+    promql_selectors,
     quantity_bytes,
     render,
     secret_files,
@@ -713,7 +715,7 @@ def test_custom_resources_are_well_formed(rendered: Rendered) -> None:
             assert endpoint["port"] in ports
             assert endpoint["path"] == "/metrics"
             assert re.fullmatch(r"[0-9]+(ms|s|m|h)", endpoint["interval"])
-    exported = exported_metric_names() | AGREED_METRICS
+    exported = exported_metric_names() | defined_metric_names() | AGREED_METRICS
     for obj in rendered.kind("PrometheusRule"):
         assert obj["apiVersion"] == "monitoring.coreos.com/v1"
         for group in obj["spec"]["groups"]:
@@ -726,8 +728,119 @@ def test_custom_resources_are_well_formed(rendered: Rendered) -> None:
                 if "for" in rule:
                     assert re.fullmatch(r"[0-9]+(ms|s|m|h|d)", rule["for"])
                 assert rule["labels"]["severity"] in {"critical", "warning", "info"}
-                used = metric_names_in(rule["expr"])
-                assert used and used <= exported, f"{rule['alert']}: {used - exported} not exported by siemgate"
+                # Prometheus's grammar (functions, regexes, vector matching), as promtool checks it.
+                names = {name for name, _ in promql_selectors(rule["expr"])}
+                assert names, f"{rule['alert']}: no series"
+                ours = {n for n in names if n.startswith("siemgate_")}
+                assert ours <= exported, f"{rule['alert']}: {ours - exported} not exported by siemgate"
+                assert ours == metric_names_in(rule["expr"])
+                assert names - ours <= {"up"} | KEDA_METRICS, f"{rule['alert']}: {names - ours - {'up'}}"
+
+
+# KEDA operator metrics a rule may use (KEDA >= 2.14 names, the chart's minimum).
+KEDA_METRICS = {"keda_scaled_object_errors_total", "keda_scaler_detail_errors_total"}
+
+
+def _alerts(rendered: Rendered) -> list[Obj]:
+    return [a for rule in rendered.kind("PrometheusRule") for g in rule["spec"]["groups"] for a in g["rules"]]
+
+
+def _pod_names(deployment: str) -> list[str]:
+    """Names Kubernetes gives a Deployment's pods: <name>-<template hash>-<suffix>."""
+    return [f"{deployment}-5d8f7c9b4d-x2k9q", f"{deployment}-7f6b9-abcde"]
+
+
+def _matches(labels: dict[str, tuple[str, str]], label: str, value: str) -> bool:
+    op, wanted = labels[label]
+    return value == wanted if op == "Equal" else re.fullmatch(wanted, value) is not None if op == "Re" else False
+
+
+def _check_gone_alerts(rendered: Rendered) -> None:
+    alerts = _alerts(rendered)
+    by_name: dict[str, list[Obj]] = {}
+    for alert in alerts:
+        by_name.setdefault(alert["alert"], []).append(alert)
+    services = {s["metadata"]["name"] for s in rendered.kind("Service")}
+    sinks = _sink_names(rendered)
+    # No ingest up at all (absent of `up == 1`: crashed, unscheduled, or none selected).
+    (ingest_absent,) = by_name["SiemgateIngestAbsent"]
+    assert ingest_absent["expr"].startswith("absent(")
+    ((name, labels),) = promql_selectors(ingest_absent["expr"])
+    assert name == "up" and labels["job"] == ("Equal", _ingest(rendered)["metadata"]["name"])
+    assert labels["namespace"] == ("Equal", NAMESPACE) and labels["job"][1] in services
+    assert ingest_absent["labels"]["severity"] == "critical"
+    # Every sink: no process exporting siemgate_sink_up for it at all.
+    unmonitored = {a["labels"]["sink"]: a for a in by_name["SiemgateSinkUnmonitored"]}
+    assert set(unmonitored) == set(sinks)
+    for sink, alert in unmonitored.items():
+        ((name, labels),) = promql_selectors(alert["expr"])
+        assert alert["expr"].startswith("absent(") and name == "siemgate_sink_up"
+        assert labels["sink"] == ("Equal", sink)
+    # Kafka: each sink's forwarder Deployment, by its pods' names (never another sink's pods).
+    absent = {a["labels"]["sink"]: a for a in by_name.get("SiemgateForwarderAbsent", [])}
+    forwarders = {f["metadata"]["name"]: f for f in _forwarders(rendered)}
+    assert len(absent) == len(forwarders) == (len(sinks) if _mode(rendered) == "kafka" else 0)
+    for sink, alert in absent.items():
+        ((name, labels),) = promql_selectors(alert["expr"])
+        assert name == "up" and labels["job"][1] in services
+        own = [f for f in forwarders if f.endswith(f"-fwd-{sink}")]
+        assert len(own) == 1
+        for deployment in forwarders:
+            for pod in _pod_names(deployment):
+                assert _matches(labels, "pod", pod) is (deployment == own[0]), (sink, pod)
+    # A lag that was there and whose series vanished (the forwarders that measured it are gone).
+    (unwatched,) = by_name["SiemgateLagUnwatched"]
+    expr = " ".join(unwatched["expr"].split())
+    assert "last_over_time(siemgate_forward_lag_events{" in expr
+    assert re.search(r"unless on \(namespace, sink\) siemgate_forward_lag_events\{[^}]*\}$", expr)
+    (frozen,) = by_name["SiemgateLagFrozen"]
+    assert "changes(siemgate_forward_lag_events" in frozen["expr"]
+    (reload,) = by_name["SiemgateConfigReloadInvalid"]
+    ((name, labels),) = promql_selectors(reload["expr"])
+    assert name == "siemgate_config_reload_total" and _matches(labels, "result", "invalid")
+    # The rules already there for a spool or log that waits or fills are kept, not duplicated.
+    for kept in ("SiemgateSpoolStranded", "SiemgateStorageFilling", "SiemgateForwarderStalled", "SiemgateSpooling"):
+        assert len(by_name[kept]) == 1
+    scaled = [o["metadata"]["name"] for o in rendered.kind("ScaledObject")]
+    keda = by_name.get("SiemgateKedaScalerErrors", [])
+    assert len(keda) == (1 if scaled else 0)
+    for alert in keda:
+        selectors = promql_selectors(alert["expr"])
+        assert {n for n, _ in selectors} == KEDA_METRICS
+        for _, labels in selectors:
+            for obj in scaled:
+                assert _matches(labels, "scaledObject", obj)
+            assert not _matches(labels, "scaledObject", scaled[0] + "x")
+
+
+def test_prometheus_rule_alerts_when_something_is_gone(rendered: Rendered) -> None:
+    if not rendered.values.get("metrics", {}).get("prometheusRule", {}).get("enabled"):
+        assert _alerts(rendered) == []
+        return
+    _check_gone_alerts(rendered)
+
+
+@pytest.mark.parametrize("name", ["kafka-keda-values.yaml", "default-values.yaml"])
+def test_gone_alerts_with_keda_and_embedded(name: str) -> None:
+    values = load_values(CHART / "ci" / name)
+    values.setdefault("metrics", {})["prometheusRule"] = {"enabled": True}
+    _check_gone_alerts(render(values))
+
+
+def test_promql_check_refuses_what_prometheus_refuses() -> None:
+    """The parser under the rule checks is a real one: it refuses what Prometheus refuses."""
+    for bad in ("absent(up{job=\"a\"} == 1", "nosuchfunction(up)", 'up{pod=~"("}', "sum by (a) (up) ==",
+                "rate(up)"):
+        with pytest.raises(ValueError):
+            promql_selectors(bad)
+
+
+def test_metric_definitions_are_found_in_the_code() -> None:
+    """defined_metric_names greps the definitions: it finds what the registries export, and
+    the metrics only registered at run time."""
+    defined = defined_metric_names()
+    assert exported_metric_names() - AGREED_METRICS <= defined
+    assert {"siemgate_config_reload_total", "siemgate_stalled", "siemgate_storage_bytes"} <= defined
 
 
 def test_prometheus_rule_alerts_on_what_loses_or_delays_events(rendered: Rendered) -> None:
