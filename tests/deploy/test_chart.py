@@ -766,8 +766,11 @@ def _check_gone_alerts(rendered: Rendered) -> None:
     (ingest_absent,) = by_name["SiemgateIngestAbsent"]
     assert ingest_absent["expr"].startswith("absent(")
     ((name, labels),) = promql_selectors(ingest_absent["expr"])
-    assert name == "up" and labels["job"] == ("Equal", _ingest(rendered)["metadata"]["name"])
-    assert labels["namespace"] == ("Equal", NAMESPACE) and labels["job"][1] in services
+    # The job is the Service the ServiceMonitor scrapes (Prometheus Operator names jobs after it).
+    scraped = rendered.get("Service", labels["job"][1])
+    assert labels["job"][0] == "Equal" and scraped["metadata"]["labels"].get("siemgate.io/metrics") == "true"
+    assert labels_match(scraped["spec"]["selector"], _ingest(rendered)["spec"]["template"]["metadata"]["labels"])
+    assert labels["namespace"] == ("Equal", NAMESPACE)
     assert ingest_absent["labels"]["severity"] == "critical"
     # Every sink: no process exporting siemgate_sink_up for it at all.
     unmonitored = {a["labels"]["sink"]: a for a in by_name["SiemgateSinkUnmonitored"]}
@@ -1305,3 +1308,126 @@ async def test_a_rotated_secret_reaches_a_running_config_without_a_roll(tmp_path
     assert await reloader.reload(force=False) == "applied"
     (integration,) = reloader.config.integrations
     assert [v.reveal() for v in integration.auth.values] == ["new-key-0123456789", following]
+
+
+# --- the ingest's /metrics on a port of its own; what the NetworkPolicy lets through ----------
+
+
+def _ingest_monitor(rendered: Rendered) -> tuple[Obj, Obj] | None:
+    """(ServiceMonitor, the Service it selects) of the ingest."""
+    monitors = [m for m in rendered.kind("ServiceMonitor")
+                if m["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component") == "ingest"]
+    if not monitors:
+        return None
+    (monitor,) = monitors
+    (service,) = [s for s in rendered.kind("Service")
+                  if labels_match(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
+    return monitor, service
+
+
+def _ports(container: Obj) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container["ports"]}
+
+
+def test_the_ingest_serves_metrics_on_their_own_port_by_default(rendered: Rendered, loaded: list[Workload]) -> None:
+    ingest = _workload(loaded, _ingest(rendered)["metadata"]["name"])
+    metrics = ingest.config.metrics
+    assert metrics is not None, "the chart configures the metrics listener by default"
+    assert metrics.host == "0.0.0.0" and _ports(ingest.container)["metrics"] == metrics.port
+    webhook_service = rendered.get("Service", ingest.name)
+    assert {p["name"] for p in webhook_service["spec"]["ports"]} == {"http"}, "never /metrics on the webhook Service"
+    assert "siemgate.io/metrics" not in webhook_service["metadata"]["labels"]
+    found = _ingest_monitor(rendered)
+    if found is None:
+        assert not rendered.values.get("metrics", {}).get("serviceMonitor", {}).get("enabled")
+        return
+    monitor, service = found
+    assert service["metadata"]["name"] != ingest.name and service["spec"]["clusterIP"] == "None"
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
+    ((endpoint),) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["scheme"] == "http"
+
+
+def test_metrics_null_keeps_them_on_the_webhook_port() -> None:
+    values = load_values(CHART / "ci" / "observability-values.yaml")
+    values["config"]["metrics"] = None
+    rendered = render(values)
+    ingest = _ingest(rendered)
+    container = _siemgate_container(ingest["spec"]["template"]["spec"])
+    assert "metrics" not in _ports(container)
+    found = _ingest_monitor(rendered)
+    assert found is not None
+    monitor, service = found
+    assert service["metadata"]["name"] == ingest["metadata"]["name"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    (policy,) = [p for p in rendered.kind("NetworkPolicy") if p["metadata"]["name"] == ingest["metadata"]["name"]]
+    assert {p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]} == {"http", "admin"}
+    rules = [r for r in _alerts(rendered) if r["alert"] == "SiemgateIngestAbsent"]
+    assert promql_selectors(rules[0]["expr"])[0][1]["job"] == ("Equal", ingest["metadata"]["name"])
+
+
+def _peers(rule: Obj) -> list[Obj] | None:
+    return rule.get("from")
+
+
+def test_network_policy_lets_prometheus_reach_only_the_metrics_port(rendered: Rendered) -> None:
+    if not rendered.values.get("networkPolicy", {}).get("enabled"):
+        return
+    np = rendered.values["networkPolicy"]
+    ingest = _ingest(rendered)
+    (policy,) = [p for p in rendered.kind("NetworkPolicy") if p["metadata"]["name"] == ingest["metadata"]["name"]]
+    rules = policy["spec"]["ingress"]
+    metrics_rules = [r for r in rules if any(p["port"] == "metrics" for p in r["ports"])]
+    (metrics_rule,) = metrics_rules
+    assert [p["port"] for p in metrics_rule["ports"]] == ["metrics"], "the scrapers' peers reach /metrics alone"
+    assert _peers(metrics_rule) == (np.get("metricsFrom") or None)
+    # The webhook port: ingest.from, and the helm test pod (when ingest.from restricts it).
+    test_pods = rendered.kind("Pod")
+    for rule in rules:
+        if any(p["port"] == "http" for p in rule["ports"]):
+            assert [p["port"] for p in rule["ports"]] == ["http"]
+    http_rules = [r for r in rules if r["ports"][0]["port"] == "http"]
+    for pod in test_pods:
+        allowed = any(_peers(r) is None or any(
+            set(peer) == {"podSelector"} and labels_match(peer["podSelector"]["matchLabels"], pod["metadata"]["labels"])
+            for peer in _peers(r) or []) for r in http_rules)
+        assert allowed, "helm test's pod may ask the ingest's /readyz"
+
+
+def test_the_helm_test_pod_is_allowed_with_the_observability_values() -> None:
+    rendered = render(load_values(CHART / "ci" / "observability-values.yaml"))
+    assert rendered.values["networkPolicy"]["ingest"]["from"], "the case that used to block it"
+    test_network_policy_lets_prometheus_reach_only_the_metrics_port(rendered)
+
+
+def _https_egress(rendered: Rendered) -> list[Obj]:
+    name = _ingest(rendered)["metadata"]["name"]
+    (policy,) = [p for p in rendered.kind("NetworkPolicy") if p["metadata"]["name"] == name]
+    return [r for r in policy["spec"]["egress"] if any(p["port"] == 443 for p in r.get("ports", []))]
+
+
+@pytest.mark.parametrize(
+    ("mode", "egress", "admin", "opened"),
+    [("manual", "auto", False, False), ("auto", "auto", False, True), ("manual", "auto", True, True),
+     ("manual", True, False, True), ("auto", False, False, False)],
+    ids=["manual", "auto-mode", "confirm-button", "always", "never"],
+)
+def test_confirmation_egress_opens_https_only_when_siemgate_requests_links(
+    mode: str, egress: object, admin: bool, opened: bool
+) -> None:
+    values = load_values(CHART / "ci" / "observability-values.yaml")
+    values["config"]["integrations"][0]["confirmation"] = {"mode": mode, "allowed_hosts": ["*.vendor.example"]}
+    values["networkPolicy"]["ingest"]["confirmationEgress"] = egress
+    values["admin"]["enabled"] = admin
+    rules = _https_egress(render(values))
+    assert len(rules) == int(opened)
+    values["networkPolicy"]["ingest"]["confirmationEgressTo"] = [{"ipBlock": {"cidr": "203.0.113.0/24"}}]
+    rules = _https_egress(render(values))
+    assert [r.get("to") for r in rules] == ([[{"ipBlock": {"cidr": "203.0.113.0/24"}}]] if opened else [])
+
+
+def test_the_metrics_port_must_be_a_port_of_its_own() -> None:
+    assert "config.metrics.port 8080 is the webhook port" in _render_error({"config": {"metrics": {"port": 8080}}})
+    values = {"config": {"metrics": {"port": 9180}}, "admin": {"enabled": True},
+              "secrets": {"values": {"SIEMGATE_ADMIN_TOKEN": "t" * 20}}}
+    assert "config.metrics.port 9180 is admin.port" in _render_error(values)

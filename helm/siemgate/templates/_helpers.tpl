@@ -117,6 +117,20 @@ app.kubernetes.io/part-of: siemgate
 {{- $listen.port | default 9108 | int -}}
 {{- end -}}
 
+{{/* The ingest's metrics port (config.metrics.port), or "" when /metrics is on the webhook port. */}}
+{{- define "siemgate.metricsPort" -}}
+{{- with .Values.config.metrics -}}{{- .port | default 9109 | int -}}{{- end -}}
+{{- end -}}
+
+{{/* The ingest's scrape job (the Service the ServiceMonitor selects): its metrics Service, or the webhook Service. */}}
+{{- define "siemgate.ingestMetricsJob" -}}
+{{- if include "siemgate.metricsPort" . -}}
+{{- printf "%s-metrics" (include "siemgate.ingestName" . | trunc 55 | trimSuffix "-") -}}
+{{- else -}}
+{{- include "siemgate.ingestName" . -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "siemgate.scheme" -}}
 {{- $listen := .Values.config.listen | default dict -}}
 {{- if $listen.tls -}}HTTPS{{- else -}}HTTP{{- end -}}
@@ -138,6 +152,11 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- $listen := deepCopy ($c.listen | default dict) -}}
 {{- $_ := set $listen "host" "0.0.0.0" -}}
 {{- $_ := set $c "listen" $listen -}}
+{{- if $c.metrics -}}
+{{- $_ := set $c "metrics" (dict "host" "0.0.0.0" "port" (include "siemgate.metricsPort" . | int)) -}}
+{{- else -}}
+{{- $c = omit $c "metrics" -}}
+{{- end -}}
 {{- $_ := set $c "state_dir" "/data/state" -}}
 {{- $quarantine := deepCopy ($c.quarantine | default dict) -}}
 {{- $_ := set $quarantine "path" "/data/quarantine" -}}
@@ -197,6 +216,13 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- if eq $port (include "siemgate.forwardPort" . | int) -}}
 {{- fail (printf "admin.port %d is config.forward.listen.port: the status page needs a port of its own" $port) -}}
 {{- end -}}
+{{- end -}}
+{{- $metrics := include "siemgate.metricsPort" . -}}
+{{- if and $metrics (eq ($metrics | int) (include "siemgate.listenPort" . | int)) -}}
+{{- fail (printf "config.metrics.port %s is the webhook port (config.listen.port): give /metrics a port of its own, or set config.metrics to null" $metrics) -}}
+{{- end -}}
+{{- if and $metrics .Values.admin.enabled (eq ($metrics | int) (.Values.admin.port | int)) -}}
+{{- fail (printf "config.metrics.port %s is admin.port: give /metrics a port of its own" $metrics) -}}
 {{- end -}}
 {{- end -}}
 
