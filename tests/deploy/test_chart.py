@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -662,6 +663,17 @@ def _strings(mapping: dict[str, Any]) -> bool:
     return all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
 
 
+def _other_secrets(values: dict[str, Any]) -> set[str]:
+    """The Secrets besides the chart's that values name: kafkaTls's, those forwarder.extraEnv
+    reads, keda.authentication's."""
+    tls = values.get("kafkaTls", {})
+    names = {tls.get(k) for k in ("secretName", "caSecretName", "clientSecretName")}
+    names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in values.get("forwarder", {}).get("extraEnv", [])
+              if "secretKeyRef" in e.get("valueFrom", {})}
+    names |= {r["secretName"] for r in values.get("keda", {}).get("authentication", {}).values()}
+    return {n for n in names if n}
+
+
 def test_custom_resources_are_well_formed(rendered: Rendered) -> None:
     deployments = {d["metadata"]["name"] for d in rendered.kind("Deployment")}
     auths = {a["metadata"]["name"]: a for a in rendered.kind("TriggerAuthentication")}
@@ -695,14 +707,13 @@ def test_custom_resources_are_well_formed(rendered: Rendered) -> None:
         assert obj["apiVersion"] == "keda.sh/v1alpha1"
         refs = obj["spec"]["secretTargetRef"]
         assert refs
-        tls_secret = rendered.values.get("kafkaTls", {}).get("secretName")
         for ref in refs:
             assert set(ref) == {"parameter", "name", "key"} and _strings(ref)
             assert ref["parameter"] in {"sasl", "username", "password", "tls", "ca", "cert", "key", "keyPassword"}
             if ref["name"] == rendered.secret_name:
                 assert ref["key"] in secret_keys
             else:
-                assert ref["name"] == tls_secret
+                assert ref["name"] in _other_secrets(rendered.values), ref
     services = rendered.kind("Service")
     for obj in rendered.kind("ServiceMonitor"):
         assert obj["apiVersion"] == "monitoring.coreos.com/v1"
@@ -1431,3 +1442,154 @@ def test_the_metrics_port_must_be_a_port_of_its_own() -> None:
     values = {"config": {"metrics": {"port": 9180}}, "admin": {"enabled": True},
               "secrets": {"values": {"SIEMGATE_ADMIN_TOKEN": "t" * 20}}}
     assert "config.metrics.port 9180 is admin.port" in _render_error(values)
+
+
+# --- KEDA on real clusters: credentials from any Secret, Strimzi's layout --------------------
+
+
+def _keda_values(**security: Any) -> dict[str, Any]:
+    values = load_values(CHART / "ci" / "kafka-keda-values.yaml")
+    values["config"]["bus"]["kafka"]["security"] = security
+    return values
+
+
+def _auth_refs(rendered: Rendered) -> dict[str, tuple[str, str]]:
+    (auth,) = rendered.kind("TriggerAuthentication")
+    return {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+
+
+def _tls_mounts(rendered: Rendered) -> Iterator[tuple[Obj, dict[str, tuple[str, str]]]]:
+    """Each pod's siemgate container and its kafka-tls files: {path: (secret, key)}."""
+    for obj, pod in rendered.pods:
+        if obj["kind"] == "Pod":
+            continue
+        container = _siemgate_container(pod)
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "kafka-tls"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "kafka-tls"]
+        files = {f"{mount['mountPath']}/{item['path']}": (source["secret"]["name"], item["key"])
+                 for source in volume["projected"]["sources"] for item in source["secret"]["items"]}
+        yield container, files
+
+
+def test_strimzi_layout_the_ca_and_the_user_in_two_secrets(tmp_path: Path) -> None:
+    values = _keda_values(protocol="SSL")
+    values["kafkaTls"] = {"caSecretName": "my-cluster-cluster-ca-cert", "caKey": "ca.crt",
+                          "clientSecretName": "siemgate", "certKey": "user.crt", "keyKey": "user.key"}
+    rendered = render(values)
+    assert _auth_refs(rendered) == {"ca": ("my-cluster-cluster-ca-cert", "ca.crt"), "cert": ("siemgate", "user.crt"),
+                                    "key": ("siemgate", "user.key")}
+    mounted = list(_tls_mounts(rendered))
+    assert len(mounted) == len(rendered.workloads)
+    for _, files in mounted:
+        assert files == {"/etc/siemgate/kafka-tls/ca.crt": ("my-cluster-cluster-ca-cert", "ca.crt"),
+                         "/etc/siemgate/kafka-tls/user.crt": ("siemgate", "user.crt"),
+                         "/etc/siemgate/kafka-tls/user.key": ("siemgate", "user.key")}
+    # The pods' config points at those files (what siemgate opens is what the scaler reads).
+    for config_map in rendered.kind("ConfigMap"):
+        for text in config_map["data"].values():
+            security = (yaml.safe_load(text).get("bus", {}).get("kafka") or {}).get("security")
+            if security:
+                assert security["ca_file"] == "/etc/siemgate/kafka-tls/ca.crt"
+                assert (security["cert_file"], security["key_file"]) == (
+                    "/etc/siemgate/kafka-tls/user.crt", "/etc/siemgate/kafka-tls/user.key")
+
+
+def test_a_sasl_password_from_a_kafkauser_secret_reaches_the_scaler() -> None:
+    values = _keda_values(protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", username="${KAFKA_USERNAME}",
+                          password="${KAFKA_PASSWORD}")
+    values["secrets"]["values"].pop("KAFKA_PASSWORD")
+    # Strimzi's KafkaUser Secret `siemgate` holds the SCRAM password under `password`.
+    password = [{"name": "KAFKA_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "siemgate", "key": "password"}}}]
+    values["forwarder"] = {"extraEnv": password}
+    values["ingest"] = {"extraEnv": password}
+    values["kafkaTls"] = {"caSecretName": "my-cluster-cluster-ca-cert", "caKey": "ca.crt"}
+    refs = _auth_refs(render(values))
+    assert refs == {"username": ("siem-siemgate", "KAFKA_USERNAME"), "password": ("siemgate", "password"),
+                    "ca": ("my-cluster-cluster-ca-cert", "ca.crt")}
+    # Any parameter from any Secret: keda.authentication wins.
+    values["keda"]["authentication"] = {"username": {"secretName": "kafka-names", "key": "user"}}
+    assert _auth_refs(render(values))["username"] == ("kafka-names", "user")
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"keda": {"enabled": True, "fallback": {"failureThreshold": 3, "replicas": 2}}},
+         "keda: fallback together with sumTopicLag"),
+        ({"kafkaTls": {"secretName": "tls", "caKey": "tls.crt", "certKey": "tls.crt", "keyKey": "tls.key"}},
+         "would be mounted on the same file"),
+        ({"kafkaTls": {"secretName": "tls", "caKey": "ca.crt", "certKey": "user.crt", "keyKey": ""}},
+         "kafkaTls: certKey without keyKey"),
+        ({"keda": {"enabled": True, "authentication": {"password": {"secretName": "x"}}}}, "key"),
+    ],
+    ids=["fallback-with-modifiers", "tls-key-clash", "cert-without-key", "auth-without-key"],
+)
+def test_keda_values_the_chart_refuses(change: dict[str, Any], complaint: str) -> None:
+    values = load_values(CHART / "ci" / "kafka-keda-values.yaml")
+    for key, value in change.items():
+        values[key] = {**values.get(key, {}), **value}
+    assert complaint in _render_error(values)
+
+
+def test_fallback_renders_without_scaling_modifiers() -> None:
+    values = load_values(CHART / "ci" / "kafka-keda-values.yaml")
+    values["keda"].update(fallback={"failureThreshold": 3, "replicas": 2}, sumTopicLag=False)
+    for obj in render(values).kind("ScaledObject"):
+        assert obj["spec"]["fallback"] == {"failureThreshold": 3, "replicas": 2}
+        assert "scalingModifiers" not in obj["spec"].get("advanced", {})
+
+
+def test_the_minimum_keda_version_is_stated() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    version = chart["annotations"]["siemgate.io/min-keda-version"]
+    assert re.fullmatch(r"2\.[0-9]+\.[0-9]+", version)
+    assert f"KEDA {version}" in (CHART / "README.md").read_text()
+    assert f"KEDA {version}" in (ROOT / "docs/KAFKA.md").read_text()
+
+
+def _kafka_doc_values() -> dict[str, dict[str, Any]]:
+    """The values blocks of docs/KAFKA.md's recipes, by section."""
+    found: dict[str, dict[str, Any]] = {}
+    for section in re.split(r"^## ", (ROOT / "docs/KAFKA.md").read_text(), flags=re.M)[1:]:
+        title = section.splitlines()[0].strip()
+        for block in re.findall(r"```yaml\n(.*?)```", section, re.S):
+            for values in yaml.safe_load_all(block):
+                if "config" in values:
+                    found[title] = values
+    return found
+
+
+@pytest.mark.parametrize("recipe", ["Strimzi", "Amazon MSK", "Confluent Cloud"])
+def test_the_kafka_recipes_render_and_give_keda_the_pods_credentials(recipe: str, tmp_path: Path) -> None:
+    values = _kafka_doc_values()[recipe]
+    values["config"]["bus"]["type"] = "kafka"
+    values["config"]["integrations"] = [{"name": "appsec", "auth": {"header": "X-Api-Key", "values": ["${KEY}"]}}]
+    secrets = values.setdefault("secrets", {}).setdefault("values", {})
+    secrets.update(KEY="recipe-webhook-key-0001", KAFKA_USERNAME=secrets.get("KAFKA_USERNAME", "siemgate"))
+    if recipe != "Strimzi":
+        secrets["KAFKA_PASSWORD"] = "recipe-kafka-password"
+    values["keda"] = {"enabled": True}
+    rendered = render(values)
+    refs = _auth_refs(rendered)
+    mechanism = values["config"]["bus"]["kafka"]["security"]["sasl_mechanism"]
+    for trigger in rendered.kind("ScaledObject")[0]["spec"]["triggers"]:
+        assert trigger["metadata"]["sasl"] == SASL_MODES[mechanism] and trigger["metadata"]["tls"] == "enable"
+    if recipe == "Strimzi":
+        assert refs == {"username": ("siem-siemgate", "KAFKA_USERNAME"), "password": ("siemgate", "password"),
+                        "ca": ("my-cluster-cluster-ca-cert", "ca.crt")}
+    else:
+        assert refs == {"username": ("siem-siemgate", "KAFKA_USERNAME"),
+                        "password": ("siem-siemgate", "KAFKA_PASSWORD")}
+    # Each pod's config loads with siemgate's own loader (the password from the Secret or the env).
+    for obj, pod in rendered.pods:
+        if obj["kind"] == "Pod":
+            continue
+        container = _siemgate_container(pod)
+        _, text = mounted_config(rendered, pod, container)
+        env = {e["name"]: "from-the-kafkauser-secret" for e in container.get("env", []) if "valueFrom" in e}
+        directory = tmp_path / obj["metadata"]["name"]
+        text = materialize(text, secret_files(rendered, pod, container), directory)
+        path = directory / "config.yaml"
+        path.write_text(text)
+        config = load_config(path, environ=env)
+        assert config.bus.kafka is not None and config.bus.kafka.security.password is not None

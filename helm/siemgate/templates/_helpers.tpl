@@ -117,6 +117,54 @@ app.kubernetes.io/part-of: siemgate
 {{- $listen.port | default 9108 | int -}}
 {{- end -}}
 
+{{/*
+Kafka's TLS files, by role: a YAML map ca|cert|key -> {secret, key} (empty: no TLS files). Each
+role's Secret: kafkaTls.caSecretName (CA) or kafkaTls.clientSecretName (certificate and key),
+else kafkaTls.secretName: Strimzi keeps the cluster CA (`<cluster>-cluster-ca-cert`, ca.crt)
+and the KafkaUser's certificate (user.crt, user.key) in two Secrets.
+*/}}
+{{- define "siemgate.kafkaTlsFiles" -}}
+{{- $t := .Values.kafkaTls -}}
+{{- $files := dict -}}
+{{- range $role, $spec := dict "ca" (list ($t.caSecretName | default $t.secretName) $t.caKey) "cert" (list ($t.clientSecretName | default $t.secretName) $t.certKey) "key" (list ($t.clientSecretName | default $t.secretName) $t.keyKey) -}}
+{{- if and (index $spec 0) (index $spec 1) -}}
+{{- $_ := set $files $role (dict "secret" (index $spec 0) "key" (index $spec 1)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (hasKey $files "cert") (not (hasKey $files "key")) -}}{{- fail "kafkaTls: certKey without keyKey (the client certificate needs its key)" -}}{{- end -}}
+{{- if and (hasKey $files "key") (not (hasKey $files "cert")) -}}{{- fail "kafkaTls: keyKey without certKey (the client key needs its certificate)" -}}{{- end -}}
+{{- $paths := list -}}
+{{- range $files }}{{ $paths = append $paths .key }}{{ end -}}
+{{- if ne (len $paths) (len ($paths | uniq)) -}}
+{{- fail (printf "kafkaTls: the keys %s would be mounted on the same file; the CA and the client certificate and key need distinct key names" (join ", " $paths)) -}}
+{{- end -}}
+{{- toYaml $files -}}
+{{- end -}}
+
+{{/* The kafka-tls volume (a projected volume over the Secrets kafkaTlsFiles names), or nothing. */}}
+{{- define "siemgate.kafkaTlsVolume" -}}
+{{- $files := include "siemgate.kafkaTlsFiles" . | fromYaml -}}
+{{- if $files }}
+- name: kafka-tls
+  projected:
+    sources:
+      {{- $bySecret := dict }}
+      {{- range $role := list "ca" "cert" "key" }}
+      {{- with get $files $role }}
+      {{- $_ := set $bySecret .secret (append (get $bySecret .secret | default list) .key) }}
+      {{- end }}
+      {{- end }}
+      {{- range $secret, $keys := $bySecret }}
+      - secret:
+          name: {{ $secret }}
+          items:
+            {{- range $keys }}
+            - {key: {{ . | quote }}, path: {{ . | quote }}}
+            {{- end }}
+      {{- end }}
+{{- end -}}
+{{- end -}}
+
 {{/* The ingest's metrics port (config.metrics.port), or "" when /metrics is on the webhook port. */}}
 {{- define "siemgate.metricsPort" -}}
 {{- with .Values.config.metrics -}}{{- .port | default 9109 | int -}}{{- end -}}
@@ -164,12 +212,13 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- $bus := deepCopy ($c.bus | default dict) -}}
 {{- if eq (include "siemgate.mode" .) "kafka" -}}
 {{- $kafka := deepCopy ($bus.kafka | default dict) -}}
-{{- if .Values.kafkaTls.secretName -}}
+{{- $tlsFiles := include "siemgate.kafkaTlsFiles" . | fromYaml -}}
+{{- if $tlsFiles -}}
 {{- $security := deepCopy ($kafka.security | default dict) -}}
 {{- $dir := "/etc/siemgate/kafka-tls" -}}
-{{- if .Values.kafkaTls.caKey -}}{{- $_ := set $security "ca_file" (printf "%s/%s" $dir .Values.kafkaTls.caKey) -}}{{- end -}}
-{{- if .Values.kafkaTls.certKey -}}{{- $_ := set $security "cert_file" (printf "%s/%s" $dir .Values.kafkaTls.certKey) -}}{{- end -}}
-{{- if .Values.kafkaTls.keyKey -}}{{- $_ := set $security "key_file" (printf "%s/%s" $dir .Values.kafkaTls.keyKey) -}}{{- end -}}
+{{- with $tlsFiles.ca -}}{{- $_ := set $security "ca_file" (printf "%s/%s" $dir .key) -}}{{- end -}}
+{{- with $tlsFiles.cert -}}{{- $_ := set $security "cert_file" (printf "%s/%s" $dir .key) -}}{{- end -}}
+{{- with $tlsFiles.key -}}{{- $_ := set $security "key_file" (printf "%s/%s" $dir .key) -}}{{- end -}}
 {{- $_ := set $kafka "security" $security -}}
 {{- end -}}
 {{- $spool := deepCopy ($bus.spool | default dict) -}}
