@@ -89,6 +89,22 @@ class ListenConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricsListenConfig:
+    """`metrics:` /metrics of `siemgate ingest` and `siemgate run` on a listener of its own
+    (plain HTTP, nothing else served there). When set, the webhook port no longer answers
+    /metrics: a scraper allowed onto this port cannot post webhooks. Changing it needs a restart."""
+
+    host: str = "0.0.0.0"
+    port: int = 9109
+
+    def __post_init__(self) -> None:
+        if not _valid_host(self.host):
+            raise ConfigError("host", f"{self.host!r} is not an IP address or a host name")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class LimitsConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     max_events_per_batch: int = 10_000
@@ -394,6 +410,8 @@ class Config:
     sinks: tuple[SinkConfig, ...] = ()
     # The status page and its API (siemgate.admin); None: off.
     admin: AdminConfig | None = None
+    # /metrics on a port of its own (ingest, run); None: on the webhook port (listen).
+    metrics: MetricsListenConfig | None = None
 
     def integration(self, name: str) -> IntegrationConfig:
         for integration in self.integrations:
@@ -438,6 +456,7 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
     _check_unique("integrations", [i.name for i in config.integrations], "name")
     _check_unique("integrations", [i.path for i in config.integrations], "path")
     _check_admin(config)
+    _check_metrics(config)
     return dataclasses.replace(config, sinks=sinks)
 
 
@@ -452,6 +471,18 @@ def _check_admin(config: Config) -> None:
     if admin.port == config.forward.listen.port:
         raise ConfigError("admin.port", f"{admin.port} is forward.listen.port: the status page needs a port of "
                                         "its own")
+
+
+def _check_metrics(config: Config) -> None:
+    """The metrics listener shares a port with neither the webhooks nor the status page."""
+    metrics = config.metrics
+    if metrics is None or metrics.port == 0:
+        return
+    if metrics.port == config.listen.port:
+        raise ConfigError("metrics.port", f"{metrics.port} is the webhook port (listen.port): the metrics listener "
+                                          "needs a port of its own (or drop `metrics:` to serve /metrics there)")
+    if config.admin is not None and metrics.port == config.admin.port:
+        raise ConfigError("metrics.port", f"{metrics.port} is admin.port: the metrics listener needs a port of its own")
 
 
 def _parse_sinks(raw: object, environ: Mapping[str, str]) -> tuple[SinkConfig, ...]:

@@ -1,4 +1,6 @@
-"""The ingest ASGI app: one POST route per integration, plus /healthz, /readyz and /metrics.
+"""The ingest ASGI app: one POST route per integration, plus /healthz, /readyz and /metrics
+(the latter only without `metrics:`; with it, `app.state.metrics_route` is served by the
+composition root on a listener of its own).
 
 What a 200 means: every event of the batch is durable. With `siemgate ingest` on Kafka the
 publisher is a `SpoolingPublisher`: each event is acknowledged by Kafka (acks=all), or, when
@@ -348,9 +350,12 @@ def create_app(config: Config, publisher: Publisher, *, foreground: Foreground |
     fixed = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
     ]
+    metrics_route = Route("/metrics", metrics, methods=["GET"])
+    if config.metrics is None:  # else only on the metrics listener (the composition root serves it)
+        fixed.append(metrics_route)
     app = Starlette(lifespan=lifespan)
     app.state.context = context
+    app.state.metrics_route = metrics_route
     app.state.webhooks = Webhooks(app, context, fixed)
     return app
