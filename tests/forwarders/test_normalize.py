@@ -83,6 +83,40 @@ def test_timestamps(raw: object, expected: str) -> None:
     assert Normalizer().normalize(value({"timestamp": raw})).timestamp == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Leap seconds: the last microsecond before them, whatever the offset they are written in.
+        ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999999Z"),
+        ("2016-12-31T23:59:60.5Z", "2016-12-31T23:59:59.999999Z"),
+        ("2017-01-01T05:29:60+05:30", "2016-12-31T23:59:59.999999Z"),
+        ("2026-11-28T21:59:58+05:30", "2026-11-28T16:29:58.000000Z"),
+        ("2026-11-28t20:59:58z", "2026-11-28T20:59:58.000000Z"),
+        ("2024-02-29T10:00:00Z", "2024-02-29T10:00:00.000000Z"),
+        # Epoch seconds and milliseconds as text.
+        ("1795899598", "2026-11-28T20:59:58.000000Z"),
+        ("1795899598123", "2026-11-28T20:59:58.123000Z"),
+        ("1795899598.25", "2026-11-28T20:59:58.250000Z"),
+    ],
+)
+def test_more_timestamp_forms(raw: object, expected: str) -> None:
+    normalized = Normalizer().normalize(value({"timestamp": raw}))
+    assert (normalized.timestamp, normalized.timestamp_invalid) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["2025-02-30T10:00:00Z", "2025-13-45T99:99:99Z", "2025-01-01T24:00:00Z", "2025-01-01T10:60:00Z",
+     "2025-02-29T10:00:00+01:00", "2025-02-30T10:00:00.123Z", "2016-12-31T22:59:60Z", "yesterday", 1e20],
+)
+def test_impossible_timestamps_fall_back_to_the_receive_time_and_say_so(raw: object) -> None:
+    for normalized in (Normalizer().normalize(value({"timestamp": raw})),
+                       # a record the ingest did not write (its fields converted)
+                       Normalizer().normalize(orjson.dumps({**orjson.loads(value({"timestamp": raw})), "seq": "3"}))):
+        assert normalized.timestamp == RECEIVED
+        assert normalized.timestamp_invalid == _text(raw)
+
+
 def test_non_object_events_and_missing_fields() -> None:
     normalized = Normalizer().normalize(value(["a", 1]))
     assert normalized.event == ["a", 1]
@@ -128,7 +162,9 @@ def reference(normalizer: Normalizer, value: bytes, fields: frozenset[str] | Non
     texts = [_text(found[name]) for name in DEFAULT_FIELDS if name != "timestamp"]
     return [str(record.get("id", "")), record.get("kind", "event"), str(record.get("integration", "")), severity,
             received_at, str(record.get("batch", "")), int(record.get("seq", 0) or 0),  # type: ignore[call-overload]
-            str(record.get("peer", "")), _timestamp(found["timestamp"]) or received_at, *texts, event, value]
+            str(record.get("peer", "")), _timestamp(found["timestamp"]) or received_at, *texts, event, value,
+            _text(found["timestamp"]) if found["timestamp"] is not None and _timestamp(found["timestamp"]) is None
+            else None]
 
 
 def lookup(event: dict[str, Any], path: str) -> object:

@@ -760,3 +760,46 @@ def test_syslog_formats_read_only_the_fields_the_sink_declares(wire_format: str)
     encode = build_encoder(settings, wire_format)  # type: ignore[arg-type]
     normalizer = Normalizer()
     assert encode(normalizer.normalize(value, SYSLOG_FIELDS)) == encode(normalizer.normalize(value))
+
+
+# -- an impossible event time: the receive time in every format, the original said -----------
+
+
+@pytest.mark.parametrize("raw", ["2025-02-30T10:00:00Z", "2025-13-45T99:99:99Z", "2016-12-31T22:59:60Z"])
+def test_an_impossible_time_is_the_receive_time_in_every_format(raw: str) -> None:
+    from siemgate.forwarders.formats.ecs import ecs_document
+    from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkSettings
+    from siemgate.secrets import Secret
+
+    received = "2026-11-28T21:00:00.123456Z"
+    event = make_event({**RICH, "timestamp": raw}, received_at=received)
+    assert (event.timestamp, event.timestamp_invalid) == (received, raw)
+    message = parse_5424(encode(event, "rfc5424"))
+    assert message["timestamp"] == received
+    assert message["sd"]["siemgate@32473"]["timestamp_invalid"] == raw
+    # the slow path (every param escaped) says the same
+    odd = dataclasses.replace(event, rule='a "quoted" rule')
+    assert parse_5424(encode(odd, "rfc5424"))["sd"]["siemgate@32473"]["timestamp_invalid"] == raw
+    assert encode(event, "rfc3164").startswith(b"<130>Nov 28 21:00:00 fwd-01 ")
+    millis = str(int(datetime(2026, 11, 28, 21, 0, 0, 123000, tzinfo=UTC).timestamp() * 1000))
+    _, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
+    assert ext["rt"] == millis
+    assert (ext["cs6Label"], ext["cs6"]) == ("timestampInvalid", raw)
+    _, attributes = parse_leef(encode_leef(event, vendor="V", product="P", version="1"))
+    assert attributes["devTime"] == "2026-11-28T21:00:00.123+0000"
+    assert attributes["timestampInvalid"] == raw
+    hec = SplunkHecSink(SplunkHecSinkSettings(name="s", url="http://127.0.0.1:8088", token=Secret("t")))
+    envelope = orjson.loads(hec.encode(event))
+    assert envelope["time"] == pytest.approx(1795899600.123456)
+    assert envelope["fields"]["timestamp_invalid"] == raw and envelope["event"]["timestamp_invalid"] == raw
+    doc = ecs_document(event, ingested=received)
+    assert doc["@timestamp"] == received and doc["labels"]["timestamp_invalid"] == raw
+
+
+def test_a_leap_second_is_the_microsecond_before_it_in_every_format() -> None:
+    event = make_event({**RICH, "timestamp": "2016-12-31T23:59:60Z"})
+    assert (event.timestamp, event.timestamp_invalid) == ("2016-12-31T23:59:59.999999Z", None)
+    assert parse_5424(encode(event, "rfc5424"))["timestamp"] == "2016-12-31T23:59:59.999999Z"
+    assert b"Dec 31 23:59:59 " in encode(event, "rfc3164")
+    _, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
+    assert ext["rt"] == "1483228799999" and "cs6" not in ext

@@ -16,14 +16,15 @@ Guarantees:
   the event type, else a fixed text (at most 512 characters).
 - Extension keys come from CEF's dictionary where one fits, custom strings where none does:
 
-    rt              the event's time, epoch milliseconds (absent when the event has none)
+    rt              the event's time, epoch milliseconds: the receive time when the event has
+                    none or one that is no real instant (then cs6 timestampInvalid is the original)
     externalId      the event id (the vendor's, or siemgate's deterministic hash)
     cat             event type
     src / c6a2 / shost   source address: IPv4 / IPv6 (with c6a2Label) / anything else
     request, requestMethod, act, dhost, msg   url, method, action, asset, message
     dvchost         the HOSTNAME siemgate reports as
-    cs1 integration, cs2 rule, cs3 ruleId, cs4 kind, cs5 severity (vendor's word), each
-                    with its csNLabel
+    cs1 integration, cs2 rule, cs3 ruleId, cs4 kind, cs5 severity (vendor's word),
+                    cs6 timestampInvalid, each with its csNLabel
   Keys whose value the event does not have are left out. The full event is not carried: use
   `rfc5424` for it.
 """
@@ -105,7 +106,7 @@ def extension(event: NormalizedEvent, *, device_host: str | None = None) -> list
         ("dvchost", device_host),
     ]
     custom = (("integration", event.integration), ("rule", event.rule), ("ruleId", event.rule_id),
-              ("kind", event.kind), ("severity", event.severity))
+              ("kind", event.kind), ("severity", event.severity), ("timestampInvalid", event.timestamp_invalid))
     for number, (label, value) in enumerate(custom, start=1):
         if value:
             pairs += [(f"cs{number}Label", label), (f"cs{number}", value)]

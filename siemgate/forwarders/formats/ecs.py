@@ -16,7 +16,9 @@
      "siemgate": {"event": {...the vendor's event, untouched...}}}
 
 `event.kind` is `alert` for the vendor's events (ECS: a detection made outside the Elastic
-Stack) and `event` for the vendor's test messages. `event.severity` / `event.risk_score`
+Stack) and `event` for the vendor's test messages. `@timestamp` is the receive time when
+the event's own time is missing or no real instant (then `labels.timestamp_invalid` is the
+vendor's text). `event.severity` / `event.risk_score`
 follow DESIGN's table (high 73, medium 47, low 21, the Elastic rule presets); an event of
 unknown severity carries neither, rather than an invented number. `source.ip` is set only
 for a valid IP address (anything else goes to `source.address`), so a bad value cannot make
@@ -144,6 +146,8 @@ def ecs_document(event: NormalizedEvent, *, ingested: str,
     labels = {"integration": event.integration, "severity": event.severity}
     if event.kind != "event":
         labels["kind"] = event.kind
+    if event.timestamp_invalid is not None:
+        labels["timestamp_invalid"] = event.timestamp_invalid
     doc["labels"] = labels
     doc["ecs"] = _ECS
     if original_field:
@@ -176,7 +180,8 @@ def mappings(original_field: tuple[str, ...] | None) -> dict[str, Any]:
         "http": {"properties": {"request": {"properties": {"method": _keyword()}}}},
         "observer": {"properties": {"vendor": _keyword(), "product": _keyword(), "type": _keyword(),
                                     "name": _keyword()}},
-        "labels": {"properties": {"integration": _keyword(), "severity": _keyword(), "kind": _keyword()}},
+        "labels": {"properties": {"integration": _keyword(), "severity": _keyword(), "kind": _keyword(),
+                                   "timestamp_invalid": _keyword()}},
         "ecs": {"properties": {"version": _keyword()}},
     }
     if original_field:

@@ -25,7 +25,8 @@ Guarantees:
     devTime + devTimeFormat   the event's time, `yyyy-MM-dd'T'HH:mm:ss.SSSZ` (milliseconds, +0000)
     sev, cat, src (an IP address; any other source address goes to srcHostName), url,
     method, action, policy (rule name), ruleId, resource (asset), eventId, integration,
-    kind, severity (the vendor's word), msg
+    kind, severity (the vendor's word), timestampInvalid (the vendor's time as written, when
+    it was no real instant: devTime is then the receive time), msg
   The full event is not carried: use `rfc5424` for it.
 """
 
@@ -92,6 +93,7 @@ def attributes(event: NormalizedEvent) -> list[tuple[str, str]]:
         ("integration", event.integration),
         ("kind", event.kind),
         ("severity", event.severity),
+        ("timestampInvalid", event.timestamp_invalid),
         ("msg", event.message),
     ]
     return [(key, value) for key, value in pairs if value]

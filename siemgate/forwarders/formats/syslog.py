@@ -8,8 +8,9 @@ Guarantees of every encoder here (and of `cef` and `leef`, which are carried in 
   framing can never be broken by the content.
 - Severity follows docs/DESIGN.md, "Severity, per destination": high -> 2 critical,
   medium -> 4 warning, low -> 5 notice, unknown -> 6 informational. PRI = facility * 8 + severity.
-- The timestamp is the event's own (the normalized `timestamp`), never the send time, except
-  in RFC 3164 when the event has none that parses (that format has no nil timestamp).
+- The timestamp is the event's own (the normalized `timestamp`), never the send time; an event
+  without one, or with one that is no real instant (`2025-02-30`), has the receive time
+  (the normalizer's fallback, the same in every format).
 
 RFC 5424 (`rfc5424`):
 
@@ -21,7 +22,9 @@ RFC 5424 (`rfc5424`):
 - MSGID: `TEST` / `CONFIRMATION` for those kinds; else the event type; `-` when none.
 - STRUCTURED-DATA: one element with the private SD-ID (default `siemgate@32473`) and the
   params `id`, `kind`, `integration`, `severity`, then `rule`, `rule_id`, `source_ip` when the
-  event has them. `"`, `\\` and `]` in values are backslash-escaped (RFC 5424 section 6.3.3).
+  event has them, and `timestamp_invalid` (the vendor's time as written) when the event's time
+  was no real instant (TIMESTAMP is then the receive time). `"`, `\\` and `]` in values are
+  backslash-escaped (RFC 5424 section 6.3.3).
 - MSG: the UTF-8 BOM, then the vendor's event as compact JSON, untouched.
 
 RFC 3164 (`rfc3164`):
@@ -251,6 +254,7 @@ def structured_data(event: NormalizedEvent, sd_id: str) -> str:
         ("rule", event.rule),
         ("rule_id", event.rule_id),
         ("source_ip", event.source_ip),
+        ("timestamp_invalid", event.timestamp_invalid),
     ]
     body = "".join(f' {name}="{sd_escape(value)}"' for name, value in params if value is not None)
     return f"[{sd_id}{body}]"
@@ -305,6 +309,7 @@ _ID: Final = ' id="'
 _RULE: Final = ' rule="'
 _RULE_ID: Final = ' rule_id="'
 _SOURCE_IP: Final = ' source_ip="'
+_TIMESTAMP_INVALID: Final = ' timestamp_invalid="'
 
 
 def _sd_param(opening: str, value: str | None) -> str:
@@ -351,13 +356,14 @@ class Rfc5424Encoder:
             kind, integration, severity)
         ident, rule, rule_id, source_ip = event.id, event.rule, event.rule_id, event.source_ip
         if (ident is not None and rule is not None and rule_id is not None and source_ip is not None
-                and _plain(ident + rule + rule_id + source_ip)):
+                and event.timestamp_invalid is None and _plain(ident + rule + rule_id + source_ip)):
             # The common case, every param there and none to escape: one check for all.
             text = (f'{priority}{stamp}{middle}{_ID}{ident}"{record_params}{_RULE}{rule}"{_RULE_ID}{rule_id}"'
                     f'{_SOURCE_IP}{source_ip}"] ')
         else:
             text = (f"{priority}{stamp}{middle}{_sd_param(_ID, ident)}{record_params}{_sd_param(_RULE, rule)}"
-                    f"{_sd_param(_RULE_ID, rule_id)}{_sd_param(_SOURCE_IP, source_ip)}] ")
+                    f"{_sd_param(_RULE_ID, rule_id)}{_sd_param(_SOURCE_IP, source_ip)}"
+                    f"{_sd_param(_TIMESTAMP_INVALID, event.timestamp_invalid)}] ")
         return b"".join((utf8(text), BOM, dumps(event.event)))
 
     def _priority(self, severity: Severity) -> str:

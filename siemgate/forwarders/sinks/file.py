@@ -52,6 +52,7 @@ def to_json_line(event: NormalizedEvent) -> bytes:
             "integration": event.integration,
             "severity": event.severity,
             "timestamp": event.timestamp,
+            "timestamp_invalid": event.timestamp_invalid,
             "received_at": event.received_at,
             "source_ip": event.source_ip,
             "url": event.url,

@@ -12,7 +12,9 @@ Each event becomes one HEC envelope; a batch goes out as concatenated envelopes 
                "vendor_event": {...the vendor's event, untouched...}},
      "fields": {"integration": "appsec-prod", "severity": "high"}}
 
-`time` is the event's own timestamp in epoch seconds (sub-second precision), `host` the
+`time` is the event's own timestamp in epoch seconds (sub-second precision); the receive time
+when the event has none or one that is no real instant (then `fields.timestamp_invalid` and the
+CIM event's `timestamp_invalid` hold the vendor's text). `host` the
 configured one or the event's asset, `source` the configured one or the integration's
 name. `event_format: cim` (default) shapes `event` with the CIM names SOC searches use
 (`severity` is one of high/medium/low/unknown, `severity_id` 4/3/2/0 on the OCSF scale
@@ -169,6 +171,8 @@ def cim_event(event: NormalizedEvent, *, vendor_event: object = _EVENT) -> dict[
     body["integration"] = event.integration
     body["kind"] = event.kind
     body["received_at"] = event.received_at
+    if event.timestamp_invalid is not None:
+        body["timestamp_invalid"] = event.timestamp_invalid
     body["vendor_event"] = event.event if vendor_event is _EVENT else vendor_event
     return body
 
@@ -219,6 +223,8 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
         fields = {"integration": event.integration, "severity": event.severity}
         if event.kind != "event":
             fields["kind"] = event.kind
+        if event.timestamp_invalid is not None:
+            fields["timestamp_invalid"] = event.timestamp_invalid
         return fields
 
     def envelope(self, event: NormalizedEvent) -> dict[str, Any]:
