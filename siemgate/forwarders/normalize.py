@@ -20,8 +20,8 @@ from siemgate.config import DEFAULT_FIELDS, NormalizeConfig
 from siemgate.record import (
     SEVERITIES,
     Kind,
+    Level,
     Severity,
-    canonical_severity,
     decode,
     dumps,
     envelope_decoder,
@@ -71,6 +71,12 @@ class NormalizedEvent:
     # The event's time as the vendor wrote it (as text) when it was no real instant
     # (`2025-02-30T10:00:00Z`, `yesterday`): `timestamp` is then `received_at`. Else None.
     timestamp_invalid: str | None = None
+    # The vendor's own severity label as text (normalized field `vendor_severity`), or None.
+    vendor_severity: str | None = None
+    # `severity` on the scale with `critical`: critical when the record is routed `high` and
+    # the vendor's label reads as critical (`normalize.severity_map`); else `severity`.
+    # What formats with a level above high show; `severity` is what routing uses.
+    level: Level = "unknown"
 
     def event_json(self) -> bytes:
         """The vendor's event as compact JSON."""
@@ -113,6 +119,9 @@ class Normalizer:
             name: tuple(tuple(p.split(".")) for p in (*config.fields.get(name, ()), *defaults))
             for name, defaults in DEFAULT_FIELDS.items()
         }
+        scheme = config.severity_scheme
+        self._level = scheme.level
+        self._canonical = scheme.canonical
         # Per set of wanted fields, the plan of each event shape seen (top-level key tuple).
         self._plans: dict[frozenset[str] | None, dict[tuple[str, ...], _Plan]] = {}
 
@@ -130,18 +139,22 @@ class Normalizer:
             return self._normalize_any(decode(value), value, fields)
         # The envelope as the ingest writes it: its types are checked, the values need no conversion.
         received_at = envelope.received_at
-        raw_time, source_ip, url, method, rule, rule_id, action, asset, event_type, message = self._extract(
-            event, fields)
+        raw_time, source_ip, url, method, rule, rule_id, action, asset, event_type, message, vendor_severity = (
+            self._extract(event, fields))
+        severity = envelope.severity
+        level: Level = severity
+        if severity == "high" and vendor_severity is not None and self._level(vendor_severity) == "critical":
+            level = "critical"
         timestamp = invalid = None
         if raw_time is not None:
             timestamp = _timestamp(raw_time)
             if timestamp is None:
                 invalid = _text(raw_time)
         # Positional, in NormalizedEvent's field order: a keyword call costs twice as much.
-        return NormalizedEvent(envelope.id, envelope.kind, envelope.integration, envelope.severity, received_at,
+        return NormalizedEvent(envelope.id, envelope.kind, envelope.integration, severity, received_at,
                                envelope.batch, envelope.seq, envelope.peer, timestamp or received_at, source_ip,
                                url, method, rule, rule_id, action, asset, event_type, message, event, value,
-                               invalid)
+                               invalid, vendor_severity, level)
 
     def _normalize_any(self, record: Mapping[str, object], value: bytes,
                        fields: frozenset[str] | None) -> NormalizedEvent:
@@ -149,11 +162,15 @@ class Normalizer:
         event = record.get("event")
         severity = record.get("severity")
         if severity not in SEVERITIES:
-            severity = canonical_severity(severity)
+            severity = self._canonical(severity)
         received_at = str(record.get("received_at") or "")
         found = self._extract(event, fields)
         raw_time = found[0]
         timestamp = _timestamp(raw_time) if raw_time is not None else None
+        vendor_severity = found[10]
+        level: Level = severity
+        if severity == "high" and vendor_severity is not None and self._level(vendor_severity) == "critical":
+            level = "critical"
         return NormalizedEvent(
             id=str(record.get("id", "")),
             kind=record.get("kind", "event"),  # type: ignore[arg-type]
@@ -176,6 +193,8 @@ class Normalizer:
             event=event,
             record=value,
             timestamp_invalid=_text(raw_time) if raw_time is not None and timestamp is None else None,
+            vendor_severity=vendor_severity,
+            level=level,
         )
 
     def _extract(self, event: object, fields: frozenset[str] | None) -> list[Any]:
@@ -207,7 +226,8 @@ class Normalizer:
             (index, _as_found if name == "timestamp" else _text,
              tuple((path[0], path[1:]) for path in self._paths[name] if path[0] in event))
             for index, name in enumerate(_FIELD_NAMES)
-            if fields is None or name in fields
+            # the vendor's severity always: every format shows the level
+            if fields is None or name in fields or name == "vendor_severity"
         )
         plans = self._plans.setdefault(fields, {})
         if len(plans) < _MAX_SHAPES:

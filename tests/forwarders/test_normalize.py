@@ -160,11 +160,18 @@ def reference(normalizer: Normalizer, value: bytes, fields: frozenset[str] | Non
             found[name] = next(filter(lambda v: v is not None and not isinstance(v, dict | list),
                                       (lookup(event, path) for path in paths)), None)
     texts = [_text(found[name]) for name in DEFAULT_FIELDS if name != "timestamp"]
+    if isinstance(event, dict) and fields is not None:  # the vendor's severity is always looked up
+        paths = (*normalizer.config.fields.get("vendor_severity", ()), *DEFAULT_FIELDS["vendor_severity"])
+        texts[-1] = _text(next(filter(lambda v: v is not None and not isinstance(v, dict | list),
+                                      (lookup(event, path) for path in paths)), None))
+    vendor_severity = texts.pop()
+    scheme = normalizer.config.severity_scheme
+    level = "critical" if severity == "high" and scheme.level(vendor_severity) == "critical" else severity
     return [str(record.get("id", "")), record.get("kind", "event"), str(record.get("integration", "")), severity,
             received_at, str(record.get("batch", "")), int(record.get("seq", 0) or 0),  # type: ignore[call-overload]
             str(record.get("peer", "")), _timestamp(found["timestamp"]) or received_at, *texts, event, value,
             _text(found["timestamp"]) if found["timestamp"] is not None and _timestamp(found["timestamp"]) is None
-            else None]
+            else None, vendor_severity, level]
 
 
 def lookup(event: dict[str, Any], path: str) -> object:
@@ -235,3 +242,62 @@ def test_unconvertible_seq_fails_as_before(seq: object) -> None:
     record = {**orjson.loads(value({"a": 1})), "seq": seq}
     with pytest.raises(TypeError if isinstance(seq, list) else ValueError):
         Normalizer().normalize(orjson.dumps(record))
+
+
+# -- severity: the level, with critical, and the vendor's own label ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "level"),
+    [
+        ("critical", "critical"), ("CRITICAL", "critical"), ("crit", "critical"), ("emergency", "critical"),
+        ("Very-High", "critical"), ("very high", "critical"), ("very_high", "critical"), (9, "critical"),
+        ("9.8", "critical"), (10, "critical"), ("high", "high"), ("error", "high"), ("severe", "high"),
+        ("major", "high"), (7, "high"), ("8.9", "high"), ("warning", "medium"), ("moderate", "medium"),
+        (4, "medium"), ("6.9", "medium"), ("minor", "low"), ("info", "low"), ("notice", "low"),
+        ("informational", "low"), (0, "low"), ("3.9", "low"), (11, "unknown"), (-1, "unknown"),
+        ("1e3", "unknown"), ("nan", "unknown"), (True, "unknown"), ("bogus", "unknown"), (None, "unknown"),
+    ],
+)
+def test_severity_words_and_scores(raw: object, level: str) -> None:
+    from siemgate.record import severity_level
+
+    routed = {"critical": "high"}.get(level, level)
+    assert (severity_level(raw), canonical_severity(raw)) == (level, routed)
+
+
+def test_critical_is_the_level_of_a_record_routed_high() -> None:
+    normalized = Normalizer().normalize(value({"severity": "Critical"}, "high"))
+    assert (normalized.severity, normalized.level, normalized.vendor_severity) == ("high", "critical", "Critical")
+    normalized = Normalizer().normalize(value({"severity": 9.8}, "high"), SYSLOG_FIELDS)
+    assert (normalized.severity, normalized.level, normalized.vendor_severity) == ("high", "critical", "9.8")
+    # The level never contradicts the routing: a record the ingest routed otherwise keeps its severity.
+    normalized = Normalizer().normalize(value({"severity": "critical"}, "unknown"))
+    assert (normalized.severity, normalized.level) == ("unknown", "unknown")
+    normalized = Normalizer().normalize(value({"severity": "high"}, "high"))
+    assert (normalized.severity, normalized.level) == ("high", "high")
+
+
+def test_the_configured_severity_map_and_field() -> None:
+    config = parse_config("normalize: {severity_map: {P0: critical}, fields: {vendor_severity: [meta.prio]}}", {})
+    normalized = Normalizer(config.normalize).normalize(value({"meta": {"prio": "p0"}, "severity": "high"}, "high"))
+    assert (normalized.level, normalized.vendor_severity) == ("critical", "p0")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("normalize: {severity_map: {x: huge}}", "normalize.severity_map.x: must be one of"),
+        ("normalize: {severity_map: {'--': high}}", "is no word"),
+        ("normalize: {severity_bands: {unknown: 1}}", "normalize.severity_bands.unknown: is not a band"),
+        ("normalize: {severity_bands: {high: 5, critical: 4}}", "normalize.severity_bands.high: must be below"),
+        ("normalize: {severity_bands: {high: 50}}", "must be between 0 and severity_max"),
+        ("normalize: {severity_bands: {}}", "needs at least one level"),
+        ("normalize: {severity_max: 0}", "normalize.severity_max: must be more than 0"),
+    ],
+)
+def test_severity_settings_are_validated(text: str, message: str) -> None:
+    from siemgate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text, {})

@@ -36,7 +36,7 @@ from tests.forwarders.rsyslog import AWKWARD, make_event
 
 SEVERITIES: list[tuple[Severity, int, str, str | None]] = [
     # vendor, RFC 5424, CEF, LEEF sev
-    ("high", 2, "8", "8"),
+    ("high", 3, "8", "8"),  # 2 critical is the vendor's critical (issue 18)
     ("medium", 4, "5", "5"),
     ("low", 5, "3", "3"),
     ("unknown", 6, "Unknown", None),
@@ -212,7 +212,8 @@ def test_facility_refused(facility: int | str) -> None:
 
 
 def test_pri_bounds() -> None:
-    assert fmt.pri(0, "high") == 2
+    assert fmt.pri(0, "critical") == 2
+    assert fmt.pri(0, "high") == 3
     assert fmt.pri(23, "unknown") == 190  # the largest PRIVAL we can produce (191 is the limit)
 
 
@@ -434,7 +435,7 @@ def test_rfc5424_encoder_procid_follows_the_process(monkeypatch: pytest.MonkeyPa
 
 def test_rfc5424_encoder_refuses_what_the_reference_refuses() -> None:
     config = settings()
-    event = dataclasses.replace(make_event(), severity="bogus")  # type: ignore[arg-type]
+    event = dataclasses.replace(make_event(), level="bogus")  # type: ignore[arg-type]
     for encode_one in (fmt.Rfc5424Encoder(config), lambda e: fmt.rfc5424(e, config)):
         with pytest.raises(KeyError):
             encode_one(event)
@@ -591,10 +592,10 @@ def test_cef_carried_in_syslog_header(header: str) -> None:
     assert fmt.BOM not in message
     if header == "rfc5424":
         parsed = parse_5424(message)
-        assert (parsed["pri"], parsed["msgid"], parsed["sd"]) == (130, "CEF", {})
+        assert (parsed["pri"], parsed["msgid"], parsed["sd"]) == (131, "CEF", {})
         assert parsed["msg"].startswith("CEF:0|Acme|WAF|0.1.0|942100|")
     else:
-        assert message.startswith(b"<130>Jan  5 10:20:30 fwd-01 CEF:0|Acme|WAF|")
+        assert message.startswith(b"<131>Jan  5 10:20:30 fwd-01 CEF:0|Acme|WAF|")
     assert parse_cef(cef_of(message))[1]["dvchost"] == "fwd-01.example.net"
 
 
@@ -780,7 +781,7 @@ def test_an_impossible_time_is_the_receive_time_in_every_format(raw: str) -> Non
     # the slow path (every param escaped) says the same
     odd = dataclasses.replace(event, rule='a "quoted" rule')
     assert parse_5424(encode(odd, "rfc5424"))["sd"]["siemgate@32473"]["timestamp_invalid"] == raw
-    assert encode(event, "rfc3164").startswith(b"<130>Nov 28 21:00:00 fwd-01 ")
+    assert encode(event, "rfc3164").startswith(b"<131>Nov 28 21:00:00 fwd-01 ")
     millis = str(int(datetime(2026, 11, 28, 21, 0, 0, 123000, tzinfo=UTC).timestamp() * 1000))
     _, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
     assert ext["rt"] == millis
@@ -803,3 +804,31 @@ def test_a_leap_second_is_the_microsecond_before_it_in_every_format() -> None:
     assert b"Dec 31 23:59:59 " in encode(event, "rfc3164")
     _, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
     assert ext["rt"] == "1483228799999" and "cs6" not in ext
+
+
+# -- critical: routed as high, shown as critical where a format has the level -----------------
+
+
+def test_a_vendor_critical_is_critical_in_every_format() -> None:
+    from siemgate.forwarders.formats.ecs import ecs_document
+    from siemgate.forwarders.sinks.file import to_json_line
+    from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkSettings
+    from siemgate.secrets import Secret
+
+    event = make_event({**RICH, "severity": "Critical"}, severity="high")
+    assert (event.severity, event.level) == ("high", "critical")
+    message = parse_5424(encode(event, "rfc5424"))
+    assert message["pri"] == 16 * 8 + 2 and message["sd"]["siemgate@32473"]["severity"] == "critical"
+    assert encode(event, "rfc3164").startswith(b"<130>")
+    header, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
+    assert header[5] == "10" and (ext["cs5Label"], ext["cs5"]) == ("severity", "Critical")
+    _, attributes = parse_leef(encode_leef(event, vendor="V", product="P", version="1"))
+    assert (attributes["sev"], attributes["severity"]) == ("10", "critical")
+    hec = SplunkHecSink(SplunkHecSinkSettings(name="s", url="http://127.0.0.1:8088", token=Secret("t")))
+    envelope = orjson.loads(hec.encode(event))
+    assert (envelope["event"]["severity"], envelope["event"]["severity_id"]) == ("critical", 5)
+    assert envelope["fields"]["severity"] == "critical"
+    doc = ecs_document(event, ingested="2026-11-28T21:00:00.000Z")
+    assert (doc["event"]["severity"], doc["event"]["risk_score"], doc["labels"]["severity"]) == (99, 99.0, "critical")
+    line = orjson.loads(to_json_line(event))
+    assert (line["severity"], line["level"], line["vendor_severity"]) == ("high", "critical", "Critical")

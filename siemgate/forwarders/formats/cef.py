@@ -10,7 +10,8 @@ Guarantees:
   control character -> a space; `|` and spaces are left alone (CEF does not escape them).
   The result therefore never contains a CR or LF byte. Everything else, non-ASCII included,
   is UTF-8 as it is.
-- Severity follows docs/DESIGN.md: high 8, medium 5, low 3, unknown the word `Unknown`.
+- Severity follows docs/DESIGN.md, by the normalized `level`: critical 10, high 8, medium 5,
+  low 3, unknown the word `Unknown`.
 - Signature ID: `TEST` / `CONFIRMATION` for those kinds, else the rule id, else the event
   type, else `event` (at most 1023 characters). Name: the rule name, else the message, else
   the event type, else a fixed text (at most 512 characters).
@@ -23,7 +24,7 @@ Guarantees:
     src / c6a2 / shost   source address: IPv4 / IPv6 (with c6a2Label) / anything else
     request, requestMethod, act, dhost, msg   url, method, action, asset, message
     dvchost         the HOSTNAME siemgate reports as
-    cs1 integration, cs2 rule, cs3 ruleId, cs4 kind, cs5 severity (vendor's word),
+    cs1 integration, cs2 rule, cs3 ruleId, cs4 kind, cs5 severity (the vendor's own label, else the level),
                     cs6 timestampInvalid, each with its csNLabel
   Keys whose value the event does not have are left out. The full event is not carried: use
   `rfc5424` for it.
@@ -38,9 +39,11 @@ from typing import Final
 
 from siemgate.forwarders.formats.syslog import event_time, utf8
 from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.record import Severity
+from siemgate.record import Level
 
-CEF_SEVERITY: Final[Mapping[Severity, str]] = {"high": "8", "medium": "5", "low": "3", "unknown": "Unknown"}
+# Per level; CEF's bands (docs/PROTOCOLS.md): 0-3 low, 4-6 medium, 7-8 high, 9-10 very high.
+CEF_SEVERITY: Final[Mapping[Level, str]] = {"critical": "10", "high": "8", "medium": "5", "low": "3",
+                                            "unknown": "Unknown"}
 MAX_NAME: Final = 512
 MAX_SIGNATURE_ID: Final = 1023
 
@@ -106,7 +109,8 @@ def extension(event: NormalizedEvent, *, device_host: str | None = None) -> list
         ("dvchost", device_host),
     ]
     custom = (("integration", event.integration), ("rule", event.rule), ("ruleId", event.rule_id),
-              ("kind", event.kind), ("severity", event.severity), ("timestampInvalid", event.timestamp_invalid))
+              ("kind", event.kind), ("severity", event.vendor_severity or event.level),
+              ("timestampInvalid", event.timestamp_invalid))
     for number, (label, value) in enumerate(custom, start=1):
         if value:
             pairs += [(f"cs{number}Label", label), (f"cs{number}", value)]
@@ -119,7 +123,7 @@ def encode_cef(
     """One CEF:0 record (no syslog header), UTF-8."""
     header = "|".join(
         header_escape(field)
-        for field in (vendor, product, version, signature_id(event), event_name(event), CEF_SEVERITY[event.severity])
+        for field in (vendor, product, version, signature_id(event), event_name(event), CEF_SEVERITY[event.level])
     )
     ext = " ".join(f"{key}={extension_escape(value)}" for key, value in extension(event, device_host=device_host))
     return utf8(f"CEF:0|{header}|{ext}")

@@ -51,6 +51,8 @@ def to_json_line(event: NormalizedEvent) -> bytes:
             "kind": event.kind,
             "integration": event.integration,
             "severity": event.severity,
+            "level": event.level,
+            "vendor_severity": event.vendor_severity,
             "timestamp": event.timestamp,
             "timestamp_invalid": event.timestamp_invalid,
             "received_at": event.received_at,
