@@ -3,7 +3,8 @@
 The record's `event` is the vendor's event, untouched. Sinks need a few fields that SOC
 tools expect everywhere (id, timestamp, source ip, url, method, rule, action, asset); they
 are looked up by configurable dotted paths, first match wins, with defaults that cover the
-common spellings.
+common spellings; a path's first key also matches case- and separator-insensitively, and a
+dotted path the flat key of its parts (`Normalizer._plan`).
 """
 
 from __future__ import annotations
@@ -221,18 +222,56 @@ class Normalizer:
 
     def _plan(self, event: dict[str, object], fields: frozenset[str] | None) -> _Plan:
         """The paths that can match an event with these top-level keys, remembered for its
-        shape: events of one vendor share their shape, so most lookups are skipped."""
-        plan = tuple(
-            (index, _as_found if name == "timestamp" else _text,
-             tuple((path[0], path[1:]) for path in self._paths[name] if path[0] in event))
-            for index, name in enumerate(_FIELD_NAMES)
+        shape: events of one vendor share their shape, so most lookups are skipped.
+
+        A path's first key matches exactly, else case- and separator-insensitively (`sourceIP`,
+        `SourceIp`, `source-ip` for `sourceIp`); a dotted path also matches the flat key of its
+        parts joined (`assetName`, `asset_name` for `asset.name`). Done here, once per shape:
+        the lookups per event are the same exact-key lookups as before."""
+        folded: dict[str, str] | None = None
+        entries = []
+        for index, name in enumerate(_FIELD_NAMES):
             # the vendor's severity always: every format shows the level
-            if fields is None or name in fields or name == "vendor_severity"
-        )
+            if fields is not None and name not in fields and name != "vendor_severity":
+                continue
+            paths: list[tuple[str, tuple[str, ...]]] = []
+            for path in self._paths[name]:
+                if path[0] in event:
+                    found: list[tuple[str, tuple[str, ...]]] = [(path[0], path[1:])]
+                else:
+                    if folded is None:
+                        folded = _folded_keys(event)
+                    key = folded.get(_fold(path[0]))
+                    found = [(key, path[1:])] if key is not None else []
+                if len(path) > 1:
+                    if folded is None:
+                        folded = _folded_keys(event)
+                    key = folded.get(_fold("".join(path)))
+                    if key is not None:
+                        found.append((key, ()))
+                paths += (candidate for candidate in found if candidate not in paths)
+            entries.append((index, _as_found if name == "timestamp" else _text, tuple(paths)))
+        plan = tuple(entries)
         plans = self._plans.setdefault(fields, {})
         if len(plans) < _MAX_SHAPES:
             plans[tuple(event)] = plan
         return plan
+
+
+_SEPARATORS = str.maketrans("", "", "_-. ")
+
+
+def _fold(key: str) -> str:
+    """A field name as compared when not exact: lower case, without `_`, `-`, `.` and spaces."""
+    return key.translate(_SEPARATORS).lower()
+
+
+def _folded_keys(event: dict[str, object]) -> dict[str, str]:
+    """The event's top-level keys by their folded form; the first of a folded form wins."""
+    folded: dict[str, str] = {}
+    for key in event:
+        folded.setdefault(_fold(key), key)
+    return folded
 
 
 def _as_found(value: object) -> object:

@@ -158,12 +158,12 @@ def reference(normalizer: Normalizer, value: bytes, fields: frozenset[str] | Non
         if isinstance(event, dict) and (fields is None or name in fields):
             paths = (*normalizer.config.fields.get(name, ()), *defaults)
             found[name] = next(filter(lambda v: v is not None and not isinstance(v, dict | list),
-                                      (lookup(event, path) for path in paths)), None)
+                                      (value for path in paths for value in lookup(event, path))), None)
     texts = [_text(found[name]) for name in DEFAULT_FIELDS if name != "timestamp"]
     if isinstance(event, dict) and fields is not None:  # the vendor's severity is always looked up
         paths = (*normalizer.config.fields.get("vendor_severity", ()), *DEFAULT_FIELDS["vendor_severity"])
         texts[-1] = _text(next(filter(lambda v: v is not None and not isinstance(v, dict | list),
-                                      (lookup(event, path) for path in paths)), None))
+                                      (value for path in paths for value in lookup(event, path))), None))
     vendor_severity = texts.pop()
     scheme = normalizer.config.severity_scheme
     level = "critical" if severity == "high" and scheme.level(vendor_severity) == "critical" else severity
@@ -174,11 +174,25 @@ def reference(normalizer: Normalizer, value: bytes, fields: frozenset[str] | Non
             else None, vendor_severity, level]
 
 
-def lookup(event: dict[str, Any], path: str) -> object:
-    value: object = event
-    for part in path.split("."):
+def fold(key: str) -> str:
+    return "".join(c for c in key.lower() if c not in "_-. ")
+
+
+def lookup(event: dict[str, Any], path: str) -> list[object]:
+    """The values a path can match, in order: its first key exact, else the first key of the
+    event that is equal case- and separator-insensitively; then, for a dotted path, the first
+    top-level key equal to its parts joined, in the same way."""
+    first, *rest = path.split(".")
+    if first not in event:
+        first = next((key for key in event if fold(key) == fold(first)), first)
+    value: object = event.get(first)
+    for part in rest:
         value = value.get(part) if isinstance(value, dict) else None
-    return value
+    values = [value]
+    if rest:
+        flat = next((key for key in event if fold(key) == fold(path)), None)
+        values.append(event[flat] if flat is not None else None)
+    return values
 
 
 def as_list(normalized: NormalizedEvent) -> list[object]:
@@ -199,6 +213,12 @@ EVENTS: list[object] = [
     {"asset": {"name": None, "host": "h"}, "timestamp": "2026-11-28T20:59:58.123456789Z", "meta": {"svc": "s"}},
     {"timestamp": "yesterday", "description": "é 日本 🙂", "big": -(2**65), "float": 1e20},
     {"timestamp": True}, {"timestamp": {"nested": 1}}, {"timestamp": "2026-11-28T20:59:58.12Z"},
+    # Keys that differ by case or separators, flat spellings of dotted paths, collisions.
+    {"sourceIP": "203.0.113.1", "assetName": "web", "RuleName": "r", "EventTime": "2026-11-28T20:59:58Z",
+     "SEVERITY": "Critical", "Http-Method": "get"},
+    {"SourceIp": "203.0.113.2", "Asset": {"Name": "x"}, "asset_name": "y", "source_ip": None},
+    {"source-ip": "203.0.113.3", "SOURCE_IP": "203.0.113.4", "sourceIp": "203.0.113.5", "request_url": "u",
+     "Request": {"URL": "v"}, "rule.name": "flat", "ruleName": {"not": "scalar"}},
     {}, ["a", 1], "text", 5, None,
 ]
 
@@ -301,3 +321,24 @@ def test_severity_settings_are_validated(text: str, message: str) -> None:
 
     with pytest.raises(ConfigError, match=message):
         parse_config(text, {})
+
+
+@pytest.mark.parametrize(
+    ("event", "found"),
+    [
+        ({"sourceIP": "203.0.113.1"}, {"source_ip": "203.0.113.1"}),
+        ({"SourceIp": "203.0.113.2"}, {"source_ip": "203.0.113.2"}),
+        ({"SOURCE-IP": "203.0.113.3"}, {"source_ip": "203.0.113.3"}),
+        ({"assetName": "web"}, {"asset": "web"}),
+        ({"Asset_Name": "web"}, {"asset": "web"}),
+        ({"RuleName": "SQLi", "RULE_ID": 942100}, {"rule": "SQLi", "rule_id": "942100"}),
+        ({"Request": {"url": "https://x/"}}, {"url": "https://x/"}),
+        # exact spellings keep their place in the order of paths
+        ({"sourceIp": "203.0.113.5", "ip": "192.0.2.1"}, {"source_ip": "203.0.113.5"}),
+    ],
+)
+def test_field_names_match_case_and_separator_insensitively(event: dict[str, object], found: dict[str, str]) -> None:
+    normalizer = Normalizer()
+    for _ in range(2):  # the plan made, then the plan remembered
+        normalized = normalizer.normalize(value(event))
+        assert {name: getattr(normalized, name) for name in found} == found
