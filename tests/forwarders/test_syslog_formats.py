@@ -39,7 +39,7 @@ SEVERITIES: list[tuple[Severity, int, str, str | None]] = [
     ("high", 3, "8", "8"),  # 2 critical is the vendor's critical (issue 18)
     ("medium", 4, "5", "5"),
     ("low", 5, "3", "3"),
-    ("unknown", 6, "Unknown", None),
+    ("unknown", 6, "5", None),  # CEF: always a number (issue 18: Logstash and Vector refuse `Unknown`)
 ]
 
 RICH = {
@@ -584,6 +584,27 @@ def test_cef_header_field_limits() -> None:
                                      vendor="V", product="P", version="1"))  # fmt: skip
     assert header[3] == "s" * 1023
     assert header[4] == "n" * 512
+
+
+def test_cef_header_fields_are_cut_after_escaping_never_inside_an_escape() -> None:
+    text = encode_cef(make_event({"rule_name": "|" * 600, "rule_id": "ab" + "\\" * 600}),
+                      vendor="V", product="P", version="1").decode()
+    header, ext = parse_cef(text)
+    assert header[3] == "ab" + "\\" * 510  # 1023 would end inside an escape: 1022
+    assert header[4] == "|" * 256  # 512 escaped characters
+    assert header[5] == "8" and ext["externalId"] == "evt-1"
+
+
+@pytest.mark.parametrize(
+    ("field", "key", "limit"),
+    [("url", "request", 1023), ("action", "act", 63), ("id", "externalId", 40), ("rule_name", "cs2", 4000),
+     ("message", "msg", 1023), ("host", "dhost", 1023), ("type", "cat", 1023), ("method", "requestMethod", 1023)],
+)
+def test_cef_extension_values_keep_the_dictionary_lengths(field: str, key: str, limit: int) -> None:
+    hostile = "x=\\\n" * 2500  # escapes on the way, 10,000 characters
+    event = make_event({**RICH, field: hostile}, event_id=hostile if field == "id" else "evt-1")
+    _, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
+    assert ext[key] == hostile[:limit]
 
 
 @pytest.mark.parametrize("header", ["rfc5424", "rfc3164"])

@@ -113,7 +113,7 @@ def check_received(wire_format: str, received: dict[str, Any], event: Normalized
         assert (received["msgid"], received["sd"]) == ("CEF", "-")
         header, ext = parse_cef(received["msg"])
         assert header == ["siemgate", "siemgate", "0.1.0", event.rule_id, one_line(AWKWARD),
-                          {"high": "8", "medium": "5", "low": "3", "unknown": "Unknown"}[event.severity]]  # fmt: skip
+                          {"high": "8", "medium": "5", "low": "3", "unknown": "5"}[event.severity]]  # fmt: skip
         assert ext["msg"] == ext["cs2"] == AWKWARD.replace("\t", " ")
         assert ext["request"] == "https://shop.example.com/item?id=1 OR 1=1|x"
         assert (ext["externalId"], ext["src"], ext["cs1"]) == (event.id, "203.0.113.9", "appsec-prod")
