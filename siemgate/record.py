@@ -28,7 +28,7 @@ SEVERITIES: Final[tuple[Severity, ...]] = ("high", "medium", "low", "unknown")
 
 # The vendor's severity on siemgate's scale: the topics' four severities plus `critical`,
 # which is routed (topics, `min_severity`, priority) as `high` but kept distinct in every
-# format that has a level above high (RFC 5424 2 critical, CEF 10, ECS 99, CIM critical).
+# format that has a level above high (RFC 5424 1 alert, CEF 10, ECS 99, CIM critical).
 Level = Literal["critical", "high", "medium", "low", "unknown"]
 LEVELS: Final[tuple[Level, ...]] = ("critical", "high", "medium", "low", "unknown")
 _ROUTED: Final[dict[Level, Severity]] = {"critical": "high", "high": "high", "medium": "medium", "low": "low",

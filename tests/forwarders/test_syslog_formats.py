@@ -36,7 +36,7 @@ from tests.forwarders.rsyslog import AWKWARD, make_event
 
 SEVERITIES: list[tuple[Severity, int, str, str | None]] = [
     # vendor, RFC 5424, CEF, LEEF sev
-    ("high", 3, "8", "8"),  # 2 critical is the vendor's critical (issue 18)
+    ("high", 2, "8", "8"),  # 1 alert is the vendor's critical (issue 18)
     ("medium", 4, "5", "5"),
     ("low", 5, "3", "3"),
     ("unknown", 6, "5", None),  # CEF: always a number (issue 18: Logstash and Vector refuse `Unknown`)
@@ -212,8 +212,8 @@ def test_facility_refused(facility: int | str) -> None:
 
 
 def test_pri_bounds() -> None:
-    assert fmt.pri(0, "critical") == 2
-    assert fmt.pri(0, "high") == 3
+    assert fmt.pri(0, "critical") == 1
+    assert fmt.pri(0, "high") == 2
     assert fmt.pri(23, "unknown") == 190  # the largest PRIVAL we can produce (191 is the limit)
 
 
@@ -613,10 +613,10 @@ def test_cef_carried_in_syslog_header(header: str) -> None:
     assert fmt.BOM not in message
     if header == "rfc5424":
         parsed = parse_5424(message)
-        assert (parsed["pri"], parsed["msgid"], parsed["sd"]) == (131, "CEF", {})
+        assert (parsed["pri"], parsed["msgid"], parsed["sd"]) == (130, "CEF", {})
         assert parsed["msg"].startswith("CEF:0|Acme|WAF|0.1.0|942100|")
     else:
-        assert message.startswith(b"<131>Jan  5 10:20:30 fwd-01 CEF:0|Acme|WAF|")
+        assert message.startswith(b"<130>Jan  5 10:20:30 fwd-01 CEF:0|Acme|WAF|")
     assert parse_cef(cef_of(message))[1]["dvchost"] == "fwd-01.example.net"
 
 
@@ -802,7 +802,7 @@ def test_an_impossible_time_is_the_receive_time_in_every_format(raw: str) -> Non
     # the slow path (every param escaped) says the same
     odd = dataclasses.replace(event, rule='a "quoted" rule')
     assert parse_5424(encode(odd, "rfc5424"))["sd"]["siemgate@32473"]["timestamp_invalid"] == raw
-    assert encode(event, "rfc3164").startswith(b"<131>Nov 28 21:00:00 fwd-01 ")
+    assert encode(event, "rfc3164").startswith(b"<130>Nov 28 21:00:00 fwd-01 ")
     millis = str(int(datetime(2026, 11, 28, 21, 0, 0, 123000, tzinfo=UTC).timestamp() * 1000))
     _, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
     assert ext["rt"] == millis
@@ -839,7 +839,7 @@ def test_a_vendor_critical_is_critical_in_every_format() -> None:
     event = make_event({**RICH, "severity": "Critical"}, severity="high")
     assert (event.severity, event.level) == ("high", "critical")
     message = parse_5424(encode(event, "rfc5424"))
-    assert message["pri"] == 16 * 8 + 2 and message["sd"]["siemgate@32473"]["severity"] == "critical"
+    assert message["pri"] == 16 * 8 + 1 and message["sd"]["siemgate@32473"]["severity"] == "critical"
     assert encode(event, "rfc3164").startswith(b"<130>")
     header, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
     assert header[5] == "10" and (ext["cs5Label"], ext["cs5"]) == ("severity", "Critical")

@@ -31,7 +31,7 @@ from tests.forwarders.test_syslog_formats import one_line, parse_cef, parse_leef
 
 pytestmark = pytest.mark.anyio
 
-SEVERITY_CODES: dict[Severity, int] = {"high": 3, "medium": 4, "low": 5, "unknown": 6}  # critical 2 (issue 18)
+SEVERITY_CODES: dict[Severity, int] = {"high": 2, "medium": 4, "low": 5, "unknown": 6}  # critical 1 (issue 18)
 TRANSPORTS = ["tcp", "tcp-lf", "udp", "tls"]
 FORMATS = ["rfc5424", "rfc3164", "cef", "leef"]
 
@@ -151,7 +151,7 @@ async def test_cef_and_leef_in_an_rfc3164_header(rsyslog: Rsyslog, wire_format: 
     async with open_sink(**options, format=wire_format, cef_leef_header="rfc3164", facility="auth") as sink:
         await sink.send(events)
     (received,) = await rsyslog.wait_for(1)
-    header = "<35>Jan  5 10:20:30 fwd-01 "
+    header = "<34>Jan  5 10:20:30 fwd-01 "
     assert received["raw"].startswith(header + wire_format.upper() + ":")
     payload = received["raw"][len(header) :]
     if wire_format == "cef":
@@ -194,7 +194,7 @@ async def test_a_vendor_critical_reaches_rsyslog_as_critical(rsyslog: Rsyslog, w
     async with open_sink(**transport_options(rsyslog, "tcp"), format=wire_format, facility="auth") as sink:
         assert await sink.send([event]) == SendResult()
     (received,) = await rsyslog.wait_for(1)
-    assert (received["facility"], received["severity"], received["pri"]) == ("4", "2", "34")  # 2 critical
+    assert (received["facility"], received["severity"], received["pri"]) == ("4", "1", "33")  # 1 alert
 
 
 async def test_udp_truncates_at_max_datagram_bytes(rsyslog: Rsyslog) -> None:

@@ -7,7 +7,7 @@ Guarantees of every encoder here (and of `cef` and `leef`, which are carried in 
   characters in header fields and structured-data values are replaced by a space. So LF
   framing can never be broken by the content.
 - Severity follows docs/DESIGN.md, "Severity, per destination", by the normalized `level`:
-  critical -> 2 critical, high -> 3 error, medium -> 4 warning, low -> 5 notice, unknown ->
+  critical -> 1 alert, high -> 2 critical, medium -> 4 warning, low -> 5 notice, unknown ->
   6 informational. PRI = facility * 8 + severity.
 - The timestamp is the event's own (the normalized `timestamp`), never the send time; an event
   without one, or with one that is no real instant (`2025-02-30`), has the receive time
@@ -70,11 +70,12 @@ FACILITIES: Final[Mapping[str, int]] = {
     "local5": 21, "local6": 22, "local7": 23,
 }  # fmt: skip
 
-# RFC 5424 severity per level (docs/DESIGN.md, "Severity, per destination"): each level on the
-# RFC 5424 severity of its name, critical 2 "critical", high 3 "error" (the next one down). 0
-# emergency and 1 alert are kept for the host itself (rsyslog's default `*.emerg` rule writes
-# to every logged-in terminal).
-SYSLOG_SEVERITY: Final[Mapping[Level, int]] = {"critical": 2, "high": 3, "medium": 4, "low": 5, "unknown": 6}
+# RFC 5424 severity per level (docs/DESIGN.md, "Severity, per destination"). high keeps 2
+# "critical", what every receiver has seen from siemgate so far (its rules and searches key on
+# it); the vendor's critical goes one above, 1 "alert" ("action must be taken immediately").
+# 0 emergency stays for the host itself (rsyslog's default `*.emerg` rule writes to every
+# logged-in terminal).
+SYSLOG_SEVERITY: Final[Mapping[Level, int]] = {"critical": 1, "high": 2, "medium": 4, "low": 5, "unknown": 6}
 
 MAX_HOSTNAME: Final = 255
 MAX_APP_NAME: Final = 48
