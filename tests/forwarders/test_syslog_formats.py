@@ -840,7 +840,7 @@ def test_a_vendor_critical_is_critical_in_every_format() -> None:
     assert (event.severity, event.level) == ("high", "critical")
     message = parse_5424(encode(event, "rfc5424"))
     assert message["pri"] == 16 * 8 + 1 and message["sd"]["siemgate@32473"]["severity"] == "critical"
-    assert encode(event, "rfc3164").startswith(b"<130>")
+    assert encode(event, "rfc3164").startswith(b"<129>")
     header, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
     assert header[5] == "10" and (ext["cs5Label"], ext["cs5"]) == ("severity", "Critical")
     _, attributes = parse_leef(encode_leef(event, vendor="V", product="P", version="1"))
