@@ -55,6 +55,7 @@ from siemgate.ingest.confirmation_store import ConfirmationStore
 from siemgate.ingest.metrics import IngestMetrics
 from siemgate.ingest.peer import allowed, client_address
 from siemgate.ingest.quarantine import Quarantine
+from siemgate.record import SeverityScheme
 
 log = logging.getLogger("siemgate.ingest")
 
@@ -110,10 +111,12 @@ def _error(status: int, message: str, **extra: object) -> JSONResponse:
 class WebhookEndpoint:
     """POST handler of one integration."""
 
-    def __init__(self, integration: IntegrationConfig, context: IngestContext) -> None:
+    def __init__(self, integration: IntegrationConfig, context: IngestContext,
+                 severity: SeverityScheme | None = None) -> None:
+        """`severity`: the scheme of the config this endpoint serves (default the context's)."""
         self.integration = integration
         self.context = context
-        self._parser = BatchParser(integration, context.prefix)
+        self._parser = BatchParser(integration, context.prefix, severity or context.config.normalize.severity_scheme)
         self._requests = {code: context.metrics.requests.labels(integration.name, str(code))
                           for code in (200, 400, 401, 403, 408, 413, 415, 503)}
         self._activity = context.metrics.activity
@@ -272,10 +275,16 @@ class Webhooks:
         self._context = context
         self._fixed = fixed
         self._endpoints: dict[IntegrationConfig, WebhookEndpoint] = {}
+        self._normalize = context.config.normalize
         app.router.routes = self._routes(context.config)
 
     def _routes(self, config: Config) -> list[BaseRoute]:
-        endpoints = {i: self._endpoints.get(i) or WebhookEndpoint(i, self._context) for i in config.integrations}
+        if config.normalize != self._normalize:  # another severity scheme: every endpoint anew
+            self._endpoints = {}
+            self._normalize = config.normalize
+        scheme = config.normalize.severity_scheme
+        endpoints = {i: self._endpoints.get(i) or WebhookEndpoint(i, self._context, scheme)
+                     for i in config.integrations}
         self._endpoints = endpoints
         webhooks: list[BaseRoute] = [Route(i.path, e.handle, methods=["POST"]) for i, e in endpoints.items()]
         return [*webhooks, *self._fixed]

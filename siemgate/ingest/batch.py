@@ -27,11 +27,12 @@ from siemgate.config import IntegrationConfig
 from siemgate.errors import InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.confirmation import ControlPrefilter, classify, confirmation_link
 from siemgate.record import (
+    DEFAULT_SCHEME,
     BatchEncoder,
     Kind,
     Record,
     Severity,
-    canonical_severity,
+    SeverityScheme,
     event_id,
     loads,
     unrepresentable,
@@ -74,8 +75,11 @@ def _getter(attributes: list[str]) -> Callable[[object], tuple[object, ...]]:
 class BatchParser:
     """Parses one integration's bodies into records. Built once per integration."""
 
-    def __init__(self, integration: IntegrationConfig, prefix: str) -> None:
+    def __init__(self, integration: IntegrationConfig, prefix: str, severity: SeverityScheme | None = None) -> None:
+        """`severity`: how the vendors' severities are read (`normalize.severity_scheme`);
+        default siemgate's defaults."""
         self.integration = integration
+        self._canonical = (severity or DEFAULT_SCHEME).canonical
         self.prefix = prefix
         self.prefilter = ControlPrefilter(integration.confirmation)
         # One struct with every field the record needs, under safe attribute names; fields
@@ -234,5 +238,5 @@ class BatchParser:
         for field in self._severity_fields:
             value = getattr(header, field)
             if value is not _UNSET:
-                return canonical_severity(value)
+                return self._canonical(value)
         return "unknown"

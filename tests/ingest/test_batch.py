@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import orjson
 import pytest
@@ -38,13 +39,27 @@ def test_pretty_printed_body_keeps_each_event_and_decodes_equal() -> None:
         ({"severity": None, "level": "high"}, "unknown"),  # the first present field decides
         ({"level": "Informational"}, "low"),
         ({"Severity": "Medium"}, "medium"),
-        ({"severity": 7}, "unknown"),
+        ({"severity": 7}, "high"),  # a 0-10 score (issue 18: numbers were unknown)
+        ({"severity": "9.8"}, "high"),  # critical, routed as high
+        ({"severity": "warning"}, "medium"),
+        ({"severity": "Very-High"}, "high"),
+        ({"severity": 11}, "unknown"),
+        ({"severity": True}, "unknown"),
         ({"severity": ["high"]}, "unknown"),
         ({}, "unknown"),
     ],
 )
 def test_severity(event: dict[str, object], severity: str) -> None:
     assert parse([{**event, "pad": "x"}])[0]["severity"] == severity
+
+
+def test_severity_by_the_configured_scheme() -> None:
+    config = parse_config("normalize: {severity_map: {sev-a: low}, severity_bands: {critical: 5, high: 4, "
+                          "medium: 3, low: 1}, severity_max: 5}", {})
+    parser = BatchParser(INTEGRATION, "p", config.normalize.severity_scheme)
+    events = [{"severity": "SEV_A"}, {"severity": 3}, {"severity": 5}, {"severity": 7}, {"severity": "high"}]
+    batch = parser.parse(orjson.dumps(events), peer="192.0.2.1", max_events=10)
+    assert [r.severity for r in batch.records] == ["low", "medium", "high", "unknown", "high"]
 
 
 @pytest.mark.parametrize(
@@ -195,3 +210,29 @@ def test_suspect_events_map_byte_positions_to_events() -> None:
     clean = orjson.dumps([{"id": "x", **PAD}])
     raws, _, start, length = parser.split(clean)
     assert parser._suspect_events(clean, [bytes(r) for r in raws], start, length) == set()
+
+
+@pytest.mark.anyio
+async def test_a_reloaded_severity_scheme_reaches_every_endpoint(tmp_path: Path) -> None:
+    """Hot reload: a changed `normalize` gives every integration's endpoint the new scheme
+    (an unchanged integration otherwise keeps its endpoint)."""
+    import dataclasses
+
+    from siemgate.config import NormalizeConfig
+    from siemgate.ingest.app import create_app
+    from tests.ingest.test_drain_on_stop import publisher_for
+    from tests.ingest.test_spooling_publisher import ScriptedKafka
+    from tests.support import make_config
+
+    config = make_config(tmp_path, None)
+    app = create_app(config, publisher_for(tmp_path, ScriptedKafka()))
+    webhooks = app.state.webhooks
+    integration = config.integrations[0]
+    body = orjson.dumps([{"severity": "P0"}])
+
+    def routed() -> str:
+        return str(webhooks._endpoints[integration]._parser.parse(body, peer="p", max_events=5).records[0].severity)
+
+    assert routed() == "unknown"
+    await webhooks.apply_config(dataclasses.replace(config, normalize=NormalizeConfig(severity_map={"p0": "critical"})))
+    assert routed() == "high"
