@@ -62,12 +62,13 @@ _SEPARATORS: Final = re.compile(r"[\s_.\-]+")
 _ASCII_SEPARATORS: Final = str.maketrans("", "", " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f_.-")
 
 
-# Characters whose lowercase holds an ASCII letter (what `str.lower` does to a key or a text
-# before `classify` compares it): İ (U+0130) -> "i̇", the Kelvin sign (U+212A) -> "k".
-_LOWERS_TO_ASCII: Final = {"\u0130": b"i", "\u212a": b"k"}
-_LOWERS_TO_ASCII_BYTES: Final = {character.encode(): lowered for character, lowered in _LOWERS_TO_ASCII.items()}
-# The other escapes that could spell what the prefilter looks for: those two, and `\/`.
-_OTHER_HIDING: Final = (b"\\u0130", b"\\u212a", b"\\u212A", b"\\/")
+# The characters whose lowercase holds an ASCII letter (what `str.lower` does to a key or a
+# text before `classify` compares it), and whether they could spell a hint: the Kelvin sign
+# (U+212A) is "k" to it, anywhere in the hint; İ (U+0130) is "i" followed by U+0307, so only
+# at the hint's end. The test text and "https://" hold neither way. Relevant for few hints
+# (not the default "confirm"), so ordinary bodies are not searched for them.
+_LOWERS_TO_ASCII: Final = {"\u0130": (b"i", lambda hint: hint.endswith("i")),
+                           "\u212a": (b"k", lambda hint: "k" in hint)}
 
 
 class ControlPrefilter:
@@ -90,7 +91,7 @@ class ControlPrefilter:
     are not sent to classification.
     """
 
-    __slots__ = ("_exact", "_hiding", "_hint", "_type_memo", "_wanted", "_wanted_hex")
+    __slots__ = ("_exact", "_hiding", "_hint", "_needles", "_specials", "_type_memo", "_wanted", "_wanted_hex")
 
     # Type values repeat from event to event ("sql_injection", "waf_block"): remember verdicts.
     _MEMO_SIZE: Final = 4096
@@ -109,8 +110,14 @@ class ControlPrefilter:
         wanted = {c for text in (hint, _TEST_PHRASE_BYTES.decode(), "https://") for c in (*text, *text.upper())}
         # Their \u00XX escapes' last two hex digits, in either case.
         self._wanted_hex = frozenset(b"%02x" % ord(c) for c in wanted) | frozenset(b"%02X" % ord(c) for c in wanted)
-        escapes = b"|".join(sorted(self._wanted_hex))
-        self._hiding = re.compile(rb"\\(?:u(?:00(?:" + escapes + rb")|0130|212[aA])|/)")
+        # The characters whose lowercase could spell the hint, raw (UTF-8) and as escapes.
+        specials = {c: lowered for c, (lowered, spells) in _LOWERS_TO_ASCII.items() if spells(hint)}
+        self._specials = {c.encode(): lowered for c, lowered in specials.items()}
+        special_escapes = [e for c in specials for e in (b"%04x" % ord(c), b"%04X" % ord(c))]
+        # What else could hide them: the raw characters, their escapes, an escaped slash.
+        self._needles = [*self._specials, *(b"\\u" + e for e in special_escapes)]
+        escapes = b"|".join([b"00(?:" + b"|".join(sorted(self._wanted_hex)) + b")", *special_escapes])
+        self._hiding = re.compile(rb"\\(?:u(?:" + escapes + rb")|/)")
 
     def suspect_positions(self, body: bytes) -> list[int] | None:
         """Sorted offsets in `body` where the byte checks of `may_be_control` could succeed:
@@ -126,9 +133,9 @@ class ControlPrefilter:
                 positions.append(at)
                 at = lowered.find(needle, at + 1)
         # A one-byte search is a memchr: far cheaper than the searches it spares.
-        needles = [*_LOWERS_TO_ASCII_BYTES]
+        needles = self._needles
         if b"\\" in body:
-            needles += _OTHER_HIDING
+            needles = [*needles, b"\\/"]
             # The \u00XX escapes of the characters looked for. Not a regex: `split` and a look
             # at two bytes per piece is several times faster on escape-heavy bodies (json.dumps
             # writes one escape per non-ASCII character), and most escapes are of others.
@@ -178,9 +185,8 @@ class ControlPrefilter:
         matter to them). Quotes and backslashes stay as they are: keys are still found."""
         if b"\\" in raw:
             raw = self._hiding.sub(_decoded, raw)
-        for character, lowered in _LOWERS_TO_ASCII_BYTES.items():
-            if character in raw:
-                raw = raw.replace(character, lowered)
+        for character, lowered in self._specials.items():
+            raw = raw.replace(character, lowered)
         return raw
 
     def _control_type(self, value: str) -> bool:
@@ -197,7 +203,8 @@ def _decoded(match: re.Match[bytes]) -> bytes:
     if found == b"\\/":
         return b"/"
     character = chr(int(found[2:], 16))
-    return _LOWERS_TO_ASCII.get(character) or character.encode()
+    special = _LOWERS_TO_ASCII.get(character)
+    return special[0] if special is not None else character.encode()
 
 
 def _in_a_key(document: bytes, needle: bytes) -> bool:

@@ -260,6 +260,16 @@ def test_a_character_whose_lowercase_is_ascii_is_no_hiding_place(spelling: str) 
     assert batch.confirmation_links == [LINK]
 
 
+@pytest.mark.parametrize("spelling", ["\u0130", "\\u0130"])
+def test_a_capital_dotted_i_ends_a_hint_that_ends_with_i(spelling: str) -> None:
+    """"İ".lower() is "i" + U+0307: with the hint "confi", the key "CONFİUrl" holds it."""
+    config = parse_config("integrations: [{name: appsec, auth: {header: X-K, values: [vvvv]},"
+                          " confirmation: {field_hint: confi}}]", {})
+    parser = BatchParser(config.integrations[0], "p")
+    body = ('[{"id":"a","f0":0,"f1":1,"f2":2,"f3":3,"f4":4,"CONF' + spelling + 'Url":"' + LINK + '"}]').encode()
+    assert [r.kind for r in parser.parse(body, peer="x", max_events=10).records] == ["confirmation"]
+
+
 def test_escapes_that_hide_nothing_skip_classification(monkeypatch: pytest.MonkeyPatch) -> None:
     """What json.dumps (non-ASCII as \\u escapes), Jackson (uppercase hex) and Go (<>& escaped)
     write: no event is sent to classification for its escapes alone."""
