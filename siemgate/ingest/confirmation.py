@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -67,8 +67,16 @@ _ASCII_SEPARATORS: Final = str.maketrans("", "", " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1
 # (U+212A) is "k" to it, anywhere in the hint; İ (U+0130) is "i" followed by U+0307, so only
 # at the hint's end. The test text and "https://" hold neither way. Relevant for few hints
 # (not the default "confirm"), so ordinary bodies are not searched for them.
-_LOWERS_TO_ASCII: Final = {"\u0130": (b"i", lambda hint: hint.endswith("i")),
-                           "\u212a": (b"k", lambda hint: "k" in hint)}
+def _ends_with_i(hint: str) -> bool:
+    return hint.endswith("i")
+
+
+def _holds_k(hint: str) -> bool:
+    return "k" in hint
+
+
+_LOWERS_TO_ASCII: Final[dict[str, tuple[bytes, Callable[[str], bool]]]] = {
+    "\u0130": (b"i", _ends_with_i), "\u212a": (b"k", _holds_k)}
 
 
 class ControlPrefilter:
