@@ -69,6 +69,17 @@ _WHITESPACE = b" \t\r\n"
 _BOM = b"\xef\xbb\xbf"
 
 
+def _find(body: bytes, part: bytes, start: int) -> int | None:
+    """Where `part` (a slice of `body`) stands in `body`: a short search, then one compare."""
+    head = part[:64]
+    at = body.find(head, start)
+    while at != -1:
+        if body.startswith(part, at):
+            return at
+        at = body.find(head, at + 1)
+    return None
+
+
 def _getter(attributes: list[str]) -> Callable[[object], tuple[object, ...]]:
     """The named attributes of an object, as a tuple (operator.attrgetter, always a tuple)."""
     if not attributes:
@@ -164,9 +175,13 @@ class BatchParser:
                     continue
                 array = bytes(inner)
                 if array[:1] == b"[":
-                    # The array's offset is known when its key comes first: {"events":[...
+                    # The array's offset: known when its key comes first ({"events":[...), else
+                    # found (its first bytes, then all of it compared). Where the same bytes
+                    # stand twice, either place holds the same events at the same offsets.
                     opening = b'{"' + key.encode() + b'":'
-                    at = lead + len(opening) if body.startswith(opening, lead) else None
+                    at: int | None = lead + len(opening) if body.startswith(opening, lead) else None
+                    if at is None:
+                        at = _find(body, array, lead)
                     return Events(_RawList.decode(array), array, at, len(array)), key
             return Events([body.strip(_WHITESPACE)], None, None, None), None
         _RawList.decode(b"[" + body + b"]")  # is it JSON at all?
