@@ -215,7 +215,41 @@ def _canonical_bytes(event: object) -> bytes:
     try:
         return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
     except TypeError:
-        return json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+        # surrogatepass: an event read with a lone surrogate (`"\\ud83d"`) still hashes, to
+        # bytes of its own (the same as before for every other event).
+        return json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "surrogatepass")
+
+
+# Every backslash escape of a JSON text, left to right (so `\\\\` is one escape); groups: a
+# high surrogate escape and the low one that may follow it, or a low surrogate escape alone.
+_ESCAPE: Final = re.compile(
+    rb"\\(?:u([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|u([dD][c-fC-F][0-9a-fA-F]{2})|.)",
+    re.DOTALL)
+_REPLACEMENT: Final = b"\\ufffd"
+
+
+def _replace_lone(match: re.Match[bytes]) -> bytes:
+    high, low, lone_low = match.group(1, 2, 3)
+    if (high is not None and low is None) or lone_low is not None:
+        return _REPLACEMENT
+    return match.group(0)
+
+
+def lone_surrogates(data: bytes) -> bool:
+    """Whether JSON text `data` holds a lone surrogate escape (`"\\ud83d"` without its low
+    half: what a UTF-16 runtime writes when it cuts a string in the middle of an emoji)."""
+    return b"\\u" in data and readable(data) != data
+
+
+def readable(data: bytes) -> bytes:
+    """JSON text `data` with each lone surrogate escape replaced by `\\ufffd` (U+FFFD, the
+    replacement character): what siemgate reads of an event whose sender wrote one, since
+    a lone surrogate is no text (strict parsers refuse it, UTF-8 cannot encode it). Same
+    length, so every offset in `data` stays valid; `data` itself when it holds none."""
+    if b"\\u" not in data:
+        return data
+    return _ESCAPE.sub(_replace_lone, data)
 
 
 class Record(NamedTuple):
@@ -374,12 +408,12 @@ def decode(value: bytes) -> Mapping[str, object]:
     mistyped fields). Raises ValueError for a value that is not a v1 record.
 
     Numbers are read as the forwarders read events (`json_decoder`: integers beyond 64 bits
-    exactly); what msgspec refuses (a float beyond a double, a lone surrogate, nesting deeper
-    than Python's recursion limit allows here) by `loads`."""
+    exactly); a lone surrogate as U+FFFD (`readable`); what msgspec refuses otherwise (a
+    float beyond a double, nesting deeper than Python's recursion limit allows here) by `loads`."""
     try:
         decoded = json_decoder.decode(value)
     except (msgspec.DecodeError, RecursionError):
-        decoded = loads(value)
+        decoded = loads(readable(value))
     if not isinstance(decoded, dict) or decoded.get("v") != VERSION:
         raise ValueError("not a siemgate record (v1)")
     return decoded

@@ -29,6 +29,7 @@ from siemgate.record import (
     envelope_event_decoder,
     event_in,
     json_decoder,
+    readable,
 )
 
 # Event shapes (top-level key tuples) whose lookup plan is remembered; the values come from
@@ -137,7 +138,16 @@ class Normalizer:
             envelope = _decode_envelope(value)
             event = _decode_json(envelope.event)
         except (msgspec.DecodeError, RecursionError):  # also ValidationError: not exactly the envelope
-            return self._normalize_any(decode(value), value, fields)
+            # An event holding a lone surrogate escape is read with U+FFFD in its place (the
+            # record keeps the sender's bytes): every sink gets valid text.
+            reading = readable(value)
+            if reading == value:
+                return self._normalize_any(decode(value), value, fields)
+            try:
+                envelope = _decode_envelope(reading)
+                event = _decode_json(envelope.event)
+            except (msgspec.DecodeError, RecursionError):
+                return self._normalize_any(decode(value), value, fields)
         # The envelope as the ingest writes it: its types are checked, the values need no conversion.
         received_at = envelope.received_at
         raw_time, source_ip, url, method, rule, rule_id, action, asset, event_type, message, vendor_severity = (

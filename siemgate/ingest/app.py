@@ -205,6 +205,8 @@ class WebhookEndpoint:
         for severity, count in counts.items():
             self.context.metrics.events.labels(self.integration.name, severity).inc(count)
         self._activity.accepted(self.integration.name, len(batch.records))
+        if batch.lone_surrogates:
+            self.context.metrics.lone_surrogates.labels(self.integration.name).inc(batch.lone_surrogates)
 
     async def _reject(self, status: int, reason: str, body: bytes, peer: str) -> Response:
         ident = await self.context.quarantine.save(
