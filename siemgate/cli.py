@@ -146,6 +146,19 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     return _run_async(confirm(config, args.integration, sys.stdout))
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from siemgate.ingest.quarantine_cli import list_quarantine, resend
+
+    config = _load(args)
+    if args.action == "list":
+        return list_quarantine(config, sys.stdout)
+    if not args.id:
+        print("siemgate: quarantine resend needs the body's ID (`siemgate quarantine list` shows them)",
+              file=sys.stderr)
+        return 2
+    return _run_async(resend(config, args.id, sys.stdout, integration=args.integration, again=args.again))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="siemgate",
@@ -196,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(command("confirmations", cmd_confirmations, "list confirmation links and integration states"))
     confirm = with_config(command("confirm", cmd_confirm, "request an integration's pending confirmation link"))
     confirm.add_argument("integration", help="the integration's name")
+    quarantine = with_config(command("quarantine", cmd_quarantine,
+                                     "list the bodies answered 400/413 and kept, or resend one once it parses"))
+    quarantine.add_argument("action", choices=["list", "resend"])
+    quarantine.add_argument("id", nargs="?", metavar="ID", help="the body to resend (from `list`)")
+    quarantine.add_argument("--integration", metavar="NAME", help="resend as this integration (default: its own)")
+    quarantine.add_argument("--again", action="store_true", help="resend a body that was already sent on")
     return parser
 
 

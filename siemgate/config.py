@@ -12,6 +12,7 @@ table of `siemgate.sink_settings` (dotted names, resolved with importlib).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ import yaml
 
 from siemgate.config_loader import build
 from siemgate.errors import ConfigError
+from siemgate.record import DEFAULT_SEVERITY_MAX, LEVELS, Level, SeverityScheme, word_key
 from siemgate.secrets import Secret
 from siemgate.sink_settings import SINK_TYPES, SinkSettings, build_settings
 
@@ -48,6 +50,10 @@ DEFAULT_FIELDS: Mapping[str, tuple[str, ...]] = {
               "target", "service"),
     "event_type": ("type", "event_type", "eventType", "category", "attack_type", "attackType"),
     "message": ("message", "description", "title", "summary", "details"),
+    # The vendor's own severity label (as text), read with `normalize.severity_map`: it tells a
+    # `critical` from the `high` it is routed as. The same fields as an integration's
+    # `severity_fields` by default.
+    "vendor_severity": ("severity", "Severity", "level", "risk"),
 }
 
 
@@ -61,12 +67,50 @@ class NormalizeConfig:
     unknown_severity_as: Literal["high", "medium", "low"] = "high"
     # Extra or replacement lookup paths per normalized field, tried before the defaults.
     fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The vendors' severity words and their level, added to (and overriding) the defaults of
+    # siemgate.record.DEFAULT_SEVERITY_WORDS; compared case-insensitively, `-`/`_` as spaces.
+    severity_map: dict[str, Level] = field(default_factory=dict)
+    # Numeric severities (numbers or numeric text) as scores: the lowest score of each level,
+    # default CVSS's 0-10 bands {critical: 9, high: 7, medium: 4, low: 0}; with severity_max.
+    # A 1-5 scale: {critical: 5, high: 4, medium: 3, low: 1} and severity_max 5.
+    severity_bands: dict[Level, float] | None = None
+    severity_max: float = DEFAULT_SEVERITY_MAX
 
     def __post_init__(self) -> None:
         for name in self.fields:
             if name not in DEFAULT_FIELDS:
                 known = ", ".join(DEFAULT_FIELDS)
                 raise ConfigError(f"fields.{name}", f"is not a normalized field (known: {known})")
+        for word in self.severity_map:
+            if not word_key(word):
+                raise ConfigError("severity_map", f"{word!r} is no word (empty or only separators)")
+        if not 0 < self.severity_max <= 1_000_000:
+            raise ConfigError("severity_max", f"must be more than 0 and at most 1000000, not {self.severity_max:g}")
+        if self.severity_bands is not None:
+            self._check_bands(self.severity_bands)
+
+    def _check_bands(self, bands: Mapping[Level, float]) -> None:
+        if "unknown" in bands:
+            raise ConfigError("severity_bands.unknown", "is not a band: scores outside 0..severity_max are unknown")
+        if not bands:
+            raise ConfigError("severity_bands", "needs at least one level (e.g. {low: 0})")
+        previous: tuple[str, float] | None = None
+        for level in LEVELS:
+            if level not in bands:
+                continue
+            low = bands[level]
+            if not 0 <= low <= self.severity_max:
+                raise ConfigError(f"severity_bands.{level}", f"must be between 0 and severity_max "
+                                                              f"({self.severity_max:g}), not {low:g}")
+            if previous is not None and low >= previous[1]:
+                raise ConfigError(f"severity_bands.{level}", f"must be below {previous[0]}'s {previous[1]:g} "
+                                                              "(each level's lowest score, highest level first)")
+            previous = (level, low)
+
+    @functools.cached_property
+    def severity_scheme(self) -> SeverityScheme:
+        """The scheme both the ingest (topics) and the forwarders (levels) read severities with."""
+        return SeverityScheme(self.severity_map, self.severity_bands, self.severity_max)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +128,22 @@ class ListenConfig:
     trusted_proxies: tuple[Network, ...] = ()
 
     def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsListenConfig:
+    """`metrics:` /metrics of `siemgate ingest` and `siemgate run` on a listener of its own
+    (plain HTTP, nothing else served there). When set, the webhook port no longer answers
+    /metrics: a scraper allowed onto this port cannot post webhooks. Changing it needs a restart."""
+
+    host: str = "0.0.0.0"
+    port: int = 9109
+
+    def __post_init__(self) -> None:
+        if not _valid_host(self.host):
+            raise ConfigError("host", f"{self.host!r} is not an IP address or a host name")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")
 
@@ -394,6 +454,8 @@ class Config:
     sinks: tuple[SinkConfig, ...] = ()
     # The status page and its API (siemgate.admin); None: off.
     admin: AdminConfig | None = None
+    # /metrics on a port of its own (ingest, run); None: on the webhook port (listen).
+    metrics: MetricsListenConfig | None = None
 
     def integration(self, name: str) -> IntegrationConfig:
         for integration in self.integrations:
@@ -438,6 +500,7 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
     _check_unique("integrations", [i.name for i in config.integrations], "name")
     _check_unique("integrations", [i.path for i in config.integrations], "path")
     _check_admin(config)
+    _check_metrics(config)
     return dataclasses.replace(config, sinks=sinks)
 
 
@@ -452,6 +515,18 @@ def _check_admin(config: Config) -> None:
     if admin.port == config.forward.listen.port:
         raise ConfigError("admin.port", f"{admin.port} is forward.listen.port: the status page needs a port of "
                                         "its own")
+
+
+def _check_metrics(config: Config) -> None:
+    """The metrics listener shares a port with neither the webhooks nor the status page."""
+    metrics = config.metrics
+    if metrics is None or metrics.port == 0:
+        return
+    if metrics.port == config.listen.port:
+        raise ConfigError("metrics.port", f"{metrics.port} is the webhook port (listen.port): the metrics listener "
+                                          "needs a port of its own (or drop `metrics:` to serve /metrics there)")
+    if config.admin is not None and metrics.port == config.admin.port:
+        raise ConfigError("metrics.port", f"{metrics.port} is admin.port: the metrics listener needs a port of its own")
 
 
 def _parse_sinks(raw: object, environ: Mapping[str, str]) -> tuple[SinkConfig, ...]:

@@ -36,6 +36,7 @@
     ├── SetupError                  `siemgate es-setup`: Elasticsearch refused part of the setup
     ├── ForwarderFailed             a forwarder stopped on an unexpected error (a bug): exit non-zero
     ├── AdminListenError            the admin listener cannot listen on admin.host:admin.port
+    ├── MetricsListenError          the metrics listener cannot listen on metrics.host:metrics.port
     └── (signals that never leave the module that raises and catches them)
         ├── _ItemsToRetry           siemgate/forwarders/runtime.py: some events refused for now
         ├── _Abandoned              siemgate/forwarders/runtime.py: shutting down, batch left uncommitted
@@ -248,3 +249,7 @@ class ForwarderFailed(SiemgateError):
 
 class AdminListenError(SiemgateError):
     """The admin listener cannot listen on admin.host:admin.port."""
+
+
+class MetricsListenError(SiemgateError):
+    """The metrics listener (`metrics:`) cannot listen on metrics.host:metrics.port."""

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
@@ -25,35 +26,130 @@ Kind = Literal["event", "test", "confirmation"]
 Severity = Literal["high", "medium", "low", "unknown"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("high", "medium", "low", "unknown")
 
-_CANONICAL: Final[dict[str, Severity]] = {
-    "high": "high",
-    "critical": "high",
-    "medium": "medium",
-    "low": "low",
-    "info": "low",
-    "informational": "low",
+# The vendor's severity on siemgate's scale: the topics' four severities plus `critical`,
+# which is routed (topics, `min_severity`, priority) as `high` but kept distinct in every
+# format that has a level above high (RFC 5424 1 alert, CEF 10, ECS 99, CIM critical).
+Level = Literal["critical", "high", "medium", "low", "unknown"]
+LEVELS: Final[tuple[Level, ...]] = ("critical", "high", "medium", "low", "unknown")
+_ROUTED: Final[dict[Level, Severity]] = {"critical": "high", "high": "high", "medium": "medium", "low": "low",
+                                         "unknown": "unknown"}
+
+# The vendors' words, compared in lower case with `-`, `_` and runs of spaces made one space
+# ("Very-High", "very_high" and "VERY  HIGH" are "very high"). The syslog names (RFC 5424's
+# emergency .. debug, and their keywords emerg, crit, err, warn) map by meaning: emergency,
+# alert and critical are critical; error is high; warning medium; notice, informational and
+# debug low.
+DEFAULT_SEVERITY_WORDS: Final[Mapping[str, Level]] = {
+    **dict.fromkeys(("critical", "crit", "very high", "veryhigh", "highest", "emergency", "emerg", "alert",
+                     "fatal", "urgent", "blocker", "p1", "sev1"), "critical"),
+    **dict.fromkeys(("high", "error", "err", "severe", "major", "important", "p2", "sev2"), "high"),
+    **dict.fromkeys(("medium", "moderate", "warning", "warn", "med", "elevated", "p3", "sev3"), "medium"),
+    **dict.fromkeys(("low", "minor", "notice", "info", "informational", "information", "debug", "lowest", "trivial",
+                     "very low", "none", "p4", "p5", "sev4", "sev5"), "low"),
 }
+# Numbers (and numeric text) as scores from 0 to DEFAULT_SEVERITY_MAX: the lowest score of
+# each level, CVSS v3's qualitative bands (0.1-3.9 low, 4.0-6.9 medium, 7.0-8.9 high,
+# 9.0-10.0 critical; 0, CVSS "none", is low too). A score outside 0..max is unknown.
+DEFAULT_SEVERITY_BANDS: Final[Mapping[Level, float]] = {"critical": 9.0, "high": 7.0, "medium": 4.0, "low": 0.0}
+DEFAULT_SEVERITY_MAX: Final = 10.0
 
-
-# Verdicts for the spellings seen so far ("High", "CRITICAL" ...): they repeat from event
-# to event. Bounded: the values come from the network.
-_SEEN: dict[str, Severity] = {}
+_SEPARATORS: Final = str.maketrans("-_", "  ")
+_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+# Verdicts are remembered for the spellings seen ("High", "CRITICAL" ...): they repeat from
+# event to event. Bounded: the values come from the network.
 _SEEN_MAX: Final = 1024
 # Only short spellings are remembered: a sender chooses these strings.
 _SEEN_LONGEST: Final = 64
 
 
-def canonical_severity(value: object) -> Severity:
-    """The one shared severity function: case-insensitive; `critical` is high, `info` and
-    `informational` are low, anything else (missing, a number, a typo) is `unknown`."""
-    if not isinstance(value, str):
+class SeverityScheme:
+    """How a vendor's severity value becomes a level (and a routed severity): words, and
+    numbers as scores in bands. `words` are added to (and override) the defaults; `bands`
+    (level -> lowest score) and `maximum` replace the default 0-10 scale."""
+
+    def __init__(self, words: Mapping[str, Level] | None = None, bands: Mapping[Level, float] | None = None,
+                 maximum: float | None = None) -> None:
+        self._words: dict[str, Level] = {**DEFAULT_SEVERITY_WORDS, **{word_key(w): v for w, v in (words or {}).items()}}
+        chosen = bands if bands is not None else DEFAULT_SEVERITY_BANDS
+        # Highest band first.
+        self._bands = sorted(((float(low), level) for level, low in chosen.items()), reverse=True)
+        self._maximum = float(maximum) if maximum is not None else DEFAULT_SEVERITY_MAX
+        self._seen: dict[str, Severity] = {}
+        self._seen_levels: dict[str, Level] = {}
+        self.canonical: Callable[[object], Severity] = self._canonical_function()
+
+    def _canonical_function(self) -> Callable[[object], Severity]:
+        """`canonical`, as a closure over the verdicts: on the ingest's hot path (the 200 waits
+        for it), a remembered spelling costs one dict lookup, as before schemes existed."""
+        seen = self._seen
+        remember = self._remember
+
+        def canonical(value: object) -> Severity:
+            """The routed severity (high, medium, low or unknown): `critical` is high."""
+            if type(value) is str:
+                found = seen.get(value)
+                if found is not None:
+                    return found
+                return remember(value)
+            return _ROUTED[self.level(value)]
+
+        return canonical
+
+    def _remember(self, value: str) -> Severity:
+        found = _ROUTED[self.level(value)]
+        if len(self._seen) < _SEEN_MAX and len(value) <= _SEEN_LONGEST:
+            self._seen[value] = found
+        return found
+
+    def level(self, value: object) -> Level:
+        """The vendor's value on siemgate's scale; `unknown` for what no rule reads (missing,
+        a typo, a boolean, a score outside the scale)."""
+        if isinstance(value, str):
+            seen = self._seen_levels.get(value)
+            if seen is None:
+                seen = self._word_level(value)
+                if len(self._seen_levels) < _SEEN_MAX and len(value) <= _SEEN_LONGEST:
+                    self._seen_levels[value] = seen
+            return seen
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return self._score_level(value)
         return "unknown"
-    seen = _SEEN.get(value)
-    if seen is None:
-        seen = _CANONICAL.get(value.strip().lower(), "unknown")
-        if len(_SEEN) < _SEEN_MAX and len(value) <= _SEEN_LONGEST:
-            _SEEN[value] = seen
-    return seen
+
+    def _word_level(self, value: str) -> Level:
+        key = word_key(value)
+        found = self._words.get(key)
+        if found is not None:
+            return found
+        if _NUMBER.fullmatch(key):
+            return self._score_level(float(key))
+        return "unknown"
+
+    def _score_level(self, score: float) -> Level:
+        if not 0 <= score <= self._maximum:  # NaN included
+            return "unknown"
+        for low, level in self._bands:
+            if score >= low:
+                return level
+        return "unknown"
+
+
+def word_key(word: str) -> str:
+    """A severity word as compared: lower case, `-`/`_` as spaces, spaces collapsed."""
+    return " ".join(word.translate(_SEPARATORS).lower().split())
+
+
+DEFAULT_SCHEME: Final = SeverityScheme()
+
+
+# The routed severity of a vendor's value by the default scheme (`SeverityScheme`):
+# case-insensitive words (`critical` and `very high` are high here, `warning` medium, `info`
+# low ...), numbers and numeric text as 0-10 scores; anything else `unknown`.
+canonical_severity: Final = DEFAULT_SCHEME.canonical
+
+
+def severity_level(value: object) -> Level:
+    """The vendor's value on siemgate's scale (with `critical`) by the default scheme."""
+    return DEFAULT_SCHEME.level(value)
 
 
 def dumps(value: object) -> bytes:
@@ -119,7 +215,41 @@ def _canonical_bytes(event: object) -> bytes:
     try:
         return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
     except TypeError:
-        return json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+        # surrogatepass: an event read with a lone surrogate (`"\\ud83d"`) still hashes, to
+        # bytes of its own (the same as before for every other event).
+        return json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "surrogatepass")
+
+
+# Every backslash escape of a JSON text, left to right (so `\\\\` is one escape); groups: a
+# high surrogate escape and the low one that may follow it, or a low surrogate escape alone.
+_ESCAPE: Final = re.compile(
+    rb"\\(?:u([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|u([dD][c-fC-F][0-9a-fA-F]{2})|.)",
+    re.DOTALL)
+_REPLACEMENT: Final = b"\\ufffd"
+
+
+def _replace_lone(match: re.Match[bytes]) -> bytes:
+    high, low, lone_low = match.group(1, 2, 3)
+    if (high is not None and low is None) or lone_low is not None:
+        return _REPLACEMENT
+    return match.group(0)
+
+
+def lone_surrogates(data: bytes) -> bool:
+    """Whether JSON text `data` holds a lone surrogate escape (`"\\ud83d"` without its low
+    half: what a UTF-16 runtime writes when it cuts a string in the middle of an emoji)."""
+    return b"\\u" in data and readable(data) != data
+
+
+def readable(data: bytes) -> bytes:
+    """JSON text `data` with each lone surrogate escape replaced by `\\ufffd` (U+FFFD, the
+    replacement character): what siemgate reads of an event whose sender wrote one, since
+    a lone surrogate is no text (strict parsers refuse it, UTF-8 cannot encode it). Same
+    length, so every offset in `data` stays valid; `data` itself when it holds none."""
+    if b"\\u" not in data:
+        return data
+    return _ESCAPE.sub(_replace_lone, data)
 
 
 class Record(NamedTuple):
@@ -278,12 +408,12 @@ def decode(value: bytes) -> Mapping[str, object]:
     mistyped fields). Raises ValueError for a value that is not a v1 record.
 
     Numbers are read as the forwarders read events (`json_decoder`: integers beyond 64 bits
-    exactly); what msgspec refuses (a float beyond a double, a lone surrogate, nesting deeper
-    than Python's recursion limit allows here) by `loads`."""
+    exactly); a lone surrogate as U+FFFD (`readable`); what msgspec refuses otherwise (a
+    float beyond a double, nesting deeper than Python's recursion limit allows here) by `loads`."""
     try:
         decoded = json_decoder.decode(value)
     except (msgspec.DecodeError, RecursionError):
-        decoded = loads(value)
+        decoded = loads(readable(value))
     if not isinstance(decoded, dict) or decoded.get("v") != VERSION:
         raise ValueError("not a siemgate record (v1)")
     return decoded

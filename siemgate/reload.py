@@ -53,7 +53,7 @@ class Reloadable(Protocol):
 
 def restart_needed(old: Config, new: Config) -> list[str]:
     """The changed keys that only a restart applies."""
-    keys = [key for key in ("listen", "bus", "state_dir", "quarantine", "admin")
+    keys = [key for key in ("listen", "bus", "state_dir", "quarantine", "admin", "metrics")
             if getattr(old, key) != getattr(new, key)]
     keys += [f"forward.{key}" for key in ("listen", "group_prefix", "fetch_max_wait_ms")
              if getattr(old.forward, key) != getattr(new.forward, key)]
@@ -65,7 +65,7 @@ def keep_running_values(old: Config, new: Config) -> Config:
     forward = dataclasses.replace(new.forward, listen=old.forward.listen, group_prefix=old.forward.group_prefix,
                                   fetch_max_wait_ms=old.forward.fetch_max_wait_ms)
     return dataclasses.replace(new, listen=old.listen, bus=old.bus, state_dir=old.state_dir,
-                               quarantine=old.quarantine, admin=old.admin, forward=forward)
+                               quarantine=old.quarantine, admin=old.admin, metrics=old.metrics, forward=forward)
 
 
 class ReloadMetrics:

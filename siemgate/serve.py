@@ -16,7 +16,9 @@ the ingest answers 200 once a batch is fsync'd to the log, the forwarders read t
 cursor per sink, and records are deleted once every sink has passed them. With
 `bus.type: kafka` it runs the same two halves against Kafka (what `siemgate ingest` and
 `siemgate forward` run as separate Deployments). One HTTP listener (`listen`): the webhooks,
-/healthz, /readyz and /metrics, the latter with the forwarders' metrics too. Shutdown on
+/healthz, /readyz and /metrics, the latter with the forwarders' metrics too; with `metrics:`
+configured, /metrics moves to a listener of its own (`_metrics_listener`, `siemgate ingest`
+too), and the webhook port answers it 404. Shutdown on
 SIGTERM/SIGINT: the ingest stops taking requests and answers those in flight, then each
 forwarder finishes its batch within `forward.drain_timeout_seconds` and commits, then the
 log is closed.
@@ -27,17 +29,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import socket
+from collections.abc import AsyncIterator, Iterator, Sequence
 
+import uvicorn
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from siemgate.admin.server import AdminListener, running_admin
 from siemgate.admin.sources import ForwardSource, IngestSource, LinkResult
 from siemgate.admin.status import Process, StatusSources
 from siemgate.bus.embedded import EmbeddedLog
 from siemgate.bus.open import open_bus
-from siemgate.config import Config, ConfirmationConfig
-from siemgate.errors import ConfirmationRefused
+from siemgate.config import Config, ConfirmationConfig, MetricsListenConfig
+from siemgate.errors import ConfirmationRefused, MetricsListenError
 from siemgate.foreground import Foreground
 from siemgate.forwarders.runtime import group_id
 from siemgate.forwarders.service import ForwardService, run_with_endpoints, selected_sinks
@@ -73,6 +78,61 @@ def _admin(config: Config, process: Process, *, ingest: IngestSource | None = No
     return running_admin(config.admin, status_sources(process, ingest=ingest, forward=forward))
 
 
+# -- /metrics on a listener of its own (`metrics:`)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the process's main server owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind_metrics(listen: MetricsListenConfig) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise MetricsListenError(f"metrics.host {listen.host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(64)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise MetricsListenError(f"cannot listen on metrics.host {listen.host} metrics.port {listen.port}: "
+                                 f"{exc.strerror or exc}") from None
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def _metrics_listener(config: Config, app: Starlette) -> AsyncIterator[None]:
+    """The ingest app's /metrics on `metrics.host:metrics.port` while the block runs (bound
+    before the rest starts: a port in use stops the start with one line); nothing without
+    `metrics:` (the app serves /metrics on the webhook port then). It outlives the ingest's
+    shutdown drain, which runs inside the block."""
+    if config.metrics is None:
+        yield
+        return
+    sock = _bind_metrics(config.metrics)
+    route: BaseRoute = app.state.metrics_route
+    server = _QuietServer(uvicorn.Config(Starlette(routes=[route]), lifespan="off", access_log=False,
+                                         log_config=None, server_header=False, proxy_headers=False,
+                                         timeout_graceful_shutdown=5))
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="metrics-server")
+    host, port = sock.getsockname()[:2]
+    log.info(f"/metrics on http://{host}:{port}/metrics", extra={"metrics_port": port})
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+        sock.close()
+
+
 # -- siemgate run
 
 
@@ -98,7 +158,8 @@ async def serve_run(config: Config, reloader: ConfigReloader | None = None) -> N
         foreground = Foreground()
         service = ForwardService(config, bus=opened.bus, foreground=foreground)
         app = create_app(config, opened.ingest_publisher, foreground=foreground, health=service.health)
-        async with _admin(config, "run", ingest=app.state.context, forward=service):
+        async with _admin(config, "run", ingest=app.state.context, forward=service), \
+                _metrics_listener(config, app):
             registry = app.state.context.metrics.registry
             registry.register(Exposed(service.metrics.registry))
             async with reloading(reloader, registry, app.state.webhooks, service):
@@ -132,7 +193,7 @@ async def serve_ingest(config: Config, reloader: ConfigReloader | None = None) -
     async with open_bus(config, role="ingest") as opened:
         assert opened.ingest_publisher is not None  # role "ingest" always has one
         app = create_app(config, opened.ingest_publisher)
-        async with _admin(config, "ingest", ingest=app.state.context):
+        async with _admin(config, "ingest", ingest=app.state.context), _metrics_listener(config, app):
             server = ingest_server(config, app)
             async with reloading(reloader, app.state.context.metrics.registry, app.state.webhooks):
                 tune_gc()

@@ -215,3 +215,40 @@ sinks:
     message = error_of(text)
     assert "not UTF-8" in message and "secret-bytes" not in message
     assert "must be absolute" in error_of(text.replace(str(missing), "relative/HEC_TOKEN"))
+
+
+# --- metrics: /metrics on a listener of its own -------------------------------------------------
+
+
+def test_metrics_listener_is_off_unless_configured_and_has_defaults() -> None:
+    assert parse_config("listen: {port: 8080}\n", {}).metrics is None
+    loaded = parse_config("metrics: {}\n", {})
+    assert loaded.metrics is not None and (loaded.metrics.host, loaded.metrics.port) == ("0.0.0.0", 9109)
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("listen: {port: 8080}\nmetrics: {port: 8080}\n", "metrics.port: 8080 is the webhook port"),
+        ('metrics: {port: 9180}\nadmin: {port: 9180, token: "admin-token-0123456789"}\n',
+         "metrics.port: 9180 is admin.port"),
+        ("metrics: {port: 70000}\n", "metrics.port: must be between 0 and 65535"),
+        ('metrics: {host: "not a host"}\n', "metrics.host:"),
+        ("metrics: {path: /m}\n", "metrics.path: unknown key"),
+    ],
+    ids=["webhook-port", "admin-port", "bad-port", "bad-host", "unknown-key"],
+)
+def test_invalid_metrics_listeners_are_refused(text: str, complaint: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, {})
+    assert complaint in str(caught.value)
+
+
+def test_metrics_listener_changes_need_a_restart() -> None:
+    from siemgate.reload import keep_running_values, restart_needed
+
+    old = parse_config("metrics: {port: 9109}\n", {})
+    new = parse_config("metrics: {port: 9110}\nlog_level: debug\n", {})
+    assert restart_needed(old, new) == ["metrics"]
+    applied = keep_running_values(old, new)
+    assert applied.metrics == old.metrics and applied.log_level == "debug"

@@ -327,3 +327,116 @@ sinks:
         metrics = (await client.get("/metrics")).text
     assert "siemgate_forward_events_total" in metrics and "siemgate_ingest_events_total" in metrics
     await until(lambda: set(ids_in(out)) >= {f"ev-{i}" for i in range(4 * BATCH)}, timeout=90)
+
+
+# --- /metrics on a listener of its own (`metrics:`) --------------------------------------------
+
+
+def _with_metrics_listener(config: Path, port: int) -> None:
+    config.write_text(config.read_text() + f"metrics: {{host: 127.0.0.1, port: {port}}}\n")
+
+
+async def _scrape(port: int) -> str:
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(f"http://127.0.0.1:{port}/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    return answer.text
+
+
+async def test_metrics_move_to_their_own_port_and_leave_the_webhook_port(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port, metrics_port = free_port(), free_port()
+    config = write_config(tmp_path, port)
+    _with_metrics_listener(config, metrics_port)
+    log = tmp_path / "run.log"
+    process = await start(config, port, log, processes)
+    async with sender(port) as client:
+        assert await post(client, 0) == 200
+        # The webhook port no longer answers /metrics ...
+        assert (await client.get("/metrics")).status_code == 404
+    # ... the metrics port does, with the ingest's and the forwarders' series ...
+    metrics = await _scrape(metrics_port)
+    assert _gauge(metrics, "siemgate_ingest_events_total", 'integration="demo",severity="high"') > 0
+    assert "siemgate_sink_up{sink=\"archive\"}" in metrics and "siemgate_config_reload_total" in metrics
+    # ... and nothing else: no webhook, no probe there (a scraper cannot post events).
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{metrics_port}", headers={"X-Api-Key": KEY}) as other:
+        posted = await other.post("/webhook/demo", content=batch(10_000), headers={"Content-Type": "application/json"})
+        assert posted.status_code in (404, 405)
+        for path in ("/healthz", "/readyz", "/"):
+            assert (await other.get(path)).status_code == 404
+    await until(lambda: len(ids_in(tmp_path / "out" / "events.ndjson")) >= BATCH, timeout=60)
+    assert f"/metrics on http://127.0.0.1:{metrics_port}/metrics" in log.read_text()
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, 60) == 0
+    with pytest.raises(httpx.ConnectError):
+        await _scrape(metrics_port)
+
+
+def test_a_metrics_port_in_use_stops_the_start_with_its_reason(tmp_path: Path) -> None:
+    import socket
+
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        in_use = taken.getsockname()[1]
+        config = write_config(tmp_path, port)
+        _with_metrics_listener(config, in_use)
+        result = subprocess.run([sys.executable, "-m", "siemgate", "run", "-c", str(config)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on metrics.host 127.0.0.1 metrics.port {in_use}" in result.stderr
+
+
+def test_the_metrics_port_must_differ_from_the_webhook_port(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    _with_metrics_listener(config, port)
+    result = subprocess.run([sys.executable, "-m", "siemgate", "run", "-c", str(config)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "metrics.port" in result.stderr and "webhook port" in result.stderr
+
+
+async def test_ingest_on_kafka_serves_its_metrics_on_their_own_port(
+    kafka_broker: Broker, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port, metrics_port = free_port(), free_port()
+    config = tmp_path / "ingest.yaml"
+    config.write_text(f"""
+listen: {{host: 127.0.0.1, port: {port}}}
+metrics: {{host: 127.0.0.1, port: {metrics_port}}}
+integrations:
+  - name: demo
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+bus:
+  type: kafka
+  kafka: {{bootstrap_servers: "{kafka_broker.bootstrap_servers}", topic_prefix: m{uuid.uuid4().hex[:10]},
+          idempotence: {str(kafka_broker.idempotence).lower()}, topics: {{partitions: 1}}}}
+  spool: {{path: {tmp_path}/spool}}
+state_dir: {tmp_path}/state
+quarantine: {{path: {tmp_path}/quarantine}}
+""")
+    log = tmp_path / "ingest.log"
+    with open(log, "ab") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "siemgate", "ingest", "-c", str(config)],
+                                   stdout=handle, stderr=handle)
+    processes.append(process)
+
+    async def ready() -> bool:
+        assert process.poll() is None, log.read_text()
+        async with httpx.AsyncClient() as client:
+            with contextlib.suppress(httpx.HTTPError):
+                return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+        return False
+
+    await wait_until(ready, "the ingest's /readyz", timeout=30)
+    async with sender(port) as client:
+        assert await post(client, 0) == 200
+        assert (await client.get("/metrics")).status_code == 404
+    metrics = await _scrape(metrics_port)
+    assert _gauge(metrics, "siemgate_ingest_requests_total", 'code="200",integration="demo"') == 1
+    assert "siemgate_spool_events" in metrics and "siemgate_forward_" not in metrics
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, 60) == 0

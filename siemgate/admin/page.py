@@ -231,11 +231,12 @@ def _tiles(status: Status) -> str:
         tiles.append(_tile("Lag, all sinks", _num(lag), f"{_num(dead)} dead-lettered", "bad" if dead else ""))
     if status.spool is not None:
         spool = status.spool
+        share = f"{spool.bytes / spool.max_bytes:.0%} of {_bytes(spool.max_bytes)}" if spool.max_bytes else "on disk"
+        tone = _storage_tone(spool)
         if spool.kind == "spool":
-            share = f"{spool.bytes / spool.max_bytes:.0%} of {_bytes(spool.max_bytes)}" if spool.max_bytes else ""
-            tiles.append(_tile("Spool", _bytes(spool.bytes), share, "warn" if spool.active else ""))
+            tiles.append(_tile("Spool", _bytes(spool.bytes), share, tone or ("warn" if spool.active else "")))
         else:
-            tiles.append(_tile("Embedded log", _bytes(spool.bytes), "on disk"))
+            tiles.append(_tile("Embedded log", _bytes(spool.bytes), share, tone))
     return f'<div class="tiles">{"".join(tiles)}</div>'
 
 
@@ -324,17 +325,37 @@ def _sinks(sinks: Iterable[SinkStatus]) -> str:
     return f'<div class="card"><table>{"".join(rows)}</table></div>'
 
 
+# A store this full (of its cap) is shown as a warning; at the cap, batches are answered 503.
+STORAGE_WARN_SHARE = 0.8
+
+
+def _storage_tone(spool: SpoolStatus) -> str:
+    if spool.max_bytes and spool.bytes >= spool.max_bytes:
+        return "bad"
+    if spool.max_bytes and spool.bytes >= STORAGE_WARN_SHARE * spool.max_bytes:
+        return "warn"
+    return ""
+
+
 def _spool(spool: SpoolStatus) -> str:
+    if spool.max_bytes:
+        share = min(1.0, spool.bytes / spool.max_bytes)
+        meter = f'<progress max="1000" value="{share * 1000:.0f}">{share:.0%}</progress>'
+        held = f"{e(_bytes(spool.bytes))} of {e(_bytes(spool.max_bytes))} ({share:.0%}){meter}"
+    else:
+        held = e(_bytes(spool.bytes))
+    free = "not measured yet" if spool.free_bytes is None else _bytes(spool.free_bytes)
+    storage = [("Free space on its file system", e(free))]
+    if spool.max_bytes and spool.bytes >= spool.max_bytes:
+        storage.append(("Full", '<span class="bad-text">new batches are answered 503 until space is freed</span>'))
+    storage.append(("Batches refused (full)", _count(spool.refused_full, "bad-text")))
     if spool.kind == "embedded_log":
-        items = [("File", f"<code>{e(spool.path)}</code>"), ("Size on disk", e(_bytes(spool.bytes))),
+        items = [("File", f"<code>{e(spool.path)}</code>"), ("Size on disk (bus.max_bytes)", held), *storage,
                  ("Note", "records are deleted once every sink has passed them; a sink that is down holds them")]
     else:
-        share = min(1.0, spool.bytes / spool.max_bytes) if spool.max_bytes else 0.0
-        meter = f'<progress max="1000" value="{share * 1000:.0f}">{share:.0%}</progress>'
         state = _badge("spooling" if spool.active else "idle")
         items = [("Directory", f"<code>{e(spool.path)}</code>"), ("State", state),
-                 ("Events held", e(_num(spool.events or 0))),
-                 ("Bytes held", f"{e(_bytes(spool.bytes))} of {e(_bytes(spool.max_bytes or 0))}{meter}")]
+                 ("Events held", e(_num(spool.events or 0))), ("Bytes held (bus.spool.max_bytes)", held), *storage]
     rows = "".join(f"<dt>{e(k)}</dt><dd>{v}</dd>" for k, v in items)
     return f'<div class="card"><dl class="kv">{rows}</dl></div>'
 

@@ -10,7 +10,9 @@ the forward service), so a hot reload shows at once. Nothing here changes them.
 - Sinks: up/down, the delivery rate over the last minute (`RateMeter`, from the forwarders'
   counters), the lag per severity, the dead-lettered count since the process started.
 - The spool (`siemgate ingest` / `run` on Kafka): events and bytes held, against its
-  maximum; on the embedded bus, the log file's size instead.
+  maximum; on the embedded bus, the log's bytes on disk against `bus.max_bytes`. Both with the
+  free space of their file system and the batches refused because the store was full, from
+  the storage stats the bus exposes (`StorageReporter`, the `siemgate_storage_*` metrics).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from siemgate import __version__
 from siemgate.admin.sources import ForwardSource, IngestSource, LinkRequester
 from siemgate.bus.base import SpoolReporter
 from siemgate.bus.embedded import disk_usage
+from siemgate.bus.sqlite_writer import StorageReporter
 from siemgate.config import Config
 from siemgate.errors import SiemgateError
 from siemgate.record import SEVERITIES
@@ -91,12 +94,18 @@ class SinkStatus:
 class SpoolStatus:
     kind: Literal["spool", "embedded_log"]
     path: str
-    # The spool: logical bytes and events held; the embedded log: the file's size (events unknown).
+    # The spool: logical bytes and events held; the embedded log: its bytes on disk (segments,
+    # index, WAL; events unknown).
     bytes: int
     events: int | None
+    # The cap (bus.spool.max_bytes, bus.max_bytes); None: none known.
     max_bytes: int | None
     # True while batches go to the spool instead of Kafka.
     active: bool | None
+    # Free space of the file system holding it; None: not measured yet (or not known).
+    free_bytes: int | None = None
+    # Batches answered 503 because the store was full, since the process started.
+    refused_full: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,12 +255,21 @@ def _sinks(service: ForwardSource, meter: RateMeter) -> list[SinkStatus]:
 def _spool(sources: StatusSources) -> SpoolStatus | None:
     config = sources.config
     ingest = sources.ingest
+    publisher = ingest.publisher if ingest is not None else None
+    storage = publisher.storage_stats() if isinstance(publisher, StorageReporter) else None
+    free = storage.free_bytes if storage is not None else None
+    refused = storage.refused_full if storage is not None else 0
     if ingest is not None and isinstance(ingest.publisher, SpoolReporter):
         stats = ingest.publisher.spool_stats()
+        cap = storage.limit_bytes if storage is not None and storage.limit_bytes else config.bus.spool.max_bytes
         return SpoolStatus(kind="spool", path=config.bus.spool.path, bytes=stats.bytes, events=stats.events,
-                           max_bytes=config.bus.spool.max_bytes, active=stats.active)
+                           max_bytes=cap, active=stats.active, free_bytes=free, refused_full=refused)
     if config.bus.type == "embedded" and sources.process == "run":
-        size = disk_usage(Path(config.bus.path))
-        return SpoolStatus(kind="embedded_log", path=config.bus.path, bytes=size, events=None, max_bytes=None,
-                           active=None)
+        if storage is not None and storage.store == "log":
+            return SpoolStatus(kind="embedded_log", path=config.bus.path, bytes=storage.bytes, events=None,
+                               max_bytes=storage.limit_bytes or None, active=None, free_bytes=free,
+                               refused_full=refused)
+        # No live log to ask (not open yet): its size on disk, the configured cap.
+        return SpoolStatus(kind="embedded_log", path=config.bus.path, bytes=disk_usage(Path(config.bus.path)),
+                           events=None, max_bytes=config.bus.max_bytes or None, active=None)
     return None

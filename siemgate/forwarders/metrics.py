@@ -57,6 +57,11 @@ class ForwardMetrics:
             "(forward.stall_timeout_seconds): the process's /healthz fails.",
             ["sink"], registry=self.registry,
         )
+        self.invalid_timestamps = Counter(
+            "siemgate_forward_invalid_timestamps", "Events whose own time was no real instant (2025-02-30 ...): "
+            "sent with the receive time, the vendor's text as timestamp_invalid.",
+            ["sink"], registry=self.registry,
+        )
         self.retries = Counter(
             "siemgate_sink_retries", "Batches sent again after a retryable failure or an auth refusal.",
             ["sink", "reason"], registry=self.registry,

@@ -3,7 +3,8 @@
 The record's `event` is the vendor's event, untouched. Sinks need a few fields that SOC
 tools expect everywhere (id, timestamp, source ip, url, method, rule, action, asset); they
 are looked up by configurable dotted paths, first match wins, with defaults that cover the
-common spellings.
+common spellings; a path's first key also matches case- and separator-insensitively, and a
+dotted path the flat key of its parts (`Normalizer._plan`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
@@ -20,14 +21,15 @@ from siemgate.config import DEFAULT_FIELDS, NormalizeConfig
 from siemgate.record import (
     SEVERITIES,
     Kind,
+    Level,
     Severity,
-    canonical_severity,
     decode,
     dumps,
     envelope_decoder,
     envelope_event_decoder,
     event_in,
     json_decoder,
+    readable,
 )
 
 # Event shapes (top-level key tuples) whose lookup plan is remembered; the values come from
@@ -53,7 +55,8 @@ class NormalizedEvent:
     batch: str
     seq: int
     peer: str
-    # The event's own time when it has a parseable one, else `received_at` (RFC 3339, UTC).
+    # The event's own time when it has one that is a real instant, else `received_at`
+    # (RFC 3339, UTC, 6 fraction digits).
     timestamp: str
     source_ip: str | None
     url: str | None
@@ -67,6 +70,15 @@ class NormalizedEvent:
     event: Any
     # The record value as it came off the bus: what a dead letter keeps.
     record: bytes
+    # The event's time as the vendor wrote it (as text) when it was no real instant
+    # (`2025-02-30T10:00:00Z`, `yesterday`): `timestamp` is then `received_at`. Else None.
+    timestamp_invalid: str | None = None
+    # The vendor's own severity label as text (normalized field `vendor_severity`), or None.
+    vendor_severity: str | None = None
+    # `severity` on the scale with `critical`: critical when the record is routed `high` and
+    # the vendor's label reads as critical (`normalize.severity_map`); else `severity`.
+    # What formats with a level above high show; `severity` is what routing uses.
+    level: Level = "unknown"
 
     def event_json(self) -> bytes:
         """The vendor's event as compact JSON."""
@@ -98,7 +110,7 @@ _CONTAINERS = (dict, list)
 # How to find the normalized fields in events of one shape: per field, its index into
 # _FIELD_NAMES, its conversion, and the paths whose first key the shape has, as (first key,
 # the rest).
-_Plan = tuple[tuple[int, Callable[[object], str | None], tuple[tuple[str, tuple[str, ...]], ...]], ...]
+_Plan = tuple[tuple[int, Callable[[object], object], tuple[tuple[str, tuple[str, ...]], ...]], ...]
 
 
 class Normalizer:
@@ -109,6 +121,9 @@ class Normalizer:
             name: tuple(tuple(p.split(".")) for p in (*config.fields.get(name, ()), *defaults))
             for name, defaults in DEFAULT_FIELDS.items()
         }
+        scheme = config.severity_scheme
+        self._level = scheme.level
+        self._canonical = scheme.canonical
         # Per set of wanted fields, the plan of each event shape seen (top-level key tuple).
         self._plans: dict[frozenset[str] | None, dict[tuple[str, ...], _Plan]] = {}
 
@@ -123,15 +138,34 @@ class Normalizer:
             envelope = _decode_envelope(value)
             event = _decode_json(envelope.event)
         except (msgspec.DecodeError, RecursionError):  # also ValidationError: not exactly the envelope
-            return self._normalize_any(decode(value), value, fields)
+            # An event holding a lone surrogate escape is read with U+FFFD in its place (the
+            # record keeps the sender's bytes): every sink gets valid text.
+            reading = readable(value)
+            if reading == value:
+                return self._normalize_any(decode(value), value, fields)
+            try:
+                envelope = _decode_envelope(reading)
+                event = _decode_json(envelope.event)
+            except (msgspec.DecodeError, RecursionError):
+                return self._normalize_any(decode(value), value, fields)
         # The envelope as the ingest writes it: its types are checked, the values need no conversion.
         received_at = envelope.received_at
-        timestamp, source_ip, url, method, rule, rule_id, action, asset, event_type, message = self._extract(
-            event, fields)
+        raw_time, source_ip, url, method, rule, rule_id, action, asset, event_type, message, vendor_severity = (
+            self._extract(event, fields))
+        severity = envelope.severity
+        level: Level = severity
+        if severity == "high" and vendor_severity is not None and self._level(vendor_severity) == "critical":
+            level = "critical"
+        timestamp = invalid = None
+        if raw_time is not None:
+            timestamp = _timestamp(raw_time)
+            if timestamp is None:
+                invalid = _text(raw_time)
         # Positional, in NormalizedEvent's field order: a keyword call costs twice as much.
-        return NormalizedEvent(envelope.id, envelope.kind, envelope.integration, envelope.severity, received_at,
+        return NormalizedEvent(envelope.id, envelope.kind, envelope.integration, severity, received_at,
                                envelope.batch, envelope.seq, envelope.peer, timestamp or received_at, source_ip,
-                               url, method, rule, rule_id, action, asset, event_type, message, event, value)
+                               url, method, rule, rule_id, action, asset, event_type, message, event, value,
+                               invalid, vendor_severity, level)
 
     def _normalize_any(self, record: Mapping[str, object], value: bytes,
                        fields: frozenset[str] | None) -> NormalizedEvent:
@@ -139,9 +173,15 @@ class Normalizer:
         event = record.get("event")
         severity = record.get("severity")
         if severity not in SEVERITIES:
-            severity = canonical_severity(severity)
+            severity = self._canonical(severity)
         received_at = str(record.get("received_at") or "")
         found = self._extract(event, fields)
+        raw_time = found[0]
+        timestamp = _timestamp(raw_time) if raw_time is not None else None
+        vendor_severity = found[10]
+        level: Level = severity
+        if severity == "high" and vendor_severity is not None and self._level(vendor_severity) == "critical":
+            level = "critical"
         return NormalizedEvent(
             id=str(record.get("id", "")),
             kind=record.get("kind", "event"),  # type: ignore[arg-type]
@@ -151,7 +191,7 @@ class Normalizer:
             batch=str(record.get("batch", "")),
             seq=int(record.get("seq", 0) or 0),  # type: ignore[call-overload]
             peer=str(record.get("peer", "")),
-            timestamp=found[0] or received_at,
+            timestamp=timestamp or received_at,
             source_ip=found[1],
             url=found[2],
             method=found[3],
@@ -163,12 +203,16 @@ class Normalizer:
             message=found[9],
             event=event,
             record=value,
+            timestamp_invalid=_text(raw_time) if raw_time is not None and timestamp is None else None,
+            vendor_severity=vendor_severity,
+            level=level,
         )
 
-    def _extract(self, event: object, fields: frozenset[str] | None) -> list[str | None]:
+    def _extract(self, event: object, fields: frozenset[str] | None) -> list[Any]:
         """Per normalized field (of `fields`, if given), in _FIELD_NAMES order: the first
-        scalar found, converted (`_timestamp` for the timestamp, else `_text`); or None."""
-        found: list[str | None] = [None] * len(_FIELD_NAMES)
+        scalar found, converted (`_text`; the timestamp as found, `_timestamp` converts it);
+        or None."""
+        found: list[Any] = [None] * len(_FIELD_NAMES)
         if not isinstance(event, dict):
             return found
         plans = self._plans.get(fields)
@@ -188,17 +232,60 @@ class Normalizer:
 
     def _plan(self, event: dict[str, object], fields: frozenset[str] | None) -> _Plan:
         """The paths that can match an event with these top-level keys, remembered for its
-        shape: events of one vendor share their shape, so most lookups are skipped."""
-        plan = tuple(
-            (index, _timestamp if name == "timestamp" else _text,
-             tuple((path[0], path[1:]) for path in self._paths[name] if path[0] in event))
-            for index, name in enumerate(_FIELD_NAMES)
-            if fields is None or name in fields
-        )
+        shape: events of one vendor share their shape, so most lookups are skipped.
+
+        A path's first key matches exactly, else case- and separator-insensitively (`sourceIP`,
+        `SourceIp`, `source-ip` for `sourceIp`); a dotted path also matches the flat key of its
+        parts joined (`assetName`, `asset_name` for `asset.name`). Done here, once per shape:
+        the lookups per event are the same exact-key lookups as before."""
+        folded: dict[str, str] | None = None
+        entries = []
+        for index, name in enumerate(_FIELD_NAMES):
+            # the vendor's severity always: every format shows the level
+            if fields is not None and name not in fields and name != "vendor_severity":
+                continue
+            paths: list[tuple[str, tuple[str, ...]]] = []
+            for path in self._paths[name]:
+                if path[0] in event:
+                    found: list[tuple[str, tuple[str, ...]]] = [(path[0], path[1:])]
+                else:
+                    if folded is None:
+                        folded = _folded_keys(event)
+                    key = folded.get(_fold(path[0]))
+                    found = [(key, path[1:])] if key is not None else []
+                if len(path) > 1:
+                    if folded is None:
+                        folded = _folded_keys(event)
+                    key = folded.get(_fold("".join(path)))
+                    if key is not None:
+                        found.append((key, ()))
+                paths += (candidate for candidate in found if candidate not in paths)
+            entries.append((index, _as_found if name == "timestamp" else _text, tuple(paths)))
+        plan = tuple(entries)
         plans = self._plans.setdefault(fields, {})
         if len(plans) < _MAX_SHAPES:
             plans[tuple(event)] = plan
         return plan
+
+
+_SEPARATORS = str.maketrans("", "", "_-. ")
+
+
+def _fold(key: str) -> str:
+    """A field name as compared when not exact: lower case, without `_`, `-`, `.` and spaces."""
+    return key.translate(_SEPARATORS).lower()
+
+
+def _folded_keys(event: dict[str, object]) -> dict[str, str]:
+    """The event's top-level keys by their folded form; the first of a folded form wins."""
+    folded: dict[str, str] = {}
+    for key in event:
+        folded.setdefault(_fold(key), key)
+    return folded
+
+
+def _as_found(value: object) -> object:
+    return value
 
 
 def _text(value: object) -> str | None:
@@ -209,17 +296,44 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
-_RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
+# RFC 3339 in UTC with a Z, each field in its range (whether day 29-31 exists is checked apart).
+_RFC3339_UTC = re.compile(
+    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?Z")
 # What makes a match of it 6 fraction digits, by its length: 20 has none, 22-27 have 1-6.
 _FRACTION_PADDING = {20: ".000000", **{21 + digits: "0" * (6 - digits) for digits in range(1, 7)}}
+# Epoch seconds or milliseconds as text ("1795899598", "1795899598123", "1795899598.5").
+_EPOCH_TEXT = re.compile(r"-?\d{9,13}(?:\.\d+)?")
+# A leap second, `hh:mm:60`, in an ISO 8601 time: the date, the hour and minute, the rest.
+_LEAP_SECOND = re.compile(r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d):60(?:\.\d+)?(.*)")
+# Verdicts on the days seen (YYYY-MM-DD -> a real date?): they repeat from event to event.
+_DAYS: dict[str, bool] = {}
+_MAX_DAYS = 4096
+
+
+def _real_day(day: str) -> bool:
+    valid = _DAYS.get(day)
+    if valid is None:
+        try:
+            date.fromisoformat(day)
+            valid = True
+        except ValueError:
+            valid = False
+        if len(_DAYS) < _MAX_DAYS:
+            _DAYS[day] = valid
+    return valid
 
 
 def _timestamp(value: object) -> str | None:
-    """RFC 3339 UTC with microseconds, from ISO 8601 text or epoch seconds/milliseconds."""
-    # The common case, already UTC with a Z: no datetime round trip.
-    if isinstance(value, str) and _RFC3339_UTC.fullmatch(value):
+    """RFC 3339 UTC with microseconds, from ISO 8601 text (any offset, `T`/`t`, `Z`/`z`) or
+    epoch seconds/milliseconds (numbers or numeric text); None when the value is no real
+    instant (`2025-02-30`, hour 24 or more, minute 60 ...). A leap second, `23:59:60` in UTC,
+    is the last microsecond before it, `23:59:59.999999` (Python's datetime has no second 60)."""
+    # The common case, already UTC with a Z: no datetime round trip, only the fields' ranges.
+    if isinstance(value, str) and _RFC3339_UTC.fullmatch(value) and (value[8:10] < "29" or _real_day(value[:10])):
         return f"{value[:-1]}{_FRACTION_PADDING[len(value)]}Z"
     moment: datetime | None = None
+    if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):
+        value = float(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 1e11 else value
         try:
@@ -227,15 +341,35 @@ def _timestamp(value: object) -> str | None:
         except (OverflowError, OSError, ValueError):
             return None
     elif isinstance(value, str) and value:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
+        moment = _iso_moment(value)
     if moment is None:
         return None
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _iso_moment(text: str) -> datetime | None:
+    """ISO 8601 text as an aware datetime (UTC when it names no zone), or None."""
+    text = text.replace("Z", "+00:00").replace("z", "+00:00")
+    leap = None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        leap = _LEAP_SECOND.fullmatch(text)
+        if leap is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(f"{leap[1]}:59{leap[2]}")
+        except ValueError:
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if leap is not None:
+        # Only the last second of a UTC day can be a leap second.
+        moment = moment.astimezone(UTC)
+        if (moment.hour, moment.minute) != (23, 59):
+            return None
+        moment = moment.replace(microsecond=999999)
+    return moment
 
 
 def passes(severity: Severity, minimum: Severity, normalizer: Normalizer) -> bool:

@@ -187,6 +187,7 @@ class SinkForwarder:
         self._committing: asyncio.Task[None] | None = None
         self._replacement: tuple[SinkSettings, Sink[SinkSettings], Normalizer] | None = None
         self._replaced = asyncio.Event()
+        self._invalid_timestamps = metrics.invalid_timestamps.labels(settings.name)
         self._events = {o: metrics.events.labels(settings.name, o)
                         for o in ("delivered", "duplicate", "dead_lettered", "filtered")}
 
@@ -379,7 +380,7 @@ class SinkForwarder:
         pending: list[_Pending] = []
         malformed: list[DeadLetter] = []
         offsets: dict[Partition, int] = {}
-        filtered = 0
+        filtered = invalid_times = 0
         minimum = self.settings.min_severity
         # Nothing can be below `low` (unknown is routed as low at the least): skip the check.
         filtering = minimum != "low"
@@ -407,11 +408,15 @@ class SinkForwarder:
                     stand_in = _unreadable(record.value, tp, record.offset)
                     malformed.append(DeadLetter(stand_in, f"malformed record: {exc}", 0))
                     continue
+                if event.timestamp_invalid is not None:
+                    invalid_times += 1
                 keep(_Pending(tp, event))
             offsets[tp] = records[-1].offset + 1
             self._next_offset[tp] = records[-1].offset + 1
         if filtered:
             self._events["filtered"].inc(filtered)
+        if invalid_times:
+            self._invalid_timestamps.inc(invalid_times)
         if malformed:
             await self._dead_letter(malformed)
         return pending, offsets

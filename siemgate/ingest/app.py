@@ -1,4 +1,6 @@
-"""The ingest ASGI app: one POST route per integration, plus /healthz, /readyz and /metrics.
+"""The ingest ASGI app: one POST route per integration, plus /healthz, /readyz and /metrics
+(the latter only without `metrics:`; with it, `app.state.metrics_route` is served by the
+composition root on a listener of its own).
 
 What a 200 means: every event of the batch is durable. With `siemgate ingest` on Kafka the
 publisher is a `SpoolingPublisher`: each event is acknowledged by Kafka (acks=all), or, when
@@ -53,6 +55,7 @@ from siemgate.ingest.confirmation_store import ConfirmationStore
 from siemgate.ingest.metrics import IngestMetrics
 from siemgate.ingest.peer import allowed, client_address
 from siemgate.ingest.quarantine import Quarantine
+from siemgate.record import SeverityScheme
 
 log = logging.getLogger("siemgate.ingest")
 
@@ -108,10 +111,12 @@ def _error(status: int, message: str, **extra: object) -> JSONResponse:
 class WebhookEndpoint:
     """POST handler of one integration."""
 
-    def __init__(self, integration: IntegrationConfig, context: IngestContext) -> None:
+    def __init__(self, integration: IntegrationConfig, context: IngestContext,
+                 severity: SeverityScheme | None = None) -> None:
+        """`severity`: the scheme of the config this endpoint serves (default the context's)."""
         self.integration = integration
         self.context = context
-        self._parser = BatchParser(integration, context.prefix)
+        self._parser = BatchParser(integration, context.prefix, severity or context.config.normalize.severity_scheme)
         self._requests = {code: context.metrics.requests.labels(integration.name, str(code))
                           for code in (200, 400, 401, 403, 408, 413, 415, 503)}
         self._activity = context.metrics.activity
@@ -200,6 +205,8 @@ class WebhookEndpoint:
         for severity, count in counts.items():
             self.context.metrics.events.labels(self.integration.name, severity).inc(count)
         self._activity.accepted(self.integration.name, len(batch.records))
+        if batch.lone_surrogates:
+            self.context.metrics.lone_surrogates.labels(self.integration.name).inc(batch.lone_surrogates)
 
     async def _reject(self, status: int, reason: str, body: bytes, peer: str) -> Response:
         ident = await self.context.quarantine.save(
@@ -270,10 +277,16 @@ class Webhooks:
         self._context = context
         self._fixed = fixed
         self._endpoints: dict[IntegrationConfig, WebhookEndpoint] = {}
+        self._normalize = context.config.normalize
         app.router.routes = self._routes(context.config)
 
     def _routes(self, config: Config) -> list[BaseRoute]:
-        endpoints = {i: self._endpoints.get(i) or WebhookEndpoint(i, self._context) for i in config.integrations}
+        if config.normalize != self._normalize:  # another severity scheme: every endpoint anew
+            self._endpoints = {}
+            self._normalize = config.normalize
+        scheme = config.normalize.severity_scheme
+        endpoints = {i: self._endpoints.get(i) or WebhookEndpoint(i, self._context, scheme)
+                     for i in config.integrations}
         self._endpoints = endpoints
         webhooks: list[BaseRoute] = [Route(i.path, e.handle, methods=["POST"]) for i, e in endpoints.items()]
         return [*webhooks, *self._fixed]
@@ -348,9 +361,12 @@ def create_app(config: Config, publisher: Publisher, *, foreground: Foreground |
     fixed = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
     ]
+    metrics_route = Route("/metrics", metrics, methods=["GET"])
+    if config.metrics is None:  # else only on the metrics listener (the composition root serves it)
+        fixed.append(metrics_route)
     app = Starlette(lifespan=lifespan)
     app.state.context = context
+    app.state.metrics_route = metrics_route
     app.state.webhooks = Webhooks(app, context, fixed)
     return app

@@ -9,6 +9,9 @@ splits it into each event's raw JSON bytes, then decodes only the few fields the
 needs (id, severity, type); the raw bytes go into the record untouched. An event is parsed
 completely only when `ControlPrefilter` says it might be a confirmation or test message,
 or when it has no id (its id is then a hash of its canonical form).
+
+What strict parsers refuse for the text alone loses no batch: a leading BOM is dropped, and
+events holding a lone surrogate are split from a readable copy of the body (`surrogates`).
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ import msgspec
 from siemgate.config import IntegrationConfig
 from siemgate.errors import InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.confirmation import ControlPrefilter, classify, confirmation_link
+from siemgate.ingest.surrogates import raw_surrogates_escaped, spans
 from siemgate.record import (
+    DEFAULT_SCHEME,
     BatchEncoder,
     Kind,
     Record,
     Severity,
-    canonical_severity,
+    SeverityScheme,
     event_id,
     loads,
+    readable,
     unrepresentable,
 )
 
@@ -53,12 +59,26 @@ class Batch:
     records: list[Record]
     # The link of every confirmation message in the batch, in order.
     confirmation_links: list[str]
+    # Events holding a lone surrogate escape (kept; read as U+FFFD).
+    lone_surrogates: int = 0
 
 
 _RawList = msgspec.json.Decoder(list[msgspec.Raw])
 _RawObject = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _UNSET = msgspec.UNSET
 _WHITESPACE = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"
+
+
+def _find(body: bytes, part: bytes, start: int) -> int | None:
+    """Where `part` (a slice of `body`) stands in `body`: a short search, then one compare."""
+    head = part[:64]
+    at = body.find(head, start)
+    while at != -1:
+        if body.startswith(part, at):
+            return at
+        at = body.find(head, at + 1)
+    return None
 
 
 def _getter(attributes: list[str]) -> Callable[[object], tuple[object, ...]]:
@@ -74,8 +94,11 @@ def _getter(attributes: list[str]) -> Callable[[object], tuple[object, ...]]:
 class BatchParser:
     """Parses one integration's bodies into records. Built once per integration."""
 
-    def __init__(self, integration: IntegrationConfig, prefix: str) -> None:
+    def __init__(self, integration: IntegrationConfig, prefix: str, severity: SeverityScheme | None = None) -> None:
+        """`severity`: how the vendors' severities are read (`normalize.severity_scheme`);
+        default siemgate's defaults."""
         self.integration = integration
+        self._canonical = (severity or DEFAULT_SCHEME).canonical
         self.prefix = prefix
         self.prefilter = ControlPrefilter(integration.confirmation)
         # One struct with every field the record needs, under safe attribute names; fields
@@ -99,35 +122,73 @@ class BatchParser:
     def split(self, body: bytes) -> Events:
         """Each event's raw JSON, and where their array lies in `body` when that is known
         cheaply. Raises NotJson or InvalidBatch."""
+        return self._read(body)[1]
+
+    def _read(self, body: bytes) -> tuple[bytes, Events, dict[int, bytes]]:
+        """The body as read (a leading BOM dropped, raw surrogates escaped), its events, and
+        siemgate's reading of each event that holds a lone surrogate (`record.readable`)
+        by index. Raises NotJson or InvalidBatch."""
+        if body.startswith(_BOM):  # RFC 8259 8.1: a parser may ignore it; .NET senders write it
+            body = body[len(_BOM):]
         try:
             body.decode("utf-8")  # msgspec does not check strings it only skips
         except UnicodeDecodeError as exc:
-            raise NotJson(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
-        lead = len(body) - len(body.lstrip(_WHITESPACE))
-        start = body[lead : lead + 1]
-        if not start:
-            raise NotJson("the body is empty (expected a JSON array of events)")
+            escaped = raw_surrogates_escaped(body)
+            if escaped is None:
+                raise NotJson(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
+            body = escaped
         try:
-            if start == b"[":
-                return Events(_RawList.decode(body), body, lead, len(body.strip(_WHITESPACE)))
-            if start == b"{":
-                document = _RawObject.decode(body)
-                for key in self.integration.batch_keys:
-                    inner = document.get(key)
-                    if inner is None:
-                        continue
-                    array = bytes(inner)
-                    if array[:1] == b"[":
-                        # The array's offset is known when its key comes first: {"events":[...
-                        opening = b'{"' + key.encode() + b'":'
-                        at = lead + len(opening) if body.startswith(opening, lead) else None
-                        return Events(_RawList.decode(array), array, at, len(array))
-                return Events([body.strip(_WHITESPACE)], None, None, None)
-            _RawList.decode(b"[" + body + b"]")  # is it JSON at all?
+            return body, self._split(body)[0], {}
+        except msgspec.DecodeError as exc:
+            reading = readable(body)
+            if reading == body:
+                raise NotJson(f"the body is not JSON: {exc}") from None
+        except RecursionError:
+            raise NotJson("the body is nested deeper than the JSON parser allows") from None
+        # Lone surrogates: split what siemgate reads, then take each event's own bytes from
+        # the body, at the same offsets.
+        try:
+            events, key = self._split(reading)
         except msgspec.DecodeError as exc:
             raise NotJson(f"the body is not JSON: {exc}") from None
         except RecursionError:
             raise NotJson("the body is nested deeper than the JSON parser allows") from None
+        if events.array is None:
+            originals = [body.strip(_WHITESPACE)]
+        else:
+            originals = [body[start:end] for start, end in spans(reading, key)]
+        readings = {index: bytes(raw) for index, (raw, original) in enumerate(zip(events.raws, originals,
+                                                                                  strict=True))
+                    if bytes(raw) != original}
+        return body, events._replace(raws=originals), readings
+
+    def _split(self, body: bytes) -> tuple[Events, str | None]:
+        """Events, and the batch key whose array holds them (None: a top-level array, or a
+        single object). Raises msgspec.DecodeError, RecursionError or InvalidBatch."""
+        lead = len(body) - len(body.lstrip(_WHITESPACE))
+        start = body[lead : lead + 1]
+        if not start:
+            raise NotJson("the body is empty (expected a JSON array of events)")
+        if start == b"[":
+            return Events(_RawList.decode(body), body, lead, len(body.strip(_WHITESPACE))), None
+        if start == b"{":
+            document = _RawObject.decode(body)
+            for key in self.integration.batch_keys:
+                inner = document.get(key)
+                if inner is None:
+                    continue
+                array = bytes(inner)
+                if array[:1] == b"[":
+                    # The array's offset: known when its key comes first ({"events":[...), else
+                    # found (its first bytes, then all of it compared). Where the same bytes
+                    # stand twice, either place holds the same events at the same offsets.
+                    opening = b'{"' + key.encode() + b'":'
+                    at: int | None = lead + len(opening) if body.startswith(opening, lead) else None
+                    if at is None:
+                        at = _find(body, array, lead)
+                    return Events(_RawList.decode(array), array, at, len(array)), key
+            return Events([body.strip(_WHITESPACE)], None, None, None), None
+        _RawList.decode(b"[" + body + b"]")  # is it JSON at all?
         raise InvalidBatch(
             f"expected a JSON array of events or an object holding one under "
             f"{'/'.join(self.integration.batch_keys)}, got a JSON scalar"
@@ -135,7 +196,7 @@ class BatchParser:
 
     def parse(self, body: bytes, *, peer: str, max_events: int) -> Batch:
         """Raises NotJson, InvalidBatch or TooManyEvents."""
-        raws, array, array_start, array_length = self.split(body)
+        body, (raws, array, array_start, array_length), readings = self._read(body)
         if len(raws) > max_events:
             raise TooManyEvents(f"{len(raws)} events in one batch; the limit is {max_events}")
         integration = self.integration
@@ -158,39 +219,47 @@ class BatchParser:
                 headers = self._headers.decode(array)
         for seq, data in enumerate(datas):
             try:
-                records.append(self._record(encoder, seq, data, headers, suspects, links))
+                records.append(self._record(encoder, seq, data, readings.get(seq), headers, suspects, links))
             except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError, RecursionError) as exc:
                 raise InvalidBatch(f"event {seq} cannot be read: {exc}") from None
-        return Batch(id=batch_id, records=records, confirmation_links=links)
+        return Batch(id=batch_id, records=records, confirmation_links=links, lone_surrogates=len(readings))
 
-    def _record(self, encoder: BatchEncoder, seq: int, data: bytes, headers: list[Any] | None,
-                suspects: set[int] | None, links: list[str]) -> Record:
-        """One event's record. Raises ValueError (or msgspec's errors) for an event that
-        cannot be carried to the sinks as it is."""
+    def _record(self, encoder: BatchEncoder, seq: int, data: bytes, reading: bytes | None,
+                headers: list[Any] | None, suspects: set[int] | None, links: list[str]) -> Record:
+        """One event's record. `reading`: what siemgate reads of an event holding a lone
+        surrogate (U+FFFD in its place), else None. Raises ValueError (or msgspec's errors)
+        for an event that cannot be carried to the sinks as it is."""
         integration = self.integration
         reason = unrepresentable(data)
         if reason is not None:
             raise ValueError(reason)
+        text = data if reading is None else reading
         kind: Kind = "event"
         severity: Severity = "unknown"
         ident: str | None = None
         parsed: object = _UNSET
         if headers is not None or data[:1] == b"{":
-            header = headers[seq] if headers is not None else self._header.decode(data)
+            header = headers[seq] if headers is not None else self._header.decode(text)
             ident = self._vendor_id(header)
+            if reading is not None and ident is not None and "\ufffd" in ident:
+                # The id may have held a lone surrogate: read as U+FFFD, two different ids could
+                # become one key. The content hash tells the events apart.
+                ident = None
             severity = self._severity(header)
             if self.prefilter.may_be_control(
                 data, self._type_values(header), self._flag_values(header),
                 suspects is None or seq in suspects,
             ):
-                parsed = loads(data)
+                parsed = loads(text)
                 kind = classify(parsed, integration.confirmation)
                 if kind == "confirmation":
                     link = confirmation_link(parsed, integration.confirmation)
                     if link:
                         links.append(link)
         if ident is None:
-            if parsed is _UNSET:
+            # The sender's event itself (a lone surrogate kept): its hash differs from that of
+            # an event holding U+FFFD or another lone surrogate there.
+            if parsed is _UNSET or reading is not None:
                 parsed = loads(data)
             ident = event_id(parsed, integration.name, ())
         return encoder.encode(event_id=ident, kind=kind, severity=severity, seq=seq, event_bytes=data)
@@ -234,5 +303,5 @@ class BatchParser:
         for field in self._severity_fields:
             value = getattr(header, field)
             if value is not _UNSET:
-                return canonical_severity(value)
+                return self._canonical(value)
         return "unknown"

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -62,6 +62,23 @@ _SEPARATORS: Final = re.compile(r"[\s_.\-]+")
 _ASCII_SEPARATORS: Final = str.maketrans("", "", " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f_.-")
 
 
+# The characters whose lowercase holds an ASCII letter (what `str.lower` does to a key or a
+# text before `classify` compares it), and whether they could spell a hint: the Kelvin sign
+# (U+212A) is "k" to it, anywhere in the hint; İ (U+0130) is "i" followed by U+0307, so only
+# at the hint's end. The test text and "https://" hold neither way. Relevant for few hints
+# (not the default "confirm"), so ordinary bodies are not searched for them.
+def _ends_with_i(hint: str) -> bool:
+    return hint.endswith("i")
+
+
+def _holds_k(hint: str) -> bool:
+    return "k" in hint
+
+
+_LOWERS_TO_ASCII: Final[dict[str, tuple[bytes, Callable[[str], bool]]]] = {
+    "\u0130": (b"i", _ends_with_i), "\u212a": (b"k", _holds_k)}
+
+
 class ControlPrefilter:
     """A cheap necessary condition for `classify(event) != "event"`, for the ingest's hot path.
 
@@ -72,11 +89,17 @@ class ControlPrefilter:
     - a type field whose value names a control type, or a test flag that is `true`;
     - the field hint in a key, or in a text of a message with at most 4 fields, together
       with an https link (every confirmation rule other than the typed one needs a link);
-    - the vendor's test text;
-    - a JSON escape that could hide any of these (a backslash-u escape, or an escaped slash).
+    - the vendor's test text.
+
+    The hint, the test text and `https://` may be written with JSON escapes (`\\u0063onfirm`,
+    `https:\\/\\/`): the byte checks read such an event through `_view`, which decodes the
+    escapes of the characters they look for (and of the two non-ASCII characters whose
+    lowercase is ASCII). Every other escape (`\\u00e9`, `\\"`, `\\\\`: what `json.dumps`, Jackson
+    or Go write for non-ASCII text, quotes and `<>&`) hides nothing, so events full of them
+    are not sent to classification.
     """
 
-    __slots__ = ("_hint", "_type_memo", "_wanted")
+    __slots__ = ("_exact", "_hiding", "_hint", "_needles", "_specials", "_type_memo", "_wanted", "_wanted_hex")
 
     # Type values repeat from event to event ("sql_injection", "waf_block"): remember verdicts.
     _MEMO_SIZE: Final = 4096
@@ -84,27 +107,59 @@ class ControlPrefilter:
     _MEMO_LONGEST: Final = 64
 
     def __init__(self, config: ConfirmationConfig) -> None:
-        self._hint = config.field_hint.lower().encode()
+        hint = config.field_hint.lower()
+        self._hint = hint.encode()
         self._wanted = _wanted(config.confirmation_types) | _wanted(config.test_types)
         self._type_memo: dict[str, bool] = {}
+        # A hint that is not plain printable ASCII (a quote or backslash is escaped in JSON, a
+        # non-ASCII one has many spellings): every event takes the full look.
+        self._exact = hint.isascii() and hint.isprintable() and '"' not in hint and "\\" not in hint
+        # What the byte checks look for, character by character, in both cases.
+        wanted = {c for text in (hint, _TEST_PHRASE_BYTES.decode(), "https://") for c in (*text, *text.upper())}
+        # Their \u00XX escapes' last two hex digits, in either case.
+        self._wanted_hex = frozenset(b"%02x" % ord(c) for c in wanted) | frozenset(b"%02X" % ord(c) for c in wanted)
+        # The characters whose lowercase could spell the hint, raw (UTF-8) and as escapes.
+        specials = {c: lowered for c, (lowered, spells) in _LOWERS_TO_ASCII.items() if spells(hint)}
+        self._specials = {c.encode(): lowered for c, lowered in specials.items()}
+        special_escapes = [e for c in specials for e in (b"%04x" % ord(c), b"%04X" % ord(c))]
+        # What else could hide them: the raw characters, their escapes, an escaped slash.
+        self._needles = [*self._specials, *(b"\\u" + e for e in special_escapes)]
+        escapes = b"|".join([b"00(?:" + b"|".join(sorted(self._wanted_hex)) + b")", *special_escapes])
+        self._hiding = re.compile(rb"\\(?:u(?:" + escapes + rb")|/)")
 
     def suspect_positions(self, body: bytes) -> list[int] | None:
         """Sorted offsets in `body` where the byte checks of `may_be_control` could succeed:
-        the hint, the test text, a JSON escape. Only events spanning one of these need the
-        byte checks, and most bodies have none. None: every event needs them."""
-        if not self._hint.isascii():
+        the hint, the test text, an escape that could spell them. Only events spanning one of
+        these need the byte checks, and most bodies have none. None: every event needs them."""
+        if not self._exact:
             return None
         lowered = body.lower()
         positions: list[int] = []
-        needles = [self._hint, _TEST_PHRASE_BYTES]
-        # A one-byte search is a memchr: far cheaper than the two-byte ones it spares.
-        if b"\\" in body:
-            needles += [b"\\u", b"\\/"]
-        for needle in needles:
+        for needle in (self._hint, _TEST_PHRASE_BYTES):
             at = lowered.find(needle)
             while at != -1:
                 positions.append(at)
                 at = lowered.find(needle, at + 1)
+        # A one-byte search is a memchr: far cheaper than the searches it spares.
+        needles = self._needles
+        if b"\\" in body:
+            needles = [*needles, b"\\/"]
+            # The \u00XX escapes of the characters looked for. Not a regex: `split` and a look
+            # at two bytes per piece is several times faster on escape-heavy bodies (json.dumps
+            # writes one escape per non-ASCII character), and most escapes are of others.
+            pieces = body.split(b"\\u00")
+            if len(pieces) > 1:
+                wanted = self._wanted_hex
+                at = len(pieces[0])
+                for piece in pieces[1:]:
+                    if piece[:2] in wanted:
+                        positions.append(at)
+                    at += 4 + len(piece)
+        for needle in needles:
+            at = body.find(needle)
+            while at != -1:
+                positions.append(at)
+                at = body.find(needle, at + 1)
         positions.sort()
         return positions
 
@@ -122,15 +177,25 @@ class ControlPrefilter:
             return True
         if not byte_checks:
             return False
-        if b"\\" in raw and (b"\\u" in raw or b"\\/" in raw):
+        if not self._exact:
             return True
-        lowered = raw.lower()
-        if _TEST_PHRASE_BYTES in lowered or not self._hint.isascii():
+        lowered = self._view(raw).lower()
+        if _TEST_PHRASE_BYTES in lowered:
             return True
         if self._hint not in lowered or b"https://" not in lowered:
             return False
         # The hint and a link: in a key (at any depth), or in the text of a short message?
         return _in_a_key(lowered, self._hint) or _top_level_fields(raw) <= _MAX_TEXT_ONLY_FIELDS
+
+    def _view(self, raw: bytes) -> bytes:
+        """`raw` with the escapes that could spell what the byte checks look for decoded, and
+        the characters whose lowercase is ASCII written as that (the one change that may
+        matter to them). Quotes and backslashes stay as they are: keys are still found."""
+        if b"\\" in raw:
+            raw = self._hiding.sub(_decoded, raw)
+        for character, lowered in self._specials.items():
+            raw = raw.replace(character, lowered)
+        return raw
 
     def _control_type(self, value: str) -> bool:
         verdict = self._type_memo.get(value)
@@ -139,6 +204,15 @@ class ControlPrefilter:
             if len(self._type_memo) < self._MEMO_SIZE and len(value) <= self._MEMO_LONGEST:
                 self._type_memo[value] = verdict
         return verdict
+
+
+def _decoded(match: re.Match[bytes]) -> bytes:
+    found = match.group()
+    if found == b"\\/":
+        return b"/"
+    character = chr(int(found[2:], 16))
+    special = _LOWERS_TO_ASCII.get(character)
+    return special[0] if special is not None else character.encode()
 
 
 def _in_a_key(document: bytes, needle: bytes) -> bool:

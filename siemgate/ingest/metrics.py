@@ -44,6 +44,11 @@ class IngestMetrics:
             "siemgate_ingest_quarantined_bodies", "Bodies answered 400/413 and kept in quarantine.",
             ["integration"], registry=self.registry,
         )
+        self.lone_surrogates = Counter(
+            "siemgate_ingest_lone_surrogate_events",
+            "Events accepted holding a lone surrogate escape (kept as sent; read as U+FFFD).",
+            ["integration"], registry=self.registry,
+        )
         self.integration_state = Gauge(
             "siemgate_integration_state", "1 for the integration's confirmation state.",
             ["integration", "state"], registry=self.registry,

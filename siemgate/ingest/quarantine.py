@@ -1,8 +1,10 @@
 """Bodies that are not a JSON batch are answered 400 and kept here, so that nothing the
-sender posted is lost: an operator can fix and replay them. Bounded: the oldest go first.
+sender posted is lost: an operator can fix and replay them (`siemgate quarantine`,
+`quarantine_cli.py`). Bounded: the oldest go first.
 
-Each body is `<time>-<integration>-<id>.body` with a `.json` beside it (why, from whom, when).
-Written only after authentication succeeded, so strangers cannot fill the disk.
+Each body is `<time>-<integration>-<id>.body` with a `.json` beside it (why, from whom, when;
+`resent` once sent on). Written only after authentication succeeded, so strangers cannot
+fill the disk.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -72,6 +75,70 @@ class Quarantine:
             path.unlink(missing_ok=True)
             self._used -= size
             log.warning("quarantine full: dropped the oldest body", extra={"file": path.name})
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """One quarantined body's description (its `.json`)."""
+
+    id: str
+    integration: str
+    reason: str
+    peer: str
+    status: int
+    bytes: int
+    received_at: float
+    # When and how it was sent on (`siemgate quarantine resend`), or None.
+    resent: dict[str, object] | None
+
+
+def kept_bodies(path: str) -> list[Kept]:
+    """Every body kept under `path`, oldest first (a missing directory holds none)."""
+    directory = Path(path)
+    if not directory.is_dir():
+        return []
+    found = []
+    for meta in sorted(directory.glob("*.json")):
+        if meta.with_suffix(".body").is_file():
+            kept = _kept(meta)
+            if kept is not None:
+                found.append(kept)
+    return found
+
+
+def kept_body(path: str, ident: str) -> tuple[Kept, bytes] | None:
+    """The description and bytes of body `ident`, or None when there is no such body."""
+    if not ident or Path(ident).name != ident or ident.startswith("."):
+        return None
+    meta = Path(path) / f"{ident}.json"
+    try:
+        body = (Path(path) / f"{ident}.body").read_bytes()
+    except FileNotFoundError:
+        return None
+    kept = _kept(meta)
+    return None if kept is None else (kept, body)
+
+
+def mark_resent(path: str, ident: str, resent: dict[str, object]) -> None:
+    """Note in body `ident`'s description that it was sent on."""
+    meta = Path(path) / f"{ident}.json"
+    document = orjson.loads(meta.read_bytes())
+    document["resent"] = resent
+    _write(meta, orjson.dumps(document))
+
+
+def _kept(meta: Path) -> Kept | None:
+    try:
+        document = orjson.loads(meta.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    resent = document.get("resent")
+    return Kept(id=meta.stem, integration=str(document.get("integration", "")), reason=str(document.get("reason", "")),
+                peer=str(document.get("peer", "")), status=int(document.get("status", 0) or 0),
+                bytes=int(document.get("bytes", 0) or 0), received_at=float(document.get("received_at", 0) or 0),
+                resent=resent if isinstance(resent, dict) else None)
 
 
 def _write(path: Path, data: bytes) -> None:

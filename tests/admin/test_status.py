@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
 
+from siemgate.admin.page import _bytes, status_page
 from siemgate.admin.status import RateMeter, build_status, link_id
+from siemgate.bus.embedded import EmbeddedLog, EmbeddedPublisher
 from siemgate.bus.spool import SpoolStats
+from siemgate.bus.sqlite_writer import StorageStats
+from siemgate.config import MIN_LOG_BYTES
+from siemgate.errors import LogFull
+from siemgate.record import Record, topic_for
 from tests.admin.support import KEY, SpoolingStub, make_config, mark_running, sources
 
 pytestmark = pytest.mark.anyio
@@ -151,3 +159,77 @@ async def test_each_process_shows_its_own_parts(tmp_path: Path) -> None:
     embedded = await build_status(sources(config))
     assert embedded.spool is not None
     assert (embedded.spool.kind, embedded.spool.bytes, embedded.spool.events) == ("embedded_log", 4096, None)
+
+
+def _records(prefix: str, batch: int, n: int = 50) -> list[Record]:
+    return [Record(topic_for(prefix, "event", "high"), f"e-{batch}-{i}".encode(), b"x" * 400, [], "high", "event")
+            for i in range(n)]
+
+
+async def test_the_embedded_log_against_its_cap_and_the_free_space(tmp_path: Path) -> None:
+    """The live log's storage stats (what `siemgate_storage_*` exports): its bytes on disk against
+    bus.max_bytes, the file system's free space, and the batches refused once full, on the page too."""
+    config = make_config(tmp_path, extra="")
+    log = EmbeddedLog(tmp_path / "bus.db", prefix=config.bus.topic_prefix, max_bytes=MIN_LOG_BYTES)
+    publisher = EmbeddedPublisher(log)
+    await publisher.start()
+    try:
+        await publisher.publish(_records(config.bus.topic_prefix, 0))
+        await log._engine.measure_storage()
+        status = await build_status(sources(config, publisher=publisher))
+        spool = status.spool
+        assert spool is not None and spool.kind == "embedded_log"
+        stats = publisher.storage_stats()
+        assert spool.bytes == stats.bytes > 20_000 and spool.max_bytes == MIN_LOG_BYTES
+        assert stats.free_bytes is not None and spool.free_bytes == stats.free_bytes
+        assert abs(spool.free_bytes - shutil.disk_usage(tmp_path).free) < 64 * 1024**2
+        assert spool.refused_full == 0
+        page = status_page(status, "nonce", None)
+        assert f"of {_bytes(MIN_LOG_BYTES)}" in page and _bytes(spool.free_bytes) in page
+        assert "answered 503" not in page
+
+        with pytest.raises(LogFull):
+            for batch in range(1, 200):
+                await publisher.publish(_records(config.bus.topic_prefix, batch))
+        full = await build_status(sources(config, publisher=publisher))
+        assert full.spool is not None and full.spool.refused_full == 1
+        assert full.spool.bytes <= MIN_LOG_BYTES and full.spool.bytes >= 0.8 * MIN_LOG_BYTES
+        page = status_page(full, "nonce", None)
+        assert "Batches refused (full)" in page and '<span class="bad-text">1</span>' in page
+    finally:
+        await publisher.stop()
+
+
+class StorageSpoolStub(SpoolingStub):
+    def __init__(self, stats: SpoolStats, storage: StorageStats) -> None:
+        super().__init__(stats)
+        self.storage = storage
+
+    def storage_stats(self) -> StorageStats:
+        return self.storage
+
+
+async def test_the_spool_against_its_cap_free_space_and_refusals(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    stats = SpoolStats(events=9000, bytes=950_000, active=True)
+    storage = StorageStats(store="spool", bytes=950_000, limit_bytes=1_000_000, free_bytes=3 * 1024**3,
+                           refused_full=4)
+    status = await build_status(sources(config, process="ingest", forward=False,
+                                        publisher=StorageSpoolStub(stats, storage)))
+    spool = status.spool
+    assert spool is not None
+    assert (spool.kind, spool.bytes, spool.max_bytes, spool.free_bytes, spool.refused_full) == (
+        "spool", 950_000, 1_000_000, 3 * 1024**3, 4)
+    page = status_page(status, "nonce", None)
+    assert f"{_bytes(950_000)} of {_bytes(1_000_000)} (95%)" in page
+    assert "3.0 GiB" in page and '<span class="bad-text">4</span>' in page
+    # Not measured yet: said so, not shown as 0.
+    unmeasured = dataclasses.replace(storage, free_bytes=None, bytes=1_000_000, refused_full=0)
+    status = await build_status(sources(config, process="ingest", forward=False,
+                                        publisher=StorageSpoolStub(stats, unmeasured)))
+    page = status_page(status, "nonce", None)
+    assert "not measured yet" in page and "answered 503 until space is freed" not in page
+    full = dataclasses.replace(stats, bytes=1_000_000)
+    status = await build_status(sources(config, process="ingest", forward=False,
+                                        publisher=StorageSpoolStub(full, unmeasured)))
+    assert "answered 503 until space is freed" in status_page(status, "nonce", None)

@@ -239,3 +239,42 @@ def metric_names_in(expr: str) -> set[str]:
 
 def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+# The kinds of metric the code defines and the series names each kind exports.
+_METRIC_KINDS = {"Counter": ("_total",), "CounterMetricFamily": ("_total",), "Gauge": ("",),
+                 "GaugeMetricFamily": ("",), "Histogram": ("_bucket", "_count", "_sum"),
+                 "HistogramMetricFamily": ("_bucket", "_count", "_sum"), "Summary": ("_count", "_sum", ""),
+                 "Info": ("_info",)}
+_DEFINITION = re.compile(r"\b(" + "|".join(_METRIC_KINDS) + r")\(\s*\"(siemgate_[a-z0-9_]+)\"")
+
+
+def defined_metric_names() -> set[str]:
+    """Every series name a metric definition under siemgate/ gives (Counter("siemgate_x", ...)
+    and the collectors' *MetricFamily("siemgate_x", ...)): found in the source, so a metric only
+    registered at run time (the reloader's, the storage collector's) counts too."""
+    names: set[str] = set()
+    for path in (ROOT / "siemgate").rglob("*.py"):
+        for kind, name in _DEFINITION.findall(path.read_text()):
+            names.update(name + suffix for suffix in _METRIC_KINDS[kind])
+    return names
+
+
+def promql_selectors(expr: str) -> list[tuple[str, dict[str, tuple[str, str]]]]:
+    """Parse `expr` with Prometheus's grammar (promql-parser, a Rust port of the Prometheus
+    parser: functions, regexes and vector matching are checked as promtool does) and return its
+    vector selectors: (metric name, {label: (operator, value)})."""
+    try:
+        import promql_parser
+    except ImportError as exc:  # a test dependency (pyproject's `test` extra), never skipped
+        raise AssertionError("promql-parser is missing: pip install -e '.[test]'") from exc
+    tree = promql_parser.parse(expr)  # ValueError with the parser's message when invalid
+    found: list[tuple[str, dict[str, tuple[str, str]]]] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            labels = {m.name: (str(m.op).rsplit(".", 1)[-1], m.value) for m in node.matchers.matchers}
+            found.append((node.name or labels.get("__name__", ("", ""))[1], labels))
+
+    promql_parser.walk(tree, visit)
+    return found

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from tests.deploy.support import (
     Obj,
     Rendered,
     container_env,
+    defined_metric_names,
     exported_metric_names,
     file_refs,
     labels_match,
@@ -44,6 +46,7 @@ from tests.deploy.support import (
     materialize,
     metric_names_in,
     mounted_config,
+    promql_selectors,
     quantity_bytes,
     render,
     secret_files,
@@ -660,6 +663,17 @@ def _strings(mapping: dict[str, Any]) -> bool:
     return all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
 
 
+def _other_secrets(values: dict[str, Any]) -> set[str]:
+    """The Secrets besides the chart's that values name: kafkaTls's, those forwarder.extraEnv
+    reads, keda.authentication's."""
+    tls = values.get("kafkaTls", {})
+    names = {tls.get(k) for k in ("secretName", "caSecretName", "clientSecretName")}
+    names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in values.get("forwarder", {}).get("extraEnv", [])
+              if "secretKeyRef" in e.get("valueFrom", {})}
+    names |= {r["secretName"] for r in values.get("keda", {}).get("authentication", {}).values()}
+    return {n for n in names if n}
+
+
 def test_custom_resources_are_well_formed(rendered: Rendered) -> None:
     deployments = {d["metadata"]["name"] for d in rendered.kind("Deployment")}
     auths = {a["metadata"]["name"]: a for a in rendered.kind("TriggerAuthentication")}
@@ -693,14 +707,13 @@ def test_custom_resources_are_well_formed(rendered: Rendered) -> None:
         assert obj["apiVersion"] == "keda.sh/v1alpha1"
         refs = obj["spec"]["secretTargetRef"]
         assert refs
-        tls_secret = rendered.values.get("kafkaTls", {}).get("secretName")
         for ref in refs:
             assert set(ref) == {"parameter", "name", "key"} and _strings(ref)
             assert ref["parameter"] in {"sasl", "username", "password", "tls", "ca", "cert", "key", "keyPassword"}
             if ref["name"] == rendered.secret_name:
                 assert ref["key"] in secret_keys
             else:
-                assert ref["name"] == tls_secret
+                assert ref["name"] in _other_secrets(rendered.values), ref
     services = rendered.kind("Service")
     for obj in rendered.kind("ServiceMonitor"):
         assert obj["apiVersion"] == "monitoring.coreos.com/v1"
@@ -713,7 +726,7 @@ def test_custom_resources_are_well_formed(rendered: Rendered) -> None:
             assert endpoint["port"] in ports
             assert endpoint["path"] == "/metrics"
             assert re.fullmatch(r"[0-9]+(ms|s|m|h)", endpoint["interval"])
-    exported = exported_metric_names() | AGREED_METRICS
+    exported = exported_metric_names() | defined_metric_names() | AGREED_METRICS
     for obj in rendered.kind("PrometheusRule"):
         assert obj["apiVersion"] == "monitoring.coreos.com/v1"
         for group in obj["spec"]["groups"]:
@@ -726,8 +739,122 @@ def test_custom_resources_are_well_formed(rendered: Rendered) -> None:
                 if "for" in rule:
                     assert re.fullmatch(r"[0-9]+(ms|s|m|h|d)", rule["for"])
                 assert rule["labels"]["severity"] in {"critical", "warning", "info"}
-                used = metric_names_in(rule["expr"])
-                assert used and used <= exported, f"{rule['alert']}: {used - exported} not exported by siemgate"
+                # Prometheus's grammar (functions, regexes, vector matching), as promtool checks it.
+                names = {name for name, _ in promql_selectors(rule["expr"])}
+                assert names, f"{rule['alert']}: no series"
+                ours = {n for n in names if n.startswith("siemgate_")}
+                assert ours <= exported, f"{rule['alert']}: {ours - exported} not exported by siemgate"
+                assert ours == metric_names_in(rule["expr"])
+                assert names - ours <= {"up"} | KEDA_METRICS, f"{rule['alert']}: {names - ours - {'up'}}"
+
+
+# KEDA operator metrics a rule may use (KEDA >= 2.14 names, the chart's minimum).
+KEDA_METRICS = {"keda_scaled_object_errors_total", "keda_scaler_detail_errors_total"}
+
+
+def _alerts(rendered: Rendered) -> list[Obj]:
+    return [a for rule in rendered.kind("PrometheusRule") for g in rule["spec"]["groups"] for a in g["rules"]]
+
+
+def _pod_names(deployment: str) -> list[str]:
+    """Names Kubernetes gives a Deployment's pods: <name>-<template hash>-<suffix>."""
+    return [f"{deployment}-5d8f7c9b4d-x2k9q", f"{deployment}-7f6b9-abcde"]
+
+
+def _matches(labels: dict[str, tuple[str, str]], label: str, value: str) -> bool:
+    op, wanted = labels[label]
+    return value == wanted if op == "Equal" else re.fullmatch(wanted, value) is not None if op == "Re" else False
+
+
+def _check_gone_alerts(rendered: Rendered) -> None:
+    alerts = _alerts(rendered)
+    by_name: dict[str, list[Obj]] = {}
+    for alert in alerts:
+        by_name.setdefault(alert["alert"], []).append(alert)
+    services = {s["metadata"]["name"] for s in rendered.kind("Service")}
+    sinks = _sink_names(rendered)
+    # No ingest up at all (absent of `up == 1`: crashed, unscheduled, or none selected).
+    (ingest_absent,) = by_name["SiemgateIngestAbsent"]
+    assert ingest_absent["expr"].startswith("absent(")
+    ((name, labels),) = promql_selectors(ingest_absent["expr"])
+    # The job is the Service the ServiceMonitor scrapes (Prometheus Operator names jobs after it).
+    scraped = rendered.get("Service", labels["job"][1])
+    assert labels["job"][0] == "Equal" and scraped["metadata"]["labels"].get("siemgate.io/metrics") == "true"
+    assert labels_match(scraped["spec"]["selector"], _ingest(rendered)["spec"]["template"]["metadata"]["labels"])
+    assert labels["namespace"] == ("Equal", NAMESPACE)
+    assert ingest_absent["labels"]["severity"] == "critical"
+    # Every sink: no process exporting siemgate_sink_up for it at all.
+    unmonitored = {a["labels"]["sink"]: a for a in by_name["SiemgateSinkUnmonitored"]}
+    assert set(unmonitored) == set(sinks)
+    for sink, alert in unmonitored.items():
+        ((name, labels),) = promql_selectors(alert["expr"])
+        assert alert["expr"].startswith("absent(") and name == "siemgate_sink_up"
+        assert labels["sink"] == ("Equal", sink)
+    # Kafka: each sink's forwarder Deployment, by its pods' names (never another sink's pods).
+    absent = {a["labels"]["sink"]: a for a in by_name.get("SiemgateForwarderAbsent", [])}
+    forwarders = {f["metadata"]["name"]: f for f in _forwarders(rendered)}
+    assert len(absent) == len(forwarders) == (len(sinks) if _mode(rendered) == "kafka" else 0)
+    for sink, alert in absent.items():
+        ((name, labels),) = promql_selectors(alert["expr"])
+        assert name == "up" and labels["job"][1] in services
+        own = [f for f in forwarders if f.endswith(f"-fwd-{sink}")]
+        assert len(own) == 1
+        for deployment in forwarders:
+            for pod in _pod_names(deployment):
+                assert _matches(labels, "pod", pod) is (deployment == own[0]), (sink, pod)
+    # A lag that was there and whose series vanished (the forwarders that measured it are gone).
+    (unwatched,) = by_name["SiemgateLagUnwatched"]
+    expr = " ".join(unwatched["expr"].split())
+    assert "last_over_time(siemgate_forward_lag_events{" in expr
+    assert re.search(r"unless on \(namespace, sink\) siemgate_forward_lag_events\{[^}]*\}$", expr)
+    (frozen,) = by_name["SiemgateLagFrozen"]
+    assert "changes(siemgate_forward_lag_events" in frozen["expr"]
+    (reload,) = by_name["SiemgateConfigReloadInvalid"]
+    ((name, labels),) = promql_selectors(reload["expr"])
+    assert name == "siemgate_config_reload_total" and _matches(labels, "result", "invalid")
+    # The rules already there for a spool or log that waits or fills are kept, not duplicated.
+    for kept in ("SiemgateSpoolStranded", "SiemgateStorageFilling", "SiemgateForwarderStalled", "SiemgateSpooling"):
+        assert len(by_name[kept]) == 1
+    scaled = [o["metadata"]["name"] for o in rendered.kind("ScaledObject")]
+    keda = by_name.get("SiemgateKedaScalerErrors", [])
+    assert len(keda) == (1 if scaled else 0)
+    for alert in keda:
+        selectors = promql_selectors(alert["expr"])
+        assert {n for n, _ in selectors} == KEDA_METRICS
+        for _, labels in selectors:
+            for obj in scaled:
+                assert _matches(labels, "scaledObject", obj)
+            assert not _matches(labels, "scaledObject", scaled[0] + "x")
+
+
+def test_prometheus_rule_alerts_when_something_is_gone(rendered: Rendered) -> None:
+    if not rendered.values.get("metrics", {}).get("prometheusRule", {}).get("enabled"):
+        assert _alerts(rendered) == []
+        return
+    _check_gone_alerts(rendered)
+
+
+@pytest.mark.parametrize("name", ["kafka-keda-values.yaml", "default-values.yaml"])
+def test_gone_alerts_with_keda_and_embedded(name: str) -> None:
+    values = load_values(CHART / "ci" / name)
+    values.setdefault("metrics", {})["prometheusRule"] = {"enabled": True}
+    _check_gone_alerts(render(values))
+
+
+def test_promql_check_refuses_what_prometheus_refuses() -> None:
+    """The parser under the rule checks is a real one: it refuses what Prometheus refuses."""
+    for bad in ("absent(up{job=\"a\"} == 1", "nosuchfunction(up)", 'up{pod=~"("}', "sum by (a) (up) ==",
+                "rate(up)"):
+        with pytest.raises(ValueError):
+            promql_selectors(bad)
+
+
+def test_metric_definitions_are_found_in_the_code() -> None:
+    """defined_metric_names greps the definitions: it finds what the registries export, and
+    the metrics only registered at run time."""
+    defined = defined_metric_names()
+    assert exported_metric_names() - AGREED_METRICS <= defined
+    assert {"siemgate_config_reload_total", "siemgate_stalled", "siemgate_storage_bytes"} <= defined
 
 
 def test_prometheus_rule_alerts_on_what_loses_or_delays_events(rendered: Rendered) -> None:
@@ -1193,3 +1320,277 @@ async def test_a_rotated_secret_reaches_a_running_config_without_a_roll(tmp_path
     assert await reloader.reload(force=False) == "applied"
     (integration,) = reloader.config.integrations
     assert [v.reveal() for v in integration.auth.values] == ["new-key-0123456789", following]
+
+
+# --- the ingest's /metrics on a port of its own; what the NetworkPolicy lets through ----------
+
+
+def _ingest_monitor(rendered: Rendered) -> tuple[Obj, Obj] | None:
+    """(ServiceMonitor, the Service it selects) of the ingest."""
+    monitors = [m for m in rendered.kind("ServiceMonitor")
+                if m["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component") == "ingest"]
+    if not monitors:
+        return None
+    (monitor,) = monitors
+    (service,) = [s for s in rendered.kind("Service")
+                  if labels_match(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
+    return monitor, service
+
+
+def _ports(container: Obj) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container["ports"]}
+
+
+def test_the_ingest_serves_metrics_on_their_own_port_by_default(rendered: Rendered, loaded: list[Workload]) -> None:
+    ingest = _workload(loaded, _ingest(rendered)["metadata"]["name"])
+    metrics = ingest.config.metrics
+    assert metrics is not None, "the chart configures the metrics listener by default"
+    assert metrics.host == "0.0.0.0" and _ports(ingest.container)["metrics"] == metrics.port
+    webhook_service = rendered.get("Service", ingest.name)
+    assert {p["name"] for p in webhook_service["spec"]["ports"]} == {"http"}, "never /metrics on the webhook Service"
+    assert "siemgate.io/metrics" not in webhook_service["metadata"]["labels"]
+    found = _ingest_monitor(rendered)
+    if found is None:
+        assert not rendered.values.get("metrics", {}).get("serviceMonitor", {}).get("enabled")
+        return
+    monitor, service = found
+    assert service["metadata"]["name"] != ingest.name and service["spec"]["clusterIP"] == "None"
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
+    ((endpoint),) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["scheme"] == "http"
+
+
+def test_metrics_null_keeps_them_on_the_webhook_port() -> None:
+    values = load_values(CHART / "ci" / "observability-values.yaml")
+    values["config"]["metrics"] = None
+    rendered = render(values)
+    ingest = _ingest(rendered)
+    container = _siemgate_container(ingest["spec"]["template"]["spec"])
+    assert "metrics" not in _ports(container)
+    found = _ingest_monitor(rendered)
+    assert found is not None
+    monitor, service = found
+    assert service["metadata"]["name"] == ingest["metadata"]["name"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    (policy,) = [p for p in rendered.kind("NetworkPolicy") if p["metadata"]["name"] == ingest["metadata"]["name"]]
+    assert {p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]} == {"http", "admin"}
+    rules = [r for r in _alerts(rendered) if r["alert"] == "SiemgateIngestAbsent"]
+    assert promql_selectors(rules[0]["expr"])[0][1]["job"] == ("Equal", ingest["metadata"]["name"])
+
+
+def _peers(rule: Obj) -> list[Obj] | None:
+    return rule.get("from")
+
+
+def test_network_policy_lets_prometheus_reach_only_the_metrics_port(rendered: Rendered) -> None:
+    if not rendered.values.get("networkPolicy", {}).get("enabled"):
+        return
+    np = rendered.values["networkPolicy"]
+    ingest = _ingest(rendered)
+    (policy,) = [p for p in rendered.kind("NetworkPolicy") if p["metadata"]["name"] == ingest["metadata"]["name"]]
+    rules = policy["spec"]["ingress"]
+    metrics_rules = [r for r in rules if any(p["port"] == "metrics" for p in r["ports"])]
+    (metrics_rule,) = metrics_rules
+    assert [p["port"] for p in metrics_rule["ports"]] == ["metrics"], "the scrapers' peers reach /metrics alone"
+    assert _peers(metrics_rule) == (np.get("metricsFrom") or None)
+    # The webhook port: ingest.from, and the helm test pod (when ingest.from restricts it).
+    test_pods = rendered.kind("Pod")
+    for rule in rules:
+        if any(p["port"] == "http" for p in rule["ports"]):
+            assert [p["port"] for p in rule["ports"]] == ["http"]
+    http_rules = [r for r in rules if r["ports"][0]["port"] == "http"]
+    for pod in test_pods:
+        allowed = any(_peers(r) is None or any(
+            set(peer) == {"podSelector"} and labels_match(peer["podSelector"]["matchLabels"], pod["metadata"]["labels"])
+            for peer in _peers(r) or []) for r in http_rules)
+        assert allowed, "helm test's pod may ask the ingest's /readyz"
+
+
+def test_the_helm_test_pod_is_allowed_with_the_observability_values() -> None:
+    rendered = render(load_values(CHART / "ci" / "observability-values.yaml"))
+    assert rendered.values["networkPolicy"]["ingest"]["from"], "the case that used to block it"
+    test_network_policy_lets_prometheus_reach_only_the_metrics_port(rendered)
+
+
+def _https_egress(rendered: Rendered) -> list[Obj]:
+    name = _ingest(rendered)["metadata"]["name"]
+    (policy,) = [p for p in rendered.kind("NetworkPolicy") if p["metadata"]["name"] == name]
+    return [r for r in policy["spec"]["egress"] if any(p["port"] == 443 for p in r.get("ports", []))]
+
+
+@pytest.mark.parametrize(
+    ("mode", "egress", "admin", "opened"),
+    [("manual", "auto", False, False), ("auto", "auto", False, True), ("manual", "auto", True, True),
+     ("manual", True, False, True), ("auto", False, False, False)],
+    ids=["manual", "auto-mode", "confirm-button", "always", "never"],
+)
+def test_confirmation_egress_opens_https_only_when_siemgate_requests_links(
+    mode: str, egress: object, admin: bool, opened: bool
+) -> None:
+    values = load_values(CHART / "ci" / "observability-values.yaml")
+    values["config"]["integrations"][0]["confirmation"] = {"mode": mode, "allowed_hosts": ["*.vendor.example"]}
+    values["networkPolicy"]["ingest"]["confirmationEgress"] = egress
+    values["admin"]["enabled"] = admin
+    rules = _https_egress(render(values))
+    assert len(rules) == int(opened)
+    values["networkPolicy"]["ingest"]["confirmationEgressTo"] = [{"ipBlock": {"cidr": "203.0.113.0/24"}}]
+    rules = _https_egress(render(values))
+    assert [r.get("to") for r in rules] == ([[{"ipBlock": {"cidr": "203.0.113.0/24"}}]] if opened else [])
+
+
+def test_the_metrics_port_must_be_a_port_of_its_own() -> None:
+    assert "config.metrics.port 8080 is the webhook port" in _render_error({"config": {"metrics": {"port": 8080}}})
+    values = {"config": {"metrics": {"port": 9180}}, "admin": {"enabled": True},
+              "secrets": {"values": {"SIEMGATE_ADMIN_TOKEN": "t" * 20}}}
+    assert "config.metrics.port 9180 is admin.port" in _render_error(values)
+
+
+# --- KEDA on real clusters: credentials from any Secret, Strimzi's layout --------------------
+
+
+def _keda_values(**security: Any) -> dict[str, Any]:
+    values = load_values(CHART / "ci" / "kafka-keda-values.yaml")
+    values["config"]["bus"]["kafka"]["security"] = security
+    return values
+
+
+def _auth_refs(rendered: Rendered) -> dict[str, tuple[str, str]]:
+    (auth,) = rendered.kind("TriggerAuthentication")
+    return {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+
+
+def _tls_mounts(rendered: Rendered) -> Iterator[tuple[Obj, dict[str, tuple[str, str]]]]:
+    """Each pod's siemgate container and its kafka-tls files: {path: (secret, key)}."""
+    for obj, pod in rendered.pods:
+        if obj["kind"] == "Pod":
+            continue
+        container = _siemgate_container(pod)
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "kafka-tls"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "kafka-tls"]
+        files = {f"{mount['mountPath']}/{item['path']}": (source["secret"]["name"], item["key"])
+                 for source in volume["projected"]["sources"] for item in source["secret"]["items"]}
+        yield container, files
+
+
+def test_strimzi_layout_the_ca_and_the_user_in_two_secrets(tmp_path: Path) -> None:
+    values = _keda_values(protocol="SSL")
+    values["kafkaTls"] = {"caSecretName": "my-cluster-cluster-ca-cert", "caKey": "ca.crt",
+                          "clientSecretName": "siemgate", "certKey": "user.crt", "keyKey": "user.key"}
+    rendered = render(values)
+    assert _auth_refs(rendered) == {"ca": ("my-cluster-cluster-ca-cert", "ca.crt"), "cert": ("siemgate", "user.crt"),
+                                    "key": ("siemgate", "user.key")}
+    mounted = list(_tls_mounts(rendered))
+    assert len(mounted) == len(rendered.workloads)
+    for _, files in mounted:
+        assert files == {"/etc/siemgate/kafka-tls/ca.crt": ("my-cluster-cluster-ca-cert", "ca.crt"),
+                         "/etc/siemgate/kafka-tls/user.crt": ("siemgate", "user.crt"),
+                         "/etc/siemgate/kafka-tls/user.key": ("siemgate", "user.key")}
+    # The pods' config points at those files (what siemgate opens is what the scaler reads).
+    for config_map in rendered.kind("ConfigMap"):
+        for text in config_map["data"].values():
+            security = (yaml.safe_load(text).get("bus", {}).get("kafka") or {}).get("security")
+            if security:
+                assert security["ca_file"] == "/etc/siemgate/kafka-tls/ca.crt"
+                assert (security["cert_file"], security["key_file"]) == (
+                    "/etc/siemgate/kafka-tls/user.crt", "/etc/siemgate/kafka-tls/user.key")
+
+
+def test_a_sasl_password_from_a_kafkauser_secret_reaches_the_scaler() -> None:
+    values = _keda_values(protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", username="${KAFKA_USERNAME}",
+                          password="${KAFKA_PASSWORD}")
+    values["secrets"]["values"].pop("KAFKA_PASSWORD")
+    # Strimzi's KafkaUser Secret `siemgate` holds the SCRAM password under `password`.
+    password = [{"name": "KAFKA_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "siemgate", "key": "password"}}}]
+    values["forwarder"] = {"extraEnv": password}
+    values["ingest"] = {"extraEnv": password}
+    values["kafkaTls"] = {"caSecretName": "my-cluster-cluster-ca-cert", "caKey": "ca.crt"}
+    refs = _auth_refs(render(values))
+    assert refs == {"username": ("siem-siemgate", "KAFKA_USERNAME"), "password": ("siemgate", "password"),
+                    "ca": ("my-cluster-cluster-ca-cert", "ca.crt")}
+    # Any parameter from any Secret: keda.authentication wins.
+    values["keda"]["authentication"] = {"username": {"secretName": "kafka-names", "key": "user"}}
+    assert _auth_refs(render(values))["username"] == ("kafka-names", "user")
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"keda": {"enabled": True, "fallback": {"failureThreshold": 3, "replicas": 2}}},
+         "keda: fallback together with sumTopicLag"),
+        ({"kafkaTls": {"secretName": "tls", "caKey": "tls.crt", "certKey": "tls.crt", "keyKey": "tls.key"}},
+         "would be mounted on the same file"),
+        ({"kafkaTls": {"secretName": "tls", "caKey": "ca.crt", "certKey": "user.crt", "keyKey": ""}},
+         "kafkaTls: certKey without keyKey"),
+        ({"keda": {"enabled": True, "authentication": {"password": {"secretName": "x"}}}}, "key"),
+    ],
+    ids=["fallback-with-modifiers", "tls-key-clash", "cert-without-key", "auth-without-key"],
+)
+def test_keda_values_the_chart_refuses(change: dict[str, Any], complaint: str) -> None:
+    values = load_values(CHART / "ci" / "kafka-keda-values.yaml")
+    for key, value in change.items():
+        values[key] = {**values.get(key, {}), **value}
+    assert complaint in _render_error(values)
+
+
+def test_fallback_renders_without_scaling_modifiers() -> None:
+    values = load_values(CHART / "ci" / "kafka-keda-values.yaml")
+    values["keda"].update(fallback={"failureThreshold": 3, "replicas": 2}, sumTopicLag=False)
+    for obj in render(values).kind("ScaledObject"):
+        assert obj["spec"]["fallback"] == {"failureThreshold": 3, "replicas": 2}
+        assert "scalingModifiers" not in obj["spec"].get("advanced", {})
+
+
+def test_the_minimum_keda_version_is_stated() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    version = chart["annotations"]["siemgate.io/min-keda-version"]
+    assert re.fullmatch(r"2\.[0-9]+\.[0-9]+", version)
+    assert f"KEDA {version}" in (CHART / "README.md").read_text()
+    assert f"KEDA {version}" in (ROOT / "docs/KAFKA.md").read_text()
+
+
+def _kafka_doc_values() -> dict[str, dict[str, Any]]:
+    """The values blocks of docs/KAFKA.md's recipes, by section."""
+    found: dict[str, dict[str, Any]] = {}
+    for section in re.split(r"^## ", (ROOT / "docs/KAFKA.md").read_text(), flags=re.M)[1:]:
+        title = section.splitlines()[0].strip()
+        for block in re.findall(r"```yaml\n(.*?)```", section, re.S):
+            for values in yaml.safe_load_all(block):
+                if "config" in values:
+                    found[title] = values
+    return found
+
+
+@pytest.mark.parametrize("recipe", ["Strimzi", "Amazon MSK", "Confluent Cloud"])
+def test_the_kafka_recipes_render_and_give_keda_the_pods_credentials(recipe: str, tmp_path: Path) -> None:
+    values = _kafka_doc_values()[recipe]
+    values["config"]["bus"]["type"] = "kafka"
+    values["config"]["integrations"] = [{"name": "appsec", "auth": {"header": "X-Api-Key", "values": ["${KEY}"]}}]
+    secrets = values.setdefault("secrets", {}).setdefault("values", {})
+    secrets.update(KEY="recipe-webhook-key-0001", KAFKA_USERNAME=secrets.get("KAFKA_USERNAME", "siemgate"))
+    if recipe != "Strimzi":
+        secrets["KAFKA_PASSWORD"] = "recipe-kafka-password"
+    values["keda"] = {"enabled": True}
+    rendered = render(values)
+    refs = _auth_refs(rendered)
+    mechanism = values["config"]["bus"]["kafka"]["security"]["sasl_mechanism"]
+    for trigger in rendered.kind("ScaledObject")[0]["spec"]["triggers"]:
+        assert trigger["metadata"]["sasl"] == SASL_MODES[mechanism] and trigger["metadata"]["tls"] == "enable"
+    if recipe == "Strimzi":
+        assert refs == {"username": ("siem-siemgate", "KAFKA_USERNAME"), "password": ("siemgate", "password"),
+                        "ca": ("my-cluster-cluster-ca-cert", "ca.crt")}
+    else:
+        assert refs == {"username": ("siem-siemgate", "KAFKA_USERNAME"),
+                        "password": ("siem-siemgate", "KAFKA_PASSWORD")}
+    # Each pod's config loads with siemgate's own loader (the password from the Secret or the env).
+    for obj, pod in rendered.pods:
+        if obj["kind"] == "Pod":
+            continue
+        container = _siemgate_container(pod)
+        _, text = mounted_config(rendered, pod, container)
+        env = {e["name"]: "from-the-kafkauser-secret" for e in container.get("env", []) if "valueFrom" in e}
+        directory = tmp_path / obj["metadata"]["name"]
+        text = materialize(text, secret_files(rendered, pod, container), directory)
+        path = directory / "config.yaml"
+        path.write_text(text)
+        config = load_config(path, environ=env)
+        assert config.bus.kafka is not None and config.bus.kafka.security.password is not None

@@ -83,6 +83,40 @@ def test_timestamps(raw: object, expected: str) -> None:
     assert Normalizer().normalize(value({"timestamp": raw})).timestamp == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Leap seconds: the last microsecond before them, whatever the offset they are written in.
+        ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999999Z"),
+        ("2016-12-31T23:59:60.5Z", "2016-12-31T23:59:59.999999Z"),
+        ("2017-01-01T05:29:60+05:30", "2016-12-31T23:59:59.999999Z"),
+        ("2026-11-28T21:59:58+05:30", "2026-11-28T16:29:58.000000Z"),
+        ("2026-11-28t20:59:58z", "2026-11-28T20:59:58.000000Z"),
+        ("2024-02-29T10:00:00Z", "2024-02-29T10:00:00.000000Z"),
+        # Epoch seconds and milliseconds as text.
+        ("1795899598", "2026-11-28T20:59:58.000000Z"),
+        ("1795899598123", "2026-11-28T20:59:58.123000Z"),
+        ("1795899598.25", "2026-11-28T20:59:58.250000Z"),
+    ],
+)
+def test_more_timestamp_forms(raw: object, expected: str) -> None:
+    normalized = Normalizer().normalize(value({"timestamp": raw}))
+    assert (normalized.timestamp, normalized.timestamp_invalid) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["2025-02-30T10:00:00Z", "2025-13-45T99:99:99Z", "2025-01-01T24:00:00Z", "2025-01-01T10:60:00Z",
+     "2025-02-29T10:00:00+01:00", "2025-02-30T10:00:00.123Z", "2016-12-31T22:59:60Z", "yesterday", 1e20],
+)
+def test_impossible_timestamps_fall_back_to_the_receive_time_and_say_so(raw: object) -> None:
+    for normalized in (Normalizer().normalize(value({"timestamp": raw})),
+                       # a record the ingest did not write (its fields converted)
+                       Normalizer().normalize(orjson.dumps({**orjson.loads(value({"timestamp": raw})), "seq": "3"}))):
+        assert normalized.timestamp == RECEIVED
+        assert normalized.timestamp_invalid == _text(raw)
+
+
 def test_non_object_events_and_missing_fields() -> None:
     normalized = Normalizer().normalize(value(["a", 1]))
     assert normalized.event == ["a", 1]
@@ -124,18 +158,41 @@ def reference(normalizer: Normalizer, value: bytes, fields: frozenset[str] | Non
         if isinstance(event, dict) and (fields is None or name in fields):
             paths = (*normalizer.config.fields.get(name, ()), *defaults)
             found[name] = next(filter(lambda v: v is not None and not isinstance(v, dict | list),
-                                      (lookup(event, path) for path in paths)), None)
+                                      (value for path in paths for value in lookup(event, path))), None)
     texts = [_text(found[name]) for name in DEFAULT_FIELDS if name != "timestamp"]
+    if isinstance(event, dict) and fields is not None:  # the vendor's severity is always looked up
+        paths = (*normalizer.config.fields.get("vendor_severity", ()), *DEFAULT_FIELDS["vendor_severity"])
+        texts[-1] = _text(next(filter(lambda v: v is not None and not isinstance(v, dict | list),
+                                      (value for path in paths for value in lookup(event, path))), None))
+    vendor_severity = texts.pop()
+    scheme = normalizer.config.severity_scheme
+    level = "critical" if severity == "high" and scheme.level(vendor_severity) == "critical" else severity
     return [str(record.get("id", "")), record.get("kind", "event"), str(record.get("integration", "")), severity,
             received_at, str(record.get("batch", "")), int(record.get("seq", 0) or 0),  # type: ignore[call-overload]
-            str(record.get("peer", "")), _timestamp(found["timestamp"]) or received_at, *texts, event, value]
+            str(record.get("peer", "")), _timestamp(found["timestamp"]) or received_at, *texts, event, value,
+            _text(found["timestamp"]) if found["timestamp"] is not None and _timestamp(found["timestamp"]) is None
+            else None, vendor_severity, level]
 
 
-def lookup(event: dict[str, Any], path: str) -> object:
-    value: object = event
-    for part in path.split("."):
+def fold(key: str) -> str:
+    return "".join(c for c in key.lower() if c not in "_-. ")
+
+
+def lookup(event: dict[str, Any], path: str) -> list[object]:
+    """The values a path can match, in order: its first key exact, else the first key of the
+    event that is equal case- and separator-insensitively; then, for a dotted path, the first
+    top-level key equal to its parts joined, in the same way."""
+    first, *rest = path.split(".")
+    if first not in event:
+        first = next((key for key in event if fold(key) == fold(first)), first)
+    value: object = event.get(first)
+    for part in rest:
         value = value.get(part) if isinstance(value, dict) else None
-    return value
+    values = [value]
+    if rest:
+        flat = next((key for key in event if fold(key) == fold(path)), None)
+        values.append(event[flat] if flat is not None else None)
+    return values
 
 
 def as_list(normalized: NormalizedEvent) -> list[object]:
@@ -156,6 +213,12 @@ EVENTS: list[object] = [
     {"asset": {"name": None, "host": "h"}, "timestamp": "2026-11-28T20:59:58.123456789Z", "meta": {"svc": "s"}},
     {"timestamp": "yesterday", "description": "é 日本 🙂", "big": -(2**65), "float": 1e20},
     {"timestamp": True}, {"timestamp": {"nested": 1}}, {"timestamp": "2026-11-28T20:59:58.12Z"},
+    # Keys that differ by case or separators, flat spellings of dotted paths, collisions.
+    {"sourceIP": "203.0.113.1", "assetName": "web", "RuleName": "r", "EventTime": "2026-11-28T20:59:58Z",
+     "SEVERITY": "Critical", "Http-Method": "get"},
+    {"SourceIp": "203.0.113.2", "Asset": {"Name": "x"}, "asset_name": "y", "source_ip": None},
+    {"source-ip": "203.0.113.3", "SOURCE_IP": "203.0.113.4", "sourceIp": "203.0.113.5", "request_url": "u",
+     "Request": {"URL": "v"}, "rule.name": "flat", "ruleName": {"not": "scalar"}},
     {}, ["a", 1], "text", 5, None,
 ]
 
@@ -199,3 +262,83 @@ def test_unconvertible_seq_fails_as_before(seq: object) -> None:
     record = {**orjson.loads(value({"a": 1})), "seq": seq}
     with pytest.raises(TypeError if isinstance(seq, list) else ValueError):
         Normalizer().normalize(orjson.dumps(record))
+
+
+# -- severity: the level, with critical, and the vendor's own label ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "level"),
+    [
+        ("critical", "critical"), ("CRITICAL", "critical"), ("crit", "critical"), ("emergency", "critical"),
+        ("Very-High", "critical"), ("very high", "critical"), ("very_high", "critical"), (9, "critical"),
+        ("9.8", "critical"), (10, "critical"), ("high", "high"), ("error", "high"), ("severe", "high"),
+        ("major", "high"), (7, "high"), ("8.9", "high"), ("warning", "medium"), ("moderate", "medium"),
+        (4, "medium"), ("6.9", "medium"), ("minor", "low"), ("info", "low"), ("notice", "low"),
+        ("informational", "low"), (0, "low"), ("3.9", "low"), (11, "unknown"), (-1, "unknown"),
+        ("1e3", "unknown"), ("nan", "unknown"), (True, "unknown"), ("bogus", "unknown"), (None, "unknown"),
+    ],
+)
+def test_severity_words_and_scores(raw: object, level: str) -> None:
+    from siemgate.record import severity_level
+
+    routed = {"critical": "high"}.get(level, level)
+    assert (severity_level(raw), canonical_severity(raw)) == (level, routed)
+
+
+def test_critical_is_the_level_of_a_record_routed_high() -> None:
+    normalized = Normalizer().normalize(value({"severity": "Critical"}, "high"))
+    assert (normalized.severity, normalized.level, normalized.vendor_severity) == ("high", "critical", "Critical")
+    normalized = Normalizer().normalize(value({"severity": 9.8}, "high"), SYSLOG_FIELDS)
+    assert (normalized.severity, normalized.level, normalized.vendor_severity) == ("high", "critical", "9.8")
+    # The level never contradicts the routing: a record the ingest routed otherwise keeps its severity.
+    normalized = Normalizer().normalize(value({"severity": "critical"}, "unknown"))
+    assert (normalized.severity, normalized.level) == ("unknown", "unknown")
+    normalized = Normalizer().normalize(value({"severity": "high"}, "high"))
+    assert (normalized.severity, normalized.level) == ("high", "high")
+
+
+def test_the_configured_severity_map_and_field() -> None:
+    config = parse_config("normalize: {severity_map: {P0: critical}, fields: {vendor_severity: [meta.prio]}}", {})
+    normalized = Normalizer(config.normalize).normalize(value({"meta": {"prio": "p0"}, "severity": "high"}, "high"))
+    assert (normalized.level, normalized.vendor_severity) == ("critical", "p0")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("normalize: {severity_map: {x: huge}}", "normalize.severity_map.x: must be one of"),
+        ("normalize: {severity_map: {'--': high}}", "is no word"),
+        ("normalize: {severity_bands: {unknown: 1}}", "normalize.severity_bands.unknown: is not a band"),
+        ("normalize: {severity_bands: {high: 5, critical: 4}}", "normalize.severity_bands.high: must be below"),
+        ("normalize: {severity_bands: {high: 50}}", "must be between 0 and severity_max"),
+        ("normalize: {severity_bands: {}}", "needs at least one level"),
+        ("normalize: {severity_max: 0}", "normalize.severity_max: must be more than 0"),
+    ],
+)
+def test_severity_settings_are_validated(text: str, message: str) -> None:
+    from siemgate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text, {})
+
+
+@pytest.mark.parametrize(
+    ("event", "found"),
+    [
+        ({"sourceIP": "203.0.113.1"}, {"source_ip": "203.0.113.1"}),
+        ({"SourceIp": "203.0.113.2"}, {"source_ip": "203.0.113.2"}),
+        ({"SOURCE-IP": "203.0.113.3"}, {"source_ip": "203.0.113.3"}),
+        ({"assetName": "web"}, {"asset": "web"}),
+        ({"Asset_Name": "web"}, {"asset": "web"}),
+        ({"RuleName": "SQLi", "RULE_ID": 942100}, {"rule": "SQLi", "rule_id": "942100"}),
+        ({"Request": {"url": "https://x/"}}, {"url": "https://x/"}),
+        # exact spellings keep their place in the order of paths
+        ({"sourceIp": "203.0.113.5", "ip": "192.0.2.1"}, {"source_ip": "203.0.113.5"}),
+    ],
+)
+def test_field_names_match_case_and_separator_insensitively(event: dict[str, object], found: dict[str, str]) -> None:
+    normalizer = Normalizer()
+    for _ in range(2):  # the plan made, then the plan remembered
+        normalized = normalizer.normalize(value(event))
+        assert {name: getattr(normalized, name) for name in found} == found

@@ -345,6 +345,24 @@ async def test_min_severity_filters_and_counts(backend: Backend) -> None:
     assert metrics.events.labels("mem", "filtered")._value.get() == 2
 
 
+async def test_events_with_an_impossible_time_are_counted(tmp_path: Path) -> None:
+    backend = Backend("embedded", embedded_config_for(tmp_path))
+    records = []
+    for i, stamp in enumerate(["2025-02-30T10:00:00Z", "2026-11-28T20:59:58Z", "2025-13-45T99:99:99Z"]):
+        record = make_record(prefix=backend.prefix, event={"id": f"t-{i}", "timestamp": stamp}, kind="event",
+                             integration="appsec", severity="high", event_id=f"t-{i}",
+                             received_at="2026-11-28T21:00:00.000000Z", batch="b", seq=i, peer="127.0.0.1")
+        records.append((record.topic, record.key, record.value))
+    await backend.produce(records)
+    sink = MemorySink(settings())
+    metrics = ForwardMetrics()
+    async with backend.forwarding(sink, metrics):
+        await until(lambda: len(sink.received) >= 3)
+    assert metrics.invalid_timestamps.labels("mem")._value.get() == 2
+    assert sorted((e.id, e.timestamp_invalid) for e in sink.received) == [
+        ("t-0", "2025-02-30T10:00:00Z"), ("t-1", None), ("t-2", "2025-13-45T99:99:99Z")]
+
+
 async def test_retryable_failures_and_auth_refusals_are_retried_until_delivered(backend: Backend) -> None:
     await backend.produce([record_for(backend.prefix, i) for i in range(20)])
     sink = MemorySink(settings())

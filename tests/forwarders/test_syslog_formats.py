@@ -36,10 +36,10 @@ from tests.forwarders.rsyslog import AWKWARD, make_event
 
 SEVERITIES: list[tuple[Severity, int, str, str | None]] = [
     # vendor, RFC 5424, CEF, LEEF sev
-    ("high", 2, "8", "8"),
+    ("high", 2, "8", "8"),  # 1 alert is the vendor's critical (issue 18)
     ("medium", 4, "5", "5"),
     ("low", 5, "3", "3"),
-    ("unknown", 6, "Unknown", None),
+    ("unknown", 6, "5", None),  # CEF: always a number (issue 18: Logstash and Vector refuse `Unknown`)
 ]
 
 RICH = {
@@ -212,6 +212,7 @@ def test_facility_refused(facility: int | str) -> None:
 
 
 def test_pri_bounds() -> None:
+    assert fmt.pri(0, "critical") == 1
     assert fmt.pri(0, "high") == 2
     assert fmt.pri(23, "unknown") == 190  # the largest PRIVAL we can produce (191 is the limit)
 
@@ -434,7 +435,7 @@ def test_rfc5424_encoder_procid_follows_the_process(monkeypatch: pytest.MonkeyPa
 
 def test_rfc5424_encoder_refuses_what_the_reference_refuses() -> None:
     config = settings()
-    event = dataclasses.replace(make_event(), severity="bogus")  # type: ignore[arg-type]
+    event = dataclasses.replace(make_event(), level="bogus")  # type: ignore[arg-type]
     for encode_one in (fmt.Rfc5424Encoder(config), lambda e: fmt.rfc5424(e, config)):
         with pytest.raises(KeyError):
             encode_one(event)
@@ -583,6 +584,27 @@ def test_cef_header_field_limits() -> None:
                                      vendor="V", product="P", version="1"))  # fmt: skip
     assert header[3] == "s" * 1023
     assert header[4] == "n" * 512
+
+
+def test_cef_header_fields_are_cut_after_escaping_never_inside_an_escape() -> None:
+    text = encode_cef(make_event({"rule_name": "|" * 600, "rule_id": "ab" + "\\" * 600}),
+                      vendor="V", product="P", version="1").decode()
+    header, ext = parse_cef(text)
+    assert header[3] == "ab" + "\\" * 510  # 1023 would end inside an escape: 1022
+    assert header[4] == "|" * 256  # 512 escaped characters
+    assert header[5] == "8" and ext["externalId"] == "evt-1"
+
+
+@pytest.mark.parametrize(
+    ("field", "key", "limit"),
+    [("url", "request", 1023), ("action", "act", 63), ("id", "externalId", 40), ("rule_name", "cs2", 4000),
+     ("message", "msg", 1023), ("host", "dhost", 1023), ("type", "cat", 1023), ("method", "requestMethod", 1023)],
+)
+def test_cef_extension_values_keep_the_dictionary_lengths(field: str, key: str, limit: int) -> None:
+    hostile = "x=\\\n" * 2500  # escapes on the way, 10,000 characters
+    event = make_event({**RICH, field: hostile}, event_id=hostile if field == "id" else "evt-1")
+    _, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
+    assert ext[key] == hostile[:limit]
 
 
 @pytest.mark.parametrize("header", ["rfc5424", "rfc3164"])
@@ -760,3 +782,74 @@ def test_syslog_formats_read_only_the_fields_the_sink_declares(wire_format: str)
     encode = build_encoder(settings, wire_format)  # type: ignore[arg-type]
     normalizer = Normalizer()
     assert encode(normalizer.normalize(value, SYSLOG_FIELDS)) == encode(normalizer.normalize(value))
+
+
+# -- an impossible event time: the receive time in every format, the original said -----------
+
+
+@pytest.mark.parametrize("raw", ["2025-02-30T10:00:00Z", "2025-13-45T99:99:99Z", "2016-12-31T22:59:60Z"])
+def test_an_impossible_time_is_the_receive_time_in_every_format(raw: str) -> None:
+    from siemgate.forwarders.formats.ecs import ecs_document
+    from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkSettings
+    from siemgate.secrets import Secret
+
+    received = "2026-11-28T21:00:00.123456Z"
+    event = make_event({**RICH, "timestamp": raw}, received_at=received)
+    assert (event.timestamp, event.timestamp_invalid) == (received, raw)
+    message = parse_5424(encode(event, "rfc5424"))
+    assert message["timestamp"] == received
+    assert message["sd"]["siemgate@32473"]["timestamp_invalid"] == raw
+    # the slow path (every param escaped) says the same
+    odd = dataclasses.replace(event, rule='a "quoted" rule')
+    assert parse_5424(encode(odd, "rfc5424"))["sd"]["siemgate@32473"]["timestamp_invalid"] == raw
+    assert encode(event, "rfc3164").startswith(b"<130>Nov 28 21:00:00 fwd-01 ")
+    millis = str(int(datetime(2026, 11, 28, 21, 0, 0, 123000, tzinfo=UTC).timestamp() * 1000))
+    _, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
+    assert ext["rt"] == millis
+    assert (ext["cs6Label"], ext["cs6"]) == ("timestampInvalid", raw)
+    _, attributes = parse_leef(encode_leef(event, vendor="V", product="P", version="1"))
+    assert attributes["devTime"] == "2026-11-28T21:00:00.123+0000"
+    assert attributes["timestampInvalid"] == raw
+    hec = SplunkHecSink(SplunkHecSinkSettings(name="s", url="http://127.0.0.1:8088", token=Secret("t")))
+    envelope = orjson.loads(hec.encode(event))
+    assert envelope["time"] == pytest.approx(1795899600.123456)
+    assert envelope["fields"]["timestamp_invalid"] == raw and envelope["event"]["timestamp_invalid"] == raw
+    doc = ecs_document(event, ingested=received)
+    assert doc["@timestamp"] == received and doc["labels"]["timestamp_invalid"] == raw
+
+
+def test_a_leap_second_is_the_microsecond_before_it_in_every_format() -> None:
+    event = make_event({**RICH, "timestamp": "2016-12-31T23:59:60Z"})
+    assert (event.timestamp, event.timestamp_invalid) == ("2016-12-31T23:59:59.999999Z", None)
+    assert parse_5424(encode(event, "rfc5424"))["timestamp"] == "2016-12-31T23:59:59.999999Z"
+    assert b"Dec 31 23:59:59 " in encode(event, "rfc3164")
+    _, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
+    assert ext["rt"] == "1483228799999" and "cs6" not in ext
+
+
+# -- critical: routed as high, shown as critical where a format has the level -----------------
+
+
+def test_a_vendor_critical_is_critical_in_every_format() -> None:
+    from siemgate.forwarders.formats.ecs import ecs_document
+    from siemgate.forwarders.sinks.file import to_json_line
+    from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkSettings
+    from siemgate.secrets import Secret
+
+    event = make_event({**RICH, "severity": "Critical"}, severity="high")
+    assert (event.severity, event.level) == ("high", "critical")
+    message = parse_5424(encode(event, "rfc5424"))
+    assert message["pri"] == 16 * 8 + 1 and message["sd"]["siemgate@32473"]["severity"] == "critical"
+    assert encode(event, "rfc3164").startswith(b"<129>")
+    header, ext = parse_cef(encode_cef(event, vendor="V", product="P", version="1"))
+    assert header[5] == "10" and (ext["cs5Label"], ext["cs5"]) == ("severity", "Critical")
+    _, attributes = parse_leef(encode_leef(event, vendor="V", product="P", version="1"))
+    assert (attributes["sev"], attributes["severity"]) == ("10", "critical")
+    hec = SplunkHecSink(SplunkHecSinkSettings(name="s", url="http://127.0.0.1:8088", token=Secret("t")))
+    envelope = orjson.loads(hec.encode(event))
+    assert (envelope["event"]["severity"], envelope["event"]["severity_id"]) == ("critical", 5)
+    assert envelope["fields"]["severity"] == "critical"
+    doc = ecs_document(event, ingested="2026-11-28T21:00:00.000Z")
+    assert (doc["event"]["severity"], doc["event"]["risk_score"], doc["labels"]["severity"]) == (99, 99.0, "critical")
+    line = orjson.loads(to_json_line(event))
+    assert (line["severity"], line["level"], line["vendor_severity"]) == ("high", "critical", "Critical")

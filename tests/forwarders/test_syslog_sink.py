@@ -31,7 +31,7 @@ from tests.forwarders.test_syslog_formats import one_line, parse_cef, parse_leef
 
 pytestmark = pytest.mark.anyio
 
-SEVERITY_CODES: dict[Severity, int] = {"high": 2, "medium": 4, "low": 5, "unknown": 6}
+SEVERITY_CODES: dict[Severity, int] = {"high": 2, "medium": 4, "low": 5, "unknown": 6}  # critical 1 (issue 18)
 TRANSPORTS = ["tcp", "tcp-lf", "udp", "tls"]
 FORMATS = ["rfc5424", "rfc3164", "cef", "leef"]
 
@@ -113,7 +113,7 @@ def check_received(wire_format: str, received: dict[str, Any], event: Normalized
         assert (received["msgid"], received["sd"]) == ("CEF", "-")
         header, ext = parse_cef(received["msg"])
         assert header == ["siemgate", "siemgate", "0.1.0", event.rule_id, one_line(AWKWARD),
-                          {"high": "8", "medium": "5", "low": "3", "unknown": "Unknown"}[event.severity]]  # fmt: skip
+                          {"high": "8", "medium": "5", "low": "3", "unknown": "5"}[event.severity]]  # fmt: skip
         assert ext["msg"] == ext["cs2"] == AWKWARD.replace("\t", " ")
         assert ext["request"] == "https://shop.example.com/item?id=1 OR 1=1|x"
         assert (ext["externalId"], ext["src"], ext["cs1"]) == (event.id, "203.0.113.9", "appsec-prod")
@@ -186,6 +186,15 @@ async def test_a_large_batch_is_delivered_whole(rsyslog: Rsyslog, transport: str
     received = await rsyslog.wait_for(510)
     assert len(received) == 510
     assert sorted(orjson.loads(m["msg"][1:])["n"] for m in received) == sorted([*range(500), *range(10)])
+
+
+@pytest.mark.parametrize("wire_format", FORMATS)
+async def test_a_vendor_critical_reaches_rsyslog_as_critical(rsyslog: Rsyslog, wire_format: str) -> None:
+    event = make_event({"id": "crit-1", "severity": "Very-High"}, event_id="crit-1", severity="high")
+    async with open_sink(**transport_options(rsyslog, "tcp"), format=wire_format, facility="auth") as sink:
+        assert await sink.send([event]) == SendResult()
+    (received,) = await rsyslog.wait_for(1)
+    assert (received["facility"], received["severity"], received["pri"]) == ("4", "1", "33")  # 1 alert
 
 
 async def test_udp_truncates_at_max_datagram_bytes(rsyslog: Rsyslog) -> None:

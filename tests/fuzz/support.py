@@ -94,17 +94,18 @@ def expected_events(value: object) -> int | None:
 
 
 def strict_json(body: bytes) -> tuple[bool, object]:
-    """(True, value) when `body` is RFC 8259 JSON in UTF-8 (no NaN/Infinity, no lone surrogate)."""
+    """(True, value) when `body` is a JSON batch as the ingest takes it: RFC 8259 JSON in UTF-8
+    (no NaN/Infinity), a leading BOM ignored, lone surrogates allowed (issue 17: escaped, or
+    raw CESU-8 bytes inside a string, which the ingest writes as their escape)."""
 
     def refuse(name: str) -> object:
         raise ValueError(name)
 
     try:
-        text = body.decode("utf-8")
+        text = body.decode("utf-8", "surrogatepass").removeprefix("\ufeff")
         # Numbers only count as present (Python refuses integers of more than 4,300 digits).
+        # A raw surrogate outside a string, or after a backslash, is not JSON for Python either.
         value = json.loads(text, parse_constant=refuse, parse_int=lambda _: 0, parse_float=lambda _: 0.0)
-        # A lone surrogate escape (\ud800) is valid for Python, not for strict decoders.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError):
         return False, None
     return True, value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import orjson
 import pytest
@@ -38,13 +39,27 @@ def test_pretty_printed_body_keeps_each_event_and_decodes_equal() -> None:
         ({"severity": None, "level": "high"}, "unknown"),  # the first present field decides
         ({"level": "Informational"}, "low"),
         ({"Severity": "Medium"}, "medium"),
-        ({"severity": 7}, "unknown"),
+        ({"severity": 7}, "high"),  # a 0-10 score (issue 18: numbers were unknown)
+        ({"severity": "9.8"}, "high"),  # critical, routed as high
+        ({"severity": "warning"}, "medium"),
+        ({"severity": "Very-High"}, "high"),
+        ({"severity": 11}, "unknown"),
+        ({"severity": True}, "unknown"),
         ({"severity": ["high"]}, "unknown"),
         ({}, "unknown"),
     ],
 )
 def test_severity(event: dict[str, object], severity: str) -> None:
     assert parse([{**event, "pad": "x"}])[0]["severity"] == severity
+
+
+def test_severity_by_the_configured_scheme() -> None:
+    config = parse_config("normalize: {severity_map: {sev-a: low}, severity_bands: {critical: 5, high: 4, "
+                          "medium: 3, low: 1}, severity_max: 5}", {})
+    parser = BatchParser(INTEGRATION, "p", config.normalize.severity_scheme)
+    events = [{"severity": "SEV_A"}, {"severity": 3}, {"severity": 5}, {"severity": 7}, {"severity": "high"}]
+    batch = parser.parse(orjson.dumps(events), peer="192.0.2.1", max_events=10)
+    assert [r.severity for r in batch.records] == ["low", "medium", "high", "unknown", "high"]
 
 
 @pytest.mark.parametrize(
@@ -195,3 +210,129 @@ def test_suspect_events_map_byte_positions_to_events() -> None:
     clean = orjson.dumps([{"id": "x", **PAD}])
     raws, _, start, length = parser.split(clean)
     assert parser._suspect_events(clean, [bytes(r) for r in raws], start, length) == set()
+
+
+@pytest.mark.anyio
+async def test_a_reloaded_severity_scheme_reaches_every_endpoint(tmp_path: Path) -> None:
+    """Hot reload: a changed `normalize` gives every integration's endpoint the new scheme
+    (an unchanged integration otherwise keeps its endpoint)."""
+    import dataclasses
+
+    from siemgate.config import NormalizeConfig
+    from siemgate.ingest.app import create_app
+    from tests.ingest.test_drain_on_stop import publisher_for
+    from tests.ingest.test_spooling_publisher import ScriptedKafka
+    from tests.support import make_config
+
+    config = make_config(tmp_path, None)
+    app = create_app(config, publisher_for(tmp_path, ScriptedKafka()))
+    webhooks = app.state.webhooks
+    integration = config.integrations[0]
+    body = orjson.dumps([{"severity": "P0"}])
+
+    def routed() -> str:
+        return str(webhooks._endpoints[integration]._parser.parse(body, peer="p", max_events=5).records[0].severity)
+
+    assert routed() == "unknown"
+    await webhooks.apply_config(dataclasses.replace(config, normalize=NormalizeConfig(severity_map={"p0": "critical"})))
+    assert routed() == "high"
+
+
+# ------------------------------------------------------------------------------------------
+# The prefilter and JSON escapes (issue 17): exact both ways.
+
+def _escape_every(text: str, wanted: str, upper: bool) -> str:
+    """`text` (compact JSON) with every character of `wanted` inside its strings written as a
+    \\u escape (lower- or uppercase hex)."""
+    out = []
+    inside = escaped = False
+    for character in text:
+        if inside and not escaped and character in wanted:
+            code = f"{ord(character):04x}"
+            out.append("\\u" + (code.upper() if upper else code))
+            continue
+        out.append(character)
+        if escaped:
+            escaped = False
+        elif character == "\\":
+            escaped = inside
+        elif character == '"':
+            inside = not inside
+    return "".join(out)
+
+
+def _control_messages() -> list[dict[str, object]]:
+    from tests.ingest.test_confirmation import PADDING, _cases, test_confirmation_shapes, test_test_messages
+
+    shapes = [*_cases(test_confirmation_shapes), *_cases(test_test_messages)]
+    return [*shapes, *({**m, **PADDING} for m in shapes)]  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("upper", [False, True])
+@pytest.mark.parametrize("wanted", ["confirm", "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ :/'", "/"])
+def test_control_messages_spelled_with_escapes_are_found(wanted: str, upper: bool) -> None:
+    """Every confirmation and test message of the detection tests, its hint words, link and
+    test text written with \\u escapes (and escaped slashes), among ordinary events: each is
+    recognised exactly as its plain spelling is."""
+    from siemgate.ingest.confirmation import classify
+
+    messages = _control_messages()
+    ordinary = [{"id": f"e{i}", **PAD, "sample": "caf\u00e9 \"quoted\" back\\slash <img>"} for i in range(3)]
+    batch = [*ordinary[:2], *messages, ordinary[2]]
+    body = _escape_every(json.dumps(batch, separators=(",", ":"), ensure_ascii=False), wanted, upper).encode()
+    if wanted == "/":
+        body = body.replace(b"\\u002f", b"\\/").replace(b"\\u002F", b"\\/")
+    assert body.count(b"\\u") > len(messages) or wanted == "/"
+    kinds = [r["kind"] for r in parse(body)]
+    assert kinds == ["event", "event", *(classify(m, INTEGRATION.confirmation) for m in messages), "event"]
+    assert kinds.count("event") < len(kinds) - 10  # the cases are control messages
+
+
+@pytest.mark.parametrize("spelling", ["\u212a", "\\u212a", "\\u212A"])
+def test_a_character_whose_lowercase_is_ascii_is_no_hiding_place(spelling: str) -> None:
+    """`classify` lowercases keys: the Kelvin sign K reads as "k", so with the hint "key" the
+    key "Kkey"... and "\u212aeyUrl" hold it. Raw or escaped, the prefilter sees it."""
+    config = parse_config("integrations: [{name: appsec, auth: {header: X-K, values: [vvvv]},"
+                          " confirmation: {field_hint: key}}]", {})
+    parser = BatchParser(config.integrations[0], "p")
+    body = ('[{"id":"a","f0":0,"f1":1,"f2":2,"f3":3,"f4":4,"' + spelling + 'eyUrl":"' + LINK + '"}]').encode()
+    batch = parser.parse(body, peer="x", max_events=10)
+    assert [r.kind for r in batch.records] == ["confirmation"]
+    assert batch.confirmation_links == [LINK]
+
+
+@pytest.mark.parametrize("spelling", ["\u0130", "\\u0130"])
+def test_a_capital_dotted_i_ends_a_hint_that_ends_with_i(spelling: str) -> None:
+    """"İ".lower() is "i" + U+0307: with the hint "confi", the key "CONFİUrl" holds it."""
+    config = parse_config("integrations: [{name: appsec, auth: {header: X-K, values: [vvvv]},"
+                          " confirmation: {field_hint: confi}}]", {})
+    parser = BatchParser(config.integrations[0], "p")
+    body = ('[{"id":"a","f0":0,"f1":1,"f2":2,"f3":3,"f4":4,"CONF' + spelling + 'Url":"' + LINK + '"}]').encode()
+    assert [r.kind for r in parser.parse(body, peer="x", max_events=10).records] == ["confirmation"]
+
+
+def test_escapes_that_hide_nothing_skip_classification(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What json.dumps (non-ASCII as \\u escapes), Jackson (uppercase hex) and Go (<>& escaped)
+    write: no event is sent to classification for its escapes alone."""
+    import siemgate.ingest.batch as batch_module
+
+    calls: list[object] = []
+    real = batch_module.classify
+
+    def counting(event: object, config: object) -> object:
+        calls.append(event)
+        return real(event, config)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch_module, "classify", counting)
+    events = [{"id": f"e{i}", "severity": "high", "sample": f"<script>alert(\"x{i}\")</script> \\ é ✓ 😀 ü",
+               "request": {"path": "/admin\\..\\x", "ua": "Mozilla/5.0 (café)"}} for i in range(50)]
+    bodies = [
+        json.dumps(events).encode(),
+        json.dumps(events).replace("\\u00e9", "\\u00E9").encode(),
+        json.dumps(events).replace("<", "\\u003c").replace(">", "\\u003e").encode(),
+        json.dumps(events, indent=2).encode(),
+        json.dumps({"events": events}).encode(),
+    ]
+    for body in bodies:
+        assert len(parse(body)) == 50
+    assert calls == []

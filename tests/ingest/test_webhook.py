@@ -384,3 +384,77 @@ async def test_topics_are_created_at_start_with_the_configured_partitions(
     assert sorted(t["topic"] for t in described) == sorted(all_topics(ingest.prefix))
     assert all(t["error_code"] == 0 for t in described)
     assert [len(t["partitions"]) for t in described] == [2] * 5
+
+
+# Bodies a strict parser refuses for their text alone (issue 17): the sender never resends,
+# so a 400 would lose all 500 events for one BOM or one damaged character.
+_BOM = b"\xef\xbb\xbf"
+# A UTF-16 runtime cut the string after the high (or before the low) half of U+1F600.
+_LONE = {"high-escaped": b"\\ud83d", "low-escaped": b"\\uDE00", "high-raw": b"\xed\xa0\xbd", "low-raw": b"\xed\xb8\x80"}
+_PLACES = {
+    "id": b'{{"id":"evt-{s}","severity":"high","message":"x"}}',
+    "severity": b'{{"id":"evt-x","severity":"high{s}","message":"x"}}',
+    "nested": b'{{"id":"evt-x","severity":"low","request":{{"args":["<img src=x>{s}",{{"q{s}":"\\\\{s}"}}]}}}}',
+    "message": b'{{"id":"evt-x","severity":"medium","message":"<script>alert(\\"{s}\\")</script>"}}',
+}
+
+
+@pytest.mark.parametrize("place", list(_PLACES))
+@pytest.mark.parametrize("lone", list(_LONE))
+@pytest.mark.parametrize("framing", ["plain", "bom", "bom+gzip", "wrapped+gzip"])
+async def test_lone_surrogates_and_bom_lose_nothing(
+    kafka_broker: Broker, tmp_path: Path, place: str, lone: str, framing: str
+) -> None:
+    """One event of 500 holding a lone surrogate, escaped or raw (CESU-8 bytes), in its id,
+    severity, a nested key and value, or an attack sample: all 500 are accepted. Its record
+    keeps the sender's bytes (a raw surrogate written as its escape); siemgate reads U+FFFD."""
+    damaged = _PLACES[place].replace(b"{{", b"{").replace(b"}}", b"}").replace(b"{s}", _LONE[lone])
+    others = [orjson.dumps(event(i)) for i in range(499)]
+    array = b"[" + b",".join([*others[:250], damaged, *others[250:]]) + b"]"
+    body = b'{"meta":{"n":500},"events":' + array + b"}" if framing.startswith("wrapped") else array
+    headers = {}
+    if framing.startswith("bom"):
+        body = _BOM + body
+    if framing.endswith("gzip"):
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest, httpx.AsyncClient() as client:
+        response = await post(ingest.webhook(), body, headers)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"accepted": 500}
+        records = await consume(kafka_broker, ingest.prefix, 500)
+        metrics = (await client.get(ingest.url + "/metrics")).text
+    assert 'siemgate_ingest_lone_surrogate_events_total{integration="appsec"} 1.0' in metrics
+    assert len({r.key for r in records}) == 500
+    escaped = {"high-raw": b"\\ud83d", "low-raw": b"\\ude00"}.get(lone, _LONE[lone])
+    sent = damaged.replace(_LONE[lone], escaped)
+    (kept,) = [r for r in records if r.value.endswith(b',"event":' + sent + b"}")]
+    value = decode(kept.value)
+    read = orjson.loads(sent.replace(escaped, b"\\ufffd"))
+    assert value["event"] == read
+    expected_severity = {"id": "high", "severity": "unknown", "nested": "low", "message": "medium"}[place]
+    assert value["severity"] == expected_severity
+    assert kept.topic == f"{ingest.prefix}.events.{expected_severity}"
+    # An id that held a lone surrogate is no key (two ids could read alike): the content hash is.
+    assert value["id"] == ("evt-x" if place != "id" else kept.key.decode())
+    assert place != "id" or len(value["id"]) == 32
+    others_kept = {decode(r.value)["id"] for r in records if r is not kept}
+    assert others_kept == {orjson.loads(o)["id"] for o in others}
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'[{"a":"x\\\xed\xa0\xbd"}]', "not UTF-8"),  # its escape would make the backslash an escaped one
+        (b'[{"a":"x"}\xed\xa0\xbd]', "not JSON"),  # a surrogate outside a string
+        (b'[{"a":"\\ud83d"}, NaN]', "not JSON"),  # a lone surrogate does not excuse anything else
+        (b" " + _BOM + b"[]", "not JSON"),  # a BOM only counts first
+    ],
+    ids=["raw-after-backslash", "raw-outside-string", "lone-and-nan", "bom-not-first"],
+)
+async def test_what_still_is_refused(kafka_broker: Broker, tmp_path: Path, body: bytes, why: str) -> None:
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), body)
+    assert response.status_code == 400
+    assert why in response.json()["error"]
+    assert (tmp_path / "quarantine" / f"{response.json()['quarantined']}.body").read_bytes() == body

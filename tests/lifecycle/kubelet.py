@@ -4,11 +4,15 @@ behind a Service, and the conservation accounting of every scenario.
 - `Pod`: one `siemgate ingest|run` process with its config and its data volume (a directory:
   the spool, or the embedded log). `delete(grace)` does what the kubelet does to a pod being
   deleted: SIGTERM, wait up to the grace period, SIGKILL, then remove the volume (emptyDir)
-  or keep it (a PersistentVolumeClaim).
+  or keep it (a PersistentVolumeClaim). With a `size_limit` (an emptyDir's `sizeLimit`) the
+  player watches the volume's bytes on disk while the pod runs (`volume_bytes`, every 0.1 s)
+  and evicts it as the kubelet does when the usage exceeds the limit: SIGKILL, and the
+  emptyDir deleted (`Pod.eviction` says when and at how many bytes; `Pod.peak_bytes` is the
+  most it saw).
 - `Service`: the ready endpoints a sender posts to, round-robin; a pod being deleted leaves
   them first (as the endpoints controller removes a terminating pod).
 - `Sender`: behaves like the vendor: sequential batches, never resends; what was answered
-  200 is owed, anything else (or no answer) is not.
+  200 is owed, anything else (or no answer) is not. `history` keeps every answer in order.
 - `Conservation`: acked (200s the sender counted), on Kafka (read back from the topics),
   delivered (a forwarder to a file sink, ids read back), lost (acked, and neither on Kafka
   nor in a kept spool), stranded (acked, not on Kafka, in a kept spool), printed as one line
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -91,6 +96,45 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------
+# Volumes
+
+
+# How often the player measures a pod's volume against its size limit (the kubelet's own
+# housekeeping is slower, every 10 s or so by default: this is stricter).
+VOLUME_CHECK_SECONDS = 0.1
+
+
+def volume_bytes(path: Path) -> int:
+    """Bytes on disk under `path`, as `du` counts them (allocated blocks, not apparent sizes;
+    a hard-linked file once; symlinks not followed): what the kubelet measures an emptyDir by."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def walk(directory: str) -> None:
+        nonlocal total
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # removed meanwhile (a segment, a WAL)
+                continue
+            if (stat.st_dev, stat.st_ino) in seen:
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+            total += stat.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                walk(entry.path)
+
+    with contextlib.suppress(FileNotFoundError):
+        total += os.stat(path).st_blocks * 512
+    walk(str(path))
+    return total
+
+
+# ------------------------------------------------------------------------------------------
 # Pods
 
 
@@ -101,11 +145,20 @@ class Deletion:
     killed: bool  # the grace period ran out: SIGKILL
 
 
+@dataclass(frozen=True)
+class Eviction:
+    """The player evicted the pod: its volume exceeded its size limit."""
+
+    bytes: int  # the usage that exceeded the limit
+    limit: int
+    after_seconds: float  # since the pod started
+
+
 class Pod:
     """One siemgate process (`command`: ingest, run or forward) with a data volume."""
 
     def __init__(self, name: str, command: str, config: Path, volume: Path, port: int, logs: Path,
-                 processes: list[subprocess.Popen[bytes]]) -> None:
+                 processes: list[subprocess.Popen[bytes]], *, size_limit: int | None = None) -> None:
         self.name = name
         self.command = command
         self.config = config
@@ -115,6 +168,10 @@ class Pod:
         self.log = logs / f"{name}.log"
         self._processes = processes
         self.process: subprocess.Popen[bytes] | None = None
+        self.size_limit = size_limit  # the emptyDir's sizeLimit; None: not watched
+        self.peak_bytes = 0
+        self.eviction: Eviction | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -125,6 +182,9 @@ class Pod:
             self.process = subprocess.Popen([*siemgate_command(), self.command, "-c", str(self.config)],
                                             stdout=out, stderr=out, stdin=subprocess.DEVNULL)
         self._processes.append(self.process)
+        if self.size_limit is not None:
+            self._watcher = asyncio.create_task(self._watch_volume(self.size_limit, time.monotonic()),
+                                                name=f"volume-{self.name}")
         async with httpx.AsyncClient(timeout=5) as client:
             async def ready() -> bool:
                 assert self.alive(), f"{self.name} exited ({self.process and self.process.returncode}): {self.tail()}"
@@ -135,8 +195,30 @@ class Pod:
 
             await wait_until(ready, f"{self.name} to be ready", ready_timeout, interval=0.1)
 
+    async def _watch_volume(self, limit: int, started: float) -> None:
+        """While the pod runs: measure its volume; past `limit`, evict (SIGKILL, emptyDir deleted)."""
+        assert self.process is not None
+        while self.process.poll() is None:
+            used = await asyncio.to_thread(volume_bytes, self.volume)
+            self.peak_bytes = max(self.peak_bytes, used)
+            if used > limit:
+                self.process.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(self.process.wait, 30)
+                shutil.rmtree(self.volume, ignore_errors=True)
+                self.eviction = Eviction(used, limit, round(time.monotonic() - started, 2))
+                return
+            await asyncio.sleep(VOLUME_CHECK_SECONDS)
+
+    async def evicted(self, timeout: float) -> Eviction:
+        """Wait for the eviction (the pod must be watched)."""
+        assert self._watcher is not None, f"{self.name} has no size limit"
+        await wait_until(lambda: self.eviction is not None, f"{self.name} to be evicted", timeout, interval=0.1)
+        assert self.eviction is not None
+        return self.eviction
+
     async def delete(self, grace: float, *, keep_volume: bool) -> Deletion:
-        """SIGTERM, up to `grace` seconds, SIGKILL; then the volume goes (emptyDir) or stays (claim)."""
+        """SIGTERM, up to `grace` seconds, SIGKILL; then the volume goes (emptyDir) or stays (claim).
+        A watched volume stays watched (and the pod evictable) until the process is gone."""
         assert self.process is not None
         started = time.monotonic()
         killed = False
@@ -148,6 +230,9 @@ class Pod:
                 self.process.send_signal(signal.SIGKILL)
                 await asyncio.to_thread(self.process.wait, 30)
                 killed = True
+        if self._watcher is not None:
+            watcher, self._watcher = self._watcher, None
+            await watcher
         if not keep_volume:
             shutil.rmtree(self.volume, ignore_errors=True)
         return Deletion(self.process.returncode, round(time.monotonic() - started, 2), killed)
@@ -207,6 +292,7 @@ class Sender:
     acked: list[str] = field(default_factory=list)
     refused: dict[str, int] = field(default_factory=dict)  # status or error -> batches (not owed)
     batches: int = 0
+    history: list[int | str] = field(default_factory=list)  # every answer (status, or error name), in order
     _task: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -225,7 +311,9 @@ class Sender:
         except httpx.TransportError as exc:
             name = type(exc).__name__
             self.refused[name] = self.refused.get(name, 0) + 1
+            self.history.append(name)
             return None
+        self.history.append(response.status_code)
         if response.status_code != 200:
             self.refused[str(response.status_code)] = self.refused.get(str(response.status_code), 0) + 1
             return response.status_code
@@ -366,5 +454,5 @@ def account(scenario: str, acked: Iterable[str], *, on_kafka: set[str] | None, d
                         len(lost), len(stranded), tuple(sorted(lost)[:5]))
 
 
-__all__ = ["Conservation", "Pod", "Sender", "Service", "account", "delivered_ids", "embedded_config",
-           "kafka_config", "kafka_keys", "spool_keys", "stable_port", "wait_delivered", "write_config"]
+__all__ = ["Conservation", "Eviction", "Pod", "Sender", "Service", "account", "delivered_ids", "embedded_config",
+           "kafka_config", "kafka_keys", "spool_keys", "stable_port", "volume_bytes", "wait_delivered", "write_config"]

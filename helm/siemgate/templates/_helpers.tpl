@@ -117,6 +117,68 @@ app.kubernetes.io/part-of: siemgate
 {{- $listen.port | default 9108 | int -}}
 {{- end -}}
 
+{{/*
+Kafka's TLS files, by role: a YAML map ca|cert|key -> {secret, key} (empty: no TLS files). Each
+role's Secret: kafkaTls.caSecretName (CA) or kafkaTls.clientSecretName (certificate and key),
+else kafkaTls.secretName: Strimzi keeps the cluster CA (`<cluster>-cluster-ca-cert`, ca.crt)
+and the KafkaUser's certificate (user.crt, user.key) in two Secrets.
+*/}}
+{{- define "siemgate.kafkaTlsFiles" -}}
+{{- $t := .Values.kafkaTls -}}
+{{- $files := dict -}}
+{{- range $role, $spec := dict "ca" (list ($t.caSecretName | default $t.secretName) $t.caKey) "cert" (list ($t.clientSecretName | default $t.secretName) $t.certKey) "key" (list ($t.clientSecretName | default $t.secretName) $t.keyKey) -}}
+{{- if and (index $spec 0) (index $spec 1) -}}
+{{- $_ := set $files $role (dict "secret" (index $spec 0) "key" (index $spec 1)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (hasKey $files "cert") (not (hasKey $files "key")) -}}{{- fail "kafkaTls: certKey without keyKey (the client certificate needs its key)" -}}{{- end -}}
+{{- if and (hasKey $files "key") (not (hasKey $files "cert")) -}}{{- fail "kafkaTls: keyKey without certKey (the client key needs its certificate)" -}}{{- end -}}
+{{- $paths := list -}}
+{{- range $files }}{{ $paths = append $paths .key }}{{ end -}}
+{{- if ne (len $paths) (len ($paths | uniq)) -}}
+{{- fail (printf "kafkaTls: the keys %s would be mounted on the same file; the CA and the client certificate and key need distinct key names" (join ", " $paths)) -}}
+{{- end -}}
+{{- toYaml $files -}}
+{{- end -}}
+
+{{/* The kafka-tls volume (a projected volume over the Secrets kafkaTlsFiles names), or nothing. */}}
+{{- define "siemgate.kafkaTlsVolume" -}}
+{{- $files := include "siemgate.kafkaTlsFiles" . | fromYaml -}}
+{{- if $files }}
+- name: kafka-tls
+  projected:
+    sources:
+      {{- $bySecret := dict }}
+      {{- range $role := list "ca" "cert" "key" }}
+      {{- with get $files $role }}
+      {{- $_ := set $bySecret .secret (append (get $bySecret .secret | default list) .key) }}
+      {{- end }}
+      {{- end }}
+      {{- range $secret, $keys := $bySecret }}
+      - secret:
+          name: {{ $secret }}
+          items:
+            {{- range $keys }}
+            - {key: {{ . | quote }}, path: {{ . | quote }}}
+            {{- end }}
+      {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* The ingest's metrics port (config.metrics.port), or "" when /metrics is on the webhook port. */}}
+{{- define "siemgate.metricsPort" -}}
+{{- with .Values.config.metrics -}}{{- .port | default 9109 | int -}}{{- end -}}
+{{- end -}}
+
+{{/* The ingest's scrape job (the Service the ServiceMonitor selects): its metrics Service, or the webhook Service. */}}
+{{- define "siemgate.ingestMetricsJob" -}}
+{{- if include "siemgate.metricsPort" . -}}
+{{- printf "%s-metrics" (include "siemgate.ingestName" . | trunc 55 | trimSuffix "-") -}}
+{{- else -}}
+{{- include "siemgate.ingestName" . -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "siemgate.scheme" -}}
 {{- $listen := .Values.config.listen | default dict -}}
 {{- if $listen.tls -}}HTTPS{{- else -}}HTTP{{- end -}}
@@ -138,6 +200,11 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- $listen := deepCopy ($c.listen | default dict) -}}
 {{- $_ := set $listen "host" "0.0.0.0" -}}
 {{- $_ := set $c "listen" $listen -}}
+{{- if $c.metrics -}}
+{{- $_ := set $c "metrics" (dict "host" "0.0.0.0" "port" (include "siemgate.metricsPort" . | int)) -}}
+{{- else -}}
+{{- $c = omit $c "metrics" -}}
+{{- end -}}
 {{- $_ := set $c "state_dir" "/data/state" -}}
 {{- $quarantine := deepCopy ($c.quarantine | default dict) -}}
 {{- $_ := set $quarantine "path" "/data/quarantine" -}}
@@ -145,12 +212,13 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- $bus := deepCopy ($c.bus | default dict) -}}
 {{- if eq (include "siemgate.mode" .) "kafka" -}}
 {{- $kafka := deepCopy ($bus.kafka | default dict) -}}
-{{- if .Values.kafkaTls.secretName -}}
+{{- $tlsFiles := include "siemgate.kafkaTlsFiles" . | fromYaml -}}
+{{- if $tlsFiles -}}
 {{- $security := deepCopy ($kafka.security | default dict) -}}
 {{- $dir := "/etc/siemgate/kafka-tls" -}}
-{{- if .Values.kafkaTls.caKey -}}{{- $_ := set $security "ca_file" (printf "%s/%s" $dir .Values.kafkaTls.caKey) -}}{{- end -}}
-{{- if .Values.kafkaTls.certKey -}}{{- $_ := set $security "cert_file" (printf "%s/%s" $dir .Values.kafkaTls.certKey) -}}{{- end -}}
-{{- if .Values.kafkaTls.keyKey -}}{{- $_ := set $security "key_file" (printf "%s/%s" $dir .Values.kafkaTls.keyKey) -}}{{- end -}}
+{{- with $tlsFiles.ca -}}{{- $_ := set $security "ca_file" (printf "%s/%s" $dir .key) -}}{{- end -}}
+{{- with $tlsFiles.cert -}}{{- $_ := set $security "cert_file" (printf "%s/%s" $dir .key) -}}{{- end -}}
+{{- with $tlsFiles.key -}}{{- $_ := set $security "key_file" (printf "%s/%s" $dir .key) -}}{{- end -}}
 {{- $_ := set $kafka "security" $security -}}
 {{- end -}}
 {{- $spool := deepCopy ($bus.spool | default dict) -}}
@@ -197,6 +265,13 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- if eq $port (include "siemgate.forwardPort" . | int) -}}
 {{- fail (printf "admin.port %d is config.forward.listen.port: the status page needs a port of its own" $port) -}}
 {{- end -}}
+{{- end -}}
+{{- $metrics := include "siemgate.metricsPort" . -}}
+{{- if and $metrics (eq ($metrics | int) (include "siemgate.listenPort" . | int)) -}}
+{{- fail (printf "config.metrics.port %s is the webhook port (config.listen.port): give /metrics a port of its own, or set config.metrics to null" $metrics) -}}
+{{- end -}}
+{{- if and $metrics .Values.admin.enabled (eq ($metrics | int) (.Values.admin.port | int)) -}}
+{{- fail (printf "config.metrics.port %s is admin.port: give /metrics a port of its own" $metrics) -}}
 {{- end -}}
 {{- end -}}
 

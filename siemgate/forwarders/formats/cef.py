@@ -10,20 +10,24 @@ Guarantees:
   control character -> a space; `|` and spaces are left alone (CEF does not escape them).
   The result therefore never contains a CR or LF byte. Everything else, non-ASCII included,
   is UTF-8 as it is.
-- Severity follows docs/DESIGN.md: high 8, medium 5, low 3, unknown the word `Unknown`.
+- Severity follows docs/DESIGN.md, by the normalized `level`: critical 10, high 8, medium 5,
+  low 3, and unknown 5: always a number 0-10 (Logstash's CEF codec and Vector refuse a word).
 - Signature ID: `TEST` / `CONFIRMATION` for those kinds, else the rule id, else the event
-  type, else `event` (at most 1023 characters). Name: the rule name, else the message, else
-  the event type, else a fixed text (at most 512 characters).
+  type, else `event`. Name: the rule name, else the message, else the event type, else a
+  fixed text. Both are cut after escaping (1023 and 512 characters), never inside an escape.
+- Extension values are cut (before escaping) to the extension dictionary's lengths: act 63,
+  externalId 40, dvchost 100, cs1-cs6 4000, the others 1023 (`EXTENSION_LIMITS`).
 - Extension keys come from CEF's dictionary where one fits, custom strings where none does:
 
-    rt              the event's time, epoch milliseconds (absent when the event has none)
+    rt              the event's time, epoch milliseconds: the receive time when the event has
+                    none or one that is no real instant (then cs6 timestampInvalid is the original)
     externalId      the event id (the vendor's, or siemgate's deterministic hash)
     cat             event type
     src / c6a2 / shost   source address: IPv4 / IPv6 (with c6a2Label) / anything else
     request, requestMethod, act, dhost, msg   url, method, action, asset, message
     dvchost         the HOSTNAME siemgate reports as
-    cs1 integration, cs2 rule, cs3 ruleId, cs4 kind, cs5 severity (vendor's word), each
-                    with its csNLabel
+    cs1 integration, cs2 rule, cs3 ruleId, cs4 kind, cs5 severity (the vendor's own label, else the level),
+                    cs6 timestampInvalid, each with its csNLabel
   Keys whose value the event does not have are left out. The full event is not carried: use
   `rfc5424` for it.
 """
@@ -37,11 +41,25 @@ from typing import Final
 
 from siemgate.forwarders.formats.syslog import event_time, utf8
 from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.record import Severity
+from siemgate.record import Level
 
-CEF_SEVERITY: Final[Mapping[Severity, str]] = {"high": "8", "medium": "5", "low": "3", "unknown": "Unknown"}
+# Per level; CEF's bands (docs/PROTOCOLS.md): 0-3 low, 4-6 medium, 7-8 high, 9-10 very high.
+# Always a number: Logstash's CEF codec (ECS mode, a `long`) and Vector refuse the word
+# `Unknown`; unknown is 5, the middle of the scale, neither buried nor escalated (cs5 says
+# `unknown`, or the vendor's label).
+CEF_SEVERITY: Final[Mapping[Level, str]] = {"critical": "10", "high": "8", "medium": "5", "low": "3",
+                                            "unknown": "5"}
 MAX_NAME: Final = 512
 MAX_SIGNATURE_ID: Final = 1023
+# The extension dictionary's lengths (ArcSight "Implementing ArcSight CEF", docs/PROTOCOLS.md),
+# in characters of the value as stored (before escaping); keys not listed are short by nature
+# (rt, src, c6a2) or 1023.
+EXTENSION_LIMITS: Final[Mapping[str, int]] = {
+    "act": 63, "externalId": 40, "dvchost": 100, "request": 1023, "requestMethod": 1023, "cat": 1023,
+    "msg": 1023, "dhost": 1023, "shost": 1023, "c6a2Label": 1023,
+    **{f"cs{n}": 4000 for n in range(1, 7)}, **{f"cs{n}Label": 1023 for n in range(1, 7)},
+}
+DEFAULT_EXTENSION_LIMIT: Final = 1023
 
 _CONTROLS: Final = {c: " " for c in (*range(0x20), 0x7F)}
 _HEADER: Final = str.maketrans({**_CONTROLS, ord("\\"): "\\\\", ord("|"): "\\|"})
@@ -61,18 +79,32 @@ def extension_escape(text: str) -> str:
     return text.translate(_EXTENSION)
 
 
+def capped_header(text: str, limit: int) -> str:
+    """A header field escaped, then cut to `limit` characters: never past the limit, and never
+    inside an escape (a lone trailing `\\` would escape the next `|`)."""
+    escaped = header_escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[:limit]
+    if (len(cut) - len(cut.rstrip("\\"))) % 2:
+        cut = cut[:-1]
+    return cut
+
+
 def signature_id(event: NormalizedEvent) -> str:
+    """The Signature ID, unescaped and uncut (`encode_cef` escapes, then cuts it to 1023)."""
     if event.kind != "event":
         return event.kind.upper()
-    return (event.rule_id or event.event_type or "event")[:MAX_SIGNATURE_ID]
+    return event.rule_id or event.event_type or "event"
 
 
 def event_name(event: NormalizedEvent) -> str:
+    """The Name, unescaped and uncut (`encode_cef` escapes, then cuts it to 512)."""
     if event.kind == "test":
         return "Test message"
     if event.kind == "confirmation":
         return "Confirmation message"
-    return (event.rule or event.message or event.event_type or "Security event")[:MAX_NAME]
+    return event.rule or event.message or event.event_type or "Security event"
 
 
 def epoch_millis(moment: datetime) -> int:
@@ -105,23 +137,23 @@ def extension(event: NormalizedEvent, *, device_host: str | None = None) -> list
         ("dvchost", device_host),
     ]
     custom = (("integration", event.integration), ("rule", event.rule), ("ruleId", event.rule_id),
-              ("kind", event.kind), ("severity", event.severity))
+              ("kind", event.kind), ("severity", event.vendor_severity or event.level),
+              ("timestampInvalid", event.timestamp_invalid))
     for number, (label, value) in enumerate(custom, start=1):
         if value:
             pairs += [(f"cs{number}Label", label), (f"cs{number}", value)]
-    return [(key, value) for key, value in pairs if value]
+    return [(key, value[:EXTENSION_LIMITS.get(key, DEFAULT_EXTENSION_LIMIT)]) for key, value in pairs if value]
 
 
 def encode_cef(
     event: NormalizedEvent, *, vendor: str, product: str, version: str, device_host: str | None = None
 ) -> bytes:
     """One CEF:0 record (no syslog header), UTF-8."""
-    header = "|".join(
-        header_escape(field)
-        for field in (vendor, product, version, signature_id(event), event_name(event), CEF_SEVERITY[event.severity])
-    )
+    header = "|".join((header_escape(vendor), header_escape(product), header_escape(version),
+                       capped_header(signature_id(event), MAX_SIGNATURE_ID), capped_header(event_name(event), MAX_NAME),
+                       CEF_SEVERITY[event.level]))
     ext = " ".join(f"{key}={extension_escape(value)}" for key, value in extension(event, device_host=device_host))
     return utf8(f"CEF:0|{header}|{ext}")
 
 
-__all__: Sequence[str] = ("CEF_SEVERITY", "encode_cef", "extension_escape", "header_escape")
+__all__: Sequence[str] = ("CEF_SEVERITY", "EXTENSION_LIMITS", "encode_cef", "extension_escape", "header_escape")

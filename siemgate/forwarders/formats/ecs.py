@@ -16,8 +16,11 @@
      "siemgate": {"event": {...the vendor's event, untouched...}}}
 
 `event.kind` is `alert` for the vendor's events (ECS: a detection made outside the Elastic
-Stack) and `event` for the vendor's test messages. `event.severity` / `event.risk_score`
-follow DESIGN's table (high 73, medium 47, low 21, the Elastic rule presets); an event of
+Stack) and `event` for the vendor's test messages. `@timestamp` is the receive time when
+the event's own time is missing or no real instant (then `labels.timestamp_invalid` is the
+vendor's text). `event.severity` / `event.risk_score`
+follow DESIGN's table by the normalized `level` (critical 99, high 73, medium 47, low 21, the
+Elastic rule presets); an event of
 unknown severity carries neither, rather than an invented number. `source.ip` is set only
 for a valid IP address (anything else goes to `source.address`), so a bad value cannot make
 Elasticsearch refuse the document. The vendor's object goes under a namespaced field
@@ -37,7 +40,7 @@ from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.record import dumps
 
 ECS_VERSION: Final = "8.11.0"
-RISK_SCORE: Final[Mapping[str, int]] = {"high": 73, "medium": 47, "low": 21}
+RISK_SCORE: Final[Mapping[str, int]] = {"critical": 99, "high": 73, "medium": 47, "low": 21}
 _DENIED: Final = frozenset({"block", "blocked", "deny", "denied", "drop", "dropped", "reject", "rejected",
                             "prevent", "prevented", "quarantine", "quarantined"})
 _ALLOWED: Final = frozenset({"allow", "allowed", "pass", "passed", "permit", "permitted", "log", "logged",
@@ -118,7 +121,7 @@ def ecs_document(event: NormalizedEvent, *, ingested: str,
         "ingested": ingested,
         "module": "siemgate",
     }
-    risk = RISK_SCORE.get(event.severity)
+    risk = RISK_SCORE.get(event.level)
     if risk is not None:
         ecs_event["severity"] = risk
         ecs_event["risk_score"] = float(risk)
@@ -141,9 +144,11 @@ def ecs_document(event: NormalizedEvent, *, ingested: str,
         doc["http"] = {"request": {"method": event.method.upper()}}
     if observer:
         doc["observer"] = observer
-    labels = {"integration": event.integration, "severity": event.severity}
+    labels = {"integration": event.integration, "severity": event.level}
     if event.kind != "event":
         labels["kind"] = event.kind
+    if event.timestamp_invalid is not None:
+        labels["timestamp_invalid"] = event.timestamp_invalid
     doc["labels"] = labels
     doc["ecs"] = _ECS
     if original_field:
@@ -176,7 +181,8 @@ def mappings(original_field: tuple[str, ...] | None) -> dict[str, Any]:
         "http": {"properties": {"request": {"properties": {"method": _keyword()}}}},
         "observer": {"properties": {"vendor": _keyword(), "product": _keyword(), "type": _keyword(),
                                     "name": _keyword()}},
-        "labels": {"properties": {"integration": _keyword(), "severity": _keyword(), "kind": _keyword()}},
+        "labels": {"properties": {"integration": _keyword(), "severity": _keyword(), "kind": _keyword(),
+                                   "timestamp_invalid": _keyword()}},
         "ecs": {"properties": {"version": _keyword()}},
     }
     if original_field:

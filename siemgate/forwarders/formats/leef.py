@@ -15,7 +15,8 @@ Guarantees:
   which comes from the event, `|` becomes `_` and control characters become spaces. Vendor,
   product and version come from the config, which refuses `|` and control characters.
   The result never contains a CR or LF byte.
-- `sev` is QRadar's 1-10 scale, with the CEF numbers of docs/DESIGN.md: high 8, medium 5, low 3.
+- `sev` is QRadar's 1-10 scale, with the CEF numbers of docs/DESIGN.md by the normalized
+  `level`: critical 10, high 8, medium 5, low 3.
   For unknown severity `sev` is left out (as for ECS: no number is invented), so QRadar
   applies the severity of the event's QID mapping; `severity=unknown` says so explicitly.
 - EventID: `TEST` / `CONFIRMATION` for those kinds, else the rule id, else the event type,
@@ -25,7 +26,9 @@ Guarantees:
     devTime + devTimeFormat   the event's time, `yyyy-MM-dd'T'HH:mm:ss.SSSZ` (milliseconds, +0000)
     sev, cat, src (an IP address; any other source address goes to srcHostName), url,
     method, action, policy (rule name), ruleId, resource (asset), eventId, integration,
-    kind, severity (the vendor's word), msg
+    kind, severity (the level: critical, high, medium, low, unknown), timestampInvalid (the
+    vendor's time as written, when it was no real instant: devTime is then the receive time),
+    msg
   The full event is not carried: use `rfc5424` for it.
 """
 
@@ -37,9 +40,10 @@ from typing import Final
 
 from siemgate.forwarders.formats.syslog import event_time, utf8
 from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.record import Severity
+from siemgate.record import Level
 
-LEEF_SEVERITY: Final[Mapping[Severity, int | None]] = {"high": 8, "medium": 5, "low": 3, "unknown": None}
+LEEF_SEVERITY: Final[Mapping[Level, int | None]] = {"critical": 10, "high": 8, "medium": 5, "low": 3,
+                                                    "unknown": None}
 DELIMITER: Final = "\t"
 DELIMITER_FIELD: Final = "x09"
 DEV_TIME_FORMAT: Final = "yyyy-MM-dd'T'HH:mm:ss.SSSZ"
@@ -69,7 +73,7 @@ def event_id(event: NormalizedEvent) -> str:
 def attributes(event: NormalizedEvent) -> list[tuple[str, str]]:
     """The (key, unescaped value) pairs, in order; empty values are left out."""
     moment = event_time(event)
-    severity = LEEF_SEVERITY[event.severity]
+    severity = LEEF_SEVERITY[event.level]
     pairs: list[tuple[str, str | None]] = []
     if moment is not None:
         millis = moment.microsecond // 1000
@@ -91,7 +95,8 @@ def attributes(event: NormalizedEvent) -> list[tuple[str, str]]:
         ("eventId", event.id),
         ("integration", event.integration),
         ("kind", event.kind),
-        ("severity", event.severity),
+        ("severity", event.level),
+        ("timestampInvalid", event.timestamp_invalid),
         ("msg", event.message),
     ]
     return [(key, value) for key, value in pairs if value]

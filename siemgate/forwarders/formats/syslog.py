@@ -6,10 +6,12 @@ Guarantees of every encoder here (and of `cef` and `leef`, which are carried in 
   byte**: the event travels as compact JSON (which escapes control characters), and control
   characters in header fields and structured-data values are replaced by a space. So LF
   framing can never be broken by the content.
-- Severity follows docs/DESIGN.md, "Severity, per destination": high -> 2 critical,
-  medium -> 4 warning, low -> 5 notice, unknown -> 6 informational. PRI = facility * 8 + severity.
-- The timestamp is the event's own (the normalized `timestamp`), never the send time, except
-  in RFC 3164 when the event has none that parses (that format has no nil timestamp).
+- Severity follows docs/DESIGN.md, "Severity, per destination", by the normalized `level`:
+  critical -> 1 alert, high -> 2 critical, medium -> 4 warning, low -> 5 notice, unknown ->
+  6 informational. PRI = facility * 8 + severity.
+- The timestamp is the event's own (the normalized `timestamp`), never the send time; an event
+  without one, or with one that is no real instant (`2025-02-30`), has the receive time
+  (the normalizer's fallback, the same in every format).
 
 RFC 5424 (`rfc5424`):
 
@@ -20,8 +22,10 @@ RFC 5424 (`rfc5424`):
   `include_pid`), MSGID (<= 32) are PRINTUSASCII: other characters become `_`, too long is cut.
 - MSGID: `TEST` / `CONFIRMATION` for those kinds; else the event type; `-` when none.
 - STRUCTURED-DATA: one element with the private SD-ID (default `siemgate@32473`) and the
-  params `id`, `kind`, `integration`, `severity`, then `rule`, `rule_id`, `source_ip` when the
-  event has them. `"`, `\\` and `]` in values are backslash-escaped (RFC 5424 section 6.3.3).
+  params `id`, `kind`, `integration`, `severity` (the level, critical included), then `rule`,
+  `rule_id`, `source_ip` when the event has them, and `timestamp_invalid` (the vendor's time
+  as written) when the event's time was no real instant (TIMESTAMP is then the receive time).
+  `"`, `\\` and `]` in values are backslash-escaped (RFC 5424 section 6.3.3).
 - MSG: the UTF-8 BOM, then the vendor's event as compact JSON, untouched.
 
 RFC 3164 (`rfc3164`):
@@ -54,7 +58,7 @@ from typing import Final, Literal
 import siemgate
 from siemgate.errors import ConfigError
 from siemgate.forwarders.normalize import NormalizedEvent
-from siemgate.record import Severity, dumps
+from siemgate.record import Level, dumps
 
 BOM: Final = b"\xef\xbb\xbf"
 NIL: Final = "-"
@@ -66,8 +70,12 @@ FACILITIES: Final[Mapping[str, int]] = {
     "local5": 21, "local6": 22, "local7": 23,
 }  # fmt: skip
 
-# RFC 5424 severity per vendor severity (docs/DESIGN.md, "Severity, per destination").
-SYSLOG_SEVERITY: Final[Mapping[Severity, int]] = {"high": 2, "medium": 4, "low": 5, "unknown": 6}
+# RFC 5424 severity per level (docs/DESIGN.md, "Severity, per destination"). high keeps 2
+# "critical", what every receiver has seen from siemgate so far (its rules and searches key on
+# it); the vendor's critical goes one above, 1 "alert" ("action must be taken immediately").
+# 0 emergency stays for the host itself (rsyslog's default `*.emerg` rule writes to every
+# logged-in terminal).
+SYSLOG_SEVERITY: Final[Mapping[Level, int]] = {"critical": 1, "high": 2, "medium": 4, "low": 5, "unknown": 6}
 
 MAX_HOSTNAME: Final = 255
 MAX_APP_NAME: Final = 48
@@ -153,8 +161,8 @@ def _check_printusascii(key: str, value: str, limit: int) -> None:
         raise ConfigError(key, f"must be 1-{limit} printable ASCII characters without spaces")
 
 
-def pri(facility: int, severity: Severity) -> int:
-    """PRIVAL = facility * 8 + the syslog severity of the vendor severity."""
+def pri(facility: int, severity: Level) -> int:
+    """PRIVAL = facility * 8 + the syslog severity of the level."""
     return facility * 8 + SYSLOG_SEVERITY[severity]
 
 
@@ -247,10 +255,11 @@ def structured_data(event: NormalizedEvent, sd_id: str) -> str:
         ("id", event.id),
         ("kind", event.kind),
         ("integration", event.integration),
-        ("severity", event.severity),
+        ("severity", event.level),
         ("rule", event.rule),
         ("rule_id", event.rule_id),
         ("source_ip", event.source_ip),
+        ("timestamp_invalid", event.timestamp_invalid),
     ]
     body = "".join(f' {name}="{sd_escape(value)}"' for name, value in params if value is not None)
     return f"[{sd_id}{body}]"
@@ -264,7 +273,7 @@ def resolved_hostname(settings: SyslogFormatSettings) -> str:
 def rfc5424_header(event: NormalizedEvent, settings: SyslogFormatSettings, *, message_id: str) -> str:
     """`<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID` (no trailing space)."""
     procid = str(os.getpid()) if settings.include_pid else NIL
-    prival = pri(settings.facility_code, event.severity)
+    prival = pri(settings.facility_code, event.level)
     host = resolved_hostname(settings)
     # The normalizer writes exactly this form already: no parse and format again.
     stamp = event.timestamp if _RFC3339_UTC.fullmatch(event.timestamp) else rfc3339(event_time(event))
@@ -276,7 +285,7 @@ def rfc3164_header(event: NormalizedEvent, settings: SyslogFormatSettings) -> st
     moment = event_time(event) or datetime.now(UTC)
     moment = moment.astimezone() if settings.rfc3164_timezone == "local" else moment.astimezone(UTC)
     host = bsd_hostname(resolved_hostname(settings))
-    return f"<{pri(settings.facility_code, event.severity)}>{bsd_timestamp(moment)} {host}"
+    return f"<{pri(settings.facility_code, event.level)}>{bsd_timestamp(moment)} {host}"
 
 
 def bsd_hostname(name: str) -> str:
@@ -305,6 +314,7 @@ _ID: Final = ' id="'
 _RULE: Final = ' rule="'
 _RULE_ID: Final = ' rule_id="'
 _SOURCE_IP: Final = ' source_ip="'
+_TIMESTAMP_INVALID: Final = ' timestamp_invalid="'
 
 
 def _sd_param(opening: str, value: str | None) -> str:
@@ -325,7 +335,7 @@ class Rfc5424Encoder:
         self._include_pid = settings.include_pid
         self._pid: int | None = None  # the process the cached PROCIDs are for (include_pid)
         # "<PRI>1 " per severity.
-        self._priorities: dict[Severity, str] = {}
+        self._priorities: dict[Level, str] = {}
         # " HOSTNAME APP-NAME PROCID MSGID [SD-ID" per MSGID.
         self._middles: dict[str, str] = {}
         # ' kind=".." integration=".." severity=".."' per (kind, integration, severity).
@@ -336,7 +346,7 @@ class Rfc5424Encoder:
         # own `kind` and `integration` (Normalizer._normalize_any), any JSON value or a str subclass.
         kind: object = event.kind
         integration: object = event.integration
-        severity = event.severity
+        severity = event.level
         if type(kind) is not str or type(integration) is not str:
             return rfc5424(event, self._settings)  # not what a Normalizer makes: the reference
         priority = self._priorities.get(severity) or self._priority(severity)
@@ -351,16 +361,17 @@ class Rfc5424Encoder:
             kind, integration, severity)
         ident, rule, rule_id, source_ip = event.id, event.rule, event.rule_id, event.source_ip
         if (ident is not None and rule is not None and rule_id is not None and source_ip is not None
-                and _plain(ident + rule + rule_id + source_ip)):
+                and event.timestamp_invalid is None and _plain(ident + rule + rule_id + source_ip)):
             # The common case, every param there and none to escape: one check for all.
             text = (f'{priority}{stamp}{middle}{_ID}{ident}"{record_params}{_RULE}{rule}"{_RULE_ID}{rule_id}"'
                     f'{_SOURCE_IP}{source_ip}"] ')
         else:
             text = (f"{priority}{stamp}{middle}{_sd_param(_ID, ident)}{record_params}{_sd_param(_RULE, rule)}"
-                    f"{_sd_param(_RULE_ID, rule_id)}{_sd_param(_SOURCE_IP, source_ip)}] ")
+                    f"{_sd_param(_RULE_ID, rule_id)}{_sd_param(_SOURCE_IP, source_ip)}"
+                    f"{_sd_param(_TIMESTAMP_INVALID, event.timestamp_invalid)}] ")
         return b"".join((utf8(text), BOM, dumps(event.event)))
 
-    def _priority(self, severity: Severity) -> str:
+    def _priority(self, severity: Level) -> str:
         found = f"<{pri(self._settings.facility_code, severity)}>1 "
         self._priorities[severity] = found
         return found
@@ -373,7 +384,7 @@ class Rfc5424Encoder:
             self._middles[message_id] = found
         return found
 
-    def _record_param(self, kind: str, integration: str, severity: Severity) -> str:
+    def _record_param(self, kind: str, integration: str, severity: Level) -> str:
         found = f' kind="{sd_escape(kind)}" integration="{sd_escape(integration)}" severity="{sd_escape(severity)}"'
         if len(self._record_params) < self._MAX_CACHED:
             self._record_params[kind, integration, severity] = found

@@ -115,7 +115,8 @@ COLUMNS: Final[Mapping[str, str]] = {
     "SiemgateReceivedTime": "datetime",
 }
 # ASIM's EventSeverity values.
-SEVERITY: Final = {"high": "High", "medium": "Medium", "low": "Low", "unknown": "Informational"}
+# ASIM's EventSeverity has no level above High: critical is High there.
+SEVERITY: Final = {"critical": "High", "high": "High", "medium": "Medium", "low": "Low", "unknown": "Informational"}
 # 400 error codes that name the configuration, not a row: the sink pauses instead of dead-lettering.
 CONFIG_ERRORS: Final = frozenset({"InvalidStream", "InvalidDataCollectionRule", "InvalidApiVersion",
                                   "UnsupportedApiVersion", "MissingApiVersionParameter"})
@@ -223,7 +224,7 @@ def row(event: NormalizedEvent, *, vendor: str, product: str | None, additional:
     values: dict[str, Any] = {
         "TimeGenerated": event.timestamp,
         "EventId": event.id,
-        "EventSeverity": SEVERITY[event.severity],
+        "EventSeverity": SEVERITY[event.level],
         "EventType": event.event_type,
         "EventMessage": event.message,
         "SrcIpAddr": event.source_ip,

@@ -12,10 +12,13 @@ Each event becomes one HEC envelope; a batch goes out as concatenated envelopes 
                "vendor_event": {...the vendor's event, untouched...}},
      "fields": {"integration": "appsec-prod", "severity": "high"}}
 
-`time` is the event's own timestamp in epoch seconds (sub-second precision), `host` the
+`time` is the event's own timestamp in epoch seconds (sub-second precision); the receive time
+when the event has none or one that is no real instant (then `fields.timestamp_invalid` and the
+CIM event's `timestamp_invalid` hold the vendor's text). `host` the
 configured one or the event's asset, `source` the configured one or the integration's
 name. `event_format: cim` (default) shapes `event` with the CIM names SOC searches use
-(`severity` is one of high/medium/low/unknown, `severity_id` 4/3/2/0 on the OCSF scale
+(`severity` is the level, one of critical/high/medium/low/unknown, all CIM values, and
+`severity_id` 5/4/3/2/0 on the OCSF scale
 Splunk's add-ons use); `event_format: original` sends the vendor's event as it came.
 
 What each answer does (docs/PROTOCOLS.md 1.5, 1.7, 1.8):
@@ -83,7 +86,7 @@ EVENT_PATH: Final = "/services/collector/event"
 ACK_PATH: Final = "/services/collector/ack"
 HEALTH_PATH: Final = "/services/collector/health"
 # OCSF severity_id, as Splunk's OCSF-CIM add-on maps it.
-SEVERITY_ID: Final = {"high": 4, "medium": 3, "low": 2, "unknown": 0}
+SEVERITY_ID: Final = {"critical": 5, "high": 4, "medium": 3, "low": 2, "unknown": 0}
 _SUCCESS_CODES: Final = frozenset({0, 24, 25})
 _TOKEN_CODES: Final = frozenset({1, 2, 3, 4})
 _BISECT_CODES: Final = frozenset({5, 6, 12, 13, 15})
@@ -158,7 +161,7 @@ def _day_start(day: str) -> float | None:
 
 def cim_event(event: NormalizedEvent, *, vendor_event: object = _EVENT) -> dict[str, Any]:
     """`event` in CIM shape; the vendor's event under `vendor_event` (default: as decoded)."""
-    body: dict[str, Any] = {"severity": event.severity, "severity_id": SEVERITY_ID[event.severity]}
+    body: dict[str, Any] = {"severity": event.level, "severity_id": SEVERITY_ID[event.level]}
     for name, value in (("signature", event.rule), ("signature_id", event.rule_id), ("src", event.source_ip),
                         ("dest", event.asset), ("action", event.action), ("url", event.url),
                         ("http_method", event.method), ("category", event.event_type),
@@ -169,6 +172,8 @@ def cim_event(event: NormalizedEvent, *, vendor_event: object = _EVENT) -> dict[
     body["integration"] = event.integration
     body["kind"] = event.kind
     body["received_at"] = event.received_at
+    if event.timestamp_invalid is not None:
+        body["timestamp_invalid"] = event.timestamp_invalid
     body["vendor_event"] = event.event if vendor_event is _EVENT else vendor_event
     return body
 
@@ -216,9 +221,11 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
 
     @staticmethod
     def _fields(event: NormalizedEvent) -> dict[str, str]:
-        fields = {"integration": event.integration, "severity": event.severity}
+        fields = {"integration": event.integration, "severity": event.level}
         if event.kind != "event":
             fields["kind"] = event.kind
+        if event.timestamp_invalid is not None:
+            fields["timestamp_invalid"] = event.timestamp_invalid
         return fields
 
     def envelope(self, event: NormalizedEvent) -> dict[str, Any]:

@@ -1,0 +1,98 @@
+"""`siemgate quarantine -c FILE list|resend`: the bodies the ingest answered 400/413 and kept.
+
+`list` prints each kept body: its id, when it came, the integration, the answer and why.
+`resend ID` parses the kept body with today's parser (and today's config: a raised
+`max_events_per_batch`, other `batch_keys`, or a siemgate that now takes what it refused)
+and publishes its records through the configured bus, as the ingest would have: same
+records, same topics. A body that still does not parse is refused, with the reason; one
+already sent on is refused too, unless `--again` (records of events with a vendor id keep
+their key, so sinks that deduplicate by id take them once). Confirmation links in it are
+recorded as the ingest records them (`siemgate confirmations`), never requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TextIO
+
+from siemgate.bus.open import open_bus
+from siemgate.config import Config
+from siemgate.errors import BusError, InvalidBatch, NotJson, TooManyEvents
+from siemgate.ingest.batch import BatchParser
+from siemgate.ingest.confirmation_store import ConfirmationStore
+from siemgate.ingest.quarantine import kept_bodies, kept_body, mark_resent
+
+_READY_SECONDS = 10.0
+
+
+def printable(text: str) -> str:
+    """`text` with control and other unprintable characters escaped: vendor bytes must not
+    reach the operator's terminal as escape sequences."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def list_quarantine(config: Config, out: TextIO) -> int:
+    kept = kept_bodies(config.quarantine.path)
+    if not kept:
+        out.write(f"no quarantined bodies in {printable(config.quarantine.path)}\n")
+        return 0
+    for body in kept:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(body.received_at))
+        resent = f"  resent {body.resent.get('at')}" if body.resent else ""
+        out.write(f"{body.id}  {when}  {printable(body.integration)}  {body.status}  {body.bytes} bytes  "
+                  f"from {printable(body.peer)}{resent}\n    {printable(body.reason)}\n")
+    return 0
+
+
+async def resend(config: Config, ident: str, out: TextIO, *, integration: str | None = None,
+                 again: bool = False) -> int:
+    """0 once every record of the body is published; 1, saying why, when nothing was sent."""
+    found = kept_body(config.quarantine.path, ident)
+    if found is None:
+        out.write(f"no quarantined body {printable(ident)} in {printable(config.quarantine.path)} "
+                  "(`siemgate quarantine list` shows them)\n")
+        return 1
+    kept, body = found
+    if kept.resent and not again:
+        out.write(f"{ident} was already sent on ({kept.resent.get('at')}, {kept.resent.get('events')} events); "
+                  "pass --again to send it once more\n")
+        return 1
+    name = integration or kept.integration
+    chosen = next((i for i in config.integrations if i.name == name), None)
+    if chosen is None:
+        names = ", ".join(i.name for i in config.integrations)
+        out.write(f"integration {printable(name)} is not in the config (it has: {names}); pass --integration NAME\n")
+        return 1
+    parser = BatchParser(chosen, config.bus.topic_prefix)
+    try:
+        batch = parser.parse(body, peer=kept.peer, max_events=config.limits.max_events_per_batch)
+    except (NotJson, InvalidBatch, TooManyEvents) as exc:
+        out.write(f"not sent: {ident} still is not a batch the ingest takes: {printable(str(exc))}\n")
+        return 1
+    async with open_bus(config, role="tool") as opened:
+        publisher = opened.bus.publisher()
+        try:
+            await publisher.start()
+            deadline = asyncio.get_running_loop().time() + _READY_SECONDS
+            while not await publisher.ready():
+                if asyncio.get_running_loop().time() > deadline:
+                    raise BusError("the bus does not accept writes")
+                await asyncio.sleep(0.2)
+            await publisher.publish(batch.records)
+        except BusError as exc:
+            out.write(f"not sent: cannot publish to the bus: {printable(str(exc))}\n")
+            return 1
+        finally:
+            await publisher.stop()
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    mark_resent(config.quarantine.path, ident, {"at": at, "integration": name, "batch": batch.id,
+                                                 "events": len(batch.records)})
+    if batch.confirmation_links:
+        store = ConfirmationStore(config.state_dir)
+        await store.load()
+        for link in batch.confirmation_links:
+            await store.record_link(name, link, at)
+        out.write(f"{len(batch.confirmation_links)} confirmation link(s) recorded: `siemgate confirmations`\n")
+    out.write(f"sent {ident}: {len(batch.records)} events published for {name} (batch {batch.id})\n")
+    return 0

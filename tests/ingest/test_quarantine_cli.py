@@ -1,0 +1,102 @@
+"""`siemgate quarantine list|resend` against a real `siemgate run` on the embedded bus: a body
+refused for a cause since understood (here: more events than max_events_per_batch) is sent on
+once the config takes it, reaches the sink, and is not sent twice; what still does not parse
+is refused with its reason (issue 17)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from siemgate_standins.broker import free_port
+from tests.forwarders.test_forward_process import ids_in
+from tests.support import wait_until
+from tests.test_run import KEY, start
+
+pytestmark = pytest.mark.anyio
+
+
+def write_config(tmp_path: Path, port: int, max_events: int) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(f"""
+log_level: info
+listen: {{host: 127.0.0.1, port: {port}}}
+integrations:
+  - name: demo
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+  - name: other
+    auth: {{header: X-Api-Key, values: ["{KEY}-other"]}}
+limits: {{max_events_per_batch: {max_events}}}
+bus: {{type: embedded, path: {tmp_path}/data/siemgate.db}}
+state_dir: {tmp_path}/state
+quarantine: {{path: {tmp_path}/quarantine}}
+forward: {{drain_timeout_seconds: 10}}
+sinks:
+  - {{name: archive, type: file, path: {tmp_path}/out/events.ndjson, fsync: never}}
+""")
+    return path
+
+
+def quarantine(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "siemgate", "quarantine", "-c", str(config), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+async def test_list_and_resend_through_the_running_pipeline(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, max_events=3)
+    process = await start(config, port, tmp_path / "run.log", processes)
+    events = [{"id": f"q-{i}", "severity": "high", "msg": "\x1b[31mred\x1b[0m"} for i in range(5)]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-Api-Key": KEY}) as client:
+        too_many = await client.post("/webhook/demo", content=orjson.dumps(events))
+        broken = await client.post("/webhook/demo", content=b'[{"id": "x", "m": "\x1b]0;pwned\x07"}')
+    assert too_many.status_code == 413 and broken.status_code == 400
+    many_id, broken_id = too_many.json()["quarantined"], broken.json()["quarantined"]
+
+    listed = quarantine(config, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert many_id in listed.stdout and broken_id in listed.stdout
+    assert "5 events in one batch; the limit is 3" in listed.stdout and "413" in listed.stdout
+    assert "\x1b" not in listed.stdout and "\x07" not in listed.stdout  # no terminal escapes
+
+    # The cause is still there: refused, saying why; nothing published.
+    refused = quarantine(config, "resend", many_id)
+    assert refused.returncode == 1 and "the limit is 3" in refused.stdout, refused.stdout + refused.stderr
+    # The operator raises the limit (the running process reloads it too), then resends.
+    write_config(tmp_path, port, max_events=10)
+    sent = quarantine(config, "resend", many_id)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert "5 events published for demo" in sent.stdout
+    out = tmp_path / "out" / "events.ndjson"
+    await wait_until(lambda: len(ids_in(out)) >= 5, "the resent events reach the file sink", timeout=30)
+    assert sorted(ids_in(out)) == [f"q-{i}" for i in range(5)]
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [line["event"] for line in sorted(lines, key=lambda line: line["id"])] == events
+
+    # Not twice unless asked; the listing says it was sent on.
+    twice = quarantine(config, "resend", many_id)
+    assert twice.returncode == 1 and "already sent on" in twice.stdout
+    assert "resent" in quarantine(config, "list").stdout
+    # Still not JSON: refused with the parser's reason, escapes and all kept off the terminal.
+    still = quarantine(config, "resend", broken_id)
+    assert still.returncode == 1 and "not JSON" in still.stdout and "\x1b" not in still.stdout
+    unknown = quarantine(config, "resend", "../../etc/passwd")
+    assert unknown.returncode == 1 and "no quarantined body" in unknown.stdout
+    elsewhere = quarantine(config, "resend", many_id, "--again", "--integration", "nope")
+    assert elsewhere.returncode == 1 and "not in the config" in elsewhere.stdout
+    again = quarantine(config, "resend", many_id, "--again", "--integration", "other")
+    assert again.returncode == 0 and "5 events published for other" in again.stdout
+
+    await wait_until(lambda: len(ids_in(out)) >= 10, "the second resend reaches the sink", timeout=30)
+    integrations = sorted(orjson.loads(line)["integration"] for line in out.read_bytes().splitlines())
+    assert integrations == ["demo"] * 5 + ["other"] * 5
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
