@@ -29,8 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import uvicorn
 from starlette.applications import Starlette
@@ -41,7 +40,7 @@ from siemgate.admin.sources import ForwardSource, IngestSource, LinkResult
 from siemgate.admin.status import Process, StatusSources
 from siemgate.bus.embedded import EmbeddedLog
 from siemgate.bus.open import open_bus
-from siemgate.config import Config, ConfirmationConfig, MetricsListenConfig
+from siemgate.config import Config, ConfirmationConfig
 from siemgate.errors import ConfirmationRefused, MetricsListenError
 from siemgate.foreground import Foreground
 from siemgate.forwarders.runtime import group_id
@@ -50,6 +49,7 @@ from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
 from siemgate.ingest.confirmation_fetch import request_link
 from siemgate.ingest.server import ingest_server
+from siemgate.listeners import SideServer, bind_listener
 from siemgate.metrics import Exposed
 from siemgate.reload import ConfigReloader, reloading
 
@@ -81,33 +81,6 @@ def _admin(config: Config, process: Process, *, ingest: IngestSource | None = No
 # -- /metrics on a listener of its own (`metrics:`)
 
 
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the process's main server owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _bind_metrics(listen: MetricsListenConfig) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise MetricsListenError(f"metrics.host {listen.host}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(64)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise MetricsListenError(f"cannot listen on metrics.host {listen.host} metrics.port {listen.port}: "
-                                 f"{exc.strerror or exc}") from None
-    return sock
-
-
 @contextlib.asynccontextmanager
 async def _metrics_listener(config: Config, app: Starlette) -> AsyncIterator[None]:
     """The ingest app's /metrics on `metrics.host:metrics.port` while the block runs (bound
@@ -117,9 +90,9 @@ async def _metrics_listener(config: Config, app: Starlette) -> AsyncIterator[Non
     if config.metrics is None:
         yield
         return
-    sock = _bind_metrics(config.metrics)
+    sock = bind_listener(config.metrics.host, config.metrics.port, key="metrics", error=MetricsListenError, backlog=64)
     route: BaseRoute = app.state.metrics_route
-    server = _QuietServer(uvicorn.Config(Starlette(routes=[route]), lifespan="off", access_log=False,
+    server = SideServer(uvicorn.Config(Starlette(routes=[route]), lifespan="off", access_log=False,
                                          log_config=None, server_header=False, proxy_headers=False,
                                          timeout_graceful_shutdown=5))
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="metrics-server")

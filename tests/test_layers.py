@@ -47,6 +47,7 @@ PLACES: Mapping[str, str] = {
     "siemgate.metrics": "core",
     "siemgate.gc_tuning": "core",
     "siemgate.foreground": "core",
+    "siemgate.listeners": "core",
     "siemgate.reload": "core",
     # the durable log: Kafka, the embedded log, the ingest's spool, open_bus.
     "siemgate.bus.*": "bus",

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import uvicorn
@@ -21,6 +20,7 @@ from siemgate.admin.app import create_admin_app
 from siemgate.admin.status import StatusSources
 from siemgate.config import AdminConfig
 from siemgate.errors import AdminListenError
+from siemgate.listeners import SideServer, bind_listener
 
 log = logging.getLogger("siemgate.admin")
 
@@ -41,33 +41,6 @@ class AdminListener:
         return f"http://{host}:{self.port}"
 
 
-class _AdminServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the process's main loop owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise AdminListenError(f"admin.host {host}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise AdminListenError(f"cannot listen on admin.host {host} admin.port {port}: "
-                               f"{exc.strerror or exc}") from None
-    return sock
-
-
 async def _sample(sources: StatusSources) -> None:
     while True:
         sources.sample_rates()
@@ -85,9 +58,9 @@ async def running_admin(admin: AdminConfig | None, sources: StatusSources) -> As
     if admin is None:
         yield None
         return
-    sock = _bind(admin.host, admin.port)
+    sock = bind_listener(admin.host, admin.port, key="admin", error=AdminListenError)
     listener = AdminListener(admin.host, int(sock.getsockname()[1]))
-    server = _AdminServer(uvicorn.Config(
+    server = SideServer(uvicorn.Config(
         create_admin_app(admin, sources), lifespan="off", access_log=False, log_config=None, server_header=False,
         proxy_headers=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     ))
