@@ -4,8 +4,11 @@ vendor event, each format's output, the severity and timestamp tables) are exact
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -75,3 +78,83 @@ def test_readme_forwarding_links_the_formats_doc() -> None:
     readme = (ROOT / "README.md").read_text()
     forwarding = readme.split("\n## Forwarding\n", 1)[1].split("\n## ", 1)[0]
     assert "(docs/FORMATS.md)" in forwarding
+
+
+def _field_table() -> tuple[list[str], list[list[str]]]:
+    """docs/FORMATS.md's hand-written table "Where each normalized field lands": header, rows."""
+    text = formats_doc.DOC.read_text().split("## Where each normalized field lands", 1)[1].split("\n### ", 1)[0]
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    cells = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
+    return cells[0], cells[1:]
+
+
+def _resolvers(event: formats_doc.NormalizedEvent) -> dict[str, Callable[[str], object]]:
+    """Per format column, how a field name of the table is read from that format's output
+    (KeyError: the output has no such field)."""
+    encode = formats_doc.encoders()
+    rfc5424 = encode["rfc5424"](event).decode("utf-8", "replace")
+    sd = dict(re.findall(r' (\w+)="((?:[^"\\]|\\.)*)"', rfc5424.split("] ", 1)[0]))
+    _, cef = formats_doc._cef_fields(encode["cef"](event))
+    cef = {key: value.replace("\\=", "=") for key, value in cef.items()}
+    leef = formats_doc._leef_fields(encode["leef"](event))
+    action, document, _ = encode["elasticsearch"](event).split(b"\n")
+    es = {**orjson.loads(document), "_id": orjson.loads(action)["create"]["_id"]}
+
+    def path(root: Any) -> Callable[[str], object]:
+        def read(name: str) -> object:
+            value = root
+            for part in name.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+                if value is None:
+                    raise KeyError(name)
+            return value
+        return read
+
+    return {
+        "RFC 5424": sd.__getitem__, "CEF": cef.__getitem__, "LEEF 2.0": leef.__getitem__,
+        "Splunk HEC (CIM)": path(orjson.loads(encode["splunk_hec"](event))),
+        "Elasticsearch (ECS)": path(es),
+        "Sentinel (ASIM)": path(orjson.loads(encode["sentinel"](event))),
+        "file": path(orjson.loads(encode["file"](event))),
+    }
+
+
+# Cells where no named field holds the normalized value as text, on purpose: a derived form.
+_DERIVED = {
+    ("timestamp", "CEF"): "rt: epoch milliseconds",
+    ("timestamp", "LEEF 2.0"): "devTime: devTimeFormat's form",
+    ("timestamp", "Splunk HEC (CIM)"): "time: epoch seconds",
+    ("kind", "Elasticsearch (ECS)"): "event.kind: ECS's alert/event; labels.kind only when not event",
+    ("level", "Sentinel (ASIM)"): "EventSeverity: ASIM's High/Medium/Low/Informational (critical is High)",
+}
+
+
+def test_the_field_table_names_fields_that_carry_the_value() -> None:
+    """Each cell of the hand-written field table that names fields (in backticks) names one
+    that holds the normalized field's value in that format's real output: a renamed or
+    misspelt field name in the doc fails here."""
+    header, rows = _field_table()
+    sample = formats_doc.normalized()
+    invalid = formats_doc.normalized(timestamp=formats_doc.IMPOSSIBLE_TIME)
+    readers = {"sample": _resolvers(sample), "invalid": _resolvers(invalid)}
+    wrong = []
+    checked = 0
+    for row in rows:
+        field = row[0].split(" ")[0]
+        event, which = (invalid, "invalid") if field == "timestamp_invalid" else (sample, "sample")
+        expected = getattr(event, field)
+        assert expected is not None, f"the doc's event has no {field}: the table row cannot be checked"
+        for column, cell in zip(header[1:], row[1:], strict=True):
+            read = readers[which].get(column)
+            names = re.findall(r"`([^`]+)`", cell)
+            if read is None or not names or (field, column) in _DERIVED:
+                continue
+            found = {}
+            for name in names:
+                with contextlib.suppress(KeyError):  # a name for another case (IPv6, a test message)
+                    found[name] = read(name)
+            checked += 1
+            if str(expected) not in {str(value) for value in found.values()}:
+                wrong.append(f"{field} / {column}: {cell!r} -> {found} (expected {expected!r})")
+    assert checked > 60
+    assert not wrong, "docs/FORMATS.md's field table names fields that do not hold the value:\n" + "\n".join(wrong)
