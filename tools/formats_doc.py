@@ -62,9 +62,11 @@ HOSTNAME = "siemgate-fwd-0.soc.example"  # the syslog sink's `hostname` (default
 INGESTED = "2026-12-07T13:58:22.013Z"  # ECS event.ingested: the time of the bulk request
 PRODUCT_VERSION = "1.0.0"  # CEF/LEEF Device Version (default: siemgate's version)
 IMPOSSIBLE_TIME = "2025-02-30T10:00:00Z"
-# A vendor word per level for the severity table ("n/a" reads as no severity: unknown).
-LEVEL_WORDS: Mapping[Level, str] = {"critical": "critical", "high": "high", "medium": "medium", "low": "low",
-                                    "unknown": "n/a"}
+# Vendor severities for the severity table, by the level they read as: a word and a score per
+# level ("n/a" reads as no severity: unknown).
+VENDOR_SEVERITIES: tuple[tuple[Level, object], ...] = (
+    ("critical", "critical"), ("critical", 9.8), ("high", "high"), ("high", "error"), ("medium", "medium"),
+    ("medium", "warning"), ("low", "low"), ("low", "informational"), ("unknown", "n/a"))
 
 BOM = b"\xef\xbb\xbf"
 _BLOCK = re.compile(r"(<!-- generated:([\w-]+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
@@ -169,11 +171,11 @@ def _pri(message: bytes) -> str:
 
 def severity_table() -> str:
     encode = encoders()
-    rows = ["| level (vendor word) | routed as | RFC 5424 / 3164 PRI (severity) | CEF Severity | LEEF `sev` "
+    rows = ["| vendor `severity` | level | routed as | RFC 5424 / 3164 PRI (severity) | CEF Severity | LEEF `sev` "
             "| HEC `event.severity` / `severity_id` | ECS `event.severity` / `event.risk_score` "
             "| Sentinel `EventSeverity` | file `level` / `severity` |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for level, word in LEVEL_WORDS.items():
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for level, word in VENDOR_SEVERITIES:
         event = normalized(severity=word)
         assert event.level == level, (level, event.level)
         head, _ = _cef_fields(encode["cef"](event))
@@ -185,7 +187,7 @@ def severity_table() -> str:
         # The table shows one PRI for both syslog formats: they must agree.
         assert _pri(encode["rfc3164"](event)) == _pri(encode["rfc5424"](event)), level
         rows.append(" | ".join((
-            f"| {level} (`{word}`)", event.severity, _pri(encode["rfc5424"](event)), f"`{head[6]}`",
+            f"| `{orjson.dumps(word).decode()}`", level, event.severity, _pri(encode["rfc5424"](event)), f"`{head[6]}`",
             f"`{leef['sev']}`" if "sev" in leef else "(absent)",
             f"{_get(hec, 'severity')} / {_get(hec, 'severity_id')}",
             f"{_get(doc, 'event.severity')} / {_get(doc, 'event.risk_score')}",
