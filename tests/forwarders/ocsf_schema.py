@@ -16,7 +16,10 @@ exported schema JSON plus pydantic models generated from it. A record is checked
 
 pydantic-ocsf 3.0.0 types `http_request.http_method` as an integer, though the schema it
 ships makes it a string enum (CONNECT ... TRACE): that attribute is checked against the
-shipped schema's enum instead, and taken out before the model sees the record.
+shipped schema's enum instead, and taken out before the model sees the record. Its models
+also drop the base event's `activity_id` 0 (Unknown), which every class inherits (the
+shipped schema's `base_event` defines 0 and 99): a record with activity 0 is checked
+against that enum and `type_uid` = class_uid * 100 here, and the model sees it as Other (99).
 """
 
 from __future__ import annotations
@@ -29,16 +32,18 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-import orjson
 from ocsf.v1_7_0 import events as ocsf_events
 from ocsf.v1_7_0 import objects as ocsf_objects
 from pydantic import BaseModel
+
+from siemgate.record import dumps, loads
 
 SCHEMA_VERSION = "1.7.0"
 _CLASSES: dict[int, type[BaseModel]] = {4002: ocsf_events.HttpActivity, 2004: ocsf_events.DetectionFinding}
 # The Security Control profile's attributes used by the format, and their object models.
 _PROFILE_OBJECTS: dict[str, type[BaseModel]] = {"firewall_rule": ocsf_objects.FirewallRule,
                                                  "attacks": ocsf_objects.Attack}
+_CAPTIONS = {4002: "HTTP Activity", 2004: "Detection Finding"}
 _PROFILE_ENUMS = ("disposition_id", "action_id")
 
 
@@ -108,16 +113,25 @@ def _walk_types(value: object, where: str) -> None:
             _walk_types(item, f"{where}[{index}]")
 
 
-def validate(record: dict[str, Any]) -> BaseModel:
+def validate(record: dict[str, Any]) -> BaseModel | None:
     """Raises AssertionError or pydantic's ValidationError when `record` is no valid OCSF 1.7.0 record."""
-    data = orjson.loads(orjson.dumps(record))  # as a consumer reads it
+    data = loads(dumps(record))  # as a consumer reads it (integers beyond 64 bits too)
+    assert isinstance(data, dict)
     model = _CLASSES[data["class_uid"]]
     methods = schema()["objects"]["http_request"]["attributes"]["http_method"]["enum"]
     requests = [data.get("http_request")] + [e.get("http_request") for e in data.get("evidences", ())]
     for request in requests:
         if request is not None and "http_method" in request:
             assert request.pop("http_method") in methods
-    parsed = model.model_validate(data)
+    if data.get("activity_id") == 0:
+        base = schema()["events"]["base_event"]["attributes"]["activity_id"]["enum"]
+        assert base["0"]["caption"] == data["activity_name"] == "Unknown"
+        assert data["type_uid"] == data["class_uid"] * 100
+        assert data["type_name"] == f"{_CAPTIONS[data['class_uid']]}: Unknown"
+        model.model_validate({**data, "activity_id": 99, "activity_name": "Other",
+                              "type_uid": data["class_uid"] * 100 + 99,
+                              "type_name": f"{_CAPTIONS[data['class_uid']]}: Other"})
+    parsed = model.model_validate(data) if data.get("activity_id") != 0 else None
     assert data["metadata"]["version"] == SCHEMA_VERSION
     dictionary = schema()["dictionary"]["attributes"]
     profile = {"is_alert", "disposition", "disposition_id", "action", "action_id", "firewall_rule", "attacks"}
