@@ -276,7 +276,7 @@ async def test_the_file_sink_writes_ocsf_records(tmp_path: Path) -> None:
     await sink.close()
     assert not result.retry and not result.rejected
     raw_lines = path.read_bytes().splitlines()
-    lines = [loads(line) for line in raw_lines]
+    lines: list[Any] = [loads(line) for line in raw_lines]
     for line in lines:
         validate(line)
     assert [line["metadata"]["uid"] for line in lines] == ["r-1", "r-2", "r-3"]
