@@ -1,5 +1,9 @@
 """The file sink: NDJSON of the normalized view, one line per event, with size-based rotation.
 
+`event_format: normalized` (default) writes siemgate's normalized view with the vendor's
+event under `event`; `event_format: ocsf` writes OCSF records (`formats/ocsf.py`, shaped
+by `ocsf:`), e.g. for a data lake that reads OCSF.
+
 Delivered means written and, with `fsync: batch` (the default), fsync'd before `send`
 returns. Rotation renames `events.ndjson` to `events.ndjson.1` (older files shift up to
 `keep`), so a reader can tail the current file. All file work runs in a thread.
@@ -11,13 +15,14 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ClassVar, Final, Literal
 
 import orjson
 
 from siemgate.errors import ConfigError, RetryableSinkError
+from siemgate.forwarders.formats.ocsf import OcsfSettings, ocsf_event
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings
 from siemgate.record import dumps
@@ -36,6 +41,9 @@ class FileSinkSettings(SinkSettings):
     fsync: Literal["batch", "never"] = "batch"
     rotate_bytes: int = 100 * 1024 * 1024
     keep: int = 10
+    # normalized: siemgate's normalized view per line; ocsf: an OCSF record per line.
+    event_format: Literal["normalized", "ocsf"] = "normalized"
+    ocsf: OcsfSettings = field(default_factory=OcsfSettings)
 
     def __post_init__(self) -> None:
         if self.rotate_bytes < 1024:
@@ -71,6 +79,11 @@ def to_json_line(event: NormalizedEvent) -> bytes:
     ) + b"\n"
 
 
+def to_ocsf_line(event: NormalizedEvent, settings: OcsfSettings) -> bytes:
+    """The OCSF record, with the vendor's event under `unmapped` as the ingest received it."""
+    return dumps(ocsf_event(event, settings, vendor_event=orjson.Fragment(event.event_bytes()))) + b"\n"
+
+
 class FileSink(Sink[FileSinkSettings]):
     def __init__(self, settings: FileSinkSettings) -> None:
         super().__init__(settings)
@@ -81,7 +94,11 @@ class FileSink(Sink[FileSinkSettings]):
         self._lock = asyncio.Lock()
 
     async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
-        data = b"".join(to_json_line(e) for e in events)
+        if self.settings.event_format == "ocsf":
+            ocsf = self.settings.ocsf
+            data = b"".join(to_ocsf_line(e, ocsf) for e in events)
+        else:
+            data = b"".join(to_json_line(e) for e in events)
         async with self._lock:
             try:
                 await asyncio.to_thread(self._write, data)

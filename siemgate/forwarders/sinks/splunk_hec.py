@@ -19,7 +19,9 @@ configured one or the event's asset, `source` the configured one or the integrat
 name. `event_format: cim` (default) shapes `event` with the CIM names SOC searches use
 (`severity` is the level, one of critical/high/medium/low/unknown, all CIM values, and
 `severity_id` 5/4/3/2/0 on the OCSF scale
-Splunk's add-ons use); `event_format: original` sends the vendor's event as it came.
+Splunk's add-ons use); `event_format: original` sends the vendor's event as it came;
+`event_format: ocsf` sends an OCSF record (`formats/ocsf.py`, shaped by `ocsf:`; for
+Splunk's OCSF-CIM add-on), the vendor's event under its `unmapped`.
 
 What each answer does (docs/PROTOCOLS.md 1.5, 1.7, 1.8):
 
@@ -63,6 +65,7 @@ from siemgate.errors import (
     SinkError,
     SinkRefusedError,
 )
+from siemgate.forwarders.formats.ocsf import OcsfSettings, ocsf_event
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
 from siemgate.forwarders.sinks.http import (
@@ -114,7 +117,9 @@ class SplunkHecSinkSettings(SinkSettings):
     source: str | None = None
     # Omitted: the event's asset when it has one, else HEC's default for the token.
     host: str | None = None
-    event_format: Literal["cim", "original"] = "cim"
+    event_format: Literal["cim", "original", "ocsf"] = "cim"
+    # With event_format ocsf: the OCSF class and metadata.product (formats/ocsf.py).
+    ocsf: OcsfSettings = field(default_factory=OcsfSettings)
     # Indexer acknowledgement: delivered (and committed) only once HEC says indexed.
     ack: bool = False
     ack_poll_seconds: float = 1.0
@@ -230,7 +235,9 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
 
     def envelope(self, event: NormalizedEvent) -> dict[str, Any]:
         """The HEC envelope as a mapping (what `encode` writes)."""
-        body = cim_event(event) if self.settings.event_format == "cim" else event.event
+        event_format = self.settings.event_format
+        body = (cim_event(event) if event_format == "cim" else
+                ocsf_event(event, self.settings.ocsf) if event_format == "ocsf" else event.event)
         return {**self._head(event), "event": body, "fields": self._fields(event)}
 
     def encode(self, event: NormalizedEvent) -> bytes:
@@ -238,7 +245,10 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
         pre-serialized fragment: no second encoding, its exact numbers)."""
         raw = orjson.Fragment(event.event_bytes())
         envelope = self._head(event)
-        envelope["event"] = cim_event(event, vendor_event=raw) if self.settings.event_format == "cim" else raw
+        event_format = self.settings.event_format
+        envelope["event"] = (cim_event(event, vendor_event=raw) if event_format == "cim" else
+                             ocsf_event(event, self.settings.ocsf, vendor_event=raw) if event_format == "ocsf"
+                             else raw)
         envelope["fields"] = self._fields(event)
         return orjson.dumps(envelope, option=orjson.OPT_APPEND_NEWLINE)
 

@@ -1,0 +1,331 @@
+"""Events as OCSF (Open Cybersecurity Schema Framework) records, schema version `OCSF_VERSION`.
+
+The default class is HTTP Activity (4002, category Network Activity 4) with the Security
+Control profile: what OCSF recommends for an atomic alert of a security control on web
+traffic (a WAF's block). `event_class: detection_finding` makes a Detection Finding (2004,
+category Findings 2) instead, for consumers that want findings.
+
+    {"class_uid": 4002, "class_name": "HTTP Activity", "category_uid": 4,
+     "category_name": "Network Activity", "activity_id": 6, "activity_name": "Post",
+     "type_uid": 400206, "type_name": "HTTP Activity: Post", "time": 1795899598123,
+     "severity_id": 4, "severity": "High", "status_id": 2, "status": "Failure",
+     "message": "SQL injection blocked",
+     "metadata": {"version": "1.7.0", "uid": "<record id>", "profiles": ["security_control"],
+                  "product": {"name": "<product_name or the integration>", "vendor_name": "..."},
+                  "log_provider": "siemgate", "log_name": "<integration>", "logged_time": <received, ms>},
+     "is_alert": true, "disposition_id": 2, "disposition": "Blocked", "action_id": 2, "action": "Denied",
+     "firewall_rule": {"name": "SQLi", "uid": "942100"},
+     "attacks": [{"technique": {"uid": "T1190"}}],
+     "src_endpoint": {"ip": "203.0.113.9"}, "dst_endpoint": {"hostname": "shop-frontend"},
+     "http_request": {"http_method": "POST", "url": {"url_string": "https://shop.example/login?q=1",
+                      "scheme": "https", "hostname": "shop.example", "path": "/login",
+                      "query_string": "q=1"}},
+     "unmapped": {...the vendor's event, untouched...}}
+
+Choices:
+- `severity_id` by the normalized `level`: critical 5, high 4, medium 3, low 2, unknown 0
+  (Unknown, not an invented Informational).
+- `disposition_id` from the vendor's action word (block/deny/prevent -> Blocked, drop ->
+  Dropped, reject -> Rejected, allow/pass -> Allowed, log -> Logged, detect/monitor ->
+  Detected, alert -> Alert, challenge, captcha, quarantine); another word is Other (99)
+  with the word as `disposition`; no action is Unknown (0). `action_id`: Allowed, Denied,
+  Other or Unknown likewise. `status_id` (HTTP Activity): Failure for a denied request,
+  Success for an allowed one, else Unknown.
+- `is_alert` is true for the vendor's events, false for its test and confirmation messages
+  (which also carry the label `siemgate_kind:test` / `:confirmation` in `metadata.labels`).
+- `src_endpoint.ip` only for a valid IP address of at most 40 characters (OCSF's `ip_t`);
+  anything else stays only in `unmapped`. `http_request.url` has the parts that parse;
+  `http_method` is one of OCSF's nine methods (another makes activity Other, 99, and stays
+  only in `unmapped`).
+- `time` is the event's own time (epoch ms); when that was no real instant, the receive
+  time, with the vendor's text in `metadata.original_time`.
+- `attacks` only from explicit MITRE ATT&CK ids in the vendor's event (top-level fields
+  such as `mitre_technique`, `technique_id`, `mitre_tactic`; `T1190`, `T1059.007`, `TA0001`):
+  none is guessed from a rule name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+from siemgate.forwarders.normalize import NormalizedEvent
+
+# The OCSF schema version the events follow (`metadata.version`); the tests validate every
+# event against this version's classes (pydantic-ocsf ships them).
+OCSF_VERSION: Final = "1.7.0"
+
+OcsfClass = Literal["http_activity", "detection_finding"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OcsfSettings:
+    """`ocsf:` of a sink whose format is ocsf."""
+
+    # http_activity (4002) + the Security Control profile, or detection_finding (2004).
+    event_class: OcsfClass = "http_activity"
+    # metadata.product: the product that saw the event (e.g. name "AppSec WAF", vendor
+    # "Acme"). Omitted name: the record's integration name; omitted vendor: not sent.
+    product_name: str | None = None
+    vendor_name: str | None = None
+
+
+SEVERITY_ID: Final[Mapping[str, int]] = {"critical": 5, "high": 4, "medium": 3, "low": 2, "unknown": 0}
+_SEVERITY_CAPTION: Final = {0: "Unknown", 1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
+
+# HTTP Activity's activity_id by request method; another method is Other (99).
+_HTTP_ACTIVITY: Final[Mapping[str, int]] = {
+    "CONNECT": 1, "DELETE": 2, "GET": 3, "HEAD": 4, "OPTIONS": 5, "POST": 6, "PUT": 7, "TRACE": 8, "PATCH": 9}
+_HTTP_ACTIVITY_CAPTION: Final = {0: "Unknown", 1: "Connect", 2: "Delete", 3: "Get", 4: "Head", 5: "Options",
+                                 6: "Post", 7: "Put", 8: "Trace", 9: "Patch", 99: "Other"}
+
+# disposition_id by the vendor's action word (lower case).
+_DISPOSITION: Final[Mapping[str, int]] = {
+    **dict.fromkeys(("block", "blocked", "deny", "denied", "prevent", "prevented"), 2),
+    **dict.fromkeys(("quarantine", "quarantined"), 3),
+    **dict.fromkeys(("drop", "dropped"), 6),
+    **dict.fromkeys(("reject", "rejected"), 25),
+    **dict.fromkeys(("allow", "allowed", "pass", "passed", "permit", "permitted"), 1),
+    **dict.fromkeys(("log", "logged"), 17),
+    **dict.fromkeys(("detect", "detected", "monitor", "monitored"), 15),
+    **dict.fromkeys(("alert", "alerted"), 19),
+    **dict.fromkeys(("challenge", "challenged"), 23),
+    "captcha": 22,
+}
+_DISPOSITION_CAPTION: Final = {0: "Unknown", 1: "Allowed", 2: "Blocked", 3: "Quarantined", 6: "Dropped",
+                               15: "Detected", 17: "Logged", 19: "Alert", 22: "Captcha", 23: "Challenge",
+                               25: "Rejected", 99: "Other"}
+_DENYING: Final = frozenset({2, 3, 6, 25})
+_ALLOWING: Final = frozenset({1})
+_ACTION_CAPTION: Final = {0: "Unknown", 1: "Allowed", 2: "Denied", 99: "Other"}
+_STATUS_CAPTION: Final = {0: "Unknown", 1: "Success", 2: "Failure"}
+
+# Top-level fields of the vendor's event that may name MITRE ATT&CK ids (compared folded:
+# lower case without `_`, `-`, `.`, spaces).
+_TECHNIQUE_KEYS: Final = ("mitretechnique", "mitretechniqueid", "mitretechniques", "techniqueid",
+                          "attacktechnique", "attacktechniqueid", "mitreattacktechnique")
+_TACTIC_KEYS: Final = ("mitretactic", "mitretacticid", "mitretactics", "tacticid", "attacktactic",
+                       "attacktacticid", "mitreattacktactic")
+_TECHNIQUE: Final = re.compile(r"T\d{4}(?:\.\d{3})?")
+_TACTIC: Final = re.compile(r"TA\d{4}")
+_SEPARATORS: Final = str.maketrans("", "", "_-. ")
+_MAX_ATTACKS: Final = 32
+
+
+@lru_cache(maxsize=4096)
+def _ip(value: str) -> bool:
+    if len(value) > 40:
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def url_object(url: str) -> dict[str, Any]:
+    """OCSF `url` of a URL: `url_string` always, the parts that parse (cached and shared:
+    not to be changed)."""
+    fields: dict[str, Any] = {"url_string": url}
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return fields
+    if parts.scheme:
+        fields["scheme"] = parts.scheme
+    if parts.hostname:
+        fields["hostname"] = parts.hostname
+    if port is not None:
+        fields["port"] = port
+    if parts.path:
+        fields["path"] = parts.path
+    if parts.query:
+        fields["query_string"] = parts.query
+    return fields
+
+
+@lru_cache(maxsize=4096)
+def epoch_ms(timestamp: str) -> int | None:
+    """RFC 3339 -> epoch milliseconds; None when it does not parse."""
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _ids(values: object, pattern: re.Pattern[str]) -> list[str]:
+    items = values if isinstance(values, list) else [values]
+    found: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            for match in pattern.finditer(item.upper()):
+                if match[0] not in found:
+                    found.append(match[0])
+    return found[:_MAX_ATTACKS]
+
+
+def attacks(vendor: object) -> list[dict[str, Any]]:
+    """OCSF `attacks` from explicit MITRE ATT&CK ids in the vendor's event's top-level fields."""
+    if not isinstance(vendor, dict):
+        return []
+    techniques: list[str] = []
+    tactics: list[str] = []
+    for key, value in vendor.items():
+        if not isinstance(key, str):
+            continue
+        folded = key.translate(_SEPARATORS).lower()
+        if folded in _TECHNIQUE_KEYS:
+            techniques += (t for t in _ids(value, _TECHNIQUE) if t not in techniques)
+        elif folded in _TACTIC_KEYS:
+            tactics += (t for t in _ids(value, _TACTIC) if t not in tactics)
+    found: list[dict[str, Any]] = []
+    for uid in techniques[:_MAX_ATTACKS]:
+        attack: dict[str, Any] = {"technique": {"uid": uid.split(".")[0]}}
+        if "." in uid:
+            attack["sub_technique"] = {"uid": uid}
+        if len(tactics) == 1:
+            attack["tactic"] = {"uid": tactics[0]}
+        found.append(attack)
+    if not techniques:
+        found = [{"tactic": {"uid": uid}} for uid in tactics[:_MAX_ATTACKS]]
+    return found
+
+
+def _disposition(action: str | None) -> tuple[int, str]:
+    if action is None or not action.strip():
+        return 0, "Unknown"
+    disposition_id = _DISPOSITION.get(action.strip().lower(), 99)
+    return disposition_id, _DISPOSITION_CAPTION[disposition_id] if disposition_id != 99 else action
+
+
+def ocsf_event(event: NormalizedEvent, settings: OcsfSettings | None = None, *,
+               vendor_event: object = None) -> dict[str, Any]:
+    """The OCSF record of a normalized event. `vendor_event`: what goes under `unmapped` in
+    place of the decoded vendor event (an `orjson.Fragment` of the bytes as received)."""
+    settings = settings or _DEFAULTS
+    detection = settings.event_class == "detection_finding"
+    severity_id = SEVERITY_ID.get(event.level, 0)
+    disposition_id, disposition = _disposition(event.action)
+    action_id = 2 if disposition_id in _DENYING else 1 if disposition_id in _ALLOWING else (
+        0 if disposition_id == 0 else 99)
+    time = epoch_ms(event.timestamp)
+    received = epoch_ms(event.received_at) if event.received_at else None
+    if time is None:
+        time = received if received is not None else int(datetime.now(UTC).timestamp() * 1000)
+
+    product: dict[str, Any] = {"name": settings.product_name or event.integration or "unknown"}
+    if settings.vendor_name:
+        product["vendor_name"] = settings.vendor_name
+    metadata: dict[str, Any] = {
+        "version": OCSF_VERSION,
+        "uid": event.id,
+        "profiles": ["security_control"],
+        "product": product,
+        "log_provider": "siemgate",
+    }
+    if event.integration:
+        metadata["log_name"] = event.integration
+    if received is not None:
+        metadata["logged_time"] = received
+    if event.timestamp_invalid is not None:
+        metadata["original_time"] = event.timestamp_invalid
+    if event.kind != "event":
+        metadata["labels"] = [f"siemgate_kind:{event.kind}"]
+
+    src: dict[str, Any] | None = {"ip": event.source_ip} if event.source_ip and _ip(event.source_ip) else None
+    dst: dict[str, Any] | None = {"hostname": event.asset} if event.asset else None
+    request: dict[str, Any] = {}
+    method = event.method.strip().upper() if event.method else ""
+    if method in _HTTP_ACTIVITY:  # OCSF's enum; another method only in `unmapped`
+        request["http_method"] = method
+    if event.url:
+        request["url"] = url_object(event.url)
+    found_attacks = attacks(event.event)
+    unmapped = event.event if vendor_event is None else vendor_event
+    if not isinstance(event.event, dict):
+        unmapped = {"value": unmapped}
+
+    doc: dict[str, Any]
+    if detection:
+        doc = {
+            "class_uid": 2004, "class_name": "Detection Finding",
+            "category_uid": 2, "category_name": "Findings",
+            "activity_id": 1, "activity_name": "Create",
+            "type_uid": 200401, "type_name": "Detection Finding: Create",
+        }
+    else:
+        activity_id = _HTTP_ACTIVITY.get(method, 99) if method else 0
+        doc = {
+            "class_uid": 4002, "class_name": "HTTP Activity",
+            "category_uid": 4, "category_name": "Network Activity",
+            "activity_id": activity_id, "activity_name": _HTTP_ACTIVITY_CAPTION[activity_id],
+            "type_uid": 400200 + activity_id,
+            "type_name": f"HTTP Activity: {_HTTP_ACTIVITY_CAPTION[activity_id]}",
+        }
+    doc["time"] = time
+    doc["severity_id"] = severity_id
+    doc["severity"] = _SEVERITY_CAPTION[severity_id]
+    if event.message is not None:
+        doc["message"] = event.message
+    doc["metadata"] = metadata
+    doc["is_alert"] = event.kind == "event"
+    doc["disposition_id"] = disposition_id
+    doc["disposition"] = disposition
+    doc["action_id"] = action_id
+    doc["action"] = _ACTION_CAPTION[action_id] if action_id != 99 else disposition
+    if found_attacks:
+        doc["attacks"] = found_attacks
+    if detection:
+        doc["status_id"] = 1
+        doc["status"] = "New"
+        info: dict[str, Any] = {"uid": event.id,
+                                "title": event.rule or event.message or event.event_type or "siemgate event"}
+        if event.message is not None:
+            info["desc"] = event.message
+        if event.rule is not None or event.rule_id is not None:
+            analytic: dict[str, Any] = {"type_id": 1, "type": "Rule"}
+            if event.rule is not None:
+                analytic["name"] = event.rule
+            if event.rule_id is not None:
+                analytic["uid"] = event.rule_id
+            info["analytic"] = analytic
+        if found_attacks:
+            info["attacks"] = found_attacks
+        doc["finding_info"] = info
+        evidence: dict[str, Any] = {}
+        if src is not None:
+            evidence["src_endpoint"] = src
+        if dst is not None:
+            evidence["dst_endpoint"] = dst
+        if request:
+            evidence["http_request"] = request
+        if evidence:
+            doc["evidences"] = [evidence]
+    else:
+        status_id = 2 if action_id == 2 else 1 if action_id == 1 else 0
+        doc["status_id"] = status_id
+        doc["status"] = _STATUS_CAPTION[status_id]
+        if event.rule is not None or event.rule_id is not None:
+            doc["firewall_rule"] = {k: v for k, v in (("name", event.rule), ("uid", event.rule_id)) if v is not None}
+        if src is not None:
+            doc["src_endpoint"] = src
+        if dst is not None:
+            doc["dst_endpoint"] = dst
+        if request:
+            doc["http_request"] = request
+    doc["unmapped"] = unmapped
+    return doc
+
+
+_DEFAULTS: Final = OcsfSettings()
