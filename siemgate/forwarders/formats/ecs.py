@@ -34,8 +34,8 @@ import ipaddress
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Final
-from urllib.parse import urlsplit
 
+from siemgate.forwarders.formats.urls import split_url
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.record import dumps
 
@@ -78,17 +78,15 @@ def url_fields(url: str) -> dict[str, Any]:
     """ECS `url.*` of a URL (cached: the same URLs come again; the mapping is shared, not to
     be changed)."""
     fields: dict[str, Any] = {"original": url}
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
+    parts = split_url(url)
+    if parts is None:
         return fields
     if parts.scheme:
         fields["scheme"] = parts.scheme
     if parts.hostname:
         fields["domain"] = parts.hostname
-    if port is not None:
-        fields["port"] = port
+    if parts.port is not None:
+        fields["port"] = parts.port
     if parts.path:
         fields["path"] = parts.path
     if parts.query:

@@ -53,8 +53,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
+from siemgate.forwarders.formats.urls import split_url
 from siemgate.forwarders.normalize import NormalizedEvent
 
 # The OCSF schema version the events follow (`metadata.version`); the tests validate every
@@ -134,17 +134,15 @@ def url_object(url: str) -> dict[str, Any]:
     """OCSF `url` of a URL: `url_string` always, the parts that parse (cached and shared:
     not to be changed)."""
     fields: dict[str, Any] = {"url_string": url}
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
+    parts = split_url(url)
+    if parts is None:
         return fields
     if parts.scheme:
         fields["scheme"] = parts.scheme
     if parts.hostname:
         fields["hostname"] = parts.hostname
-    if port is not None:
-        fields["port"] = port
+    if parts.port is not None:
+        fields["port"] = parts.port
     if parts.path:
         fields["path"] = parts.path
     if parts.query:
