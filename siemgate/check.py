@@ -32,6 +32,20 @@ async def check_kafka(config: KafkaConfig, timeout: float) -> list[CheckResult]:
     from siemgate.bus.kafka import client_options
 
     servers = ",".join(config.servers)
+    results: list[CheckResult] = []
+    oauth = config.security.oauth
+    if config.security.protocol.startswith("SASL") and config.security.sasl_mechanism == "OAUTHBEARER" and oauth:
+        from siemgate.bus.kafka_oauth import token_provider
+        from siemgate.errors import BusUnavailable
+
+        source = oauth.token_endpoint if oauth.provider == "oidc" else f"MSK IAM ({oauth.aws_region})"
+        try:
+            async with asyncio.timeout(timeout):
+                await token_provider(oauth).token()
+        except (BusUnavailable, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            return [CheckResult("kafka oauth token", "FAIL", reason)]
+        results.append(CheckResult("kafka oauth token", "ok", f"obtained from {source}"))
     admin = AIOKafkaAdminClient(**client_options(config), request_timeout_ms=int(timeout * 1000))
     try:
         async with asyncio.timeout(timeout):
@@ -43,9 +57,9 @@ async def check_kafka(config: KafkaConfig, timeout: float) -> list[CheckResult]:
                 await admin.close()
     except (TimeoutError, KafkaError, OSError) as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-        return [CheckResult("kafka", "FAIL", f"cannot reach {servers}: {reason}")]
+        return [*results, CheckResult("kafka", "FAIL", f"cannot reach {servers}: {reason}")]
     brokers = len(cluster.get("brokers", []) or [])
-    results = [CheckResult("kafka", "ok", f"reached {servers} ({brokers} broker(s))")]
+    results.append(CheckResult("kafka", "ok", f"reached {servers} ({brokers} broker(s))"))
     missing = [t for t in all_topics(config.topic_prefix) if t not in topics]
     if not missing:
         results.append(CheckResult("kafka topics", "ok", f"all {len(all_topics(config.topic_prefix))} exist"))

@@ -246,19 +246,86 @@ class IntegrationConfig:
             raise ConfigError("path", f"{self.path} is reserved")
 
 
+_EXTENSION_KEY = re.compile(r"[A-Za-z]+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaOAuthConfig:
+    """Where SASL OAUTHBEARER's token comes from (`sasl_mechanism: OAUTHBEARER`).
+
+    `oidc`: an OAuth 2.0 client-credentials grant at `token_endpoint` (Confluent Cloud, Strimzi
+    with Keycloak, Azure Event Hubs, any OIDC provider). `aws_msk_iam`: an Amazon MSK IAM token,
+    a SigV4-signed URL made with the default AWS credential chain (IRSA / EKS Pod Identity,
+    instance profile, environment), optionally assuming `aws_role_arn`.
+    """
+
+    provider: Literal["oidc", "aws_msk_iam"] = "oidc"
+    token_endpoint: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    # How the client authenticates at the token endpoint: HTTP Basic (RFC 6749's default, what
+    # Kafka's own clients send) or client_id/client_secret in the form.
+    client_auth: Literal["basic", "post"] = "basic"
+    # Space-separated, as RFC 6749 has it; Azure Event Hubs: https://<namespace>.servicebus.windows.net/.default
+    scope: str | None = None
+    # Some providers want the audience as a form field of the token request.
+    audience: str | None = None
+    # SASL extensions sent with the token (RFC 7628), e.g. Confluent Cloud's logicalCluster and identityPoolId.
+    extensions: dict[str, str] = field(default_factory=dict)
+    # The CA bundle that verifies the token endpoint (default: the system's).
+    ca_file: str | None = None
+    # aws_msk_iam: the cluster's region, and a role to assume first (optional).
+    aws_region: str | None = None
+    aws_role_arn: str | None = None
+    # A token is replaced once this fraction of its lifetime has passed (before it expires).
+    refresh_fraction: float = 0.8
+    timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.provider == "oidc":
+            if not self.token_endpoint:
+                raise ConfigError("token_endpoint", "provider oidc needs the OAuth token endpoint URL "
+                                                    "(https://.../token)")
+            if not self.token_endpoint.startswith(("https://", "http://")):
+                raise ConfigError("token_endpoint", f"{self.token_endpoint!r} must be an http(s) URL")
+            if not (self.client_id and self.client_secret):
+                raise ConfigError("client_id", "provider oidc needs client_id and client_secret "
+                                               "(the client-credentials grant)")
+        elif not self.aws_region:
+            raise ConfigError("aws_region", "provider aws_msk_iam needs the MSK cluster's region, e.g. us-east-1")
+        for key in self.extensions:
+            # RFC 7628: key = 1*(ALPHA); "auth" is the token itself.
+            if not _EXTENSION_KEY.fullmatch(key) or key == "auth":
+                raise ConfigError(f"extensions.{key}", "SASL extension names are letters only, and not 'auth'")
+        for key, value in self.extensions.items():
+            if "\x01" in value:
+                raise ConfigError(f"extensions.{key}", "must not contain the control character 0x01")
+        if not 0.1 <= self.refresh_fraction <= 0.95:
+            raise ConfigError("refresh_fraction", "must be between 0.1 and 0.95")
+        if self.timeout_seconds <= 0:
+            raise ConfigError("timeout_seconds", "must be positive")
+
+
 @dataclass(frozen=True, kw_only=True)
 class KafkaSecurityConfig:
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = "PLAIN"
     username: str | None = None
     password: Secret | None = None
+    oauth: KafkaOAuthConfig | None = None
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
     verify: bool = True
 
     def __post_init__(self) -> None:
-        if self.protocol.startswith("SASL") and not (self.username and self.password):
+        if not self.protocol.startswith("SASL"):
+            return
+        if self.sasl_mechanism == "OAUTHBEARER":
+            if self.oauth is None:
+                raise ConfigError("oauth", "sasl_mechanism OAUTHBEARER needs an oauth section "
+                                           "(provider oidc or aws_msk_iam; see docs/KAFKA.md)")
+        elif not (self.username and self.password):
             raise ConfigError("username", f"protocol {self.protocol} needs username and password")
 
 

@@ -25,6 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
+from siemgate.bus.kafka_oauth import token_provider
 from siemgate.config import KafkaConfig
 from siemgate.errors import BusUnavailable, RecordTooLarge
 from siemgate.record import Record, all_topics
@@ -50,7 +51,11 @@ def client_options(config: KafkaConfig) -> dict[str, Any]:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         options["ssl_context"] = context
-    if security.protocol.startswith("SASL"):
+    if security.protocol.startswith("SASL") and security.sasl_mechanism == "OAUTHBEARER":
+        assert security.oauth is not None  # checked by KafkaSecurityConfig
+        options["sasl_mechanism"] = "OAUTHBEARER"
+        options["sasl_oauth_token_provider"] = token_provider(security.oauth)
+    elif security.protocol.startswith("SASL"):
         assert security.password is not None  # checked by KafkaSecurityConfig
         options["sasl_mechanism"] = security.sasl_mechanism
         options["sasl_plain_username"] = security.username

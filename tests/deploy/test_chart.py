@@ -605,7 +605,8 @@ def test_each_sink_has_its_forwarder_scaled_within_its_partitions(rendered: Rend
         assert 1 <= low <= high <= partitions, f"{name}: {low}..{high} replicas for {partitions} partitions"
 
 
-SASL_MODES = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+SASL_MODES = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512",
+              "OAUTHBEARER": "oauthbearer"}
 
 
 def test_keda_triggers_name_the_sinks_group_and_topics(rendered: Rendered, loaded: list[Workload]) -> None:
@@ -1510,6 +1511,73 @@ def test_a_sasl_password_from_a_kafkauser_secret_reaches_the_scaler() -> None:
     # Any parameter from any Secret: keda.authentication wins.
     values["keda"]["authentication"] = {"username": {"secretName": "kafka-names", "key": "user"}}
     assert _auth_refs(render(values))["username"] == ("kafka-names", "user")
+
+
+OIDC = {"provider": "oidc", "token_endpoint": "https://idp.example.com/oauth2/token", "client_id": "siemgate",
+        "client_secret": "${KAFKA_OAUTH_SECRET}", "scope": "kafka", "extensions": {"logicalCluster": "lkc-1"}}
+
+
+def test_oauthbearer_gives_the_scaler_the_pods_client_secret_and_the_named_secrets(tmp_path: Path) -> None:
+    values = _keda_values(protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER", oauth=OIDC)
+    values["secrets"]["values"]["KAFKA_OAUTH_SECRET"] = "oauth-client-secret-0001"
+    values["keda"]["authentication"] = {"username": {"secretName": "kafka-oauth", "key": "client-id"},
+                                        "oauthTokenEndpointUri": {"secretName": "kafka-oauth", "key": "endpoint"},
+                                        "oauthExtensions": {"secretName": "kafka-oauth", "key": "extensions"}}
+    rendered = render(values)
+    assert _auth_refs(rendered) == {"username": ("kafka-oauth", "client-id"),
+                                    "password": ("siem-siemgate", "KAFKA_OAUTH_SECRET"),
+                                    "oauthTokenEndpointUri": ("kafka-oauth", "endpoint"),
+                                    "oauthExtensions": ("kafka-oauth", "extensions"),
+                                    "ca": ("kafka-ca", "ca.crt")}
+    for scaled in rendered.kind("ScaledObject"):
+        assert {t["metadata"]["sasl"] for t in scaled["spec"]["triggers"]} == {"oauthbearer"}
+    # The pods' config loads with siemgate's loader: the OAuth settings arrive intact.
+    for obj, pod in rendered.pods:
+        if obj["kind"] == "Pod":
+            continue
+        container = _siemgate_container(pod)
+        _, text = mounted_config(rendered, pod, container)
+        directory = tmp_path / obj["metadata"]["name"]
+        path = directory / "config.yaml"
+        text = materialize(text, secret_files(rendered, pod, container), directory)
+        path.write_text(text)
+        kafka = load_config(path, environ={}).bus.kafka
+        assert kafka is not None and kafka.security.oauth is not None
+        assert kafka.security.oauth.extensions == {"logicalCluster": "lkc-1"}
+        assert kafka.security.oauth.client_secret is not None
+        assert kafka.security.oauth.client_secret.reveal() == "oauth-client-secret-0001"
+
+
+@pytest.mark.parametrize(
+    ("oauth", "authentication", "complaint"),
+    [
+        (OIDC, {}, "keda.authentication.username and keda.authentication.oauthTokenEndpointUri"),
+        ({**OIDC, "client_secret": "${KAFKA_OAUTH_SECRET}"}, {"username": {"secretName": "o", "key": "id"}},
+         "oauthTokenEndpointUri is missing"),
+        ({"provider": "aws_msk_iam", "aws_region": "eu-west-1"}, {}, "cannot sign MSK IAM tokens"),
+    ],
+    ids=["no-client-id-or-endpoint", "no-endpoint", "msk-iam"],
+)
+def test_oauthbearer_values_the_chart_refuses_with_keda(oauth: dict[str, Any], authentication: dict[str, Any],
+                                                         complaint: str) -> None:
+    values = _keda_values(protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER", oauth=oauth)
+    values["secrets"]["values"]["KAFKA_OAUTH_SECRET"] = "oauth-client-secret-0001"
+    values["keda"]["authentication"] = authentication
+    assert complaint in _render_error(values)
+
+
+def test_a_literal_oauth_client_secret_is_refused_by_the_schema() -> None:
+    values = _keda_values(protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER",
+                          oauth={**OIDC, "client_secret": "hunter2"})
+    assert "/config/bus/kafka/security/oauth/client_secret" in _render_error(values)
+
+
+def test_msk_iam_renders_without_keda(tmp_path: Path) -> None:
+    values = _keda_values(protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER",
+                          oauth={"provider": "aws_msk_iam", "aws_region": "eu-west-1"})
+    values["keda"] = {"enabled": False}
+    rendered = render(values)
+    assert rendered.kind("TriggerAuthentication") == [] and rendered.kind("ScaledObject") == []
 
 
 @pytest.mark.parametrize(

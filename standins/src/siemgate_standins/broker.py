@@ -76,14 +76,16 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
             time.sleep(0.05)
 
 
-def start_tansu(port: int | None = None, log_path: str | None = None) -> Broker:
-    """Start a Tansu broker on 127.0.0.1 (a free port unless given)."""
+def start_tansu(port: int | None = None, log_path: str | None = None, advertised: str | None = None) -> Broker:
+    """Start a Tansu broker on 127.0.0.1 (a free port unless given). `advertised` ("host:port"):
+    the address Metadata names instead of its own (a proxy or gateway in front of it)."""
     binary = tansu_binary()
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
-        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+        [binary, "broker", "--listener-url", url, "--advertised-listener-url",
+         f"tcp://{advertised}" if advertised else url],
         stdout=log,
         stderr=log,
         stdin=subprocess.DEVNULL,
