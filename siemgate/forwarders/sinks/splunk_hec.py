@@ -118,6 +118,9 @@ _CIM_ACTION: Final = {
 }
 # HEC `host`: the longest kept (a DNS name has at most 253 characters).
 MAX_HOST_CHARS: Final = 255
+_HOST_SCAN_CHARS: Final = 4 * MAX_HOST_CHARS
+# Longer than any IP address text with a zone: not looked at (nor cached).
+_MAX_IP_CHARS: Final = 100
 _EVENT: Final = object()  # cim_event's default: the decoded vendor event
 _REFUSED: Final = {
     7: "the index is not allowed for this token or does not exist: fix sinks[].index or the token's allowed indexes",
@@ -211,16 +214,18 @@ def splunk_host(value: str | None) -> str | None:
     characters; None when nothing is left (then HEC uses the token's default host)."""
     if not value:
         return None
+    value = value[:_HOST_SCAN_CHARS]  # a huge asset is not scanned whole
     if not value.isprintable():
         value = "".join(c for c in value if c.isprintable())
     value = value.strip()[:MAX_HOST_CHARS].rstrip()
     return value or None
 
 
+@lru_cache(maxsize=4096)
 def _ip(value: str | None) -> str | None:
     """`value` as an IP address for CIM's `src_ip` (an IPv6 zone, `%eth0`, left out); None
     when it is no IP address."""
-    if value is None:
+    if value is None or len(value) > _MAX_IP_CHARS:
         return None
     address = value.strip().split("%", 1)[0]
     try:
