@@ -248,6 +248,15 @@ def test_the_addon_reads_only_fields_the_hec_sink_writes() -> None:
     props = read_conf(ADDON / "default" / "props.conf")
     assert props[sourcetype]["KV_MODE"] == "json"
     assert any(key.startswith(("FIELDALIAS-", "EVAL-")) for key in props[sourcetype]), "nothing checked"
+    # A HEC indexed field that is also a field of the JSON event reads as two values unless
+    # the add-on keeps one.
+    indexed: set[str] = set()
+    for event in SAMPLES:
+        indexed |= set(orjson.loads(sink().encode(event))["fields"])
+    both = indexed & fields
+    assert both >= {"integration", "severity", "kind", "timestamp_invalid"}
+    assert {name: props[sourcetype].get(f"EVAL-{name}") for name in both} == {
+        name: f"mvdedup({name})" for name in both}
 
 
 def test_drift_is_found(tmp_path: Path) -> None:
@@ -289,8 +298,8 @@ def searched(event: NormalizedEvent, **options: Any) -> tuple[dict[str, Any], se
                 if source in fields:
                     fields[alias] = fields[source]
         elif key.startswith("EVAL-"):
-            call = re.fullmatch(r"coalesce\(([\w, ]+)\)", value)
-            assert call, f"props.conf {key}: the test knows coalesce() only: {value!r}"
+            call = re.fullmatch(r"(?:coalesce|mvdedup)\(([\w, ]+)\)", value)
+            assert call, f"props.conf {key}: the test knows coalesce() and mvdedup() only: {value!r}"
             found = [fields[name] for name in (n.strip() for n in call[1].split(",")) if name in fields]
             if found:
                 fields[key.removeprefix("EVAL-")] = found[0]
