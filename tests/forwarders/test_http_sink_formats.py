@@ -18,7 +18,7 @@ from siemgate.forwarders.sinks.elasticsearch import (
     authorization,
 )
 from siemgate.forwarders.sinks.http import chunks_by_size
-from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkSettings, epoch_seconds
+from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkSettings, cim_action, epoch_seconds
 from siemgate.record import Severity, make_record
 from siemgate.secrets import Secret
 
@@ -125,6 +125,78 @@ def test_hec_envelope_original_and_defaults() -> None:
     assert envelope["fields"] == {"integration": "appsec-prod", "severity": "unknown", "kind": "test"}
     line = hec().encode(normalized())
     assert line.endswith(b"\n") and orjson.loads(line)["event"]["severity_id"] == 4
+
+
+def test_hec_cim_intrusion_detection_and_alerts_fields() -> None:
+    body = hec().envelope(normalized())["event"]
+    assert next(iter(body)) == "timestamp" and body["timestamp"] == "2026-11-28T21:00:00.123000Z"
+    assert body["vendor_product"] == "appsec-prod" and body["ids_type"] == "application"
+    assert body["dvc"] == "shop-frontend" and body["dest"] == "shop-frontend"
+    assert body["src"] == body["src_ip"] == "203.0.113.9"
+    assert body["signature"] == "SQL injection" and body["category"] == "sqli"
+    assert body["action"] == "blocked" and body["vendor_action"] == "blocked"
+    assert body["type"] == "alert"
+    configured = hec(host="waf-01", vendor_product="Acme WAF", ids_type="network").envelope(normalized())["event"]
+    assert configured["dvc"] == "waf-01" and configured["dest"] == "shop-frontend"
+    assert configured["vendor_product"] == "Acme WAF" and configured["ids_type"] == "network"
+    assert hec().envelope(normalized(kind="test"))["event"]["type"] == "event"
+    unnamed = hec().envelope(normalized(rule_name=None))["event"]
+    assert unnamed["signature"] == "sqli", "without a rule name the category names the attack"
+
+
+@pytest.mark.parametrize(("action", "cim", "vendor"), [
+    ("blocked", "blocked", "blocked"), (" DENY ", "blocked", " DENY "), ("Dropped", "blocked", "Dropped"),
+    ("challenge", "blocked", "challenge"), ("detected", "allowed", "detected"), ("LOG", "allowed", "LOG"),
+    ("alert", "allowed", "alert"), ("allow", "allowed", "allow"),
+    # a boolean from the vendor, or a word that says neither: no CIM action, the word kept
+    (True, None, "true"), (False, None, "false"), ("whatever", None, "whatever"), (1, None, "1"),
+    (None, None, None),
+])
+def test_hec_action_is_a_cim_value_and_the_vendor_word_is_kept(action: object, cim: str | None,
+                                                                vendor: str | None) -> None:
+    body = hec().envelope(normalized(action=action))["event"]
+    assert body.get("action") == cim
+    assert body.get("vendor_action") == vendor
+    assert cim_action("true") is None and cim_action("Blocked") == "blocked"
+
+
+@pytest.mark.parametrize(("asset", "host"), [
+    ("shop\nfrontend", "shopfrontend"),
+    ("shop-frontend\r\nX-Injected: 1", "shop-frontendX-Injected: 1"),
+    ("a\x00b", "ab"), ("\x1b[31mred\x1b[0m", "[31mred[0m"), ("\u202eevil\u200b.example", "evil.example"),
+    ("line\u2028sep\u2029para\x85nel\x7f", "lineseppara" + "nel"),
+    ("  padded\t ", "padded"), ("x" * 1000, "x" * 255), ("h\u00e9te-\u6771\u4eac", "h\u00e9te-\u6771\u4eac"),
+])
+def test_hec_host_is_sanitized(asset: str, host: str) -> None:
+    envelope = hec().envelope(normalized(asset=asset))
+    assert envelope["host"] == host == envelope["event"]["dvc"]
+    assert envelope["event"]["dest"] == asset, "dest keeps the vendor's value (JSON-escaped on the wire)"
+    line = hec().encode(normalized(asset=asset))
+    assert line.count(b"\n") == 1 and line.endswith(b"\n") and b"\x00" not in line
+    assert orjson.loads(line)["host"] == host
+
+
+@pytest.mark.parametrize("asset", ["\n", "\x00\x01\x02", "   ", "\u200b\u2028", ""])
+def test_hec_host_with_nothing_left_falls_back_to_the_tokens_default(asset: str) -> None:
+    envelope = hec().envelope(normalized(asset=asset))
+    assert "host" not in envelope and "dvc" not in envelope["event"]
+    assert hec(host="waf-01").envelope(normalized(asset=asset))["host"] == "waf-01"
+
+
+@pytest.mark.parametrize("host", ["waf\n01", "waf-01\x00", " waf-01", "w" * 256])
+def test_hec_configured_host_must_be_clean(host: str) -> None:
+    with pytest.raises(ConfigError, match="host"):
+        hec(host=host)
+
+
+@pytest.mark.parametrize(("source_ip", "src_ip"), [
+    ("203.0.113.9", "203.0.113.9"), ("2001:DB8::1", "2001:db8::1"), ("fe80::1%eth0", "fe80::1"),
+    ("not-an-ip", None), ("203.0.113.9:443", None), ("999.1.1.1", None),
+])
+def test_hec_src_ip_only_for_an_ip_address(source_ip: str, src_ip: str | None) -> None:
+    body = hec().envelope(normalized(source_ip=source_ip))["event"]
+    assert body["src"] == source_ip
+    assert body.get("src_ip") == src_ip
 
 
 def test_epoch_seconds() -> None:

@@ -72,6 +72,30 @@ async def test_delivers_a_batch_gzipped_on_one_channel(hec: SplunkHecStandIn) ->
     assert [(r.gzip, r.status, r.code, r.channel) for r in hec.requests] == [(True, 200, 0, sink.channel)]
 
 
+async def test_hostile_assets_and_boolean_actions_arrive_as_cim(hec: SplunkHecStandIn) -> None:
+    """Through HEC: a host with a newline, NUL or nothing printable is indexed clean (or
+    under the token's default host); a boolean action is no CIM action, its word kept."""
+    normalizer = Normalizer()
+    cases = [("shop\nfrontend\x00", True, "shopfrontend"), ("\r\n\x00", "deny", "splunk-standin"),
+             ("x" * 300, False, "x" * 255)]
+    batch = [normalizer.normalize(make_record(
+        prefix="p", event={"id": f"h-{i}", "asset": asset, "action": action, "source_ip": "fe80::1%eth0"},
+        kind="event", integration="appsec", severity="high", event_id=f"h-{i}",
+        received_at="2026-11-28T21:00:00.000000Z", batch="b", seq=i, peer="127.0.0.1").value)
+        for i, (asset, action, _) in enumerate(cases)]
+    sink = sink_for(hec)
+    result = await sink.send(batch)
+    await sink.close()
+    assert not result.retry and not result.rejected
+    indexed = hec.events()
+    assert [e["host"] for e in indexed] == [host for _, _, host in cases]
+    assert [e["event"].get("action") for e in indexed] == [None, "blocked", None]
+    assert [e["event"]["vendor_action"] for e in indexed] == ["true", "deny", "false"]
+    assert {e["event"]["src_ip"] for e in indexed} == {"fe80::1"}
+    assert {(e["event"]["vendor_product"], e["event"]["ids_type"], e["event"]["type"]) for e in indexed} == {
+        ("appsec", "application", "alert")}
+
+
 async def test_without_gzip_and_split_by_bytes(hec: SplunkHecStandIn) -> None:
     sink = sink_for(hec, gzip=False, batch={"max_bytes": 4096})
     result = await sink.send(events(30))

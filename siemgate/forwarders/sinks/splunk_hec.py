@@ -6,20 +6,32 @@ Each event becomes one HEC envelope; a batch goes out as concatenated envelopes 
 
     {"time": 1764370800.123, "host": "shop-frontend", "source": "appsec-prod",
      "sourcetype": "siemgate:event", "index": "appsec",
-     "event": {"severity": "high", "severity_id": 4, "signature": "SQL injection", "src": "203.0.113.9",
-               "dest": "shop-frontend", "action": "blocked", "url": "/login", "http_method": "POST",
-               "id": "...", "integration": "appsec-prod", "kind": "event", "received_at": "...",
-               "vendor_event": {...the vendor's event, untouched...}},
+     "event": {"timestamp": "2025-11-28T23:00:00.123000Z", "severity": "high", "severity_id": 4,
+               "signature": "SQL injection", "src": "203.0.113.9", "src_ip": "203.0.113.9",
+               "dest": "shop-frontend", "dvc": "shop-frontend", "action": "blocked", "vendor_action": "deny",
+               "url": "/login", "http_method": "POST", "vendor_product": "appsec-prod",
+               "ids_type": "application", "type": "alert", "id": "...", "integration": "appsec-prod",
+               "kind": "event", "received_at": "...", "vendor_event": {...the vendor's event, untouched...}},
      "fields": {"integration": "appsec-prod", "severity": "high"}}
 
 `time` is the event's own timestamp in epoch seconds (sub-second precision); the receive time
 when the event has none or one that is no real instant (then `fields.timestamp_invalid` and the
-CIM event's `timestamp_invalid` hold the vendor's text). `host` the
-configured one or the event's asset, `source` the configured one or the integration's
-name. `event_format: cim` (default) shapes `event` with the CIM names SOC searches use
-(`severity` is the level, one of critical/high/medium/low/unknown, all CIM values, and
-`severity_id` 5/4/3/2/0 on the OCSF scale
-Splunk's add-ons use); `event_format: original` sends the vendor's event as it came;
+CIM event's `timestamp_invalid` hold the vendor's text). `host` the configured one or the
+event's asset made safe (`splunk_host`: no control characters, at most 255 characters; left
+out, so the token's default host applies, when nothing is left), `source` the configured one
+or the integration's name.
+
+`event_format: cim` (default) shapes `event` for the CIM Intrusion Detection and Alerts data
+models, so that the add-on in deploy/splunk/ (TA-siemgate) only tags it: `timestamp` first
+(the instant `time` holds, RFC 3339: the add-on's props.conf reads it when Splunk extracts
+timestamps itself), `severity` the level (critical/high/medium/low/unknown) and `severity_id`
+5/4/3/2/0 on the OCSF scale Splunk's add-ons use, `signature` (the rule, else the category),
+`src`, `src_ip` (only an IP address, without an IPv6 zone), `dest` (the asset), `dvc` (the
+envelope's host), `action` one of CIM's `blocked`/`allowed` (`cim_action`; left out for a word
+that says neither, a boolean among them) with the vendor's word in `vendor_action`,
+`vendor_product` (`vendor_product`, else the integration's name), `ids_type` (`ids_type`,
+default application: a WAF or AppSec product), `type` (alert; event for siemgate's test and
+confirmation messages). `event_format: original` sends the vendor's event as it came;
 `event_format: ocsf` sends an OCSF record (`formats/ocsf.py`, shaped by `ocsf:`; for
 Splunk's OCSF-CIM add-on), the vendor's event under its `unmapped`.
 
@@ -45,6 +57,7 @@ What each answer does (docs/PROTOCOLS.md 1.5, 1.7, 1.8):
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 import uuid
@@ -94,6 +107,20 @@ _SUCCESS_CODES: Final = frozenset({0, 24, 25})
 _TOKEN_CODES: Final = frozenset({1, 2, 3, 4})
 _BISECT_CODES: Final = frozenset({5, 6, 12, 13, 15})
 _FIRST_ACK_POLL: Final = 0.01
+# CIM Intrusion Detection `action` by the vendor's action word (lower case, trimmed).
+_CIM_ACTION: Final = {
+    **dict.fromkeys(("block", "blocked", "deny", "denied", "prevent", "prevented", "drop", "dropped", "reject",
+                     "rejected", "quarantine", "quarantined", "reset", "terminate", "terminated", "challenge",
+                     "challenged", "captcha", "mitigate", "mitigated"), "blocked"),
+    **dict.fromkeys(("allow", "allowed", "pass", "passed", "permit", "permitted", "accept", "accepted", "log",
+                     "logged", "detect", "detected", "monitor", "monitored", "alert", "alerted", "audit",
+                     "audited", "report", "reported", "simulate", "simulated"), "allowed"),
+}
+# HEC `host`: the longest kept (a DNS name has at most 253 characters).
+MAX_HOST_CHARS: Final = 255
+_HOST_SCAN_CHARS: Final = 4 * MAX_HOST_CHARS
+# Longer than any IP address text with a zone: not looked at (nor cached).
+_MAX_IP_CHARS: Final = 100
 _EVENT: Final = object()  # cim_event's default: the decoded vendor event
 _REFUSED: Final = {
     7: "the index is not allowed for this token or does not exist: fix sinks[].index or the token's allowed indexes",
@@ -118,6 +145,10 @@ class SplunkHecSinkSettings(SinkSettings):
     # Omitted: the event's asset when it has one, else HEC's default for the token.
     host: str | None = None
     event_format: Literal["cim", "original", "ocsf"] = "cim"
+    # With event_format cim: CIM `vendor_product` (omitted: the integration's name) and
+    # `ids_type` (a WAF or application security product: application).
+    vendor_product: str | None = None
+    ids_type: Literal["application", "network", "host", "wireless"] = "application"
     # With event_format ocsf: the OCSF class and metadata.product (formats/ocsf.py).
     ocsf: OcsfSettings = field(default_factory=OcsfSettings)
     # Indexer acknowledgement: delivered (and committed) only once HEC says indexed.
@@ -133,6 +164,9 @@ class SplunkHecSinkSettings(SinkSettings):
         check_url(self.url)
         if not self.token:
             raise ConfigError("token", "is empty (check the ${VAR} it uses)")
+        if self.host and splunk_host(self.host) != self.host:
+            raise ConfigError("host", "must be a host name without control characters or surrounding spaces, "
+                                      f"at most {MAX_HOST_CHARS} characters")
         if self.ack_poll_seconds <= 0 or self.ack_timeout_seconds <= 0 or self.timeout_seconds <= 0:
             raise ConfigError("ack_poll_seconds",
                               "ack_poll_seconds, ack_timeout_seconds and timeout_seconds must be > 0")
@@ -164,15 +198,63 @@ def _day_start(day: str) -> float | None:
         return None
 
 
-def cim_event(event: NormalizedEvent, *, vendor_event: object = _EVENT) -> dict[str, Any]:
-    """`event` in CIM shape; the vendor's event under `vendor_event` (default: as decoded)."""
-    body: dict[str, Any] = {"severity": event.level, "severity_id": SEVERITY_ID[event.level]}
-    for name, value in (("signature", event.rule), ("signature_id", event.rule_id), ("src", event.source_ip),
-                        ("dest", event.asset), ("action", event.action), ("url", event.url),
-                        ("http_method", event.method), ("category", event.event_type),
+def cim_action(action: str | None) -> str | None:
+    """CIM's `action` for the vendor's action word: `blocked` or `allowed`, the two values the
+    Intrusion Detection model allows (a detection that only logged or alerted let the request
+    through: allowed); None for a word that says neither (a boolean `true`, `whatever`) or no
+    action. The word itself goes to `vendor_action`."""
+    if action is None:
+        return None
+    return _CIM_ACTION.get(action.strip().lower())
+
+
+def splunk_host(value: str | None) -> str | None:
+    """A value fit for HEC's `host`: without control, format, line or paragraph separator
+    characters (newline, NUL, DEL, C1, U+2028 ...), trimmed, at most `MAX_HOST_CHARS`
+    characters; None when nothing is left (then HEC uses the token's default host)."""
+    if not value:
+        return None
+    value = value[:_HOST_SCAN_CHARS]  # a huge asset is not scanned whole
+    if not value.isprintable():
+        value = "".join(c for c in value if c.isprintable())
+    value = value.strip()[:MAX_HOST_CHARS].rstrip()
+    return value or None
+
+
+@lru_cache(maxsize=4096)
+def _ip(value: str | None) -> str | None:
+    """`value` as an IP address for CIM's `src_ip` (an IPv6 zone, `%eth0`, left out); None
+    when it is no IP address."""
+    if value is None or len(value) > _MAX_IP_CHARS:
+        return None
+    address = value.strip().split("%", 1)[0]
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+def cim_event(event: NormalizedEvent, *, vendor_event: object = _EVENT, dvc: str | None = None,
+              vendor_product: str | None = None, ids_type: str = "application") -> dict[str, Any]:
+    """`event` in CIM shape (Intrusion Detection and Alerts); the vendor's event under
+    `vendor_event` (default: as decoded). `dvc`: the reporting device (the envelope's host);
+    `vendor_product`: default the integration's name."""
+    # `timestamp` first: the add-on's props.conf TIME_PREFIX finds it at the start of _raw.
+    body: dict[str, Any] = {"timestamp": event.timestamp, "severity": event.level,
+                            "severity_id": SEVERITY_ID[event.level]}
+    signature = event.rule if event.rule is not None else event.event_type
+    src_ip = _ip(event.source_ip)
+    for name, value in (("signature", signature), ("signature_id", event.rule_id), ("src", event.source_ip),
+                        ("src_ip", src_ip), ("dest", event.asset), ("dvc", dvc),
+                        ("action", cim_action(event.action)), ("vendor_action", event.action),
+                        ("url", event.url), ("http_method", event.method), ("category", event.event_type),
                         ("description", event.message)):
         if value is not None:
             body[name] = value
+    body["vendor_product"] = vendor_product or event.integration
+    body["ids_type"] = ids_type
+    # CIM Alerts `type`: a detection is an alert; siemgate's test and confirmation messages are events.
+    body["type"] = "alert" if event.kind == "event" else "event"
     body["id"] = event.id
     body["integration"] = event.integration
     body["kind"] = event.kind
@@ -215,7 +297,7 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
         epoch = epoch_seconds(event.timestamp)
         if epoch is not None:
             head["time"] = epoch
-        host = settings.host or event.asset
+        host = settings.host or splunk_host(event.asset)
         if host:
             head["host"] = host
         head["source"] = settings.source or event.integration
@@ -233,10 +315,15 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
             fields["timestamp_invalid"] = event.timestamp_invalid
         return fields
 
+    def _cim_event(self, event: NormalizedEvent, vendor_event: object = _EVENT) -> dict[str, Any]:
+        settings = self.settings
+        return cim_event(event, vendor_event=vendor_event, dvc=settings.host or splunk_host(event.asset),
+                         vendor_product=settings.vendor_product, ids_type=settings.ids_type)
+
     def envelope(self, event: NormalizedEvent) -> dict[str, Any]:
         """The HEC envelope as a mapping (what `encode` writes)."""
         event_format = self.settings.event_format
-        body = (cim_event(event) if event_format == "cim" else
+        body = (self._cim_event(event) if event_format == "cim" else
                 ocsf_event(event, self.settings.ocsf) if event_format == "ocsf" else event.event)
         return {**self._head(event), "event": body, "fields": self._fields(event)}
 
@@ -246,7 +333,7 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
         raw = orjson.Fragment(event.event_bytes())
         envelope = self._head(event)
         event_format = self.settings.event_format
-        envelope["event"] = (cim_event(event, vendor_event=raw) if event_format == "cim" else
+        envelope["event"] = (self._cim_event(event, raw) if event_format == "cim" else
                              ocsf_event(event, self.settings.ocsf, vendor_event=raw) if event_format == "ocsf"
                              else raw)
         envelope["fields"] = self._fields(event)
@@ -395,5 +482,5 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 __all__: Sequence[str] = (
     "DEFAULT_PORTS", "DESTINATION_KEY", "SplunkHecSink",
-    "SplunkHecSinkSettings", "cim_event", "epoch_seconds",
+    "SplunkHecSinkSettings", "cim_action", "cim_event", "epoch_seconds", "splunk_host",
 )
