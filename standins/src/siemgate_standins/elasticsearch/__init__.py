@@ -80,7 +80,8 @@ Choices where Elasticsearch is richer or the reference leaves a gap:
   searchable at once, whatever `refresh` says (`refresh=true` adds `forced_refresh` to items).
 - Index templates: two templates with overlapping patterns and the same priority are refused
   (overlap is approximated); the composition's mappings are not validated as a whole when the
-  template is put. Lifecycles are reported, never run (no rollover, no retention). Only gzip request bodies are decoded (not deflate).
+  template is put. Lifecycles are reported, never run (no rollover, no retention). Only gzip
+  request bodies are decoded (not deflate).
 - One node, replicas 0: `_shards` is `{"total":1,"successful":1,"failed":0}`, health green.
 - Memory: a stored document costs about its source size plus ~180 bytes; for long benchmarks
   `keep_sources=False` (`--no-keep-sources`) keeps only `_id`s and versions (409s still work).
