@@ -47,14 +47,15 @@ def test_ecs_alert_document() -> None:
     assert doc["event"] == {
         "kind": "alert", "category": ["intrusion_detection"], "type": ["denied"], "id": "evt-1",
         "created": "2026-11-28T21:00:01.000000Z", "ingested": INGESTED, "module": "siemgate",
-        "severity": 73, "risk_score": 73.0, "action": "blocked",
+        "severity": 73, "risk_score": 73.0, "action": "blocked", "dataset": "siemgate.alerts",
         "original": orjson.dumps(normalized().event).decode(),
     }
-    assert doc["source"] == {"ip": "203.0.113.9"}
+    assert "data_stream" not in doc  # not given the target's: the sink passes it (test_ecs_documents)
+    assert doc["source"] == {"address": "203.0.113.9", "ip": "203.0.113.9"}
     assert doc["destination"] == {"address": "shop-frontend"}
     assert doc["url"] == {"original": "https://shop.example:8443/login?q=1", "full": "https://shop.example:8443/login?q=1",
                           "scheme": "https", "domain": "shop.example", "port": 8443, "path": "/login", "query": "q=1"}
-    assert doc["http"] == {"request": {"method": "POST"}}
+    assert doc["http"] == {"request": {"method": "post"}}  # the vendor's case (ECS)
     assert doc["rule"] == {"name": "SQL injection", "id": "942100"}
     assert doc["observer"] == {"vendor": "Acme", "product": "AppSec"}
     assert doc["labels"] == {"integration": "appsec-prod", "severity": "high"}

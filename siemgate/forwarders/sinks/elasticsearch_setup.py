@@ -6,6 +6,17 @@ unknown fields kept in `_source` but not indexed), then creates the data stream 
 index). Idempotent: run it again after an upgrade; an existing data stream takes the new
 mappings at its next rollover (`POST /<target>/_rollover`), an existing index keeps its own.
 
+The template's `index_patterns` is the target's exact name, so it applies to that data stream
+alone, and its priority (150) is above the built-in `logs` template's (100), which it must win
+for that name, and below the 200 of Fleet's integration templates. What the built-in template
+gives a `logs-*-*` data stream it keeps, by composing the same component templates:
+`logs@mappings` (`@timestamp`, the `data_stream.*` constant_keywords), `logs@settings` (the
+`logs` lifecycle policy: rollover, and `index.mapping.ignore_malformed`), then `logs@custom`
+and `<type>-<dataset>@custom` when they exist (where an operator sets their own lifecycle or
+settings, as for any Fleet data stream). A data stream of another name gets a data stream
+lifecycle (`template.lifecycle`: rollover, retention unlimited until an operator sets
+`data_retention`) and no ignore_malformed; an index gets neither (nothing rolls an index over).
+
 Not required for a first try: Elasticsearch's built-in `logs-*-*` template already accepts
 the default data stream; this gives the fields their ECS types (`source.ip` as `ip`, ...).
 """
@@ -30,16 +41,29 @@ def template_name(settings: ElasticsearchSinkSettings) -> str:
     return f"siemgate-{settings.target}"
 
 
+# Above the built-in logs-*-* template (100), below Fleet's integration templates (200).
+PRIORITY = 150
+
+
 def index_template(settings: ElasticsearchSinkSettings) -> dict[str, Any]:
+    """The index template of the sink's target (see the module's doc)."""
+    parts = settings.data_stream_parts
+    body = mappings(settings.original_path, data_stream=parts)
     template: dict[str, Any] = {
         "index_patterns": [settings.target],
-        # Above Elasticsearch's built-in logs-*-* (100), so this one applies to our data stream.
-        "priority": 250,
-        "template": {"mappings": mappings(settings.original_path)},
+        "priority": PRIORITY,
+        "template": {"mappings": body},
         "_meta": {"managed_by": "siemgate", "ecs_version": ECS_VERSION},
     }
-    if settings.data_stream is not None or settings.index is None:
-        template["data_stream"] = {}
+    if settings.index is not None:
+        return template
+    template["data_stream"] = {}
+    if parts is not None and parts[0] == "logs":
+        custom = f"{parts[0]}-{parts[1]}@custom"
+        template["composed_of"] = ["logs@mappings", "logs@settings", "logs@custom", custom]
+        template["ignore_missing_component_templates"] = ["logs@custom", custom]
+    else:
+        template["template"]["lifecycle"] = {"enabled": True}
     return template
 
 
