@@ -225,6 +225,9 @@ sinks:
     assert await run_setup(config, (), out) == 0, out.getvalue()
     text = out.getvalue()
     assert f"es: index template siemgate-{STREAM} installed" in text
+    assert "composed of logs@mappings, logs@settings, logs@custom, logs-siemgate.alerts@custom: the built-in logs " \
+           "lifecycle policy" in text
+    assert "idx: index template siemgate-siem-alerts installed (ECS 8.11.0; an index: no lifecycle)" in text
     assert f"es: data stream {STREAM} created" in text
     assert "idx: index siem-alerts created" in text
     out = io.StringIO()

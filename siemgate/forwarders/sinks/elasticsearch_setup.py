@@ -67,6 +67,17 @@ def index_template(settings: ElasticsearchSinkSettings) -> dict[str, Any]:
     return template
 
 
+def lifecycle_note(settings: ElasticsearchSinkSettings) -> str:
+    """What manages the target's lifecycle under `index_template`, for the operator."""
+    template = index_template(settings)
+    if "composed_of" in template:
+        return ("composed of " + ", ".join(template["composed_of"]) + ": the built-in logs lifecycle policy, "
+                "ignore_malformed and data_stream mappings; the @custom ones apply when they exist")
+    if "lifecycle" in template["template"]:
+        return "its own data stream lifecycle: rollover, no retention limit until you set data_retention"
+    return "an index: no lifecycle"
+
+
 async def _put(endpoint: HttpEndpoint, path: str, body: dict[str, Any] | None, name: str) -> tuple[int, str]:
     response = await endpoint.request("PUT", path, orjson.dumps(body) if body is not None else None, headers=_JSON)
     if response.status_code in (401, 403):
@@ -90,7 +101,7 @@ async def set_up(settings: ElasticsearchSinkSettings) -> list[str]:
         status, detail = await _put(endpoint, f"/_index_template/{name}", index_template(settings), settings.name)
         if status != 200:
             raise SetupError(f"{endpoint.url}: index template {name} refused: HTTP {status} {detail}")
-        done.append(f"index template {name} installed (ECS {ECS_VERSION})")
+        done.append(f"index template {name} installed (ECS {ECS_VERSION}; {lifecycle_note(settings)})")
         data_stream = settings.index is None
         path = f"/_data_stream/{settings.target}" if data_stream else f"/{settings.target}"
         kind = "data stream" if data_stream else "index"
