@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from siemgate.config import parse_config
-from siemgate.forwarders.formats.ecs import mappings
+from siemgate.forwarders.formats.ecs import ECS_TOP_LEVEL, mappings
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
 from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSink, ElasticsearchSinkSettings
 from siemgate.forwarders.sinks.elasticsearch_setup import index_template, run_setup
@@ -21,7 +21,7 @@ from siemgate.forwarders.sinks.registry import build_settings
 from siemgate.record import make_record
 from siemgate.simulate import TEST_MESSAGE, make_events
 from siemgate_standins.elasticsearch import ElasticsearchStandIn
-from tests.forwarders.ecs_check import assert_ecs, mapping_problems, problems
+from tests.forwarders.ecs_check import assert_ecs, ecs_fields, mapping_problems, problems
 
 INGESTED = "2026-11-29T10:00:00.000Z"
 
@@ -137,6 +137,10 @@ def test_the_ecs_check_refuses_what_is_not_ecs() -> None:
     for doc, expected in bad:
         found = problems(doc)
         assert any(expected in p for p in found), (doc, found)
+
+
+def test_the_encoder_knows_the_ecs_top_level_names() -> None:
+    assert {name.split(".")[0] for name in ecs_fields()} == ECS_TOP_LEVEL
 
 
 def test_the_template_maps_every_field_with_its_ecs_type() -> None:

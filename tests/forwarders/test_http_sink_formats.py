@@ -152,6 +152,8 @@ def test_es_action_line_and_auth_header() -> None:
     ("{name: e, type: elasticsearch, url: 'ftp://x'}", "sinks[0].url: must be http(s)://host[:port]"),
     ("{name: e, type: elasticsearch, url: 'http://x', index: a, data_stream: b}", "sinks[0].index: set either"),
     ("{name: e, type: elasticsearch, url: 'http://x', index: Alerts}", "is not a valid Elasticsearch name"),
+    ("{name: e, type: elasticsearch, url: 'http://x', original_field: event.vendor}",
+     "sinks[0].original_field: 'event.vendor' is under ECS's 'event'"),
     ("{name: e, type: elasticsearch, url: 'http://x', username: u}", "username and password go together"),
     ("{name: e, type: elasticsearch, url: 'http://x', api_key: k, username: u, password: p}", "set either api_key"),
     ("{name: h, type: splunk_hec, url: 'http://x:8088'}", "sinks[0].token"),
@@ -186,7 +188,7 @@ def ingest_record(event_json: bytes) -> NormalizedEvent:
     return Normalizer().normalize(record.value)
 
 
-@pytest.mark.parametrize("original_field", ["siemgate.event", "vendor", "event.vendor", ""])
+@pytest.mark.parametrize("original_field", ["siemgate.event", "vendor", "siemgate.vendor.raw", ""])
 def test_spliced_documents_equal_the_mapping_form(original_field: str) -> None:
     event = normalized()
     sink = ElasticsearchSink(ElasticsearchSinkSettings(name="es", url="http://h:9200",

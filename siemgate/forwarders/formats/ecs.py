@@ -55,6 +55,15 @@ from siemgate.record import dumps
 
 ECS_VERSION: Final = "8.11.0"
 DEFAULT_DATASET: Final = "siemgate.alerts"
+# The top-level names of ECS (its field sets and root fields, ECS 9.5): the vendor's event may
+# not go under one of them (tests/forwarders/test_ecs_documents.py checks the list against ECS's).
+ECS_TOP_LEVEL: Final = frozenset({
+    "@timestamp", "agent", "client", "cloud", "container", "data_stream", "destination", "device", "dll", "dns",
+    "ecs", "email", "entity", "error", "event", "faas", "file", "gen_ai", "group", "host", "http", "labels", "log",
+    "message", "network", "observer", "orchestrator", "organization", "package", "process", "registry", "related",
+    "rule", "server", "service", "source", "span", "tags", "threat", "tls", "trace", "transaction", "url", "user",
+    "user_agent", "volume", "vulnerability",
+})
 # The `depth_limit` of the vendor's event's `flattened` mapping (Elasticsearch's default): the
 # levels below it are sent as JSON text.
 FLATTENED_DEPTH_LIMIT: Final = 20

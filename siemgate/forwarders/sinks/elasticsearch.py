@@ -40,7 +40,14 @@ import httpx
 import orjson
 
 from siemgate.errors import ConfigError, SinkAuthError, SinkBusy, SinkError, SinkRefusedError
-from siemgate.forwarders.formats.ecs import data_stream_parts, ecs_document, fit_flattened, flattened_fits, put_path
+from siemgate.forwarders.formats.ecs import (
+    ECS_TOP_LEVEL,
+    data_stream_parts,
+    ecs_document,
+    fit_flattened,
+    flattened_fits,
+    put_path,
+)
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
 from siemgate.forwarders.sinks.http import (
@@ -110,6 +117,10 @@ class ElasticsearchSinkSettings(SinkSettings):
             raise ConfigError("password", "username and password go together")
         if self.timeout_seconds <= 0:
             raise ConfigError("timeout_seconds", "must be > 0")
+        if self.original_field and self.original_field.split(".")[0] in ECS_TOP_LEVEL:
+            raise ConfigError("original_field", f"{self.original_field!r} is under ECS's "
+                              f"{self.original_field.split('.')[0]!r}: the vendor's event goes outside ECS "
+                              "(default siemgate.event), or its fields would mix with ECS's")
 
     @property
     def target(self) -> str:
