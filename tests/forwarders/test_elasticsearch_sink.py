@@ -377,3 +377,30 @@ def node_at(node: dict[str, Any], level: int) -> Any:
     for i in range(1, level + 1):
         node = node[f"l{i}"]
     return node
+
+
+async def test_es_setup_on_clusters_with_older_or_no_builtin_logs_templates() -> None:
+    async with ElasticsearchStandIn(builtin_templates=False) as es:
+        # No built-in component templates (stack templates disabled): a lifecycle of its own.
+        settings = await setup(es)
+        assert es.data_streams[STREAM]["lifecycle"] == {"enabled": True}
+        assert not es.index_templates[f"siemgate-{STREAM}"].get("composed_of")
+        # Elasticsearch 8.0-8.11: logs-mappings / logs-settings.
+        es.reset()
+        async with httpx.AsyncClient(base_url=es.url) as client:
+            for name, template in (("logs-mappings", {"mappings": {"properties": {
+                                       "data_stream.type": {"type": "constant_keyword", "value": "logs"}}}}),
+                                   ("logs-settings", {"settings": {"index.lifecycle.name": "logs"}})):
+                response = await client.put(f"/_component_template/{name}", json={"template": template})
+                assert response.status_code == 200, response.text
+        out = io.StringIO()
+        assert await run_setup(parse_config(f'sinks: [{{name: es, type: elasticsearch, url: "{es.url}"}}]', {}),
+                               (), out) == 0, out.getvalue()
+        assert "composed of logs-mappings, logs-settings: the built-in logs lifecycle policy" in out.getvalue()
+        template = es.index_templates[f"siemgate-{STREAM}"]
+        assert template["composed_of"] == ["logs-mappings", "logs-settings"]
+        assert "ignore_missing_component_templates" not in template
+        assert es.data_streams[STREAM]["ilm_policy"] == "logs"
+        sink = ElasticsearchSink(settings)
+        assert not (await sink.send(events(1))).rejected
+        await sink.close()
