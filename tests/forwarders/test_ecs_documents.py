@@ -66,6 +66,8 @@ HOSTILE: list[dict[str, Any]] = [
     {"id": "nul-key", "severity": "high", "vendor": {"a\u0000b": "nul in a key", "c.d": {"e": 1}}},
     {"id": "dotted-keys", "severity": "high", "source.ip": "192.0.2.7", "http.request.method": "delete"},
     {"id": "huge", "severity": "low", "message": "m" * 100_000, "blob": "b" * 40_000},
+    {"id": "emoji-payload", "severity": "low", "payload": "\U0001f6e1" * 8000},
+    {"id": "long-key-path", "severity": "low", "vendor": {"k" * 17000: {"k" * 17000: "v"}}},
     {"id": "numbers", "severity": "low", "big": 2**70, "float": 1e308, "neg": -0.0},
     {"id": "empty", "severity": "low"},
 ]

@@ -360,8 +360,11 @@ async def test_the_method_keeps_its_case_and_deep_vendor_objects_are_taken(es: E
     for level in range(29, 0, -1):
         node = {f"l{level}": node}
     sink = ElasticsearchSink(settings)
+    emoji = "\U0001f6e1" * 8000  # 32000 bytes: one flattened term too long for Lucene with ignore_above 8191
+    long_path = {"k" * 17000: {"k" * 17000: "v"}}  # a key path of 34000 bytes: one term too long
     result = await sink.send(vendor_events({"id": "deep", "method": "pOsT", "vendor": node},
-                                           {"id": "nul", "vendor": {"a\u0000b": 1}}, {"id": "x", "method": "get"}))
+                                           {"id": "nul", "vendor": {"a\u0000b": 1}}, {"id": "x", "method": "get"},
+                                           {"id": "emoji", "payload": emoji}, {"id": "path", "vendor": long_path}))
     await sink.close()
     assert not result.rejected and not result.retry, result
     docs = stored(es)
@@ -371,6 +374,8 @@ async def test_the_method_keeps_its_case_and_deep_vendor_objects_are_taken(es: E
         kept = kept[f"l{level}"]
     assert orjson.loads(kept["l19"]) == {"l20": node_at(node, 20)}  # deeper: its JSON text
     assert docs["nul"]["siemgate"]["event"]["vendor"] == {"a\ufffdb": 1}
+    assert docs["emoji"]["siemgate"]["event"]["payload"] == emoji  # kept, not indexed (over ignore_above)
+    assert orjson.loads(docs["path"]["siemgate"]["event"]["vendor"]) == long_path  # as its JSON text
 
 
 def node_at(node: dict[str, Any], level: int) -> Any:

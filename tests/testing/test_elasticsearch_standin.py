@@ -831,6 +831,26 @@ async def test_flattened_fields_take_objects_within_their_depth_limit(es: Elasti
             "reason": f"Failed to parse object: expecting token of type [START_OBJECT] but found [{token}]"}, item
 
 
+async def test_flattened_terms_longer_than_lucene_takes_are_refused(es: ElasticsearchStandIn,
+                                                                     client: httpx.AsyncClient) -> None:
+    await put_template(client, "flat", {"index_patterns": ["flat*"], "template": {"mappings": {"properties": {
+        "vendor": {"type": "flattened"}, "capped": {"type": "flattened", "ignore_above": 8191}}}}})
+
+    async def one(doc: dict[str, Any]) -> dict[str, Any]:
+        response = await bulk(client, {"index": {"_index": "flat"}}, doc)
+        return only(response.json()["items"][0])[1]
+
+    emoji = "\U0001f6e1" * 8191  # 8191 characters, 32764 bytes: with its key and \0, one term too many
+    for doc, field, key in (({"capped": {"payload": emoji}}, "capped", "payload"),
+                            ({"vendor": {"k" * 20000: "v" * 12766}}, "vendor", "k" * 20000)):
+        item = await one(doc)
+        assert item["status"] == 400 and item["error"]["caused_by"]["reason"].startswith(
+            f"Flattened field [{field}] contains one immense field whose keyed encoding is longer than the allowed "
+            f"max length of 32766 bytes. Key length: {len(key)}, value length: "), item
+    assert (await one({"capped": {"payload": emoji + "x"}}))["status"] == 201  # over ignore_above: not indexed
+    assert (await one({"vendor": {"k" * 20000: "v" * 12765}}))["status"] == 201
+
+
 async def test_constant_keywords_take_one_value(es: ElasticsearchStandIn, client: httpx.AsyncClient) -> None:
     await put_template(client, "const", {"index_patterns": ["const"], "template": {"mappings": {"properties": {
         "fixed": {"type": "constant_keyword", "value": "logs"}, "first": {"type": "constant_keyword"}}}}})

@@ -37,9 +37,11 @@ dataset (else `siemgate.alerts`): what Kibana and the data stream's `constant_ke
 The vendor's object goes under a namespaced field (`original_field`, default `siemgate.event`:
 the only field outside ECS, mapped `flattened` by `siemgate es-setup`, so its keys cannot collide
 with ECS or explode the mapping). A flattened field takes objects nested at most
-`FLATTENED_DEPTH_LIMIT` deep and no key holding NUL; deeper levels (objects and arrays) are
-carried as their JSON text, NUL in a key as U+FFFD, and an event that is not an object as
-`{"value": <event>}`, so no vendor event is refused for its shape.
+`FLATTENED_DEPTH_LIMIT` deep, no key holding NUL, and no leaf term (key path, NUL, value)
+over 32766 bytes; deeper levels (objects and arrays) are carried as their JSON text, NUL in a
+key as U+FFFD, an object with an over-long key path as its JSON text, and an event that is not
+an object as `{"value": <event>}`, so no vendor event is refused for its shape. The usual
+event (short, shallow) goes as the ingest's bytes; another is re-encoded from its parsed form.
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ ECS_TOP_LEVEL: Final = frozenset({
 # The `depth_limit` of the vendor's event's `flattened` mapping (Elasticsearch's default): the
 # levels below it are sent as JSON text.
 FLATTENED_DEPTH_LIMIT: Final = 20
+# A flattened field indexes each leaf as one term `<key path>\0<value>`, at most 32766 bytes
+# (Lucene), or Elasticsearch refuses the document ("immense field"). Values longer than
+# `ignore_above` characters are not indexed (4 bytes a character at most), and a key path may
+# not be longer than FLATTENED_MAX_KEY_BYTES: together they fit.
+FLATTENED_IGNORE_ABOVE: Final = 4096
+FLATTENED_MAX_KEY_BYTES: Final = 16000
+_MAX_TERM_BYTES: Final = 32766
 RISK_SCORE: Final[Mapping[str, int]] = {"critical": 99, "high": 73, "medium": 47, "low": 21}
 _DENIED: Final = frozenset({"block", "blocked", "deny", "denied", "drop", "dropped", "reject", "rejected",
                             "prevent", "prevented", "quarantine", "quarantined"})
@@ -114,32 +123,41 @@ def data_stream_parts(name: str) -> tuple[str, str, str] | None:
     return parts[0], parts[1], parts[2]
 
 
-def _fit(value: object, depth: int) -> object:
+def _fit(value: object, depth: int, path_bytes: int) -> object:
     if isinstance(value, dict):
         if depth > FLATTENED_DEPTH_LIMIT:
             return dumps(value).decode()
-        return {key.replace("\0", "\ufffd"): _fit(child, depth + 1) for key, child in value.items()}
+        fitted = {}
+        for key, child in value.items():
+            key = key.replace("\0", "\ufffd")
+            child_bytes = path_bytes + len(key.encode()) + (1 if path_bytes else 0)
+            if child_bytes > FLATTENED_MAX_KEY_BYTES:
+                return dumps(value).decode()
+            fitted[key] = _fit(child, depth + 1, child_bytes)
+        return fitted
     if isinstance(value, list):
         if depth > FLATTENED_DEPTH_LIMIT:
             return dumps(value).decode()
-        return [_fit(child, depth + 1) for child in value]
+        return [_fit(child, depth + 1, path_bytes) for child in value]
     return value
 
 
 def flattened_fits(raw: bytes) -> bool:
     """Whether the vendor's event, as JSON, certainly fits a `flattened` field as it is: an
     object, fewer brackets than the depth limit (so no deeper nesting), no NUL escape (which a
-    key could hold). Cheap: no parsing."""
-    return (raw[:1] == b"{" and raw.count(b"{") + raw.count(b"[") <= FLATTENED_DEPTH_LIMIT
-            and b"\\u0000" not in raw)
+    key could hold), shorter than a term may be (so no key path and value can be longer).
+    Cheap: no parsing."""
+    return (raw[:1] == b"{" and len(raw) < _MAX_TERM_BYTES
+            and raw.count(b"{") + raw.count(b"[") <= FLATTENED_DEPTH_LIMIT and b"\\u0000" not in raw)
 
 
 def fit_flattened(event: object) -> object:
     """The vendor's event as a `flattened` field takes it (see the module's doc): an object,
     nested at most FLATTENED_DEPTH_LIMIT deep counting arrays as levels (stricter than
     Elasticsearch, which does not count arrays, and within its parser's nesting limit), keys
-    without NUL."""
-    return _fit(event if isinstance(event, dict) else {"value": event}, 1)
+    without NUL, key paths at most FLATTENED_MAX_KEY_BYTES long (an object holding a longer
+    one is carried as its JSON text)."""
+    return _fit(event if isinstance(event, dict) else {"value": event}, 1, 0)
 
 
 @lru_cache(maxsize=4096)
@@ -271,5 +289,5 @@ def mappings(original_field: tuple[str, ...] | None,
         for key in original_field[:-1]:
             node = node.setdefault(key, {"properties": {}})["properties"]
         node[original_field[-1]] = {"type": "flattened", "depth_limit": FLATTENED_DEPTH_LIMIT,
-                                     "ignore_above": 8191}
+                                     "ignore_above": FLATTENED_IGNORE_ABOVE}
     return {"dynamic": False, "properties": properties}

@@ -251,9 +251,26 @@ def _check_ip(value: Any) -> Cause | None:
     return {"type": "illegal_argument_exception", "reason": f"'{_preview(value)}' is not an IP string literal."}
 
 
-def _flattened_checker(path: str, depth_limit: int) -> Checker:
+_MAX_TERM_BYTES: Final = 32766  # Lucene's IndexWriter.MAX_TERM_LENGTH
+
+
+def _flattened_checker(path: str, depth_limit: int, ignore_above: int) -> Checker:
     """A `flattened` field: an object (each element of an array), nested at most `depth_limit`
-    deep (the root object is 1, arrays do not count: FlattenedFieldParser), no NUL in a key."""
+    deep (the root object is 1, arrays do not count), no NUL in a key, no leaf whose term
+    (`key path \\0 value`) is longer than Lucene takes unless the value is longer than
+    `ignore_above` characters (then not indexed): FlattenedFieldParser."""
+
+    def leaf(name: str, value: Any) -> Cause | None:
+        text = _preview(value)
+        if len(text) > ignore_above:
+            return None
+        key_bytes, value_bytes = len(name.encode()), len(text.encode())
+        if key_bytes + 1 + value_bytes <= _MAX_TERM_BYTES:
+            return None
+        return {"type": "illegal_argument_exception",
+                "reason": f"Flattened field [{path}] contains one immense field whose keyed encoding is longer than "
+                          f"the allowed max length of {_MAX_TERM_BYTES} bytes. Key length: {len(name)}, value length: "
+                          f"{len(text)} for key starting with [{name[:50]}]"}
 
     def walk(obj: dict[str, Any], depth: int, prefix: str) -> Cause | None:
         for key, child in obj.items():
@@ -267,6 +284,10 @@ def _flattened_checker(path: str, depth_limit: int) -> Checker:
                 item = stack.pop()
                 if type(item) is list:
                     stack.extend(item)
+                elif item is not None and type(item) is not dict:
+                    cause = leaf(name, item)
+                    if cause is not None:
+                        return cause
                 elif type(item) is dict:
                     if depth + 1 > depth_limit:
                         return {"type": "illegal_argument_exception",
@@ -386,8 +407,8 @@ class _Leaf:
         elif type_ == "ip":
             self.check = _check_ip
         elif type_ == "flattened":
-            depth_limit = spec.get("depth_limit", 20)
-            self.check = _flattened_checker(path, int(depth_limit))
+            self.check = _flattened_checker(path, int(spec.get("depth_limit", 20)),
+                                            int(spec.get("ignore_above", 2**31 - 1)))
         elif type_ == "constant_keyword":
             self.check = _constant_checker(self, spec)
         elif type_ in _TEXT_TYPES:
