@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from siemgate.config import parse_config
@@ -69,7 +70,9 @@ async def test_creates_ecs_documents_with_the_event_id(es: ElasticsearchStandIn)
     doc = documents["e-3"]
     assert doc["@timestamp"] == "2026-11-28T21:00:00.250000Z"
     assert doc["event"]["kind"] == "alert" and doc["event"]["severity"] == 73 and doc["event"]["id"] == "e-3"
-    assert doc["source"] == {"ip": "192.0.2.9"} and doc["labels"]["integration"] == "appsec"
+    assert doc["source"] == {"address": "192.0.2.9", "ip": "192.0.2.9"} and doc["labels"]["integration"] == "appsec"
+    assert doc["data_stream"] == {"type": "logs", "dataset": "siemgate.alerts", "namespace": "default"}
+    assert doc["event"]["dataset"] == "siemgate.alerts"
     request = es.bulk_requests[0]
     assert request.gzip and request.path == f"/{STREAM}/_bulk"
     assert "filter_path" in request.query
@@ -222,6 +225,9 @@ sinks:
     assert await run_setup(config, (), out) == 0, out.getvalue()
     text = out.getvalue()
     assert f"es: index template siemgate-{STREAM} installed" in text
+    assert "composed of logs@mappings, logs@settings, logs@custom, logs-siemgate.alerts@custom: the built-in logs " \
+           "lifecycle policy" in text
+    assert "idx: index template siemgate-siem-alerts installed (ECS 8.11.0; an index: no lifecycle)" in text
     assert f"es: data stream {STREAM} created" in text
     assert "idx: index siem-alerts created" in text
     out = io.StringIO()
@@ -260,3 +266,146 @@ async def test_through_the_runtime_dead_letters_carry_the_error_type(tmp_path: P
     letters = await backend.dead_letters("es", 1)
     assert [letter["id"] for letter in letters] == ["e-3"]
     assert letters[0]["reason"].startswith("document_parsing_exception: Elasticsearch answered 400")
+
+
+def vendor_events(*bodies: dict[str, Any]) -> list[NormalizedEvent]:
+    normalizer = Normalizer()
+    return [normalizer.normalize(make_record(
+        prefix="p", event={"timestamp": "2026-11-28T21:00:00.250Z", **body}, kind="event", integration="appsec",
+        severity="high", event_id=str(body["id"]), received_at="2026-11-28T21:00:01.000000Z", batch="b", seq=i,
+        peer="127.0.0.1").value) for i, body in enumerate(bodies)]
+
+
+async def setup(es: ElasticsearchStandIn, **options: str) -> ElasticsearchSinkSettings:
+    extra = "".join(f", {k}: {v}" for k, v in options.items())
+    config = parse_config(f'sinks: [{{name: es, type: elasticsearch, url: "{es.url}", '
+                          f'api_key: "{":".join(API_KEY)}"{extra}}}]', {})
+    out = io.StringIO()
+    assert await run_setup(config, (), out) == 0, out.getvalue()
+    settings = config.sinks[0].settings
+    assert isinstance(settings, ElasticsearchSinkSettings)
+    return settings
+
+
+async def test_es_setup_keeps_the_builtin_logs_lifecycle_and_mappings(es: ElasticsearchStandIn) -> None:
+    settings = await setup(es)
+    template = es.index_templates[f"siemgate-{STREAM}"]
+    assert template["index_patterns"] == [STREAM] and 100 < template["priority"] < 200
+    assert template["composed_of"] == ["logs@mappings", "logs@settings", "logs@custom", "logs-siemgate.alerts@custom"]
+    assert template["ignore_missing_component_templates"] == ["logs@custom", "logs-siemgate.alerts@custom"]
+    stream = es.data_streams[STREAM]
+    assert stream["template"] == f"siemgate-{STREAM}"
+    assert stream["ilm_policy"] == "logs"  # the built-in logs template's lifecycle: rollover
+    assert stream["settings"]["mapping"]["ignore_malformed"] == "true"
+    (backing,) = stream["indices"]
+    properties = es.indices[backing]["mappings"]["properties"]
+    assert properties["data_stream.type"] == {"type": "constant_keyword", "value": "logs"}  # logs@mappings
+    assert properties["data_stream"]["properties"]["dataset"] == {"type": "constant_keyword",
+                                                                  "value": "siemgate.alerts"}
+    assert properties["message"] == {"type": "match_only_text"}
+    # The documents fit the data stream's constant_keywords (the stand-in refuses another value).
+    sink = ElasticsearchSink(settings)
+    assert not (await sink.send(events(2))).rejected
+    await sink.close()
+    doc = stored(es)["e-1"]
+    assert doc["data_stream"] == {"type": "logs", "dataset": "siemgate.alerts", "namespace": "default"}
+    assert doc["event"]["dataset"] == "siemgate.alerts"
+
+
+async def test_es_setup_for_other_targets_states_their_lifecycle(es: ElasticsearchStandIn) -> None:
+    custom = await setup(es, data_stream="logs-appsec.waf-prod")
+    assert es.data_streams["logs-appsec.waf-prod"]["ilm_policy"] == "logs"
+    sink = ElasticsearchSink(custom)
+    assert not (await sink.send(events(1))).rejected
+    await sink.close()
+    doc = stored(es, "logs-appsec.waf-prod")["e-0"]
+    assert doc["data_stream"] == {"type": "logs", "dataset": "appsec.waf", "namespace": "prod"}
+    assert doc["event"]["dataset"] == "appsec.waf"
+    # A data stream outside the naming scheme: its own data stream lifecycle, no data_stream.* fields.
+    await setup(es, data_stream="siemgate-alerts")
+    template = es.index_templates["siemgate-siemgate-alerts"]
+    assert not template.get("composed_of") and template["template"]["lifecycle"] == {"enabled": True}
+    assert es.data_streams["siemgate-alerts"]["lifecycle"] == {"enabled": True}
+    # An index: no lifecycle, no data stream.
+    await setup(es, index="siem-alerts")
+    template = es.index_templates["siemgate-siem-alerts"]
+    assert not template.get("composed_of") and "lifecycle" not in template["template"]
+    assert "data_stream" not in template
+    for target in ("siemgate-alerts", "siem-alerts"):
+        sink = sink_for(es, **({"index": target} if target == "siem-alerts" else {"data_stream": target}))
+        assert not (await sink.send(events(1))).rejected
+        await sink.close()
+        doc = stored(es, target)["e-0"]
+        assert "data_stream" not in doc and doc["event"]["dataset"] == "siemgate.alerts"
+
+
+async def test_an_ipv6_zone_never_reaches_an_ip_field(es: ElasticsearchStandIn) -> None:
+    # An index: no ignore_malformed, so an invalid ip would be refused (the stand-in refuses zones, as ES).
+    settings = await setup(es, index="siem-alerts")
+    sink = ElasticsearchSink(settings)
+    result = await sink.send(vendor_events({"id": "z", "source_ip": "fe80::1%eth0"},
+                                           {"id": "n", "source_ip": "web-01%eth0"},
+                                           {"id": "p", "source_ip": "203.0.113.9:443"}))
+    await sink.close()
+    assert not result.rejected and not result.retry, result
+    docs = stored(es, "siem-alerts")
+    assert docs["z"]["source"] == {"address": "fe80::1%eth0", "ip": "fe80::1"}
+    assert docs["n"]["source"] == {"address": "web-01%eth0"}
+    assert docs["p"]["source"] == {"address": "203.0.113.9:443"}
+
+
+async def test_the_method_keeps_its_case_and_deep_vendor_objects_are_taken(es: ElasticsearchStandIn) -> None:
+    settings = await setup(es)
+    node: dict[str, Any] = {"leaf": "bottom"}
+    for level in range(29, 0, -1):
+        node = {f"l{level}": node}
+    sink = ElasticsearchSink(settings)
+    emoji = "\U0001f6e1" * 8000  # 32000 bytes: one flattened term too long for Lucene with ignore_above 8191
+    long_path = {"k" * 17000: {"k" * 17000: "v"}}  # a key path of 34000 bytes: one term too long
+    result = await sink.send(vendor_events({"id": "deep", "method": "pOsT", "vendor": node},
+                                           {"id": "nul", "vendor": {"a\u0000b": 1}}, {"id": "x", "method": "get"},
+                                           {"id": "emoji", "payload": emoji}, {"id": "path", "vendor": long_path}))
+    await sink.close()
+    assert not result.rejected and not result.retry, result
+    docs = stored(es)
+    assert docs["deep"]["http"]["request"]["method"] == "pOsT" and docs["x"]["http"]["request"]["method"] == "get"
+    kept = docs["deep"]["siemgate"]["event"]["vendor"]
+    for level in range(1, 19):  # the event is level 1, "vendor" 2: objects down to level 20 stay objects
+        kept = kept[f"l{level}"]
+    assert orjson.loads(kept["l19"]) == {"l20": node_at(node, 20)}  # deeper: its JSON text
+    assert docs["nul"]["siemgate"]["event"]["vendor"] == {"a\ufffdb": 1}
+    assert docs["emoji"]["siemgate"]["event"]["payload"] == emoji  # kept, not indexed (over ignore_above)
+    assert orjson.loads(docs["path"]["siemgate"]["event"]["vendor"]) == long_path  # as its JSON text
+
+
+def node_at(node: dict[str, Any], level: int) -> Any:
+    for i in range(1, level + 1):
+        node = node[f"l{i}"]
+    return node
+
+
+async def test_es_setup_on_clusters_with_older_or_no_builtin_logs_templates() -> None:
+    async with ElasticsearchStandIn(builtin_templates=False) as es:
+        # No built-in component templates (stack templates disabled): a lifecycle of its own.
+        settings = await setup(es)
+        assert es.data_streams[STREAM]["lifecycle"] == {"enabled": True}
+        assert not es.index_templates[f"siemgate-{STREAM}"].get("composed_of")
+        # Elasticsearch 8.0-8.11: logs-mappings / logs-settings.
+        es.reset()
+        async with httpx.AsyncClient(base_url=es.url) as client:
+            for name, template in (("logs-mappings", {"mappings": {"properties": {
+                                       "data_stream.type": {"type": "constant_keyword", "value": "logs"}}}}),
+                                   ("logs-settings", {"settings": {"index.lifecycle.name": "logs"}})):
+                response = await client.put(f"/_component_template/{name}", json={"template": template})
+                assert response.status_code == 200, response.text
+        out = io.StringIO()
+        assert await run_setup(parse_config(f'sinks: [{{name: es, type: elasticsearch, url: "{es.url}"}}]', {}),
+                               (), out) == 0, out.getvalue()
+        assert "composed of logs-mappings, logs-settings: the built-in logs lifecycle policy" in out.getvalue()
+        template = es.index_templates[f"siemgate-{STREAM}"]
+        assert template["composed_of"] == ["logs-mappings", "logs-settings"]
+        assert "ignore_missing_component_templates" not in template
+        assert es.data_streams[STREAM]["ilm_policy"] == "logs"
+        sink = ElasticsearchSink(settings)
+        assert not (await sink.send(events(1))).rejected
+        await sink.close()

@@ -47,14 +47,15 @@ def test_ecs_alert_document() -> None:
     assert doc["event"] == {
         "kind": "alert", "category": ["intrusion_detection"], "type": ["denied"], "id": "evt-1",
         "created": "2026-11-28T21:00:01.000000Z", "ingested": INGESTED, "module": "siemgate",
-        "severity": 73, "risk_score": 73.0, "action": "blocked",
+        "severity": 73, "risk_score": 73.0, "action": "blocked", "dataset": "siemgate.alerts",
         "original": orjson.dumps(normalized().event).decode(),
     }
-    assert doc["source"] == {"ip": "203.0.113.9"}
+    assert "data_stream" not in doc  # not given the target's: the sink passes it (test_ecs_documents)
+    assert doc["source"] == {"address": "203.0.113.9", "ip": "203.0.113.9"}
     assert doc["destination"] == {"address": "shop-frontend"}
     assert doc["url"] == {"original": "https://shop.example:8443/login?q=1", "full": "https://shop.example:8443/login?q=1",
                           "scheme": "https", "domain": "shop.example", "port": 8443, "path": "/login", "query": "q=1"}
-    assert doc["http"] == {"request": {"method": "POST"}}
+    assert doc["http"] == {"request": {"method": "post"}}  # the vendor's case (ECS)
     assert doc["rule"] == {"name": "SQL injection", "id": "942100"}
     assert doc["observer"] == {"vendor": "Acme", "product": "AppSec"}
     assert doc["labels"] == {"integration": "appsec-prod", "severity": "high"}
@@ -223,6 +224,8 @@ def test_es_action_line_and_auth_header() -> None:
     ("{name: e, type: elasticsearch, url: 'ftp://x'}", "sinks[0].url: must be http(s)://host[:port]"),
     ("{name: e, type: elasticsearch, url: 'http://x', index: a, data_stream: b}", "sinks[0].index: set either"),
     ("{name: e, type: elasticsearch, url: 'http://x', index: Alerts}", "is not a valid Elasticsearch name"),
+    ("{name: e, type: elasticsearch, url: 'http://x', original_field: event.vendor}",
+     "sinks[0].original_field: 'event.vendor' is under ECS's 'event'"),
     ("{name: e, type: elasticsearch, url: 'http://x', username: u}", "username and password go together"),
     ("{name: e, type: elasticsearch, url: 'http://x', api_key: k, username: u, password: p}", "set either api_key"),
     ("{name: h, type: splunk_hec, url: 'http://x:8088'}", "sinks[0].token"),
@@ -257,7 +260,7 @@ def ingest_record(event_json: bytes) -> NormalizedEvent:
     return Normalizer().normalize(record.value)
 
 
-@pytest.mark.parametrize("original_field", ["siemgate.event", "vendor", "event.vendor", ""])
+@pytest.mark.parametrize("original_field", ["siemgate.event", "vendor", "siemgate.vendor.raw", ""])
 def test_spliced_documents_equal_the_mapping_form(original_field: str) -> None:
     event = normalized()
     sink = ElasticsearchSink(ElasticsearchSinkSettings(name="es", url="http://h:9200",

@@ -789,6 +789,139 @@ async def test_values_that_fit_are_accepted(es: ElasticsearchStandIn, mapped: ht
     assert es.documents("mapped") == {"d1": doc}
 
 
+async def test_an_ipv6_zone_is_no_ip_literal(es: ElasticsearchStandIn, mapped: httpx.AsyncClient) -> None:
+    # Python's ipaddress takes "fe80::1%eth0"; Elasticsearch's InetAddresses.forString does not.
+    item = await index_one(mapped, {"source": {"ip": "fe80::1%eth0"}})
+    assert item["status"] == 400 and item["error"]["caused_by"] == {
+        "type": "illegal_argument_exception", "reason": "'fe80::1%eth0' is not an IP string literal."}
+    assert (await index_one(mapped, {"source": {"ip": "fe80::1"}}, "d2"))["status"] == 201
+
+
+async def test_flattened_fields_take_objects_within_their_depth_limit(es: ElasticsearchStandIn,
+                                                                       client: httpx.AsyncClient) -> None:
+    await put_template(client, "flat", {"index_patterns": ["flat*"], "template": {"mappings": {"properties": {
+        "vendor": {"type": "flattened"}, "shallow": {"type": "flattened", "depth_limit": 2}}}}})
+
+    def deep(depth: int) -> dict[str, Any]:
+        node: dict[str, Any] = {"leaf": "x"}
+        for _ in range(depth - 1):
+            node = {"k": node, "list": [1, [2]]}  # arrays are no level
+        return node
+
+    async def one(doc: dict[str, Any]) -> dict[str, Any]:
+        response = await bulk(client, {"index": {"_index": "flat"}}, doc)
+        return only(response.json()["items"][0])[1]
+
+    assert (await one({"vendor": deep(20)}))["status"] == 201
+    assert (await one({"vendor": {"a": [{"b": [{"c": 1}]}]}, "shallow": {"a": [[{"b": 1}]]}}))["status"] == 201
+    for doc, field, limit in (({"vendor": deep(21)}, "vendor", 20), ({"shallow": {"a": {"b": {"c": 1}}}}, "shallow", 2),
+                              ({"shallow": {"a": [[{"b": {"c": 1}}]]}}, "shallow", 2)):
+        item = await one(doc)
+        assert item["status"] == 400 and item["error"]["type"] == "document_parsing_exception", item
+        assert item["error"]["caused_by"] == {
+            "type": "illegal_argument_exception",
+            "reason": f"The provided [flattened] field [{field}] exceeds the maximum depth limit of [{limit}]."}
+    item = await one({"vendor": {"a": {"b\u0000c": 1}}})
+    assert item["error"]["caused_by"]["reason"] == ("Keys in [flattened] fields cannot contain the reserved "
+                                                    "character \\0. Offending key: [a.b\u0000c].")
+    for value, token in (("text", "VALUE_STRING"), ([1, 2], "VALUE_NUMBER"), (7, "VALUE_NUMBER")):
+        item = await one({"vendor": value})
+        assert item["status"] == 400 and item["error"]["caused_by"] == {
+            "type": "parsing_exception",
+            "reason": f"Failed to parse object: expecting token of type [START_OBJECT] but found [{token}]"}, item
+
+
+async def test_flattened_terms_longer_than_lucene_takes_are_refused(es: ElasticsearchStandIn,
+                                                                     client: httpx.AsyncClient) -> None:
+    await put_template(client, "flat", {"index_patterns": ["flat*"], "template": {"mappings": {"properties": {
+        "vendor": {"type": "flattened"}, "capped": {"type": "flattened", "ignore_above": 8191}}}}})
+
+    async def one(doc: dict[str, Any]) -> dict[str, Any]:
+        response = await bulk(client, {"index": {"_index": "flat"}}, doc)
+        return only(response.json()["items"][0])[1]
+
+    emoji = "\U0001f6e1" * 8191  # 8191 characters, 32764 bytes: with its key and \0, one term too many
+    for doc, field, key in (({"capped": {"payload": emoji}}, "capped", "payload"),
+                            ({"vendor": {"k" * 20000: "v" * 12766}}, "vendor", "k" * 20000)):
+        item = await one(doc)
+        assert item["status"] == 400 and item["error"]["caused_by"]["reason"].startswith(
+            f"Flattened field [{field}] contains one immense field whose keyed encoding is longer than the allowed "
+            f"max length of 32766 bytes. Key length: {len(key)}, value length: "), item
+    assert (await one({"capped": {"payload": emoji + "x"}}))["status"] == 201  # over ignore_above: not indexed
+    assert (await one({"vendor": {"k" * 20000: "v" * 12765}}))["status"] == 201
+
+
+async def test_constant_keywords_take_one_value(es: ElasticsearchStandIn, client: httpx.AsyncClient) -> None:
+    await put_template(client, "const", {"index_patterns": ["const"], "template": {"mappings": {"properties": {
+        "fixed": {"type": "constant_keyword", "value": "logs"}, "first": {"type": "constant_keyword"}}}}})
+
+    async def one(doc: dict[str, Any]) -> dict[str, Any]:
+        response = await bulk(client, {"index": {"_index": "const"}}, doc)
+        return only(response.json()["items"][0])[1]
+
+    assert (await one({"fixed": "logs", "first": "a"}))["status"] == 201
+    assert (await one({"first": "a"}))["status"] == 201
+    for doc, field, value, got in (({"fixed": "metrics"}, "fixed", "logs", "metrics"),
+                                   ({"first": "b"}, "first", "a", "b")):
+        item = await one(doc)
+        assert item["status"] == 400 and item["error"]["caused_by"] == {
+            "type": "illegal_argument_exception",
+            "reason": f"[constant_keyword] field [{field}] only accepts values that are equal to the value defined "
+                      f"in the mappings [{value}], but got [{got}]"}, item
+
+
+async def test_component_templates_compose_and_must_exist(es: ElasticsearchStandIn, client: httpx.AsyncClient) -> None:
+    builtin = (await client.get("/_component_template/logs@*")).json()["component_templates"]
+    assert [c["name"] for c in builtin] == ["logs@mappings", "logs@settings"]
+    settings = builtin[1]["component_template"]["template"]["settings"]["index"]
+    assert settings["lifecycle"] == {"name": "logs"} and settings["mapping"]["ignore_malformed"] is True
+    response = await client.put("/_index_template/mine", json={"index_patterns": ["mine-*"], "priority": 150,
+                                                               "composed_of": ["logs@mappings", "mine@custom"]})
+    assert_error_body(response, 400, "invalid_index_template_exception",
+                      "index_template [mine] invalid, cause [index template [mine] specifies component templates "
+                      "[mine@custom] that do not exist]")
+    assert "mine" not in es.index_templates
+    response = await client.put("/_component_template/mine@custom", json={"template": {"settings": {
+        "index.mapping.ignore_malformed": True}, "mappings": {"properties": {"n": {"type": "long"}}}}})
+    assert response.json() == {"acknowledged": True}
+    await put_template(client, "mine", {"index_patterns": ["mine-*"], "priority": 150, "data_stream": {},
+                                        "composed_of": ["logs@mappings", "logs@settings", "mine@custom", "gone@custom"],
+                                        "ignore_missing_component_templates": ["gone@custom"],
+                                        "template": {"mappings": {"properties": {"ip": {"type": "ip"}}}}})
+    response = await client.delete("/_component_template/mine@custom")
+    assert_error_body(response, 400, "illegal_argument_exception",
+                      "component templates [mine@custom] cannot be removed as they are still in use by index "
+                      "templates [mine]")
+    # The data stream gets the composition: the components' mappings and settings, then the template's own.
+    response = await bulk(client, {"create": {"_index": "mine-a-b", "_id": "1"}},
+                          {"@timestamp": TS, "n": "many", "ip": "nope", "data_stream": {"type": "logs"}},
+                          {"create": {"_index": "mine-a-b", "_id": "2"}},
+                          {"@timestamp": TS, "data_stream": {"type": "metrics"}})
+    items = [only(i)[1] for i in response.json()["items"]]
+    assert items[0]["status"] == 201, items  # ignore_malformed (logs@settings): kept in _source, not indexed
+    assert items[1]["status"] == 400 and "[constant_keyword] field [data_stream.type]" in items[1]["error"][
+        "caused_by"]["reason"]
+    stream = (await client.get("/_data_stream/mine-a-b")).json()["data_streams"][0]
+    assert stream["ilm_policy"] == "logs" and stream["next_generation_managed_by"] == "Index Lifecycle Management"
+    index = (await client.get(f"/{stream['indices'][0]['index_name']}")).json()
+    (body,) = index.values()
+    assert body["settings"]["index"]["lifecycle"] == {"name": "logs"}
+    assert body["mappings"]["properties"]["ip"] == {"type": "ip"}
+    # A template's own data stream lifecycle.
+    await put_template(client, "own", {"index_patterns": ["own-*"], "data_stream": {},
+                                       "template": {"lifecycle": {"data_retention": "30d"}}})
+    assert (await client.put("/_data_stream/own-x")).status_code == 200
+    stream = (await client.get("/_data_stream/own-x")).json()["data_streams"][0]
+    assert stream["lifecycle"] == {"enabled": True, "data_retention": "30d"} and "ilm_policy" not in stream
+    assert stream["next_generation_managed_by"] == "Data stream lifecycle"
+    # Without ignore_malformed a bad value is refused.
+    await put_template(client, "strictish", {"index_patterns": ["strictish"], "composed_of": ["logs@mappings"],
+                                             "template": {"mappings": {"properties": {"ip": {"type": "ip"}}}}})
+    response = await bulk(client, {"index": {"_index": "strictish"}}, {"ip": "nope"})
+    assert only(response.json()["items"][0])[1]["status"] == 400
+    assert (await client.get("/_component_template/nope")).status_code == 404
+
+
 # -- filter_path
 
 

@@ -40,7 +40,14 @@ import httpx
 import orjson
 
 from siemgate.errors import ConfigError, SinkAuthError, SinkBusy, SinkError, SinkRefusedError
-from siemgate.forwarders.formats.ecs import ecs_document, put_path
+from siemgate.forwarders.formats.ecs import (
+    ECS_TOP_LEVEL,
+    data_stream_parts,
+    ecs_document,
+    fit_flattened,
+    flattened_fits,
+    put_path,
+)
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
 from siemgate.forwarders.sinks.http import (
@@ -110,10 +117,20 @@ class ElasticsearchSinkSettings(SinkSettings):
             raise ConfigError("password", "username and password go together")
         if self.timeout_seconds <= 0:
             raise ConfigError("timeout_seconds", "must be > 0")
+        if self.original_field and self.original_field.split(".")[0] in ECS_TOP_LEVEL:
+            raise ConfigError("original_field", f"{self.original_field!r} is under ECS's "
+                              f"{self.original_field.split('.')[0]!r}: the vendor's event goes outside ECS "
+                              "(default siemgate.event), or its fields would mix with ECS's")
 
     @property
     def target(self) -> str:
         return self.data_stream or self.index or DEFAULT_DATA_STREAM
+
+    @property
+    def data_stream_parts(self) -> tuple[str, str, str] | None:
+        """The target data stream's (type, dataset, namespace) when its name follows Elastic's
+        naming scheme; None for an index."""
+        return None if self.index else data_stream_parts(self.target)
 
     @property
     def original_path(self) -> tuple[str, ...] | None:
@@ -171,20 +188,25 @@ class ElasticsearchSink(Sink[ElasticsearchSinkSettings]):
         observer = {k: v for k, v in vars(settings.observer).items() if v}
         self._observer = observer or None
         self._original = settings.original_path
+        self._data_stream = settings.data_stream_parts
 
     def document(self, event: NormalizedEvent, ingested: str) -> dict[str, Any]:
         return ecs_document(event, ingested=ingested, original_field=self._original,
-                            event_original=self.settings.event_original, observer=self._observer)
+                            event_original=self.settings.event_original, observer=self._observer,
+                            data_stream=self._data_stream)
 
     def encode(self, event: NormalizedEvent, ingested: str) -> bytes:
         """The `create` action and the document, with the vendor's event under
         `original_field` as the ingest received it (a pre-serialized fragment: no second
-        encoding, its exact numbers)."""
+        encoding, its exact numbers) when it certainly fits the `flattened` mapping, else as
+        `fit_flattened` makes it fit."""
         action = b'{"create":{"_id":' + orjson.dumps(event.id) + b"}}\n"
         doc = ecs_document(event, ingested=ingested, original_field=None,
-                           event_original=self.settings.event_original, observer=self._observer)
+                           event_original=self.settings.event_original, observer=self._observer,
+                           data_stream=self._data_stream)
         if self._original is not None:
-            put_path(doc, self._original, orjson.Fragment(event.event_bytes()))
+            raw = event.event_bytes()
+            put_path(doc, self._original, orjson.Fragment(raw) if flattened_fits(raw) else fit_flattened(event.event))
         return action + dumps(doc) + b"\n"
 
     async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:

@@ -20,7 +20,8 @@ without authentication: `GET /_standin/state`, `POST /_standin/faults` (JSON, se
 `POST /_standin/reset`.
 
 Endpoints: `GET|HEAD /`; `POST|PUT /_bulk`, `/{target}/_bulk`; `PUT|POST|GET|HEAD|DELETE
-/_index_template/{name}` (and `GET /_index_template`); `PUT|GET|DELETE /_data_stream/{name}` (and
+/_index_template/{name}` (and `GET /_index_template`); `PUT|POST|GET|HEAD|DELETE
+/_component_template/{name}` (and `GET /_component_template`); `PUT|GET|DELETE /_data_stream/{name}` (and
 `GET /_data_stream`); `PUT|GET|HEAD|DELETE /{index}`; `GET|HEAD|PUT|POST|DELETE /{index}/_doc/{id}`,
 `POST /{index}/_doc`, `PUT|POST /{index}/_create/{id}`, `POST /{index}/_update/{id}`; `GET|POST
 [/{target}]/_count`, `[/{target}]/_search` (`match_all`, `term`, `terms`, `ids`, `bool`; `size`,
@@ -48,14 +49,25 @@ What it does like Elasticsearch 8 (and what a client may rely on):
   indices `.ds-<name>-YYYY.MM.DD-000001`); auto-creation of a data stream when the
   highest-priority matching index template has `data_stream`, else of a plain index (with the
   template's mappings, if any). The built-in `logs-*-*`, `metrics-*-*` and `synthetics-*-*`
-  data stream templates (priority 100) exist as in a default 8.x cluster unless
-  `builtin_templates=False`.
+  data stream templates (priority 100) and the component templates they are composed of
+  (`logs@mappings`: `@timestamp` and the `data_stream.*` constant_keywords; `logs@settings`: the
+  `logs` lifecycle policy and `index.mapping.ignore_malformed: true`; the same for metrics and
+  synthetics; `ecs@mappings`) exist as in a default 8.x cluster unless `builtin_templates=False`.
+- Index templates are composed as Elasticsearch composes them when an index or data stream is
+  created: the `composed_of` component templates' mappings and settings in order, then the
+  template's own; a `composed_of` naming a component template that does not exist (and is not in
+  `ignore_missing_component_templates`) is refused 400 `invalid_index_template_exception`, a
+  component template in use cannot be deleted. A data stream reports its lifecycle
+  (`ilm_policy` from `index.lifecycle.name`, or the template's data stream `lifecycle`).
 - Mappings (explicit only: a template's `template.mappings`, or `PUT /{index}`): types ip, date
   / date_nanos (strict_date_optional_time, epoch_millis, epoch_second, date, strict_date_time;
   other formats accept any string), long / integer / short / byte / unsigned_long (coerced from
   strings and floats, range-checked), float / double / half_float / scaled_float, keyword /
-  text / wildcard / constant_keyword, boolean, object / nested / flattened, in dotted or nested
-  form, `dynamic: strict` (-> `strict_dynamic_mapping_exception`), `ignore_malformed`. A value that
+  text / wildcard / constant_keyword (one value: the mapping's `value`, else the first
+  document's), boolean, object / nested / flattened (an object, `depth_limit` (default 20,
+  arrays no level), no NUL in a key), in dotted or nested form, ip without an IPv6 zone (as
+  Elasticsearch's parser, unlike Python's), `dynamic: strict` (-> `strict_dynamic_mapping_exception`),
+  `ignore_malformed` (the field's, or the index setting `index.mapping.ignore_malformed`). A value that
   does not fit answers item 400 `document_parsing_exception` ("[1:COL] failed to parse field [F]
   of type [T] in document with id 'ID'. Preview of field's value: 'V'", with `caused_by`). COL is
   approximate.
@@ -66,9 +78,10 @@ Choices where Elasticsearch is richer or the reference leaves a gap:
   400. Ingest pipelines are not run: `pipeline` is accepted whatever it names. `routing`,
   `timeout`, `wait_for_active_shards`, `_source*` are accepted and ignored. Documents are
   searchable at once, whatever `refresh` says (`refresh=true` adds `forced_refresh` to items).
-- Index templates: `composed_of` is stored but not resolved (there are no component templates);
-  two templates with overlapping patterns and the same priority are refused (overlap is
-  approximated). Only gzip request bodies are decoded (not deflate).
+- Index templates: two templates with overlapping patterns and the same priority are refused
+  (overlap is approximated); the composition's mappings are not validated as a whole when the
+  template is put. Lifecycles are reported, never run (no rollover, no retention). Only gzip
+  request bodies are decoded (not deflate).
 - One node, replicas 0: `_shards` is `{"total":1,"successful":1,"failed":0}`, health green.
 - Memory: a stored document costs about its source size plus ~180 bytes; for long benchmarks
   `keep_sources=False` (`--no-keep-sources`) keeps only `_id`s and versions (409s still work).

@@ -32,6 +32,8 @@ from siemgate_standins.elasticsearch.state import (
     _invalid_index_name,
     _Store,
     _Template,
+    flat_settings,
+    nested_index_settings,
 )
 from siemgate_standins.http_server import BadBody, Request
 
@@ -55,6 +57,18 @@ class _Catalog(_Store):
                              "_source": orjson.loads(source) if source is not None else {}})
 
     # -- indices
+
+    def _new_index(self, name: str, template: _Template | None, mappings: Mapping[str, Any] | None = None,
+                   settings: Mapping[str, Any] | None = None, data_stream: str | None = None) -> _Index:
+        """An index as Elasticsearch creates it: the matching template composed with its component
+        templates, then the request's own mappings and settings; `index.mapping.ignore_malformed`
+        applies to every field that does not set its own."""
+        base_mappings, base_settings, _ = self.resolved(template) if template is not None else ({}, {}, None)
+        merged = _merge_mappings(base_mappings, mappings)
+        flat = {**base_settings, **flat_settings(settings)}
+        ignore_malformed = flat.get("index.mapping.ignore_malformed") in (True, "true")
+        compiled = _compile_mapping(merged, timestamp=data_stream is not None, ignore_malformed=ignore_malformed)
+        return _Index(name, merged, compiled, nested_index_settings(flat), data_stream=data_stream)
 
     def _index_api(self, request: Request, name: str) -> _Answer:
         method = request.method
@@ -107,8 +121,7 @@ class _Catalog(_Store):
         if template is not None and template.data_stream:
             raise _bad(f"cannot create index with name [{name}], because it matches with template [{template.name}] "
                        "that creates data streams only, use create data stream api instead")
-        mappings = _merge_mappings(template.mappings_raw if template else None, body.get("mappings"))
-        index = _Index(name, mappings, _compile_mapping(mappings), body.get("settings"))
+        index = self._new_index(name, template, body.get("mappings"), body.get("settings"))
         self._indices[name] = index
         return _Answer(200, {"acknowledged": True, "shards_acknowledged": True, "index": name})
 
@@ -226,6 +239,19 @@ class _Catalog(_Store):
         priority = body.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int) or priority < 0:
             raise _bad("index template priority must be >= 0")
+        composed = body.get("composed_of", [])
+        ignored = body.get("ignore_missing_component_templates", [])
+        if not isinstance(composed, list) or not all(isinstance(c, str) for c in composed):
+            raise EsError(400, "x_content_parse_exception",
+                          "[1:2] [index_template] failed to parse field [composed_of]")
+        if not isinstance(ignored, list) or not all(isinstance(c, str) for c in ignored):
+            raise EsError(400, "x_content_parse_exception",
+                          "[1:2] [index_template] failed to parse field [ignore_missing_component_templates]")
+        missing = [c for c in composed if c not in self._component_templates and c not in ignored]
+        if missing:
+            raise EsError(400, "invalid_index_template_exception",
+                          f"index_template [{name}] invalid, cause [index template [{name}] specifies component "
+                          f"templates [{', '.join(missing)}] that do not exist]")
         stored = {"index_patterns": patterns, "composed_of": [], **body}
         stored["index_patterns"] = patterns
         template = _Template(name, stored)  # compiles the mappings: mapper_parsing_exception
@@ -239,6 +265,48 @@ class _Catalog(_Store):
                        f"that have the same priority [{template.priority}], multiple index templates may not match "
                        "during index creation, please use a different priority")
         self._templates[name] = template
+        return _Answer(200, {"acknowledged": True})
+
+    def _component_template_api(self, request: Request, name: str | None) -> _Answer:
+        method = request.method
+        if method in ("GET", "HEAD"):
+            pattern = name or "*"
+            names = [n for n in sorted(self._component_templates)
+                     if any(_wildcard(part, n) for part in pattern.split(","))]
+            if not names and "*" not in pattern:
+                if method == "HEAD":
+                    return _Answer(404, None)
+                raise EsError(404, "resource_not_found_exception", f"component template matching [{pattern}] not found")
+            if method == "HEAD":
+                return _Answer(200, None)
+            return _Answer(200, {"component_templates": [{"name": n, "component_template": self._component_templates[n]}
+                                                         for n in names]})
+        assert name is not None
+        if method == "DELETE":
+            names = [n for n in self._component_templates if _wildcard(name, n)] if "*" in name else [name]
+            if not names or names[0] not in self._component_templates:
+                raise EsError(404, "resource_not_found_exception", f"{name}")
+            users = sorted(t.name for t in self._templates.values() if set(t.composed_of) & set(names))
+            if users:
+                raise _bad(f"component templates [{', '.join(names)}] cannot be removed as they are still in use by "
+                           f"index templates [{', '.join(users)}]")
+            for component in names:
+                del self._component_templates[component]
+            return _Answer(200, {"acknowledged": True})
+        body = self._json_body(request)
+        if _truthy(request.param("create")) and name in self._component_templates:
+            raise _bad(f"component template [{name}] already exists")
+        unknown = sorted(set(body) - {"template", "version", "_meta", "deprecated"})
+        if unknown:
+            raise EsError(400, "x_content_parse_exception", f"[1:2] [component_template] unknown field [{unknown[0]}]")
+        inner = body.get("template")
+        if not isinstance(inner, Mapping):
+            raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: template is missing;")
+        unknown = sorted(set(inner) - _TEMPLATE_TEMPLATE_KEYS)
+        if unknown:
+            raise EsError(400, "x_content_parse_exception", f"[1:2] [template] unknown field [{unknown[0]}]")
+        _compile_mapping(inner.get("mappings"))  # mapper_parsing_exception
+        self._component_templates[name] = body
         return _Answer(200, {"acknowledged": True})
 
     def _get_templates(self, name: str, head: bool) -> _Answer:
@@ -256,10 +324,12 @@ class _Catalog(_Store):
 
     def _create_data_stream(self, name: str, template: _Template) -> _DataStream:
         backing = f".ds-{name}-{dt.datetime.now(dt.UTC).strftime('%Y.%m.%d')}-000001"
-        mapping = _compile_mapping(template.mappings_raw, timestamp=True)
-        index = _Index(backing, template.mappings_raw, mapping, data_stream=name)
+        index = self._new_index(backing, template, data_stream=name)
+        _, settings, lifecycle = self.resolved(template)
         self._indices[backing] = index
-        stream = _DataStream(name, template.name, index)
+        policy = settings.get("index.lifecycle.name")
+        stream = _DataStream(name, template.name, index, ilm_policy=str(policy) if policy else None,
+                             lifecycle=lifecycle)
         self._data_streams[name] = stream
         return stream
 
@@ -301,15 +371,24 @@ class _Catalog(_Store):
         return _Answer(200, {"data_streams": [self._data_stream_body(self._data_streams[n]) for n in names]})
 
     def _data_stream_body(self, stream: _DataStream) -> dict[str, Any]:
+        managed_by = ("Index Lifecycle Management" if stream.ilm_policy
+                      else "Data stream lifecycle" if stream.lifecycle is not None else "Unmanaged")
+        extra: dict[str, Any] = {}
+        if stream.ilm_policy:
+            extra["ilm_policy"] = stream.ilm_policy
+        if stream.lifecycle is not None:
+            extra["lifecycle"] = {"enabled": True, **stream.lifecycle}
         return {
             "name": stream.name,
             "timestamp_field": {"name": "@timestamp"},
             "indices": [{"index_name": index.name, "index_uuid": index.uuid, "prefer_ilm": True,
-                         "managed_by": "Unmanaged"} for index in stream.indices],
+                         **({"ilm_policy": stream.ilm_policy} if stream.ilm_policy else {}),
+                         "managed_by": managed_by} for index in stream.indices],
             "generation": len(stream.indices),
             "status": "GREEN",
             "template": stream.template,
-            "next_generation_managed_by": "Unmanaged",
+            **extra,
+            "next_generation_managed_by": managed_by,
             "prefer_ilm": True,
             "hidden": False,
             "system": False,

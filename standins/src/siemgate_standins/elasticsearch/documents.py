@@ -240,7 +240,7 @@ class _Documents(_Catalog):
         template = self._match_template(name)
         if template is not None and template.data_stream:
             return self._create_data_stream(name, template)
-        index = _Index(name, template.mappings_raw if template else None, template.mapping if template else None)
+        index = self._new_index(name, template)
         self._indices[name] = index
         return index
 

@@ -239,14 +239,97 @@ def _check_ip(value: Any) -> Cause | None:
     if type(value) is str:
         if _IPV4_RE.fullmatch(value):
             return None
-        try:
-            ipaddress.ip_address(value)
-            return None
-        except ValueError:
-            pass
+        # Elasticsearch's InetAddresses.forString takes no IPv6 zone (`fe80::1%eth0`); Python's does.
+        if "%" not in value:
+            try:
+                ipaddress.ip_address(value)
+                return None
+            except ValueError:
+                pass
     if isinstance(value, dict):
         return _object_cause()
     return {"type": "illegal_argument_exception", "reason": f"'{_preview(value)}' is not an IP string literal."}
+
+
+_MAX_TERM_BYTES: Final = 32766  # Lucene's IndexWriter.MAX_TERM_LENGTH
+
+
+def _flattened_checker(path: str, depth_limit: int, ignore_above: int) -> Checker:
+    """A `flattened` field: an object (each element of an array), nested at most `depth_limit`
+    deep (the root object is 1, arrays do not count), no NUL in a key, no leaf whose term
+    (`key path \\0 value`) is longer than Lucene takes unless the value is longer than
+    `ignore_above` characters (then not indexed): FlattenedFieldParser."""
+
+    def leaf(name: str, value: Any) -> Cause | None:
+        text = _preview(value)
+        if len(text) > ignore_above:
+            return None
+        key_bytes, value_bytes = len(name.encode()), len(text.encode())
+        if key_bytes + 1 + value_bytes <= _MAX_TERM_BYTES:
+            return None
+        return {"type": "illegal_argument_exception",
+                "reason": f"Flattened field [{path}] contains one immense field whose keyed encoding is longer than "
+                          f"the allowed max length of {_MAX_TERM_BYTES} bytes. Key length: {len(name)}, value length: "
+                          f"{len(text)} for key starting with [{name[:50]}]"}
+
+    def walk(obj: dict[str, Any], depth: int, prefix: str) -> Cause | None:
+        for key, child in obj.items():
+            name = f"{prefix}{key}"
+            if "\0" in name:
+                return {"type": "illegal_argument_exception",
+                        "reason": f"Keys in [flattened] fields cannot contain the reserved character \\0. Offending "
+                                  f"key: [{name}]."}
+            stack = [child]
+            while stack:
+                item = stack.pop()
+                if type(item) is list:
+                    stack.extend(item)
+                elif item is not None and type(item) is not dict:
+                    cause = leaf(name, item)
+                    if cause is not None:
+                        return cause
+                elif type(item) is dict:
+                    if depth + 1 > depth_limit:
+                        return {"type": "illegal_argument_exception",
+                                "reason": f"The provided [flattened] field [{path}] exceeds the maximum depth limit "
+                                          f"of [{depth_limit}]."}
+                    cause = walk(item, depth + 1, f"{name}.")
+                    if cause is not None:
+                        return cause
+        return None
+
+    def check(value: Any) -> Cause | None:
+        if type(value) is not dict:
+            token = "START_ARRAY" if type(value) is list else "VALUE_NUMBER" if isinstance(value, int | float) \
+                and not isinstance(value, bool) else "VALUE_BOOLEAN" if isinstance(value, bool) else "VALUE_STRING"
+            return {"type": "parsing_exception",
+                    "reason": f"Failed to parse object: expecting token of type [START_OBJECT] but found [{token}]"}
+        return walk(value, 1, "")
+
+    return check
+
+
+def _constant_checker(leaf: _Leaf, spec: Mapping[str, Any]) -> Checker:
+    """A `constant_keyword`: every value equals the mapping's `value`; without one, the first
+    document's value becomes it (a mapping update in Elasticsearch)."""
+    configured = spec.get("value")
+    if configured is not None:
+        leaf.constant = str(configured)
+
+    def check(value: Any) -> Cause | None:
+        if type(value) is dict:
+            return _object_cause()
+        text = _preview(value)
+        if leaf.constant is None:
+            leaf.constant = text
+            return None
+        if text == leaf.constant:
+            return None
+        return {"type": "illegal_argument_exception",
+                "reason": f"[constant_keyword] field [{leaf.path}] only accepts values that are equal to the value "
+                          f"defined in the mappings [{leaf.constant}], but got [{text}]"}
+
+    return check
 
 
 def _check_text(value: Any) -> Cause | None:
@@ -296,14 +379,22 @@ class _Problem:
 ValueCheck = Callable[[Any], "_Problem | None"]
 
 
-class _Leaf:
-    __slots__ = ("check", "ignore_malformed", "name", "path", "type", "value")
+# The types `ignore_malformed` (the field's or the index's `index.mapping.ignore_malformed`) applies to.
+_MALFORMED_IGNORABLE: Final = frozenset(_INTEGER_RANGES) | _FLOAT_TYPES | _DATE_TYPES | {"ip", "geo_point",
+                                                                                      "geo_shape", "boolean"}
 
-    def __init__(self, path: str, type_: str, spec: Mapping[str, Any]) -> None:
+
+class _Leaf:
+    __slots__ = ("check", "constant", "ignore_malformed", "name", "path", "type", "value")
+
+    def __init__(self, path: str, type_: str, spec: Mapping[str, Any], index_ignore_malformed: bool = False) -> None:
         self.path = path
         self.name = path.rpartition(".")[2]
         self.type = type_
-        self.ignore_malformed = spec.get("ignore_malformed") in (True, "true")
+        self.constant: str | None = None
+        own = spec.get("ignore_malformed")
+        self.ignore_malformed = type_ in _MALFORMED_IGNORABLE and (
+            own in (True, "true") if own is not None else index_ignore_malformed)
         coerce = spec.get("coerce") not in (False, "false")
         if type_ in _INTEGER_RANGES:
             self.check: Checker = _integer_checker(type_, coerce)
@@ -315,6 +406,11 @@ class _Leaf:
             self.check = _check_boolean
         elif type_ == "ip":
             self.check = _check_ip
+        elif type_ == "flattened":
+            self.check = _flattened_checker(path, int(spec.get("depth_limit", 20)),
+                                            int(spec.get("ignore_above", 2**31 - 1)))
+        elif type_ == "constant_keyword":
+            self.check = _constant_checker(self, spec)
         elif type_ in _TEXT_TYPES:
             self.check = _check_text
         else:
@@ -476,9 +572,11 @@ def _dynamic(value: Any) -> str | None:
     return text
 
 
-def _compile_mapping(mappings: Mapping[str, Any] | None, *, timestamp: bool = False) -> _ObjectMapping | None:
+def _compile_mapping(mappings: Mapping[str, Any] | None, *, timestamp: bool = False,
+                     ignore_malformed: bool = False) -> _ObjectMapping | None:
     """The checks for a `mappings` object (None when it maps nothing and allows anything);
-    `timestamp`: a data stream's, where `@timestamp` is a date unless mapped otherwise."""
+    `timestamp`: a data stream's, where `@timestamp` is a date unless mapped otherwise;
+    `ignore_malformed`: the index setting `index.mapping.ignore_malformed`."""
     if not mappings and not timestamp:
         return None
     mappings = mappings or {}
@@ -488,7 +586,7 @@ def _compile_mapping(mappings: Mapping[str, Any] | None, *, timestamp: bool = Fa
     properties = mappings.get("properties") or {}
     if not isinstance(properties, Mapping):
         raise _mapping_error("[properties] must be an object")
-    _add_properties(root, properties)
+    _add_properties(root, properties, ignore_malformed)
     if timestamp and "@timestamp" not in root.props:
         root.props["@timestamp"] = _Leaf("@timestamp", "date", {})
     if root.dynamic == "true" and not root.props:
@@ -497,7 +595,7 @@ def _compile_mapping(mappings: Mapping[str, Any] | None, *, timestamp: bool = Fa
     return root
 
 
-def _add_properties(parent: _ObjectMapping, properties: Mapping[str, Any]) -> None:
+def _add_properties(parent: _ObjectMapping, properties: Mapping[str, Any], ignore_malformed: bool = False) -> None:
     for name, spec in properties.items():
         if not isinstance(spec, Mapping):
             raise _mapping_error(f"Expected map for property [fields] on field [{name}] but got a "
@@ -524,13 +622,13 @@ def _add_properties(parent: _ObjectMapping, properties: Mapping[str, Any]) -> No
             sub = spec.get("properties") or {}
             if not isinstance(sub, Mapping):
                 raise _mapping_error(f"[properties] of [{path}] must be an object")
-            _add_properties(obj, sub)
+            _add_properties(obj, sub, ignore_malformed)
         elif type_ is None:
             raise _mapping_error(f"No type specified for field [{name}]")
         elif not isinstance(type_, str) or type_ not in _KNOWN_TYPES:
             raise _mapping_error(f"No handler for type [{type_}] declared on field [{name}]")
         else:
-            node.props[last] = _Leaf(path, type_, spec)
+            node.props[last] = _Leaf(path, type_, spec, ignore_malformed)
 
 
 def _join(prefix: str, name: str) -> str:

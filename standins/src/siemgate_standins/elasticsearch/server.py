@@ -155,6 +155,12 @@ class ElasticsearchStandIn(_Documents):
                 return self._get_templates("*", method == "HEAD")
             allow("GET", "HEAD", "PUT", "POST", "DELETE")
             return self._template_api(request, parts[1])
+        if first == "_component_template" and count <= 2:
+            if count == 1:
+                allow("GET", "HEAD")
+                return self._component_template_api(request, None)
+            allow("GET", "HEAD", "PUT", "POST", "DELETE")
+            return self._component_template_api(request, parts[1])
         if first == "_data_stream" and count <= 2:
             if count == 1:
                 allow("GET")

@@ -19,7 +19,7 @@ import orjson
 
 from siemgate_standins.elasticsearch.faults import BulkRecord, Faults
 from siemgate_standins.elasticsearch.filter_path import FilterPath
-from siemgate_standins.elasticsearch.mapping import _compile_mapping, _ObjectMapping
+from siemgate_standins.elasticsearch.mapping import _compile_mapping, _merge_mappings, _ObjectMapping
 from siemgate_standins.elasticsearch.protocol import _EMPTY, _WWW_AUTHENTICATE, EsError, _Principal, _uri
 from siemgate_standins.http_server import HttpStandIn, Request
 
@@ -66,17 +66,21 @@ class _Index:
 
 
 class _DataStream:
-    __slots__ = ("created", "indices", "name", "template")
+    __slots__ = ("created", "ilm_policy", "indices", "lifecycle", "name", "template")
 
-    def __init__(self, name: str, template: str, first: _Index) -> None:
+    def __init__(self, name: str, template: str, first: _Index, ilm_policy: str | None = None,
+                 lifecycle: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.template = template
+        self.ilm_policy = ilm_policy
+        self.lifecycle = dict(lifecycle) if lifecycle is not None else None
         self.indices = [first]
         self.created = time.time()
 
 
 class _Template:
-    __slots__ = ("body", "data_stream", "mapping", "mappings_raw", "name", "patterns", "priority", "regexes")
+    __slots__ = ("body", "composed_of", "data_stream", "mapping", "mappings_raw", "name", "patterns", "priority",
+                 "regexes")
 
     def __init__(self, name: str, body: dict[str, Any]) -> None:
         self.name = name
@@ -90,6 +94,8 @@ class _Template:
         template = body.get("template") or {}
         self.mappings_raw: dict[str, Any] = dict(template.get("mappings") or {})
         self.mapping = _compile_mapping(self.mappings_raw)
+        composed = body.get("composed_of") or []
+        self.composed_of: tuple[str, ...] = tuple(c for c in composed if isinstance(c, str))
 
     def matches(self, name: str) -> bool:
         return any(regex.fullmatch(name) for regex in self.regexes)
@@ -99,6 +105,63 @@ _TEMPLATE_KEYS: Final = frozenset({"index_patterns", "template", "composed_of", 
                                    "data_stream", "allow_auto_create", "ignore_missing_component_templates",
                                    "deprecated"})
 _TEMPLATE_TEMPLATE_KEYS: Final = frozenset({"settings", "mappings", "aliases", "lifecycle", "data_stream_options"})
+
+
+def _builtin_component_templates() -> dict[str, dict[str, Any]]:
+    """The component templates the built-in data stream templates are composed of, as a default
+    8.x cluster installs them (mappings reduced to what the stand-in checks: `@timestamp` and the
+    `data_stream.*` constant_keywords; ecs@mappings' dynamic templates left out, the stand-in maps
+    nothing dynamically)."""
+    out: dict[str, dict[str, Any]] = {}
+    meta = {"managed": True}
+    for name in ("logs", "metrics", "synthetics"):
+        out[f"{name}@mappings"] = {
+            "template": {"mappings": {"date_detection": False, "properties": {
+                "@timestamp": {"type": "date"},
+                "data_stream.type": {"type": "constant_keyword", "value": name},
+                "data_stream.dataset": {"type": "constant_keyword"},
+                "data_stream.namespace": {"type": "constant_keyword"},
+            }}},
+            "version": 1,
+            "_meta": {"description": f"default mappings for the {name} index template installed by x-pack", **meta},
+        }
+        index: dict[str, Any] = {"lifecycle": {"name": name}, "codec": "best_compression"}
+        if name == "logs":
+            index["mapping"] = {"ignore_malformed": True, "total_fields": {"ignore_dynamic_beyond_limit": True}}
+            index["default_pipeline"] = "logs@default-pipeline"
+        out[f"{name}@settings"] = {
+            "template": {"settings": {"index": index}},
+            "version": 1,
+            "_meta": {"description": f"default settings for the {name} index template installed by x-pack", **meta},
+        }
+    out["ecs@mappings"] = {"template": {"mappings": {"dynamic_templates": []}}, "version": 1,
+                           "_meta": {"description": "dynamic mappings based on ECS, installed by x-pack", **meta}}
+    return out
+
+
+def flat_settings(settings: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """Index settings as `index.*` dotted keys, whether given nested or dotted."""
+    out: dict[str, Any] = {}
+    for key, value in (settings or {}).items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flat_settings(value, f"{path}."))
+        else:
+            out[path if path.startswith("index.") else f"index.{path}"] = value
+    return out
+
+
+def nested_index_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """`index.*` dotted settings as the object under `settings.index` in a GET answer."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.removeprefix("index.").split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            node = child if isinstance(child, dict) else node
+        node[parts[-1]] = value if isinstance(value, str) else orjson.dumps(value).decode().strip('"')
+    return out
 
 
 def _builtin_templates() -> dict[str, dict[str, Any]]:
@@ -155,7 +218,9 @@ class _Store(HttpStandIn):
         self._indices: dict[str, _Index] = {}
         self._data_streams: dict[str, _DataStream] = {}
         self._templates: dict[str, _Template] = {}
+        self._component_templates: dict[str, dict[str, Any]] = {}
         if self.builtin_templates:
+            self._component_templates.update(_builtin_component_templates())
             for name, body in _builtin_templates().items():
                 self._templates[name] = _Template(name, body)
         self.bulk_requests: list[BulkRecord] = []
@@ -210,6 +275,28 @@ class _Store(HttpStandIn):
     def index_templates(self) -> dict[str, dict[str, Any]]:
         """Index templates by name, bodies as stored (the built-in ones included)."""
         return {name: template.body for name, template in self._templates.copy().items()}
+
+    @property
+    def component_templates(self) -> dict[str, dict[str, Any]]:
+        """Component templates by name, bodies as stored (the built-in ones included)."""
+        return dict(self._component_templates)
+
+    def resolved(self, template: _Template) -> tuple[dict[str, Any], dict[str, Any], Mapping[str, Any] | None]:
+        """What an index created from `template` gets, as Elasticsearch composes it: the mappings
+        and the settings (`index.*` dotted keys) of its `composed_of` component templates in
+        order (missing ones skipped, as `ignore_missing_component_templates` allows), then its
+        own; and its data stream lifecycle (`template.lifecycle`), if any."""
+        mappings: dict[str, Any] = {}
+        settings: dict[str, Any] = {}
+        lifecycle: Mapping[str, Any] | None = None
+        parts = [self._component_templates.get(name, {}).get("template") or {} for name in template.composed_of]
+        parts.append(template.body.get("template") or {})
+        for part in parts:
+            mappings = _merge_mappings(mappings, part.get("mappings"))
+            settings.update(flat_settings(part.get("settings")))
+            if isinstance(part.get("lifecycle"), Mapping):
+                lifecycle = part["lifecycle"]
+        return mappings, settings, lifecycle
 
     @property
     def data_streams(self) -> dict[str, dict[str, Any]]:
@@ -317,4 +404,5 @@ class _Store(HttpStandIn):
     @staticmethod
     def _data_stream_summary(stream: _DataStream) -> dict[str, Any]:
         return {"name": stream.name, "template": stream.template, "generation": len(stream.indices),
-                "indices": [index.name for index in stream.indices]}
+                "indices": [index.name for index in stream.indices], "ilm_policy": stream.ilm_policy,
+                "lifecycle": stream.lifecycle, "settings": stream.indices[-1].settings}
