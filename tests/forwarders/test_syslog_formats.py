@@ -670,7 +670,9 @@ def test_leef_unknown_severity_has_the_middle_sev_and_kinds_have_their_id() -> N
 
 
 def test_leef_carried_in_syslog_header() -> None:
-    parsed = parse_5424(encode(make_event(RICH, severity="medium"), "leef"))
+    """The full RFC 5424 header siemgate wrote before IBM's form became the default
+    (tests/forwarders/test_leef.py), still selectable."""
+    parsed = parse_5424(encode(make_event(RICH, severity="medium"), "leef", leef_header="rfc5424"))
     assert (parsed["pri"], parsed["msgid"], parsed["sd"]) == (132, "LEEF", {})
     assert parsed["msg"].startswith("LEEF:2.0|siemgate|siemgate|0.1.0|942100|x09|")
 

@@ -28,7 +28,8 @@ Guarantees:
 - Attributes, in order, each only when the event has a value:
 
     devTime + devTimeFormat   the event's time, `yyyy-MM-dd'T'HH:mm:ss.SSSZ` (milliseconds, +0000)
-    sev, cat, src (an IP address; any other source address goes to srcHostName), url,
+    sev, cat, src (an IP address without zone; any other source address, `fe80::1%eth0`
+    included, goes to srcHostName), url,
     method, action, policy (rule name), ruleId, resource (asset), eventId, integration,
     kind, severity (the level: critical, high, medium, low, unknown), timestampInvalid (the
     vendor's time as written, when it was no real instant: devTime is then the receive time),
@@ -77,6 +78,18 @@ def event_id(event: NormalizedEvent) -> str:
     return (event.rule_id or event.event_type or "event")[:MAX_EVENT_ID]
 
 
+def _plain_address(text: str) -> bool:
+    """An IPv4 or IPv6 address without a zone (`fe80::1%eth0` is no address outside its host,
+    and QRadar's `src` is an IP field)."""
+    if "%" in text:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def sev(event: NormalizedEvent) -> int:
     """LEEF `sev`, 1-10: by the level, or the vendor's number's place on its scale within
     the level's range."""
@@ -97,11 +110,7 @@ def attributes(event: NormalizedEvent) -> list[tuple[str, str]]:
         pairs += [("devTime", f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}+0000"), ("devTimeFormat", DEV_TIME_FORMAT)]
     pairs += [("sev", str(sev(event))), ("cat", event.event_type)]
     if event.source_ip:
-        try:
-            ipaddress.ip_address(event.source_ip)
-            pairs.append(("src", event.source_ip))
-        except ValueError:
-            pairs.append(("srcHostName", event.source_ip))
+        pairs.append(("src" if _plain_address(event.source_ip) else "srcHostName", event.source_ip))
     pairs += [
         ("url", event.url),
         ("method", event.method),

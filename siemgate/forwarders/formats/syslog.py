@@ -103,6 +103,11 @@ class SyslogFormatSettings:
     sd_id: the private SD-ID of the structured-data element (`name@PEN`).
     rfc3164_timezone: the zone of RFC 3164 timestamps, which cannot say which zone they are in.
     cef_leef_header: the syslog header CEF and LEEF messages are carried in.
+    leef_header: the syslog header of LEEF, overriding `cef_leef_header`: `ibm`, QRadar's
+      documented form `<PRI>1 yyyy-MM-ddTHH:mm:ss.SSSZ HOST LEEF:...` (the default, unless
+      `cef_leef_header` is rfc3164); `rfc5424`, the full RFC 5424 header with APP-NAME, MSGID
+      `LEEF` and `-` for structured data that siemgate wrote before (6 fraction digits);
+      `rfc3164`.
     vendor, product, product_version: CEF's Device Vendor/Product/Version and LEEF's
       Vendor/Product/Version: together they tell the SIEM which parser applies.
     """
@@ -114,6 +119,7 @@ class SyslogFormatSettings:
     sd_id: str = "siemgate@32473"
     rfc3164_timezone: Literal["utc", "local"] = "utc"
     cef_leef_header: Literal["rfc5424", "rfc3164"] = "rfc5424"
+    leef_header: Literal["ibm", "rfc5424", "rfc3164"] | None = None
     vendor: str = "siemgate"
     product: str = "siemgate"
     product_version: str = siemgate.__version__
@@ -140,6 +146,14 @@ class SyslogFormatSettings:
     @property
     def facility_code(self) -> int:
         return facility_code(self.facility)
+
+    @property
+    def leef_wrapper(self) -> Literal["ibm", "rfc5424", "rfc3164"]:
+        """The syslog header LEEF is carried in: `leef_header`, else rfc3164 when
+        `cef_leef_header` says so, else IBM's form."""
+        if self.leef_header is not None:
+            return self.leef_header
+        return "rfc3164" if self.cef_leef_header == "rfc3164" else "ibm"
 
 
 def facility_code(facility: int | str) -> int:
@@ -278,6 +292,15 @@ def rfc5424_header(event: NormalizedEvent, settings: SyslogFormatSettings, *, me
     # The normalizer writes exactly this form already: no parse and format again.
     stamp = event.timestamp if _RFC3339_UTC.fullmatch(event.timestamp) else rfc3339(event_time(event))
     return f"<{prival}>1 {stamp} {host} {settings.app_name} {procid} {message_id}"
+
+
+def ibm_header(event: NormalizedEvent, settings: SyslogFormatSettings) -> str:
+    """QRadar's documented RFC 5424 header for LEEF, `<PRI>1 yyyy-MM-ddTHH:mm:ss.SSSZ HOST`
+    (milliseconds, UTC as `Z`; no APP-NAME, PROCID, MSGID or structured data: the LEEF
+    header follows at once). The time is now if the event has none."""
+    moment = (event_time(event) or datetime.now(UTC)).astimezone(UTC)
+    stamp = f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    return f"<{pri(settings.facility_code, event.level)}>1 {stamp} {resolved_hostname(settings)}"
 
 
 def rfc3164_header(event: NormalizedEvent, settings: SyslogFormatSettings) -> str:
@@ -424,6 +447,7 @@ __all__: Sequence[str] = (
     "SyslogFormatSettings",
     "event_time",
     "facility_code",
+    "ibm_header",
     "machine_hostname",
     "pri",
     "rfc3164",
