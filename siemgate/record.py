@@ -147,6 +147,8 @@ class SeverityScheme:
     def _word_level(self, value: str) -> Level:
         key = word_key(value)
         found = self._words.get(key)
+        if found is None and " " in key:  # spaces are ignored too: "sev 3" is "sev3"
+            found = self._words.get(key.replace(" ", ""))
         if found is not None:
             return found
         if _NUMBER.fullmatch(key):

@@ -86,8 +86,9 @@ def routed_and_level(cfg: Config, integration: str, severity: object) -> tuple[s
         ("P0", {name: ("high", "critical") for name in ("waf", "scanner", "tickets", "ids")}),
         ("blocker", {"waf": ("high", "critical"), "scanner": ("high", "critical"), "tickets": ("high", "high"),
                      "ids": ("high", "critical")}),
-        ("SEV-2", {"waf": ("unknown", "unknown"), "scanner": ("unknown", "unknown"),
-                   "tickets": ("medium", "medium"), "ids": ("unknown", "unknown")}),
+        # sev2 is high by default; the tickets scheme's own "sev 2" overrides it.
+        ("SEV-2", {"waf": ("high", "high"), "scanner": ("high", "high"), "tickets": ("medium", "medium"),
+                   "ids": ("high", "high")}),
     ],
 )
 def test_integrations_with_different_scales_read_the_same_value_differently(
@@ -140,6 +141,9 @@ def test_the_built_in_scales(scale: str, checks: dict[float, str]) -> None:
     # Words are the same on every scale.
     assert [scheme.level(w) for w in ("critical", "severe", "warning", "error", "informational")] == [
         "critical", "high", "medium", "high", "low"]
+    # Spaces are ignored as documented: "sev 3" is sev3, "P 1" p1, "very  high" very high.
+    assert [scheme.level(w) for w in ("sev 3", "P 1", "very  high", "Very-High")] == [
+        "medium", "critical", "critical", "critical"]
 
 
 def test_a_position_on_the_scale_whichever_end_is_most_severe() -> None:

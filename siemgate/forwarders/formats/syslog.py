@@ -18,7 +18,8 @@ RFC 5424 (`rfc5424`):
     <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD-ID id=".." kind=".." ...] BOM{event JSON}
 
 - TIMESTAMP: RFC 3339 in UTC with 6 fraction digits and `Z`; `-` when the event time is
-  unusable. HOSTNAME (<= 255), APP-NAME (<= 48), PROCID (`-`, or the pid with
+  unusable, or in the year 2100 or later (rsyslog's parser refuses those and then misreads
+  the whole header). HOSTNAME (<= 255), APP-NAME (<= 48), PROCID (`-`, or the pid with
   `include_pid`), MSGID (<= 32) are PRINTUSASCII: other characters become `_`, too long is cut.
 - MSGID: `TEST` / `CONFIRMATION` for those kinds; else the event type; `-` when none.
 - STRUCTURED-DATA: one element with the private SD-ID (default `siemgate@32473`) and the
@@ -89,6 +90,12 @@ _SD_ID: Final = re.compile(r'[^\x21-\x7e]|[=\]"]')
 _PRIVATE_SD_ID: Final = re.compile(r"[^@]+@[0-9]+(\.[0-9]+)*")
 _SD_ESCAPE: Final = re.compile(r'["\\\]]')
 _RFC3339_UTC: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+# rsyslog's RFC 5424 parser refuses a TIMESTAMP from the year 2100 on and then misreads the
+# whole header (HOSTNAME, APP-NAME, structured data: tests/fidelity). Such a time (a real
+# instant, but a vendor's typo) is sent as NILVALUE `-`: the receiver takes its receive time,
+# the event's JSON keeps the vendor's text. (Compared as text: "2100" sorts after every year
+# before it, and "-" before every digit.)
+_FIRST_UNREADABLE_YEAR: Final = "2100"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,6 +298,8 @@ def rfc5424_header(event: NormalizedEvent, settings: SyslogFormatSettings, *, me
     host = resolved_hostname(settings)
     # The normalizer writes exactly this form already: no parse and format again.
     stamp = event.timestamp if _RFC3339_UTC.fullmatch(event.timestamp) else rfc3339(event_time(event))
+    if stamp >= _FIRST_UNREADABLE_YEAR:
+        stamp = NIL
     return f"<{prival}>1 {stamp} {host} {settings.app_name} {procid} {message_id}"
 
 
@@ -376,6 +385,8 @@ class Rfc5424Encoder:
         stamp = event.timestamp
         if not _RFC3339_UTC.fullmatch(stamp):
             stamp = rfc3339(event_time(event))
+        if stamp >= _FIRST_UNREADABLE_YEAR:
+            stamp = NIL
         if self._include_pid and self._pid != os.getpid():
             self._forget_procid()
         message_id = msgid(event)
