@@ -6,10 +6,16 @@ change to the endpoints and the forwarders' normalizer."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
 import re
+import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -256,3 +262,58 @@ async def test_a_reload_changes_an_integrations_scheme_in_the_ingest_and_the_for
     path.write_text(BASE.format(tmp=tmp_path, scheme="severity_scheme: priority-1-5"))
     assert await reloader.reload(force=False) == "applied"
     assert (routed(), level()) == ("low", "low")
+
+
+PROCESS_CONFIG = """
+listen: {{host: 127.0.0.1, port: {port}}}
+state_dir: {tmp}/state
+quarantine: {{path: {tmp}/quarantine}}
+bus: {{type: embedded, path: {tmp}/data/siemgate.db}}
+forward: {{drain_timeout_seconds: 10}}
+integrations:
+  - name: scanner
+    auth: {{header: X-Api-Key, values: [k-scanner-0123456789]}}
+    {scheme}
+sinks:
+  - {{name: archive, type: file, path: {tmp}/out.ndjson}}
+"""
+
+
+async def test_a_running_siemgate_reads_by_the_scheme_a_reload_gives(
+        tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    """A real `siemgate run`: the scanner's 5 is medium on the default 0-10 scale; after a
+    SIGHUP with `severity_scheme: scores-1-5` the next 5 is routed high and written critical."""
+    from siemgate_standins.broker import free_port
+    from tests.forwarders.test_runtime import until
+    from tests.test_reload import reloads
+    from tests.test_run import start
+
+    port = free_port()
+    path = tmp_path / "siemgate.yaml"
+    path.write_text(PROCESS_CONFIG.format(port=port, tmp=tmp_path, scheme=""))
+    process = await start(path, port, tmp_path / "siemgate.log", processes)
+    out = tmp_path / "out.ndjson"
+
+    def lines() -> dict[str, dict[str, Any]]:
+        if not out.exists():
+            return {}
+        found = (orjson.loads(line) for line in out.read_bytes().splitlines() if line)
+        return {line["id"]: line for line in found}
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-Api-Key": "k-scanner-0123456789"},
+                                 timeout=15) as client:
+        assert (await client.post("/webhook/scanner", content=b'[{"id": "a", "severity": 5}]')).status_code == 200
+        await until(lambda: "a" in lines(), timeout=20)
+        path.write_text(PROCESS_CONFIG.format(port=port, tmp=tmp_path, scheme="severity_scheme: scores-1-5"))
+        os.kill(process.pid, signal.SIGHUP)
+        deadline = asyncio.get_running_loop().time() + 20
+        while await reloads(client, "applied") < 1:
+            assert asyncio.get_running_loop().time() < deadline, (tmp_path / "siemgate.log").read_text()[-2000:]
+            await asyncio.sleep(0.05)
+        assert (await client.post("/webhook/scanner", content=b'[{"id": "b", "severity": 5}]')).status_code == 200
+        await until(lambda: "b" in lines(), timeout=20)
+    found = lines()
+    assert (found["a"]["severity"], found["a"]["level"]) == ("medium", "medium")
+    assert (found["b"]["severity"], found["b"]["level"]) == ("high", "critical")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
