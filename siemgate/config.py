@@ -24,7 +24,15 @@ import yaml
 
 from siemgate.config_loader import build
 from siemgate.errors import ConfigError
-from siemgate.record import DEFAULT_SEVERITY_MAX, LEVELS, Level, SeverityScheme, word_key
+from siemgate.record import (
+    BUILTIN_SCALES,
+    DEFAULT_SEVERITY_MAX,
+    LEVELS,
+    Level,
+    SeverityScale,
+    SeverityScheme,
+    word_key,
+)
 from siemgate.secrets import Secret
 from siemgate.sink_settings import SINK_TYPES, SinkSettings, build_settings
 
@@ -57,6 +65,95 @@ DEFAULT_FIELDS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+def _check_words(words: Mapping[str, Level], path: str) -> None:
+    for word in words:
+        if not word_key(word):
+            raise ConfigError(path, f"{word!r} is no word (empty or only separators)")
+
+
+def _check_bands(bands: Mapping[Level, float], *, low: float, high: float, most_severe: Literal["max", "min"],
+                 path: str, example: str, ends: str) -> None:
+    """Each level's threshold within low..high, most severe level first, strictly in the
+    direction of `most_severe`; `unknown` is no band."""
+    if "unknown" in bands:
+        raise ConfigError(f"{path}.unknown", f"is not a band: scores outside {low:g}..{high:g} are unknown")
+    if not bands:
+        raise ConfigError(path, f"needs at least one level (e.g. {example})")
+    previous: tuple[str, float] | None = None
+    for level in LEVELS:
+        if level not in bands:
+            continue
+        threshold = bands[level]
+        if not low <= threshold <= high:
+            raise ConfigError(f"{path}.{level}", f"must be between {ends}, not {threshold:g}")
+        if previous is not None:
+            if most_severe == "max" and threshold >= previous[1]:
+                raise ConfigError(f"{path}.{level}", f"must be below {previous[0]}'s {previous[1]:g} (the highest "
+                                                     "score is the most severe here: each level's lowest score, "
+                                                     f"most severe level first, e.g. {example})")
+            if most_severe == "min" and threshold <= previous[1]:
+                raise ConfigError(f"{path}.{level}", f"must be above {previous[0]}'s {previous[1]:g} (the lowest "
+                                                     "score is the most severe here: each level's highest score, "
+                                                     f"most severe level first, e.g. {example})")
+        previous = (level, threshold)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeverityScaleConfig:
+    """A numeric scale of a severity scheme (`normalize.severity_schemes.<name>.scale`)."""
+
+    min: float = 0.0
+    max: float
+    # Which end is the most severe: `max` (scores, CVSS: 10 is the worst) or `min`
+    # (priorities: 1 is the worst).
+    most_severe: Literal["max", "min"] = "max"
+    # Each level's threshold: the least severe score that still has that level
+    # (most_severe max: its lowest score; min: its highest).
+    bands: dict[Level, float]
+
+    def __post_init__(self) -> None:
+        if not -1_000_000 <= self.min < self.max <= 1_000_000:
+            raise ConfigError("max", f"must be above min ({self.min:g}), both within -1000000..1000000, "
+                                     f"not {self.max:g}")
+        example = ("{critical: 1, high: 2, medium: 3, low: 5}" if self.most_severe == "min"
+                   else "{critical: 5, high: 4, medium: 3, low: 1}")
+        _check_bands(self.bands, low=self.min, high=self.max, most_severe=self.most_severe, path="bands",
+                     example=example, ends=f"min and max ({self.min:g} and {self.max:g})")
+
+    @property
+    def scale(self) -> SeverityScale:
+        return SeverityScale(self.min, self.max, self.most_severe, self.bands)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeveritySchemeConfig:
+    """A named severity scheme (`normalize.severity_schemes.<name>`): it starts from the default
+    scheme (siemgate's words, `normalize.severity_map`, `severity_bands`/`severity_max`) and
+    changes what it names."""
+
+    # Words added to (and overriding) the default scheme's.
+    words: dict[str, Level] = field(default_factory=dict)
+    # The numeric scale: a built-in one by name (record.BUILTIN_SCALES), or its own; None: the
+    # default scheme's.
+    scale: str | SeverityScaleConfig | None = None
+
+    def __post_init__(self) -> None:
+        _check_words(self.words, "words")
+        if isinstance(self.scale, str) and self.scale not in BUILTIN_SCALES:
+            raise ConfigError("scale", f"{self.scale!r} is no built-in scale (built in: {', '.join(BUILTIN_SCALES)}; "
+                                       "or give {min, max, most_severe, bands})")
+
+    def resolved_scale(self) -> SeverityScale | None:
+        if isinstance(self.scale, str):
+            return BUILTIN_SCALES[self.scale]
+        return self.scale.scale if self.scale is not None else None
+
+
+# The scheme an integration without `severity_scheme` uses: `normalize.severity_map`,
+# `severity_bands`, `severity_max`.
+DEFAULT_SCHEME_NAME = "default"
+
+
 @dataclass(frozen=True, kw_only=True)
 class NormalizeConfig:
     """`normalize:` in the config (used by siemgate.forwarders.normalize.Normalizer)."""
@@ -67,50 +164,84 @@ class NormalizeConfig:
     unknown_severity_as: Literal["high", "medium", "low"] = "high"
     # Extra or replacement lookup paths per normalized field, tried before the defaults.
     fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # The vendors' severity words and their level, added to (and overriding) the defaults of
-    # siemgate.record.DEFAULT_SEVERITY_WORDS; compared case-insensitively, `-`/`_` as spaces.
+    # The default scheme. The vendors' severity words and their level, added to (and
+    # overriding) the defaults of siemgate.record.DEFAULT_SEVERITY_WORDS; compared
+    # case-insensitively, `-`/`_` as spaces.
     severity_map: dict[str, Level] = field(default_factory=dict)
     # Numeric severities (numbers or numeric text) as scores: the lowest score of each level,
     # default CVSS's 0-10 bands {critical: 9, high: 7, medium: 4, low: 0}; with severity_max.
     # A 1-5 scale: {critical: 5, high: 4, medium: 3, low: 1} and severity_max 5.
     severity_bands: dict[Level, float] | None = None
     severity_max: float = DEFAULT_SEVERITY_MAX
+    # Named schemes an integration can choose (`integrations[].severity_scheme`), besides
+    # `default` and the built-in scales' names (record.BUILTIN_SCALES).
+    severity_schemes: dict[str, SeveritySchemeConfig] = field(default_factory=dict)
+    # Each integration's scheme name (from `integrations[].severity_scheme`; filled by
+    # `Config`, not a YAML key). An integration not listed uses `default`.
+    integration_schemes: dict[str, str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         for name in self.fields:
             if name not in DEFAULT_FIELDS:
                 known = ", ".join(DEFAULT_FIELDS)
                 raise ConfigError(f"fields.{name}", f"is not a normalized field (known: {known})")
-        for word in self.severity_map:
-            if not word_key(word):
-                raise ConfigError("severity_map", f"{word!r} is no word (empty or only separators)")
+        _check_words(self.severity_map, "severity_map")
         if not 0 < self.severity_max <= 1_000_000:
             raise ConfigError("severity_max", f"must be more than 0 and at most 1000000, not {self.severity_max:g}")
         if self.severity_bands is not None:
-            self._check_bands(self.severity_bands)
+            _check_bands(self.severity_bands, low=0.0, high=self.severity_max, most_severe="max",
+                         path="severity_bands", example="{low: 0}",
+                         ends=f"0 and severity_max ({self.severity_max:g})")
+        for name in self.severity_schemes:
+            if name == DEFAULT_SCHEME_NAME or name in BUILTIN_SCALES:
+                raise ConfigError(f"severity_schemes.{name}", f"{name!r} is a built-in scheme's name: choose another")
+            if not _NAME.match(name):
+                raise ConfigError(f"severity_schemes.{name}", "a scheme's name must match [a-z0-9-]+")
 
-    def _check_bands(self, bands: Mapping[Level, float]) -> None:
-        if "unknown" in bands:
-            raise ConfigError("severity_bands.unknown", "is not a band: scores outside 0..severity_max are unknown")
-        if not bands:
-            raise ConfigError("severity_bands", "needs at least one level (e.g. {low: 0})")
-        previous: tuple[str, float] | None = None
-        for level in LEVELS:
-            if level not in bands:
-                continue
-            low = bands[level]
-            if not 0 <= low <= self.severity_max:
-                raise ConfigError(f"severity_bands.{level}", f"must be between 0 and severity_max "
-                                                              f"({self.severity_max:g}), not {low:g}")
-            if previous is not None and low >= previous[1]:
-                raise ConfigError(f"severity_bands.{level}", f"must be below {previous[0]}'s {previous[1]:g} "
-                                                              "(each level's lowest score, highest level first)")
-            previous = (level, low)
+    def scheme_names(self) -> tuple[str, ...]:
+        """Every scheme an integration can name."""
+        return (DEFAULT_SCHEME_NAME, *BUILTIN_SCALES, *self.severity_schemes)
+
+    def for_integrations(self, schemes: Mapping[str, str]) -> NormalizeConfig:
+        """This config with each integration's scheme name (integration -> scheme)."""
+        found = dataclasses.replace(self)
+        object.__setattr__(found, "integration_schemes", dict(schemes))
+        return found
 
     @functools.cached_property
     def severity_scheme(self) -> SeverityScheme:
-        """The scheme both the ingest (topics) and the forwarders (levels) read severities with."""
+        """The default scheme (an integration without `severity_scheme` reads severities with it,
+        in the ingest (topics) and in the forwarders (levels))."""
         return SeverityScheme(self.severity_map, self.severity_bands, self.severity_max)
+
+    @functools.cached_property
+    def _schemes(self) -> dict[str, SeverityScheme]:
+        return {DEFAULT_SCHEME_NAME: self.severity_scheme}
+
+    def scheme(self, name: str) -> SeverityScheme:
+        """A scheme by name (`default`, a built-in scale's, or one of `severity_schemes`);
+        KeyError for another name."""
+        found = self._schemes.get(name)
+        if found is None:
+            if name in self.severity_schemes:
+                chosen = self.severity_schemes[name]
+                scale = chosen.resolved_scale()
+                words = {**self.severity_map, **chosen.words}
+            elif name in BUILTIN_SCALES:
+                scale, words = BUILTIN_SCALES[name], dict(self.severity_map)
+            else:
+                raise KeyError(name)
+            if scale is None:
+                found = SeverityScheme(words, self.severity_bands, self.severity_max)
+            else:
+                found = SeverityScheme(words, scale.bands, scale.maximum, scale.minimum, scale.most_severe)
+            self._schemes[name] = found
+        return found
+
+    def scheme_for(self, integration: str) -> SeverityScheme:
+        """The scheme of an integration (by name); the default one for a name not configured
+        (a record of an integration since removed)."""
+        return self.scheme(self.integration_schemes.get(integration, DEFAULT_SCHEME_NAME))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,6 +365,10 @@ class IntegrationConfig:
     id_fields: tuple[str, ...] = ("id", "event_id", "eventId", "alert_id", "alertId", "uuid")
     # The first of these present in an event is its severity.
     severity_fields: tuple[str, ...] = ("severity", "Severity", "level", "risk")
+    # How its severities are read: `default` (normalize.severity_map/bands/max), a built-in
+    # scale (scores-0-10, scores-1-5, scores-1-4, priority-1-5, priority-1-4) or one of
+    # `normalize.severity_schemes`. None: default.
+    severity_scheme: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -523,6 +658,25 @@ class Config:
     admin: AdminConfig | None = None
     # /metrics on a port of its own (ingest, run); None: on the webhook port (listen).
     metrics: MetricsListenConfig | None = None
+
+    def __post_init__(self) -> None:
+        # Each integration's severity scheme, checked and handed to `normalize` (which the
+        # ingest and the forwarders read severities with): also after dataclasses.replace.
+        known = self.normalize.scheme_names()
+        schemes: dict[str, str] = {}
+        for index, integration in enumerate(self.integrations):
+            name = integration.severity_scheme
+            if name is None:
+                continue
+            if name not in known:
+                defined = ", ".join(self.normalize.severity_schemes) or "none"
+                built_in = ", ".join(n for n in known if n not in self.normalize.severity_schemes)
+                raise ConfigError(f"integrations[{index}].severity_scheme",
+                                  f"{name!r} is no severity scheme (normalize.severity_schemes defines: {defined}; "
+                                  f"built in: {built_in})")
+            schemes[integration.name] = name
+        if schemes != self.normalize.integration_schemes:
+            object.__setattr__(self, "normalize", self.normalize.for_integrations(schemes))
 
     def integration(self, name: str) -> IntegrationConfig:
         for integration in self.integrations:

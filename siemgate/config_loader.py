@@ -117,8 +117,12 @@ def _convert(tp: Any, value: object, environ: Mapping[str, str], path: str) -> o
             try:
                 return _convert(option, value, environ, path)
             except ConfigError as exc:
-                errors.append(exc)
-        raise errors[0]
+                errors.append((option, exc))
+        if isinstance(value, dict):  # a mapping: what its mapping option found wrong inside it
+            for option, error in errors:
+                if dataclasses.is_dataclass(option) or get_origin(option) is dict:
+                    raise error
+        raise errors[0][1]
     if isinstance(value, str) and tp is not Secret:
         value = expand(value, environ, path)
     if tp is Any:

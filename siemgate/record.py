@@ -53,6 +53,28 @@ DEFAULT_SEVERITY_WORDS: Final[Mapping[str, Level]] = {
 DEFAULT_SEVERITY_BANDS: Final[Mapping[Level, float]] = {"critical": 9.0, "high": 7.0, "medium": 4.0, "low": 0.0}
 DEFAULT_SEVERITY_MAX: Final = 10.0
 
+
+
+class SeverityScale(NamedTuple):
+    """A numeric severity scale: its ends, which end is the most severe, and each level's
+    threshold (the least severe score that still has that level; see `SeverityScheme`)."""
+
+    minimum: float
+    maximum: float
+    most_severe: Literal["max", "min"]
+    bands: Mapping[Level, float]
+
+
+# The numeric scales an integration can name (`integrations[].severity_scheme`, or a scheme's
+# `scale`): scores where the highest number is the most severe, priorities where 1 is.
+BUILTIN_SCALES: Final[Mapping[str, SeverityScale]] = {
+    "scores-0-10": SeverityScale(0.0, DEFAULT_SEVERITY_MAX, "max", DEFAULT_SEVERITY_BANDS),
+    "scores-1-5": SeverityScale(1.0, 5.0, "max", {"critical": 5.0, "high": 4.0, "medium": 3.0, "low": 1.0}),
+    "scores-1-4": SeverityScale(1.0, 4.0, "max", {"critical": 4.0, "high": 3.0, "medium": 2.0, "low": 1.0}),
+    "priority-1-5": SeverityScale(1.0, 5.0, "min", {"critical": 1.0, "high": 2.0, "medium": 3.0, "low": 5.0}),
+    "priority-1-4": SeverityScale(1.0, 4.0, "min", {"critical": 1.0, "high": 2.0, "medium": 3.0, "low": 4.0}),
+}
+
 _SEPARATORS: Final = str.maketrans("-_", "  ")
 _NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 # Verdicts are remembered for the spellings seen ("High", "CRITICAL" ...): they repeat from
@@ -64,16 +86,23 @@ _SEEN_LONGEST: Final = 64
 
 class SeverityScheme:
     """How a vendor's severity value becomes a level (and a routed severity): words, and
-    numbers as scores in bands. `words` are added to (and override) the defaults; `bands`
-    (level -> lowest score) and `maximum` replace the default 0-10 scale."""
+    numbers as scores on a scale. `words` are added to (and override) the defaults; `bands`
+    (level -> its threshold), `minimum`, `maximum` and `most_severe` replace the default 0-10
+    scale. A level's threshold is the least severe score that still has that level: with
+    `most_severe="max"` a score has the first level (most severe first) whose threshold it
+    reaches (>=), with `"min"` (1 the most severe, as priorities P1-P5 are) the first whose
+    threshold it does not pass (<=). A score outside minimum..maximum is unknown."""
 
     def __init__(self, words: Mapping[str, Level] | None = None, bands: Mapping[Level, float] | None = None,
-                 maximum: float | None = None) -> None:
+                 maximum: float | None = None, minimum: float = 0.0,
+                 most_severe: Literal["max", "min"] = "max") -> None:
         self._words: dict[str, Level] = {**DEFAULT_SEVERITY_WORDS, **{word_key(w): v for w, v in (words or {}).items()}}
         chosen = bands if bands is not None else DEFAULT_SEVERITY_BANDS
-        # Highest band first.
-        self._bands = sorted(((float(low), level) for level, low in chosen.items()), reverse=True)
+        self._descending = most_severe == "max"
+        # Most severe band first: the highest threshold on a scale whose maximum is the most severe.
+        self._bands = sorted(((float(low), level) for level, low in chosen.items()), reverse=self._descending)
         self._maximum = float(maximum) if maximum is not None else DEFAULT_SEVERITY_MAX
+        self._minimum = float(minimum)
         self._seen: dict[str, Severity] = {}
         self._seen_levels: dict[str, Level] = {}
         self.canonical: Callable[[object], Severity] = self._canonical_function()
@@ -118,6 +147,8 @@ class SeverityScheme:
     def _word_level(self, value: str) -> Level:
         key = word_key(value)
         found = self._words.get(key)
+        if found is None and " " in key:  # spaces are ignored too: "sev 3" is "sev3"
+            found = self._words.get(key.replace(" ", ""))
         if found is not None:
             return found
         if _NUMBER.fullmatch(key):
@@ -125,12 +156,31 @@ class SeverityScheme:
         return "unknown"
 
     def _score_level(self, score: float) -> Level:
-        if not 0 <= score <= self._maximum:  # NaN included
+        if not self._minimum <= score <= self._maximum:  # NaN included
             return "unknown"
-        for low, level in self._bands:
-            if score >= low:
+        for threshold, level in self._bands:
+            if (score >= threshold) if self._descending else (score <= threshold):
                 return level
         return "unknown"
+
+    def position(self, value: object) -> float | None:
+        """Where a numeric vendor severity (a number or numeric text) lies on this scale, from
+        0.0 (the least severe end) to 1.0 (the most severe); None for a word, or a number
+        outside the scale. What a format with a finer numeric scale (LEEF `sev`) keeps of it."""
+        if isinstance(value, str):
+            key = value.strip()
+            if not _NUMBER.fullmatch(key) or word_key(value) in self._words:
+                return None
+            score = float(key)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            score = float(value)
+        else:
+            return None
+        if not self._minimum <= score <= self._maximum:  # NaN included
+            return None
+        span = self._maximum - self._minimum
+        fraction = (score - self._minimum) / span if span else 1.0
+        return fraction if self._descending else 1.0 - fraction
 
 
 def word_key(word: str) -> str:

@@ -79,6 +79,10 @@ class NormalizedEvent:
     # the vendor's label reads as critical (`normalize.severity_map`); else `severity`.
     # What formats with a level above high show; `severity` is what routing uses.
     level: Level = "unknown"
+    # Where the vendor's numeric severity lies on its integration's scale, 0.0 (least severe
+    # end) to 1.0 (most severe end); None when it is a word or a number off the scale. What
+    # a format with a finer numeric scale keeps (LEEF `sev`).
+    severity_position: float | None = None
 
     def event_json(self) -> bytes:
         """The vendor's event as compact JSON."""
@@ -121,9 +125,9 @@ class Normalizer:
             name: tuple(tuple(p.split(".")) for p in (*config.fields.get(name, ()), *defaults))
             for name, defaults in DEFAULT_FIELDS.items()
         }
-        scheme = config.severity_scheme
-        self._level = scheme.level
-        self._canonical = scheme.canonical
+        # The severity scheme per integration (`integrations[].severity_scheme`): what an
+        # integration's number or word means; the default one for integrations not listed.
+        self._scheme_for = config.scheme_for
         # Per set of wanted fields, the plan of each event shape seen (top-level key tuple).
         self._plans: dict[frozenset[str] | None, dict[tuple[str, ...], _Plan]] = {}
 
@@ -154,8 +158,12 @@ class Normalizer:
             self._extract(event, fields))
         severity = envelope.severity
         level: Level = severity
-        if severity == "high" and vendor_severity is not None and self._level(vendor_severity) == "critical":
-            level = "critical"
+        position = None
+        if vendor_severity is not None:
+            scheme = self._scheme_for(envelope.integration)
+            if severity == "high" and scheme.level(vendor_severity) == "critical":
+                level = "critical"
+            position = scheme.position(vendor_severity)
         timestamp = invalid = None
         if raw_time is not None:
             timestamp = _timestamp(raw_time)
@@ -165,27 +173,29 @@ class Normalizer:
         return NormalizedEvent(envelope.id, envelope.kind, envelope.integration, severity, received_at,
                                envelope.batch, envelope.seq, envelope.peer, timestamp or received_at, source_ip,
                                url, method, rule, rule_id, action, asset, event_type, message, event, value,
-                               invalid, vendor_severity, level)
+                               invalid, vendor_severity, level, position)
 
     def _normalize_any(self, record: Mapping[str, object], value: bytes,
                        fields: frozenset[str] | None) -> NormalizedEvent:
         """Any record: missing envelope fields take defaults, the others are converted."""
         event = record.get("event")
+        integration = str(record.get("integration", ""))
+        scheme = self._scheme_for(integration)
         severity = record.get("severity")
         if severity not in SEVERITIES:
-            severity = self._canonical(severity)
+            severity = scheme.canonical(severity)
         received_at = str(record.get("received_at") or "")
         found = self._extract(event, fields)
         raw_time = found[0]
         timestamp = _timestamp(raw_time) if raw_time is not None else None
         vendor_severity = found[10]
         level: Level = severity
-        if severity == "high" and vendor_severity is not None and self._level(vendor_severity) == "critical":
+        if severity == "high" and vendor_severity is not None and scheme.level(vendor_severity) == "critical":
             level = "critical"
         return NormalizedEvent(
             id=str(record.get("id", "")),
             kind=record.get("kind", "event"),  # type: ignore[arg-type]
-            integration=str(record.get("integration", "")),
+            integration=integration,
             severity=severity,
             received_at=received_at,
             batch=str(record.get("batch", "")),
@@ -206,6 +216,7 @@ class Normalizer:
             timestamp_invalid=_text(raw_time) if raw_time is not None and timestamp is None else None,
             vendor_severity=vendor_severity,
             level=level,
+            severity_position=scheme.position(vendor_severity) if vendor_severity is not None else None,
         )
 
     def _extract(self, event: object, fields: frozenset[str] | None) -> list[Any]:

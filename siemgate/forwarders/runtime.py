@@ -279,6 +279,9 @@ class SinkForwarder:
                     continue
                 records = sum(len(part) for part in fetched.values())
                 self.progress.add_in_flight(records)
+                # A reload that came while the fetch waited applies to what it brought: its
+                # normalization (severity schemes, fields) and filter, not the old ones.
+                await self._apply_replacement()
                 await self._turn()
                 pending, offsets = await self._prepare(fetched)
                 in_flight.append(_Batch(asyncio.create_task(self._deliver(pending)), offsets, len(pending), records))

@@ -116,7 +116,8 @@ class WebhookEndpoint:
         """`severity`: the scheme of the config this endpoint serves (default the context's)."""
         self.integration = integration
         self.context = context
-        self._parser = BatchParser(integration, context.prefix, severity or context.config.normalize.severity_scheme)
+        self._parser = BatchParser(integration, context.prefix,
+                                   severity or context.config.normalize.scheme_for(integration.name))
         self._requests = {code: context.metrics.requests.labels(integration.name, str(code))
                           for code in (200, 400, 401, 403, 408, 413, 415, 503)}
         self._activity = context.metrics.activity
@@ -281,11 +282,11 @@ class Webhooks:
         app.router.routes = self._routes(context.config)
 
     def _routes(self, config: Config) -> list[BaseRoute]:
-        if config.normalize != self._normalize:  # another severity scheme: every endpoint anew
+        if config.normalize != self._normalize:  # other severity schemes: every endpoint anew
             self._endpoints = {}
             self._normalize = config.normalize
-        scheme = config.normalize.severity_scheme
-        endpoints = {i: self._endpoints.get(i) or WebhookEndpoint(i, self._context, scheme)
+        normalize = config.normalize
+        endpoints = {i: self._endpoints.get(i) or WebhookEndpoint(i, self._context, normalize.scheme_for(i.name))
                      for i in config.integrations}
         self._endpoints = endpoints
         webhooks: list[BaseRoute] = [Route(i.path, e.handle, methods=["POST"]) for i, e in endpoints.items()]

@@ -64,7 +64,7 @@ async def resend(config: Config, ident: str, out: TextIO, *, integration: str | 
         names = ", ".join(i.name for i in config.integrations)
         out.write(f"integration {printable(name)} is not in the config (it has: {names}); pass --integration NAME\n")
         return 1
-    parser = BatchParser(chosen, config.bus.topic_prefix)
+    parser = BatchParser(chosen, config.bus.topic_prefix, config.normalize.scheme_for(chosen.name))
     try:
         batch = parser.parse(body, peer=kept.peer, max_events=config.limits.max_events_per_batch)
     except (NotJson, InvalidBatch, TooManyEvents) as exc:

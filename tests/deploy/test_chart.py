@@ -1662,3 +1662,22 @@ def test_the_kafka_recipes_render_and_give_keda_the_pods_credentials(recipe: str
         path.write_text(text)
         config = load_config(path, environ=env)
         assert config.bus.kafka is not None and config.bus.kafka.security.password is not None
+
+
+def test_an_integrations_severity_scheme_passes_the_values_schema() -> None:
+    """`integrations[].severity_scheme` and `normalize.severity_schemes` (issue 18) are chart
+    values like any other config key; a name that is none is refused by the schema."""
+    values = {
+        "config": {
+            "integrations": [{"name": "scanner", "auth": {"header": "X-Api-Key", "values": ["${K}"]},
+                              "severity_scheme": "acme"}],
+            "normalize": {"severity_schemes": {"acme": {"scale": "priority-1-4", "words": {"blocker": "high"}}}},
+        },
+        "secrets": {"values": {"K": "k-0123456789abcdef"}},
+    }
+    rendered = render(values)
+    assert any("severity_scheme: acme" in str(c.get("data", {})) for c in rendered.kind("ConfigMap"))
+    bad = {**values, "config": {**values["config"], "integrations": [
+        {**values["config"]["integrations"][0], "severity_scheme": "Not A Name"}]}}
+    message = _render_error(bad)
+    assert "schema" in message and "/config/integrations/0/severity_scheme" in message

@@ -165,13 +165,14 @@ def reference(normalizer: Normalizer, value: bytes, fields: frozenset[str] | Non
         texts[-1] = _text(next(filter(lambda v: v is not None and not isinstance(v, dict | list),
                                       (value for path in paths for value in lookup(event, path))), None))
     vendor_severity = texts.pop()
-    scheme = normalizer.config.severity_scheme
+    scheme = normalizer.config.scheme_for(str(record.get("integration", "")))
     level = "critical" if severity == "high" and scheme.level(vendor_severity) == "critical" else severity
+    position = scheme.position(vendor_severity) if vendor_severity is not None else None
     return [str(record.get("id", "")), record.get("kind", "event"), str(record.get("integration", "")), severity,
             received_at, str(record.get("batch", "")), int(record.get("seq", 0) or 0),  # type: ignore[call-overload]
             str(record.get("peer", "")), _timestamp(found["timestamp"]) or received_at, *texts, event, value,
             _text(found["timestamp"]) if found["timestamp"] is not None and _timestamp(found["timestamp"]) is None
-            else None, vendor_severity, level]
+            else None, vendor_severity, level, position]
 
 
 def fold(key: str) -> str:

@@ -39,7 +39,9 @@ SEVERITIES: list[tuple[Severity, int, str, str | None]] = [
     ("high", 2, "8", "8"),  # 1 alert is the vendor's critical (issue 18)
     ("medium", 4, "5", "5"),
     ("low", 5, "3", "3"),
-    ("unknown", 6, "5", None),  # CEF: always a number (issue 18: Logstash and Vector refuse `Unknown`)
+    # CEF: always a number (issue 18: Logstash and Vector refuse `Unknown`); LEEF too (issue 18:
+    # no `sev` for an unlisted severity)
+    ("unknown", 6, "5", "5"),
 ]
 
 RICH = {
@@ -659,16 +661,18 @@ def test_leef_escaping() -> None:
     assert "src" not in attributes
 
 
-def test_leef_unknown_severity_has_no_sev_and_kinds_have_their_id() -> None:
+def test_leef_unknown_severity_has_the_middle_sev_and_kinds_have_their_id() -> None:
     _, attributes = parse_leef(encode_leef(make_event(severity="unknown"), vendor="V", product="P", version="1"))
-    assert "sev" not in attributes
+    assert attributes["sev"] == "5"
     assert attributes["severity"] == "unknown"
     header, _ = parse_leef(encode_leef(make_event(kind="test"), vendor="V", product="P", version="1"))
     assert header[3] == "TEST"
 
 
 def test_leef_carried_in_syslog_header() -> None:
-    parsed = parse_5424(encode(make_event(RICH, severity="medium"), "leef"))
+    """The full RFC 5424 header siemgate wrote before IBM's form became the default
+    (tests/forwarders/test_leef.py), still selectable."""
+    parsed = parse_5424(encode(make_event(RICH, severity="medium"), "leef", leef_header="rfc5424"))
     assert (parsed["pri"], parsed["msgid"], parsed["sd"]) == (132, "LEEF", {})
     assert parsed["msg"].startswith("LEEF:2.0|siemgate|siemgate|0.1.0|942100|x09|")
 

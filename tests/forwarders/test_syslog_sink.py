@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 import threading
@@ -96,6 +97,19 @@ def check_received(wire_format: str, received: dict[str, Any], event: Normalized
         return
     assert received["version"] == "1"
     assert received["hostname"] == "fwd-01.example.net"
+    if wire_format == "leef":
+        # IBM's header (the default): `<PRI>1 TIMESTAMP.mmmZ HOST LEEF:...`, no APP-NAME or
+        # MSGID: rsyslog reads the version and host, and the rest is the raw message's.
+        raw = received["raw"]
+        assert raw.startswith(f"<{4 * 8 + code}>1 ")
+        assert re.match(r"<\d+>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z fwd-01\.example\.net LEEF:2\.0\|", raw)
+        header, attributes = parse_leef(raw[raw.index("LEEF:"):])
+        assert header == ["siemgate", "siemgate", "0.1.0", event.rule_id]
+        assert attributes["msg"] == attributes["policy"] == one_line(AWKWARD)
+        assert attributes["sev"] == {"high": "8", "medium": "5", "low": "3", "unknown": "5"}[event.severity]
+        assert attributes["url"] == "https://shop.example.com/item?id=1 OR 1=1|x"
+        assert (attributes["eventId"], attributes["src"]) == (event.id, "203.0.113.9")
+        return
     assert received["app_name"] == "siemgate"
     if wire_format == "rfc5424":
         assert received["msgid"] == "sql_injection"
@@ -117,12 +131,12 @@ def check_received(wire_format: str, received: dict[str, Any], event: Normalized
         assert ext["msg"] == ext["cs2"] == AWKWARD.replace("\t", " ")
         assert ext["request"] == "https://shop.example.com/item?id=1 OR 1=1|x"
         assert (ext["externalId"], ext["src"], ext["cs1"]) == (event.id, "203.0.113.9", "appsec-prod")
-    else:
+    else:  # the full RFC 5424 header siemgate wrote before (`leef_header: rfc5424`)
         assert (received["msgid"], received["sd"]) == ("LEEF", "-")
         header, attributes = parse_leef(received["msg"])
         assert header == ["siemgate", "siemgate", "0.1.0", event.rule_id]
         assert attributes["msg"] == attributes["policy"] == one_line(AWKWARD)
-        assert attributes.get("sev") == {"high": "8", "medium": "5", "low": "3", "unknown": None}[event.severity]
+        assert attributes["sev"] == {"high": "8", "medium": "5", "low": "3", "unknown": "5"}[event.severity]
         assert attributes["url"] == "https://shop.example.com/item?id=1 OR 1=1|x"
         assert (attributes["eventId"], attributes["src"]) == (event.id, "203.0.113.9")
 
@@ -142,6 +156,19 @@ async def test_every_format_over_every_transport(rsyslog: Rsyslog, wire_format: 
         assert message["input"] == expected_input
         event = next(by_id[i] for i in by_id if i in message["raw"])
         check_received(wire_format, message, event)
+
+
+async def test_leef_in_the_full_rfc5424_header_it_had_before(rsyslog: Rsyslog) -> None:
+    """`leef_header: rfc5424`: APP-NAME, MSGID `LEEF` and `-` before LEEF, as rsyslog reads them."""
+    events = awkward_events("leef-rfc5424")
+    async with open_sink(**transport_options(rsyslog, "tcp"), format="leef", leef_header="rfc5424",
+                         facility="auth") as sink:
+        assert await sink.send(events) == SendResult()
+    received = await rsyslog.wait_for(len(events))
+    by_id = {event.id: event for event in events}
+    for message in received:
+        event = next(by_id[i] for i in by_id if i in message["raw"])
+        check_received("leef-rfc5424", message, event)
 
 
 @pytest.mark.parametrize("wire_format", ["cef", "leef"])

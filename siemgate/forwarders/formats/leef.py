@@ -15,16 +15,21 @@ Guarantees:
   which comes from the event, `|` becomes `_` and control characters become spaces. Vendor,
   product and version come from the config, which refuses `|` and control characters.
   The result never contains a CR or LF byte.
-- `sev` is QRadar's 1-10 scale, with the CEF numbers of docs/DESIGN.md by the normalized
-  `level`: critical 10, high 8, medium 5, low 3.
-  For unknown severity `sev` is left out (as for ECS: no number is invented), so QRadar
-  applies the severity of the event's QID mapping; `severity=unknown` says so explicitly.
+- `sev` is LEEF's 1-10 scale, always present. A word reads by the normalized `level`, with
+  the CEF numbers of docs/DESIGN.md: critical 10, high 8, medium 5, low 3; unknown (an
+  unlisted word, a number off the integration's scale, no severity) 5, the middle of the
+  scale as in CEF: neither buried nor escalated, and `severity=unknown` says so. A number
+  keeps its place on the integration's scale (`severity_position`, 0 least to 1 most
+  severe): `ceil(position * 10)`, at least 1 (0-10 scores as they are, rounded up; 1-5
+  scores 1 3 5 8 10), held within its level's range (low 1-3, medium 4-6, high 7-8,
+  critical 9-10) so that `sev` never contradicts `severity`.
 - EventID: `TEST` / `CONFIRMATION` for those kinds, else the rule id, else the event type,
   else `event` (at most 255 characters); `cat` is the event type.
 - Attributes, in order, each only when the event has a value:
 
     devTime + devTimeFormat   the event's time, `yyyy-MM-dd'T'HH:mm:ss.SSSZ` (milliseconds, +0000)
-    sev, cat, src (an IP address; any other source address goes to srcHostName), url,
+    sev, cat, src (an IP address without zone; any other source address, `fe80::1%eth0`
+    included, goes to srcHostName), url,
     method, action, policy (rule name), ruleId, resource (asset), eventId, integration,
     kind, severity (the level: critical, high, medium, low, unknown), timestampInvalid (the
     vendor's time as written, when it was no real instant: devTime is then the receive time),
@@ -35,6 +40,7 @@ Guarantees:
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -42,8 +48,10 @@ from siemgate.forwarders.formats.syslog import event_time, utf8
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.record import Level
 
-LEEF_SEVERITY: Final[Mapping[Level, int | None]] = {"critical": 10, "high": 8, "medium": 5, "low": 3,
-                                                    "unknown": None}
+LEEF_SEVERITY: Final[Mapping[Level, int]] = {"critical": 10, "high": 8, "medium": 5, "low": 3, "unknown": 5}
+# The `sev` values of each level: a number from the vendor stays within its level's.
+LEEF_SEVERITY_RANGE: Final[Mapping[Level, tuple[int, int]]] = {"critical": (9, 10), "high": (7, 8),
+                                                               "medium": (4, 6), "low": (1, 3), "unknown": (5, 5)}
 DELIMITER: Final = "\t"
 DELIMITER_FIELD: Final = "x09"
 DEV_TIME_FORMAT: Final = "yyyy-MM-dd'T'HH:mm:ss.SSSZ"
@@ -70,21 +78,39 @@ def event_id(event: NormalizedEvent) -> str:
     return (event.rule_id or event.event_type or "event")[:MAX_EVENT_ID]
 
 
+def _plain_address(text: str) -> bool:
+    """An IPv4 or IPv6 address without a zone (`fe80::1%eth0` is no address outside its host,
+    and QRadar's `src` is an IP field)."""
+    if "%" in text:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def sev(event: NormalizedEvent) -> int:
+    """LEEF `sev`, 1-10: by the level, or the vendor's number's place on its scale within
+    the level's range."""
+    position = event.severity_position
+    if position is None or event.level == "unknown":
+        return LEEF_SEVERITY[event.level]
+    low, high = LEEF_SEVERITY_RANGE[event.level]
+    # Rounded first: 0.7 * 10 is 7.000000000000001, whose ceiling is not 7.
+    return min(high, max(low, math.ceil(round(position * 10, 6))))
+
+
 def attributes(event: NormalizedEvent) -> list[tuple[str, str]]:
     """The (key, unescaped value) pairs, in order; empty values are left out."""
     moment = event_time(event)
-    severity = LEEF_SEVERITY[event.level]
     pairs: list[tuple[str, str | None]] = []
     if moment is not None:
         millis = moment.microsecond // 1000
         pairs += [("devTime", f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}+0000"), ("devTimeFormat", DEV_TIME_FORMAT)]
-    pairs += [("sev", str(severity) if severity is not None else None), ("cat", event.event_type)]
+    pairs += [("sev", str(sev(event))), ("cat", event.event_type)]
     if event.source_ip:
-        try:
-            ipaddress.ip_address(event.source_ip)
-            pairs.append(("src", event.source_ip))
-        except ValueError:
-            pairs.append(("srcHostName", event.source_ip))
+        pairs.append(("src" if _plain_address(event.source_ip) else "srcHostName", event.source_ip))
     pairs += [
         ("url", event.url),
         ("method", event.method),
@@ -109,4 +135,4 @@ def encode_leef(event: NormalizedEvent, *, vendor: str, product: str, version: s
     return utf8(f"LEEF:2.0|{header}|{body}")
 
 
-__all__: Sequence[str] = ("DELIMITER", "LEEF_SEVERITY", "encode_leef", "header_clean", "value_clean")
+__all__: Sequence[str] = ("DELIMITER", "LEEF_SEVERITY", "encode_leef", "header_clean", "sev", "value_clean")

@@ -18,7 +18,8 @@ RFC 5424 (`rfc5424`):
     <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD-ID id=".." kind=".." ...] BOM{event JSON}
 
 - TIMESTAMP: RFC 3339 in UTC with 6 fraction digits and `Z`; `-` when the event time is
-  unusable. HOSTNAME (<= 255), APP-NAME (<= 48), PROCID (`-`, or the pid with
+  unusable, or in the year 2100 or later (rsyslog's parser refuses those and then misreads
+  the whole header). HOSTNAME (<= 255), APP-NAME (<= 48), PROCID (`-`, or the pid with
   `include_pid`), MSGID (<= 32) are PRINTUSASCII: other characters become `_`, too long is cut.
 - MSGID: `TEST` / `CONFIRMATION` for those kinds; else the event type; `-` when none.
 - STRUCTURED-DATA: one element with the private SD-ID (default `siemgate@32473`) and the
@@ -89,6 +90,12 @@ _SD_ID: Final = re.compile(r'[^\x21-\x7e]|[=\]"]')
 _PRIVATE_SD_ID: Final = re.compile(r"[^@]+@[0-9]+(\.[0-9]+)*")
 _SD_ESCAPE: Final = re.compile(r'["\\\]]')
 _RFC3339_UTC: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+# rsyslog's RFC 5424 parser refuses a TIMESTAMP from the year 2100 on and then misreads the
+# whole header (HOSTNAME, APP-NAME, structured data: tests/fidelity). Such a time (a real
+# instant, but a vendor's typo) is sent as NILVALUE `-`: the receiver takes its receive time,
+# the event's JSON keeps the vendor's text. (Compared as text: "2100" sorts after every year
+# before it, and "-" before every digit.)
+_FIRST_UNREADABLE_YEAR: Final = "2100"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +110,11 @@ class SyslogFormatSettings:
     sd_id: the private SD-ID of the structured-data element (`name@PEN`).
     rfc3164_timezone: the zone of RFC 3164 timestamps, which cannot say which zone they are in.
     cef_leef_header: the syslog header CEF and LEEF messages are carried in.
+    leef_header: the syslog header of LEEF, overriding `cef_leef_header`: `ibm`, QRadar's
+      documented form `<PRI>1 yyyy-MM-ddTHH:mm:ss.SSSZ HOST LEEF:...` (the default, unless
+      `cef_leef_header` is rfc3164); `rfc5424`, the full RFC 5424 header with APP-NAME, MSGID
+      `LEEF` and `-` for structured data that siemgate wrote before (6 fraction digits);
+      `rfc3164`.
     vendor, product, product_version: CEF's Device Vendor/Product/Version and LEEF's
       Vendor/Product/Version: together they tell the SIEM which parser applies.
     """
@@ -114,6 +126,7 @@ class SyslogFormatSettings:
     sd_id: str = "siemgate@32473"
     rfc3164_timezone: Literal["utc", "local"] = "utc"
     cef_leef_header: Literal["rfc5424", "rfc3164"] = "rfc5424"
+    leef_header: Literal["ibm", "rfc5424", "rfc3164"] | None = None
     vendor: str = "siemgate"
     product: str = "siemgate"
     product_version: str = siemgate.__version__
@@ -140,6 +153,14 @@ class SyslogFormatSettings:
     @property
     def facility_code(self) -> int:
         return facility_code(self.facility)
+
+    @property
+    def leef_wrapper(self) -> Literal["ibm", "rfc5424", "rfc3164"]:
+        """The syslog header LEEF is carried in: `leef_header`, else rfc3164 when
+        `cef_leef_header` says so, else IBM's form."""
+        if self.leef_header is not None:
+            return self.leef_header
+        return "rfc3164" if self.cef_leef_header == "rfc3164" else "ibm"
 
 
 def facility_code(facility: int | str) -> int:
@@ -277,7 +298,18 @@ def rfc5424_header(event: NormalizedEvent, settings: SyslogFormatSettings, *, me
     host = resolved_hostname(settings)
     # The normalizer writes exactly this form already: no parse and format again.
     stamp = event.timestamp if _RFC3339_UTC.fullmatch(event.timestamp) else rfc3339(event_time(event))
+    if stamp >= _FIRST_UNREADABLE_YEAR:
+        stamp = NIL
     return f"<{prival}>1 {stamp} {host} {settings.app_name} {procid} {message_id}"
+
+
+def ibm_header(event: NormalizedEvent, settings: SyslogFormatSettings) -> str:
+    """QRadar's documented RFC 5424 header for LEEF, `<PRI>1 yyyy-MM-ddTHH:mm:ss.SSSZ HOST`
+    (milliseconds, UTC as `Z`; no APP-NAME, PROCID, MSGID or structured data: the LEEF
+    header follows at once). The time is now if the event has none."""
+    moment = (event_time(event) or datetime.now(UTC)).astimezone(UTC)
+    stamp = f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    return f"<{pri(settings.facility_code, event.level)}>1 {stamp} {resolved_hostname(settings)}"
 
 
 def rfc3164_header(event: NormalizedEvent, settings: SyslogFormatSettings) -> str:
@@ -353,6 +385,8 @@ class Rfc5424Encoder:
         stamp = event.timestamp
         if not _RFC3339_UTC.fullmatch(stamp):
             stamp = rfc3339(event_time(event))
+        if stamp >= _FIRST_UNREADABLE_YEAR:
+            stamp = NIL
         if self._include_pid and self._pid != os.getpid():
             self._forget_procid()
         message_id = msgid(event)
@@ -424,6 +458,7 @@ __all__: Sequence[str] = (
     "SyslogFormatSettings",
     "event_time",
     "facility_code",
+    "ibm_header",
     "machine_hostname",
     "pri",
     "rfc3164",

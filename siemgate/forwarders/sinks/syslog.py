@@ -6,7 +6,10 @@ Wire formats (`format:`), built by `siemgate.forwarders.formats`:
 - `rfc3164`: the legacy BSD header, `TAG:`, the event as JSON.
 - `cef`: ArcSight CEF:0; `leef`: QRadar LEEF:2.0. Both are carried in a syslog header
   (`cef_leef_header:` rfc5424 with MSGID `CEF`/`LEEF` and no structured data, or rfc3164
-  without TAG), with no BOM so that the receiver's parser sees `CEF:`/`LEEF:` first.
+  without TAG), with no BOM so that the receiver's parser sees `CEF:`/`LEEF:` first. LEEF's
+  default header is IBM's documented `<PRI>1 yyyy-MM-ddTHH:mm:ss.SSSZ HOST LEEF:...`
+  (`leef_header: ibm`; `rfc5424` the full header siemgate wrote before, `rfc3164`; unset:
+  rfc3164 when `cef_leef_header` is, else ibm).
 
 Transports (`address:`):
 
@@ -226,7 +229,10 @@ def build_encoder(settings: fmt.SyslogFormatSettings, wire_format: Format) -> En
             return encode_cef(event, device_host=host, **product)
         return encode_leef(event, **product)
 
-    if settings.cef_leef_header == "rfc3164":
+    header = settings.cef_leef_header if wire_format == "cef" else settings.leef_wrapper
+    if header == "ibm":
+        return lambda event: b"".join((fmt.utf8(fmt.ibm_header(event, settings)), b" ", payload(event)))
+    if header == "rfc3164":
         return lambda event: b"".join((fmt.utf8(fmt.rfc3164_header(event, settings)), b" ", payload(event)))
     message_id = "CEF" if wire_format == "cef" else "LEEF"
     return lambda event: b"".join(
