@@ -261,11 +261,6 @@ def depth(value: object) -> int:
     return 0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 18 item 4, on the ECS branch: a zoned IPv6 address goes to source.ip and a "
-                          "vendor object deeper than flattened's depth_limit 20 is kept; the Elasticsearch "
-                          "stand-in does not model either refusal. Remove this mark when that branch is merged "
-                          "(strict: it then fails as XPASS).")
 def test_ecs_documents_within_what_elasticsearch_refuses_beyond_the_stand_in() -> None:
     """What real Elasticsearch refuses and the stand-in does not check: an `ip` with a zone
     (`fe80::1%eth0`: not an IP string literal), an object under `flattened` deeper than its

@@ -191,7 +191,7 @@ def test_hec_configured_host_must_be_clean(host: str) -> None:
 
 
 @pytest.mark.parametrize(("source_ip", "src_ip"), [
-    ("203.0.113.9", "203.0.113.9"), ("2001:DB8::1", "2001:db8::1"), ("fe80::1%eth0", "fe80::1"),
+    ("203.0.113.9", "203.0.113.9"), ("2001:DB8::1", "2001:DB8::1"), ("fe80::1%eth0", "fe80::1"),
     ("not-an-ip", None), ("203.0.113.9:443", None), ("999.1.1.1", None),
 ])
 def test_hec_src_ip_only_for_an_ip_address(source_ip: str, src_ip: str | None) -> None:

@@ -34,11 +34,11 @@ Guarantees:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from siemgate.forwarders.formats.addresses import ip_text
 from siemgate.forwarders.formats.syslog import event_time, utf8
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.record import Level
@@ -112,9 +112,10 @@ def epoch_millis(moment: datetime) -> int:
 
 
 def _source(address: str) -> list[tuple[str, str]]:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    """`src` for IPv4, `c6a2` for IPv6, `shost` for anything else (a zoned IPv6 address too:
+    it names no address outside its host, and CEF's address fields take none)."""
+    ip = ip_text(address)
+    if ip is None or ip.zone is not None:
         return [("shost", address)]
     if ip.version == 4:
         return [("src", address)]

@@ -46,11 +46,11 @@ event (short, shallow) goes as the ingest's bytes; another is re-encoded from it
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Final
 
+from siemgate.forwarders.formats.addresses import ip_text
 from siemgate.forwarders.formats.urls import split_url
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.record import dumps
@@ -100,18 +100,11 @@ def event_type(action: str | None) -> tuple[str, ...]:
     return _INFO_TYPE
 
 
-@lru_cache(maxsize=4096)
 def ip_for_es(value: str) -> str | None:
     """`value` as Elasticsearch's `ip` type takes it, or None when it is no IP address: an IPv6
     zone (`%eth0`) is stripped (Elasticsearch refuses it); Python's parser takes zones, ES's not."""
-    address, percent, _zone = value.partition("%")
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    if percent and parsed.version != 6:
-        return None
-    return address
+    ip = ip_text(value)
+    return None if ip is None else ip.address
 
 
 def data_stream_parts(name: str) -> tuple[str, str, str] | None:
@@ -225,7 +218,7 @@ def ecs_document(event: NormalizedEvent, *, ingested: str,
         doc["message"] = event.message
     if event.rule is not None or event.rule_id is not None:
         doc["rule"] = {k: v for k, v in (("name", event.rule), ("id", event.rule_id)) if v is not None}
-    if event.source_ip is not None:
+    if event.source_ip:  # an empty text says nothing
         ip = ip_for_es(event.source_ip)
         doc["source"] = {"address": event.source_ip, "ip": ip} if ip is not None else {"address": event.source_ip}
     if event.asset is not None:

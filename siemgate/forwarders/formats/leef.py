@@ -39,11 +39,11 @@ Guarantees:
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+from siemgate.forwarders.formats.addresses import ip_text
 from siemgate.forwarders.formats.syslog import event_time, utf8
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.record import Level
@@ -81,13 +81,8 @@ def event_id(event: NormalizedEvent) -> str:
 def _plain_address(text: str) -> bool:
     """An IPv4 or IPv6 address without a zone (`fe80::1%eth0` is no address outside its host,
     and QRadar's `src` is an IP field)."""
-    if "%" in text:
-        return False
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    ip = ip_text(text)
+    return ip is not None and ip.zone is None
 
 
 def sev(event: NormalizedEvent) -> int:

@@ -46,7 +46,6 @@ Choices:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final, Literal
 
+from siemgate.forwarders.formats.addresses import ip_text
 from siemgate.forwarders.formats.urls import split_url
 from siemgate.forwarders.normalize import NormalizedEvent
 
@@ -118,15 +118,6 @@ _SEPARATORS: Final = str.maketrans("", "", "_-. ")
 _MAX_ATTACKS: Final = 32
 
 
-@lru_cache(maxsize=4096)
-def _ip(value: str) -> bool:
-    if len(value) > 40:
-        return False
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 @lru_cache(maxsize=4096)
@@ -241,7 +232,8 @@ def ocsf_event(event: NormalizedEvent, settings: OcsfSettings | None = None, *,
     if event.kind != "event":
         metadata["labels"] = [f"siemgate_kind:{event.kind}"]
 
-    src: dict[str, Any] | None = {"ip": event.source_ip} if event.source_ip and _ip(event.source_ip) else None
+    source_ip = ip_text(event.source_ip)
+    src: dict[str, Any] | None = {"ip": source_ip.address} if source_ip is not None else None
     dst: dict[str, Any] | None = {"hostname": event.asset} if event.asset else None
     request: dict[str, Any] = {}
     method = event.method.strip().upper() if event.method else ""

@@ -57,7 +57,6 @@ What each answer does (docs/PROTOCOLS.md 1.5, 1.7, 1.8):
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 import uuid
@@ -78,6 +77,7 @@ from siemgate.errors import (
     SinkError,
     SinkRefusedError,
 )
+from siemgate.forwarders.formats.addresses import ip_text
 from siemgate.forwarders.formats.ocsf import OcsfSettings, ocsf_event
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
@@ -119,8 +119,6 @@ _CIM_ACTION: Final = {
 # HEC `host`: the longest kept (a DNS name has at most 253 characters).
 MAX_HOST_CHARS: Final = 255
 _HOST_SCAN_CHARS: Final = 4 * MAX_HOST_CHARS
-# Longer than any IP address text with a zone: not looked at (nor cached).
-_MAX_IP_CHARS: Final = 100
 _EVENT: Final = object()  # cim_event's default: the decoded vendor event
 _REFUSED: Final = {
     7: "the index is not allowed for this token or does not exist: fix sinks[].index or the token's allowed indexes",
@@ -221,17 +219,11 @@ def splunk_host(value: str | None) -> str | None:
     return value or None
 
 
-@lru_cache(maxsize=4096)
 def _ip(value: str | None) -> str | None:
     """`value` as an IP address for CIM's `src_ip` (an IPv6 zone, `%eth0`, left out); None
     when it is no IP address."""
-    if value is None or len(value) > _MAX_IP_CHARS:
-        return None
-    address = value.strip().split("%", 1)[0]
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return None
+    ip = ip_text(value)
+    return None if ip is None else ip.address
 
 
 def cim_event(event: NormalizedEvent, *, vendor_event: object = _EVENT, dvc: str | None = None,
