@@ -173,6 +173,14 @@ def _ids(values: object, pattern: re.Pattern[str]) -> list[str]:
     return found[:_MAX_ATTACKS]
 
 
+@lru_cache(maxsize=4096)
+def _folded(key: str) -> str | None:
+    """A top-level key folded (lower case without separators) when it names ATT&CK ids, else
+    None (cached: an event shape's keys recur, and this runs for every key of every event)."""
+    folded = key.translate(_SEPARATORS).lower()
+    return folded if folded in _TECHNIQUE_KEYS or folded in _TACTIC_KEYS else None
+
+
 def attacks(vendor: object) -> list[dict[str, Any]]:
     """OCSF `attacks` from explicit MITRE ATT&CK ids in the vendor's event's top-level fields."""
     if not isinstance(vendor, dict):
@@ -182,7 +190,9 @@ def attacks(vendor: object) -> list[dict[str, Any]]:
     for key, value in vendor.items():
         if not isinstance(key, str):
             continue
-        folded = key.translate(_SEPARATORS).lower()
+        folded = _folded(key)
+        if folded is None:
+            continue
         if folded in _TECHNIQUE_KEYS:
             techniques += (t for t in _ids(value, _TECHNIQUE) if t not in techniques)
         elif folded in _TACTIC_KEYS:

@@ -72,6 +72,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, ClassVar, Final, Literal
 from urllib.parse import quote, urlsplit
 
@@ -317,7 +318,13 @@ def ocsf_row(record: dict[str, Any]) -> dict[str, Any]:
 def _iso_ms(epoch_ms: int) -> str:
     """Epoch milliseconds as RFC 3339 UTC with 6 fraction digits (as the ASIM rows write time)."""
     seconds, millis = divmod(epoch_ms, 1000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}000Z"
+    return f"{_iso_seconds(seconds)}.{millis:03d}000Z"
+
+
+@lru_cache(maxsize=4096)
+def _iso_seconds(seconds: int) -> str:
+    # Cached: the events of a batch mostly share their seconds.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 @dataclass

@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keyfile", help="the certificate's private key (PEM)")
 
 
-def from_arguments(args: argparse.Namespace) -> SentinelStandIn:
+def from_arguments(args: argparse.Namespace, cls: type[SentinelStandIn] = SentinelStandIn) -> SentinelStandIn:
+    """The stand-in these arguments describe (`cls`: a subclass, e.g. bench/sentinel_standin.py's)."""
     context: ssl.SSLContext | None = None
     if args.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -76,7 +77,7 @@ def from_arguments(args: argparse.Namespace) -> SentinelStandIn:
     streams: dict[str, dict[str, str]] = {
         **dict.fromkeys(args.streams or ([] if declared else ["Custom-SiemgateAlerts"]), {}), **declared}
     rules = [DataCollectionRule(dcr, dict(streams)) for dcr in args.dcrs]
-    return SentinelStandIn(apps=apps, rules=rules, host=args.host, port=args.port, ssl_context=context,
+    return cls(apps=apps, rules=rules, host=args.host, port=args.port, ssl_context=context,
                            max_call_bytes=args.max_call_bytes, token_lifetime_seconds=args.token_lifetime,
                            keep_rows=args.keep_rows)
 

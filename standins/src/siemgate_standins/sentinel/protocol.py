@@ -8,7 +8,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -91,6 +91,26 @@ def conforms(value: object, column_type: str) -> bool:
             return False
         return isinstance(value, str)
     return False
+
+
+_INT32, _INT64 = 2 ** 31, 2 ** 63
+
+
+def _datetime(value: object) -> bool:
+    return conforms(value, "datetime")
+
+
+# Per column type, a fast form of `conforms` for non-null values (None: anything goes).
+CHECKERS: dict[str, Callable[[object], bool] | None] = {
+    "dynamic": None,
+    "string": lambda v: type(v) is str,
+    "boolean": lambda v: type(v) is bool,
+    "int": lambda v: type(v) is int and -_INT32 <= v < _INT32,
+    "long": lambda v: type(v) is int and -_INT64 <= v < _INT64,
+    "real": lambda v: type(v) is float or type(v) is int,
+    "datetime": _datetime,
+    "guid": lambda v: conforms(v, "guid"),
+}
 
 
 def stream_declarations(template: Mapping[str, Any]) -> dict[str, dict[str, str]]:
