@@ -934,6 +934,9 @@ class Pipeline:
                                       f"fault was cleared still missing after {STALL_SECONDS:g} s without progress")
                     break
                 await asyncio.sleep(0.25)
+            else:
+                self.notes.append(f"recovery ({what or 'backlog'}) not within {timeout:g} s: still missing per sink "
+                                  f"{last}, first 200 after the fault {'seen' if answered else 'not seen'}")
         except Stuck as exc:
             self.problems.append(str(exc))
         self.recoveries.append((what, None))
