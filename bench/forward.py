@@ -16,7 +16,10 @@ splunk_hec (gzip; and with `ack: true`) and elasticsearch (gzip, `create` into a
 each into a protocol stand-in in its own process, next to the stand-in's own ceiling (a
 minimal client blasting the same events, pre-built into the sink's own gzip'd requests) and,
 for Elasticsearch, next to rsyslog's imkafka -> omelasticsearch on the same topic and the same
-kind of stand-in. See bench/forward_http.py for how those are timed and checked.
+kind of stand-in. sentinel (gzip, ASIM rows) and sentinel_ocsf (gzip, `event_format: ocsf`)
+likewise: the Logs Ingestion API stand-in (with its Entra ID token endpoint, the DCR declared
+by deploy/azure/sentinel.json) in its own process, next to its ceiling. See
+bench/forward_http.py for how those are timed and checked.
 
 The records follow the siemgate contract (`bench.forward_peer.prefill`); they sit on
 `<prefix>.events.low`, whatever their severity, so that every consumer reads one topic. The
@@ -27,13 +30,14 @@ forwarder's (or rsyslogd's) over the same window. After each run every id is che
 arrived (syslog: with the PRI its severity gives).
 
 Targets: syslog 50,000 events/s per process and at least the peer's rate; splunk_hec and
-elasticsearch (issue 5) 30,000 events/s per process each, and elasticsearch at least the
+elasticsearch (issue 5) and sentinel (issue 19) 30,000 events/s per process each, and elasticsearch at least the
 peer's rate. The HTTP sinks' figures are bounded by what a Python stand-in can take: read
 them next to its ceiling (the "of ceiling" column).
 
     .venv/bin/python bench/forward.py                 # 300,000 records, every sink
     .venv/bin/python bench/forward.py --events 100000 --skip-peer
     .venv/bin/python bench/forward.py --sinks splunk_hec,elasticsearch --events 30000
+    .venv/bin/python bench/forward.py --sinks sentinel,sentinel_ocsf --events 30000
     .venv/bin/python bench/forward.py --sinks elasticsearch --profile bench/results/p.collapsed.txt
 
 Needs `apt-get install -y rsyslog rsyslog-kafka rsyslog-elasticsearch rsyslog-relp` for the peers. Results:
@@ -82,7 +86,7 @@ from forward_peer import (  # noqa: E402
 
 TARGET_EVENTS_PER_SECOND = 50_000  # syslog
 RELP_TARGET_RATIO = 0.7  # syslog over RELP, of the TCP rate in the same run
-SINKS = ("syslog", "splunk_hec", "elasticsearch")
+SINKS = ("syslog", "splunk_hec", "elasticsearch", "sentinel", "sentinel_ocsf")
 
 
 def log(message: str) -> None:
@@ -479,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="partitions of the topic (default 6, siemgate's default topic layout)")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--sinks", default=",".join(SINKS),
-                        help="sinks to measure, comma-separated: syslog, splunk_hec, elasticsearch (default all)")
+                        help="sinks to measure, comma-separated: syslog, splunk_hec, elasticsearch, sentinel, "
+                             "sentinel_ocsf (default all)")
     parser.add_argument("--skip-peer", action="store_true", help="no rsyslog peer (syslog and elasticsearch)")
     parser.add_argument("--skip-relp", action="store_true", help="no syslog-over-RELP line")
     parser.add_argument("--skip-ceiling", action="store_true", help="no stand-in ceiling (HTTP sinks)")

@@ -8,18 +8,23 @@ Elasticsearch, next to rsyslog's imkafka -> omelasticsearch.
 
 Cases (`CASES`): `splunk_hec` (gzip), `splunk_hec_ack` (gzip, `ack: true`), `elasticsearch`
 (gzip, `create` into the data stream `logs-siemgate.alerts-default`, which the stand-in's
-built-in `logs-*-*` template creates). Each measurement gets a fresh stand-in process that
-keeps no event bodies: the Elasticsearch one runs as `siemgate standin elasticsearch
---no-keep-sources` (it keeps each document's `_id`), the HEC one as bench/hec_standin.py
-`--no-keep-events` (the stock stand-in plus a list of the indexed ids and a cheap progress
-endpoint).
+built-in `logs-*-*` template creates), `sentinel` (gzip, the ASIM rows of the stream
+`Custom-SiemgateAlerts`) and `sentinel_ocsf` (gzip, `event_format: ocsf`, the stream
+`Custom-SiemgateOcsf`): the Logs Ingestion API with an Entra ID token, the DCR declared by
+deploy/azure/sentinel.json (every row checked against its stream's columns, as Azure does).
+Each measurement gets a fresh stand-in process that keeps no event bodies: the Elasticsearch
+one runs as `siemgate standin elasticsearch --no-keep-sources` (it keeps each document's
+`_id`), the HEC one as bench/hec_standin.py `--no-keep-events`, the Sentinel one as
+bench/sentinel_standin.py `--no-keep-rows` (the stock stand-ins plus a list of the indexed ids
+and a cheap progress endpoint).
 
 Timing: the stand-in is polled every 20 ms (HEC `/_bench/progress`, Elasticsearch
 `/_standin/state`: both cheap); the window runs from the first poll that sees documents to
 the one that sees all of them, and the rate counts the documents indexed inside it. CPU of
 the forwarder (or rsyslogd), the stand-in, the relay and Tansu: from /proc at the same two
 polls. Checks after each run, outside the timing: HEC, every prefilled id among the indexed
-ids (and no other; duplicates counted) and the stand-in's `indexed_total`; Elasticsearch,
+ids (and no other; duplicates counted) and the stand-in's `indexed_total`; Sentinel, the same
+with the rows' `EventId` / `metadata_uid`, and no value nulled for its declared type; Elasticsearch,
 the data stream's document count (`/_standin/state` and `GET /<ds>/_count`) and a `_count`
 with an `ids` query of every prefilled id (equal counts: the set of `_id`s is complete),
 plus the item statuses (409: duplicates).
@@ -63,6 +68,11 @@ from ingest import log, machine_busy, proc_cpu_seconds, tail  # noqa: E402
 from ingest import stop as stop_process  # noqa: E402
 
 TOKEN: Final = "bench-hec-token"
+AZURE_TENANT: Final = "be0c0b7e-0000-4000-8000-0000000000aa"
+AZURE_CLIENT: Final = "be0c0b7e-0000-4000-8000-0000000000be"
+AZURE_SECRET: Final = "bench-azure-secret"
+AZURE_DCR: Final = "dcr-be0cbe0cbe0cbe0cbe0cbe0cbe0cbe0c"
+AZURE_TEMPLATE: Final = ROOT / "deploy" / "azure" / "sentinel.json"
 DATA_STREAM: Final = "logs-siemgate.alerts-default"
 POLL_SECONDS: Final = 0.02
 TARGET_EVENTS_PER_SECOND: Final = 30_000
@@ -77,12 +87,15 @@ class Case:
     kind: str  # the sink type
     label: str
     ack: bool = False
+    event_format: str | None = None  # sentinel: asim (None) or ocsf
 
 
 CASES: Final[dict[str, tuple[Case, ...]]] = {
     "splunk_hec": (Case("splunk_hec", "splunk_hec", "splunk_hec (gzip)"),
                    Case("splunk_hec_ack", "splunk_hec", "splunk_hec (gzip, ack: true)", ack=True)),
     "elasticsearch": (Case("elasticsearch", "elasticsearch", "elasticsearch (gzip, data stream)"),),
+    "sentinel": (Case("sentinel", "sentinel", "sentinel (gzip, ASIM rows)"),),
+    "sentinel_ocsf": (Case("sentinel_ocsf", "sentinel", "sentinel (gzip, OCSF rows)", event_format="ocsf"),),
 }
 
 
@@ -131,7 +144,7 @@ class StandIn:
 
     def indexed(self) -> int:
         """Events (HEC) or documents in the data stream (Elasticsearch) so far."""
-        if self.kind == "splunk_hec":
+        if self.kind in ("splunk_hec", "sentinel"):
             return int(self.json("GET", "/_bench/progress")["indexed"])
         return int(self.json("GET", "/_standin/state")["targets"].get(DATA_STREAM, 0))
 
@@ -147,6 +160,10 @@ def standin_process(kind: str, work: Path, *, ack: bool = False, startup: float 
     if kind == "splunk_hec":
         command = [sys.executable, str(BENCH_DIR / "hec_standin.py"), "--port", "0",
                    "--token", TOKEN + (":ack" if ack else ""), "--no-keep-events"]
+    elif kind == "sentinel":
+        command = [sys.executable, str(BENCH_DIR / "sentinel_standin.py"), "--port", "0",
+                   "--tenant", AZURE_TENANT, "--client", f"{AZURE_CLIENT}:{AZURE_SECRET}", "--dcr", AZURE_DCR,
+                   "--dcr-template", str(AZURE_TEMPLATE), "--no-keep-rows"]
     else:
         command = [sys.executable, "-m", "siemgate", "standin", "elasticsearch", "--port", "0", "--no-keep-sources"]
     log_path = work / f"standin-{kind}-{uuid.uuid4().hex[:6]}.log"
@@ -185,6 +202,20 @@ def sink_yaml(case: Case, url: str, batch: int, name: str) -> str:
     token: {TOKEN}
     gzip: true
     ack: {str(case.ack).lower()}
+    batch: {{max_events: {batch}}}
+"""
+    if case.kind == "sentinel":
+        return f"""
+  - name: {name}
+    type: sentinel
+    endpoint: {url}
+    authority_host: {url}
+    dcr_immutable_id: {AZURE_DCR}
+    tenant_id: "{AZURE_TENANT}"
+    client_id: {AZURE_CLIENT}
+    client_secret: {AZURE_SECRET}
+    event_format: {case.event_format or "asim"}
+    gzip: true
     batch: {{max_events: {batch}}}
 """
     return f"""
@@ -233,7 +264,13 @@ def build_requests(case: Case, n: int, seed: int, batch: int) -> tuple[list[tupl
     def flush(values: list[bytes]) -> None:
         nonlocal raw_bytes
         events = [normalizer.normalize(v, fields) for v in values]
-        lines = [sink.encode(e) if case.kind == "splunk_hec" else sink.encode(e, ingested) for e in events]
+        lines = [sink.encode(e, ingested) if case.kind == "elasticsearch" else sink.encode(e) for e in events]
+        if case.kind == "sentinel":  # as SentinelSink.send: a JSON array per call, `,` counted
+            for chunk in chunks_by_size([len(line) + 1 for line in lines], settings.batch.max_bytes - 1):
+                body = b"[" + b",".join(lines[i] for i in chunk) + b"]"
+                raw_bytes += len(body)
+                bodies.append((gzip_bytes(body), len(chunk)))
+            return
         for chunk in chunks_by_size([len(line) for line in lines], settings.batch.max_bytes):
             body = b"".join(lines[i] for i in chunk)
             raw_bytes += len(body)
@@ -261,8 +298,23 @@ def write_bodies(path: Path, bodies: list[tuple[bytes, int]]) -> None:
             f.write(body)
 
 
-def ceiling_request(case: Case) -> tuple[str, list[str]]:
+def ceiling_request(case: Case, standin: StandIn) -> tuple[str, list[str]]:
     """The path and headers the sink sends (bench/http_ceiling.py adds Content-Encoding)."""
+    if case.kind == "sentinel":
+        from siemgate.forwarders.sinks.sentinel import API_VERSION, STREAMS
+
+        status, answer = standin.request(
+            "POST", f"/{AZURE_TENANT}/oauth2/v2.0/token",
+            urlencode({"grant_type": "client_credentials", "client_id": AZURE_CLIENT, "client_secret": AZURE_SECRET,
+                       "scope": "https://monitor.azure.com/.default"}).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"})
+        if status != 200:
+            raise RuntimeError(f"sentinel stand-in: no token: HTTP {status}: {answer[:300]!r}")
+        token = json.loads(answer)["access_token"]
+        stream = STREAMS[case.event_format or "asim"]
+        return (f"/dataCollectionRules/{AZURE_DCR}/streams/{stream}?" + urlencode({"api-version": API_VERSION}),
+                ["Content-Type: application/json", "Accept: application/json", f"Authorization: Bearer {token}",
+                 "User-Agent: http_ceiling"])
     if case.kind == "splunk_hec":
         return "/services/collector/event", [f"Authorization: Splunk {TOKEN}", "Content-Type: application/json",
                                              "User-Agent: http_ceiling"]
@@ -357,6 +409,24 @@ def watch(standin: StandIn, expected: int, pids: Mapping[str, int], timeout: flo
 def check_standin(standin: StandIn, prefilled: Prefilled) -> dict[str, Any]:
     """Did every prefilled id arrive, once, and nothing else? (see the module docstring)"""
     expected = prefilled.severities
+    if standin.kind == "sentinel":
+        status, body = standin.request("GET", "/_bench/ids")
+        ids = body.decode().split("\n") if status == 200 and body else []
+        seen = Counter(ids)
+        progress = standin.json("GET", "/_bench/progress")
+        missing = sum(1 for i in expected if i not in seen)
+        unexpected = sum(1 for i in seen if i not in expected)
+        return {
+            "method": "every ingested row's EventId / metadata_uid (bench/sentinel_standin.py /_bench/ids) against "
+                      "the prefilled ids; values nulled for their declared column type",
+            "ingested_total": progress["indexed"],
+            "unique_ids": len(seen),
+            "missing": missing,
+            "unexpected": unexpected,
+            "duplicates": sum(count - 1 for count in seen.values()),
+            "type_errors": progress["type_errors"],
+            "all_arrived": missing == 0 and unexpected == 0 and progress["type_errors"] == 0,
+        }
     if standin.kind == "splunk_hec":
         status, body = standin.request("GET", "/_bench/ids")
         ids = body.decode().split("\n") if status == 200 and body else []
@@ -518,7 +588,7 @@ def measure_ceiling(case: Case, bodies_file: Path, events: int, *, work: Path,
                     connections: int = 1) -> dict[str, Any]:
     """bench/http_ceiling.py against a fresh stand-in: its events/s for these requests."""
     with standin_process(case.kind, work, ack=case.ack) as standin:
-        path, headers = ceiling_request(case)
+        path, headers = ceiling_request(case, standin)
         command = [sys.executable, str(BENCH_DIR / "http_ceiling.py"), "--url", standin.url, "--path", path,
                    "--bodies", str(bodies_file), "--kind", case.kind, "--connections", str(connections)]
         for header in headers:

@@ -9,7 +9,8 @@ flight as the forwarder has), POSTs every body once, in order, and checks each a
 
 - `--kind elasticsearch`: 200 and `"errors":false` in the bulk answer;
 - `--kind splunk_hec`: 200 and code 0; with `--ack-channel`, the ackIds of the answers are
-  then polled on /services/collector/ack (in the timing) until all come back true.
+  then polled on /services/collector/ack (in the timing) until all come back true;
+- `--kind sentinel`: 204 (the Logs Ingestion API; pass the bearer token with `--header`).
 
 Prints one JSON object on stdout: requests, events, seconds (first request sent to last
 answer, and acks), events_per_second, the client's own CPU seconds, bad answers.
@@ -84,7 +85,10 @@ class Blaster:
                 connection.request("POST", self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 answer = response.read()
-                if self.kind == "elasticsearch":
+                if self.kind == "sentinel":
+                    if response.status != 204:
+                        self._bad(response.status, answer)
+                elif self.kind == "elasticsearch":
                     if response.status != 200 or b'"errors":false' not in answer:
                         self._bad(response.status, answer)
                 else:
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", required=True, help="the request path, with its query string")
     parser.add_argument("--header", action="append", default=[], help="NAME: VALUE (repeat)")
     parser.add_argument("--bodies", required=True, help="the pre-built bodies (see write_bodies)")
-    parser.add_argument("--kind", choices=("elasticsearch", "splunk_hec"), required=True)
+    parser.add_argument("--kind", choices=("elasticsearch", "splunk_hec", "sentinel"), required=True)
     parser.add_argument("--ack-channel", help="HEC: this channel, and poll the ackIds at the end")
     parser.add_argument("--connections", type=int, default=1, help="requests in flight (default 1)")
     args = parser.parse_args(argv)

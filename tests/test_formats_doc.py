@@ -74,6 +74,27 @@ def test_the_doc_shows_the_event_as_critical_in_every_format() -> None:
     assert line["level"] == "critical" and line["event"] == dict(formats_doc.VENDOR_EVENT)
 
 
+def test_the_doc_shows_valid_ocsf_and_the_sentinel_ocsf_row() -> None:
+    """The OCSF records shown are valid OCSF 1.7.0; the Sentinel OCSF row carries the record
+    whole and its top-level fields beside it, within the declared columns."""
+    from siemgate.forwarders.sinks.sentinel import OCSF_COLUMNS
+    from tests.forwarders.ocsf_schema import validate
+
+    parts = formats_doc.generated()
+
+    def shown(name: str) -> Any:
+        return orjson.loads(parts[name].split("\n", 1)[1].rsplit("```", 1)[0])
+
+    http_activity, finding, row = shown("ocsf"), shown("ocsf-detection-finding"), shown("sentinel-ocsf")
+    for record in (http_activity, finding):
+        validate(record)
+    assert (http_activity["class_uid"], finding["class_uid"]) == (4002, 2004)
+    assert http_activity["severity_id"] == 5 and http_activity["unmapped"] == dict(formats_doc.VENDOR_EVENT)
+    assert row["ocsf"] == http_activity and set(row) <= set(OCSF_COLUMNS)
+    assert row["metadata_uid"] == "waf-7f3c9a1e" and row["TimeGenerated"] == "2026-12-07T13:58:21.417000Z"
+    assert row["src_endpoint"] == http_activity["src_endpoint"] == {"ip": "203.0.113.45"}
+
+
 def test_readme_forwarding_links_the_formats_doc() -> None:
     readme = (ROOT / "README.md").read_text()
     forwarding = readme.split("\n## Forwarding\n", 1)[1].split("\n## ", 1)[0]
@@ -115,6 +136,7 @@ def _resolvers(event: formats_doc.NormalizedEvent) -> dict[str, Callable[[str], 
         "Splunk HEC (CIM)": path(orjson.loads(encode["splunk_hec"](event))),
         "Elasticsearch (ECS)": path(es),
         "Sentinel (ASIM)": path(orjson.loads(encode["sentinel"](event))),
+        "OCSF": path(orjson.loads(encode["ocsf"](event))),
         "file": path(orjson.loads(encode["file"](event))),
     }
 
@@ -126,6 +148,12 @@ _DERIVED = {
     ("timestamp", "Splunk HEC (CIM)"): "time: epoch seconds",
     ("kind", "Elasticsearch (ECS)"): "event.kind: ECS's alert/event; labels.kind only when not event",
     ("level", "Sentinel (ASIM)"): "EventSeverity: ASIM's High/Medium/Low/Informational (critical is High)",
+    ("timestamp", "OCSF"): "time: epoch milliseconds",
+    ("received_at", "OCSF"): "metadata.logged_time: epoch milliseconds",
+    ("level", "OCSF"): "severity_id: OCSF's 0-5, severity its caption (Critical)",
+    ("kind", "OCSF"): "is_alert: a boolean; the label only when not event",
+    ("event_type", "OCSF"): "only a Detection Finding's title fallback",
+    ("action", "OCSF"): "disposition_id/disposition: OCSF's enum read from the vendor's word (Blocked)",
 }
 
 

@@ -7,7 +7,8 @@ Nothing here is typed by hand: the vendor's event goes through the ingest's seve
 and record encoding (`record.make_record`, `record.DEFAULT_SCHEME`) and the forwarders'
 `Normalizer`, and each output is what the sink's own encoder returns (the syslog sink's
 `build_encoder` per format, `SplunkHecSink.encode`, `ElasticsearchSink.encode`,
-`SentinelSink.encode`, the file sink's `to_json_line`). What would change from run to run
+`SentinelSink.encode` with either event format, the file sink's `to_json_line` and
+`to_ocsf_line`). What would change from run to run
 (receive time, batch, peer, host name, ingest time, product version) is fixed below.
 
 Each generated part sits between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`
@@ -25,9 +26,10 @@ from typing import Any
 
 import orjson
 
+from siemgate.forwarders.formats.ocsf import OcsfSettings
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
 from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSink, ElasticsearchSinkSettings
-from siemgate.forwarders.sinks.file import to_json_line
+from siemgate.forwarders.sinks.file import to_json_line, to_ocsf_line
 from siemgate.forwarders.sinks.sentinel import SentinelSink, SentinelSinkSettings
 from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkSettings
 from siemgate.forwarders.sinks.syslog import SyslogSinkSettings, build_encoder
@@ -92,11 +94,14 @@ def encoders() -> dict[str, Callable[[NormalizedEvent], bytes]]:
     hec = SplunkHecSink(SplunkHecSinkSettings(name="splunk", url="https://splunk.example:8088",
                                               token=Secret("doc-token")))
     es = ElasticsearchSink(ElasticsearchSinkSettings(name="elastic", url="https://es.example:9200"))
-    sentinel = build_settings("sentinel", {
-        "name": "sentinel", "endpoint": "https://siemgate-dce.westeurope-1.ingest.monitor.azure.com",
-        "dcr_immutable_id": "dcr-00000000000000000000000000000000", "tenant_id": "t", "client_id": "c",
-        "client_secret": "doc-secret"}, {}, "sinks[0]")
+    entry = {"name": "sentinel", "endpoint": "https://siemgate-dce.westeurope-1.ingest.monitor.azure.com",
+             "dcr_immutable_id": "dcr-00000000000000000000000000000000", "tenant_id": "t", "client_id": "c",
+             "client_secret": "doc-secret"}
+    sentinel = build_settings("sentinel", entry, {}, "sinks[0]")
     assert isinstance(sentinel, SentinelSinkSettings)
+    sentinel_ocsf = build_settings("sentinel", {**entry, "event_format": "ocsf"}, {}, "sinks[0]")
+    assert isinstance(sentinel_ocsf, SentinelSinkSettings)
+    http_activity, detection_finding = OcsfSettings(), OcsfSettings(event_class="detection_finding")
     return {
         "rfc5424": build_encoder(settings, "rfc5424"),
         "rfc3164": build_encoder(settings, "rfc3164"),
@@ -106,6 +111,9 @@ def encoders() -> dict[str, Callable[[NormalizedEvent], bytes]]:
         "elasticsearch": lambda event: es.encode(event, INGESTED),
         "sentinel": SentinelSink(sentinel).encode,
         "file": to_json_line,
+        "ocsf": lambda event: to_ocsf_line(event, http_activity),
+        "ocsf-detection-finding": lambda event: to_ocsf_line(event, detection_finding),
+        "sentinel-ocsf": SentinelSink(sentinel_ocsf).encode,
     }
 
 
@@ -131,6 +139,8 @@ def outputs(event: NormalizedEvent) -> dict[str, str]:
     blocks["elasticsearch"] = _fence(f"{action.decode()}\n{_pretty(document)}", "json")
     blocks["sentinel"] = _fence(_pretty(encode["sentinel"](event)), "json")
     blocks["file"] = _fence(encode["file"](event).decode(), "json")
+    for name in ("ocsf", "ocsf-detection-finding", "sentinel-ocsf"):
+        blocks[name] = _fence(_pretty(encode[name](event)), "json")
     return blocks
 
 
@@ -173,8 +183,8 @@ def severity_table() -> str:
     encode = encoders()
     rows = ["| vendor `severity` | level | routed as | RFC 5424 / 3164 PRI (severity) | CEF Severity | LEEF `sev` "
             "| HEC `event.severity` / `severity_id` | ECS `event.severity` / `event.risk_score` "
-            "| Sentinel `EventSeverity` | file `level` / `severity` |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "| Sentinel `EventSeverity` | OCSF `severity_id` / `severity` | file `level` / `severity` |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for level, word in VENDOR_SEVERITIES:
         event = normalized(severity=word)
         assert event.level == level, (level, event.level)
@@ -183,6 +193,7 @@ def severity_table() -> str:
         hec = _json(encode["splunk_hec"](event))["event"]
         doc = _json(encode["elasticsearch"](event).split(b"\n")[1])
         row = _json(encode["sentinel"](event))
+        ocsf = _json(encode["ocsf"](event))
         line = _json(encode["file"](event))
         # The table shows one PRI for both syslog formats: they must agree.
         assert _pri(encode["rfc3164"](event)) == _pri(encode["rfc5424"](event)), level
@@ -191,7 +202,8 @@ def severity_table() -> str:
             f"`{leef['sev']}`" if "sev" in leef else "(absent)",
             f"{_get(hec, 'severity')} / {_get(hec, 'severity_id')}",
             f"{_get(doc, 'event.severity')} / {_get(doc, 'event.risk_score')}",
-            _get(row, "EventSeverity"), f"{_get(line, 'level')} / {_get(line, 'severity')}",
+            _get(row, "EventSeverity"), f"{_get(ocsf, 'severity_id')} / {_get(ocsf, 'severity')}",
+            f"{_get(line, 'level')} / {_get(line, 'severity')}",
         )) + " |")
     return "\n".join(rows) + "\n"
 
@@ -207,6 +219,7 @@ def timestamp_table() -> str:
     hec = _json(encode["splunk_hec"](event))
     doc = _json(encode["elasticsearch"](event).split(b"\n")[1])
     row = _json(encode["sentinel"](event))
+    ocsf = _json(encode["ocsf"](event))
     line = _json(encode["file"](event))
     sd = re.search(rb'timestamp_invalid="([^"]*)"', rfc5424)
     rows = [
@@ -223,6 +236,8 @@ def timestamp_table() -> str:
         f"{_get(doc, 'labels.timestamp_invalid')} |",
         f"| Sentinel | `TimeGenerated` {_get(row, 'TimeGenerated')} | (no column; `AdditionalFields.timestamp` "
         f"{_get(row, 'AdditionalFields.timestamp')}) |",
+        f"| OCSF | `time` {_get(ocsf, 'time')} (epoch ms) | `metadata.original_time` "
+        f"{_get(ocsf, 'metadata.original_time')} |",
         f"| file | `timestamp` {_get(line, 'timestamp')} | `timestamp_invalid` {_get(line, 'timestamp_invalid')} |",
     ]
     return "\n".join(rows) + "\n"

@@ -1,19 +1,31 @@
 """deploy/azure/sentinel.json, the ARM template of the Sentinel sink's Azure side, agrees with
-the sink: the DCR's stream declaration has exactly the columns (and types) of the rows the sink
-sends, its transformation outputs only columns the custom table has (with the same types), and
-the names (stream, table, output stream) are the ones the sink and README use."""
+the sink: for each event format (asim, ocsf) the DCR's stream declaration has exactly the
+columns (and types) of the rows the sink sends, its transformation outputs only columns its
+custom table has (with the same types), and the names (stream, table, output stream) are the
+ones the sink and README use. (tests/forwarders/test_sentinel_sink.py sends rows of both formats
+to the stand-in configured from this template: no value may miss its declared type.)"""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from siemgate.forwarders.sinks.sentinel import COLUMNS, DEFAULT_STREAM
+import pytest
+
+from siemgate.forwarders.sinks.sentinel import COLUMNS, DEFAULT_STREAM, OCSF_COLUMNS, OCSF_STREAM, STREAMS
+from siemgate_standins.sentinel import stream_declarations
 from tests.deploy.support import ROOT
 
 TEMPLATE = ROOT / "deploy" / "azure" / "sentinel.json"
 TABLE = "SiemgateAlerts_CL"
+OCSF_TABLE = "SiemgateOcsf_CL"
+# event format -> (stream, its table's variable, the table, the sink's columns)
+FORMATS: dict[str, tuple[str, str, str, Mapping[str, str]]] = {
+    "asim": (DEFAULT_STREAM, "tableName", TABLE, COLUMNS),
+    "ocsf": (OCSF_STREAM, "ocsfTableName", OCSF_TABLE, OCSF_COLUMNS),
+}
 
 
 def template() -> dict[str, Any]:
@@ -24,6 +36,13 @@ def template() -> dict[str, Any]:
 
 def resource(kind: str) -> dict[str, Any]:
     (found,) = [r for r in template()["resources"] if r["type"] == kind]
+    return found  # type: ignore[no-any-return]
+
+
+def table_named(variable: str) -> dict[str, Any]:
+    (found,) = [r for r in template()["resources"] if r["type"] == "Microsoft.OperationalInsights/workspaces/tables"
+                and r["properties"]["schema"]["name"] == f"[variables('{variable}')]"]
+    assert found["name"] == f"[format('{{0}}/{{1}}', parameters('workspaceName'), variables('{variable}'))]"
     return found  # type: ignore[no-any-return]
 
 
@@ -40,29 +59,51 @@ def projected(kql: str) -> list[str]:
     return [part.split("=", 1)[0].strip() for part in match.group(1).split(",")]
 
 
-def test_the_dcr_stream_declares_exactly_the_sinks_row_columns() -> None:
+def test_the_dcr_declares_one_stream_per_event_format() -> None:
     declarations = resource("Microsoft.Insights/dataCollectionRules")["properties"]["streamDeclarations"]
-    assert list(declarations) == [DEFAULT_STREAM]
-    assert columns(declarations[DEFAULT_STREAM]["columns"]) == dict(COLUMNS)
+    assert list(declarations) == [DEFAULT_STREAM, OCSF_STREAM] == [FORMATS[f][0] for f in STREAMS]
+    assert dict(STREAMS) == {f: FORMATS[f][0] for f in FORMATS}
 
 
-def test_the_transformation_writes_only_the_tables_columns() -> None:
+@pytest.mark.parametrize("event_format", list(FORMATS))
+def test_the_dcr_stream_declares_exactly_the_sinks_row_columns(event_format: str) -> None:
+    stream, _, _, sink_columns = FORMATS[event_format]
+    declarations = resource("Microsoft.Insights/dataCollectionRules")["properties"]["streamDeclarations"]
+    assert columns(declarations[stream]["columns"]) == dict(sink_columns)
+    # what the stand-in reads from the template (its --dcr-template) is the same declaration
+    assert stream_declarations(template())[stream] == dict(sink_columns)
+
+
+@pytest.mark.parametrize("event_format", list(FORMATS))
+def test_the_transformation_writes_only_the_tables_columns(event_format: str) -> None:
+    stream, variable, table_name, sink_columns = FORMATS[event_format]
     rule = resource("Microsoft.Insights/dataCollectionRules")["properties"]
-    (flow,) = rule["dataFlows"]
-    assert flow["streams"] == [DEFAULT_STREAM] and flow["outputStream"] == f"Custom-{TABLE}"
+    (flow,) = [f for f in rule["dataFlows"] if f["streams"] == [stream]]
+    assert flow["outputStream"] == f"Custom-{table_name}"
     assert flow["destinations"] == [d["name"] for d in rule["destinations"]["logAnalytics"]]
-    table = resource("Microsoft.OperationalInsights/workspaces/tables")
-    assert table["properties"]["schema"]["name"] == "[variables('tableName')]"
-    assert template()["variables"]["tableName"] == TABLE
+    table = table_named(variable)
+    assert template()["variables"][variable] == table_name
+    dcr = resource("Microsoft.Insights/dataCollectionRules")
+    assert any(variable in dependency for dependency in dcr["dependsOn"]), "the DCR waits for its table"
     table_columns = columns(table["properties"]["schema"]["columns"])
     output = projected(flow["transformKql"])
     assert "TimeGenerated" in output and table_columns["TimeGenerated"] == "datetime"
     missing = [name for name in output if name not in table_columns]
     assert not missing, f"the transformation writes columns the table lacks: {missing}"
-    stream = columns(rule["streamDeclarations"][DEFAULT_STREAM]["columns"])
-    assert {name: table_columns[name] for name in output} == {name: stream[name] for name in output}, \
+    declared = columns(rule["streamDeclarations"][stream]["columns"])
+    assert {name: table_columns[name] for name in output} == {name: declared[name] for name in output}, \
         "a projected column changes type between the stream and the table"
-    assert set(output) == set(COLUMNS), "every column the sink sends reaches the table"
+    assert set(output) == set(sink_columns), "every column the sink sends reaches the table"
+
+
+def test_every_stream_has_a_flow_and_an_output() -> None:
+    rule = resource("Microsoft.Insights/dataCollectionRules")["properties"]
+    assert sorted(s for f in rule["dataFlows"] for s in f["streams"]) == sorted(rule["streamDeclarations"])
+    outputs = template()["outputs"]
+    assert outputs["stream"]["value"] == "[variables('streamName')]"
+    assert outputs["ocsfStream"]["value"] == "[variables('ocsfStreamName')]"
+    assert template()["variables"]["streamName"] == DEFAULT_STREAM
+    assert template()["variables"]["ocsfStreamName"] == OCSF_STREAM
 
 
 def test_the_dcr_uses_the_endpoint_and_the_role_is_monitoring_metrics_publisher() -> None:
@@ -72,11 +113,12 @@ def test_the_dcr_uses_the_endpoint_and_the_role_is_monitoring_metrics_publisher(
     assert template()["variables"]["monitoringMetricsPublisher"] == "3913510d-42f4-4e42-8a64-420c390055eb"
     assert "monitoringMetricsPublisher" in assignment["properties"]["roleDefinitionId"]
     assert "dataCollectionRules" in assignment["scope"]
-    assert set(template()["outputs"]) == {"endpoint", "dcrImmutableId", "stream"}
+    assert set(template()["outputs"]) == {"endpoint", "dcrImmutableId", "stream", "ocsfStream"}
 
 
 def test_readme_names_the_template_the_table_and_the_dedup_query() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "deploy/azure/sentinel.json" in readme
     assert f"{TABLE} | summarize arg_max(TimeGenerated, *) by EventId" in readme
+    assert f"{OCSF_TABLE} | summarize arg_max(TimeGenerated, *) by metadata_uid" in readme
     assert "Monitoring Metrics Publisher" in readme

@@ -29,8 +29,9 @@ class FaultTable:
         """Print the row now (visible with -s), keep it for the table, rewrite the JSON."""
         print(f"\nFAULT {result.row()}")
         for sink in result.sinks:
-            print(f"    {sink.sink:<14} owed {sink.owed:>6}  delivered {sink.delivered:>6}  lost {sink.lost:>4}  "
-                  f"duplicates {sink.duplicates:>5}  unacked delivered {sink.unacked_delivered:>4}")
+            print(f"    {sink.sink:<14} owed {sink.owed:>6}  delivered {sink.delivered:>6}  dead-lettered "
+                  f"{sink.dead_lettered:>4}  lost {sink.lost:>4}  duplicates {sink.duplicates:>5}  unacked delivered "
+                  f"{sink.unacked_delivered:>4}")
         print(f"    answers {result.codes}; {result.seconds:.0f} s")
         for note in result.notes:
             print(f"    note: {note}")
@@ -46,12 +47,12 @@ class FaultTable:
             out.append(f"| {r.fault} | {r.acked:,} | {r.delivered:,} of {r.owed:,} | {r.lost} | {r.duplicates:,} "
                        f"| {r.recovery_text} | {r.verdict} |")
         out.append("")
-        out.append("| fault | sink | owed | delivered | lost | duplicates | unacked delivered |")
-        out.append("|---|---|---|---|---|---|---|")
+        out.append("| fault | sink | owed | delivered | dead-lettered | lost | duplicates | unacked delivered |")
+        out.append("|---|---|---|---|---|---|---|---|")
         for r in self.results:
             for s in r.sinks:
-                out.append(f"| {r.fault} | {s.sink} | {s.owed:,} | {s.delivered:,} | {s.lost} | {s.duplicates:,} "
-                           f"| {s.unacked_delivered} |")
+                out.append(f"| {r.fault} | {s.sink} | {s.owed:,} | {s.delivered:,} | {s.dead_lettered} | {s.lost} "
+                           f"| {s.duplicates:,} | {s.unacked_delivered} |")
         return out
 
 

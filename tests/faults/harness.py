@@ -2,7 +2,8 @@
 
     senders (this process) ──HTTP──▶ `siemgate ingest` (its spool) ──▶ Kafka ──▶ `siemgate forward`
         ──▶ file (NDJSON) │ rsyslogd (TCP or RELP, RFC 5424, min_severity medium) │ HEC stand-in (indexer acks)
-            │ Elasticsearch stand-in (data stream)
+            │ Elasticsearch stand-in (data stream) │ Sentinel stand-in (Entra ID + Logs Ingestion API, the DCR
+            declared by deploy/azure/sentinel.json; the sink sends OCSF rows, `event_format: ocsf`)
 
 `Pipeline` starts and stops all of it; a fault test injects its fault, clears it, and calls
 `Pipeline.conclude`, which stops the senders, waits until every buffer is empty (the spool,
@@ -49,6 +50,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from siemgate_standins.broker import free_port
 from siemgate_standins.elasticsearch import ElasticsearchStandIn
+from siemgate_standins.sentinel import (
+    DEFAULT_TENANT,
+    AppRegistration,
+    DataCollectionRule,
+    SentinelStandIn,
+    stream_declarations,
+)
 from siemgate_standins.splunk_hec import HecToken, SplunkHecStandIn
 from siemgate_standins.tcp_proxy import TcpProxy
 from tests.forwarders.rsyslog import Rsyslog
@@ -57,6 +65,11 @@ from tests.support import PrivateTansu, siemgate_command, wait_until
 KEY = "faults-key-0123456789"
 HEC_TOKEN = "6b0e8f7a-3c2d-4e1f-9a8b-7c6d5e4f3a2b"
 ES_TARGET = "logs-siemgate.alerts-default"
+AZURE_CLIENT = "5a1e0b7d-0000-4000-8000-00000000fa17"
+AZURE_SECRET = "faults-azure-secret-0123"
+AZURE_DCR = "dcr-fa17fa17fa17fa17fa17fa17fa17fa17"
+AZURE_STREAM = "Custom-SiemgateOcsf"
+AZURE_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "azure" / "sentinel.json"
 SEVERITIES = ("high", "medium", "low", "unknown")
 
 # The steady stream: SENDERS sequential senders, each posting BATCH_EVENTS events every
@@ -257,6 +270,46 @@ async def committed_backlog(kafka: KafkaTarget, prefix: str, groups: Iterable[st
         finally:
             await reader.stop()
     return backlog
+
+
+async def dead_lettered(kafka: KafkaTarget, prefix: str, sinks: Iterable[str]) -> dict[str, set[str]]:
+    """Per sink, the event ids on its dead-letter topic `<prefix>.dlq.<sink>` (the key of a dead
+    letter is the event's id), read from the beginning to the end offsets of now."""
+    probe = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False,
+                             request_timeout_ms=5000)
+    await probe.start()
+    found: dict[str, set[str]] = {sink: set() for sink in sinks}
+    try:
+        await probe.topics()
+        partitions = {TopicPartition(f"{prefix}.dlq.{sink}", p): sink for sink in found
+                      for p in sorted(probe.partitions_for_topic(f"{prefix}.dlq.{sink}") or ())}
+        if not partitions:
+            return found
+        ends = await probe.end_offsets(list(partitions))
+        wanted = {tp: end for tp, end in ends.items() if end > 0}
+        if not wanted:
+            return found
+        probe.assign(list(wanted))
+        await probe.seek_to_beginning(*wanted)
+        deadline = time.monotonic() + 30
+
+        async def behind() -> bool:
+            for tp, end in wanted.items():
+                if await probe.position(tp) < end:
+                    return True
+            return False
+
+        while await behind():
+            if time.monotonic() > deadline:
+                raise Stuck(f"dead-letter topics not read to their end within 30 s: {wanted}")
+            batches = await probe.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.key is not None:
+                        found[partitions[tp]].add(record.key.decode("utf-8", "replace"))
+    finally:
+        await probe.stop()
+    return found
 
 
 # ------------------------------------------------------------------------------------------
@@ -478,12 +531,36 @@ class EsReceived(Received):
         return self.es.item_statuses.get(409, 0)
 
 
+class SentinelReceived(Received):
+    """Rows of the OCSF stream, by `metadata_uid` (Sentinel does not deduplicate: a redelivery is
+    a second row, counted as a duplicate)."""
+
+    name = "sentinel"
+
+    def __init__(self, azure: SentinelStandIn) -> None:
+        super().__init__()
+        self.azure = azure
+        self._seen = 0
+
+    def refresh(self) -> None:
+        rows = self.azure.rows()
+        for row in rows[self._seen:]:
+            uid = row.get("metadata_uid")
+            if row.get("_stream") == AZURE_STREAM and isinstance(uid, str):
+                self.counts[uid] += 1
+            else:
+                self.bad_lines.append(orjson.dumps(row)[:300])
+        self._seen = len(rows)
+
+
 # ------------------------------------------------------------------------------------------
 # Accounting
 
 
 @dataclass
 class SinkAccount:
+    """One sink's conservation line: owed (acked, routed to it) = delivered + dead_lettered + lost."""
+
     sink: str
     owed: int
     delivered: int
@@ -494,6 +571,7 @@ class SinkAccount:
     bad_lines: int
     lost_sample: list[str]
     in_transit: int = 0
+    dead_lettered: int = 0
 
 
 @dataclass
@@ -595,7 +673,7 @@ def metric_sum(text: str, name: str) -> float:
 # ------------------------------------------------------------------------------------------
 # The pipeline
 
-SINKS = ("file", "syslog", "splunk-hec", "elasticsearch")
+SINKS = ("file", "syslog", "splunk-hec", "elasticsearch", "sentinel")
 # A process that dies on its own is restarted (as a supervisor would) at most this often.
 MAX_RESTARTS = 3
 
@@ -620,8 +698,8 @@ class ForwarderSlot:
 
 
 class Pipeline:
-    """Ingest, forwarder process(es), rsyslogd, the HEC and Elasticsearch stand-ins and the
-    senders, for one fault test. `forwarders`: which sinks each `siemgate forward` process runs
+    """Ingest, forwarder process(es), rsyslogd, the HEC, Elasticsearch and Sentinel stand-ins and
+    the senders, for one fault test. `forwarders`: which sinks each `siemgate forward` process runs
     (default: one process, every sink)."""
 
     def __init__(self, tmp_path: Path, processes: list[subprocess.Popen[bytes]], kafka: KafkaTarget, *,
@@ -656,6 +734,10 @@ class Pipeline:
         self.hec = SplunkHecStandIn(tokens=[HecToken(HEC_TOKEN, ack=True)], ack_delay_seconds=0.05,
                                     port=stable_port())
         self.es = ElasticsearchStandIn(keep_sources=False, port=stable_port())
+        self.azure = SentinelStandIn(
+            apps=[AppRegistration(AZURE_CLIENT, secrets=(AZURE_SECRET,))],
+            rules=[DataCollectionRule(AZURE_DCR, stream_declarations(json.loads(AZURE_TEMPLATE.read_text())))],
+            port=stable_port())
         self.received: list[Received] = []
         self.ingest: Process | None = None
         self.senders = Senders(self.ingest_url + "/webhook/appsec", tag=self.prefix)
@@ -702,6 +784,9 @@ class Pipeline:
                  "ack": True, "ack_poll_seconds": 0.2, "batch": batch, "retry": retry},
                 {"name": "elasticsearch", "type": "elasticsearch", "url": self.es.url, "data_stream": ES_TARGET,
                  "batch": batch, "retry": retry},
+                {"name": "sentinel", "type": "sentinel", "endpoint": self.azure.url, "authority_host": self.azure.url,
+                 "dcr_immutable_id": AZURE_DCR, "tenant_id": DEFAULT_TENANT, "client_id": AZURE_CLIENT,
+                 "client_secret": AZURE_SECRET, "event_format": "ocsf", "batch": batch, "retry": retry},
             ],
         }
         self.config.write_text(json.dumps(config, indent=1))  # JSON is YAML
@@ -725,8 +810,9 @@ class Pipeline:
         self.rsyslog.start()
         await self.hec.start()
         await self.es.start()
+        await self.azure.start()
         self.received = [FileReceived(self.out), SyslogReceived(self.rsyslog.received), HecReceived(self.hec),
-                         EsReceived(self.es)]
+                         EsReceived(self.es), SentinelReceived(self.azure)]
         self.write_config()
         await self.start_ingest()
         for name in self.slots:
@@ -793,6 +879,7 @@ class Pipeline:
                 await process.terminate(timeout=20)
         await self.hec.stop()
         await self.es.stop()
+        await self.azure.stop()
         self.rsyslog.stop()
         await self.client.aclose()
 
@@ -847,6 +934,9 @@ class Pipeline:
                                       f"fault was cleared still missing after {STALL_SECONDS:g} s without progress")
                     break
                 await asyncio.sleep(0.25)
+            else:
+                self.notes.append(f"recovery ({what or 'backlog'}) not within {timeout:g} s: still missing per sink "
+                                  f"{last}, first 200 after the fault {'seen' if answered else 'not seen'}")
         except Stuck as exc:
             self.problems.append(str(exc))
         self.recoveries.append((what, None))
@@ -965,27 +1055,42 @@ class Pipeline:
         with contextlib.suppress(Stuck):
             await self.supervise()
         self.refresh()
-        return self.account()
+        try:
+            dead = await dead_lettered(self.kafka, self.prefix, [r.name for r in self.received])
+        except Exception as exc:  # unreadable: nothing is counted as dead-lettered, so missing events show as lost
+            self.problems.append(f"the dead-letter topics could not be read: {exc!r}")
+            dead = {}
+        return self.account(dead)
 
-    def account(self) -> FaultResult:
+    def account(self, dead: dict[str, set[str]] | None = None) -> FaultResult:
         stats = self.senders.stats
         acked = stats.acked
         sinks = []
         for received in self.received:
             owed = {i for i, severity in acked.items() if routed(received.name, severity)}
             got = set(received.counts)
-            lost = owed - got
+            dead_letters = ((dead or {}).get(received.name, set()) & owed) - got
+            lost = owed - got - dead_letters
+            assert len(owed) == len(owed & got) + len(dead_letters) + len(lost)  # the conservation line
             sinks.append(SinkAccount(
                 sink=received.name, owed=len(owed), delivered=len(owed & got), lost=len(lost),
+                dead_lettered=len(dead_letters),
                 duplicates=received.duplicates, unacked_delivered=len((got - owed) & stats.sent),
                 invented=len(got - stats.sent), bad_lines=len(received.bad_lines), lost_sample=sorted(lost)[:10],
             ))
         problems = list(self.problems)
+        # Rows that do not fit the DCR's declared stream: Azure would null their values.
+        misfits = self.azure.log_errors()
+        undeclared = sum(c.undeclared for c in self.azure.calls())
+        if misfits or undeclared:
+            problems.append(f"sentinel: {len(misfits)} values missed their declared column type, e.g. {misfits[:3]}; "
+                            f"{undeclared} undeclared columns dropped")
         for account, received in zip(sinks, self.received, strict=True):
             if account.lost:  # every lost id, for the post-mortem
                 owed = [i for i, severity in acked.items() if routed(received.name, severity)]
+                letters = (dead or {}).get(received.name, set())
                 (self.tmp_path / f"lost-{account.sink}.txt").write_text(
-                    "\n".join(i for i in owed if i not in received.counts) + "\n")
+                    "\n".join(i for i in owed if i not in received.counts and i not in letters) + "\n")
         for account in sinks:
             if account.lost and not self.owed_missing({account.sink: account.lost})[account.sink]:
                 self.notes.append(f"{account.sink}: {account.lost} events in transit when its receiver stopped "

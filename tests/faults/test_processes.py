@@ -1,6 +1,6 @@
 """Faults (c) and (d): a siemgate process SIGKILLed under a steady stream, and restarted.
 
-(c) `siemgate forward` (all four sinks in one process) SIGKILLed and started again at once:
+(c) `siemgate forward` (all five sinks in one process, Sentinel's among them) SIGKILLed and started again at once:
     what it had delivered but not committed is delivered again (duplicates), nothing is lost.
 (d) `siemgate ingest` SIGKILLed and started again on the same port and spool, twice: once
     while Kafka takes every batch directly, once while Kafka is unreachable and the spool
@@ -50,6 +50,8 @@ async def test_forwarder_sigkilled_and_restarted(
         result = await p.conclude()
     fault_table.record(result)
     assert not result.problems, "\n".join(result.problems)
+    (sentinel,) = [s for s in result.sinks if s.sink == "sentinel"]
+    assert sentinel.lost == 0 and sentinel.delivered + sentinel.dead_lettered == sentinel.owed > 0
 
 
 async def test_ingest_sigkilled_and_restarted(

@@ -1,6 +1,6 @@
 """Fault (b): every sink down for 30 s at once, under a steady stream.
 
-The four outages run concurrently (one test, so the suite stays within its time budget):
+The five outages run concurrently (one test, so the suite stays within its time budget):
 
 - file: its directory is on a tmpfs of its own, filled to the last byte (ENOSPC). Making
   the directory unwritable (chmod) would not do: the tests run as root, whom permissions do
@@ -10,8 +10,9 @@ The four outages run concurrently (one test, so the suite stays within its time 
   acknowledgement: what rsyslogd had not read when it stopped is lost in transit (at most the
   batches in flight); reported apart from "lost" (docs/RELIABILITY.md says so). Over RELP (the
   test below, (b2)) there is no such allowance: lost must be 0.
-- Splunk HEC and Elasticsearch: the stand-ins stopped (listening socket closed, every open
-  connection dropped) and started again on the same port, their indexed data kept.
+- Splunk HEC, Elasticsearch and Microsoft Sentinel (its Entra ID token endpoint with it): the
+  stand-ins stopped (listening socket closed, every open connection dropped) and started again
+  on the same port, their indexed data (and the tokens Entra ID issued) kept.
 
 Each forwarder retries (backoff capped at RETRY_CAP_SECONDS here) without committing, so the
 backlog waits in Kafka and is delivered once the sink is back.
@@ -45,17 +46,17 @@ async def test_every_sink_down_30_s(
     disk = small_disk("file-sink", FILE_DISK_BYTES)
     # Two forwarder processes (as two Deployments would be): the file sink's, and the others'.
     async with pipeline(tmp_path, processes, session_kafka(kafka_broker), file_dir=disk.path,
-                        forwarders=[["file"], ["syslog", "splunk-hec", "elasticsearch"]],
+                        forwarders=[["file"], ["syslog", "splunk-hec", "elasticsearch", "sentinel"]],
                         fault=f"(b) every sink down {SINK_OUTAGE_SECONDS:g} s at once") as p:
         p.unacknowledged.add("syslog")
         await warm(p)
         disk.fill()  # the file sink's disk is full: ENOSPC
-        await asyncio.gather(asyncio.to_thread(p.rsyslog.stop), p.hec.stop(), p.es.stop())
+        await asyncio.gather(asyncio.to_thread(p.rsyslog.stop), p.hec.stop(), p.es.stop(), p.azure.stop())
         down_at = time.monotonic()
         acked_at_down = len(p.senders.stats.acked)
         await asyncio.sleep(SINK_OUTAGE_SECONDS)  # the outage lasts this long; the senders go on
         disk.free()
-        await asyncio.gather(asyncio.to_thread(p.rsyslog.start), p.hec.start(), p.es.start())
+        await asyncio.gather(asyncio.to_thread(p.rsyslog.start), p.hec.start(), p.es.start(), p.azure.start())
         cleared_at = time.monotonic()
         p.notes.append(f"sinks down {cleared_at - down_at:.1f} s; {len(p.senders.stats.acked) - acked_at_down} "
                        "events acked meanwhile")
@@ -64,6 +65,8 @@ async def test_every_sink_down_30_s(
         result = await p.conclude()
     fault_table.record(result)
     assert not result.problems, "\n".join(result.problems)
+    (sentinel,) = [s for s in result.sinks if s.sink == "sentinel"]
+    assert sentinel.lost == 0 and sentinel.delivered + sentinel.dead_lettered == sentinel.owed > 0
 
 
 RELAY_STALL_SECONDS = 2.0

@@ -220,3 +220,35 @@ async def test_siemgate_standin_sentinel_runs_it_as_a_process(tmp_path: Path) ->
         assert await asyncio.to_thread(process.wait, 10) == 0
         if process.stdout is not None:
             process.stdout.close()
+
+
+async def test_the_process_takes_its_streams_from_the_arm_template(tmp_path: Path) -> None:
+    """`--dcr-template deploy/azure/sentinel.json`: each DCR declares the template's streams with
+    their columns, checked as Azure does (undeclared dropped, a mistyped value nulled and logged)."""
+    template = Path(__file__).resolve().parents[2] / "deploy" / "azure" / "sentinel.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "siemgate", "standin", "sentinel", "--port", "0", "--client", f"{CLIENT}:{SECRET}",
+         "--dcr", DCR, "--dcr-template", str(template)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        url = (await asyncio.to_thread(process.stdout.readline)).decode().strip()
+        async with httpx.AsyncClient(base_url=url) as http:
+            auth = await bearer(http)
+            rows: Any = [{"metadata_uid": "o-1", "class_uid": 4002, "severity_id": "high", "Anything": True}]
+            answer = await http.post(ingest_path(stream="Custom-SiemgateOcsf"), params=PARAMS, headers=auth,
+                                     json=rows)
+            assert answer.status_code == 204
+            unknown = await http.post(ingest_path(stream="Custom-Test"), params=PARAMS, headers=auth, json=[])
+            assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "InvalidStream"
+            state = (await http.get("/_standin/state")).json()
+        assert [{k: v for k, v in r.items() if not k.startswith("_")} for r in state["rows"]] == [
+            {"metadata_uid": "o-1", "class_uid": 4002}]
+        assert [(e["column"], e["column_type"]) for e in state["log_errors"]] == [("severity_id", "int")]
+        (streams,) = [r["streams"] for r in state["rules"]]
+        assert sorted(streams) == ["Custom-SiemgateAlerts", "Custom-SiemgateOcsf"]
+        assert streams["Custom-SiemgateAlerts"]["EventId"] == "string"
+    finally:
+        process.terminate()
+        assert await asyncio.to_thread(process.wait, 10) == 0
+        if process.stdout is not None:
+            process.stdout.close()

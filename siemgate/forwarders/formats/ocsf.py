@@ -164,19 +164,39 @@ def _ids(values: object, pattern: re.Pattern[str]) -> list[str]:
     return found[:_MAX_ATTACKS]
 
 
+# Top-level key -> 1 (names techniques), 2 (tactics) or 0: an event shape's keys recur, and
+# this is looked up for every key of every event (bounded: keys past the bound are folded
+# each time).
+_KEY_KINDS: dict[object, int] = {}
+_MAX_KEY_KINDS: Final = 4096
+
+
+def _key_kind(key: object) -> int:
+    kind = 0
+    if isinstance(key, str):
+        folded = key.translate(_SEPARATORS).lower()
+        kind = 1 if folded in _TECHNIQUE_KEYS else 2 if folded in _TACTIC_KEYS else 0
+    if len(_KEY_KINDS) < _MAX_KEY_KINDS:
+        _KEY_KINDS[key] = kind
+    return kind
+
+
 def attacks(vendor: object) -> list[dict[str, Any]]:
     """OCSF `attacks` from explicit MITRE ATT&CK ids in the vendor's event's top-level fields."""
     if not isinstance(vendor, dict):
         return []
     techniques: list[str] = []
     tactics: list[str] = []
+    kinds = _KEY_KINDS
     for key, value in vendor.items():
-        if not isinstance(key, str):
+        kind = kinds.get(key)
+        if kind is None:
+            kind = _key_kind(key)
+        if not kind:
             continue
-        folded = key.translate(_SEPARATORS).lower()
-        if folded in _TECHNIQUE_KEYS:
+        if kind == 1:
             techniques += (t for t in _ids(value, _TECHNIQUE) if t not in techniques)
-        elif folded in _TACTIC_KEYS:
+        else:  # tactics
             tactics += (t for t in _ids(value, _TACTIC) if t not in tactics)
     found: list[dict[str, Any]] = []
     for uid in techniques[:_MAX_ATTACKS]:

@@ -31,10 +31,22 @@ them), `EventType`, `EventMessage`, `SrcIpAddr`, `Url`, `HttpRequestMethod`, `Ru
 `SiemgateIntegration`, `SiemgateKind`, `SiemgateReceivedTime`. A column without a value is
 left out of the row (null in the table).
 
+**OCSF** (`event_format: ocsf`, shaped by `ocsf:` as for the file and HEC sinks): each row
+is an OCSF record (`formats/ocsf.py`) for the stream `Custom-SiemgateOcsf` (deploy/azure/
+declares it and its table `SiemgateOcsf_CL`, `OCSF_COLUMNS`): the record whole in the dynamic
+column `ocsf` (the vendor's event under `ocsf.unmapped`, as received), and beside it, as
+columns an analyst filters on without parsing, the record's top-level fields of those names
+(`class_uid`, `activity_id`, `severity_id`, `src_endpoint`, `http_request` ...: the same
+values, OCSF's names), `metadata_uid` (`metadata.uid`, the deterministic id) and
+`TimeGenerated` (OCSF `time`, an instant; the epoch milliseconds stay in `ocsf.time`). A
+field the record lacks is left out of the row (null). A Detection Finding keeps its
+endpoints under `evidences`, a column too.
+
 **Sentinel does not deduplicate.** Delivery is at least once: a redelivered event (a crash,
 an answer lost) is a second row with the same `EventId`. Deduplicate in KQL:
 
     SiemgateAlerts_CL | summarize arg_max(TimeGenerated, *) by EventId
+    SiemgateOcsf_CL | summarize arg_max(TimeGenerated, *) by metadata_uid
 
 What each answer does:
 
@@ -57,15 +69,18 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from functools import lru_cache
+from typing import Any, ClassVar, Final, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
 
 from siemgate.errors import ConfigError, RetryableSinkError, SinkAuthError, SinkBusy, SinkError, SinkRefusedError
+from siemgate.forwarders.formats.ocsf import OcsfSettings, ocsf_event
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
 from siemgate.forwarders.sinks.entra import EntraApp, EntraTokens, retry_after_seconds
@@ -83,6 +98,7 @@ API_VERSION: Final = "2023-01-01"
 # Microsoft's documented maximum size of one Logs Ingestion API call (see above).
 MAX_CALL_BYTES: Final = 1_048_576
 DEFAULT_STREAM: Final = "Custom-SiemgateAlerts"
+OCSF_STREAM: Final = "Custom-SiemgateOcsf"
 PUBLIC_AUTHORITY: Final = "https://login.microsoftonline.com"
 PUBLIC_SCOPE: Final = "https://monitor.azure.com/.default"
 # Azure Monitor's token scope in each cloud, by its Entra ID authority host.
@@ -114,6 +130,38 @@ COLUMNS: Final[Mapping[str, str]] = {
     "SiemgateKind": "string",
     "SiemgateReceivedTime": "datetime",
 }
+# The OCSF row's columns (event_format: ocsf) and their Log Analytics types: the stream
+# `Custom-SiemgateOcsf` of deploy/azure/ declares exactly these (tests/deploy/test_azure.py).
+# Each but TimeGenerated, metadata_uid and ocsf is the record's top-level field of that name.
+OCSF_COLUMNS: Final[Mapping[str, str]] = {
+    "TimeGenerated": "datetime",
+    "metadata_uid": "string",
+    "class_uid": "int",
+    "class_name": "string",
+    "category_uid": "int",
+    "activity_id": "int",
+    "activity_name": "string",
+    "type_uid": "long",
+    "severity_id": "int",
+    "severity": "string",
+    "status_id": "int",
+    "disposition_id": "int",
+    "disposition": "string",
+    "action_id": "int",
+    "is_alert": "boolean",
+    "message": "string",
+    "src_endpoint": "dynamic",
+    "dst_endpoint": "dynamic",
+    "http_request": "dynamic",
+    "firewall_rule": "dynamic",
+    "attacks": "dynamic",
+    "finding_info": "dynamic",
+    "evidences": "dynamic",
+    "ocsf": "dynamic",
+}
+_OCSF_TOP_LEVEL: Final = tuple(name for name in OCSF_COLUMNS if name not in ("TimeGenerated", "metadata_uid", "ocsf"))
+# The stream each event format's rows are declared by (deploy/azure/).
+STREAMS: Final[Mapping[str, str]] = {"asim": DEFAULT_STREAM, "ocsf": OCSF_STREAM}
 # ASIM's EventSeverity values.
 # ASIM's EventSeverity has no level above High: critical is High there.
 SEVERITY: Final = {"critical": "High", "high": "High", "medium": "Medium", "low": "Low", "unknown": "Informational"}
@@ -141,7 +189,12 @@ class SentinelSinkSettings(SinkSettings):
     endpoint: str
     # The DCR's immutable id (dcr-...), on its JSON view or `az monitor data-collection rule show`.
     dcr_immutable_id: str
-    stream: str = DEFAULT_STREAM
+    # asim: siemgate's ASIM-minded rows (COLUMNS, stream Custom-SiemgateAlerts); ocsf: OCSF
+    # records (OCSF_COLUMNS, stream Custom-SiemgateOcsf), shaped by `ocsf:`.
+    event_format: Literal["asim", "ocsf"] = "asim"
+    ocsf: OcsfSettings = field(default_factory=OcsfSettings)
+    # The DCR's stream; default: the event format's (Custom-SiemgateAlerts, Custom-SiemgateOcsf).
+    stream: str | None = None
     tenant_id: str
     client_id: str
     # Exactly one credential: a client secret, a certificate (PEM with its RSA private key) or a
@@ -182,8 +235,9 @@ class SentinelSinkSettings(SinkSettings):
         if not _DCR_ID.fullmatch(self.dcr_immutable_id):
             raise ConfigError("dcr_immutable_id", f"must look like dcr-0123abcd... (the DCR's immutableId), "
                                                   f"not {self.dcr_immutable_id!r}")
-        if not _STREAM.fullmatch(self.stream):
-            raise ConfigError("stream", f"must be a DCR stream name such as Custom-SiemgateAlerts, not {self.stream!r}")
+        if self.stream is not None and not _STREAM.fullmatch(self.stream):
+            raise ConfigError("stream", f"must be a DCR stream name such as {STREAMS[self.event_format]}, "
+                                        f"not {self.stream!r}")
         if not _TENANT.fullmatch(self.tenant_id):
             raise ConfigError("tenant_id", "must be the directory (tenant) id or a domain of it")
         if not self.client_id.strip():
@@ -204,6 +258,11 @@ class SentinelSinkSettings(SinkSettings):
                               "calls over 1 MB")
         if self.timeout_seconds <= 0 or self.token_refresh_seconds < 0:
             raise ConfigError("timeout_seconds", "timeout_seconds must be > 0 and token_refresh_seconds >= 0")
+
+    @property
+    def stream_name(self) -> str:
+        """`stream`, or the event format's stream (STREAMS)."""
+        return self.stream if self.stream is not None else STREAMS[self.event_format]
 
     @property
     def token_scope(self) -> str:
@@ -244,6 +303,30 @@ def row(event: NormalizedEvent, *, vendor: str, product: str | None, additional:
     return {name: value for name, value in values.items() if value is not None}
 
 
+def ocsf_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The OCSF row (`OCSF_COLUMNS`) of an OCSF record (`formats/ocsf.py`): the record whole
+    under `ocsf`, its top-level fields of the columns' names beside it."""
+    values: dict[str, Any] = {"TimeGenerated": _iso_ms(record["time"]), "metadata_uid": record["metadata"]["uid"]}
+    for name in _OCSF_TOP_LEVEL:
+        value = record.get(name)
+        if value is not None:
+            values[name] = value
+    values["ocsf"] = record
+    return values
+
+
+def _iso_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds as RFC 3339 UTC with 6 fraction digits (as the ASIM rows write time)."""
+    seconds, millis = divmod(epoch_ms, 1000)
+    return f"{_iso_seconds(seconds)}.{millis:03d}000Z"
+
+
+@lru_cache(maxsize=4096)
+def _iso_seconds(seconds: int) -> str:
+    # Cached: the events of a batch mostly share their seconds.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 @dataclass
 class _Progress:
     delivered: set[int] = field(default_factory=set)
@@ -262,7 +345,7 @@ class SentinelSink(Sink[SentinelSinkSettings]):
             headers={"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "siemgate"},
         )
         self._path = (f"/dataCollectionRules/{quote(settings.dcr_immutable_id, safe='')}"
-                      f"/streams/{quote(settings.stream, safe='')}")
+                      f"/streams/{quote(settings.stream_name, safe='')}")
         self._params = {"api-version": API_VERSION}
 
     @property
@@ -271,12 +354,17 @@ class SentinelSink(Sink[SentinelSinkSettings]):
 
     def row(self, event: NormalizedEvent) -> dict[str, Any]:
         """The row as a mapping (what `encode` writes, with the vendor's event decoded)."""
+        if self.settings.event_format == "ocsf":
+            return ocsf_row(ocsf_event(event, self.settings.ocsf))
         return row(event, vendor=self.settings.event_vendor, product=self.settings.event_product)
 
     def encode(self, event: NormalizedEvent) -> bytes:
         """The row as JSON, the vendor's event as the ingest received it (no second encoding)."""
+        raw = orjson.Fragment(event.event_bytes())
+        if self.settings.event_format == "ocsf":
+            return orjson.dumps(ocsf_row(ocsf_event(event, self.settings.ocsf, vendor_event=raw)))
         return orjson.dumps(row(event, vendor=self.settings.event_vendor, product=self.settings.event_product,
-                                additional=orjson.Fragment(event.event_bytes())))
+                                additional=raw))
 
     # -- sending
 
@@ -360,7 +448,7 @@ class SentinelSink(Sink[SentinelSinkSettings]):
         status = response.status_code
         if 200 <= status < 300:
             return (f"Entra ID token for {self.settings.client_id} ({self.tokens.app.credential_kind}, valid "
-                    f"{expires} min); DCR {self.settings.dcr_immutable_id} stream {self.settings.stream} at "
+                    f"{expires} min); DCR {self.settings.dcr_immutable_id} stream {self.settings.stream_name} at "
                     f"{self._endpoint.url} accepted an empty call (no row written)")
         code, message = azure_error(response)
         if status in (401, 403):
@@ -388,6 +476,7 @@ def azure_error(response: httpx.Response) -> tuple[str, str]:
 
 
 __all__: Sequence[str] = (
-    "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DESTINATION_KEY", "MAX_CALL_BYTES", "SCOPES", "SEVERITY",
-    "SentinelBatchSettings", "SentinelSink", "SentinelSinkSettings", "azure_error", "row",
+    "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DEFAULT_STREAM", "DESTINATION_KEY", "MAX_CALL_BYTES", "OCSF_COLUMNS",
+    "OCSF_STREAM", "SCOPES", "SEVERITY", "STREAMS", "SentinelBatchSettings", "SentinelSink", "SentinelSinkSettings",
+    "azure_error", "ocsf_row", "row",
 )

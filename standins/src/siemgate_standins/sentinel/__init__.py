@@ -38,8 +38,13 @@ client's role on it (403 `OperationFailed`, Microsoft's documented message); the
 `InvalidStream`); gzip (`Content-Encoding: gzip`); the cap, 1 MB (`max_call_bytes`) as sent and
 after gunzip (413 `ContentLengthLimitExceeded`; a body over the cap as sent is refused unread,
 bare); JSON (400 `InvalidJson`); an array of objects (400 `InvalidPayload`). Success: 204, empty.
-Rows keep the declared columns only (Azure drops the others; a stream declared without columns
-keeps all).
+Rows are checked against the stream's declaration as Azure does: a column it does not declare
+is dropped; a value that does not fit its column's declared type (string, int (32-bit), long,
+real, boolean, datetime (ISO 8601 text), dynamic, guid) is null in the row and logged,
+`log_errors()`, as Azure's DCRLogErrors table would show it; the call is answered 204 either
+way (`RequestRecord.type_errors`, `.undeclared`). A stream declared without columns keeps
+all. `stream_declarations(template)` reads the declarations of an ARM template
+(deploy/azure/sentinel.json); the process takes one with `--dcr-template`.
 
 Choices where Microsoft's documentation leaves a gap (clients branch on the HTTP status; the
 error codes other than `OperationFailed` are this stand-in's words):
@@ -65,24 +70,29 @@ from siemgate_standins.sentinel.faults import Failure, Faults, RowRule
 from siemgate_standins.sentinel.protocol import (
     API_VERSIONS,
     ASSERTION_TYPE,
+    COLUMN_TYPES,
     DEFAULT_TENANT,
     MAX_CALL_BYTES,
     MONITOR_SCOPES,
     AppRegistration,
     DataCollectionRule,
+    conforms,
+    stream_declarations,
     thumbprint,
     verify_assertion,
 )
-from siemgate_standins.sentinel.server import RequestRecord, SentinelStandIn
+from siemgate_standins.sentinel.server import LogError, RequestRecord, SentinelStandIn
 
 __all__ = [
     "API_VERSIONS",
     "ASSERTION_TYPE",
     "AppRegistration",
+    "COLUMN_TYPES",
     "DEFAULT_TENANT",
     "DataCollectionRule",
     "Failure",
     "Faults",
+    "LogError",
     "MAX_CALL_BYTES",
     "MONITOR_SCOPES",
     "RequestRecord",
@@ -91,7 +101,9 @@ __all__ = [
     "add_arguments",
     "from_arguments",
     "main",
+    "conforms",
     "serve",
+    "stream_declarations",
     "thumbprint",
     "verify_assertion",
 ]

@@ -4,12 +4,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import ssl
 from collections.abc import Sequence
 
 from siemgate_standins.http_server import run_main
-from siemgate_standins.sentinel.protocol import DEFAULT_TENANT, MAX_CALL_BYTES, AppRegistration, DataCollectionRule
+from siemgate_standins.sentinel.protocol import (
+    DEFAULT_TENANT,
+    MAX_CALL_BYTES,
+    AppRegistration,
+    DataCollectionRule,
+    stream_declarations,
+)
 from siemgate_standins.sentinel.server import SentinelStandIn
 
 log = logging.getLogger("siemgate_standins.sentinel")
@@ -36,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a data collection rule (repeat for more)")
     parser.add_argument("--stream", dest="streams", action="append", default=[],
                         help="a stream each DCR declares, any columns (default Custom-SiemgateAlerts)")
+    parser.add_argument("--dcr-template", metavar="TEMPLATE.json",
+                        help="an ARM template (deploy/azure/sentinel.json): each DCR declares its streams with their "
+                             "columns, checked as Azure does (besides any --stream)")
     parser.add_argument("--max-call-bytes", type=int, default=MAX_CALL_BYTES,
                         help=f"the per-call cap, as sent and after gunzip (default {MAX_CALL_BYTES})")
     parser.add_argument("--token-lifetime", type=float, default=3599.0, metavar="SECONDS",
@@ -46,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keyfile", help="the certificate's private key (PEM)")
 
 
-def from_arguments(args: argparse.Namespace) -> SentinelStandIn:
+def from_arguments(args: argparse.Namespace, cls: type[SentinelStandIn] = SentinelStandIn) -> SentinelStandIn:
+    """The stand-in these arguments describe (`cls`: a subclass, e.g. bench/sentinel_standin.py's)."""
     context: ssl.SSLContext | None = None
     if args.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -59,9 +70,14 @@ def from_arguments(args: argparse.Namespace) -> SentinelStandIn:
     apps = [AppRegistration(client_id, args.tenant, secrets=(secret,),
                             certificates=tuple(certificates.get(client_id, ())))
             for client_id, secret in args.clients]
-    streams = args.streams or ["Custom-SiemgateAlerts"]
-    rules = [DataCollectionRule(dcr, dict.fromkeys(streams, {})) for dcr in args.dcrs]
-    return SentinelStandIn(apps=apps, rules=rules, host=args.host, port=args.port, ssl_context=context,
+    declared: dict[str, dict[str, str]] = {}
+    if args.dcr_template:
+        with open(args.dcr_template, "rb") as file:
+            declared = stream_declarations(json.load(file))
+    streams: dict[str, dict[str, str]] = {
+        **dict.fromkeys(args.streams or ([] if declared else ["Custom-SiemgateAlerts"]), {}), **declared}
+    rules = [DataCollectionRule(dcr, dict(streams)) for dcr in args.dcrs]
+    return cls(apps=apps, rules=rules, host=args.host, port=args.port, ssl_context=context,
                            max_call_bytes=args.max_call_bytes, token_lifetime_seconds=args.token_lifetime,
                            keep_rows=args.keep_rows)
 

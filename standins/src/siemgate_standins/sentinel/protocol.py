@@ -8,8 +8,9 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -55,6 +56,77 @@ class DataCollectionRule:
 
     immutable_id: str
     streams: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+# A stream declaration's column types (Azure Monitor's: string, int, long, real, boolean,
+# datetime, dynamic; guid for the tables).
+COLUMN_TYPES = frozenset({"string", "int", "long", "real", "boolean", "datetime", "dynamic", "guid"})
+
+
+def conforms(value: object, column_type: str) -> bool:
+    """Whether a JSON value is one of `column_type` as the stream declares it (null always is)."""
+    if value is None or column_type == "dynamic":
+        return True
+    if column_type == "string":
+        return isinstance(value, str)
+    if column_type == "boolean":
+        return isinstance(value, bool)
+    if column_type in ("int", "long"):
+        bits = 31 if column_type == "int" else 63
+        return isinstance(value, int) and not isinstance(value, bool) and -(2 ** bits) <= value < 2 ** bits
+    if column_type == "real":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if column_type == "datetime":
+        if not isinstance(value, str):
+            return False
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return False
+        return True
+    if column_type == "guid":
+        try:
+            uuid.UUID(str(value))
+        except ValueError:
+            return False
+        return isinstance(value, str)
+    return False
+
+
+_INT32, _INT64 = 2 ** 31, 2 ** 63
+
+
+def _datetime(value: object) -> bool:
+    return conforms(value, "datetime")
+
+
+# Per column type, a fast form of `conforms` for non-null values (None: anything goes).
+CHECKERS: dict[str, Callable[[object], bool] | None] = {
+    "dynamic": None,
+    "string": lambda v: type(v) is str,
+    "boolean": lambda v: type(v) is bool,
+    "int": lambda v: type(v) is int and -_INT32 <= v < _INT32,
+    "long": lambda v: type(v) is int and -_INT64 <= v < _INT64,
+    "real": lambda v: type(v) is float or type(v) is int,
+    "datetime": _datetime,
+    "guid": lambda v: conforms(v, "guid"),
+}
+
+
+def stream_declarations(template: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The stream declarations (stream -> {column: type}) of the data collection rules in an ARM
+    template (deploy/azure/sentinel.json)."""
+    streams: dict[str, dict[str, str]] = {}
+    for resource in template.get("resources", ()):
+        if resource.get("type") != "Microsoft.Insights/dataCollectionRules":
+            continue
+        for stream, declaration in resource.get("properties", {}).get("streamDeclarations", {}).items():
+            columns = {str(c["name"]): str(c["type"]).lower() for c in declaration.get("columns", ())}
+            unknown = sorted(set(columns.values()) - COLUMN_TYPES)
+            if unknown:
+                raise ValueError(f"stream {stream}: unknown column types {unknown}")
+            streams[str(stream)] = columns
+    return streams
 
 
 @dataclass

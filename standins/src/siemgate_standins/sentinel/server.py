@@ -10,7 +10,7 @@ import ssl
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,6 +22,7 @@ from siemgate_standins.sentinel.faults import Faults
 from siemgate_standins.sentinel.protocol import (
     API_VERSIONS,
     ASSERTION_TYPE,
+    CHECKERS,
     MAX_CALL_BYTES,
     MONITOR_SCOPES,
     AppRegistration,
@@ -33,6 +34,12 @@ from siemgate_standins.sentinel.protocol import (
     openid_configuration,
     verify_assertion,
 )
+
+_UNDECLARED = object()
+
+
+def _never(value: object) -> bool:  # a column type Azure does not have: nothing fits
+    return False
 
 
 @dataclass(slots=True)
@@ -51,6 +58,23 @@ class RequestRecord:
     ingested: int = 0
     retry_after: str | None = None
     dropped: bool = False
+    # Values the stream's declared column type refused (nulled, logged in `log_errors`), and
+    # columns the stream does not declare (dropped), over the call's rows.
+    type_errors: int = 0
+    undeclared: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LogError:
+    """What Azure Monitor would log in the workspace's DCRLogErrors table (when enabled) for a
+    value that does not fit its column's declared type: the row is ingested, the value is null."""
+
+    dcr: str
+    stream: str
+    column: str
+    column_type: str
+    value: str  # repr, cut to 200 characters
+    row: int  # the row's index in its call
 
 
 class SentinelStandIn(HttpStandIn):
@@ -71,7 +95,10 @@ class SentinelStandIn(HttpStandIn):
         self.issued: dict[str, Issued] = {}
         self._rows: list[dict[str, Any]] = []
         self._requests: deque[RequestRecord] = deque(maxlen=max_requests_kept)
+        self._log_errors: deque[LogError] = deque(maxlen=max_requests_kept)
         self.ingested_total = 0
+        self.type_errors_total = 0
+        self._checker_cache: dict[int, tuple[Mapping[str, str], dict[str, Any]]] = {}
 
     # -- inspection
 
@@ -81,11 +108,17 @@ class SentinelStandIn(HttpStandIn):
         self.issued.clear()
         self._rows = []
         self._requests.clear()
+        self._log_errors.clear()
         self.ingested_total = 0
+        self.type_errors_total = 0
 
     def rows(self, stream: str | None = None) -> list[dict[str, Any]]:
         """Ingested rows in arrival order (each with `_dcr` and `_stream`)."""
         return [r for r in self._rows if stream is None or r["_stream"] == stream]
+
+    def log_errors(self) -> list[LogError]:
+        """Values nulled because they did not fit their column's declared type (DCRLogErrors)."""
+        return list(self._log_errors)
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -106,6 +139,8 @@ class SentinelStandIn(HttpStandIn):
         state: dict[str, Any] = {
             "url": self.url,
             "ingested_total": self.ingested_total,
+            "type_errors_total": self.type_errors_total,
+            "log_errors": [dataclasses.asdict(e) for e in self._log_errors],
             "requests": [dataclasses.asdict(r) for r in self._requests],
             "faults": self.faults.snapshot(),
             "apps": [{"tenant_id": a.tenant_id, "client_id": a.client_id,
@@ -317,11 +352,47 @@ class SentinelStandIn(HttpStandIn):
             return azure_error(400, rule_hit.code, rule_hit.message)
         self.ingested_total += len(value)
         record.ingested = len(value)
-        if self.keep_rows:
-            # Columns the stream does not declare are dropped, as Azure does (no declared columns: keep all).
-            self._rows.extend({**{k: v for k, v in row.items() if not columns or k in columns}, "_dcr": dcr_id,
-                               "_stream": stream} for row in value)
+        self._ingested(self._conform(value, columns, dcr_id, stream, record) if columns else value, dcr_id, stream)
         return Response(204, b"", [("x-ms-request-id", str(uuid.uuid4()))])
+
+    def _ingested(self, rows: list[dict[str, Any]], dcr_id: str, stream: str) -> None:
+        """Rows as the table gets them (a subclass may keep less: bench/sentinel_standin.py)."""
+        if self.keep_rows:
+            self._rows.extend({**row, "_dcr": dcr_id, "_stream": stream} for row in rows)
+
+    def _conform(self, rows: list[dict[str, Any]], columns: Mapping[str, str], dcr_id: str, stream: str,
+                 record: RequestRecord) -> list[dict[str, Any]]:
+        """The rows as the stream declaration lets them through, as Azure does: a column the
+        stream does not declare is dropped; a value that does not fit its declared type is
+        null (left out here) and logged (`log_errors`, Azure's DCRLogErrors); the call is
+        answered 204 either way. (Azure may convert some values instead, e.g. a number sent
+        as text: the stand-in is stricter, so that a sink whose rows drift from the
+        declaration fails its tests.)"""
+        checkers = self._checkers(columns)
+        conformed = []
+        for index, row in enumerate(rows):
+            kept: dict[str, Any] = {}
+            for name, item in row.items():
+                check = checkers.get(name, _UNDECLARED)
+                if check is _UNDECLARED:
+                    record.undeclared += 1
+                elif item is None or check is None or check(item):
+                    kept[name] = item
+                else:
+                    record.type_errors += 1
+                    self.type_errors_total += 1
+                    self._log_errors.append(LogError(dcr_id, stream, name, columns[name], repr(item)[:200], index))
+            conformed.append(kept)
+        return conformed
+
+    def _checkers(self, columns: Mapping[str, str]) -> dict[str, Any]:
+        """Per declared column, its type's checker (CHECKERS), built once per declaration."""
+        key = id(columns)
+        found = self._checker_cache.get(key)
+        if found is None or found[0] is not columns:
+            found = (columns, {name: CHECKERS.get(kind, _never) for name, kind in columns.items()})
+            self._checker_cache[key] = found
+        return found[1]
 
     def _too_large(self, size: int | None) -> Response:
         provided = f" Provided: {size} bytes." if size is not None else ""

@@ -1,0 +1,186 @@
+"""The Sentinel sink's OCSF rows (`event_format: ocsf`), and both formats' rows against the
+stream declarations of deploy/azure/sentinel.json as the stand-in checks them (Azure's way: an
+undeclared column dropped, a value that misses its declared type nulled and logged). A column
+added to the sink and not to the template, or a value of another type than declared, fails here.
+Every OCSF record that reaches the stand-in is validated against OCSF 1.7.0 (pydantic-ocsf)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from siemgate.forwarders.formats.ocsf import OcsfSettings
+from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.forwarders.sinks.registry import build_settings
+from siemgate.forwarders.sinks.sentinel import (
+    COLUMNS,
+    DEFAULT_STREAM,
+    OCSF_COLUMNS,
+    OCSF_STREAM,
+    SentinelSink,
+    SentinelSinkSettings,
+)
+from siemgate.record import Kind, Severity
+from siemgate_standins.sentinel import (
+    DEFAULT_TENANT,
+    AppRegistration,
+    DataCollectionRule,
+    SentinelStandIn,
+    stream_declarations,
+)
+from tests.deploy.support import ROOT
+from tests.forwarders.ocsf_schema import validate
+from tests.forwarders.test_ocsf_format import WAF, normalized
+from tests.forwarders.test_sentinel_sink import CLIENT, DCR, SECRET
+
+pytestmark = pytest.mark.anyio
+
+TEMPLATE = ROOT / "deploy" / "azure" / "sentinel.json"
+ODD = "ルール\u202e" + "A" * 3_000
+
+
+def declared() -> dict[str, dict[str, str]]:
+    return stream_declarations(json.loads(TEMPLATE.read_text()))
+
+
+def varied() -> list[NormalizedEvent]:
+    """Events of every shape the format maps differently (each id distinct)."""
+    shapes: list[tuple[object, Severity, Kind]] = [
+        (WAF, "high", "event"),
+        ({**WAF, "severity": "critical", "method": "PATCH", "mitre_tactic": "TA0001"}, "high", "event"),
+        ({"source_ip": "2001:db8::7", "action": "log", "message": "ü", "severity": "low"}, "low", "event"),
+        ({"source_ip": "not an ip", "url": "::not a url::", "method": "BREW", "action": "weird"}, "medium", "event"),
+        ({"timestamp": "2025-02-30T10:00:00Z", "action": "allow", "url": "http://[::1]:8080/x?y"}, "unknown", "event"),
+        ({"timestamp": 1795899598123, "rule_id": 10**30, "asset": ODD, "message": ODD, "rule": ODD}, "high", "event"),
+        ({"timestamp": "1960-01-01T00:00:00Z", "action": "blocked"}, "high", "event"),
+        ({"message": "test"}, "unknown", "test"),
+        ({"confirm": "https://vendor.example/c"}, "unknown", "confirmation"),
+        ([1, "two", {"three": 3}], "unknown", "event"),
+        ("a bare string", "unknown", "event"),
+        ({}, "unknown", "event"),
+    ]
+    return [normalized(event, severity=severity, kind=kind, event_id=f"r-{i}")
+            for i, (event, severity, kind) in enumerate(shapes)]
+
+
+@pytest.fixture
+async def azure() -> AsyncIterator[SentinelStandIn]:
+    """The stand-in with the DCR as deploy/azure/sentinel.json declares it."""
+    async with SentinelStandIn(apps=[AppRegistration(CLIENT, secrets=(SECRET,))],
+                               rules=[DataCollectionRule(DCR, declared())]) as server:
+        yield server
+
+
+def sink_for(azure: SentinelStandIn, **options: Any) -> SentinelSink:
+    entry = {"name": "sentinel", "endpoint": azure.url, "dcr_immutable_id": DCR, "tenant_id": DEFAULT_TENANT,
+             "client_id": CLIENT, "client_secret": SECRET, "authority_host": azure.url, **options}
+    settings = build_settings("sentinel", entry, {}, "sinks[0]")
+    assert isinstance(settings, SentinelSinkSettings)
+    return SentinelSink(settings)
+
+
+def clean(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("_dcr", "_stream")}
+
+
+def iso_of_ms(epoch_ms: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.mark.parametrize("event_class", ["http_activity", "detection_finding"])
+async def test_ocsf_rows_reach_their_stream_whole_and_valid(azure: SentinelStandIn, event_class: str) -> None:
+    sink = sink_for(azure, event_format="ocsf",
+                    ocsf={"event_class": event_class, "product_name": "AppSec WAF", "vendor_name": "Acme"})
+    batch = varied()
+    result = await sink.send(batch)
+    await sink.close()
+    assert not result.retry and not result.rejected
+    assert [c.path for c in azure.calls()] == [f"/dataCollectionRules/{DCR}/streams/{OCSF_STREAM}"]
+    assert azure.log_errors() == [] and [c.undeclared for c in azure.calls()] == [0], "rows drift from the template"
+    rows = [clean(r) for r in azure.rows(OCSF_STREAM)]
+    assert [r["metadata_uid"] for r in rows] == [f"r-{i}" for i in range(len(batch))]
+    for row, event in zip(rows, batch, strict=True):
+        record = row["ocsf"]
+        validate(record)  # OCSF 1.7.0, by pydantic-ocsf and the strict walk
+        assert record["class_uid"] == (4002 if event_class == "http_activity" else 2004)
+        assert record["metadata"]["uid"] == row["metadata_uid"] == event.id
+        assert record["metadata"]["product"] == {"name": "AppSec WAF", "vendor_name": "Acme"}
+        # each column beside `ocsf` is the record's top-level field of that name, unchanged
+        for column in OCSF_COLUMNS:
+            if column not in ("TimeGenerated", "metadata_uid", "ocsf"):
+                assert row.get(column) == record.get(column), column
+        assert set(row) <= set(OCSF_COLUMNS)
+        assert row["TimeGenerated"] == iso_of_ms(record["time"])
+        # the vendor's event as the ingest received it (read by the stand-in's JSON parser, as the row)
+        vendor = orjson.loads(event.event_bytes())
+        assert record["unmapped"] == (vendor if isinstance(vendor, dict) else {"value": vendor})
+    first = rows[0]
+    if event_class == "http_activity":
+        assert (first["class_uid"], first["activity_id"], first["type_uid"]) == (4002, 6, 400206)
+        assert first["severity_id"] == 4
+        assert first["src_endpoint"] == {"ip": "203.0.113.9"} and first["dst_endpoint"] == {"hostname": "shop-frontend"}
+        assert first["http_request"]["http_method"] == "POST" and first["is_alert"] is True
+        assert first["firewall_rule"] == {"name": "SQL injection", "uid": "942100"}
+        assert "evidences" not in first
+    else:
+        assert (first["class_uid"], first["activity_id"], first["type_uid"]) == (2004, 1, 200401)
+        assert first["evidences"][0]["src_endpoint"] == {"ip": "203.0.113.9"} and "src_endpoint" not in first
+        assert first["finding_info"]["analytic"]["uid"] == "942100"
+    assert rows[1]["severity_id"] == 5 and rows[1]["severity"] == "Critical"
+    assert rows[7]["is_alert"] is False  # the vendor's test message
+    assert rows[6]["TimeGenerated"] == "1960-01-01T00:00:00.000000Z"
+
+
+async def test_asim_rows_fit_the_template_too(azure: SentinelStandIn) -> None:
+    sink = sink_for(azure)
+    batch = varied()
+    result = await sink.send(batch)
+    await sink.close()
+    assert not result.retry and not result.rejected
+    assert [c.path for c in azure.calls()] == [f"/dataCollectionRules/{DCR}/streams/{DEFAULT_STREAM}"]
+    assert azure.log_errors() == [] and [c.undeclared for c in azure.calls()] == [0]
+    rows = [clean(r) for r in azure.rows(DEFAULT_STREAM)]
+    assert [r["EventId"] for r in rows] == [e.id for e in batch]
+    assert all(set(r) <= set(COLUMNS) for r in rows)
+    assert rows == [orjson.loads(sink.encode(e)) for e in batch], "nothing nulled or dropped on the way"
+
+
+async def test_the_stand_in_nulls_and_logs_what_misses_the_declaration(azure: SentinelStandIn) -> None:
+    """Azure's way with a row that does not fit its stream: 204, undeclared columns dropped,
+    values of another type null (DCRLogErrors); so a drifting sink shows up in `log_errors`."""
+    sink = sink_for(azure, event_format="ocsf")
+    token = await sink.tokens.token()
+    await sink.close()
+    rows = [{"TimeGenerated": "not a time", "metadata_uid": "x", "class_uid": "4002", "severity_id": 2 ** 40,
+             "is_alert": 1, "message": {"a": 1}, "src_endpoint": "anything goes in dynamic", "type_uid": 400206,
+             "extra_column": "dropped"}]
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(f"{azure.url}/dataCollectionRules/{DCR}/streams/{OCSF_STREAM}",
+                                   params={"api-version": "2023-01-01"}, json=rows,
+                                   headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 204
+    (row,) = azure.rows(OCSF_STREAM)
+    assert clean(row) == {"metadata_uid": "x", "src_endpoint": "anything goes in dynamic", "type_uid": 400206}
+    assert sorted((e.column, e.column_type) for e in azure.log_errors()) == [
+        ("TimeGenerated", "datetime"), ("class_uid", "int"), ("is_alert", "boolean"), ("message", "string"),
+        ("severity_id", "int")]
+    (call,) = azure.calls()
+    assert (call.type_errors, call.undeclared) == (5, 1)
+
+
+async def test_the_stream_follows_the_format_unless_named(azure: SentinelStandIn) -> None:
+    assert sink_for(azure).settings.stream_name == DEFAULT_STREAM
+    ocsf = sink_for(azure, event_format="ocsf")
+    assert ocsf.settings.stream_name == OCSF_STREAM and ocsf.settings.ocsf == OcsfSettings()
+    assert sink_for(azure, event_format="ocsf", stream="Custom-MyOcsf").settings.stream_name == "Custom-MyOcsf"
+    message = await ocsf.healthcheck()
+    await ocsf.close()
+    assert f"stream {OCSF_STREAM}" in message and not azure.rows()
+    with pytest.raises(Exception, match="event_format"):
+        sink_for(azure, event_format="cef")
