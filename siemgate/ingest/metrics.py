@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from siemgate.bus.spool import SpoolStats
 from siemgate.bus.sqlite_writer import StorageStats
+from siemgate.ingest.budget import MemoryBudget
 
 # Ack latency of a 500-event batch is a few milliseconds; 503s after the produce timeout take seconds.
 _ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -53,11 +54,30 @@ class IngestMetrics:
             "siemgate_integration_state", "1 for the integration's confirmation state.",
             ["integration", "state"], registry=self.registry,
         )
+        self.body_bytes_in_flight = Gauge(
+            "siemgate_ingest_body_bytes_in_flight",
+            "Memory budget taken by request bodies in flight and their parsed forms (estimated, bytes).",
+            registry=self.registry,
+        )
+        self.body_budget_bytes = Gauge(
+            "siemgate_ingest_body_budget_bytes", "The memory budget of bodies in flight (limits.memory_budget_bytes).",
+            registry=self.registry,
+        )
+        self.body_budget_waiters = Gauge(
+            "siemgate_ingest_body_budget_waiters",
+            "Requests waiting, unread, for their body's share of the memory budget.", registry=self.registry,
+        )
         self.activity = ActivityTracker()
 
     def set_integration_state(self, integration: str, state: str | None) -> None:
         for candidate in ("pending", "confirmed"):
             self.integration_state.labels(integration, candidate).set(1 if candidate == state else 0)
+
+    def watch_budget(self, budget: MemoryBudget) -> None:
+        """Export the memory budget's use (`siemgate_ingest_body_*`)."""
+        self.body_bytes_in_flight.set_function(lambda: budget.in_use)
+        self.body_budget_bytes.set_function(lambda: budget.limit)
+        self.body_budget_waiters.set_function(lambda: budget.waiting)
 
     def watch_spool(self, stats: Callable[[], SpoolStats]) -> None:
         """Export the `siemgate_spool_*` metrics of a publisher with a spool."""
