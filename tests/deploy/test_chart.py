@@ -1617,12 +1617,13 @@ def test_the_memory_budget_follows_the_limit_and_is_refused_when_too_small() -> 
         return int(config["limits"]["memory_budget_bytes"])
 
     assert budget({}) == 256 * 1024**2  # half the default 512Mi
-    assert budget({"config": KAFKA, "ingest": {"resources": {"limits": {"memory": "1Gi"}}}}, "ingest.yaml") == 512 * 1024**2
+    kafka_1gi = {"config": KAFKA, "ingest": {"resources": {"limits": {"memory": "1Gi"}}}}
+    assert budget(kafka_1gi, "ingest.yaml") == 512 * 1024**2
     assert budget({"ingest": {"memoryBudgetPercent": 60, "resources": {"limits": {"memory": "2G"}}}}) == 1_200_000_000
     assert budget({"config": {"limits": {"memory_budget_bytes": 300 * 1024**2}}}) == 300 * 1024**2
     refused = _render_error({"ingest": {"resources": {"limits": {"memory": "384Mi"}}}})
-    assert ("ingest.memoryBudgetPercent 50% of ingest.resources.limits.memory 384Mi is 192Mi: less than one gzip'd body "
-            "of config.limits.max_body_bytes (33554432) takes in memory (7 x max_body_bytes = 224Mi)") in refused
+    assert ("ingest.memoryBudgetPercent 50% of ingest.resources.limits.memory 384Mi is 192Mi: less than one gzip'd "
+            "body of config.limits.max_body_bytes (33554432) takes in memory (7 x max_body_bytes = 224Mi)") in refused
     # A smaller body limit fits a smaller pod.
     assert budget({"config": {"limits": {"max_body_bytes": 8 * 1024**2}},
                    "ingest": {"resources": {"limits": {"memory": "384Mi"}}}}) == 192 * 1024**2
