@@ -47,10 +47,10 @@ from siemgate.errors import (
     TooManyEvents,
 )
 from siemgate.foreground import Foreground
+from siemgate.ingest import budget as memory
 from siemgate.ingest.auth import authenticated
 from siemgate.ingest.batch import Batch, BatchParser
-from siemgate.ingest.body import body_claim, content_coding, read_body
-from siemgate.ingest.budget import Claim, MemoryBudget
+from siemgate.ingest.body import content_coding, read_body
 from siemgate.ingest.confirmation_fetch import request_link
 from siemgate.ingest.confirmation_store import ConfirmationStore
 from siemgate.ingest.metrics import IngestMetrics
@@ -75,7 +75,7 @@ class IngestContext:
     quarantine: Quarantine = field(init=False)
     store: ConfirmationStore = field(init=False)
     # limits.memory_budget_bytes: the bodies in flight, and their parsed forms.
-    budget: MemoryBudget = field(init=False)
+    budget: memory.MemoryBudget = field(init=False)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     # In `siemgate run`: the forwarders on the same loop wait while requests are answered.
     foreground: Foreground | None = None
@@ -85,8 +85,8 @@ class IngestContext:
     def __post_init__(self) -> None:
         self.quarantine = Quarantine(self.config.quarantine.path, self.config.quarantine.max_bytes)
         self.store = ConfirmationStore(self.config.state_dir)
-        self.budget = MemoryBudget(self.config.limits.memory_budget_bytes)
-        self.metrics.watch_budget(self.budget)
+        self.budget = budget = memory.MemoryBudget(self.config.limits.memory_budget_bytes)
+        self.metrics.watch_budget(lambda: budget.in_use, lambda: budget.limit, lambda: budget.waiting)
 
     def stop_signal(self, count: int) -> None:
         """The process got its `count`th SIGTERM/SIGINT (called on the event loop). The first:
@@ -165,7 +165,7 @@ class WebhookEndpoint:
         except BodyError as exc:
             return self._refused(exc, peer)
         length = _content_length(headers.get("content-length"))
-        with self.context.budget.claim(body_claim(coding, length, config.limits.max_body_bytes)) as claim:
+        with self.context.budget.claim(memory.body_claim(coding, length, config.limits.max_body_bytes)) as claim:
             return await self._accept(request, peer, coding, length, claim)
 
     def _refused(self, exc: BodyError, peer: str) -> Response:
@@ -173,7 +173,8 @@ class WebhookEndpoint:
                                              "status": exc.status, "reason": str(exc)})
         return _error(exc.status, str(exc))
 
-    async def _accept(self, request: Request, peer: str, coding: str, length: int | None, claim: Claim) -> Response:
+    async def _accept(self, request: Request, peer: str, coding: str, length: int | None,
+                      claim: memory.Claim) -> Response:
         """Read, parse and publish the body, holding `claim` (its share of the memory budget)."""
         config = self.context.config
         integration = self.integration

@@ -64,13 +64,6 @@ class _Inflater:
         return bytes(self.output)
 
 
-def body_claim(coding: str, content_length: int | None, limit: int) -> int:
-    """The most of the memory budget a body can take: BODY_BYTE_COST per byte of the body as
-    read (identity) or inflated (gzip, plus 1 per byte as sent)."""
-    sent = limit if content_length is None else min(content_length, limit)
-    return BODY_BYTE_COST * sent if coding == "identity" else sent + BODY_BYTE_COST * limit
-
-
 async def read_body(
     chunks: AsyncIterator[bytes],
     *,

@@ -20,7 +20,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from siemgate.bus.spool import SpoolStats
 from siemgate.bus.sqlite_writer import StorageStats
-from siemgate.ingest.budget import MemoryBudget
 
 # Ack latency of a 500-event batch is a few milliseconds; 503s after the produce timeout take seconds.
 _ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -41,19 +40,6 @@ class IngestMetrics:
             "siemgate_ingest_ack_seconds", "Time from a request's arrival to its answer.",
             buckets=_ACK_BUCKETS, registry=self.registry,
         )
-        self.quarantined = Counter(
-            "siemgate_ingest_quarantined_bodies", "Bodies answered 400/413 and kept in quarantine.",
-            ["integration"], registry=self.registry,
-        )
-        self.lone_surrogates = Counter(
-            "siemgate_ingest_lone_surrogate_events",
-            "Events accepted holding a lone surrogate escape (kept as sent; read as U+FFFD).",
-            ["integration"], registry=self.registry,
-        )
-        self.integration_state = Gauge(
-            "siemgate_integration_state", "1 for the integration's confirmation state.",
-            ["integration", "state"], registry=self.registry,
-        )
         self.body_bytes_in_flight = Gauge(
             "siemgate_ingest_body_bytes_in_flight",
             "Memory budget taken by request bodies in flight and their parsed forms (estimated, bytes).",
@@ -67,17 +53,31 @@ class IngestMetrics:
             "siemgate_ingest_body_budget_waiters",
             "Requests waiting, unread, for their body's share of the memory budget.", registry=self.registry,
         )
+        self.quarantined = Counter(
+            "siemgate_ingest_quarantined_bodies", "Bodies answered 400/413 and kept in quarantine.",
+            ["integration"], registry=self.registry,
+        )
+        self.lone_surrogates = Counter(
+            "siemgate_ingest_lone_surrogate_events",
+            "Events accepted holding a lone surrogate escape (kept as sent; read as U+FFFD).",
+            ["integration"], registry=self.registry,
+        )
+        self.integration_state = Gauge(
+            "siemgate_integration_state", "1 for the integration's confirmation state.",
+            ["integration", "state"], registry=self.registry,
+        )
         self.activity = ActivityTracker()
 
     def set_integration_state(self, integration: str, state: str | None) -> None:
         for candidate in ("pending", "confirmed"):
             self.integration_state.labels(integration, candidate).set(1 if candidate == state else 0)
 
-    def watch_budget(self, budget: MemoryBudget) -> None:
-        """Export the memory budget's use (`siemgate_ingest_body_*`)."""
-        self.body_bytes_in_flight.set_function(lambda: budget.in_use)
-        self.body_budget_bytes.set_function(lambda: budget.limit)
-        self.body_budget_waiters.set_function(lambda: budget.waiting)
+    def watch_budget(self, in_use: Callable[[], float], limit: Callable[[], float],
+                     waiting: Callable[[], float]) -> None:
+        """Export the memory budget's use (`siemgate_ingest_body_*`; siemgate.ingest.budget)."""
+        self.body_bytes_in_flight.set_function(in_use)
+        self.body_budget_bytes.set_function(limit)
+        self.body_budget_waiters.set_function(waiting)
 
     def watch_spool(self, stats: Callable[[], SpoolStats]) -> None:
         """Export the `siemgate_spool_*` metrics of a publisher with a spool."""
