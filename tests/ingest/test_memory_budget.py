@@ -89,6 +89,19 @@ async def test_a_cancelled_waiter_lets_those_behind_it_in() -> None:
         assert (budget.in_use, budget.waiting, b.held) == (100, 0, 0)
 
 
+async def test_a_reload_may_raise_the_budget_not_lower_it() -> None:
+    budget = MemoryBudget(100)
+    with budget.claim(100) as a, budget.claim(50) as b:
+        await a.take(100)
+        b_waits = await _task_taking(b, 50)
+        await wait_until(lambda: budget.waiting == 1, "b to wait", timeout=10)
+        assert not budget.raise_limit(80)  # would strand A: kept until a restart
+        assert budget.limit == 100
+        assert budget.raise_limit(150)
+        await b_waits  # the larger budget lets the waiter in at once
+        assert (budget.in_use, budget.limit) == (150, 150)
+
+
 def test_the_budget_holds_one_body_of_the_maximum_size() -> None:
     config = make_config(Path("/tmp"), None, extra="limits: {max_body_bytes: 1048576}")
     assert config.limits.memory_budget_bytes == 256 * MiB  # the default
