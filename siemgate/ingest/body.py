@@ -92,11 +92,15 @@ async def read_body(
 
             async def take(n: int) -> None:  # wait for budget with the deadline stopped
                 assert claim is not None
-                began = loop.time()
-                await claim.take(n)
+                if claim.try_take(n):
+                    return
                 when = deadline.when()
-                if when is not None:
-                    deadline.reschedule(when + loop.time() - began)
+                left = None if when is None else when - loop.time()
+                deadline.reschedule(None)
+                try:
+                    await claim.take(n)
+                finally:
+                    deadline.reschedule(None if left is None else loop.time() + left)
 
             async for chunk in chunks:
                 if not chunk:

@@ -44,6 +44,10 @@ class Claim:
         """Hold `n` more bytes, waiting until they fit."""
         await self._budget._take(self, n)
 
+    def try_take(self, n: int) -> bool:
+        """Hold `n` more bytes if they fit now, without waiting; False (nothing held) if not."""
+        return self._budget._try(self, n)
+
     def settle(self) -> None:
         """It will take no more (its body is read): what it might have taken is free for others."""
         self._budget._settle(self)
@@ -85,15 +89,19 @@ class MemoryBudget:
         self._wake()
         return True
 
-    async def _take(self, claim: Claim, n: int) -> None:
+    def _try(self, claim: Claim, n: int) -> bool:
         if n <= 0:
-            return
+            return True
         if claim.held + n > claim.most:
             raise ValueError(f"{claim.held} + {n} bytes is over the claim of {claim.most}")
-        growing = claim.held > 0
         # New requests queue behind any waiter; growing ones only need the bytes to be safe.
-        if (growing or not self._waiters) and self._grantable(claim, n):
+        if (claim.held > 0 or not self._waiters) and self._grantable(claim, n):
             self._grant(claim, n)
+            return True
+        return False
+
+    async def _take(self, claim: Claim, n: int) -> None:
+        if self._try(claim, n):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (claim, n, future)

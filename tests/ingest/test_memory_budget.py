@@ -254,3 +254,26 @@ async def test_chunked_and_gzip_bodies_take_their_share_as_they_grow(tmp_path: P
         assert len(publisher.published) == 4 * 100
         assert budget_of(ingest).peak <= 26 * MiB
         await wait_until(lambda: budget_of(ingest).in_use == 0, "every share to be given back")
+
+
+async def test_waiting_for_the_budget_does_not_count_against_the_body_timeout(tmp_path: Path) -> None:
+    """A chunked body that must wait for its share longer than body_timeout_seconds is still
+    answered 200: only the time its bytes take to arrive counts."""
+    config = make_config(tmp_path, None, extra=f"limits: {{max_body_bytes: {2 * MiB}, memory_budget_bytes: "
+                                               f"{26 * MiB}, body_timeout_seconds: 0.3}}")
+    publisher = GatedPublisher()
+    body = batch(2 * MiB)
+
+    async def chunks(data: bytes) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 64 * 1024):
+            yield data[start:start + 64 * 1024]
+
+    async with running_ingest(config, publisher=publisher) as ingest:
+        holders = [asyncio.create_task(post(ingest.webhook(), body)) for _ in range(2)]
+        await wait_until(lambda: budget_of(ingest).in_use == 2 * BODY_BYTE_COST * len(body), "two holders")
+        grower = asyncio.create_task(post(ingest.webhook(), chunks(body)))
+        await wait_until(lambda: budget_of(ingest).waiting == 1, "the chunked body to wait as it grows")
+        await asyncio.sleep(1.0)  # the scenario itself: waiting well past body_timeout_seconds
+        assert not grower.done()
+        publisher.gate.set()
+        assert await asyncio.gather(*holders, grower) == [200] * 3
