@@ -81,8 +81,7 @@ async def read_body(
     if content_length is not None and content_length > limit:
         raise BodyTooLarge(f"Content-Length {content_length} is over the limit of {limit} bytes")
     known = content_length is not None
-    if claim is not None and known:
-        assert content_length is not None
+    if claim is not None and content_length is not None:
         await claim.take(BODY_BYTE_COST * content_length if coding == "identity" else content_length)
     raw = bytearray()
     inflater = _Inflater(limit) if coding == "gzip" else None
