@@ -39,6 +39,19 @@ profiled with py-spy (or pyinstrument), written to bench/results/, and its top f
 are printed. Targets (2-core machine): Kafka mode (a) p50 <= 5 ms and p99 <= 10 ms per
 500-event batch, (b) >= 100,000 events/s from one ingest process; spool and embedded mode
 p99 within 2x the Kafka mode's p99 under the same load. Not run in CI.
+
+Two other runs (docs/PERFORMANCE.md, "Every payload shape over HTTP, and memory"):
+
+    .venv/bin/python bench/ingest.py --shapes       # every payload shape (and gzip'd), beside the ceiling
+    .venv/bin/python bench/ingest.py --memory       # peak RSS, 32 concurrent maximum-size bodies
+
+--shapes posts bench/parse_shapes.py's ingest_shapes (the simulator's events, json.dumps-escaped
+attack samples, camelCase vendor events, 500 tiny events, 500 events of ~8 KB), each also
+gzip'd, under both loads, first to the ceiling then to siemgate (first of --modes, default
+kafka); checks issue 17's targets per shape; writes ingest-shapes-<timestamp>.json.
+--memory runs siemgate (default embedded) with the chart's max_body_bytes and memory budget
+(helm/siemgate/values.yaml), posts 32 bodies of that size at once and compares the peak RSS
+with the chart's memory limit; writes ingest-memory-<timestamp>.json.
 """
 
 from __future__ import annotations
