@@ -1627,4 +1627,3 @@ def test_the_kafka_recipes_render_and_give_keda_the_pods_credentials(recipe: str
         path.write_text(text)
         config = load_config(path, environ=env)
         assert config.bus.kafka is not None and config.bus.kafka.security.password is not None
-
