@@ -39,12 +39,26 @@ profiled with py-spy (or pyinstrument), written to bench/results/, and its top f
 are printed. Targets (2-core machine): Kafka mode (a) p50 <= 5 ms and p99 <= 10 ms per
 500-event batch, (b) >= 100,000 events/s from one ingest process; spool and embedded mode
 p99 within 2x the Kafka mode's p99 under the same load. Not run in CI.
+
+Two other runs (docs/PERFORMANCE.md, "Every payload shape over HTTP, and memory"):
+
+    .venv/bin/python bench/ingest.py --shapes       # every payload shape (and gzip'd), beside the ceiling
+    .venv/bin/python bench/ingest.py --memory       # peak RSS, 32 concurrent maximum-size bodies
+
+--shapes posts bench/parse_shapes.py's ingest_shapes (the simulator's events, json.dumps-escaped
+attack samples, camelCase vendor events, 500 tiny events, 500 events of ~8 KB), each also
+gzip'd, under both loads, first to the ceiling then to siemgate (first of --modes, default
+kafka); checks issue 17's targets per shape; writes ingest-shapes-<timestamp>.json.
+--memory runs siemgate (default embedded) with the chart's max_body_bytes and memory budget
+(helm/siemgate/values.yaml), posts 32 bodies of that size at once and compares the peak RSS
+with the chart's memory limit; writes ingest-memory-<timestamp>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import importlib.metadata
 import json
 import os
@@ -360,7 +374,8 @@ def spool_max_bytes(work: Path) -> int:
     return max(1024, int(shutil.disk_usage(work).free * SPOOL_DISK_SHARE))
 
 
-def write_siemgate_config(work: Path, bus: BusEndpoint, port: int, data: Path) -> tuple[Path, dict[str, Any]]:
+def write_siemgate_config(work: Path, bus: BusEndpoint, port: int, data: Path,
+                          limits: dict[str, int] | None = None) -> tuple[Path, dict[str, Any]]:
     config: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": port},
         "state_dir": str(data / "state"),
@@ -370,6 +385,8 @@ def write_siemgate_config(work: Path, bus: BusEndpoint, port: int, data: Path) -
             {"name": "bench", "path": PATH, "auth": {"header": HEADER_NAME, "values": [HEADER_VALUE]}},
         ],
     }
+    if limits:
+        config["limits"] = limits
     if bus.mode == "embedded":
         config["bus"] = {"type": "embedded", "path": str(data / "siemgate.db")}
         # As deploy/examples/local.yaml: one file sink with its defaults (fsync per batch, rotation).
@@ -402,13 +419,14 @@ def siemgate_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def siemgate_server(work: Path, bus: BusEndpoint, wrapper: list[str] | None = None) -> Iterator[Target]:
+def siemgate_server(work: Path, bus: BusEndpoint, wrapper: list[str] | None = None,
+                    limits: dict[str, int] | None = None) -> Iterator[Target]:
     """siemgate in `bus.mode` on a free loopback port, with a fresh data directory (removed after
     it stopped): `siemgate ingest -c CONFIG`, or `siemgate run -c CONFIG` in embedded mode.
     `wrapper` runs it under a profiler."""
     port = free_port()
     data = work / f"{bus.mode}-{port}"
-    config_path, config = write_siemgate_config(work, bus, port, data)
+    config_path, config = write_siemgate_config(work, bus, port, data, limits)
     log_path = work / f"siemgate-{bus.mode}-{port}.log"
     subcommand = "run" if bus.mode == "embedded" else "ingest"
     name = f"siemgate {subcommand} ({bus.mode} mode)"
@@ -499,8 +517,10 @@ def _delta(after: float | None, before: float | None) -> float | None:
 # Load
 
 
-def run_wrk(url: str, body: Path, connections: int, duration: float, threads: int) -> dict[str, Any]:
-    env = dict(os.environ, BENCH_BODY=str(body), BENCH_HEADER_NAME=HEADER_NAME, BENCH_HEADER_VALUE=HEADER_VALUE)
+def run_wrk(url: str, body: Path, connections: int, duration: float, threads: int,
+            encoding: str | None = None) -> dict[str, Any]:
+    env = dict(os.environ, BENCH_BODY=str(body), BENCH_HEADER_NAME=HEADER_NAME, BENCH_HEADER_VALUE=HEADER_VALUE,
+               BENCH_CONTENT_ENCODING=encoding or "")
     command = [
         "wrk",
         f"-t{min(threads, connections)}",
@@ -581,13 +601,14 @@ def measure(
     body: Path,
     body_bytes: int,
     extra_pids: dict[str, int],
+    encoding: str | None = None,
 ) -> dict[str, Any]:
-    run_load(target, scenario, args, body, args.warmup)
+    run_load(target, scenario, args, body, args.warmup, encoding)
     before = snapshot(target)
     cpu_before = proc_cpu_seconds(target.pid)
     others_before = {name: proc_cpu_seconds(pid) for name, pid in extra_pids.items()}
     busy_before, total_before = machine_busy()
-    result = run_load(target, scenario, args, body, args.duration)
+    result = run_load(target, scenario, args, body, args.duration, encoding)
     busy_after, total_after = machine_busy()
     cpu = proc_cpu_seconds(target.pid) - cpu_before
     others = {name: proc_cpu_seconds(pid) - others_before[name] for name, pid in extra_pids.items()}
@@ -702,7 +723,8 @@ def wait_for_sink(target: Target, timeout: float) -> float | None:
 
 
 def profile_mode(
-    work: Path, bus: BusEndpoint, args: argparse.Namespace, body: Path, stamp: str, results_dir: Path
+    work: Path, bus: BusEndpoint, args: argparse.Namespace, body: Path, stamp: str, results_dir: Path,
+    encoding: str | None = None,
 ) -> dict[str, Any]:
     """Profile a fresh siemgate of `bus.mode` under `--profile-load` (its own run, after the measured ones)."""
     if args.profile_load == "sequential":
@@ -723,7 +745,7 @@ def profile_mode(
                 f"profiling siemgate ({bus.mode} mode, pid {target.pid}) with py-spy under {scenario.label}, "
                 f"{duration:g} s"
             )
-            run_load(target, scenario, args, body, args.warmup)
+            run_load(target, scenario, args, body, args.warmup, encoding)
             sampler = subprocess.Popen(
                 [
                     pyspy,
@@ -744,7 +766,7 @@ def profile_mode(
                 stderr=subprocess.PIPE,
             )
             try:
-                result = run_load(target, scenario, args, body, duration)
+                result = run_load(target, scenario, args, body, duration, encoding)
                 _, err = sampler.communicate(timeout=duration + 60)
             finally:
                 stop(sampler, "py-spy")
@@ -765,12 +787,15 @@ def profile_mode(
 
 
 def run_load(
-    target: Target, scenario: Scenario, args: argparse.Namespace, body: Path, duration: float
+    target: Target, scenario: Scenario, args: argparse.Namespace, body: Path, duration: float,
+    encoding: str | None = None,
 ) -> dict[str, Any]:
     if duration <= 0:
         return {}
     if args.load == "wrk":
-        return run_wrk(target.url, body, scenario.connections, duration, args.wrk_threads)
+        return run_wrk(target.url, body, scenario.connections, duration, args.wrk_threads, encoding)
+    if encoding is not None:
+        raise RuntimeError("posting a gzip'd body takes wrk (apt-get install wrk)")
     return run_python_load(target.url, scenario.connections, duration)
 
 
@@ -1059,6 +1084,326 @@ def format_check(name: str, check: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------
+# Payload shapes (--shapes): the same loads on every shape of body a sender posts
+
+
+# Bodies (decoded) up to this size take the small-batch targets; larger ones the large-body targets.
+LARGE_BODY_BYTES = 1_500_000
+SHAPE_TARGETS: dict[str, Any] = {
+    "up_to_1mb": {"sequential_p99_ms": 10.0, "concurrent_events_per_second": 100_000},
+    "large": {"sequential_p99_ms": 40.0, "concurrent_body_megabytes_per_second": 100.0},
+}
+SHAPE_NAMES = ("simulator", "escaped", "camelcase", "tiny", "large")
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str  # e.g. "escaped" or "escaped+gzip"
+    body: bytes  # as sent
+    decoded_bytes: int
+    encoding: str | None
+
+    @property
+    def large(self) -> bool:
+        return self.decoded_bytes > LARGE_BODY_BYTES
+
+
+def payload_shapes(seed: int, names: list[str]) -> list[Shape]:
+    """bench/parse_shapes.py's ingest shapes, each also gzip'd (level 6, what senders' libraries default to)."""
+    sys.path.insert(0, str(BENCH_DIR))
+    from parse_shapes import ingest_shapes
+
+    shapes = []
+    for name, body in ingest_shapes(seed).items():
+        if name in names:
+            shapes.append(Shape(name, body, len(body), None))
+            shapes.append(Shape(f"{name}+gzip", gzip.compress(body, 6), len(body), "gzip"))
+    return shapes
+
+
+def shape_checks(shape: Shape, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue 17 targets for one shape, from siemgate's rows (sequential, concurrent)."""
+    seq, conc = rows.get("sequential"), next((r for k, r in rows.items() if k.startswith("concurrent")), None)
+    checks: dict[str, Any] = {}
+    targets = SHAPE_TARGETS["large" if shape.large else "up_to_1mb"]
+    if seq:
+        p99 = seq["latency_ms"]["p99"]
+        checks["sequential_p99"] = {"value": p99, "unit": "ms", "limit": targets["sequential_p99_ms"],
+                                    "met": p99 <= targets["sequential_p99_ms"]}
+    if conc:
+        if shape.large:
+            mbps = conc["requests_per_second"] * shape.decoded_bytes / 1e6
+            limit = targets["concurrent_body_megabytes_per_second"]
+            checks["concurrent_body_mb_per_s"] = {"value": mbps, "unit": "MB/s", "limit": limit, "met": mbps >= limit}
+        else:
+            eps = conc["events_per_second"]
+            limit = targets["concurrent_events_per_second"]
+            checks["concurrent_events_per_s"] = {"value": eps, "unit": "events/s", "limit": limit, "met": eps >= limit}
+    lost = sum(r["non_200"] + r["errors"] for r in rows.values())
+    checks["no_non_200_answers"] = {"value": lost, "unit": "", "met": lost == 0}
+    return checks
+
+
+def format_shapes(shapes: list[Shape], results: dict[str, dict[str, dict[str, Any]]],
+                  scenarios: list[Scenario], mode: str) -> str:
+    seq, conc = scenarios[0].name, scenarios[1].name
+    header = (f"{'shape':<16} {'KB sent':>8} {'KB body':>8} | {'ceil p50':>8} {'ceil p99':>8} {'p50 ms':>7} "
+              f"{'p99 ms':>7} | {'ceil ev/s':>10} {'events/s':>10} {'÷ceil':>6} {'MB/s':>6} {'body MB/s':>9} | targets")
+    lines = [f"siemgate: {MODE_LABELS[mode]}; {seq}: one sequential sender; {conc}: {scenarios[1].label}",
+             header, "-" * len(header)]
+    for shape in shapes:
+        by_target = results.get(shape.name, {})
+        ceiling, ours = by_target.get("ceiling", {}), by_target.get(mode, {})
+
+        def lat(rows: dict[str, Any], key: str) -> float | None:
+            row = rows.get(seq)
+            return None if row is None else float(row["latency_ms"][key])
+
+        c_conc, o_conc = ceiling.get(conc), ours.get(conc)
+        c_eps = None if c_conc is None else c_conc["events_per_second"]
+        o_eps = None if o_conc is None else o_conc["events_per_second"]
+        sent_mbps = None if o_conc is None else o_conc["megabytes_per_second"]
+        body_mbps = None if o_conc is None else o_conc["requests_per_second"] * shape.decoded_bytes / 1e6
+        checks = shape_checks(shape, ours) if ours else {}
+        verdict = ", ".join(f"{name} {'met' if c['met'] else 'NOT MET'}" for name, c in checks.items()
+                            if name != "no_non_200_answers")
+        if checks and not checks["no_non_200_answers"]["met"]:
+            verdict += f", {checks['no_non_200_answers']['value']:.0f} non-200/errors"
+        lines.append(
+            f"{shape.name:<16} {len(shape.body) / 1024:>8,.0f} {shape.decoded_bytes / 1024:>8,.0f} | "
+            f"{_fmt(lat(ceiling, 'p50'), '.2f', 8)} {_fmt(lat(ceiling, 'p99'), '.2f', 8)} "
+            f"{_fmt(lat(ours, 'p50'), '.2f', 7)} {_fmt(lat(ours, 'p99'), '.2f', 7)} | "
+            f"{_fmt(c_eps, ',.0f', 10)} {_fmt(o_eps, ',.0f', 10)} "
+            f"{_fmt(None if not c_eps or o_eps is None else o_eps / c_eps, '.0%', 6)} "
+            f"{_fmt(sent_mbps, ',.0f', 6)} {_fmt(body_mbps, ',.0f', 9)} | {verdict or '-'}"
+        )
+    lines.append(f"targets: body <= {LARGE_BODY_BYTES / 1e6:g} MB: sequential p99 <= 10 ms, {conc} >= 100,000 "
+                 "events/s; larger: sequential p99 <= 40 ms, >= 100 MB/s of body (decoded). MB/s: as sent "
+                 "(gzip'd for +gzip); the ceiling reads the body as sent and does not gunzip it")
+    return "\n".join(lines)
+
+
+def run_shapes(args: argparse.Namespace, stamp: str, results_dir: Path, machine: dict[str, Any]) -> int:
+    if args.load != "wrk":
+        raise SystemExit("--shapes posts prebuilt bodies (some gzip'd): it takes wrk (apt-get install wrk)")
+    mode = args.modes[0]
+    scenarios = [
+        Scenario("sequential", 1, "one sequential sender"),
+        Scenario(f"concurrent-{args.concurrency}", args.concurrency, f"{args.concurrency} concurrent senders"),
+    ]
+    shapes = payload_shapes(args.seed, args.shape)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    profile: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix="siemgate-bench-") as tmp, keep_logs(Path(tmp), args.keep_logs):
+        work = Path(tmp)
+        machine["work_dir"] = work_dir_info(work)
+        paths = {}
+        for shape in shapes:
+            paths[shape.name] = work / f"{shape.name}.body"
+            paths[shape.name].write_bytes(shape.body)
+            log(f"shape {shape.name}: {len(shape.body):,} bytes sent, {shape.decoded_bytes:,} decoded, "
+                f"{EVENTS_PER_BATCH} events")
+        def measure_all(name: str, target: Target, extra: dict[str, int]) -> None:
+            for shape in shapes:
+                for scenario in scenarios:
+                    log(f"{name}, {shape.name}, {scenario.label} ...")
+                    results.setdefault(shape.name, {}).setdefault(name, {})[scenario.name] = measure(
+                        target, scenario, args, paths[shape.name], len(shape.body), extra, shape.encoding)
+
+        if args.only in (None, "ceiling"):
+            with ceiling_server(work) as target:
+                measure_all("ceiling", target, {})
+        if args.only in (None, "siemgate"):
+            with mode_bus(work, mode) as bus:
+                with siemgate_server(work, bus) as target:
+                    measure_all(mode, target, {"broker": bus.broker_pid} if bus.broker_pid else {})
+                if args.profile_shape:
+                    (shape,) = [s for s in shapes if s.name == args.profile_shape]
+                    log(f"profiling shape {shape.name}")
+                    profile = profile_mode(work, bus, args, paths[shape.name], stamp, results_dir, shape.encoding)
+                    profile["shape"] = shape.name
+    checks = {s.name: shape_checks(s, results[s.name][mode]) for s in shapes if mode in results.get(s.name, {})}
+    document = {
+        "benchmark": "ingest-shapes",
+        "timestamp": stamp,
+        "command": " ".join([Path(sys.executable).name, "bench/ingest.py", *sys.argv[1:]]),
+        "machine": machine,
+        "settings": {
+            "duration_seconds": args.duration, "warmup_seconds": args.warmup, "load": args.load,
+            "wrk_threads": args.wrk_threads, "events_per_batch": EVENTS_PER_BATCH, "mode": MODE_LABELS[mode],
+            "shapes": {s.name: {"bytes_sent": len(s.body), "bytes_decoded": s.decoded_bytes,
+                                "content_encoding": s.encoding} for s in shapes},
+            "kafka": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "tansu (in memory, single node)",
+            "ingest_command": " ".join(siemgate_command()),
+        },
+        "targets": SHAPE_TARGETS,
+        # results[shape][target][scenario]: target is "ceiling" or the mode.
+        "results": results,
+        "checks": checks,
+        "profile": profile,
+    }
+    text = json.dumps(document, indent=2, default=str)
+    (results_dir / f"ingest-shapes-{stamp}.json").write_text(text + "\n")
+    (results_dir / "ingest-shapes-latest.json").write_text(text + "\n")
+    print()
+    print(f"siemgate ingest benchmark, payload shapes, {stamp}: {machine['nproc']} CPUs ({machine['cpu_model']}), "
+          f"Python {machine['python']}, load: wrk; {args.duration:g} s per load after {args.warmup:g} s warm-up; "
+          f"{EVENTS_PER_BATCH} events per batch; latency is per batch")
+    print(format_shapes(shapes, results, scenarios, mode))
+    if profile:
+        print()
+        print(format_profile(profile))
+    log(f"results written to {display(results_dir / f'ingest-shapes-{stamp}.json')} and ingest-shapes-latest.json")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# Memory (--memory): peak RSS with concurrent maximum-size bodies, against the chart's limit
+
+
+CHART_VALUES = ROOT / "helm" / "siemgate" / "values.yaml"
+_QUANTITY_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+
+
+def quantity(text: str | int) -> int:
+    match = re.fullmatch(r"([0-9.]+)([kMG]i?|Ki)?", str(text))
+    if not match:
+        raise ValueError(f"not a quantity of bytes: {text!r}")
+    return int(float(match[1]) * _QUANTITY_UNITS[match[2] or ""])
+
+
+def chart_memory() -> dict[str, int]:
+    """The chart's defaults that bound the ingest's memory: its container's limit, the budget derived
+    from it (ingest.memoryBudgetPercent) and config.limits.max_body_bytes."""
+    import yaml
+
+    values = yaml.safe_load(CHART_VALUES.read_text())
+    limit = quantity(values["ingest"]["resources"]["limits"]["memory"])
+    return {"memory_limit_bytes": limit,
+            "memory_budget_bytes": limit * int(values["ingest"]["memoryBudgetPercent"]) // 100,
+            "max_body_bytes": int(values["config"]["limits"]["max_body_bytes"])}
+
+
+def max_size_body(max_body: int, event_bytes: int = 8000) -> bytes:
+    """Events of ~8 KB (json.dumps attack samples) up to `max_body` bytes."""
+    sys.path.insert(0, str(BENCH_DIR))
+    import random
+
+    from parse_shapes import _long_attack
+
+    rng = random.Random(7)
+    parts: list[bytes] = []
+    size = 2
+    while True:
+        part = json.dumps(_long_attack(rng, len(parts), event_bytes)).encode()
+        if size + len(part) + 1 > max_body:
+            break
+        parts.append(part)
+        size += len(part) + 1
+    return b"[" + b",".join(parts) + b"]"
+
+
+def rss_bytes(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (the peak since the process started), in bytes."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1]) * 1024
+    return out
+
+
+def post_once(url: str, body: bytes, timeout: float) -> int:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", HEADER_NAME: HEADER_VALUE})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            answer.read()
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError) as exc:
+        log(f"a sender failed: {exc}")
+        return -1
+
+
+def run_memory(args: argparse.Namespace, stamp: str, results_dir: Path, machine: dict[str, Any]) -> int:
+    import threading
+
+    chart = chart_memory()
+    max_body = args.memory_max_body or chart["max_body_bytes"]
+    budget = args.memory_budget or chart["memory_budget_bytes"]
+    mode = args.modes[0]
+    body = max_size_body(max_body)
+    limits = {"max_body_bytes": max_body, "memory_budget_bytes": budget}
+    log(f"memory: {args.memory_senders} concurrent bodies of {len(body):,} bytes (max_body_bytes {max_body:,}), "
+        f"memory_budget_bytes {budget:,}; the chart's memory limit {chart['memory_limit_bytes']:,}; mode {mode}")
+    statuses: list[int] = []
+    samples: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="siemgate-bench-") as tmp, keep_logs(Path(tmp), args.keep_logs):
+        work = Path(tmp)
+        with mode_bus(work, mode) as bus, siemgate_server(work, bus, limits=limits) as target:
+            # One batch first, so that what a served batch leaves (imports, caches, the bus's
+            # buffers) is in the baseline.
+            assert post_once(target.url, max_size_body(64 * 1024), 60) == 200
+            baseline = rss_bytes(target.pid)["VmRSS"]
+            lock = threading.Lock()
+
+            def send() -> None:
+                status = post_once(target.url, body, args.memory_timeout)
+                with lock:
+                    statuses.append(status)
+
+            senders = [threading.Thread(target=send) for _ in range(args.memory_senders)]
+            started = time.monotonic()
+            for sender in senders:
+                sender.start()
+            while any(s.is_alive() for s in senders):
+                state = scrape(target.base_url)
+                samples.append({
+                    "seconds": time.monotonic() - started,
+                    "rss": rss_bytes(target.pid)["VmRSS"],
+                    "in_flight": metric_total(state, "siemgate_ingest_body_bytes_in_flight") or 0,
+                    "waiters": metric_total(state, "siemgate_ingest_body_budget_waiters") or 0,
+                })
+                time.sleep(0.05)
+            for sender in senders:
+                sender.join()
+            elapsed = time.monotonic() - started
+            peak = rss_bytes(target.pid)["VmHWM"]
+    ok = statuses.count(200)
+    report = {
+        "senders": args.memory_senders, "body_bytes": len(body), "max_body_bytes": max_body,
+        "memory_budget_bytes": budget, "chart_memory_limit_bytes": chart["memory_limit_bytes"],
+        "baseline_rss_bytes": baseline, "peak_rss_bytes": peak, "answered_200": ok,
+        "statuses": dict(Counter(statuses)), "seconds": elapsed,
+        "max_in_flight_bytes": max((s["in_flight"] for s in samples), default=0),
+        "max_waiters": max((s["waiters"] for s in samples), default=0),
+        "peak_vs_limit": peak / chart["memory_limit_bytes"],
+        "met": peak < chart["memory_limit_bytes"] and ok == args.memory_senders,
+    }
+    document = {"benchmark": "ingest-memory", "timestamp": stamp,
+                "command": " ".join([Path(sys.executable).name, "bench/ingest.py", *sys.argv[1:]]),
+                "machine": machine, "mode": MODE_LABELS[mode], "result": report, "samples": samples}
+    text = json.dumps(document, indent=2, default=str)
+    (results_dir / f"ingest-memory-{stamp}.json").write_text(text + "\n")
+    (results_dir / "ingest-memory-latest.json").write_text(text + "\n")
+    mib = 1024 * 1024
+    print()
+    print(f"siemgate ingest memory, {stamp}: {MODE_LABELS[mode]}")
+    print(f"  {args.memory_senders} concurrent bodies of {len(body) / mib:.1f} MiB: {ok} answered 200 "
+          f"({dict(Counter(statuses))}) in {elapsed:.1f} s")
+    print(f"  RSS: {baseline / mib:.0f} MiB before, peak {peak / mib:.0f} MiB; the chart's limit "
+          f"{chart['memory_limit_bytes'] / mib:.0f} MiB ({report['peak_vs_limit']:.0%} of it); memory budget "
+          f"{budget / mib:.0f} MiB, at most {report['max_in_flight_bytes'] / mib:.0f} MiB taken, up to "
+          f"{report['max_waiters']:.0f} requests waiting")
+    verdict = "MET" if report["met"] else "NOT MET"
+    print(f"  target: peak RSS under the chart's limit, every body answered 200: {verdict}")
+    log(f"results written to {display(results_dir / f'ingest-memory-{stamp}.json')} and ingest-memory-latest.json")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
 
 
 def parse_modes(text: str) -> list[str]:
@@ -1084,11 +1429,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--modes",
         type=parse_modes,
-        default=list(MODES),
+        default=None,
         metavar="M[,M...]",
         help="siemgate modes to measure: kafka (`siemgate ingest` on Kafka), spool (`siemgate ingest`, Kafka "
-        "unreachable), embedded (`siemgate run`, embedded bus + file sink); default all three",
+        "unreachable), embedded (`siemgate run`, embedded bus + file sink); default all three (--shapes: "
+        "kafka, --memory: embedded; both take the first mode given)",
     )
+    parser.add_argument("--shapes", action="store_true",
+                        help="instead: every payload shape (bench/parse_shapes.py's ingest_shapes, each also "
+                        "gzip'd), one sequential sender and --concurrency senders each, beside the ceiling")
+    parser.add_argument("--shape", type=lambda text: [n.strip() for n in text.split(",") if n.strip()],
+                        default=list(SHAPE_NAMES), metavar="S[,S...]",
+                        help=f"--shapes: a subset of {','.join(SHAPE_NAMES)}")
+    parser.add_argument("--profile-shape", metavar="SHAPE",
+                        help="--shapes: also profile siemgate with py-spy on this shape (e.g. escaped, or "
+                        "escaped+gzip), under --profile-load")
+    parser.add_argument("--memory", action="store_true",
+                        help="instead: the ingest's peak RSS with --memory-senders concurrent maximum-size bodies, "
+                        "against the chart's memory limit (helm/siemgate/values.yaml)")
+    parser.add_argument("--memory-senders", type=int, default=32, help="--memory: concurrent bodies (default 32)")
+    parser.add_argument("--memory-max-body", type=int, metavar="BYTES",
+                        help="--memory: limits.max_body_bytes and the body size (default: the chart's)")
+    parser.add_argument("--memory-budget", type=int, metavar="BYTES",
+                        help="--memory: limits.memory_budget_bytes (default: what the chart derives from its limit)")
+    parser.add_argument("--memory-timeout", type=float, default=300.0,
+                        help="--memory: seconds each sender waits for its answer (default 300)")
     parser.add_argument("--only", choices=("ceiling", "siemgate"), help="measure the ceiling, or siemgate, only")
     parser.add_argument(
         "--sink-drain-timeout",
@@ -1125,6 +1490,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--seed", type=int, default=1, help="seed of the batch body's contents")
     args = parser.parse_args(argv)
+    if args.shapes and args.memory:
+        parser.error("--shapes and --memory are separate runs")
+    unknown = [n for n in args.shape if n not in SHAPE_NAMES]
+    if unknown:
+        parser.error(f"--shape: unknown {','.join(unknown)} (shapes: {','.join(SHAPE_NAMES)})")
+    if args.profile_shape and (not args.shapes or args.profile_shape.removesuffix("+gzip") not in args.shape):
+        parser.error("--profile-shape: give --shapes and one of the shapes measured (NAME or NAME+gzip)")
+    if args.modes is None:
+        args.modes = ["kafka"] if args.shapes else ["embedded"] if args.memory else list(MODES)
     if args.profile and (args.only == "ceiling" or args.profile_mode not in args.modes):
         parser.error(f"--profile: --profile-mode {args.profile_mode} is not among the modes measured")
     if args.ingest_command:
@@ -1164,6 +1538,10 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     results_dir: Path = args.results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
+    if args.shapes:
+        return run_shapes(args, stamp, results_dir, machine_info(args.load))
+    if args.memory:
+        return run_memory(args, stamp, results_dir, machine_info(args.load))
     scenarios = [
         Scenario("sequential", 1, "one sequential sender"),
         Scenario(f"concurrent-{args.concurrency}", args.concurrency, f"{args.concurrency} concurrent senders"),

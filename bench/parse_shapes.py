@@ -127,6 +127,34 @@ def shapes(seed: int = 17) -> dict[str, bytes]:
     }
 
 
+def _long_attack(rng: random.Random, i: int, size: int = 8000) -> dict[str, Any]:
+    """An attack sample event of about `size` bytes as json.dumps writes it (escapes included)."""
+    event = _attack(rng, i)
+    sample = event["request"]["body"]
+    escaped = len(json.dumps(sample)) - 2
+    event["request"]["body"] = (sample + " ") * max(1, (size - len(json.dumps(event)) + escaped) // (escaped + 1))
+    return event
+
+
+def ingest_shapes(seed: int = 17) -> dict[str, bytes]:
+    """The bodies `bench/ingest.py --shapes` posts, 500 events each (the sender's batch):
+    `simulator` (siemgate simulate's events, orjson), `escaped` (attack samples by json.dumps:
+    non-ASCII as \\uXXXX, quotes, backslashes), `camelcase` (vendor events, nested objects and
+    arrays, wrapped), `tiny` (the smallest events a sender posts), `large` (~8 KB attack
+    samples: a ~4 MB body)."""
+    from siemgate.simulate import make_batch_body, make_events
+
+    rng = random.Random(seed)
+    return {
+        "simulator": make_batch_body(make_events(500, "high=1,medium=3,low=6", seed)),
+        "escaped": json.dumps([_attack(rng, i) for i in range(500)]).encode(),
+        "camelcase": orjson.dumps({"meta": {"count": 500, "vendor": "Acme"},
+                                   "alerts": [_mixed(rng, i) for i in range(500)]}),
+        "tiny": json.dumps([{"id": f"t{i}", "severity": "low", "n": i} for i in range(500)]).encode(),
+        "large": json.dumps([_long_attack(rng, i) for i in range(500)]).encode(),
+    }
+
+
 def _parser(root: str | None) -> Any:
     """A BatchParser of the `siemgate` under `root` (None: this one), built while that one's
     modules are those imported (its config loader imports on use)."""

@@ -17,6 +17,10 @@ file:close()
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
+local encoding = os.getenv("BENCH_CONTENT_ENCODING")
+if encoding and encoding ~= "" then
+  wrk.headers["Content-Encoding"] = encoding
+end
 local header_name = os.getenv("BENCH_HEADER_NAME")
 if header_name and header_name ~= "" then
   wrk.headers[header_name] = os.getenv("BENCH_HEADER_VALUE") or ""

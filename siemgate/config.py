@@ -279,16 +279,44 @@ class MetricsListenConfig:
             raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")
 
 
+# What one byte of a request body costs in memory while its request is in flight: the bytes as
+# read, the copy read_body returns and the parsed form (events and their records), measured with
+# tracemalloc: parse peak 3.2-3.7x the body for the simulator's, json.dumps-escaped, deeply
+# nested and ~8 KB events, 4.4x for small camelCase vendor events; 6 covers these with margin.
+# (Batches of thousands of tiny events cost more per byte, ~1 KiB per event: bounded by
+# max_events_per_batch.) A gzip'd body costs 1 per byte as sent plus BODY_BYTE_COST per byte inflated.
+BODY_BYTE_COST = 6
+DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
+
+
+def largest_body_charge(max_body_bytes: int) -> int:
+    """What one request may take of the memory budget at most: a gzip'd body of max_body_bytes
+    that inflates to max_body_bytes."""
+    return (BODY_BYTE_COST + 1) * max_body_bytes
+
+
 @dataclass(frozen=True, kw_only=True)
 class LimitsConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     max_events_per_batch: int = 10_000
     # A client that has not sent its whole body by then gets 408: uvicorn has no body timeout.
     body_timeout_seconds: float = 30.0
+    # The memory the request bodies in flight may take, with their parsed forms (BODY_BYTE_COST):
+    # a request over it waits, unread, until requests ahead of it are answered. 0: the larger of
+    # 256 MiB and what one body of max_body_bytes takes (the chart derives it from the memory limit).
+    memory_budget_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes", "must be at least 1024")
+        largest = largest_body_charge(self.max_body_bytes)
+        if self.memory_budget_bytes == 0:
+            object.__setattr__(self, "memory_budget_bytes", max(DEFAULT_MEMORY_BUDGET, largest))
+        elif self.memory_budget_bytes < largest:
+            raise ConfigError("memory_budget_bytes", f"{self.memory_budget_bytes} is less than one body of "
+                              f"max_body_bytes ({self.max_body_bytes}) takes in memory: {largest} "
+                              f"({BODY_BYTE_COST + 1} x max_body_bytes, gzip'd). Raise it (or the "
+                              "container's memory limit it is derived from), or lower max_body_bytes")
         if self.max_events_per_batch < 1:
             raise ConfigError("max_events_per_batch", "must be at least 1")
         if self.body_timeout_seconds <= 0:

