@@ -16,10 +16,7 @@ per event (~0.1 us next to the ~30 us the stand-in spends per event).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import signal
 import sys
 import time
 from pathlib import Path
@@ -29,8 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from siemgate.gc_tuning import tune_gc  # noqa: E402
-from siemgate_standins.http_server import Request, Response  # noqa: E402
+from siemgate_standins.http_server import Request, Response, run_main  # noqa: E402
 from siemgate_standins.splunk_hec import SplunkHecStandIn, add_arguments  # noqa: E402
 
 log = logging.getLogger("bench.hec_standin")
@@ -72,14 +68,7 @@ async def serve(args: argparse.Namespace) -> None:
     standin = IdRecordingHecStandIn(tokens=args.tokens, host=args.host, port=args.port,
                                     max_body_bytes=args.max_body_bytes, ack_delay_seconds=args.ack_delay,
                                     index_before_invalid=args.index_before_invalid, keep_events=args.keep_events)
-    tune_gc()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    async with standin:
-        print(standin.url, flush=True)
-        await stop.wait()
+    await standin.serve_until_signalled()
     log.info("stopped: %d events indexed", standin.indexed_total)
 
 
@@ -89,15 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.certfile:
         parser.error("TLS is not supported here (use `siemgate standin splunk-hec`)")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(args))
-    else:
-        with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve(args))
-    return 0
+    return run_main(lambda: serve(args))
 
 
 if __name__ == "__main__":

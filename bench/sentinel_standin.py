@@ -14,10 +14,7 @@ without the stand-in keeping whole rows (`--no-keep-rows`):
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import signal
 import sys
 import time
 from pathlib import Path
@@ -27,8 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from siemgate.gc_tuning import tune_gc  # noqa: E402
-from siemgate_standins.http_server import Request, Response  # noqa: E402
+from siemgate_standins.http_server import Request, Response, run_main  # noqa: E402
 from siemgate_standins.sentinel import SentinelStandIn, add_arguments, from_arguments  # noqa: E402
 
 log = logging.getLogger("bench.sentinel_standin")
@@ -62,14 +58,7 @@ class IdRecordingSentinelStandIn(SentinelStandIn):
 
 async def serve(args: argparse.Namespace) -> None:
     standin = from_arguments(args, IdRecordingSentinelStandIn)
-    tune_gc()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    async with standin:
-        print(standin.url, flush=True)
-        await stop.wait()
+    await standin.serve_until_signalled()
     log.info("stopped: %d rows ingested", standin.ingested_total)
 
 
@@ -79,15 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.certfile:
         parser.error("TLS is not supported here (use `siemgate standin sentinel`)")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(args))
-    else:
-        with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve(args))
-    return 0
+    return run_main(lambda: serve(args))
 
 
 if __name__ == "__main__":
