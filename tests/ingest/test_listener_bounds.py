@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -246,3 +247,49 @@ async def test_a_head_over_the_bound_is_refused_before_it_ends(ingest: RunningIn
     if answer:  # else the server's close reset the connection before the answer was read
         assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
         assert b"Request head too large" in answer
+
+
+# --- X-Forwarded-For over several header lines ----------------------------------------------------
+
+
+@pytest.fixture
+async def fenced(tmp_path: Path) -> AsyncIterator[RunningIngest]:
+    """Behind a trusted proxy (loopback), one integration that takes 198.51.100.0/24 only."""
+    integrations = f"""
+  - name: appsec
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+    allowed_cidrs: [198.51.100.0/24]
+"""
+    config = make_config(tmp_path, None, integrations=integrations)
+    config = dataclasses.replace(config, listen=dataclasses.replace(
+        config.listen, trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),)))
+    async with running_ingest(config, wait_ready=False, publisher=MemoryPublisher()) as running:
+        yield running
+
+
+async def send_with_xff(ingest: RunningIngest, lines: list[str]) -> bytes:
+    reader, writer = await connect(ingest)
+    try:
+        xff = "".join(f"X-Forwarded-For: {line}\r\n" for line in lines)
+        writer.write(f"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: {KEY}\r\n{xff}"
+                     "Content-Length: 2\r\nConnection: close\r\n\r\n[]".encode())
+        return await read_until_closed(reader, 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        # HAProxy's `option forwardfor` appends its own line: the client's forged one comes first.
+        (["198.51.100.7", "203.0.113.9"], 403),
+        (["203.0.113.9", "198.51.100.7"], 200),
+        (["198.51.100.7, 10.0.0.1", "203.0.113.9"], 403),
+        (["198.51.100.7"], 200),
+        (["203.0.113.9, 198.51.100.7"], 200),
+    ],
+)
+async def test_every_forwarded_for_line_counts_walked_from_the_right(
+        fenced: RunningIngest, lines: list[str], status: int) -> None:
+    answer = await send_with_xff(fenced, lines)
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
