@@ -110,8 +110,12 @@ class ListenerStats:
 class ListenerCollector(Collector):
     """`siemgate_listener_connections` and `siemgate_listener_refusals_total` of some listeners."""
 
-    def __init__(self, stats: Iterable[ListenerStats]) -> None:
-        self._stats = tuple(stats)
+    def __init__(self, stats: Iterable[ListenerStats] = ()) -> None:
+        self._stats = list(stats)
+
+    def add(self, stats: ListenerStats) -> None:
+        """Count another listener too (one collector per registry: the names are its own)."""
+        self._stats.append(stats)
 
     def collect(self) -> Iterator[Metric]:
         connections = GaugeMetricFamily("siemgate_listener_connections", "Connections open now, by listener.",

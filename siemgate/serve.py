@@ -31,7 +31,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 
-from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
@@ -78,12 +77,12 @@ def status_sources(process: Process, *, ingest: IngestSource | None = None,
     return StatusSources(process, ingest=ingest, forward=forward, confirm_link=request_confirmation_link)
 
 
-def _admin(config: Config, process: Process, registry: CollectorRegistry, *, ingest: IngestSource | None = None,
+def _admin(config: Config, process: Process, listeners: ListenerCollector, *, ingest: IngestSource | None = None,
            forward: ForwardSource | None = None) -> contextlib.AbstractAsyncContextManager[AdminListener | None]:
     """The status page while the block runs, when `admin` is configured (bound before the rest
-    starts): the one place the admin listener is started. Its connections are counted in
-    `registry` (the process's /metrics)."""
-    return running_admin(config.admin, status_sources(process, ingest=ingest, forward=forward), registry)
+    starts): the one place the admin listener is started. Its connections are counted by
+    `listeners` (on the process's /metrics)."""
+    return running_admin(config.admin, status_sources(process, ingest=ingest, forward=forward), listeners)
 
 
 # -- /metrics on a listener of its own (`metrics:`)
@@ -101,7 +100,7 @@ async def _metrics_listener(config: Config, app: Starlette) -> AsyncIterator[Non
     sock = bind_listener(config.metrics.host, config.metrics.port, key="metrics", error=MetricsListenError, backlog=64)
     route: BaseRoute = app.state.metrics_route
     stats = ListenerStats("metrics")
-    app.state.context.metrics.registry.register(ListenerCollector([stats]))
+    app.state.context.metrics.listeners.add(stats)
     server = SideServer(side_config(Starlette(routes=[route]), ConnectionLimits(max_connections=64), stats, 5))
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="metrics-server")
     host, port = sock.getsockname()[:2]
@@ -139,7 +138,7 @@ async def serve_run(config: Config, reloader: ConfigReloader | None = None) -> N
         foreground = Foreground()
         service = ForwardService(config, bus=opened.bus, foreground=foreground)
         app = create_app(config, opened.ingest_publisher, foreground=foreground, health=service.health)
-        async with _admin(config, "run", app.state.context.metrics.registry, ingest=app.state.context,
+        async with _admin(config, "run", app.state.context.metrics.listeners, ingest=app.state.context,
                           forward=service), \
                 _metrics_listener(config, app):
             registry = app.state.context.metrics.registry
@@ -175,7 +174,7 @@ async def serve_ingest(config: Config, reloader: ConfigReloader | None = None) -
     async with open_bus(config, role="ingest") as opened:
         assert opened.ingest_publisher is not None  # role "ingest" always has one
         app = create_app(config, opened.ingest_publisher)
-        async with _admin(config, "ingest", app.state.context.metrics.registry, ingest=app.state.context), \
+        async with _admin(config, "ingest", app.state.context.metrics.listeners, ingest=app.state.context), \
                 _metrics_listener(config, app):
             server = ingest_server(config, app)
             async with reloading(reloader, app.state.context.metrics.registry, app.state.webhooks):
@@ -193,6 +192,8 @@ async def serve_forward(config: Config, sink_names: Sequence[str] = (), reloader
     selected_sinks(config, sink_names)  # an unknown sink name is reported before the bus
     async with open_bus(config, role="forward") as opened:
         service = ForwardService(config, sink_names, bus=opened.bus)
-        async with _admin(config, "forward", service.metrics.registry, forward=service), \
+        listeners = ListenerCollector()
+        service.metrics.registry.register(listeners)
+        async with _admin(config, "forward", listeners, forward=service), \
                 reloading(reloader, service.metrics.registry, service):
             await run_with_endpoints(config, service)

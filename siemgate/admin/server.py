@@ -14,8 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
-
 from siemgate.admin.app import create_admin_app
 from siemgate.admin.status import StatusSources
 from siemgate.config import AdminConfig
@@ -67,17 +65,17 @@ def admin_limits(admin: AdminConfig) -> ConnectionLimits:
 
 @contextlib.asynccontextmanager
 async def running_admin(admin: AdminConfig | None, sources: StatusSources,
-                        registry: CollectorRegistry | None = None) -> AsyncIterator[AdminListener | None]:
+                        listeners: ListenerCollector | None = None) -> AsyncIterator[AdminListener | None]:
     """Serve the status page while the block runs; nothing when `admin` is None (not configured).
-    Its connections are counted in `registry` (the process's /metrics), when given."""
+    Its connections are counted by `listeners` (on the process's /metrics), when given."""
     if admin is None:
         yield None
         return
     sock = bind_listener(admin.host, admin.port, key="admin", error=AdminListenError)
     listener = AdminListener(admin.host, int(sock.getsockname()[1]))
     stats = ListenerStats("admin")
-    if registry is not None:
-        registry.register(ListenerCollector([stats]))
+    if listeners is not None:
+        listeners.add(stats)
     server = SideServer(side_config(create_admin_app(admin, sources), admin_limits(admin), stats,
                                     GRACEFUL_SHUTDOWN_SECONDS))
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="admin-server")

@@ -57,7 +57,8 @@ class IngestMetrics:
         self.activity = ActivityTracker()
         # The webhook port's connections (its protocol counts them: siemgate.listeners).
         self.webhook_listener = ListenerStats("webhook")
-        self.registry.register(ListenerCollector([self.webhook_listener]))
+        self.listeners = ListenerCollector([self.webhook_listener])  # + the process's side listeners
+        self.registry.register(self.listeners)
 
     def set_integration_state(self, integration: str, state: str | None) -> None:
         for candidate in ("pending", "confirmed"):

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from siemgate.admin.auth import SESSION_COOKIE, LoginThrottle
 from siemgate.admin.server import AdminListener, running_admin
 from siemgate.config import Config
+from siemgate.listeners import ListenerCollector
 from tests.admin.support import TOKEN, make_config, sources
 from tests.support import metric_value, wait_until
 
@@ -61,7 +62,9 @@ async def admin(tmp_path: Path) -> AsyncIterator[Running]:
         config.admin, head_timeout_seconds=HEAD_TIMEOUT, body_timeout_seconds=BODY_TIMEOUT,
         idle_timeout_seconds=IDLE_TIMEOUT, max_connections=MAX_CONNECTIONS))
     registry = CollectorRegistry()
-    async with running_admin(config.admin, sources(config), registry) as listener:
+    listeners = ListenerCollector()
+    registry.register(listeners)
+    async with running_admin(config.admin, sources(config), listeners) as listener:
         assert listener is not None
         yield Running(listener, registry, config)
 
