@@ -196,4 +196,4 @@ async def serve_forward(config: Config, sink_names: Sequence[str] = (), reloader
         service.metrics.registry.register(listeners)
         async with _admin(config, "forward", listeners, forward=service), \
                 reloading(reloader, service.metrics.registry, service):
-            await run_with_endpoints(config, service)
+            await run_with_endpoints(config, service, listeners)
