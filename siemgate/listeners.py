@@ -50,6 +50,10 @@ log = logging.getLogger("siemgate.listeners")
 MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_HEADERS: Final = 256
 
+_OVER_CAP_TEXT: Final = b"Too many connections: try again later."
+_OVER_CAP: Final = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_OVER_CAP_TEXT), _OVER_CAP_TEXT))
+
 REASONS: Final = ("max_connections", "head_timeout", "body_timeout", "head_too_large")
 
 
@@ -190,8 +194,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         stats = self.stats
         if stats.open >= self.limits.max_connections:
             stats.refused["max_connections"] += 1
-            # Not read, not parsed: one line and the connection closed.
-            transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            # Not read, not parsed: one answer and the connection closed.
+            transport.write(_OVER_CAP)
             transport.close()
             return
         self._accepted = True

@@ -183,7 +183,7 @@ async def test_connections_over_the_cap_are_refused_at_accept(admin: Running) ->
         started = time.monotonic()
         answer = await read_until_closed(reader, 5)  # not a byte sent: refused at accept
         writer.close()
-        assert answer in (b"", b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 503 "), answer[:200]
         assert time.monotonic() - started < HEAD_TIMEOUT
         assert admin.refusals("max_connections") == 1
     finally:

@@ -203,7 +203,7 @@ async def test_connections_over_the_cap_are_refused_at_accept(ingest: RunningIng
             answer = b""
         finally:
             writer.close()
-        assert answer in (b"", b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 503 "), answer[:200]
         assert time.monotonic() - started < HEAD_TIMEOUT, "refused at once, not by the head timeout"
         assert stats.refused["max_connections"] >= 1
     finally:
