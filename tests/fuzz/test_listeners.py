@@ -258,3 +258,55 @@ def test_forwarded_for_lines_are_one_list(ingest: ListenerIngest, lines: list[st
         check_documented(WEBHOOK, "post", answer.status, answer.headers, answer.body)
         assert answer.status == (200 if allowed else 403), (lines, answer)
         tally.count(answer.status, 0)  # `[]`: no events
+
+
+def test_four_hundred_slow_heads_hold_little_and_are_all_closed(ingest: ListenerIngest) -> None:
+    """Issue 17's reproduction: 400 connections each send 60 KiB of a head (under the 64 KiB
+    bound) and stall. The process holds at most that (the guard's peak RSS bound: 64 MiB over
+    the start; it grew by 240 MiB before), and every one is closed by the head timeout."""
+    part = b"POST /webhook/fuzz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"p" * (60 * 1024)
+    with ingest.guard():
+        before = refusals(ingest, "webhook", "head_timeout")
+        sockets: list[socket.socket] = []
+        try:
+            for _ in range(400):
+                sock = connect(ingest.port)
+                sockets.append(sock)
+                sock.sendall(part)
+            deadline = time.monotonic() + HEAD_TIMEOUT + 30
+            open_ = set(sockets)
+            while open_:
+                assert time.monotonic() < deadline, f"{len(open_)} of 400 stalled heads still open"
+                readable, _, _ = select.select(list(open_), [], [], 1.0)
+                for sock in readable:
+                    try:
+                        chunk = sock.recv(65536)
+                    except ConnectionResetError:
+                        chunk = b""
+                    assert chunk == b"" or chunk.startswith(b"HTTP/1.1 408 ") or b"HTTP" not in chunk, chunk[:100]
+                    if not chunk:
+                        open_.discard(sock)
+        finally:
+            for sock in sockets:
+                sock.close()
+        assert refusals(ingest, "webhook", "head_timeout") == before + 400
+
+
+def test_a_wrong_token_flood_is_throttled_and_its_warnings_summarized(ingest: ListenerIngest) -> None:
+    """300 wrong admin tokens as fast as one client sends them: at most the throttle's burst
+    (5, one more per 6 s) is checked and answered 401, the rest 429; the log gets the
+    WARNINGs once each (then a count a minute later), not 300 lines."""
+    with ingest.guard():
+        offset = ingest.log_path.stat().st_size
+        codes: dict[int, int] = {}
+        started = time.monotonic()
+        with httpx.Client(base_url=ingest.admin_url, timeout=30) as client:
+            for i in range(300):
+                response = client.post("/login", data={"token": f"wrong-token-{i:012d}"},
+                                       headers={"Origin": ingest.admin_url})
+                codes[response.status_code] = codes.get(response.status_code, 0) + 1
+        elapsed = time.monotonic() - started
+        assert set(codes) <= {401, 429}, codes
+        assert codes.get(401, 0) <= 5 + int(elapsed / 6) + 1, codes
+        lines = ingest.log_lines(offset, "admin")
+        assert len(lines) <= 4, "\n".join(lines[:10])  # (none when an earlier test logged them this minute)
