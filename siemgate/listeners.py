@@ -225,7 +225,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._unsupported_upgrade_warning()
+            # No websockets here: the request is answered as any other, the rest of what the
+            # connection sends is not HTTP any more, so it is closed after the answer.
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
             return
         except httptools.HttpParserError as exc:
             refused = exc.__context__

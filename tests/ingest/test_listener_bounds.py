@@ -293,3 +293,18 @@ async def test_every_forwarded_for_line_counts_walked_from_the_right(
         fenced: RunningIngest, lines: list[str], status: int) -> None:
     answer = await send_with_xff(fenced, lines)
     assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+
+
+async def test_an_upgrade_request_is_answered_and_the_connection_closed(ingest: RunningIngest) -> None:
+    """No websockets: an Upgrade is answered as a plain request, and what follows it is not
+    read as HTTP: the connection is closed after the answer."""
+    reader, writer = await connect(ingest)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                     + b"\x81\x85garbage-after-the-upgrade")
+        await writer.drain()
+        answer = await read_until_closed(reader, 5)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.count(b"HTTP/1.1") == 1
