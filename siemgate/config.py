@@ -257,10 +257,19 @@ class ListenConfig:
     tls: TlsServerConfig | None = None
     # Proxies/load balancers whose X-Forwarded-For is believed; empty: the TCP peer is the client.
     trusted_proxies: tuple[Network, ...] = ()
+    # Each connection's bounds, enforced before authentication (siemgate.listeners): a request
+    # head complete within head_timeout_seconds of its first byte (else 408), at most
+    # idle_timeout_seconds between requests (longer than the sender's 5 s batch interval: its
+    # connection is kept), at most max_connections open (more are answered 503 at accept). A
+    # body's bound is limits.body_timeout_seconds.
+    head_timeout_seconds: float = 10.0
+    idle_timeout_seconds: float = 75.0
+    max_connections: int = 1024
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")
+        _check_connection_bounds(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -650,15 +659,31 @@ class AdminConfig:
     host: str = "127.0.0.1"
     port: int = 9180
     token: Secret
+    # Each connection's bounds (siemgate.listeners), as on the webhook port; a form is small.
+    head_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    idle_timeout_seconds: float = 5.0
+    max_connections: int = 64
 
     def __post_init__(self) -> None:
         if not _valid_host(self.host):
             raise ConfigError("host", f"{self.host!r} is not an IP address or a host name")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")
+        _check_connection_bounds(self)
+        if self.body_timeout_seconds <= 0:
+            raise ConfigError("body_timeout_seconds", "must be positive")
         if len(self.token.reveal()) < ADMIN_TOKEN_MIN_CHARS:
             raise ConfigError("token", f"must be at least {ADMIN_TOKEN_MIN_CHARS} characters (check the ${{VAR}} "
                                        "it uses); e.g. `openssl rand -base64 24`")
+
+
+def _check_connection_bounds(listener: ListenConfig | AdminConfig) -> None:
+    for key in ("head_timeout_seconds", "idle_timeout_seconds"):
+        if getattr(listener, key) <= 0:
+            raise ConfigError(key, "must be positive")
+    if listener.max_connections < 1:
+        raise ConfigError("max_connections", "must be at least 1")
 
 
 def _valid_host(host: str) -> bool:

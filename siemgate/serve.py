@@ -31,7 +31,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
@@ -49,7 +48,14 @@ from siemgate.gc_tuning import tune_gc
 from siemgate.ingest.app import create_app
 from siemgate.ingest.confirmation_fetch import request_link
 from siemgate.ingest.server import ingest_server
-from siemgate.listeners import SideServer, bind_listener
+from siemgate.listeners import (
+    ConnectionLimits,
+    ListenerCollector,
+    ListenerStats,
+    SideServer,
+    bind_listener,
+    side_config,
+)
 from siemgate.metrics import Exposed
 from siemgate.reload import ConfigReloader, reloading
 
@@ -71,11 +77,12 @@ def status_sources(process: Process, *, ingest: IngestSource | None = None,
     return StatusSources(process, ingest=ingest, forward=forward, confirm_link=request_confirmation_link)
 
 
-def _admin(config: Config, process: Process, *, ingest: IngestSource | None = None,
+def _admin(config: Config, process: Process, listeners: ListenerCollector, *, ingest: IngestSource | None = None,
            forward: ForwardSource | None = None) -> contextlib.AbstractAsyncContextManager[AdminListener | None]:
     """The status page while the block runs, when `admin` is configured (bound before the rest
-    starts): the one place the admin listener is started."""
-    return running_admin(config.admin, status_sources(process, ingest=ingest, forward=forward))
+    starts): the one place the admin listener is started. Its connections are counted by
+    `listeners` (on the process's /metrics)."""
+    return running_admin(config.admin, status_sources(process, ingest=ingest, forward=forward), listeners)
 
 
 # -- /metrics on a listener of its own (`metrics:`)
@@ -92,9 +99,9 @@ async def _metrics_listener(config: Config, app: Starlette) -> AsyncIterator[Non
         return
     sock = bind_listener(config.metrics.host, config.metrics.port, key="metrics", error=MetricsListenError, backlog=64)
     route: BaseRoute = app.state.metrics_route
-    server = SideServer(uvicorn.Config(Starlette(routes=[route]), lifespan="off", access_log=False,
-                                         log_config=None, server_header=False, proxy_headers=False,
-                                         timeout_graceful_shutdown=5))
+    stats = ListenerStats("metrics")
+    app.state.context.metrics.listeners.add(stats)
+    server = SideServer(side_config(Starlette(routes=[route]), ConnectionLimits(max_connections=64), stats, 5))
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="metrics-server")
     host, port = sock.getsockname()[:2]
     log.info(f"/metrics on http://{host}:{port}/metrics", extra={"metrics_port": port})
@@ -131,7 +138,8 @@ async def serve_run(config: Config, reloader: ConfigReloader | None = None) -> N
         foreground = Foreground()
         service = ForwardService(config, bus=opened.bus, foreground=foreground)
         app = create_app(config, opened.ingest_publisher, foreground=foreground, health=service.health)
-        async with _admin(config, "run", ingest=app.state.context, forward=service), \
+        async with _admin(config, "run", app.state.context.metrics.listeners, ingest=app.state.context,
+                          forward=service), \
                 _metrics_listener(config, app):
             registry = app.state.context.metrics.registry
             registry.register(Exposed(service.metrics.registry))
@@ -166,7 +174,8 @@ async def serve_ingest(config: Config, reloader: ConfigReloader | None = None) -
     async with open_bus(config, role="ingest") as opened:
         assert opened.ingest_publisher is not None  # role "ingest" always has one
         app = create_app(config, opened.ingest_publisher)
-        async with _admin(config, "ingest", ingest=app.state.context), _metrics_listener(config, app):
+        async with _admin(config, "ingest", app.state.context.metrics.listeners, ingest=app.state.context), \
+                _metrics_listener(config, app):
             server = ingest_server(config, app)
             async with reloading(reloader, app.state.context.metrics.registry, app.state.webhooks):
                 tune_gc()
@@ -183,6 +192,8 @@ async def serve_forward(config: Config, sink_names: Sequence[str] = (), reloader
     selected_sinks(config, sink_names)  # an unknown sink name is reported before the bus
     async with open_bus(config, role="forward") as opened:
         service = ForwardService(config, sink_names, bus=opened.bus)
-        async with _admin(config, "forward", forward=service), \
+        listeners = ListenerCollector()
+        service.metrics.registry.register(listeners)
+        async with _admin(config, "forward", listeners, forward=service), \
                 reloading(reloader, service.metrics.registry, service):
-            await run_with_endpoints(config, service)
+            await run_with_endpoints(config, service, listeners)

@@ -79,7 +79,8 @@ def test_unset_variable_names_the_variable_and_the_key() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("listen: {hots: 1.2.3.4}", "listen.hots: unknown key (known keys here: host, port, tls, trusted_proxies)"),
+        ("listen: {hots: 1.2.3.4}", "listen.hots: unknown key (known keys here: head_timeout_seconds, host, "
+                                    "idle_timeout_seconds, max_connections, port, tls, trusted_proxies)"),
         ("bogus: 1", "bogus: unknown key"),
         ("listen: {port: eighty}", "listen.port: must be an integer, not 'eighty'"),
         ("listen: {port: 70000}", "listen.port: must be between 0 and 65535"),

@@ -2,7 +2,7 @@
 
     GET  /                                  the page (session cookie or Bearer), else the login form (401)
     POST /login                             token -> session cookie, back to /
-    POST /logout                            ends the browser's session
+    POST /logout                            ends the browser's session (server-side: its cookie stops working)
     POST /integrations/{name}/confirm       the Confirm button (session + CSRF token + same origin)
     GET  /api/status                        the snapshot as JSON (Bearer only), else 401
 
@@ -15,6 +15,7 @@ check of the forms needs the browser to send them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 from typing import Final
 from urllib.parse import parse_qs, urlencode
@@ -26,14 +27,17 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from siemgate.admin.auth import SESSION_COOKIE, SESSION_SECONDS, AdminAuth, same_origin
+from siemgate.admin.auth import SESSION_COOKIE, SESSION_SECONDS, AdminAuth, LoginThrottle, same_origin
 from siemgate.admin.confirm import Confirmer, Outcome
 from siemgate.admin.page import Flash, login_page, message_page, status_page
 from siemgate.admin.status import Status, StatusSources, build_status
 from siemgate.config import AdminConfig
 from siemgate.errors import SiemgateError
 
+log = logging.getLogger("siemgate.admin")
+
 MAX_FORM_BYTES: Final = 16 * 1024
+MAX_FORM_FIELDS: Final = 20
 _OUTCOMES: Final = ("confirmed", "failed", "newer-link", "not-pending", "state-error")
 _HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
@@ -78,20 +82,31 @@ def _html(body: str, nonce: str, status_code: int = 200) -> HTMLResponse:
     return response
 
 
-class _FormTooLarge(SiemgateError):
-    """A form over MAX_FORM_BYTES (answered 413; never raised out of this module)."""
+class _BadForm(SiemgateError):
+    """A form the page would never send (never raised out of this module): `status` and
+    `text` are the answer."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """An urlencoded form (what the page's forms send), at most MAX_FORM_BYTES."""
+    """An urlencoded form (what the page's forms send), at most MAX_FORM_BYTES and
+    MAX_FORM_FIELDS fields."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         return {}
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
-            raise _FormTooLarge
-    fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=20)
+            raise _BadForm(413, "The form is too large.")
+    try:
+        fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True,
+                          max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # more fields than max_num_fields
+        raise _BadForm(400, f"The form has more than {MAX_FORM_FIELDS} fields.") from None
     return {key: values[0] for key, values in fields.items()}
 
 
@@ -99,6 +114,7 @@ def create_admin_app(admin: AdminConfig, sources: StatusSources) -> ASGIApp:
     """The admin app, wrapped in `SecurityHeaders` (outside Starlette's error handling, so a 500
     carries them too)."""
     auth = AdminAuth(admin.token)
+    throttle = LoginThrottle()
     confirmer = (Confirmer(sources.ingest, sources.confirm_link)
                  if sources.ingest is not None and sources.confirm_link is not None else None)
 
@@ -112,10 +128,45 @@ def create_admin_app(admin: AdminConfig, sources: StatusSources) -> ASGIApp:
         nonce = secrets.token_urlsafe(16)
         return _html(message_page(nonce, title, text), nonce, status_code)
 
+    def client_of(request: Request) -> str:
+        return LoginThrottle.client_key(request.client.host if request.client else None)
+
+    def throttled(client: str, json: bool = False) -> Response | None:
+        """429 while `client` has used up its failed attempts (the token is not even checked)."""
+        wait = throttle.retry_after(client)
+        if not wait:
+            return None
+        log.warning("refused an admin login attempt: too many wrong tokens from this client (429)",
+                    extra={"client": client, "retry_after": wait})
+        text = f"Too many wrong tokens from your address: try again in {wait} s."
+        response = (JSONResponse({"error": text}, status_code=429) if json
+                    else message("Too many attempts", text, 429))
+        response.headers["Retry-After"] = str(wait)
+        return response
+
+    def token_failed(client: str, how: str) -> None:
+        throttle.failed(client)
+        # Word for word the same each time: a flood is summarized once a minute (siemgate.logs).
+        log.warning("refused an admin login: wrong admin token", extra={"client": client, "via": how})
+
+    def bearer_refused(request: Request, json: bool) -> Response | None:
+        """None when the request carries the right Bearer token; else its answer (401, or 429
+        when throttled). A request without an Authorization header is no attempt."""
+        authorization = request.headers.get("authorization")
+        if authorization is None:
+            return _api_refused() if json else refused_login()
+        client = client_of(request)
+        if (refused := throttled(client, json)) is not None:
+            return refused
+        if auth.bearer_ok(authorization):
+            return None
+        token_failed(client, "bearer")
+        return _api_refused() if json else refused_login()
+
     async def page(request: Request) -> Response:
         session = auth.session_id(request.cookies.get(SESSION_COOKIE))
-        if session is None and not auth.bearer_ok(request.headers.get("authorization")):
-            return refused_login()
+        if session is None and (refused := bearer_refused(request, json=False)) is not None:
+            return refused
         status = await build_status(sources)
         flash = _flash(status, request.query_params.get("outcome"), request.query_params.get("integration"))
         nonce = secrets.token_urlsafe(16)
@@ -128,9 +179,13 @@ def create_admin_app(admin: AdminConfig, sources: StatusSources) -> ASGIApp:
             return message("Refused", "This form was not sent from the status page.", 403)
         try:
             form = await _form(request)
-        except _FormTooLarge:
-            return message("Refused", "The form is too large.", 413)
+        except _BadForm as exc:
+            return message("Refused", exc.text, exc.status)
+        client = client_of(request)
+        if (refused := throttled(client)) is not None:
+            return refused
         if not auth.token_ok(form.get("token")):
+            token_failed(client, "login form")
             return refused_login("That is not the admin token.")
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(SESSION_COOKIE, auth.new_session(), max_age=SESSION_SECONDS, path="/", httponly=True,
@@ -146,17 +201,19 @@ def create_admin_app(admin: AdminConfig, sources: StatusSources) -> ASGIApp:
             return None, {}, message("Refused", "This form was not sent from the status page.", 403)
         try:
             form = await _form(request)
-        except _FormTooLarge:
-            return None, {}, message("Refused", "The form is too large.", 413)
+        except _BadForm as exc:
+            return None, {}, message("Refused", exc.text, exc.status)
         if not auth.csrf_ok(session, form.get("csrf")):
             return None, {}, message("Refused", "The form's CSRF token is missing or wrong: reload the page and "
                                                 "try again.", 403)
         return session, form, None
 
     async def logout(request: Request) -> Response:
-        _, _, refused = await checked_post(request)
+        session, _, refused = await checked_post(request)
         if refused is not None:
             return refused
+        assert session is not None  # checked_post's contract
+        auth.end_session(session)  # the cookie stops working now, wherever it was copied to
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
                                secure=request.url.scheme == "https")
@@ -176,9 +233,8 @@ def create_admin_app(admin: AdminConfig, sources: StatusSources) -> ASGIApp:
         return RedirectResponse("/?" + urlencode({"outcome": outcome, "integration": name}), status_code=303)
 
     async def api_status(request: Request) -> Response:
-        if not auth.bearer_ok(request.headers.get("authorization")):
-            return JSONResponse({"error": "missing or wrong admin token (Authorization: Bearer <admin.token>)"},
-                                status_code=401, headers={"WWW-Authenticate": 'Bearer realm="siemgate-admin"'})
+        if (refused := bearer_refused(request, json=True)) is not None:
+            return refused
         return JSONResponse(dataclasses.asdict(await build_status(sources)))
 
     return SecurityHeaders(Starlette(routes=[
@@ -188,6 +244,11 @@ def create_admin_app(admin: AdminConfig, sources: StatusSources) -> ASGIApp:
         Route("/integrations/{name}/confirm", confirm, methods=["POST"]),
         Route("/api/status", api_status, methods=["GET"]),
     ]))
+
+
+def _api_refused() -> JSONResponse:
+    return JSONResponse({"error": "missing or wrong admin token (Authorization: Bearer <admin.token>)"},
+                        status_code=401, headers={"WWW-Authenticate": 'Bearer realm="siemgate-admin"'})
 
 
 def _flash(status: Status, outcome: str | None, name: str | None) -> Flash | None:

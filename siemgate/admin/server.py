@@ -14,13 +14,18 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import uvicorn
-
 from siemgate.admin.app import create_admin_app
 from siemgate.admin.status import StatusSources
 from siemgate.config import AdminConfig
 from siemgate.errors import AdminListenError
-from siemgate.listeners import SideServer, bind_listener
+from siemgate.listeners import (
+    ConnectionLimits,
+    ListenerCollector,
+    ListenerStats,
+    SideServer,
+    bind_listener,
+    side_config,
+)
 
 log = logging.getLogger("siemgate.admin")
 
@@ -52,18 +57,27 @@ def _ended(task: asyncio.Task[None]) -> None:
         log.error("the status page's server stopped", exc_info=task.exception())
 
 
+def admin_limits(admin: AdminConfig) -> ConnectionLimits:
+    """The admin listener's connection bounds (siemgate.listeners): heads over 64 KiB are 431."""
+    return ConnectionLimits(head_timeout=admin.head_timeout_seconds, body_timeout=admin.body_timeout_seconds,
+                            idle_timeout=admin.idle_timeout_seconds, max_connections=admin.max_connections)
+
+
 @contextlib.asynccontextmanager
-async def running_admin(admin: AdminConfig | None, sources: StatusSources) -> AsyncIterator[AdminListener | None]:
-    """Serve the status page while the block runs; nothing when `admin` is None (not configured)."""
+async def running_admin(admin: AdminConfig | None, sources: StatusSources,
+                        listeners: ListenerCollector | None = None) -> AsyncIterator[AdminListener | None]:
+    """Serve the status page while the block runs; nothing when `admin` is None (not configured).
+    Its connections are counted by `listeners` (on the process's /metrics), when given."""
     if admin is None:
         yield None
         return
     sock = bind_listener(admin.host, admin.port, key="admin", error=AdminListenError)
     listener = AdminListener(admin.host, int(sock.getsockname()[1]))
-    server = SideServer(uvicorn.Config(
-        create_admin_app(admin, sources), lifespan="off", access_log=False, log_config=None, server_header=False,
-        proxy_headers=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    ))
+    stats = ListenerStats("admin")
+    if listeners is not None:
+        listeners.add(stats)
+    server = SideServer(side_config(create_admin_app(admin, sources), admin_limits(admin), stats,
+                                    GRACEFUL_SHUTDOWN_SECONDS))
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="admin-server")
     serving.add_done_callback(_ended)
     sampling = asyncio.create_task(_sample(sources), name="admin-rates") if sources.forward is not None else None

@@ -38,6 +38,7 @@ from siemgate.forwarders.runtime import SinkForwarder
 from siemgate.forwarders.sinks.registry import create_sink
 from siemgate.forwarders.watchdog import Watchdog
 from siemgate.gc_tuning import tune_gc
+from siemgate.listeners import ConnectionLimits, ListenerCollector, ListenerStats, bounded_protocol
 
 log = logging.getLogger("siemgate.forward")
 
@@ -247,14 +248,20 @@ class _EndpointServer(uvicorn.Server):
         yield
 
 
-async def run_with_endpoints(config: Config, service: ForwardService) -> None:
-    """`siemgate forward`'s main: the forwarders until SIGTERM/SIGINT, and their endpoints."""
+async def run_with_endpoints(config: Config, service: ForwardService, listeners: ListenerCollector | None = None
+                             ) -> None:
+    """`siemgate forward`'s main: the forwarders until SIGTERM/SIGINT, and their endpoints (on
+    the bounded protocol, siemgate.listeners; counted by `listeners` when given)."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.request_stop)
     listen = config.forward.listen
+    stats = ListenerStats("forward")
+    if listeners is not None:
+        listeners.add(stats)
     server = _EndpointServer(uvicorn.Config(service.app(), host=listen.host, port=listen.port, log_config=None,
-                                            access_log=False, lifespan="off"))
+                                            access_log=False, lifespan="off", ws="none",
+                                            http=bounded_protocol(ConnectionLimits(max_connections=64), stats)))
     http = asyncio.create_task(server.serve())
     tune_gc()  # measured: full collections were ~15% of a forwarder's CPU
     try:

@@ -150,7 +150,7 @@ class WebhookEndpoint:
         headers = request.headers
         peer = client_address(
             request.client.host if request.client else None,
-            headers.get("x-forwarded-for"),
+            headers.getlist("x-forwarded-for"),  # every line: the proxy's own is the last
             config.listen.trusted_proxies,
         )
         if not allowed(peer, integration.allowed_cidrs):

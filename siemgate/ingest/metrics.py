@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from siemgate.bus.spool import SpoolStats
 from siemgate.bus.sqlite_writer import StorageStats
+from siemgate.listeners import ListenerCollector, ListenerStats
 
 # Ack latency of a 500-event batch is a few milliseconds; 503s after the produce timeout take seconds.
 _ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -67,6 +68,10 @@ class IngestMetrics:
             ["integration", "state"], registry=self.registry,
         )
         self.activity = ActivityTracker()
+        # The webhook port's connections (its protocol counts them: siemgate.listeners).
+        self.webhook_listener = ListenerStats("webhook")
+        self.listeners = ListenerCollector([self.webhook_listener])  # + the process's side listeners
+        self.registry.register(self.listeners)
 
     def set_integration_state(self, integration: str, state: str | None) -> None:
         for candidate in ("pending", "confirmed"):

@@ -29,12 +29,16 @@ def _within(address: Address, networks: Sequence[Network]) -> bool:
     return any(address in network for network in networks)
 
 
-def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+def client_address(peer: str | None, forwarded_for: str | Sequence[str] | None, trusted: Sequence[Network]) -> str:
     """The client's address. X-Forwarded-For is walked from the right, past trusted proxies:
-    the first hop not trusted is the client (entries left of it could be forged)."""
+    the first hop not trusted is the client (entries left of it could be forged). Several
+    X-Forwarded-For lines are one list, in their order (RFC 9110 5.3): a proxy that appends a
+    line of its own (HAProxy's `option forwardfor`) puts the hop it saw last."""
     address = _parse(peer) if peer else None
     if address is None:
         return peer or "unknown"
+    if not isinstance(forwarded_for, str):
+        forwarded_for = ",".join(forwarded_for or ())
     if not forwarded_for or not trusted or not _within(address, trusted):
         return str(address)
     for hop in reversed(forwarded_for.split(",")):

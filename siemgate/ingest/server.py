@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from siemgate.bus.base import Publisher
 from siemgate.config import Config
 from siemgate.ingest.app import create_app
+from siemgate.ingest.http_protocol import webhook_protocol
 
 # Long enough for an in-flight batch to reach its produce deadline and be answered.
 GRACEFUL_SHUTDOWN_SECONDS = 25
@@ -36,30 +37,24 @@ def uvicorn_config(config: Config, publisher: Publisher) -> uvicorn.Config:
 def uvicorn_config_for(config: Config, app: Starlette) -> uvicorn.Config:
     listen = config.listen
     has_uvloop = importlib.util.find_spec("uvloop") is not None
-    has_httptools = importlib.util.find_spec("httptools") is not None
+    stats = app.state.context.metrics.webhook_listener
     return uvicorn.Config(
         app,
         host=listen.host,
         port=listen.port,
         loop="uvloop" if has_uvloop else "asyncio",
-        http=_bounded_httptools() if has_httptools else "h11",
-        h11_max_incomplete_event_size=64 * 1024,  # the h11 fallback's bound on a request head
+        # Bounded heads, head/body/idle timeouts, the connection cap (listen:, siemgate.listeners).
+        http=webhook_protocol(config, stats),
+        ws="none",
         lifespan="on",
         access_log=False,
         log_config=None,
         server_header=False,
         proxy_headers=False,  # X-Forwarded-For is honoured by siemgate itself, from trusted proxies only
-        timeout_keep_alive=75,  # longer than the sender's 5 s batch interval: keep its connection
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         ssl_certfile=listen.tls.cert if listen.tls else None,
         ssl_keyfile=listen.tls.key if listen.tls else None,
     )
-
-
-def _bounded_httptools() -> type[asyncio.Protocol]:
-    from siemgate.ingest.http_protocol import BoundedHttpToolsProtocol
-
-    return BoundedHttpToolsProtocol
 
 
 class Server(uvicorn.Server):

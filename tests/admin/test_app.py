@@ -138,13 +138,15 @@ async def test_api_answers_the_token_and_only_the_token(admin: Admin) -> None:
 
 async def test_page_without_a_valid_session_is_the_login_form(admin: Admin) -> None:
     await pending(admin)
-    auth = AdminAuth(Secret(TOKEN))
-    valid = auth.new_session()
+    # A session lives in the server that started it (logout ends it): this one logged in.
+    await admin.login()
+    valid = admin.client.cookies[SESSION_COOKIE]
     sid, expires, mac = valid.split(".")
+    minted = AdminAuth(Secret(TOKEN)).new_session()  # signed with the right key, never started here
     expired = AdminAuth(Secret(TOKEN), clock=lambda: 0.0).new_session()  # expired in 1970
     other_token = AdminAuth(Secret("another-token-0123456789")).new_session()
     for cookie in (None, "garbage", f"{sid}x.{expires}.{mac}", f"{sid}.{int(expires) + 999}.{mac}", expired,
-                   other_token, f"{sid}.{expires}.", valid.replace(".", "")):
+                   other_token, f"{sid}.{expires}.", valid.replace(".", ""), minted):
         admin.client.cookies.clear()
         if cookie is not None:
             admin.client.cookies.set(SESSION_COOKIE, cookie)

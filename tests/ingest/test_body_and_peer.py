@@ -93,9 +93,16 @@ def test_unsupported_coding(header: str) -> None:
         ("::ffff:10.1.1.1", "198.51.100.9", NETS, "198.51.100.9"),  # v4-mapped peer
         ("10.1.1.1", "not-an-ip", NETS, "10.1.1.1"),
         (None, None, NETS, "unknown"),
+        # Several lines are one list: the client's forged line first, the proxy's own appended.
+        ("10.1.1.1", ["1.2.3.4", "198.51.100.1"], NETS, "198.51.100.1"),
+        ("10.1.1.1", ["1.2.3.4, 10.9.9.9", "198.51.100.1, 10.2.2.2"], NETS, "198.51.100.1"),
+        ("10.1.1.1", ["10.3.3.3", "10.2.2.2"], NETS, "10.3.3.3"),
+        ("10.1.1.1", [], NETS, "10.1.1.1"),
+        ("10.1.1.1", ["", "198.51.100.1"], NETS, "198.51.100.1"),
     ],
 )
-def test_client_address(peer: str | None, xff: str | None, trusted: list[ipaddress.IPv4Network], expected: str) -> None:
+def test_client_address(peer: str | None, xff: str | list[str] | None, trusted: list[ipaddress.IPv4Network],
+                        expected: str) -> None:
     assert client_address(peer, xff, trusted) == expected
 
 

@@ -1,0 +1,310 @@
+"""The webhook port's connection bounds (siemgate.listeners, `listen:`), against the real ingest
+over loopback with raw TCP clients: heads that trickle in, bodies that trickle in after an
+early answer, idle keep-alive connections, the connection cap before any request is read, and
+request heads over the bound."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+from siemgate.record import Record
+from tests.support import KEY, RunningIngest, make_config, metric_value, running_ingest, wait_until
+
+pytestmark = pytest.mark.anyio
+
+HEAD_TIMEOUT = 0.5
+IDLE_TIMEOUT = 0.5
+BODY_TIMEOUT = 0.5  # limits.body_timeout_seconds; the protocol's backstop is 1 s more
+MAX_CONNECTIONS = 4
+
+
+class MemoryPublisher:
+    """Takes every batch at once (the bounds are what is tested, not the bus)."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        self.records.extend(records)
+
+    async def ready(self) -> bool:
+        return True
+
+
+@pytest.fixture
+async def ingest(tmp_path: Path) -> AsyncIterator[RunningIngest]:
+    extra = f"""
+limits: {{body_timeout_seconds: {BODY_TIMEOUT}}}
+"""
+    config = make_config(tmp_path, None, extra=extra)
+    config = dataclasses.replace(config, listen=dataclasses.replace(
+        config.listen, head_timeout_seconds=HEAD_TIMEOUT, idle_timeout_seconds=IDLE_TIMEOUT,
+        max_connections=MAX_CONNECTIONS))
+    async with running_ingest(config, wait_ready=False, publisher=MemoryPublisher()) as running:
+        yield running
+
+
+def port_of(ingest: RunningIngest) -> int:
+    return int(ingest.url.rsplit(":", 1)[1])
+
+
+async def connect(ingest: RunningIngest) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port_of(ingest))
+
+
+async def read_until_closed(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """Everything the server sends until it closes the connection; fails after `timeout`."""
+    data = b""
+    async with asyncio.timeout(timeout):
+        while chunk := await reader.read(65536):
+            data += chunk
+    return data
+
+
+async def refusals(ingest: RunningIngest, reason: str) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(ingest.url + "/metrics")).text
+    return metric_value(text, f'siemgate_listener_refusals_total{{listener="webhook",reason="{reason}"}}')
+
+
+async def trickle(writer: asyncio.StreamWriter, data: bytes, pace: float) -> None:
+    """Send `data` one byte per `pace` seconds (the slow client's pace, not synchronisation)."""
+    with contextlib.suppress(ConnectionError):
+        for byte in data:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(pace)
+
+
+def head(key: str = KEY, length: int = 2) -> bytes:
+    return (f"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
+
+
+async def test_a_trickling_head_is_answered_408_and_closed(ingest: RunningIngest) -> None:
+    before = await refusals(ingest, "head_timeout")
+    reader, writer = await connect(ingest)
+    started = time.monotonic()
+    # The whole head would take 30 s at this pace; the bound is HEAD_TIMEOUT from its first byte.
+    sending = asyncio.create_task(trickle(writer, head() + b"[]", 0.1))
+    try:
+        answer = await read_until_closed(reader, 10)
+    finally:
+        sending.cancel()
+        writer.close()
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert HEAD_TIMEOUT - 0.05 <= elapsed < HEAD_TIMEOUT + 3, elapsed
+    assert await refusals(ingest, "head_timeout") == before + 1
+
+
+async def test_a_connection_that_never_speaks_is_closed(ingest: RunningIngest) -> None:
+    reader, writer = await connect(ingest)
+    try:
+        assert await read_until_closed(reader, 10) == b""
+    finally:
+        writer.close()
+
+
+async def test_the_head_timeout_starts_again_with_each_request(ingest: RunningIngest) -> None:
+    """A keep-alive connection: requests sent promptly, with pauses (shorter than the idle
+    timeout) between them that add up to more than the head timeout, are all answered."""
+    reader, writer = await connect(ingest)
+    try:
+        for _ in range(4):
+            writer.write(head() + b"[]")
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert line.startswith(b"HTTP/1.1 200 "), line
+            length = int(line.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            await asyncio.sleep(IDLE_TIMEOUT / 2)  # the sender's pause between batches, shortened
+    finally:
+        writer.close()
+
+
+async def test_a_body_trickling_after_an_early_answer_is_cut_off(ingest: RunningIngest) -> None:
+    """A wrong key is answered 401 at once; the body still trickling in after it is read and
+    dropped only until the body timeout (plus its 1 s backstop margin), then the connection is
+    closed."""
+    before = await refusals(ingest, "body_timeout")
+    reader, writer = await connect(ingest)
+    writer.write(head("wrong-key", length=1000))
+    await writer.drain()
+    started = time.monotonic()
+    sending = asyncio.create_task(trickle(writer, b"x" * 1000, 0.1))  # 100 s at this pace
+    try:
+        answer = await read_until_closed(reader, 10)
+    finally:
+        sending.cancel()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    assert time.monotonic() - started < BODY_TIMEOUT + 1 + 3
+    assert await refusals(ingest, "body_timeout") == before + 1
+
+
+async def test_an_authenticated_trickling_body_is_answered_408(ingest: RunningIngest) -> None:
+    reader, writer = await connect(ingest)
+    writer.write(head(length=1000))
+    await writer.drain()
+    sending = asyncio.create_task(trickle(writer, b"[" + b" " * 998 + b"]", 0.1))
+    try:
+        answer = await read_until_closed(reader, 10)
+    finally:
+        sending.cancel()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"did not arrive within" in answer  # the app's answer (limits.body_timeout_seconds), not the backstop's
+
+
+async def test_an_idle_keep_alive_connection_is_closed(ingest: RunningIngest) -> None:
+    reader, writer = await connect(ingest)
+    try:
+        writer.write(head() + b"[]")
+        await writer.drain()
+        answered = time.monotonic()
+        answer = await read_until_closed(reader, 10)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert time.monotonic() - answered < IDLE_TIMEOUT + 3
+    finally:
+        writer.close()
+
+
+async def test_connections_over_the_cap_are_refused_at_accept(ingest: RunningIngest) -> None:
+    """MAX_CONNECTIONS silent connections are open (none has sent a byte, so none is
+    authenticated); the next is answered 503 and closed at once, without being read, and
+    counted. Once one closes, a new connection is served again."""
+    before = await refusals(ingest, "max_connections")
+    stats = ingest.server.config.http_protocol_class.stats  # type: ignore[attr-defined]
+    held = [await connect(ingest) for _ in range(MAX_CONNECTIONS)]
+    try:
+        await wait_until(lambda: stats.open == MAX_CONNECTIONS, "the held connections to be accepted", 10)
+        reader, writer = await connect(ingest)
+        started = time.monotonic()
+        try:
+            writer.write(head() + b"[]")
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            answer = await read_until_closed(reader, 5)
+        except ConnectionResetError:
+            answer = b""
+        finally:
+            writer.close()
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+        assert time.monotonic() - started < HEAD_TIMEOUT, "refused at once, not by the head timeout"
+        assert stats.refused["max_connections"] >= 1
+    finally:
+        for _, held_writer in held:
+            held_writer.close()
+    await wait_until(lambda: stats.open == 0, "the held connections to close", 10)
+    async with httpx.AsyncClient() as client:
+        response = await client.post(ingest.webhook(), content=b"[]", headers={"X-Api-Key": KEY})
+    assert response.status_code == 200
+    assert await refusals(ingest, "max_connections") == before + 1
+
+
+@pytest.mark.parametrize("shape", ["one long header line", "many header lines", "a long request line"])
+async def test_a_head_over_the_bound_is_refused_before_it_ends(ingest: RunningIngest, shape: str) -> None:
+    """400 (the webhook's SPEC code) once the head passes 64 KiB, while the client is still
+    sending: 8 MiB more are never read."""
+    reader, writer = await connect(ingest)
+    if shape == "one long header line":
+        start = b"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+        filler = b"a" * 65536
+    elif shape == "many header lines":
+        start = b"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        filler = b"".join(b"X-H%05d: v\r\n" % i for i in range(5000))[:65536]
+    else:
+        start = b"POST /webhook/appsec?"
+        filler = b"a" * 65536
+    sent = 0
+    try:
+        writer.write(start)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(128):
+                writer.write(filler)
+                await writer.drain()
+                sent += len(filler)
+        answer = await read_until_closed(reader, 10)
+    except ConnectionResetError:
+        answer = b""
+    finally:
+        writer.close()
+    assert sent < 8 * 1024 * 1024, "the whole head was read"
+    if answer:  # else the server's close reset the connection before the answer was read
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert b"Request head too large" in answer
+
+
+# --- X-Forwarded-For over several header lines ----------------------------------------------------
+
+
+@pytest.fixture
+async def fenced(tmp_path: Path) -> AsyncIterator[RunningIngest]:
+    """Behind a trusted proxy (loopback), one integration that takes 198.51.100.0/24 only."""
+    integrations = f"""
+  - name: appsec
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+    allowed_cidrs: [198.51.100.0/24]
+"""
+    config = make_config(tmp_path, None, integrations=integrations)
+    config = dataclasses.replace(config, listen=dataclasses.replace(
+        config.listen, trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),)))
+    async with running_ingest(config, wait_ready=False, publisher=MemoryPublisher()) as running:
+        yield running
+
+
+async def send_with_xff(ingest: RunningIngest, lines: list[str]) -> bytes:
+    reader, writer = await connect(ingest)
+    try:
+        xff = "".join(f"X-Forwarded-For: {line}\r\n" for line in lines)
+        writer.write(f"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: {KEY}\r\n{xff}"
+                     "Content-Length: 2\r\nConnection: close\r\n\r\n[]".encode())
+        return await read_until_closed(reader, 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        # HAProxy's `option forwardfor` appends its own line: the client's forged one comes first.
+        (["198.51.100.7", "203.0.113.9"], 403),
+        (["203.0.113.9", "198.51.100.7"], 200),
+        (["198.51.100.7, 10.0.0.1", "203.0.113.9"], 403),
+        (["198.51.100.7"], 200),
+        (["203.0.113.9, 198.51.100.7"], 200),
+    ],
+)
+async def test_every_forwarded_for_line_counts_walked_from_the_right(
+        fenced: RunningIngest, lines: list[str], status: int) -> None:
+    answer = await send_with_xff(fenced, lines)
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+
+
+async def test_an_upgrade_request_is_answered_and_the_connection_closed(ingest: RunningIngest) -> None:
+    """No websockets: an Upgrade is answered as a plain request, and what follows it is not
+    read as HTTP: the connection is closed after the answer."""
+    reader, writer = await connect(ingest)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                     + b"\x81\x85garbage-after-the-upgrade")
+        await writer.drain()
+        answer = await read_until_closed(reader, 5)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.count(b"HTTP/1.1") == 1
