@@ -13,7 +13,6 @@
     │       └── LogUnavailable      the embedded log could not write or read (also a BusUnavailable)
     │           └── LogFull         the append would take the log past bus.max_bytes
     ├── RequestError                the ingest refuses a webhook request; `status` is its answer
-    │   ├── HeadTooLarge            400: more request headers than the ingest reads
     │   ├── BodyError               the body cannot be read
     │   │   ├── BodyTooLarge        413: over limits.max_body_bytes (also once gunzipped)
     │   │   ├── UnsupportedEncoding 415: a Content-Encoding other than identity or gzip
@@ -122,10 +121,6 @@ class RequestError(SiemgateError):
     """A webhook request the ingest refuses; `status` is the HTTP answer."""
 
     status = 400
-
-
-class HeadTooLarge(RequestError):
-    """More request headers than the ingest reads (httptools answers 400)."""
 
 
 class BodyError(RequestError):
