@@ -20,6 +20,7 @@ from siemgate.bus.open import open_bus
 from siemgate.config import Config
 from siemgate.errors import BusError, InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.batch import BatchParser
+from siemgate.ingest.confirmation import MAX_LINK_CHARS, screen_links
 from siemgate.ingest.confirmation_store import ConfirmationStore
 from siemgate.ingest.quarantine import kept_bodies, kept_body, mark_resent
 
@@ -88,11 +89,15 @@ async def resend(config: Config, ident: str, out: TextIO, *, integration: str | 
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     mark_resent(config.quarantine.path, ident, {"at": at, "integration": name, "batch": batch.id,
                                                  "events": len(batch.records)})
-    if batch.confirmation_links:
+    screen = screen_links(batch.confirmation_links)
+    if screen.too_long:
+        out.write(f"{len(screen.too_long)} confirmation link(s) longer than {MAX_LINK_CHARS:,} characters "
+                  "not recorded\n")
+    if screen.link is not None:
         store = ConfirmationStore(config.state_dir)
         await store.load()
-        for link in batch.confirmation_links:
-            await store.record_link(name, link, at)
-        out.write(f"{len(batch.confirmation_links)} confirmation link(s) recorded: `siemgate confirmations`\n")
+        await store.record_link(name, screen.link, at)
+        out.write("its confirmation link is recorded (the last of the body's, one per integration): "
+                  "`siemgate confirmations`\n")
     out.write(f"sent {ident}: {len(batch.records)} events published for {name} (batch {batch.id})\n")
     return 0
