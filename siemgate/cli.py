@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from siemgate import __version__
 from siemgate.config import Config, load_config
 from siemgate.errors import ConfigError, SiemgateError
+from siemgate.terminal import printable
 
 if TYPE_CHECKING:
     from siemgate.reload import ConfigReloader
@@ -223,10 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except ConfigError as exc:
-        print(f"siemgate: {exc}", file=sys.stderr)
+        print(f"siemgate: {printable(exc)}", file=sys.stderr)
         return 2
     except SiemgateError as exc:
-        print(f"siemgate: {exc}", file=sys.stderr)
+        print(f"siemgate: {printable(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

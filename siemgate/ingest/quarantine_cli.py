@@ -23,14 +23,9 @@ from siemgate.ingest.batch import BatchParser
 from siemgate.ingest.confirmation import MAX_LINK_CHARS, screen_links
 from siemgate.ingest.confirmation_store import ConfirmationStore
 from siemgate.ingest.quarantine import kept_bodies, kept_body, mark_resent
+from siemgate.terminal import printable
 
 _READY_SECONDS = 10.0
-
-
-def printable(text: str) -> str:
-    """`text` with control and other unprintable characters escaped: vendor bytes must not
-    reach the operator's terminal as escape sequences."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def list_quarantine(config: Config, out: TextIO) -> int:
