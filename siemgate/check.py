@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from siemgate.config import Config, KafkaConfig, SinkConfig
+from siemgate.private_files import private_dir
 from siemgate.record import all_topics
 from siemgate.terminal import printable
 
@@ -80,7 +81,7 @@ async def check_sink(sink: SinkConfig, timeout: float) -> CheckResult:
 def _writable(directory: str) -> str | None:
     path = Path(directory)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".check-"):
             pass
     except OSError as exc:

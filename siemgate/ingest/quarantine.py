@@ -20,6 +20,8 @@ from pathlib import Path
 
 import orjson
 
+from siemgate.private_files import private_dir, write_private
+
 log = logging.getLogger("siemgate.ingest.quarantine")
 
 
@@ -48,7 +50,7 @@ class Quarantine:
         )
         with self._lock:
             try:
-                self._dir.mkdir(parents=True, exist_ok=True)
+                private_dir(self._dir)
                 if self._used is None:
                     self._used = sum(p.stat().st_size for p in self._dir.iterdir() if p.is_file())
                 self._make_room(len(body) + len(meta))
@@ -143,8 +145,5 @@ def _kept(meta: Path) -> Kept | None:
 
 def _write(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_private(tmp, data)  # 0600: a quarantined body holds events
     os.replace(tmp, path)
