@@ -82,7 +82,7 @@ bus: {{type: embedded, path: {tmp_path}/bus.db}}
 """, {})
     quarantine = Quarantine(config.quarantine.path, config.quarantine.max_bytes)
     ident = await quarantine.save(integration="appsec", body=HOSTILE.encode(), reason=f"invalid JSON: {HOSTILE}",
-                                  peer=f"10.0.0.1{HOSTILE}", status=400)
+                                  peer=f"10.0.0.1{HOSTILE}", status=400, authenticated=True)
     assert ident is not None
     out = io.StringIO()
     assert list_quarantine(config, out) == 0

@@ -214,7 +214,8 @@ class WebhookEndpoint:
 
     async def _reject(self, status: int, reason: str, body: bytes, peer: str) -> Response:
         ident = await self.context.quarantine.save(
-            integration=self.integration.name, body=body, reason=reason, peer=peer, status=status
+            integration=self.integration.name, body=body, reason=reason, peer=peer, status=status,
+            authenticated=True,  # every refusal that keeps a body comes after the auth check
         )
         if ident is not None:
             self.context.metrics.quarantined.labels(self.integration.name).inc()
