@@ -271,13 +271,17 @@ class WebhookEndpoint:
             entry = self.context.store.entry(self.integration.name)
             if entry is None or entry.state != "pending" or entry.url == last:
                 return
+            # The config as it is now: a reload may have changed allowed_hosts or the mode.
+            current = next((i for i in self.context.config.integrations if i.name == self.integration.name), None)
+            if current is None or current.confirmation.mode != "auto":
+                return
             last = entry.url
-            await self._auto_confirm(last)
+            await self._auto_confirm(last, current)
 
-    async def _auto_confirm(self, link: str) -> None:
-        name = self.integration.name
+    async def _auto_confirm(self, link: str, integration: IntegrationConfig) -> None:
+        name = integration.name
         try:
-            result = await request_link(link, self.integration.confirmation)
+            result = await request_link(link, integration.confirmation)
         except ConfirmationRefused as exc:
             reason = exc.reason
         except Exception as exc:  # noqa: BLE001 - a background task: recorded, never left unobserved
