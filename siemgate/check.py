@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from siemgate.config import Config, KafkaConfig, SinkConfig
+from siemgate.private_files import private_dir
 from siemgate.record import all_topics
+from siemgate.terminal import printable
 
 Status = Literal["ok", "FAIL", "warn", "skip"]
 
@@ -93,7 +95,7 @@ async def check_sink(sink: SinkConfig, timeout: float) -> CheckResult:
 def _writable(directory: str) -> str | None:
     path = Path(directory)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".check-"):
             pass
     except OSError as exc:
@@ -134,7 +136,8 @@ async def run_check(config: Config, out: TextIO, *, timeout: float = 10.0) -> in
         results.append(await check_sink(sink, timeout))
     width = max(len(r.name) for r in results)
     for result in results:
-        out.write(f"{result.status:<4}  {result.name:<{width}}  {result.detail}\n")
+        # A detail may quote what a sink or Kafka answered: escaped.
+        out.write(f"{result.status:<4}  {printable(result.name):<{width}}  {printable(result.detail)}\n")
     failed = sum(r.status == "FAIL" for r in results)
     out.write(f"\n{'FAILED: ' + str(failed) + ' check(s)' if failed else 'all checks passed'}\n")
     return 1 if failed else 0

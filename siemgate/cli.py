@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from siemgate import __version__
 from siemgate.config import Config, load_config
 from siemgate.errors import ConfigError, SiemgateError
+from siemgate.terminal import printable
 
 if TYPE_CHECKING:
     from siemgate.reload import ConfigReloader
@@ -147,16 +148,19 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from siemgate.ingest.quarantine_cli import list_quarantine, resend
+    from siemgate.ingest.quarantine_cli import list_quarantine, replay, show_quarantined
 
     config = _load(args)
     if args.action == "list":
         return list_quarantine(config, sys.stdout)
     if not args.id:
-        print("siemgate: quarantine resend needs the body's ID (`siemgate quarantine list` shows them)",
+        print(f"siemgate: quarantine {args.action} needs the body's ID (`siemgate quarantine list` shows them)",
               file=sys.stderr)
         return 2
-    return _run_async(resend(config, args.id, sys.stdout, integration=args.integration, again=args.again))
+    if args.action == "show":
+        return show_quarantined(config, args.id, sys.stdout)
+    # `resend`: the command's first name, kept as an alias of `replay`.
+    return _run_async(replay(config, args.id, sys.stdout, integration=args.integration, again=args.again))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,10 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("integration", help="the integration's name")
     quarantine = with_config(command("quarantine", cmd_quarantine,
                                      "list the bodies answered 400/413 and kept, or resend one once it parses"))
-    quarantine.add_argument("action", choices=["list", "resend"])
-    quarantine.add_argument("id", nargs="?", metavar="ID", help="the body to resend (from `list`)")
-    quarantine.add_argument("--integration", metavar="NAME", help="resend as this integration (default: its own)")
-    quarantine.add_argument("--again", action="store_true", help="resend a body that was already sent on")
+    quarantine.add_argument("action", choices=["list", "show", "replay", "resend"],
+                            help="list the kept bodies, show one, or replay one (resend: the same as replay)")
+    quarantine.add_argument("id", nargs="?", metavar="ID", help="the body to show or replay (from `list`)")
+    quarantine.add_argument("--integration", metavar="NAME", help="replay as this integration (default: its own)")
+    quarantine.add_argument("--again", action="store_true",
+                            help="replay every event, also those already sent on")
     return parser
 
 
@@ -223,10 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except ConfigError as exc:
-        print(f"siemgate: {exc}", file=sys.stderr)
+        print(f"siemgate: {printable(exc)}", file=sys.stderr)
         return 2
     except SiemgateError as exc:
-        print(f"siemgate: {exc}", file=sys.stderr)
+        print(f"siemgate: {printable(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

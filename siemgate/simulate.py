@@ -42,6 +42,7 @@ import httpx
 import orjson
 
 from siemgate import __version__
+from siemgate.terminal import printable
 
 DEFAULT_MIX: Final[Mapping[str, float]] = {"high": 1.0, "medium": 3.0, "low": 6.0}
 # Mix names that mean "send the event without a severity field at all".
@@ -712,7 +713,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args)
     except ValueError as exc:
-        print(f"siemgate simulate: {exc}", file=sys.stderr)
+        print(f"siemgate simulate: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         report = run_simulation(options)
@@ -722,7 +723,8 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        print(report.format())
+        # Errors quote what the target answered: escaped, line by line.
+        print("\n".join(printable(line) for line in report.format().split("\n")))
     return EXIT_OK if report.ok else EXIT_LOST
 
 

@@ -50,6 +50,7 @@ from siemgate.bus import segments
 from siemgate.bus.base import Consumer, Partition, Publisher, RebalanceListener
 from siemgate.bus.sqlite_writer import CheckpointPacing, Pragmas, SQLiteWriter, StorageStats
 from siemgate.errors import BusError, BusUnavailable, CommitRefused, LogFull, LogUnavailable, StoreError
+from siemgate.private_files import private_file
 from siemgate.record import Record, all_topics
 
 log = logging.getLogger("siemgate.bus.embedded")
@@ -216,6 +217,7 @@ def _decode_headers(raw: bytes) -> tuple[tuple[str, bytes], ...]:
 
 
 def _connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    private_file(path)  # a reader may be first to open a new log: 0600 either way
     connection = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000,
                                  check_same_thread=check_same_thread)
     connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")

@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from siemgate.private_files import open_private, private_dir
+
 MAGIC = b"SGF1"
 _HEADER = struct.Struct("<4sHIQII")
 # A new segment is started once the current one would pass this size (one append's frames
@@ -111,8 +113,8 @@ class SegmentWriter:
         self._open: dict[int, int] = {}  # seq -> fd
 
     def create(self, seq: int) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / file_name(seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        private_dir(self.directory)
+        fd = open_private(self.directory / file_name(seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         self._open[seq] = fd
         fsync_directory(self.directory)
 
@@ -157,7 +159,7 @@ class SegmentWriter:
         fd = self._open.get(seq)
         if fd is None:
             # A segment started by another handle on the log (another process, or a restart).
-            fd = self._open[seq] = os.open(self.directory / file_name(seq), os.O_WRONLY | os.O_CREAT, 0o600)
+            fd = self._open[seq] = open_private(self.directory / file_name(seq), os.O_WRONLY | os.O_CREAT)
         return fd
 
 

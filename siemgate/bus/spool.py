@@ -40,6 +40,7 @@ import msgspec
 
 from siemgate.bus.sqlite_writer import CheckpointPacing, Pragmas, SQLiteWriter, StorageStats
 from siemgate.errors import SpoolError, SpoolFull, StoreError
+from siemgate.private_files import open_private, private_dir
 from siemgate.record import Kind, Record, Severity
 
 log = logging.getLogger("siemgate.bus.spool")
@@ -294,8 +295,8 @@ class Spool:
     def _lock(self) -> None:
         """One process per spool: two ingests sharing a file would count its size wrong."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+            private_dir(self.directory)
+            fd = open_private(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise SpoolError(
                 f"cannot use the spool directory {self.directory}: {exc.strerror or exc}. "

@@ -24,6 +24,7 @@ from siemgate.bus.spool import FILE_NAME
 from siemgate.bus.spooling import SpoolingPublisher
 from siemgate.config import Config
 from siemgate.errors import ConfigError, SpoolError
+from siemgate.terminal import printable
 
 
 async def drain_spool(config: Config, timeout: float | None, out: TextIO) -> int:
@@ -45,7 +46,7 @@ async def drain_spool(config: Config, timeout: float | None, out: TextIO) -> int
     try:
         await publisher.open()
     except SpoolError as exc:
-        print(f"cannot open the spool: {exc}", file=out)
+        print(f"cannot open the spool: {printable(exc)}", file=out)
         return 1
     held = publisher.spool.events
     print(f"{held} events in {path}; sending them to Kafka (at most {spool_config.drain_timeout_seconds:g} s; "
@@ -70,7 +71,7 @@ async def drain_spool(config: Config, timeout: float | None, out: TextIO) -> int
             "signal": "stopped by a signal", "timeout": "the timeout ran out",
         }.get(report.ended_by, report.ended_by)
         if report is not None and report.outcome == "unreachable":
-            why += f"; Kafka did not take the last attempt: {report.kafka_problem or 'not connected'}"
+            why += f"; Kafka did not take the last attempt: {printable(report.kafka_problem or 'not connected')}"
         print(f"{left} events left in {path} ({why.strip('; ')}); they stay there: run this again once Kafka "
               "is reachable, or start an ingest on this volume", file=out)
         return 1

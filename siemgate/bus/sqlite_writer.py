@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Final, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from siemgate.errors import StoreError
+from siemgate.private_files import private_file
 
 T = TypeVar("T")
 W = TypeVar("W")  # what one `submit` queues
@@ -430,7 +431,8 @@ class SQLiteWriter(Generic[W, R]):
 
     def _connect(self) -> sqlite3.Connection:
         pragmas = self.pragmas
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # 0600 (SQLite gives its -wal and -shm files the database file's mode).
+        private_file(self.path)
         connection = sqlite3.connect(self.path, isolation_level=None, timeout=pragmas.busy_timeout_ms / 1000)
         try:
             connection.execute(f"PRAGMA busy_timeout={pragmas.busy_timeout_ms}")

@@ -26,6 +26,7 @@ from siemgate.forwarders.runtime import group_id
 from siemgate.forwarders.service import selected_sinks
 from siemgate.forwarders.sinks.registry import create_sink
 from siemgate.record import dead_letter_decoder
+from siemgate.terminal import printable
 
 IDLE_SECONDS = 2.0
 _RUN_HEADER = "replay-run"
@@ -56,7 +57,7 @@ async def _list(bus: Bus, topic: str, sink: str, out: TextIO) -> int:
     try:
         await consumer.start()
     except BusError as exc:
-        out.write(f"cannot reach the bus: {exc}\n")
+        out.write(f"cannot reach the bus: {printable(exc)}\n")
         return 1
     consumer.subscribe([topic])
     count = 0
@@ -70,10 +71,12 @@ async def _list(bus: Bus, topic: str, sink: str, out: TextIO) -> int:
                     try:
                         letter = dead_letter_decoder.decode(record.value or b"")
                     except (msgspec.DecodeError, RecursionError) as exc:
-                        out.write(f"{where:<18} {'':<21} {'':>8}  {'':<36} not a siemgate dead letter: {exc}\n")
+                        out.write(f"{where:<18} {'':<21} {'':>8}  {'':<36} "
+                                  f"not a siemgate dead letter: {printable(exc)}\n")
                         continue
-                    out.write(f"{where:<18} {letter.failed_at:<21} {letter.attempts:>8}  "
-                              f"{letter.id:<36} {letter.reason}\n")
+                    # The id is the vendor's, the reason often quotes the sink's answer: escaped.
+                    out.write(f"{where:<18} {printable(letter.failed_at):<21} {letter.attempts:>8}  "
+                              f"{printable(letter.id):<36} {printable(letter.reason)}\n")
     finally:
         await consumer.stop()
     out.write(f"\n{count} dead letter(s) for sink {sink}\n")
@@ -102,7 +105,7 @@ async def _replay(config: Config, bus: Bus, sink_name: str, out: TextIO) -> int:
     except BusError as exc:
         await consumer.stop()
         await publisher.stop()
-        out.write(f"cannot reach the bus: {exc}\n")
+        out.write(f"cannot reach the bus: {printable(exc)}\n")
         return 1
     consumer.subscribe([dlq_topic(prefix, sink_name)])
     writer = DeadLetterWriter(publisher, prefix, sink_name)
@@ -122,7 +125,7 @@ async def _replay(config: Config, bus: Bus, sink_name: str, out: TextIO) -> int:
                 try:
                     result = await sink.send(events)
                 except (RetryableSinkError, SinkAuthError) as exc:
-                    out.write(f"the sink is not accepting events ({exc}); nothing more replayed\n")
+                    out.write(f"the sink is not accepting events ({printable(exc)}); nothing more replayed\n")
                     return 1
                 rejected = dict(result.rejected)
                 again = [DeadLetter(events[i], reason, letters[i].attempts + 1)

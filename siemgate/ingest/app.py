@@ -51,6 +51,7 @@ from siemgate.ingest import budget as memory
 from siemgate.ingest.auth import authenticated
 from siemgate.ingest.batch import Batch, BatchParser
 from siemgate.ingest.body import content_coding, read_body
+from siemgate.ingest.confirmation import MAX_LINK_CHARS, screen_links
 from siemgate.ingest.confirmation_fetch import request_link
 from siemgate.ingest.confirmation_store import ConfirmationStore
 from siemgate.ingest.metrics import IngestMetrics
@@ -77,6 +78,8 @@ class IngestContext:
     # limits.memory_budget_bytes: the bodies in flight, and their parsed forms.
     budget: memory.MemoryBudget = field(init=False)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    # Auto mode: the one task per integration requesting its pending link (latest link wins).
+    confirming: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     # In `siemgate run`: the forwarders on the same loop wait while requests are answered.
     foreground: Foreground | None = None
     # Set by the first SIGTERM/SIGINT: /readyz answers 503 from then on.
@@ -103,10 +106,11 @@ class IngestContext:
             log.warning("a second stop signal: ending the spool's drain now; what is left stays in the spool")
             publisher.abandon_drain()
 
-    def spawn(self, coroutine: Coroutine[object, object, None]) -> None:
+    def spawn(self, coroutine: Coroutine[object, object, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        return task
 
 
 def _error(status: int, message: str, **extra: object) -> JSONResponse:
@@ -233,7 +237,8 @@ class WebhookEndpoint:
 
     async def _reject(self, status: int, reason: str, body: bytes, peer: str) -> Response:
         ident = await self.context.quarantine.save(
-            integration=self.integration.name, body=body, reason=reason, peer=peer, status=status
+            integration=self.integration.name, body=body, reason=reason, peer=peer, status=status,
+            authenticated=True,  # every refusal that keeps a body comes after the auth check
         )
         if ident is not None:
             self.context.metrics.quarantined.labels(self.integration.name).inc()
@@ -242,35 +247,79 @@ class WebhookEndpoint:
     async def _confirmations(self, batch: Batch) -> None:
         name = self.integration.name
         received_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        for link in batch.confirmation_links:
-            await self.context.store.record_link(name, link, received_at)
-            self.context.metrics.set_integration_state(name, self.context.store.state(name))
-            if self.integration.confirmation.mode == "auto":
+        screen = screen_links(batch.confirmation_links)
+        refused = self.context.metrics.links_refused
+        if screen.too_long:
+            refused.labels(name, "too_long").inc(len(screen.too_long))
+            log.warning(
+                f"refused {len(screen.too_long)} confirmation link(s) longer than {MAX_LINK_CHARS:,} characters "
+                f"(the longest: {max(screen.too_long):,}): not recorded, not requested; the messages are on "
+                "the control topic",
+                extra={"integration": name},
+            )
+        if screen.superseded:
+            refused.labels(name, "superseded").inc(screen.superseded)
+            log.warning(
+                f"{screen.superseded + 1} different confirmation links in one batch: only its last is recorded "
+                "(one link per integration); the messages are on the control topic",
+                extra={"integration": name},
+            )
+        link = screen.link
+        if link is None:
+            return
+        await self.context.store.record_link(name, link, received_at)
+        self.context.metrics.set_integration_state(name, self.context.store.state(name))
+        if self.integration.confirmation.mode == "auto":
+            running = self.context.confirming.get(name)
+            if running is None or running.done():
                 log.info("confirmation link received; requesting it (mode: auto)",
                          extra={"integration": name, "link": link})
-                self.context.spawn(self._auto_confirm(link))
+                self.context.confirming[name] = self.context.spawn(self._auto_confirm_pending())
             else:
-                log.warning(
-                    f"integration {name} is pending: the vendor sent a confirmation link. Request it "
-                    f"to activate the integration: `siemgate confirm -c CONFIG {name}`, or open {link}",
-                    extra={"integration": name, "link": link},
-                )
-
-    async def _auto_confirm(self, link: str) -> None:
-        name = self.integration.name
-        try:
-            result = await request_link(link, self.integration.confirmation)
-        except ConfirmationRefused as exc:
-            log.error(
-                f"could not confirm integration {name} automatically: {exc}. Fix "
-                f"confirmation.allowed_hosts or run `siemgate confirm -c CONFIG {name}`",
+                # Deferred: the running task requests the latest link once its request ends.
+                log.info("confirmation link received while another is being requested; it is "
+                         "requested next if it is still the latest", extra={"integration": name, "link": link})
+        else:
+            log.warning(
+                f"integration {name} is pending: the vendor sent a confirmation link. Request it "
+                f"to activate the integration: `siemgate confirm -c CONFIG {name}`, or open {link}",
                 extra={"integration": name, "link": link},
             )
-            await self._record(self.context.store.record_failure(name, link, str(exc)))
+
+    async def _auto_confirm_pending(self) -> None:
+        """Request the integration's pending link, then the newer one that arrived meanwhile, if
+        any: one request at a time per integration, however many links arrive."""
+        last: str | None = None
+        while True:
+            entry = self.context.store.entry(self.integration.name)
+            if entry is None or entry.state != "pending" or entry.url == last:
+                return
+            # The config as it is now: a reload may have changed allowed_hosts or the mode.
+            current = next((i for i in self.context.config.integrations if i.name == self.integration.name), None)
+            if current is None or current.confirmation.mode != "auto":
+                return
+            last = entry.url
+            await self._auto_confirm(last, current)
+
+    async def _auto_confirm(self, link: str, integration: IntegrationConfig) -> None:
+        name = integration.name
+        try:
+            result = await request_link(link, integration.confirmation)
+        except ConfirmationRefused as exc:
+            reason = exc.reason
+        except Exception as exc:  # noqa: BLE001 - a background task: recorded, never left unobserved
+            reason = f"unexpected {type(exc).__name__}: {exc}"
+        else:
+            log.info("integration confirmed", extra={"integration": name, "status": result.status})
+            await self._record(self.context.store.mark_confirmed(name, link, "auto"))
+            self.context.metrics.set_integration_state(name, self.context.store.state(name))
             return
-        log.info("integration confirmed", extra={"integration": name, "status": result.status})
-        await self._record(self.context.store.mark_confirmed(name, link, "auto"))
-        self.context.metrics.set_integration_state(name, self.context.store.state(name))
+        log.error(
+            f"could not confirm integration {name} automatically: {reason}. Fix "
+            f"confirmation.allowed_hosts or run `siemgate confirm -c CONFIG {name}`",
+            extra={"integration": name, "link": link},
+        )
+        await self._record(self.context.store.record_failure(name, link, reason))
 
     async def _record(self, write: Coroutine[object, object, bool]) -> None:
         """A state write from a background task: its failure is logged, not left unobserved."""

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -43,6 +44,9 @@ import msgspec
 from siemgate.config import ConfirmationConfig
 from siemgate.record import Kind
 
+# A longer link is neither recorded nor requested (RFC 9110 asks for at least 8,000 octets; a
+# vendor's confirmation link is a few hundred): it would otherwise land in logs and state.
+MAX_LINK_CHARS: Final = 8192
 # Field names whose value is "the link" of a message, tried before any other https value.
 _LINK_FIELDS: Final = frozenset({"url", "link", "href", "uri"})
 # Free-text fields in which a link may be embedded ("Please confirm by visiting https://...").
@@ -205,6 +209,32 @@ class ControlPrefilter:
             if len(self._type_memo) < self._MEMO_SIZE and len(value) <= self._MEMO_LONGEST:
                 self._type_memo[value] = verdict
         return verdict
+
+
+@dataclass(frozen=True, slots=True)
+class LinkScreen:
+    """What to do with the confirmation links of one batch (`screen_links`)."""
+
+    # The one link to record (and, in auto mode, request), or None.
+    link: str | None
+    # The lengths of the links refused for their length.
+    too_long: tuple[int, ...]
+    # How many other (distinct) links of the batch were not recorded: the store keeps one
+    # link per integration, so a later link of the same batch replaces them anyway.
+    superseded: int
+
+
+def screen_links(links: Sequence[str]) -> LinkScreen:
+    """The per-batch cap on confirmation links: of a batch's links (in order), at most one is
+    recorded, the last of at most `MAX_LINK_CHARS` characters; every other is refused, as a
+    count, never as work: a batch of 2,000 confirmation messages costs one state write and at
+    most one request. The messages themselves are records on the control topic either way."""
+    usable = [link for link in links if len(link) <= MAX_LINK_CHARS]
+    too_long = tuple(len(link) for link in links if len(link) > MAX_LINK_CHARS)
+    if not usable:
+        return LinkScreen(None, too_long, 0)
+    chosen = usable[-1]
+    return LinkScreen(chosen, too_long, len(set(usable) - {chosen}))
 
 
 def _decoded(match: re.Match[bytes]) -> bytes:

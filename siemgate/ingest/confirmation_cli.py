@@ -14,6 +14,7 @@ from siemgate.config import Config
 from siemgate.errors import ConfigError, ConfirmationRefused, ConfirmationStateError
 from siemgate.ingest.confirmation_fetch import request_link
 from siemgate.ingest.confirmation_store import ConfirmationEntry, ConfirmationStore
+from siemgate.terminal import printable
 
 _HEADER = ("INTEGRATION", "STATE", "LINK", "RECEIVED", "LAST ERROR")
 
@@ -24,7 +25,7 @@ def list_confirmations(config: Config, out: TextIO) -> int:
     try:
         store.load_sync()
     except ConfirmationStateError as exc:
-        print(f"error: {exc}", file=out)
+        print(f"error: {printable(exc)}", file=out)
         return 1
     recorded = {entry.integration: entry for entry in store.entries()}
     configured = [integration.name for integration in config.integrations]
@@ -51,7 +52,7 @@ async def confirm(config: Config, integration: str, out: TextIO) -> int:
     try:
         await store.load()
     except ConfirmationStateError as exc:
-        print(f"error: {exc}", file=out)
+        print(f"error: {printable(exc)}", file=out)
         return 1
     entry = store.entry(integration)
     if entry is None:
@@ -70,13 +71,14 @@ async def confirm(config: Config, integration: str, out: TextIO) -> int:
         try:
             await store.record_failure(integration, entry.url, exc.reason)
         except ConfirmationStateError as state_exc:
-            print(f"warning: {state_exc}", file=out)
-        print(f"error: confirmation of {integration} failed: {exc.reason}", file=out)
+            print(f"warning: {printable(state_exc)}", file=out)
+        print(f"error: confirmation of {integration} failed: {printable(exc.reason)}", file=out)
         return 1
     try:
         marked = await store.mark_confirmed(integration, entry.url, "cli")
     except ConfirmationStateError as exc:
-        print(f"error: the link was requested (HTTP {result.status}) but the state was not saved: {exc}", file=out)
+        print(f"error: the link was requested (HTTP {result.status}) but the state was not saved: {printable(exc)}",
+              file=out)
         return 1
     if not marked:
         print(
@@ -86,8 +88,8 @@ async def confirm(config: Config, integration: str, out: TextIO) -> int:
         )
         return 1
     print(
-        f"confirmed {integration}: {entry.url} answered HTTP {result.status} "
-        f"({result.bytes_read} bytes read, final URL {result.final_url})",
+        f"confirmed {integration}: {printable(entry.url)} answered HTTP {result.status} "
+        f"({result.bytes_read} bytes read, final URL {printable(result.final_url)})",
         file=out,
     )
     return 0
@@ -97,11 +99,13 @@ def _row(name: str, entry: ConfirmationEntry | None) -> tuple[str, ...]:
     if entry is None:
         return (name, "no link yet", "-", "-", "-")
     state = entry.state if entry.state == "pending" else f"confirmed ({entry.confirmed_via or '?'})"
-    return (name, state, entry.url, entry.received_at, _one_line(entry.last_error) or "-")
+    return (printable(name), printable(state), printable(entry.url), printable(entry.received_at),
+            _one_line(entry.last_error) or "-")
 
 
 def _one_line(text: str | None) -> str | None:
-    return " ".join(text.split()) if text else None
+    # Blanks (newlines included) folded, then every other control character escaped.
+    return printable(" ".join(text.split())) if text else None
 
 
 def _print_table(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:

@@ -3,7 +3,10 @@
 The link arrives in a webhook body, so whoever can post to the webhook chooses it. Before and
 during the request, every one of these holds or the request is refused:
 
-- the link is https, without credentials in it;
+- the link is https, without credentials in it, at most `MAX_LINK_CHARS` long, with a host
+  that is a valid DNS name (IDNA 2008: `https://xn--a-/x` is not) or IP literal and a port in
+  1-65535: a link that does not parse is a refusal with the parser's reason, never an
+  exception of another kind;
 - its host is in `allowed_hosts` (exact, or `*.example.com` for any subdomain of
   example.com), unless an operator approved this very link (`siemgate confirm`);
 - every address the host resolves to is public: not private, loopback, link-local,
@@ -37,6 +40,7 @@ import httpx
 from siemgate import __version__
 from siemgate.config import ConfirmationConfig
 from siemgate.errors import ConfirmationRefused
+from siemgate.ingest.confirmation import MAX_LINK_CHARS
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -63,6 +67,10 @@ async def request_link(url: str, config: ConfirmationConfig, *, operator_approve
             return await _request(url, config, operator_approved)
     except (TimeoutError, httpx.TimeoutException):
         raise ConfirmationRefused(f"no answer within {config.timeout_seconds:g} s") from None
+    except (ValueError, httpx.HTTPError) as exc:
+        # What a hostile link can still make a library raise (UnicodeError and IDNAError are
+        # ValueErrors): a refusal with the reason, never an unhandled exception.
+        raise ConfirmationRefused(f"not a usable link: {type(exc).__name__}: {exc}") from None
 
 
 def host_allowed(host: str, allowed_hosts: Iterable[str]) -> bool:
@@ -115,6 +123,8 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise ConfirmationRefused(f"cannot resolve {host}: {exc.strerror}") from None
+    except UnicodeError as exc:
+        raise ConfirmationRefused(f"cannot resolve {host}: not a valid DNS name ({exc})") from None
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]))
@@ -153,28 +163,63 @@ async def _request(url: str, config: ConfirmationConfig, operator_approved: bool
 
 
 def _parse(url: str) -> httpx.URL:
+    if len(url) > MAX_LINK_CHARS:
+        raise ConfirmationRefused(f"the link is {len(url):,} characters long, more than {MAX_LINK_CHARS:,}")
     try:
         target = httpx.URL(url)
-    except httpx.InvalidURL as exc:
+    except (httpx.InvalidURL, ValueError) as exc:
         raise ConfirmationRefused(f"not a valid URL: {exc}") from None
     if target.scheme != "https":
         raise ConfirmationRefused(f"only https links are requested, not {target.scheme or 'a relative'} ones")
-    if not target.host:
+    try:
+        host = target.host  # decodes an IDNA (xn--) name: may raise
+    except (UnicodeError, ValueError) as exc:
+        raise ConfirmationRefused(f"the link's host is not a valid name: {exc}") from None
+    if not host:
         raise ConfirmationRefused("the link has no host")
     if target.userinfo:
         raise ConfirmationRefused("the link carries credentials")
+    _check_host_and_port(target)
     return target
 
 
+def _check_host_and_port(target: httpx.URL) -> None:
+    """Refuse what the resolver or the TLS layer would otherwise fail on with another exception."""
+    if target.port is not None and not 0 < target.port < 65536:
+        raise ConfirmationRefused(f"the link's port {target.port} is not in 1-65535")
+    try:
+        host = _ascii_host(target)
+    except (UnicodeError, ValueError) as exc:
+        raise ConfirmationRefused(f"the link's host is not a valid name: {exc}") from None
+    if _literal(_bare(host)) is not None:
+        return
+    name = host.rstrip(".")
+    labels = name.split(".")
+    if len(name) > 253 or any(not 0 < len(label) <= 63 for label in labels):
+        raise ConfirmationRefused(f"the link's host is not a valid DNS name ({len(name)} characters, "
+                                  "labels of 1-63 required, at most 253 in all)")
+    try:
+        # What the resolver does with the name (IDNA 2003 in the codec): fail here, as a refusal.
+        name.encode("idna")
+    except UnicodeError as exc:
+        raise ConfirmationRefused(f"the link's host is not a valid DNS name: {exc}") from None
+
+
 def _redirect_target(current: httpx.URL, location: str) -> httpx.URL:
+    if len(location) > MAX_LINK_CHARS:
+        raise ConfirmationRefused(f"redirect to a URL of {len(location):,} characters, more than {MAX_LINK_CHARS:,}")
     try:
         target = current.join(location)
-    except httpx.InvalidURL as exc:
+    except (httpx.InvalidURL, ValueError) as exc:
         raise ConfirmationRefused(f"redirect to an invalid URL: {exc}") from None
     if target.scheme != "https":
         raise ConfirmationRefused(f"redirect to a non-https URL ({target.scheme})")
     if target.userinfo:
         raise ConfirmationRefused("redirect to a URL carrying credentials")
+    try:
+        _check_host_and_port(target)
+    except ConfirmationRefused as exc:
+        raise ConfirmationRefused(f"redirect to an unusable URL: {exc.reason}") from None
     if _ascii_host(target) != _ascii_host(current) or _port(target) != _port(current):
         raise ConfirmationRefused(
             f"redirect off the link's host, from {_ascii_host(current)}:{_port(current)} "

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from siemgate.errors import ConfirmationStateError
+from siemgate.private_files import open_private, private_dir
 
 FILE_NAME: Final = "confirmations.json"
 _VERSION: Final = 1
@@ -169,7 +170,7 @@ class ConfirmationStore:
 
     def _write_sync(self, mutate: Mutation) -> tuple[bool, dict[str, ConfirmationEntry]]:
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self._dir)
         except OSError as exc:
             raise ConfirmationStateError(f"{self._dir}: cannot create the state directory: {exc}") from None
         with self._file_lock():
@@ -183,7 +184,7 @@ class ConfirmationStore:
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
         try:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_private(self._lock_path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise ConfirmationStateError(f"{self._lock_path}: cannot open the lock file: {exc}") from None
         try:

@@ -63,6 +63,12 @@ class IngestMetrics:
             "Events accepted holding a lone surrogate escape (kept as sent; read as U+FFFD).",
             ["integration"], registry=self.registry,
         )
+        self.links_refused = Counter(
+            "siemgate_confirmation_links_refused",
+            "Confirmation links neither recorded nor requested, by reason: too_long (more than "
+            "8,192 characters), superseded (another link of the same batch was recorded).",
+            ["integration", "reason"], registry=self.registry,
+        )
         self.integration_state = Gauge(
             "siemgate_integration_state", "1 for the integration's confirmation state.",
             ["integration", "state"], registry=self.registry,

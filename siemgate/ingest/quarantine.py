@@ -2,9 +2,10 @@
 sender posted is lost: an operator can fix and replay them (`siemgate quarantine`,
 `quarantine_cli.py`). Bounded: the oldest go first.
 
-Each body is `<time>-<integration>-<id>.body` with a `.json` beside it (why, from whom, when;
-`resent` once sent on). Written only after authentication succeeded, so strangers cannot
-fill the disk.
+Each body is `<time>-<integration>-<id>.body` with a `.json` beside it (why, from whom, when,
+`authenticated`; `resent` once sent on, with the keys of the records sent, per integration).
+Written only after authentication succeeded, so strangers cannot fill the disk, and the
+description says so: `siemgate quarantine replay` sends on no body whose description does not.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import orjson
 
+from siemgate.private_files import private_dir, write_private
+
 log = logging.getLogger("siemgate.ingest.quarantine")
 
 
@@ -30,11 +33,15 @@ class Quarantine:
         self._lock = threading.Lock()
         self._used: int | None = None
 
-    async def save(self, *, integration: str, body: bytes, reason: str, peer: str, status: int) -> str | None:
-        """Keep `body`; returns its id, or None when it could not be kept (logged)."""
-        return await asyncio.to_thread(self._save, integration, body, reason, peer, status)
+    async def save(self, *, integration: str, body: bytes, reason: str, peer: str, status: int,
+                   authenticated: bool) -> str | None:
+        """Keep `body`; returns its id, or None when it could not be kept (logged).
+        `authenticated`: whether the request passed the integration's auth (only such bodies
+        may ever be replayed)."""
+        return await asyncio.to_thread(self._save, integration, body, reason, peer, status, authenticated)
 
-    def _save(self, integration: str, body: bytes, reason: str, peer: str, status: int) -> str | None:
+    def _save(self, integration: str, body: bytes, reason: str, peer: str, status: int,
+              authenticated: bool) -> str | None:
         if len(body) > self._max_bytes:
             log.error(
                 "body too large to quarantine; it is lost",
@@ -44,11 +51,11 @@ class Quarantine:
         ident = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{integration}-{uuid.uuid4().hex[:12]}"
         meta = orjson.dumps(
             {"integration": integration, "reason": reason, "peer": peer, "status": status,
-             "bytes": len(body), "received_at": time.time()}
+             "bytes": len(body), "received_at": time.time(), "authenticated": authenticated}
         )
         with self._lock:
             try:
-                self._dir.mkdir(parents=True, exist_ok=True)
+                private_dir(self._dir)
                 if self._used is None:
                     self._used = sum(p.stat().st_size for p in self._dir.iterdir() if p.is_file())
                 self._make_room(len(body) + len(meta))
@@ -88,8 +95,12 @@ class Kept:
     status: int
     bytes: int
     received_at: float
-    # When and how it was sent on (`siemgate quarantine resend`), or None.
+    # When and how it was sent on (`siemgate quarantine replay`), or None.
     resent: dict[str, object] | None
+    # The request passed the integration's auth (False also when not recorded).
+    authenticated: bool = False
+    # The keys of the records sent on, per integration (replay is idempotent by event id).
+    sent_keys: dict[str, list[str]] | None = None
 
 
 def kept_bodies(path: str) -> list[Kept]:
@@ -119,11 +130,21 @@ def kept_body(path: str, ident: str) -> tuple[Kept, bytes] | None:
     return None if kept is None else (kept, body)
 
 
-def mark_resent(path: str, ident: str, resent: dict[str, object]) -> None:
-    """Note in body `ident`'s description that it was sent on."""
+def mark_resent(path: str, ident: str, resent: dict[str, object], integration: str = "",
+                keys: list[str] | None = None) -> None:
+    """Note in body `ident`'s description that it was sent on, and the keys of the records
+    sent for `integration` (added to those of earlier replays)."""
     meta = Path(path) / f"{ident}.json"
     document = orjson.loads(meta.read_bytes())
     document["resent"] = resent
+    if keys:
+        sent = document.get("sent_keys")
+        sent = sent if isinstance(sent, dict) else {}
+        earlier = sent.get(integration)
+        known: list[object] = earlier if isinstance(earlier, list) else []
+        seen = set(known)
+        sent[integration] = [*known, *(key for key in keys if key not in seen)]
+        document["sent_keys"] = sent
     _write(meta, orjson.dumps(document))
 
 
@@ -138,13 +159,18 @@ def _kept(meta: Path) -> Kept | None:
     return Kept(id=meta.stem, integration=str(document.get("integration", "")), reason=str(document.get("reason", "")),
                 peer=str(document.get("peer", "")), status=int(document.get("status", 0) or 0),
                 bytes=int(document.get("bytes", 0) or 0), received_at=float(document.get("received_at", 0) or 0),
-                resent=resent if isinstance(resent, dict) else None)
+                resent=resent if isinstance(resent, dict) else None,
+                authenticated=document.get("authenticated") is True,
+                sent_keys=_sent_keys(document.get("sent_keys")))
+
+
+def _sent_keys(value: object) -> dict[str, list[str]] | None:
+    if not isinstance(value, dict):
+        return None
+    return {str(name): [str(key) for key in keys] for name, keys in value.items() if isinstance(keys, list)}
 
 
 def _write(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_private(tmp, data)  # 0600: a quarantined body holds events
     os.replace(tmp, path)

@@ -100,3 +100,61 @@ async def test_list_and_resend_through_the_running_pipeline(
     assert integrations == ["demo"] * 5 + ["other"] * 5
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
+
+
+async def test_show_then_replay_once_by_event_id(tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, max_events=3)
+    process = await start(config, port, tmp_path / "run.log", processes)
+    # Two with a vendor id, two without (their key is a content hash), one duplicate id.
+    events = [{"id": "r-1", "severity": "high", "m": "\x1b]8;;https://evil.example\x07click\u202e"},
+              {"id": "r-2", "severity": "low"}, {"severity": "medium", "n": 1}, {"severity": "medium", "n": 2}]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-Api-Key": KEY}) as client:
+        refused = await client.post("/webhook/demo", content=orjson.dumps(events))
+    assert refused.status_code == 413
+    ident = refused.json()["quarantined"]
+
+    shown = quarantine(config, "show", ident)
+    assert shown.returncode == 0, shown.stderr
+    assert "4 events in one batch; the limit is 3" in shown.stdout and "authenticated: yes" in shown.stdout
+    # The body as sent (JSON escapes stay), the raw U+202E (bidi override) escaped.
+    assert '"id":"r-1"' in shown.stdout and "\\u001b]8;;https://evil.example\\u0007click\\u202e" in shown.stdout
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout and "\u202e" not in shown.stdout
+    assert quarantine(config, "show", "../nope").returncode == 1
+
+    write_config(tmp_path, port, max_events=10)
+    sent = quarantine(config, "replay", ident)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert "4 events published for demo" in sent.stdout
+    out = tmp_path / "out" / "events.ndjson"
+    await wait_until(lambda: len(out.read_bytes().splitlines()) >= 4 if out.exists() else False,
+                     "the replayed events reach the file sink", timeout=30)
+    # A second replay, under either name, delivers nothing new.
+    for action in ("replay", "resend"):
+        again = quarantine(config, action, ident)
+        assert again.returncode == 1 and "nothing new" in again.stdout and "already sent on" in again.stdout, \
+            again.stdout + again.stderr
+    assert "replayed:" in quarantine(config, "show", ident).stdout
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    # Every event once: the second replay published nothing (the forwarder drained before exit).
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert sorted(str(line["event"]) for line in lines) == sorted(str(e) for e in events)
+
+
+@pytest.mark.parametrize("authenticated", [False, None], ids=["failed-auth", "not-recorded"])
+def test_a_body_not_known_to_have_passed_auth_is_never_replayed(tmp_path: Path, authenticated: bool | None) -> None:
+    config = write_config(tmp_path, free_port(), max_events=10)
+    kept = tmp_path / "quarantine"
+    kept.mkdir()
+    ident = "20261207T150000Z-demo-0123456789ab"
+    (kept / f"{ident}.body").write_bytes(b'[{"id": "x-1"}]')
+    meta: dict[str, object] = {"integration": "demo", "reason": "r", "peer": "198.18.0.1", "status": 400,
+                               "bytes": 15, "received_at": 1.0}
+    if authenticated is not None:
+        meta["authenticated"] = authenticated
+    (kept / f"{ident}.json").write_bytes(orjson.dumps(meta))
+    for action in ("replay", "resend"):
+        refused = quarantine(config, action, ident, "--again")
+        assert refused.returncode == 1 and "passed authentication" in refused.stdout, refused.stdout + refused.stderr
+    assert "never replayed" in quarantine(config, "show", ident).stdout

@@ -25,6 +25,7 @@ from siemgate.errors import ConfigError, RetryableSinkError
 from siemgate.forwarders.formats.ocsf import OcsfSettings, ocsf_event
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings
+from siemgate.private_files import open_private, private_dir
 from siemgate.record import dumps
 
 # Where this sink connects, for the Helm chart's NetworkPolicy (`make helm-schema` reads it):
@@ -108,10 +109,11 @@ class FileSink(Sink[FileSinkSettings]):
 
     def _open(self) -> IO[bytes]:
         if self._handle is None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self._path.parent)
             # Unbuffered: a batch goes straight to the file, and a failed one leaves nothing
-            # behind in a buffer that closing would try to write again.
-            self._handle = open(self._path, "ab", buffering=0)  # noqa: SIM115 - kept open across batches
+            # behind in a buffer that closing would try to write again. Created 0600: it holds events.
+            fd = open_private(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self._handle = open(fd, "ab", buffering=0)  # noqa: SIM115 - kept open across batches
             self._size = self._handle.tell()
         return self._handle
 
@@ -165,9 +167,8 @@ class FileSink(Sink[FileSinkSettings]):
 
     async def healthcheck(self) -> str:
         def probe() -> str:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._path, "ab"):
-                pass
+            private_dir(self._path.parent)
+            os.close(open_private(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT))
             return f"{self._path} is writable"
 
         try:
