@@ -40,7 +40,8 @@
         ├── _ItemsToRetry           siemgate/forwarders/runtime.py: some events refused for now
         ├── _Abandoned              siemgate/forwarders/runtime.py: shutting down, batch left uncommitted
         ├── _Halted                 siemgate/bus/spooling.py: the shutdown drain stopped after a spool write
-        └── _FormTooLarge           siemgate/admin/app.py: a status-page form over its size cap
+        ├── _BadForm                siemgate/admin/app.py: a status-page form too large or with too many fields
+        └── _Refused                siemgate/listeners.py: a request the bounded protocol answers itself
 
 tests/test_errors.py checks this drawing against the code: every exception class under
 siemgate/ is drawn here, under its parent, and derives from SiemgateError.

@@ -140,7 +140,7 @@ class ListenerCollector(Collector):
 # -- the protocol
 
 
-class _Refused(Exception):
+class _Refused(SiemgateError):
     """Raised in a parser callback: the request is answered `status` and the connection closed."""
 
     def __init__(self, status: int, reason: str, text: str) -> None:
