@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from siemgate.bus import segments
-from siemgate.bus.embedded import EmbeddedLog, disk_usage
+from siemgate.bus.embedded import _INDEX_BYTES_PER_COMMIT, _RECORD_OVERHEAD, EmbeddedLog, _estimate, disk_usage
 from siemgate.config import parse_config
 from siemgate.errors import BusUnavailable, ConfigError, LogFull
 from tests.bus.embedded_support import PREFIX, records
@@ -22,28 +22,43 @@ CAP = 2 * 1024 * 1024
 
 
 async def test_full_log_refuses_until_retention_frees_space(tmp_path: Path) -> None:
+    """The promise: an append is refused (LogFull) exactly when the log's bytes on disk
+    (segments, index and WAL, as last counted) plus the batch's estimated size (`_estimate`,
+    an upper bound of what it writes) would pass `bus.max_bytes`; so the log never holds more
+    than the cap, and after `measure_storage` its figure is what is on disk. Where below the
+    cap it refuses depends on the WAL's size, which depends on when the paced checkpoints ran:
+    the test checks the refusal against the batch's estimate, not against a fixed margin."""
     path = tmp_path / "bus.db"
     log = EmbeddedLog(path, prefix=PREFIX, retention_groups=("g",), max_bytes=CAP)
     await log.open()
     try:
         appended = 0
         with pytest.raises(LogFull, match="DATA LOSS RISK.*bus.max_bytes") as caught:
-            for _ in range(100):  # ~95 KB per append: full after ~21
-                await log.append(records("high", appended, 100))
+            for _ in range(100):  # ~118 KB of segments and a few index pages per append: full after ~15
+                batch = records("high", appended, 100)
+                room = CAP - log.storage_stats().bytes  # nothing is queued: what the cap is checked against
+                await log.append(batch)
+                assert _estimate(batch) <= room  # accepted: it fit
                 appended += 100
+        assert _estimate(batch) > room  # refused: it would have passed the cap
         assert isinstance(caught.value, BusUnavailable)  # what the ingest answers 503 for
         assert 10 < appended // 100 < 100
         assert log.refused_full == 1
         await log.measure_storage()
         stats = log.storage_stats()
         assert stats.store == "log" and stats.limit_bytes == CAP
-        assert CAP - 100_000 < stats.bytes <= CAP  # refused only when the next append would pass it
+        assert stats.bytes <= CAP  # no append took it past the cap
         assert stats.bytes == disk_usage(path)  # segments, index and WAL, as on disk
         free = os.statvfs(tmp_path)
         assert stats.free_bytes is not None and abs(stats.free_bytes - free.f_bavail * free.f_frsize) < 256 << 20
         # Segments are at most an eighth of the cap: retention can free space a segment at a time.
         sizes = [entry.stat().st_size for entry in segments.directory_for(path).iterdir()]
         assert len(sizes) >= 6 and max(sizes) <= CAP // 8 + 100_000
+        # The estimate is an upper bound of an append's bytes (so the cap holds), and not much
+        # more (so the log is not refused long before it is full): one append's segment bytes,
+        # at most one transaction's index pages and 100 records' overhead more.
+        per_append = sum(sizes) / (appended // 100)
+        assert per_append < _estimate(batch) < per_append + _INDEX_BYTES_PER_COMMIT + 100 * _RECORD_OVERHEAD
         with pytest.raises(LogFull):  # still full: nothing was freed
             await log.append(records("high", appended, 100))
         assert log.refused_full == 2
