@@ -24,7 +24,8 @@ survives a crash. Both keep it the same way, here, so that a durability fix is m
   raises a subclass of it (`SpoolError`, the embedded bus's `LogUnavailable`).
 - **Storage figures**: the free space of the file system holding the store and the size of
   its SQLite file and WAL, measured off the event loop every `STORAGE_SECONDS` (the
-  `siemgate_storage_*` metrics, `StorageStats`).
+  `siemgate_storage_*` metrics, `StorageStats`); the size on the writer thread, after each
+  checkpoint (and write transaction if asked), so that it is never read beside a change.
 
 The two stores differ on purpose in their policies, which they pass explicitly (see their
 modules for why): the spool commits with `synchronous=FULL` (the SQLite file is the record
@@ -377,9 +378,13 @@ class SQLiteWriter(Generic[W, R]):
     # ------------------------------------------------------------------ storage
 
     async def measure_storage(self) -> None:
-        """Measure the free space and the file's size now (on a thread of the default executor,
-        not behind the writes)."""
-        self.free_bytes, self.file_bytes = await asyncio.to_thread(self._storage)
+        """Measure the free space (on a thread of the default executor, not behind the writes)
+        and the file's size (on the writer thread, between its transactions and checkpoints:
+        measured beside one, the size could be read half-way through it, or read before it
+        and stored after its own measure, leaving `file_bytes` short of the disk)."""
+        stat = await asyncio.to_thread(os.statvfs, self.path.parent)
+        self.free_bytes = stat.f_bavail * stat.f_frsize
+        self.file_bytes = await self.call(file_bytes, self.path)
 
     async def _watch_storage(self) -> None:
         while True:
@@ -389,10 +394,6 @@ class SQLiteWriter(Generic[W, R]):
             except OSError as exc:
                 self._log.warning(f"cannot measure the free space of {self.setting}: {exc}",
                                   extra={"path": str(self.path)})
-
-    def _storage(self) -> tuple[int, int]:
-        stat = os.statvfs(self.path.parent)
-        return stat.f_bavail * stat.f_frsize, file_bytes(self.path)
 
     # ------------------------------------------------------------------ the writer thread
 
