@@ -49,6 +49,7 @@ PLACES: Mapping[str, str] = {
     "siemgate.foreground": "core",
     "siemgate.listeners": "core",
     "siemgate.reload": "core",
+    "siemgate.watchdog": "core",
     # the durable log: Kafka, the embedded log, the ingest's spool, open_bus.
     "siemgate.bus.*": "bus",
     # the webhook receiver, and the forwarders with their sinks.
