@@ -49,6 +49,11 @@ def main() -> int:
     parser.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT,
                         help="forward.stall_timeout_seconds and bus.spool.stall_timeout_seconds")
     parser.add_argument("--catch-up-timeout", type=float, default=900.0)
+    parser.add_argument("--one-forwarder", action="store_true",
+                        help="one `siemgate forward` for the four sinks (default: one per sink, as the chart)")
+    parser.add_argument("--cut", choices=("netns", "proxy"), default="netns",
+                        help="netns: link down, half-open connections (default); proxy: the fault suite's "
+                             "TcpProxy cut, connections closed")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, stacks)")
     args = parser.parse_args()
     reason = netns.unavailable_reason()
@@ -63,7 +68,9 @@ def main() -> int:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         result = asyncio.run(run_soak(work, processes, seed=seed, cuts=cuts, catch_up_timeout=args.catch_up_timeout,
-                                      stall_timeout=args.stall_timeout, log=lambda line: print(line, flush=True)))
+                                      stall_timeout=args.stall_timeout, one_forwarder=args.one_forwarder,
+                                      cut_style=args.cut,
+                                      log=lambda line: print(line, flush=True)))
     finally:
         for process in processes:
             if process.poll() is None:

@@ -43,8 +43,9 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.faults.harness import SINKS, KafkaTarget, Pipeline, Process, routed
+from tests.faults.harness import SINKS, KafkaTarget, Pipeline, Process, ProxiedTansu, routed
 from tests.lifecycle.netns import PartitionedBroker
+from tests.support import PrivateTansu
 
 # The liveness probe, as the chart sets it up (periodSeconds 10, failureThreshold 3), faster.
 PROBE_SECONDS = 2.0
@@ -66,6 +67,55 @@ def plan(seed: int, cuts: int, *, min_cut: float, max_cut: float, min_gap: float
     rng = random.Random(seed)
     return [Cut(round(rng.uniform(min_gap, max_gap), 1), round(rng.uniform(min_cut, max_cut), 1))
             for _ in range(cuts)]
+
+
+class Link:
+    """The broker and the link the soak cuts. "netns" (the default, a real partition): Tansu in
+    a network namespace, link down, half-open connections, no RST. "proxy": Tansu behind the
+    fault suite's TcpProxy on loopback, whose cut closes every connection (FIN) and accepts
+    then closes new ones: the cut of the fault suite's (f), under which finding 4 showed."""
+
+    def __init__(self, style: str, tmp_path: Path) -> None:
+        assert style in ("netns", "proxy"), style
+        self.style = style
+        self.netns = PartitionedBroker(tmp_path / "tansu.log") if style == "netns" else None
+        self.proxy = (ProxiedTansu(lambda **kw: PrivateTansu(tmp_path / "tansu.log", **kw))
+                      if style == "proxy" else None)
+
+    async def start(self) -> KafkaTarget:
+        if self.netns is not None:
+            self.netns.create()
+            await self.netns.start()
+            return KafkaTarget(self.netns.bootstrap_servers, idempotence=False)
+        assert self.proxy is not None
+        await self.proxy.start()
+        return self.proxy.target
+
+    def describe(self) -> str:
+        if self.netns is not None:
+            return f"broker {self.netns.bootstrap_servers} in namespace {self.netns.namespace} (link down = cut)"
+        assert self.proxy is not None
+        return f"broker behind the proxy {self.proxy.proxy.address} (connections closed = cut)"
+
+    async def cut(self) -> None:
+        if self.netns is not None:
+            self.netns.partition()
+        else:
+            assert self.proxy is not None
+            await self.proxy.proxy.cut()
+
+    async def heal(self) -> None:
+        if self.netns is not None:
+            await asyncio.to_thread(self.netns.heal)
+        else:
+            assert self.proxy is not None
+            self.proxy.proxy.restore()
+
+    async def close(self) -> None:
+        if self.netns is not None:
+            self.netns.close()
+        elif self.proxy is not None:
+            await self.proxy.stop()
 
 
 @dataclass
@@ -195,7 +245,9 @@ class Liveness:
         return found
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=5) as client:
+        # A new connection per probe, as the kubelet's: a kept-alive one that the server closed
+        # while idle reads as "disconnected without a response", which is no stall.
+        async with httpx.AsyncClient(timeout=5, limits=httpx.Limits(max_keepalive_connections=0)) as client:
             while True:
                 await self.p.supervise()  # a crash is a problem, restarted (only this task restarts)
                 for name, (process, url) in self.targets().items():
@@ -274,33 +326,34 @@ def load_note() -> str:
 
 async def run_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]], *, seed: int, cuts: list[Cut],
                    catch_up_timeout: float = 600.0, stall_timeout: float = STALL_TIMEOUT,
+                   one_forwarder: bool = False, cut_style: str = "netns",
                    log: Callable[[str], None] = print) -> SoakResult:
+    """The soak (see the module). `one_forwarder`: one `siemgate forward` for the four sinks
+    (as the fault suite's (f) ran when finding 4 showed) instead of one per sink (the chart's)."""
     started = time.monotonic()
-    broker = PartitionedBroker(tmp_path / "tansu.log")
+    link = Link(cut_style, tmp_path)
     log(f"partition soak: seed {seed}, cuts (link up s, link down s): "
         f"{[(c.after, c.length) for c in cuts]}")
     try:
-        broker.create()
-        await broker.start()
-        kafka = KafkaTarget(broker.bootstrap_servers, idempotence=False)
+        kafka = await link.start()
         pipeline = SoakPipeline(tmp_path, processes, kafka, fault="partition soak",
-                                forwarders=[(sink,) for sink in SINKS])
+                                forwarders=[SINKS] if one_forwarder else [(sink,) for sink in SINKS])
         pipeline.stall_timeout = stall_timeout
         liveness = Liveness(pipeline, started, log)
         try:
             await pipeline.start()
             await pipeline.start_stream()
-            log(f"  events flow to every sink; broker {broker.bootstrap_servers} in namespace {broker.namespace}")
+            log(f"  events flow to every sink; {link.describe()}")
             liveness.start()
             backlog_at_heal: list[dict[str, int]] = []
             heal_at = time.monotonic()
             for n, cut in enumerate(cuts, 1):
                 await asyncio.sleep(cut.after)  # the plan's timeline, not a synchronisation
-                broker.partition()
+                await link.cut()
                 log(f"  cut {n}/{len(cuts)}: link down for {cut.length:g} s "
                     f"({len(pipeline.senders.stats.acked)} acked so far)")
                 await asyncio.sleep(cut.length)
-                await asyncio.to_thread(broker.heal)
+                await link.heal()
                 heal_at = time.monotonic()
                 pipeline.refresh()
                 backlog_at_heal.append(pipeline.missing(pipeline.senders.stats.acked))
@@ -321,7 +374,7 @@ async def run_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]], *, 
                 missing = pipeline.missing(pipeline.senders.stats.acked)
                 notes.append(f"not caught up {catch_up_timeout:g} s after the last heal: missing {missing}")
                 for name, slot in pipeline.slots.items():
-                    if slot.process is not None and missing.get(name):
+                    if slot.process is not None and any(missing.get(sink) for sink in slot.sinks):
                         path, head = await dump_stacks(slot.process, pipeline.logs / f"stack-{name}-behind.txt")
                         notes.append(f"{name} behind at the bound: stacks in {path}:\n{head}")
             await liveness.stop()
@@ -331,7 +384,7 @@ async def run_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]], *, 
             await liveness.stop()
             await pipeline.close()
     finally:
-        broker.close()
+        await link.close()
     acked = pipeline.senders.stats.acked
     lines = []
     for account in result.sinks:
@@ -347,4 +400,6 @@ async def run_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]], *, 
                       notes=notes + result.notes, backlog_at_heal=backlog_at_heal, codes=result.codes,
                       seconds=round(time.monotonic() - started, 1), load=load_note(),
                       extra={"logs": str(pipeline.logs), "stall_timeout_seconds": stall_timeout,
+                             "cut_style": cut_style,
+                             "forward_processes": {name: list(slot.sinks) for name, slot in pipeline.slots.items()},
                              "dead_lettered_any": {s: len(k) for s, k in dead.items()}})
