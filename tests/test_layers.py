@@ -50,6 +50,7 @@ PLACES: Mapping[str, str] = {
     "siemgate.listeners": "core",
     "siemgate.reload": "core",
     "siemgate.watchdog": "core",
+    "siemgate.diagnostics": "core",
     # the durable log: Kafka, the embedded log, the ingest's spool, open_bus.
     "siemgate.bus.*": "bus",
     # the webhook receiver, and the forwarders with their sinks.

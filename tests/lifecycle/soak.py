@@ -32,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -226,6 +227,10 @@ class Liveness:
         self.started = started
         self.log = log
         self.stalls: list[Stall] = []
+        # Task dumps asked for (SIGUSR1, siemgate.diagnostics): a forwarder whose commit timed
+        # out while Kafka was back is what finding 4 looked like; its tasks say where it waits.
+        self.dumps: list[str] = []
+        self._log_offsets: dict[Path, int] = {}
         self._failures: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -250,6 +255,7 @@ class Liveness:
         async with httpx.AsyncClient(timeout=5, limits=httpx.Limits(max_keepalive_connections=0)) as client:
             while True:
                 await self.p.supervise()  # a crash is a problem, restarted (only this task restarts)
+                self._dump_on_commit_timeouts()
                 for name, (process, url) in self.targets().items():
                     if process is None or not process.alive():
                         continue
@@ -268,6 +274,21 @@ class Liveness:
                     if self._failures[name] >= FAILURES:
                         await self._restart(name, process)
                 await asyncio.sleep(PROBE_SECONDS)
+
+    def _dump_on_commit_timeouts(self) -> None:
+        for name, slot in self.p.slots.items():
+            process = slot.process
+            if process is None or not process.alive() or len(self.dumps) >= 10:
+                continue
+            offset = self._log_offsets.get(process.log, 0)
+            with open(process.log, "rb") as handle:
+                handle.seek(offset)
+                new = handle.read()
+            self._log_offsets[process.log] = offset + len(new)
+            if b"the commit did not complete within" in new:
+                process.signal(signal.SIGUSR1)
+                self.dumps.append(f"{name} at {time.monotonic() - self.started:.0f} s: task dump in {process.log}")
+                self.log(f"  {name}: a commit timed out; its tasks dumped (SIGUSR1) into {process.log}")
 
     async def _restart(self, name: str, process: Process) -> None:
         stall = next(s for s in reversed(self.stalls) if s.process == name)
@@ -375,6 +396,7 @@ async def run_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]], *, 
                 notes.append(f"not caught up {catch_up_timeout:g} s after the last heal: missing {missing}")
                 for name, slot in pipeline.slots.items():
                     if slot.process is not None and any(missing.get(sink) for sink in slot.sinks):
+                        slot.process.signal(signal.SIGUSR1)  # the asyncio tasks, into its log
                         path, head = await dump_stacks(slot.process, pipeline.logs / f"stack-{name}-behind.txt")
                         notes.append(f"{name} behind at the bound: stacks in {path}:\n{head}")
             await liveness.stop()
@@ -400,6 +422,6 @@ async def run_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]], *, 
                       notes=notes + result.notes, backlog_at_heal=backlog_at_heal, codes=result.codes,
                       seconds=round(time.monotonic() - started, 1), load=load_note(),
                       extra={"logs": str(pipeline.logs), "stall_timeout_seconds": stall_timeout,
-                             "cut_style": cut_style,
+                             "cut_style": cut_style, "task_dumps": liveness.dumps,
                              "forward_processes": {name: list(slot.sinks) for name, slot in pipeline.slots.items()},
                              "dead_lettered_any": {s: len(k) for s, k in dead.items()}})
