@@ -15,6 +15,9 @@ users' docstrings); the rules common to all:
 - **Paused on purpose is not stalled.** A wait marked AUTH_PAUSE is never a stall, and the
   clock starts again when it ends.
 - **Excused.** `Watchdog.excuse` starts every clock again (the worker's cause is elsewhere).
+- **Owed outcomes.** `expect(what)` ... `fulfilled(what)`: an outcome owed longer than the
+  timeout is a stall even while other things progress (a forwarder whose every commit fails
+  while it fetches and sends: finding 4's crawl).
 
 A single wait longer than the timeout reads as a stall: keep the timeout above the worker's
 own timeouts.
@@ -84,6 +87,7 @@ class Progress:
         self._work_since = self._last_progress
         self._waits: dict[int, tuple[str, float]] = {}
         self._tokens = itertools.count()
+        self._expected: dict[str, float] = {}
 
     @property
     def sink(self) -> str:
@@ -98,8 +102,18 @@ class Progress:
         self._last_progress = self._clock()
 
     def excuse(self) -> None:
-        """Not this worker's fault: its clock starts again."""
+        """Not this worker's fault: its clock starts again (and every expectation's)."""
         self._last_progress = self._clock()
+        self._expected = dict.fromkeys(self._expected, self._last_progress)
+
+    def expect(self, what: str) -> None:
+        """An outcome is owed from now on (if not owed already): until `fulfilled(what)`, the
+        worker is stalled once it is owed longer than the timeout, whatever else progresses
+        (the forwarders: a commit, while fetches and sends go on but every commit fails)."""
+        self._expected.setdefault(what, self._clock())
+
+    def fulfilled(self, what: str) -> None:
+        self._expected.pop(what, None)
 
     @property
     def pending(self) -> int | None:
@@ -145,10 +159,15 @@ class Progress:
             return None  # paused on purpose: siemgate_sink_up 0 reports it; a restart does not help
         now = self._clock()
         idle_since = max(self._last_progress, self._work_since)
-        if now - idle_since < timeout:
-            return None
+        overdue = sorted((max(since, self._work_since), what) for what, since in self._expected.items())
         waits = sorted(self._waits.values(), key=lambda w: w[1])
-        waiting_on, since = waits[0] if waits else ("nothing", idle_since)
+        if now - idle_since >= timeout:
+            waiting_on, since = waits[0] if waits else ("nothing", idle_since)
+        elif overdue and now - overdue[0][0] >= timeout:
+            since, waiting_on = overdue[0]
+            idle_since = since  # progress elsewhere, but not the outcome owed since then
+        else:
+            return None
         offset = self._wall() - now
         return Stall(self.name, waiting_on, since + offset, idle_since + offset, pending,
                      tuple((what, started + offset) for what, started in waits), self.subject,

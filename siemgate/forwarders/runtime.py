@@ -593,10 +593,12 @@ class SinkForwarder:
         owned = {tp: offset for tp, offset in offsets.items() if tp not in self.revoked}
         if not owned:
             return
+        self.progress.expect(COMMIT)  # owed until one completes (see siemgate.watchdog, "Owed outcomes")
         try:
             with self.progress.waiting(COMMIT):
                 await self.consumer.commit(owned)
             self.progress.progressed()
+            self.progress.fulfilled(COMMIT)
         except CommitRefused as exc:
             # The group moved on, or Kafka did not answer in time: these events are read again
             # (by the new owner, or after a restart): duplicates, never loss.
