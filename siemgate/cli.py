@@ -44,6 +44,9 @@ def _serve(args: argparse.Namespace,
     logs.configure(config.log_level)
 
     async def main() -> int:
+        from siemgate import diagnostics
+
+        diagnostics.install()  # kill -USR1: every task's chain of awaits to stderr
         await serve(config, ConfigReloader(args.config, config))
         return 0
 

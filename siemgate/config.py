@@ -563,6 +563,11 @@ class SpoolConfig:
     # before the process exits. What is left stays in the spool for the next start on this path
     # (or `siemgate spool drain`). Keep the pod's grace period above this plus the body timeout.
     drain_timeout_seconds: float = 300.0
+    # The drainer's progress watchdog (siemgate.bus.spooling): events in the spool and no chunk
+    # acknowledged by Kafka for this long, and the drainer is stalled: /healthz fails (the
+    # liveness probe restarts the process; the spool is kept), siemgate_stalled{component=
+    # "spool_drainer"} is 1. A Kafka outage longer than this restarts the ingest too.
+    stall_timeout_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1024:
@@ -571,6 +576,8 @@ class SpoolConfig:
             raise ConfigError("ack_deadline_seconds", "must be more than 0 and at most 60")
         if not 0 <= self.drain_timeout_seconds <= 86400:
             raise ConfigError("drain_timeout_seconds", "must be between 0 and 86400")
+        if not 0 < self.stall_timeout_seconds <= 86400:
+            raise ConfigError("stall_timeout_seconds", "must be more than 0 and at most 86400")
 
 
 # The smallest bus.max_bytes: room for the index and a few batches.
@@ -590,6 +597,10 @@ class BusConfig:
     def __post_init__(self) -> None:
         if self.type == "kafka" and self.kafka is None:
             raise ConfigError("kafka", "is required when bus.type is kafka (bootstrap_servers at least)")
+        if self.kafka is not None and not self.spool.stall_timeout_seconds > self.kafka.produce_timeout_seconds:
+            raise ConfigError("spool.stall_timeout_seconds", f"must be longer than kafka.produce_timeout_seconds "
+                                                             f"({self.kafka.produce_timeout_seconds:g}): one "
+                                                             "attempt to send a chunk takes up to that long")
         if self.max_bytes < MIN_LOG_BYTES:
             raise ConfigError("max_bytes", f"must be at least {MIN_LOG_BYTES} (1 MiB)")
 

@@ -11,8 +11,14 @@ from prometheus_client.registry import Collector
 
 
 class Exposed(Collector):
-    def __init__(self, registry: CollectorRegistry) -> None:
+    """`registry`'s metrics, but those named in `skip` (exposed by the other registry already,
+    merged into its family: a name appears once on a /metrics page)."""
+
+    def __init__(self, registry: CollectorRegistry, skip: frozenset[str] = frozenset()) -> None:
         self._registry = registry
+        self._skip = skip
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._registry.collect()
+        for metric in self._registry.collect():
+            if metric.name not in self._skip:
+                yield metric

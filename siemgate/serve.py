@@ -142,7 +142,12 @@ async def serve_run(config: Config, reloader: ConfigReloader | None = None) -> N
                           forward=service), \
                 _metrics_listener(config, app):
             registry = app.state.context.metrics.registry
-            registry.register(Exposed(service.metrics.registry))
+            stalled = app.state.context.metrics.stalled
+            if stalled is not None:  # the spool drainer's siemgate_stalled: one family with the forwarders'
+                stalled.also.append(service.metrics.stalled.collect)
+                registry.register(Exposed(service.metrics.registry, skip=frozenset({"siemgate_stalled"})))
+            else:
+                registry.register(Exposed(service.metrics.registry))
             async with reloading(reloader, registry, app.state.webhooks, service):
                 await _serve_both(config, app, service)
 

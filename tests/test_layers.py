@@ -51,6 +51,8 @@ PLACES: Mapping[str, str] = {
     "siemgate.reload": "core",
     "siemgate.terminal": "core",
     "siemgate.private_files": "core",
+    "siemgate.watchdog": "core",
+    "siemgate.diagnostics": "core",
     # the durable log: Kafka, the embedded log, the ingest's spool, open_bus.
     "siemgate.bus.*": "bus",
     # the webhook receiver, and the forwarders with their sinks.

@@ -326,6 +326,9 @@ sinks:
             assert await post(client, n * BATCH) == 200
         metrics = (await client.get("/metrics")).text
     assert "siemgate_forward_events_total" in metrics and "siemgate_ingest_events_total" in metrics
+    # One siemgate_stalled family: the spool drainer's series and the forwarders' side by side.
+    assert metrics.count("# TYPE siemgate_stalled gauge") == 1, metrics
+    assert 'siemgate_stalled{component="spool_drainer"} 0.0' in metrics
     await until(lambda: set(ids_in(out)) >= {f"ev-{i}" for i in range(4 * BATCH)}, timeout=90)
 
 

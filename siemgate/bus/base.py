@@ -135,6 +135,17 @@ class SpoolReporter(Protocol):
 
 
 @runtime_checkable
+class StallReporter(Protocol):
+    """A publisher with a worker of its own that the progress watchdog judges (the spool's
+    drainer, `siemgate.bus.spooling`): the ingest's /healthz fails while `stalls()` lists
+    anything, and `stalled()` is exported as `siemgate_stalled{component}`."""
+
+    def stalls(self) -> list[dict[str, object]]: ...
+
+    def stalled(self) -> Mapping[str, int]: ...
+
+
+@runtime_checkable
 class DrainingPublisher(Protocol):
     """A publisher that sends what it holds before exit (`siemgate.bus.spooling.SpoolingPublisher`):
     told at the first stop signal, and to give up at the second."""

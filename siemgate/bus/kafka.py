@@ -25,6 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
+from siemgate.bus import aiokafka_patch  # noqa: F401  (a closed transport under uvloop: finding 4)
 from siemgate.bus.kafka_oauth import token_provider
 from siemgate.config import KafkaConfig
 from siemgate.errors import BusUnavailable, RecordTooLarge

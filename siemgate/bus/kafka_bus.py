@@ -107,6 +107,10 @@ class KafkaConsumer:
             async with asyncio.timeout(self.commit_timeout_seconds):
                 await self._consumer.commit({_tp(tp): offset for tp, offset in offsets.items()})
         except TimeoutError as exc:
+            broken = self.broken()
+            if broken is not None:
+                raise CommitRefused(f"the commit did not complete within {self.commit_timeout_seconds:g} s: "
+                                    f"{broken}") from exc
             raise CommitRefused(
                 f"the commit did not complete within {self.commit_timeout_seconds:g} s (Kafka or its group "
                 "coordinator unreachable)"
@@ -115,6 +119,21 @@ class KafkaConsumer:
             raise CommitRefused(f"Kafka refused the commit: {exc!r}") from exc
         except KafkaError as exc:
             raise CommitRefused(f"the commit did not reach Kafka: {exc}") from exc
+
+    def broken(self) -> str | None:
+        """Why this consumer can no longer find its group coordinator, if it cannot (None: no
+        known reason). aiokafka keeps the cluster metadata fresh in one background task per
+        client (`_md_synchronizer`); if that task ends, every wait for a metadata update (the
+        coordinator lookup holds its lock meanwhile) waits forever and every commit times out,
+        while fetches go on: docs/RELIABILITY.md, finding 4. Only a new consumer (a restart)
+        recovers from that."""
+        task = getattr(getattr(self._consumer, "_client", None), "_sync_task", None)
+        if not isinstance(task, asyncio.Task) or not task.done():
+            return None
+        if task.cancelled():
+            return "aiokafka's metadata task was cancelled: this consumer cannot find its group coordinator any more"
+        return (f"aiokafka's metadata task ended ({task.exception()!r}): this consumer cannot find its group "
+                "coordinator any more")
 
     async def end_offsets(self, partitions: Sequence[Partition]) -> dict[Partition, int]:
         try:

@@ -36,6 +36,17 @@ timeout, unreachable) is logged and counted (`siemgate_shutdown_drain_total`).
 batch either (a full spool makes a spooling ingest try Kafka directly before refusing; order
 within a severity may then differ, which beats losing the batch). Such a refusal raises
 BusUnavailable, is counted and logged as data loss risk.
+
+The drainer's progress watchdog (`siemgate.watchdog`, as the forwarders'): while the spool
+holds events and no chunk was acknowledged by Kafka for `bus.spool.stall_timeout_seconds`,
+the drainer is stalled: `stalls()` lists it (the ingest's /healthz fails, so the liveness
+probe restarts the process; the spool is on its volume and is sent at the next start),
+`stalled()` gives `siemgate_stalled{component="spool_drainer"}`, and one ERROR log says what
+the drainer was waiting on (produce, topic check, backoff after a failure) and the last
+problem Kafka reported. Failed attempts are not progress here: a drainer whose producer no
+longer gets answers (a half-open connection after a partition) looks exactly like Kafka
+away, and a restart is what clears the former. So a Kafka outage longer than the timeout
+restarts the ingest as well; it keeps spooling after the restart.
 """
 
 from __future__ import annotations
@@ -57,6 +68,7 @@ from siemgate.bus.sqlite_writer import StorageStats
 from siemgate.config import KafkaConfig, SpoolConfig
 from siemgate.errors import BusUnavailable, RecordTooLarge, SiemgateError, SpoolError, SpoolFull
 from siemgate.record import Record
+from siemgate.watchdog import Progress, Stall, Watchdog, iso
 
 log = logging.getLogger("siemgate.bus.spooling")
 
@@ -68,6 +80,14 @@ DRAIN_CHUNK_BYTES = 4 * 1024 * 1024
 DRAIN_BACKOFF_SECONDS = (0.2, 10.0)
 # While stopping, a failed drain is retried at least this often (the grace period is short).
 STOPPING_RETRY_SECONDS = 1.0
+
+# The drainer's name in siemgate_stalled{component} and /healthz.
+DRAINER = "spool_drainer"
+# What the drainer can be waiting on (the watchdog's ERROR log and /healthz name it).
+PRODUCE = "produce to Kafka"
+TOPIC_CHECK = "topic check on Kafka"
+BACKOFF = "backoff after a failed drain"
+SPOOL_WRITE = "spool write"
 
 DrainOutcome = Literal["empty", "drained", "timeout", "unreachable"]
 DRAIN_OUTCOMES: Final[tuple[DrainOutcome, ...]] = ("empty", "drained", "timeout", "unreachable")
@@ -163,6 +183,13 @@ class SpoolingPublisher:
         # At the first stop signal: (loop time, events held, events drained so far).
         self._stop_mark: tuple[float, int, int] | None = None
         self.last_drain: DrainReport | None = None
+        # The progress watchdog (see the module's docstring).
+        self._stall_timeout = spool_config.stall_timeout_seconds
+        self.progress = Progress(DRAINER, subject="component")
+        self._stalled = 0
+        self.watchdog = Watchdog(self._set_stalled, logger=log, stalled_message=self._stalled_message,
+                                 resumed_message=lambda _: "the spool drainer resumed: Kafka acknowledged a chunk")
+        self._watching: asyncio.Task[None] | None = None
 
     @property
     def spooling(self) -> bool:
@@ -175,6 +202,39 @@ class SpoolingPublisher:
     @property
     def kafka(self) -> KafkaPublisher:
         return self._kafka
+
+    def stalls(self) -> list[dict[str, object]]:
+        """The stalled drainer (empty: healthy), for /healthz."""
+        return [stall.describe() for stall in self.watchdog.stalls.values()]
+
+    def stalled(self) -> Mapping[str, int]:
+        """`siemgate_stalled{component}`: 1 while the drainer is stalled."""
+        return {DRAINER: self._stalled}
+
+    def _set_stalled(self, _: str, value: int) -> None:
+        self._stalled = value
+
+    def _stalled_message(self, _: str, stall: Stall, timeout: float) -> str:
+        return (f"the spool drainer is stalled: {stall.pending} events in the spool {self._spool.path} and no chunk "
+                f"acknowledged by Kafka for {timeout:g} s (bus.spool.stall_timeout_seconds), waiting on "
+                f"{stall.waiting_on} since {iso(stall.waiting_since)}; last problem: "
+                f"{self._kafka_problem or 'none reported'}. /healthz fails so that the process is restarted "
+                "(the spool is kept and sent to Kafka at the next start). Check that Kafka is reachable from "
+                "this pod")
+
+    def check_progress(self) -> None:
+        """Judge the drainer (called every few seconds while running; by tests directly)."""
+        self.progress.set_lag(self._spool.events if self._spool.is_open else 0)
+        self.progress.detail = {"kafka_problem": self._kafka_problem} if self._kafka_problem else {}
+        self.watchdog.check({DRAINER: self.progress}, self._stall_timeout)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, max(0.2, self._stall_timeout / 10)))
+            try:
+                self.check_progress()
+            except Exception:  # a watchdog that dies quietly is worse than none
+                log.exception("the spool drainer's watchdog failed to judge it; trying again")
 
     def shutdown_drains(self) -> Mapping[DrainOutcome, int]:
         """Drains before exit, by outcome (`siemgate_shutdown_drain_total`)."""
@@ -210,6 +270,7 @@ class SpoolingPublisher:
                 extra={"events": self._spool.events, "bytes": self._spool.bytes, "path": str(self._spool.path)},
             )
         self._drainer = asyncio.create_task(self._drain_forever(), name="spool-drainer")
+        self._watching = asyncio.create_task(self._watch(), name="spool-watchdog")
         if not self._spooling:
             # The first batches after a start go to Kafka directly, not to the spool, if it is there.
             await self._kafka.wait_connected(self._deadline)
@@ -235,6 +296,10 @@ class SpoolingPublisher:
         then close Kafka and the spool. What the spool still holds stays in its file, for the next
         start on this path or `siemgate spool drain`. Call it once no more batches arrive."""
         drained: str | None = None
+        watching, self._watching = self._watching, None
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         if self._drainer is not None:
             if self._spool.is_open:
                 drained = await self._drain_before_exit()
@@ -413,7 +478,8 @@ class SpoolingPublisher:
                 continue
             try:
                 if not self._topics_checked:
-                    await self._ensure_topics()
+                    with self.progress.waiting(TOPIC_CHECK):
+                        await self._ensure_topics()
                 if self._kafka_is_quick and self._spool.events <= DRAIN_CHUNK_RECORDS:
                     await self._hand_over()
                 elif not await self._drain_chunk():
@@ -434,7 +500,8 @@ class SpoolingPublisher:
                 self._kafka_problem = repr(exc)
                 self._progress.set()
                 log.exception("unexpected error while draining the spool; retrying (please report it)")
-                await self._sleep(backoff.next_delay())
+                with self.progress.waiting(BACKOFF):
+                    await self._sleep(backoff.next_delay())
                 continue
             backoff.reset()
 
@@ -470,7 +537,8 @@ class SpoolingPublisher:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            await self._kafka.publish([record for _, record in chunk])
+            with self.progress.waiting(PRODUCE):
+                await self._kafka.publish([record for _, record in chunk])
         except RecordTooLarge:
             await self._drain_one_by_one(chunk)
             return True
@@ -482,9 +550,11 @@ class SpoolingPublisher:
     async def _delete_through(self, row_id: int, count: int) -> None:
         """Delete what Kafka acknowledged. Not cancelled by a stop (the in-memory count would miss
         it): a stop waits for it, and the drainer ends right after (_Halted)."""
+        self.progress.progressed()  # Kafka acknowledged: the drainer moves
         self._mutating = True
         try:
-            await self._spool.delete_through(row_id)
+            with self.progress.waiting(SPOOL_WRITE):
+                await self._spool.delete_through(row_id)
         finally:
             self._mutating = False
         self._drained += count
@@ -496,8 +566,10 @@ class SpoolingPublisher:
         """Kafka refused a record of the chunk for its size: find it, set it aside, send the rest."""
         for row_id, record in chunk:
             try:
-                await self._kafka.publish([record])
+                with self.progress.waiting(PRODUCE):
+                    await self._kafka.publish([record])
             except RecordTooLarge as exc:
+                self.progress.progressed()  # Kafka answered for good: the record leaves the spool
                 self._mutating = True
                 try:
                     await self._spool.set_aside(row_id, str(exc))
@@ -523,7 +595,8 @@ class SpoolingPublisher:
         log.log(level, f"could not drain the spool ({exc}); retrying in {delay:.1f} s",
                 extra={"spool_events": self._spool.events, "spool_bytes": self._spool.bytes,
                        "attempts": backoff.failures})
-        await self._sleep(delay)
+        with self.progress.waiting(BACKOFF):
+            await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:
         """Sleep `delay` seconds, or less once stopping begins (`begin_stopping` wakes it)."""

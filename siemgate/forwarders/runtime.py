@@ -596,13 +596,22 @@ class SinkForwarder:
         owned = {tp: offset for tp, offset in offsets.items() if tp not in self.revoked}
         if not owned:
             return
+        self.progress.expect(COMMIT)  # owed until one completes (see siemgate.watchdog, "Owed outcomes")
         try:
             with self.progress.waiting(COMMIT):
                 await self.consumer.commit(owned)
             self.progress.progressed()
+            self.progress.fulfilled(COMMIT)
         except CommitRefused as exc:
             # The group moved on, or Kafka did not answer in time: these events are read again
             # (by the new owner, or after a restart): duplicates, never loss.
+            if "metadata task" in str(exc):
+                # No commit will ever complete on this consumer (finding 4): the watchdog fails
+                # /healthz once the commit is owed longer than forward.stall_timeout_seconds.
+                log.error(f"offset commits of sink {self.name} cannot complete any more ({exc}); the process must "
+                          "be restarted (the watchdog fails /healthz for it). Events are read again: duplicates, "
+                          "never loss", extra={"sink": self.name, "error": str(exc)})
+                return
             log.warning("offset commit failed: the events since the last commit will be delivered again",
                         extra={"sink": self.name, "error": str(exc)})
 

@@ -32,7 +32,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from siemgate.bus.base import DrainingPublisher, Publisher, SpoolReporter
+from siemgate.bus.base import DrainingPublisher, Publisher, SpoolReporter, StallReporter
 from siemgate.bus.sqlite_writer import StorageReporter
 from siemgate.config import Config, IntegrationConfig
 from siemgate.errors import (
@@ -383,7 +383,7 @@ def create_app(config: Config, publisher: Publisher, *, foreground: Foreground |
     `state.webhooks` applies a reloaded config (`siemgate.reload`). `foreground`: shared with
     forwarders on the same event loop (`siemgate run`), which then let requests go first.
     `health`: what else in the process is stalled (`siemgate run`: its forwarders); /healthz
-    fails while it lists anything."""
+    fails while it or the publisher (the spool drainer, `StallReporter`) lists anything."""
     context = IngestContext(config=config, publisher=publisher, prefix=config.bus.topic_prefix,
                             foreground=foreground)
     if isinstance(publisher, SpoolReporter):
@@ -392,9 +392,12 @@ def create_app(config: Config, publisher: Publisher, *, foreground: Foreground |
         context.metrics.watch_shutdown_drains(publisher.shutdown_drains)
     if isinstance(publisher, StorageReporter):
         context.metrics.watch_storage(publisher.storage_stats)
+    if isinstance(publisher, StallReporter):
+        context.metrics.watch_stalls(publisher.stalled)
 
     async def healthz(request: Request) -> Response:
-        stalled = list(health()) if health is not None else []
+        stalled: list[Mapping[str, object]] = list(publisher.stalls()) if isinstance(publisher, StallReporter) else []
+        stalled += health() if health is not None else []
         if stalled:
             return JSONResponse({"status": "stalled", "stalled": stalled}, status_code=503)
         return JSONResponse({"status": "ok"})

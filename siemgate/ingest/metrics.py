@@ -29,6 +29,7 @@ _ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 class IngestMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.stalled: StalledCollector | None = None  # see watch_stalls
         self.requests = Counter(
             "siemgate_ingest_requests", "Webhook requests by integration and answer.",
             ["integration", "code"], registry=self.registry,
@@ -98,11 +99,40 @@ class IngestMetrics:
         """Export `siemgate_shutdown_drain_total{outcome}` of a publisher that drains before exit."""
         self.registry.register(_DrainCollector(outcomes))
 
+    def watch_stalls(self, stalled: Callable[[], Mapping[str, int]]) -> StalledCollector:
+        """Export `siemgate_stalled{component}` of a publisher with a worker the watchdog judges
+        (the spool drainer). The collector returned takes more samples of the same family
+        (`siemgate run`: the forwarders' `siemgate_stalled{sink}`, see `StalledCollector.also`)."""
+        collector = self.stalled = StalledCollector(stalled)
+        self.registry.register(collector)
+        return collector
+
     def watch_storage(self, stats: Callable[[], StorageStats]) -> None:
         """Export the `siemgate_storage_*` gauges of a publisher with a local store (the
         embedded log, or the spool)."""
         self.registry.register(_StorageCollector(stats))
 
+
+
+class StalledCollector:
+    """`siemgate_stalled`: the ingest's components, plus the samples of `also` (one family per
+    name on a /metrics page: `siemgate run` puts the forwarders' gauge in here)."""
+
+    def __init__(self, stalled: Callable[[], Mapping[str, int]]) -> None:
+        self._stalled = stalled
+        self.also: list[Callable[[], Iterable[Metric]]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "siemgate_stalled", "1 while a worker has events to move and makes no progress (a sink's forwarder: "
+            "forward.stall_timeout_seconds; the ingest's spool drainer: bus.spool.stall_timeout_seconds): "
+            "the process's /healthz fails.", labels=["component"])
+        for component, value in self._stalled().items():
+            family.add_metric([component], value)
+        for source in self.also:
+            for metric in source():
+                family.samples.extend(sample for sample in metric.samples if sample.name == "siemgate_stalled")
+        yield family
 
 
 class _DrainCollector:

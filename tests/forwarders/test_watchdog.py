@@ -219,3 +219,44 @@ def test_stall_timeout_is_configured_and_validated() -> None:
         parse_config("forward: {stall_timeout_seconds: 5, lag_interval_seconds: 5}", {})
     with pytest.raises(ConfigError, match=r"forward\.stall_timeout_seconds"):
         parse_config("forward: {stall_timeout_seconds: -1}", {})
+
+
+def test_fetches_and_sends_going_on_while_every_commit_fails_is_a_stall_on_commit(clock: Clock) -> None:
+    """Finding 4's crawl: each batch is fetched and sent, its commit times out (60 s), the
+    next batch comes: progress all along, yet nothing is ever committed."""
+    progress = progress_of(clock)
+    progress.set_lag(20_000)
+    started = clock.now
+    for _ in range(4):  # 4 x 70 s < TIMEOUT
+        progress.progressed()  # a fetch, a send
+        progress.expect(COMMIT)
+        with progress.waiting(COMMIT):
+            clock.advance(60)  # CommitRefused: not fulfilled
+        clock.advance(10)
+        assert progress.stall(TIMEOUT) is None
+    clock.advance(TIMEOUT - 4 * 70)
+    progress.progressed()
+    stall = progress.stall(TIMEOUT)
+    assert stall is not None and stall.waiting_on == COMMIT, stall
+    assert stall.idle_since == started + 1.7e9  # owed since the first failed commit
+    progress.fulfilled(COMMIT)  # a commit went through
+    assert progress.stall(TIMEOUT) is None
+
+
+def test_an_owed_commit_counts_from_when_work_appears_and_an_excuse_restarts_it(clock: Clock) -> None:
+    progress = progress_of(clock)
+    progress.set_lag(10)
+    progress.expect(COMMIT)  # failed, then nothing left to do
+    progress.set_lag(0)
+    clock.advance(TIMEOUT * 3)
+    assert progress.stall(TIMEOUT) is None  # no work
+    progress.set_lag(10)  # work again: the clock starts now
+    clock.advance(TIMEOUT - 1)
+    progress.progressed()
+    assert progress.stall(TIMEOUT) is None
+    progress.excuse()  # the bus was away
+    clock.advance(TIMEOUT - 1)
+    progress.progressed()
+    assert progress.stall(TIMEOUT) is None
+    clock.advance(1)
+    assert progress.stall(TIMEOUT) is not None

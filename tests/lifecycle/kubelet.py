@@ -53,7 +53,7 @@ SEVERITIES = ("high", "medium", "low", "unknown")
 
 
 def kafka_config(*, bootstrap: str, prefix: str, port: int, volume: Path, out: Path, forward_port: int,
-                 state: Path, drain_timeout: float = 60.0) -> dict[str, Any]:
+                 state: Path, drain_timeout: float = 60.0, stall_timeout: float = 600.0) -> dict[str, Any]:
     """An ingest (and forwarder) config on Kafka: the spool on the pod's volume."""
     return {
         "log_level": "info",
@@ -66,7 +66,7 @@ def kafka_config(*, bootstrap: str, prefix: str, port: int, volume: Path, out: P
             "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix, "idempotence": False,
                       "produce_timeout_seconds": 3, "topics": {"partitions": 2}},
             "spool": {"path": str(volume / "spool"), "ack_deadline_seconds": 1,
-                      "drain_timeout_seconds": drain_timeout},
+                      "drain_timeout_seconds": drain_timeout, "stall_timeout_seconds": stall_timeout},
         },
         "forward": {"drain_timeout_seconds": 10, "lag_interval_seconds": 0.5,
                     "listen": {"host": "127.0.0.1", "port": forward_port}},
