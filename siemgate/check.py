@@ -28,17 +28,14 @@ class CheckResult:
 
 
 async def check_kafka(config: KafkaConfig, timeout: float) -> list[CheckResult]:
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
-
-    from siemgate.bus.kafka import client_options
+    from siemgate.bus.kafka import describe_kafka
+    from siemgate.errors import BusUnavailable
 
     servers = ",".join(config.servers)
     results: list[CheckResult] = []
     oauth = config.security.oauth
     if config.security.protocol.startswith("SASL") and config.security.sasl_mechanism == "OAUTHBEARER" and oauth:
         from siemgate.bus.kafka_oauth import token_provider
-        from siemgate.errors import BusUnavailable
 
         source = oauth.token_endpoint if oauth.provider == "oidc" else f"MSK IAM ({oauth.aws_region})"
         try:
@@ -48,19 +45,10 @@ async def check_kafka(config: KafkaConfig, timeout: float) -> list[CheckResult]:
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             return [CheckResult("kafka oauth token", "FAIL", reason)]
         results.append(CheckResult("kafka oauth token", "ok", f"obtained from {source}"))
-    admin = AIOKafkaAdminClient(**client_options(config), request_timeout_ms=int(timeout * 1000))
     try:
-        async with asyncio.timeout(timeout):
-            await admin.start()
-            try:
-                topics = set(await admin.list_topics())
-                cluster = await admin.describe_cluster()
-            finally:
-                await admin.close()
-    except (TimeoutError, KafkaError, OSError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-        return [*results, CheckResult("kafka", "FAIL", f"cannot reach {servers}: {reason}")]
-    brokers = len(cluster.get("brokers", []) or [])
+        topics, brokers = await describe_kafka(config, timeout)
+    except BusUnavailable as exc:
+        return [*results, CheckResult("kafka", "FAIL", str(exc))]
     results.append(CheckResult("kafka", "ok", f"reached {servers} ({brokers} broker(s))"))
     missing = [t for t in all_topics(config.topic_prefix) if t not in topics]
     if not missing:

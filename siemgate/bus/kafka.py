@@ -64,6 +64,34 @@ def client_options(config: KafkaConfig) -> dict[str, Any]:
     return options
 
 
+async def describe_kafka(config: KafkaConfig, timeout: float) -> tuple[set[str], int]:
+    """The cluster's topics and broker count, through a fresh admin client (no connection of
+    another client reused). Raises BusUnavailable with the reason when Kafka cannot be reached
+    within `timeout` seconds."""
+    admin = AIOKafkaAdminClient(**client_options(config), request_timeout_ms=int(timeout * 1000))
+    try:
+        async with asyncio.timeout(timeout):
+            await admin.start()
+            try:
+                topics = set(await admin.list_topics())
+                cluster = await admin.describe_cluster()
+            finally:
+                await admin.close()
+    except (TimeoutError, KafkaError, OSError, BusUnavailable) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+        raise BusUnavailable(f"cannot reach {','.join(config.servers)}: {reason}") from None
+    return topics, len(cluster.get("brokers", []) or [])
+
+
+async def probe_kafka(config: KafkaConfig, timeout: float) -> str | None:
+    """None when a fresh client reaches Kafka within `timeout` seconds, else why not."""
+    try:
+        await describe_kafka(config, timeout)
+    except BusUnavailable as exc:
+        return str(exc)
+    return None
+
+
 async def ensure_topics(config: KafkaConfig, extra: Sequence[str] = ()) -> list[str]:
     """Create the topics siemgate uses (and `extra` ones) that do not exist yet. Returns the
     ones created."""

@@ -44,9 +44,14 @@ probe restarts the process; the spool is on its volume and is sent at the next s
 `stalled()` gives `siemgate_stalled{component="spool_drainer"}`, and one ERROR log says what
 the drainer was waiting on (produce, topic check, backoff after a failure) and the last
 problem Kafka reported. Failed attempts are not progress here: a drainer whose producer no
-longer gets answers (a half-open connection after a partition) looks exactly like Kafka
-away, and a restart is what clears the former. So a Kafka outage longer than the timeout
-restarts the ingest as well; it keeps spooling after the restart.
+longer gets answers (a half-open connection after a partition, a client whose metadata task
+died: finding 4) fails every attempt, and a restart is what clears it. But Kafka itself away
+fails every attempt too, and restarting every ingest replica at once cannot bring it back (and
+would refuse webhooks while they restart): so before a drainer whose attempts fail is reported
+stalled, a fresh Kafka client probes the cluster (`probe_kafka`). Unreachable for a fresh
+client too: the drainer is excused (its clock starts again) and a WARNING says so; the spool
+alerts (SiemgateSpoolFilling, storage near its cap) speak for the outage. Reachable: the stall
+stands.
 """
 
 from __future__ import annotations
@@ -54,15 +59,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from aiokafka.errors import KafkaError
 
-from siemgate.bus.kafka import KafkaPublisher, ensure_topics
+from siemgate.bus.kafka import KafkaPublisher, ensure_topics, probe_kafka
 from siemgate.bus.spool import Spool, Spooled, SpoolStats
 from siemgate.bus.sqlite_writer import StorageStats
 from siemgate.config import KafkaConfig, SpoolConfig
@@ -83,6 +89,8 @@ STOPPING_RETRY_SECONDS = 1.0
 
 # The drainer's name in siemgate_stalled{component} and /healthz.
 DRAINER = "spool_drainer"
+# How long the watchdog's fresh Kafka client may take to reach the cluster.
+PROBE_TIMEOUT_SECONDS: Final = 10.0
 # What the drainer can be waiting on (the watchdog's ERROR log and /healthz name it).
 PRODUCE = "produce to Kafka"
 TOPIC_CHECK = "topic check on Kafka"
@@ -151,8 +159,11 @@ class SpoolingPublisher:
     """The `Publisher` of `siemgate ingest` on Kafka: a KafkaPublisher with a local spool."""
 
     def __init__(self, kafka_config: KafkaConfig, spool_config: SpoolConfig, *,
-                 kafka: KafkaPublisher | None = None, spool: Spool | None = None) -> None:
+                 kafka: KafkaPublisher | None = None, spool: Spool | None = None,
+                 probe: Callable[[], Awaitable[str | None]] | None = None) -> None:
         self._config = kafka_config
+        # Whether a fresh client reaches Kafka (None) or why not: see the module's docstring.
+        self._probe = probe or functools.partial(probe_kafka, kafka_config, PROBE_TIMEOUT_SECONDS)
         self._deadline = spool_config.ack_deadline_seconds
         self._kafka = kafka or KafkaPublisher(kafka_config)
         self._spool = spool or Spool(spool_config.path, spool_config.max_bytes)
@@ -222,17 +233,28 @@ class SpoolingPublisher:
                 "(the spool is kept and sent to Kafka at the next start). Check that Kafka is reachable from "
                 "this pod")
 
-    def check_progress(self) -> None:
+    async def check_progress(self) -> None:
         """Judge the drainer (called every few seconds while running; by tests directly)."""
         self.progress.set_lag(self._spool.events if self._spool.is_open else 0)
-        self.progress.detail = {"kafka_problem": self._kafka_problem} if self._kafka_problem else {}
-        self.watchdog.check({DRAINER: self.progress}, self._stall_timeout)
+        problem = self._kafka_problem
+        self.progress.detail = {"kafka_problem": problem} if problem else {}
+        workers = {DRAINER: self.progress}
+        if problem is not None and DRAINER not in self.watchdog.stalls and self.progress.stall(self._stall_timeout):
+            unreachable = await self._probe()
+            if unreachable is not None:
+                self.watchdog.excuse(workers)
+                log.warning("Kafka is unreachable from this pod for a fresh client too: the spool drainer is not "
+                            "reported stalled (a restart cannot bring Kafka back); the spool keeps the batches",
+                            extra={"spool_events": self._spool.events, "probe": unreachable,
+                                   "kafka_problem": problem})
+                return
+        self.watchdog.check(workers, self._stall_timeout)
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(min(5.0, max(0.2, self._stall_timeout / 10)))
             try:
-                self.check_progress()
+                await self.check_progress()
             except Exception:  # a watchdog that dies quietly is worse than none
                 log.exception("the spool drainer's watchdog failed to judge it; trying again")
 
