@@ -330,3 +330,6 @@ def test_epoch_ms_is_exact_for_every_instant() -> None:
     assert epoch_ms("2026-12-07T14:58:21.417+01:00") == exact("2026-12-07T13:58:21.417Z")
     assert epoch_ms("2026-12-07T13:58:21Z") == exact("2026-12-07T13:58:21Z")
     assert epoch_ms("2025-02-30T10:00:00.000000Z") is None and epoch_ms("yesterday") is None
+    # digits of other scripts are no RFC 3339 (as fromisoformat reads it), in the fraction too
+    assert epoch_ms("2026-12-07T13:58:21.\u0664\u0661\u0667123Z") is None
+    assert epoch_ms("\u0662026-12-07T13:58:21.417123Z") is None

@@ -145,7 +145,8 @@ def epoch_ms(timestamp: str) -> int | None:
     """RFC 3339 -> epoch milliseconds; None when it does not parse. A normalized timestamp
     (`2026-12-07T13:58:21.417123Z`: UTC, 6 fraction digits) is read by its fields, in integer
     arithmetic, its seconds' part cached (the events of a batch mostly share their seconds)."""
-    if len(timestamp) == 27 and timestamp[26] == "Z" and timestamp[19] == "." and timestamp[20:26].isdigit():
+    if (len(timestamp) == 27 and timestamp[26] == "Z" and timestamp[19] == "." and timestamp.isascii()
+            and timestamp[20:26].isdigit()):
         seconds = _epoch_seconds(timestamp[:19])
         if seconds is not None:
             return seconds * 1000 + int(timestamp[20:23])
