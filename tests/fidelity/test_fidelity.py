@@ -11,7 +11,7 @@ import io
 import json
 import re
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +248,9 @@ def test_ocsf_records_are_valid_ocsf(event_class: str) -> None:
         record = ocsf_event(event, settings)
         validate(record)
         assert record["metadata"]["uid"] == event.id
-        assert record["time"] == int(datetime.fromisoformat(event.timestamp).timestamp() * 1000)
+        # the instant's milliseconds, exactly (integer arithmetic: 9999-12-31T23:59:59.999999 stays in 9999)
+        moment = datetime.fromisoformat(event.timestamp)
+        assert record["time"] == (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
         assert canonical(record.get("unmapped", {})) == canonical(event.event)
 
 

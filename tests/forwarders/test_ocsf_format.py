@@ -311,3 +311,25 @@ async def test_the_hec_sink_sends_ocsf_records(hec: SplunkHecStandIn) -> None:
     assert received[0]["class_uid"] == 2004 and received[0]["unmapped"] == WAF
     # the mapping view (`envelope`) and the bytes (`encode`) agree
     assert sink.envelope(normalized(WAF, event_id="r-1"))["event"] == received[0]
+
+
+def test_epoch_ms_is_exact_for_every_instant() -> None:
+    """Milliseconds by integer arithmetic (floor), the normalized form and any other RFC 3339 text
+    alike: no float rounding into the next millisecond (or year 10000), pre-1970 instants floored."""
+    from datetime import UTC, datetime, timedelta
+
+    from siemgate.forwarders.formats.ocsf import epoch_ms
+
+    def exact(text: str) -> int:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+    for text in ("9999-12-31T23:59:59.999999Z", "2290-06-29T03:48:30.941999Z", "1957-04-27T02:45:00.904627Z",
+                 "1970-01-01T00:00:00.000000Z", "2026-12-07T13:58:21.417123Z", "0001-01-01T00:00:00.000000Z"):
+        assert epoch_ms(text) == exact(text), text
+    assert epoch_ms("2026-12-07T14:58:21.417+01:00") == exact("2026-12-07T13:58:21.417Z")
+    assert epoch_ms("2026-12-07T13:58:21Z") == exact("2026-12-07T13:58:21Z")
+    assert epoch_ms("2025-02-30T10:00:00.000000Z") is None and epoch_ms("yesterday") is None
+    # digits of other scripts are no RFC 3339 (as fromisoformat reads it), in the fraction too
+    assert epoch_ms("2026-12-07T13:58:21.\u0664\u0661\u0667123Z") is None
+    assert epoch_ms("\u0662026-12-07T13:58:21.417123Z") is None

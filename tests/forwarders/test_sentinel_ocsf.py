@@ -2,6 +2,8 @@
 stream declarations of deploy/azure/sentinel.json as the stand-in checks them (Azure's way: an
 undeclared column dropped, a value that misses its declared type nulled and logged). A column
 added to the sink and not to the template, or a value of another type than declared, fails here.
+The OCSF table's other columns are the DCR transformation's (`extend x = toint(ocsf.x)` ...):
+each path it reads is checked against the records the sink sent, its value of the column's type.
 Every OCSF record that reaches the stand-in is validated against OCSF 1.7.0 (pydantic-ocsf)."""
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from siemgate_standins.sentinel import (
     AppRegistration,
     DataCollectionRule,
     SentinelStandIn,
+    conforms,
     stream_declarations,
 )
 from tests.deploy.support import ROOT
+from tests.deploy.test_azure import transformation
 from tests.forwarders.ocsf_schema import validate
 from tests.forwarders.test_ocsf_format import WAF, normalized
 from tests.forwarders.test_sentinel_sink import CLIENT, DCR, SECRET
@@ -47,6 +51,28 @@ ODD = "ルール\u202e" + "A" * 3_000
 
 def declared() -> dict[str, dict[str, str]]:
     return stream_declarations(json.loads(TEMPLATE.read_text()))
+
+
+def extended() -> dict[str, tuple[str, str | None]]:
+    """The OCSF flow's extended columns: column -> (the path it reads, its conversion's type)."""
+    template = json.loads(TEMPLATE.read_text())
+    (rule,) = [r for r in template["resources"] if r["type"] == "Microsoft.Insights/dataCollectionRules"]
+    (flow,) = [f for f in rule["properties"]["dataFlows"] if f["streams"] == [OCSF_STREAM]]
+    return transformation(flow["transformKql"])[0]
+
+
+def table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as the DCR's transformation writes it to SiemgateOcsf_CL: each extended column
+    the value at its path (checked to be of the column's type, so the conversion keeps it)."""
+    table = dict(row)
+    for name, (path, converted) in extended().items():
+        value: Any = row
+        for step in path.split("."):
+            value = value.get(step) if isinstance(value, dict) else None
+        assert conforms(value, converted or "dynamic"), f"{path} = {value!r} is no {converted}"
+        if value is not None:
+            table[name] = value
+    return table
 
 
 def varied() -> list[NormalizedEvent]:
@@ -105,21 +131,29 @@ async def test_ocsf_rows_reach_their_stream_whole_and_valid(azure: SentinelStand
     assert azure.log_errors() == [] and [c.undeclared for c in azure.calls()] == [0], "rows drift from the template"
     rows = [clean(r) for r in azure.rows(OCSF_STREAM)]
     assert [r["metadata_uid"] for r in rows] == [f"r-{i}" for i in range(len(batch))]
+    found: set[str] = set()
     for row, event in zip(rows, batch, strict=True):
         record = row["ocsf"]
         validate(record)  # OCSF 1.7.0, by pydantic-ocsf and the strict walk
         assert record["class_uid"] == (4002 if event_class == "http_activity" else 2004)
         assert record["metadata"]["uid"] == row["metadata_uid"] == event.id
         assert record["metadata"]["product"] == {"name": "AppSec WAF", "vendor_name": "Acme"}
-        # each column beside `ocsf` is the record's top-level field of that name, unchanged
-        for column in OCSF_COLUMNS:
-            if column not in ("TimeGenerated", "metadata_uid", "ocsf"):
-                assert row.get(column) == record.get(column), column
-        assert set(row) <= set(OCSF_COLUMNS)
+        assert set(row) == set(OCSF_COLUMNS), "the record once, whole, with its time and id"
+        # each column the transformation extends is the record's top-level field of that name
+        table = table_row(row)
+        for column in extended():
+            assert table.get(column) == record.get(column), column
+            if column in record:
+                found.add(column)
         assert row["TimeGenerated"] == iso_of_ms(record["time"])
         # the vendor's event as the ingest received it (read by the stand-in's JSON parser, as the row)
         vendor = orjson.loads(event.event_bytes())
         assert record["unmapped"] == (vendor if isinstance(vendor, dict) else {"value": vendor})
+    # every path the transformation reads is one the records have (a renamed field fails here)
+    one_class_only = {"http_activity": {"finding_info", "evidences"},
+                      "detection_finding": {"src_endpoint", "dst_endpoint", "http_request", "firewall_rule"}}
+    assert found == set(extended()) - one_class_only[event_class]
+    rows = [table_row(row) for row in rows]
     first = rows[0]
     if event_class == "http_activity":
         assert (first["class_uid"], first["activity_id"], first["type_uid"]) == (4002, 6, 400206)
@@ -157,21 +191,19 @@ async def test_the_stand_in_nulls_and_logs_what_misses_the_declaration(azure: Se
     sink = sink_for(azure, event_format="ocsf")
     token = await sink.tokens.token()
     await sink.close()
-    rows = [{"TimeGenerated": "not a time", "metadata_uid": "x", "class_uid": "4002", "severity_id": 2 ** 40,
-             "is_alert": 1, "message": {"a": 1}, "src_endpoint": "anything goes in dynamic", "type_uid": 400206,
-             "extra_column": "dropped"}]
+    rows = [{"TimeGenerated": "not a time", "metadata_uid": 17, "ocsf": "anything goes in dynamic",
+             "class_uid": 4002, "extra_column": "dropped"}]
     async with httpx.AsyncClient() as client:
         answer = await client.post(f"{azure.url}/dataCollectionRules/{DCR}/streams/{OCSF_STREAM}",
                                    params={"api-version": "2023-01-01"}, json=rows,
                                    headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 204
     (row,) = azure.rows(OCSF_STREAM)
-    assert clean(row) == {"metadata_uid": "x", "src_endpoint": "anything goes in dynamic", "type_uid": 400206}
+    assert clean(row) == {"ocsf": "anything goes in dynamic"}
     assert sorted((e.column, e.column_type) for e in azure.log_errors()) == [
-        ("TimeGenerated", "datetime"), ("class_uid", "int"), ("is_alert", "boolean"), ("message", "string"),
-        ("severity_id", "int")]
+        ("TimeGenerated", "datetime"), ("metadata_uid", "string")]
     (call,) = azure.calls()
-    assert (call.type_errors, call.undeclared) == (5, 1)
+    assert (call.type_errors, call.undeclared) == (2, 2)
 
 
 async def test_the_stream_follows_the_format_unless_named(azure: SentinelStandIn) -> None:

@@ -234,7 +234,8 @@ async def test_the_process_takes_its_streams_from_the_arm_template(tmp_path: Pat
         url = (await asyncio.to_thread(process.stdout.readline)).decode().strip()
         async with httpx.AsyncClient(base_url=url) as http:
             auth = await bearer(http)
-            rows: Any = [{"metadata_uid": "o-1", "class_uid": 4002, "severity_id": "high", "Anything": True}]
+            rows: Any = [{"metadata_uid": "o-1", "ocsf": {"class_uid": 4002}, "TimeGenerated": "high",
+                          "Anything": True}]
             answer = await http.post(ingest_path(stream="Custom-SiemgateOcsf"), params=PARAMS, headers=auth,
                                      json=rows)
             assert answer.status_code == 204
@@ -242,8 +243,8 @@ async def test_the_process_takes_its_streams_from_the_arm_template(tmp_path: Pat
             assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "InvalidStream"
             state = (await http.get("/_standin/state")).json()
         assert [{k: v for k, v in r.items() if not k.startswith("_")} for r in state["rows"]] == [
-            {"metadata_uid": "o-1", "class_uid": 4002}]
-        assert [(e["column"], e["column_type"]) for e in state["log_errors"]] == [("severity_id", "int")]
+            {"metadata_uid": "o-1", "ocsf": {"class_uid": 4002}}]
+        assert [(e["column"], e["column_type"]) for e in state["log_errors"]] == [("TimeGenerated", "datetime")]
         (streams,) = [r["streams"] for r in state["rules"]]
         assert sorted(streams) == ["Custom-SiemgateAlerts", "Custom-SiemgateOcsf"]
         assert streams["Custom-SiemgateAlerts"]["EventId"] == "string"
@@ -252,3 +253,17 @@ async def test_the_process_takes_its_streams_from_the_arm_template(tmp_path: Pat
         assert await asyncio.to_thread(process.wait, 10) == 0
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_values_are_checked_against_each_declared_type_as_azure_does() -> None:
+    """`conforms`, the check behind the nulled values (the OCSF stream now declares only
+    datetime, string and dynamic: the other types are held to their ranges here)."""
+    from siemgate_standins.sentinel import conforms
+
+    assert conforms(4002, "int") and conforms(-(2 ** 31), "int") and not conforms(2 ** 31, "int")
+    assert not conforms("4002", "int") and not conforms(True, "int") and not conforms(1.5, "int")
+    assert conforms(2 ** 40, "long") and not conforms(2 ** 63, "long")
+    assert conforms(True, "boolean") and not conforms(1, "boolean")
+    assert conforms(1.5, "real") and conforms(2, "real") and not conforms(False, "real")
+    assert conforms("x", "string") and not conforms({"a": 1}, "string")
+    assert conforms(None, "int") and conforms({"a": [1]}, "dynamic") and conforms("s", "dynamic")

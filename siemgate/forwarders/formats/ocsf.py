@@ -141,9 +141,36 @@ def url_object(url: str) -> dict[str, Any]:
     return fields
 
 
-@lru_cache(maxsize=4096)
 def epoch_ms(timestamp: str) -> int | None:
-    """RFC 3339 -> epoch milliseconds; None when it does not parse."""
+    """RFC 3339 -> epoch milliseconds; None when it does not parse. A normalized timestamp
+    (`2026-12-07T13:58:21.417123Z`: UTC, 6 fraction digits) is read by its fields, in integer
+    arithmetic, its seconds' part cached (the events of a batch mostly share their seconds)."""
+    if (len(timestamp) == 27 and timestamp[26] == "Z" and timestamp[19] == "." and timestamp.isascii()
+            and timestamp[20:26].isdigit()):
+        seconds = _epoch_seconds(timestamp[:19])
+        if seconds is not None:
+            return seconds * 1000 + int(timestamp[20:23])
+    return _epoch_ms(timestamp)
+
+
+@lru_cache(maxsize=4096)
+def _epoch_seconds(text: str) -> int | None:
+    """`YYYY-MM-DDTHH:MM:SS` (UTC) -> epoch seconds; None when it is not that."""
+    if len(text) != 19 or text[4] != "-" or text[10] != "T" or not text[:4].isdigit():
+        return None
+    try:
+        moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    delta = moment - _EPOCH
+    return delta.days * 86400 + delta.seconds
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=4096)
+def _epoch_ms(timestamp: str) -> int | None:
     try:
         moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -165,9 +192,11 @@ def _ids(values: object, pattern: re.Pattern[str]) -> list[str]:
 
 
 # Top-level key -> 1 (names techniques), 2 (tactics) or 0: an event shape's keys recur, and
-# this is looked up for every key of every event (bounded: keys past the bound are folded
-# each time).
+# every key of every event is looked up (bounded: keys past the bound are folded each time).
+# _ATTACK_KEYS: those of them that name ids, so that an event's keys are matched in one set
+# operation (most events have none).
 _KEY_KINDS: dict[object, int] = {}
+_ATTACK_KEYS: set[object] = set()
 _MAX_KEY_KINDS: Final = 4096
 
 
@@ -178,12 +207,19 @@ def _key_kind(key: object) -> int:
         kind = 1 if folded in _TECHNIQUE_KEYS else 2 if folded in _TACTIC_KEYS else 0
     if len(_KEY_KINDS) < _MAX_KEY_KINDS:
         _KEY_KINDS[key] = kind
+        if kind:
+            _ATTACK_KEYS.add(key)
     return kind
 
 
 def attacks(vendor: object) -> list[dict[str, Any]]:
     """OCSF `attacks` from explicit MITRE ATT&CK ids in the vendor's event's top-level fields."""
     if not isinstance(vendor, dict):
+        return []
+    keys = vendor.keys()
+    unknown = keys - _KEY_KINDS.keys()
+    folded = [key for key in unknown if _key_kind(key)] if unknown else ()
+    if not folded and _ATTACK_KEYS.isdisjoint(keys):
         return []
     techniques: list[str] = []
     tactics: list[str] = []

@@ -33,13 +33,14 @@ left out of the row (null in the table).
 
 **OCSF** (`event_format: ocsf`, shaped by `ocsf:` as for the file and HEC sinks): each row
 is an OCSF record (`formats/ocsf.py`) for the stream `Custom-SiemgateOcsf` (deploy/azure/
-declares it and its table `SiemgateOcsf_CL`, `OCSF_COLUMNS`): the record whole in the dynamic
-column `ocsf` (the vendor's event under `ocsf.unmapped`, as received), and beside it, as
-columns an analyst filters on without parsing, the record's top-level fields of those names
-(`class_uid`, `activity_id`, `severity_id`, `src_endpoint`, `http_request` ...: the same
-values, OCSF's names), `metadata_uid` (`metadata.uid`, the deterministic id) and
-`TimeGenerated` (OCSF `time`, an instant; the epoch milliseconds stay in `ocsf.time`). A
-field the record lacks is left out of the row (null). A Detection Finding keeps its
+declares it and its table `SiemgateOcsf_CL`): the record whole in the dynamic column `ocsf`
+(the vendor's event under `ocsf.unmapped`, as received), `metadata_uid` (`metadata.uid`, the
+deterministic id) and `TimeGenerated` (OCSF `time`, an instant; the epoch milliseconds stay in
+`ocsf.time`), `OCSF_COLUMNS`. The record's fields are sent once: the DCR's `transformKql`
+extends the table's columns an analyst filters on without parsing from `ocsf`, the record's
+top-level fields of those names (`class_uid = toint(ocsf.class_uid)`, `activity_id`,
+`severity_id`, `src_endpoint`, `http_request` ...: the same values, OCSF's names;
+`OCSF_TABLE_COLUMNS`); a field the record lacks is null there. A Detection Finding keeps its
 endpoints under `evidences`, a column too.
 
 **Sentinel does not deduplicate.** Delivery is at least once: a redelivered event (a crash,
@@ -132,8 +133,17 @@ COLUMNS: Final[Mapping[str, str]] = {
 }
 # The OCSF row's columns (event_format: ocsf) and their Log Analytics types: the stream
 # `Custom-SiemgateOcsf` of deploy/azure/ declares exactly these (tests/deploy/test_azure.py).
-# Each but TimeGenerated, metadata_uid and ocsf is the record's top-level field of that name.
+# The record goes once, whole, in `ocsf`: the DCR's transformation projects the table's other
+# columns from it (OCSF_TABLE_COLUMNS).
 OCSF_COLUMNS: Final[Mapping[str, str]] = {
+    "TimeGenerated": "datetime",
+    "metadata_uid": "string",
+    "ocsf": "dynamic",
+}
+# The columns of the table SiemgateOcsf_CL: the row's, and beside them, as columns an analyst
+# filters on without parsing, the record's top-level fields of these names, which the DCR's
+# `transformKql` extends from `ocsf` (`class_uid = toint(ocsf.class_uid)` ...).
+OCSF_TABLE_COLUMNS: Final[Mapping[str, str]] = {
     "TimeGenerated": "datetime",
     "metadata_uid": "string",
     "class_uid": "int",
@@ -159,7 +169,6 @@ OCSF_COLUMNS: Final[Mapping[str, str]] = {
     "evidences": "dynamic",
     "ocsf": "dynamic",
 }
-_OCSF_TOP_LEVEL: Final = tuple(name for name in OCSF_COLUMNS if name not in ("TimeGenerated", "metadata_uid", "ocsf"))
 # The stream each event format's rows are declared by (deploy/azure/).
 STREAMS: Final[Mapping[str, str]] = {"asim": DEFAULT_STREAM, "ocsf": OCSF_STREAM}
 # ASIM's EventSeverity values.
@@ -305,14 +314,9 @@ def row(event: NormalizedEvent, *, vendor: str, product: str | None, additional:
 
 def ocsf_row(record: dict[str, Any]) -> dict[str, Any]:
     """The OCSF row (`OCSF_COLUMNS`) of an OCSF record (`formats/ocsf.py`): the record whole
-    under `ocsf`, its top-level fields of the columns' names beside it."""
-    values: dict[str, Any] = {"TimeGenerated": _iso_ms(record["time"]), "metadata_uid": record["metadata"]["uid"]}
-    for name in _OCSF_TOP_LEVEL:
-        value = record.get(name)
-        if value is not None:
-            values[name] = value
-    values["ocsf"] = record
-    return values
+    under `ocsf`, its time as `TimeGenerated` and its id as `metadata_uid`. (The record's
+    fields go once: the DCR's transformation makes the table's other columns of them.)"""
+    return {"TimeGenerated": _iso_ms(record["time"]), "metadata_uid": record["metadata"]["uid"], "ocsf": record}
 
 
 def _iso_ms(epoch_ms: int) -> str:
@@ -477,6 +481,6 @@ def azure_error(response: httpx.Response) -> tuple[str, str]:
 
 __all__: Sequence[str] = (
     "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DEFAULT_STREAM", "DESTINATION_KEY", "MAX_CALL_BYTES", "OCSF_COLUMNS",
-    "OCSF_STREAM", "SCOPES", "SEVERITY", "STREAMS", "SentinelBatchSettings", "SentinelSink", "SentinelSinkSettings",
-    "azure_error", "ocsf_row", "row",
+    "OCSF_STREAM", "OCSF_TABLE_COLUMNS", "SCOPES", "SEVERITY", "STREAMS", "SentinelBatchSettings", "SentinelSink",
+    "SentinelSinkSettings", "azure_error", "ocsf_row", "row",
 )
