@@ -12,6 +12,7 @@ one produce request carries them, and the load still spreads over every partitio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -72,14 +73,14 @@ async def describe_kafka(config: KafkaConfig, timeout: float) -> tuple[set[str],
     try:
         async with asyncio.timeout(timeout):
             await admin.start()
-            try:
-                topics = set(await admin.list_topics())
-                cluster = await admin.describe_cluster()
-            finally:
-                await admin.close()
+            topics = set(await admin.list_topics())
+            cluster = await admin.describe_cluster()
     except (TimeoutError, KafkaError, OSError, BusUnavailable) as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
         raise BusUnavailable(f"cannot reach {','.join(config.servers)}: {reason}") from None
+    finally:  # also when the start itself timed out, failed or was cancelled: no client left behind
+        with contextlib.suppress(Exception):
+            await admin.close()
     return topics, len(cluster.get("brokers", []) or [])
 
 
