@@ -274,8 +274,9 @@ async def test_403_without_the_role_pauses_the_sink_and_drops_nothing(tmp_path: 
             assert metrics.retries.labels("sentinel", "auth")._value.get() >= 2
             assert not azure.rows()
             app.publisher_on = None  # the operator assigns the role
-            await until(lambda: len(azure.rows()) >= 20, timeout=30)
-            assert metrics.up.labels("sentinel")._value.get() == 1
+            # The rows land before the forwarder reads the 204 and marks the sink up: wait for both.
+            await until(lambda: len(azure.rows()) >= 20 and metrics.up.labels("sentinel")._value.get() == 1,
+                        timeout=30)
         assert sorted(ids(azure)) == sorted(f"e-{i}" for i in range(20))
         assert metrics.events.labels("sentinel", "dead_lettered")._value.get() == 0
 
