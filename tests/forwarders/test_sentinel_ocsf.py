@@ -23,6 +23,7 @@ from siemgate.forwarders.sinks.registry import build_settings
 from siemgate.forwarders.sinks.sentinel import (
     COLUMNS,
     DEFAULT_STREAM,
+    FIELD_MAX_BYTES,
     OCSF_COLUMNS,
     OCSF_STREAM,
     SentinelSink,
@@ -138,7 +139,7 @@ async def test_ocsf_rows_reach_their_stream_whole_and_valid(azure: SentinelStand
         assert record["class_uid"] == (4002 if event_class == "http_activity" else 2004)
         assert record["metadata"]["uid"] == row["metadata_uid"] == event.id
         assert record["metadata"]["product"] == {"name": "AppSec WAF", "vendor_name": "Acme"}
-        assert set(row) == set(OCSF_COLUMNS), "the record once, whole, with its time and id"
+        assert set(row) == set(OCSF_COLUMNS) - {"unmapped"}, "the record once, whole, with its time and id"
         # each column the transformation extends is the record's top-level field of that name
         table = table_row(row)
         for column in extended():
@@ -169,6 +170,45 @@ async def test_ocsf_rows_reach_their_stream_whole_and_valid(azure: SentinelStand
     assert rows[1]["severity_id"] == 5 and rows[1]["severity"] == "Critical"
     assert rows[7]["is_alert"] is False  # the vendor's test message
     assert rows[6]["TimeGenerated"] == "1960-01-01T00:00:00.000000Z"
+
+
+@pytest.mark.parametrize("event_class", ["http_activity", "detection_finding"])
+async def test_a_row_over_64_kb_sends_the_vendors_event_apart(azure: SentinelStandIn, event_class: str) -> None:
+    """Azure truncates a field over 64 KB, perhaps before the transformation reads `ocsf`: a
+    record with a large vendor event keeps `ocsf` (without `unmapped`) and the columns read from
+    it whole, and its vendor's event goes in the column `unmapped`, the only one Azure may cut.
+    Rows under the limit (the ~3 KB one here) stay as they are, the vendor's event in `ocsf`."""
+    sink = sink_for(azure, event_format="ocsf", ocsf={"event_class": event_class})
+    sample = "' OR 1=1 -- \u00e9\"\\ é" * 10_000  # ~230 KB as JSON: escapes, non-ASCII
+    headers = [{"n": f"h{i}", "v": "x" * 900} for i in range(80)]
+    over = {**WAF, "payload_sample": sample, "details": {"headers": headers}}
+    just_under = {**WAF, "payload_sample": "y" * (FIELD_MAX_BYTES - 2_000)}
+    just_over = {**WAF, "payload_sample": "y" * (FIELD_MAX_BYTES + 10)}
+    batch = [normalized(event, event_id=f"big-{i}") for i, event in enumerate([over, WAF, just_under, just_over])]
+    result = await sink.send(batch)
+    await sink.close()
+    assert not result.retry and not result.rejected
+    assert azure.log_errors() == [] and {c.undeclared for c in azure.calls()} == {0}
+    rows = {r["metadata_uid"]: clean(r) for r in azure.rows(OCSF_STREAM)}
+    assert set(rows) == {e.id for e in batch}
+    for event in batch:
+        row, sent = rows[event.id], sink.encode(event)
+        assert row == orjson.loads(sent) == sink.row(event), "nothing nulled or dropped on the way"
+        vendor = orjson.loads(event.event_bytes())
+        record = row["ocsf"]
+        validate(record)
+        assert record["metadata"]["uid"] == event.id
+        if len(orjson.dumps({**record, "unmapped": vendor})) > FIELD_MAX_BYTES:
+            assert row["unmapped"] == vendor and "unmapped" not in record
+            assert len(orjson.dumps(record)) < 4_000, "the record without the vendor's event is small"
+        else:
+            assert record["unmapped"] == vendor and "unmapped" not in row
+        assert len(sent) <= FIELD_MAX_BYTES or "unmapped" in row
+        table = table_row(row)
+        for column in extended():
+            assert table.get(column) == record.get(column), column
+    assert "unmapped" in rows["big-0"] and "unmapped" in rows["big-3"]
+    assert "unmapped" not in rows["big-1"] and "unmapped" not in rows["big-2"]
 
 
 async def test_asim_rows_fit_the_template_too(azure: SentinelStandIn) -> None:

@@ -41,7 +41,9 @@ extends the table's columns an analyst filters on without parsing from `ocsf`, t
 top-level fields of those names (`class_uid = toint(ocsf.class_uid)`, `activity_id`,
 `severity_id`, `src_endpoint`, `http_request` ...: the same values, OCSF's names;
 `OCSF_TABLE_COLUMNS`); a field the record lacks is null there. A Detection Finding keeps its
-endpoints under `evidences`, a column too.
+endpoints under `evidences`, a column too. A row over `FIELD_MAX_BYTES` sends the vendor's
+event in the column `unmapped` instead of `ocsf.unmapped` (`ocsf_row`): Azure's 64 KB cut then
+reaches only the vendor's event, never `ocsf` or the columns read from it.
 
 **Sentinel does not deduplicate.** Delivery is at least once: a redelivered event (a crash,
 an answer lost) is a second row with the same `EventId`. Deduplicate in KQL:
@@ -139,7 +141,12 @@ OCSF_COLUMNS: Final[Mapping[str, str]] = {
     "TimeGenerated": "datetime",
     "metadata_uid": "string",
     "ocsf": "dynamic",
+    "unmapped": "dynamic",
 }
+# Azure truncates a field value over 64 KB (see above). A row of at most this many bytes has no
+# field over it; an OCSF row over it sends the vendor's event in its own column `unmapped`
+# (`ocsf_row`), so that `ocsf`, and the columns the transformation reads from it, stay whole.
+FIELD_MAX_BYTES: Final = 64_000
 # The columns of the table SiemgateOcsf_CL: the row's, and beside them, as columns an analyst
 # filters on without parsing, the record's top-level fields of these names, which the DCR's
 # `transformKql` extends from `ocsf` (`class_uid = toint(ocsf.class_uid)` ...).
@@ -168,6 +175,7 @@ OCSF_TABLE_COLUMNS: Final[Mapping[str, str]] = {
     "finding_info": "dynamic",
     "evidences": "dynamic",
     "ocsf": "dynamic",
+    "unmapped": "dynamic",
 }
 # The stream each event format's rows are declared by (deploy/azure/).
 STREAMS: Final[Mapping[str, str]] = {"asim": DEFAULT_STREAM, "ocsf": OCSF_STREAM}
@@ -312,11 +320,21 @@ def row(event: NormalizedEvent, *, vendor: str, product: str | None, additional:
     return {name: value for name, value in values.items() if value is not None}
 
 
-def ocsf_row(record: dict[str, Any]) -> dict[str, Any]:
+def ocsf_row(record: dict[str, Any], *, unmapped_apart: bool = False) -> dict[str, Any]:
     """The OCSF row (`OCSF_COLUMNS`) of an OCSF record (`formats/ocsf.py`): the record whole
     under `ocsf`, its time as `TimeGenerated` and its id as `metadata_uid`. (The record's
-    fields go once: the DCR's transformation makes the table's other columns of them.)"""
-    return {"TimeGenerated": _iso_ms(record["time"]), "metadata_uid": record["metadata"]["uid"], "ocsf": record}
+    fields go once: the DCR's transformation makes the table's other columns of them.)
+
+    `unmapped_apart` (for a row over `FIELD_MAX_BYTES`: `SentinelSink.encode`): the vendor's
+    event goes in the column `unmapped` instead of `ocsf.unmapped`. Azure truncates a field
+    over 64 KB, and Microsoft does not say whether before or after the transformation: a
+    truncated `ocsf` would be no JSON, and the filter columns read from it would be empty.
+    Apart, only the vendor's event is cut (as `AdditionalFields` of the ASIM rows)."""
+    row = {"TimeGenerated": _iso_ms(record["time"]), "metadata_uid": record["metadata"]["uid"], "ocsf": record}
+    if unmapped_apart and "unmapped" in record:
+        row["ocsf"] = {name: value for name, value in record.items() if name != "unmapped"}
+        row["unmapped"] = record["unmapped"]
+    return row
 
 
 def _iso_ms(epoch_ms: int) -> str:
@@ -359,14 +377,18 @@ class SentinelSink(Sink[SentinelSinkSettings]):
     def row(self, event: NormalizedEvent) -> dict[str, Any]:
         """The row as a mapping (what `encode` writes, with the vendor's event decoded)."""
         if self.settings.event_format == "ocsf":
-            return ocsf_row(ocsf_event(event, self.settings.ocsf))
+            return ocsf_row(ocsf_event(event, self.settings.ocsf),
+                            unmapped_apart=len(self.encode(event)) > FIELD_MAX_BYTES)
         return row(event, vendor=self.settings.event_vendor, product=self.settings.event_product)
 
     def encode(self, event: NormalizedEvent) -> bytes:
         """The row as JSON, the vendor's event as the ingest received it (no second encoding)."""
         raw = orjson.Fragment(event.event_bytes())
         if self.settings.event_format == "ocsf":
-            return orjson.dumps(ocsf_row(ocsf_event(event, self.settings.ocsf, vendor_event=raw)))
+            record = ocsf_event(event, self.settings.ocsf, vendor_event=raw)
+            data = orjson.dumps(ocsf_row(record))
+            # (The length of the row bounds every field's: only a large row is looked at again.)
+            return data if len(data) <= FIELD_MAX_BYTES else orjson.dumps(ocsf_row(record, unmapped_apart=True))
         return orjson.dumps(row(event, vendor=self.settings.event_vendor, product=self.settings.event_product,
                                 additional=raw))
 
@@ -480,7 +502,7 @@ def azure_error(response: httpx.Response) -> tuple[str, str]:
 
 
 __all__: Sequence[str] = (
-    "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DEFAULT_STREAM", "DESTINATION_KEY", "MAX_CALL_BYTES", "OCSF_COLUMNS",
-    "OCSF_STREAM", "OCSF_TABLE_COLUMNS", "SCOPES", "SEVERITY", "STREAMS", "SentinelBatchSettings", "SentinelSink",
-    "SentinelSinkSettings", "azure_error", "ocsf_row", "row",
+    "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DEFAULT_STREAM", "DESTINATION_KEY", "FIELD_MAX_BYTES", "MAX_CALL_BYTES",
+    "OCSF_COLUMNS", "OCSF_STREAM", "OCSF_TABLE_COLUMNS", "SCOPES", "SEVERITY", "STREAMS", "SentinelBatchSettings",
+    "SentinelSink", "SentinelSinkSettings", "azure_error", "ocsf_row", "row",
 )
