@@ -13,11 +13,14 @@ after round (so that the machine's load falls on all alike):
   HEAD siemgate | tar -x -C DIR` before a change), in the same process;
 - `per-record`: the same records through aiokafka's `send()`, one future per record, all
   awaited (a producer written the obvious way);
-- `bare`: one produce of one 1-byte record, uncompressed: the broker's round trip.
+- `bare`: one produce of one 1-byte record, uncompressed: the broker's round trip;
+- `embedded`: the embedded bus's publish (`siemgate run`): the batch in a segment, fsync'd,
+  indexed in SQLite (`--work DIR`: where; default a temporary directory; fsync costs what
+  that file system's costs).
 
 Then (`--consume N`, default 200 batches of each shape) a consumer without a group reads the
-records back through `KafkaConsumer.getmany` (what the forwarder calls), touching each
-record's offset, value and headers: CPU per record.
+records back through `getmany` (what the forwarder calls), touching each record's offset,
+value and headers: CPU per record, for Kafka (and `--base`'s) and the embedded bus.
 
 Prints wall time per batch (p50 / p90 ms) and this process's CPU time per batch (ms, median),
 the broker's CPU when it was started here (mean, ms: /proc ticks, coarse) and the load average.
@@ -30,10 +33,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import importlib
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -46,6 +51,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
+from siemgate.bus.embedded import EmbeddedBus, EmbeddedLog  # noqa: E402
 from siemgate.bus.kafka import KafkaPublisher, client_options, ensure_topics  # noqa: E402
 from siemgate.bus.kafka_bus import KafkaConsumer  # noqa: E402
 from siemgate.config import KafkaConfig  # noqa: E402
@@ -118,8 +124,12 @@ async def timed(into: Timings, pid: int | None, work: Callable[[], Awaitable[Non
 
 
 async def publishing(args: argparse.Namespace, broker: Broker, batches: dict[str, list[list[Record]]],
-                     base: tuple[Any, Any] | None) -> None:
+                     base: tuple[Any, Any] | None, work: Path) -> None:
     pid = broker.process.pid if broker.process else None
+    log = EmbeddedLog(work / "bus.db", prefix=PREFIX)
+    await log.open()
+    embedded = EmbeddedBus(log).publisher()
+    await embedded.start()
     config = KafkaConfig(bootstrap_servers=broker.bootstrap_servers, topic_prefix=PREFIX,
                          idempotence=broker.idempotence)
     await ensure_topics(config)
@@ -128,12 +138,13 @@ async def publishing(args: argparse.Namespace, broker: Broker, batches: dict[str
     try:
         for compression in args.compression:
             configured = dataclasses.replace(config, compression=compression)
-            publishers = {"publisher": KafkaPublisher(configured)}
+            publishers: dict[str, Any] = {"publisher": KafkaPublisher(configured)}
             if base is not None:
                 publishers["base"] = base[0](configured)
             for publisher in publishers.values():
                 await publisher.start()
                 assert await publisher.wait_connected(30), "Kafka not reachable"
+            publishers["embedded"] = embedded
             per_record = AIOKafkaProducer(**client_options(configured), acks="all", linger_ms=0,
                                           enable_idempotence=configured.idempotence,
                                           compression_type=None if compression == "none" else compression,
@@ -145,10 +156,13 @@ async def publishing(args: argparse.Namespace, broker: Broker, batches: dict[str
                     await _round_robin(args, pid, shape, compression, batches[shape], publishers, per_record, bare)
             finally:
                 await per_record.stop()
-                for publisher in publishers.values():
-                    await publisher.stop()
+                for name, publisher in publishers.items():
+                    if name != "embedded":
+                        await publisher.stop()
     finally:
         await bare.stop()
+        await embedded.stop()
+        await log.close()
 
 
 async def _round_robin(args: argparse.Namespace, pid: int | None, shape: str, compression: str,
@@ -187,39 +201,44 @@ async def _round_robin(args: argparse.Namespace, pid: int | None, shape: str, co
 
 
 async def consuming(args: argparse.Namespace, broker: Broker, batches: dict[str, list[list[Record]]],
-                    base: tuple[Any, Any] | None) -> None:
-    pid = broker.process.pid if broker.process else None
+                    base: tuple[Any, Any] | None, work: Path) -> None:
     for shape in args.shape:
         prefix = f"{PREFIX}-read-{shape}"
         config = KafkaConfig(bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix,
                              idempotence=broker.idempotence, compression=args.compression[0])
         await ensure_topics(config)
-        publisher = KafkaPublisher(config)
-        await publisher.start()
-        assert await publisher.wait_connected(30)
+        log = EmbeddedLog(work / f"read-{shape}.db", prefix=prefix)
+        await log.open()
         shaped = [[r._replace(topic=r.topic.replace(PREFIX, prefix, 1)) for r in batch] for batch in batches[shape]]
-        for i in range(args.consume):
-            await publisher.publish(shaped[i % len(shaped)])
-        await publisher.stop()
+        for publisher in (KafkaPublisher(config), EmbeddedBus(log).publisher()):
+            await publisher.start()
+            if isinstance(publisher, KafkaPublisher):
+                assert await publisher.wait_connected(30)
+            for i in range(args.consume):
+                await publisher.publish(shaped[i % len(shaped)])
+            await publisher.stop()
         expected = sum(len(shaped[i % len(shaped)]) for i in range(args.consume))
-        consumers = {"consumer": KafkaConsumer}
+        options: dict[str, Any] = {"group": None, "max_records": 2000, "fetch_max_wait_ms": 100}
+        consumers: dict[str, Callable[[], Any]] = {
+            "consumer": functools.partial(KafkaConsumer, config, **options)}
         if base is not None:
-            consumers["base"] = base[1]
+            consumers["base"] = functools.partial(base[1], config, **options)
+        consumers["embedded"] = functools.partial(EmbeddedBus(log).consumer, **options)
         results: dict[str, list[float]] = {name: [] for name in consumers}
         for _ in range(args.consume_rounds):
-            for name, kind in consumers.items():
-                results[name].append(await _read_all(kind, config, expected, pid))
+            for name, make in consumers.items():
+                results[name].append(await _read_all(make(), prefix, expected))
+        await log.close()
         print(f"read back: {shape}, {expected:,} records, {args.compression[0]}, CPU µs per record "
               "(min / median of rounds):", flush=True)
         for name, values in results.items():
             print(f"  {name:<11} {min(values) * 1e6:6.2f} / {statistics.median(values) * 1e6:6.2f}", flush=True)
 
 
-async def _read_all(kind: Any, config: KafkaConfig, expected: int, pid: int | None) -> float:
-    consumer = kind(config, group=None, max_records=2000, fetch_max_wait_ms=100)
+async def _read_all(consumer: Any, prefix: str, expected: int) -> float:
     await consumer.start()
     try:
-        consumer.subscribe(all_topics(config.topic_prefix))
+        consumer.subscribe(all_topics(prefix))
         total, cpu = 0, 0.0
         deadline = time.monotonic() + 120
         while total < expected and time.monotonic() < deadline:
@@ -246,6 +265,7 @@ def main() -> None:
     parser.add_argument("--no-per-record", action="store_true", help="skip the send()-per-record producer")
     parser.add_argument("--consume", type=int, default=200, help="batches per shape read back (0: none)")
     parser.add_argument("--consume-rounds", type=int, default=3)
+    parser.add_argument("--work", type=Path, help="where the embedded bus's files go (default: a temporary directory)")
     args = parser.parse_args()
     import uvloop
 
@@ -256,10 +276,11 @@ def main() -> None:
     broker = Broker(external, embedded=False) if external else start_tansu()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; cpus: {os.cpu_count()}", flush=True)
     try:
-        if args.rounds:
-            uvloop.run(publishing(args, broker, batches, base))
-        if args.consume:
-            uvloop.run(consuming(args, broker, batches, base))
+        with tempfile.TemporaryDirectory(dir=args.work, prefix="bench-publish-") as work:
+            if args.rounds:
+                uvloop.run(publishing(args, broker, batches, base, Path(work)))
+            if args.consume:
+                uvloop.run(consuming(args, broker, batches, base, Path(work)))
     finally:
         broker.stop()
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
