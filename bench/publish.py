@@ -16,7 +16,7 @@ after round (so that the machine's load falls on all alike):
 - `bare`: one produce of one 1-byte record, uncompressed: the broker's round trip;
 - `embedded`: the embedded bus's publish (`siemgate run`): the batch in a segment, fsync'd,
   indexed in SQLite (`--work DIR`: where; default a temporary directory; fsync costs what
-  that file system's costs).
+  that file system's costs); `emb. base`: the same with `--base`'s.
 
 Then (`--consume N`, default 200 batches of each shape) a consumer without a group reads the
 records back through `getmany` (what the forwarder calls), touching each record's offset,
@@ -77,8 +77,9 @@ def shape_records(shapes: list[str], prefix: str) -> dict[str, list[list[Record]
             for shape in shapes}
 
 
-def base_modules(root: str) -> tuple[Any, Any]:
-    """(KafkaPublisher, KafkaConsumer) of the `siemgate` under `root`, imported beside this one."""
+def base_modules(root: str) -> tuple[Any, Any, Any, Any]:
+    """(KafkaPublisher, KafkaConsumer, EmbeddedBus, EmbeddedLog) of the `siemgate` under `root`,
+    imported beside this one."""
     saved = {name: module for name, module in sys.modules.items() if name == "siemgate" or name.startswith("siemgate.")}
     for name in saved:
         del sys.modules[name]
@@ -86,8 +87,9 @@ def base_modules(root: str) -> tuple[Any, Any]:
     try:
         kafka = importlib.import_module("siemgate.bus.kafka")
         kafka_bus = importlib.import_module("siemgate.bus.kafka_bus")
+        embedded = importlib.import_module("siemgate.bus.embedded")
         assert os.path.realpath(kafka.__file__ or "").startswith(os.path.realpath(root)), kafka.__file__
-        return kafka.KafkaPublisher, kafka_bus.KafkaConsumer
+        return kafka.KafkaPublisher, kafka_bus.KafkaConsumer, embedded.EmbeddedBus, embedded.EmbeddedLog
     finally:
         sys.path.remove(root)
         for name in [n for n in sys.modules if n == "siemgate" or n.startswith("siemgate.")]:
@@ -124,12 +126,17 @@ async def timed(into: Timings, pid: int | None, work: Callable[[], Awaitable[Non
 
 
 async def publishing(args: argparse.Namespace, broker: Broker, batches: dict[str, list[list[Record]]],
-                     base: tuple[Any, Any] | None, work: Path) -> None:
+                     base: tuple[Any, Any, Any, Any] | None, work: Path) -> None:
     pid = broker.process.pid if broker.process else None
-    log = EmbeddedLog(work / "bus.db", prefix=PREFIX)
-    await log.open()
-    embedded = EmbeddedBus(log).publisher()
-    await embedded.start()
+    logs = [EmbeddedLog(work / "bus.db", prefix=PREFIX)]
+    embedded = {"embedded": EmbeddedBus(logs[0]).publisher()}
+    if base is not None:
+        logs.append(base[3](work / "base-bus.db", prefix=PREFIX))
+        embedded["emb. base"] = base[2](logs[1]).publisher()
+    for log in logs:
+        await log.open()
+    for publisher in embedded.values():
+        await publisher.start()
     config = KafkaConfig(bootstrap_servers=broker.bootstrap_servers, topic_prefix=PREFIX,
                          idempotence=broker.idempotence)
     await ensure_topics(config)
@@ -144,7 +151,7 @@ async def publishing(args: argparse.Namespace, broker: Broker, batches: dict[str
             for publisher in publishers.values():
                 await publisher.start()
                 assert await publisher.wait_connected(30), "Kafka not reachable"
-            publishers["embedded"] = embedded
+            publishers.update(embedded)
             per_record = AIOKafkaProducer(**client_options(configured), acks="all", linger_ms=0,
                                           enable_idempotence=configured.idempotence,
                                           compression_type=None if compression == "none" else compression,
@@ -157,12 +164,14 @@ async def publishing(args: argparse.Namespace, broker: Broker, batches: dict[str
             finally:
                 await per_record.stop()
                 for name, publisher in publishers.items():
-                    if name != "embedded":
+                    if name not in embedded:
                         await publisher.stop()
     finally:
         await bare.stop()
-        await embedded.stop()
-        await log.close()
+        for publisher in embedded.values():
+            await publisher.stop()
+        for log in logs:
+            await log.close()
 
 
 async def _round_robin(args: argparse.Namespace, pid: int | None, shape: str, compression: str,
@@ -201,7 +210,7 @@ async def _round_robin(args: argparse.Namespace, pid: int | None, shape: str, co
 
 
 async def consuming(args: argparse.Namespace, broker: Broker, batches: dict[str, list[list[Record]]],
-                    base: tuple[Any, Any] | None, work: Path) -> None:
+                    base: tuple[Any, Any, Any, Any] | None, work: Path) -> None:
     for shape in args.shape:
         prefix = f"{PREFIX}-read-{shape}"
         config = KafkaConfig(bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix,
