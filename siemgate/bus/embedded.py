@@ -532,8 +532,10 @@ class EmbeddedLog:
         rows = []
         written = 0
         for stream, stream_frames in by_stream.items():
-            encoded = [segments.encode_frame(*frame) for frame in stream_frames]
-            total = sum(len(e) for e in encoded)
+            # Each frame's head, then its data as `_pack` made it: written without a copy.
+            heads = [segments.frame_head(*frame) for frame in stream_frames]
+            lengths = [len(head) + len(frame[3]) for head, frame in zip(heads, stream_frames, strict=True)]
+            total = sum(lengths)
             written += total
             current = connection.execute(
                 "SELECT seq, size FROM segments WHERE stream = ? ORDER BY seq DESC LIMIT 1", (stream,)
@@ -546,11 +548,12 @@ class EmbeddedLog:
                 size = 0
             else:
                 seq, size = current
-            self._segments.write(seq, size, b"".join(encoded))
+            self._segments.write(seq, size, [piece for head, frame in zip(heads, stream_frames, strict=True)
+                                             for piece in (head, frame[3])])
             offset = size
-            for (topic, first, count, _), data in zip(stream_frames, encoded, strict=True):
-                rows.append((topic, first, first + count - 1, seq, offset, len(data)))
-                offset += len(data)
+            for (topic, first, count, _), length in zip(stream_frames, lengths, strict=True):
+                rows.append((topic, first, first + count - 1, seq, offset, length))
+                offset += length
             connection.execute("UPDATE segments SET size = ? WHERE seq = ?", (offset, seq))
         connection.executemany(_INSERT_CHUNK, rows)
         return written

@@ -25,6 +25,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from siemgate.bus import aiokafka_patch  # noqa: F401  (a closed transport under uvloop: finding 4)
 from siemgate.bus.kafka_oauth import token_provider
@@ -236,14 +238,19 @@ class KafkaPublisher:
             by_topic[record.topic].append(record)
         for topic, group in by_topic.items():
             partition = await self._partition(topic)
-            batch = producer.create_batch()
-            for record in group:
-                if batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers) is None:
-                    futures.append(await _enqueue(producer, batch, topic, partition))
-                    batch = producer.create_batch()
+            start = 0
+            while True:
+                batch = producer.create_batch()
+                end = _fill(batch, group, start)
+                if end == start:  # not even one record fits an empty batch: as aiokafka's append does
+                    record = group[start]
                     batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers)
-            batch.close()
-            futures.append(await _enqueue(producer, batch, topic, partition))
+                    end += 1
+                batch.close()
+                futures.append(await _enqueue(producer, batch, topic, partition))
+                if end >= len(group):
+                    break
+                start = end
 
     async def ready(self) -> bool:
         producer = self._producer
@@ -259,6 +266,42 @@ class KafkaPublisher:
         if ok:
             self._last_ok = loop.time()
         return ok
+
+
+def _fill(batch: BatchBuilder, records: Sequence[Record], start: int) -> int:
+    """Append `records[start:]` to `batch` until it is full; returns the index of the first
+    record not appended.
+
+    The same records, bytes and timestamps as `batch.append` one record at a time, without its
+    Python layer around the C record builder (keyword call, serializers, checks): ~0.6 µs a
+    record less, a third of the append's cost (bench/publish.py). Used only when the batch is
+    the plain one siemgate's producer makes (aiokafka's DefaultRecordBatchBuilder inside, no
+    serializers); otherwise the public `append`.
+    """
+    builder = getattr(batch, "_builder", None)
+    offset = getattr(batch, "_relative_offset", None)
+    end = len(records)
+    if (not isinstance(builder, DefaultRecordBatchBuilder) or type(offset) is not int or batch.closed()
+            or getattr(batch, "_key_serializer", True) is not None
+            or getattr(batch, "_value_serializer", True) is not None):
+        for index in range(start, end):
+            record = records[index]
+            if batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers) is None:
+                return index
+        return end
+    append = builder.append
+    index = start
+    try:
+        while index < end:
+            record = records[index]
+            if append(offset, None, record.key, record.value, record.headers) is None:
+                batch.close()  # full: as `BatchBuilder.append` does
+                break
+            offset += 1
+            index += 1
+    finally:
+        batch._relative_offset = offset  # what `record_count()` reports
+    return index
 
 
 async def _enqueue(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:

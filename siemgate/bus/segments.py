@@ -25,7 +25,7 @@ import contextlib
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +37,8 @@ _HEADER = struct.Struct("<4sHIQII")
 # always go to one segment). Retention frees space a segment at a time.
 SEGMENT_BYTES = 64 * 1024 * 1024
 SUFFIX = ".seg"
+# Pieces one pwritev takes (IOV_MAX on Linux is 1024); more are joined and written at once.
+_MAX_PIECES = 1024
 
 
 class Frame(NamedTuple):
@@ -57,8 +59,13 @@ def file_name(seq: int) -> str:
 
 
 def encode_frame(topic: str, first_pos: int, count: int, data: bytes) -> bytes:
+    return frame_head(topic, first_pos, count, data) + data
+
+
+def frame_head(topic: str, first_pos: int, count: int, data: bytes) -> bytes:
+    """A frame's bytes before its data (the frame is this, then `data` as it is)."""
     name = topic.encode()
-    return b"".join((_HEADER.pack(MAGIC, len(name), count, first_pos, len(data), zlib.crc32(data)), name, data))
+    return _HEADER.pack(MAGIC, len(name), count, first_pos, len(data), zlib.crc32(data)) + name
 
 
 def frame_data(frame: bytes) -> bytes:
@@ -118,16 +125,29 @@ class SegmentWriter:
         self._open[seq] = fd
         fsync_directory(self.directory)
 
-    def write(self, seq: int, offset: int, data: bytes) -> None:
-        """Write at `offset` (the end the index knows) and fsync before returning."""
+    def write(self, seq: int, offset: int, data: bytes | Sequence[bytes]) -> None:
+        """Write `data` (bytes, or pieces written back to back without joining them first) at
+        `offset` (the end the index knows) and fsync before returning."""
         fd = self._fd(seq)
         if os.fstat(fd).st_size > offset:
             # Bytes past the index's end: an append that died before its index commit (never
             # acknowledged). They go, so that no stale frame follows this one.
             os.ftruncate(fd, offset)
-        written = os.pwrite(fd, data, offset)
-        while written < len(data):  # pwrite may write less (a signal, a full disk raises instead)
-            written += os.pwrite(fd, memoryview(data)[written:], offset + written)
+        if isinstance(data, bytes):
+            pieces: Sequence[bytes] = (data,)
+        else:
+            pieces = data
+        size = sum(len(piece) for piece in pieces)
+        if len(pieces) == 1 or not hasattr(os, "pwritev") or len(pieces) > _MAX_PIECES:
+            whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            written = os.pwrite(fd, whole, offset)
+        else:
+            whole = b""
+            written = os.pwritev(fd, pieces, offset)
+        if written < size:  # a short write (a signal; a full disk raises instead): the rest, joined
+            rest = memoryview(whole or b"".join(pieces))
+            while written < size:
+                written += os.pwrite(fd, rest[written:], offset + written)
         os.fdatasync(fd)
 
     def truncate(self, seq: int, size: int) -> None:

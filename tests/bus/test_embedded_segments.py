@@ -237,3 +237,36 @@ async def test_a_log_written_by_a_newer_version_is_refused_with_what_to_do(tmp_p
     with pytest.raises(BusUnavailable, match="newer siemgate"):
         await log.open()
     assert not log.is_open
+
+
+async def test_an_append_of_several_topics_writes_exactly_their_encoded_frames(tmp_path: Path) -> None:
+    """The frames go to the segment as heads and data pieces (no joined copy): the file holds
+    byte for byte `encode_frame` of each, in order, and `scan` finds them all."""
+    path = tmp_path / "bus.db"
+    high, low = records("high", 0, 30, size=700), records("low", 0, 20, size=300)
+    async with opened(path) as log:
+        await log.append([*high, *low])
+        await log.append(records("high", 30, 5))
+    [file] = segment_files(path)
+    expected = (segments.encode_frame(HIGH, 0, 30, _pack(high, {})) + segments.encode_frame(LOW, 0, 20, _pack(low, {}))
+                + segments.encode_frame(HIGH, 30, 5, _pack(records("high", 30, 5), {})))
+    assert file.read_bytes() == expected
+    assert [(f.topic, f.first_pos, f.records) for f in segments.scan(file, 0)] == [(HIGH, 0, 30), (LOW, 0, 20),
+                                                                                  (HIGH, 30, 5)]
+    async with opened(path) as log:
+        assert await read_all(log, HIGH) == [r.key.decode() for r in [*high, *records("high", 30, 5)]]
+        assert await read_all(log, LOW) == [r.key.decode() for r in low]
+
+
+@pytest.mark.parametrize("pieces", [1, 3, 1500])  # one buffer; a few (pwritev); past IOV_MAX (joined)
+def test_the_segment_writer_writes_pieces_back_to_back_at_the_offset(tmp_path: Path, pieces: int) -> None:
+    writer = segments.SegmentWriter(tmp_path / "segments")
+    try:
+        writer.create(1)
+        writer.write(1, 0, b"head")
+        parts = [bytes([65 + i % 26]) * (1 + i % 5) for i in range(pieces)]
+        writer.write(1, 4, parts if pieces > 1 else parts[0])
+        writer.write(1, 4, parts)  # over the same bytes again (an append whose commit died)
+    finally:
+        writer.close()
+    assert (tmp_path / "segments" / segments.file_name(1)).read_bytes() == b"head" + b"".join(parts)
