@@ -146,7 +146,12 @@ async def test_a_3_mib_link_reaches_neither_logs_nor_state(
     # ... but the link is neither recorded nor logged.
     assert metric_value(metrics, REFUSED + '{integration="appsec",reason="too_long"}') == 1
     assert ConfirmationStore(config.state_dir).path.exists() is False
-    assert max(len(r.getMessage()) + len(str(r.__dict__)) for r in caplog.records) < 10_000
+    # (No record holds a piece of the link. siemgate's own records stay short; a library's may
+    # not: aiokafka's DEBUG metadata line lists every topic earlier tests left on the broker.)
+    piece = "a" * 1_000
+    assert [r.name for r in caplog.records if piece in r.getMessage() or piece in str(r.__dict__)] == []
+    assert max(len(r.getMessage()) + len(str(r.__dict__)) for r in caplog.records if r.name.startswith("siemgate")) \
+        < 10_000
     assert any("longer than 8,192 characters" in r.getMessage() for r in caplog.records)
 
 
