@@ -175,7 +175,7 @@ class ControlPrefilter:
         `test_flags` (absent ones may be anything but a string or True). `byte_checks` may be
         False for an event that spans none of its body's `suspect_positions`."""
         for value in type_values:
-            if isinstance(value, str) and self._control_type(value):
+            if isinstance(value, str) and self.control_type(value):
                 return True
         # `True in` also matches 1 (1 == True): then check exactly.
         if True in flag_values and any(value is True for value in flag_values):
@@ -202,7 +202,8 @@ class ControlPrefilter:
             raw = raw.replace(character, lowered)
         return raw
 
-    def _control_type(self, value: str) -> bool:
+    def control_type(self, value: str) -> bool:
+        """Whether a type field's value names a control type (confirmation or test)."""
         verdict = self._type_memo.get(value)
         if verdict is None:
             verdict = _normalise(value) in self._wanted
