@@ -264,14 +264,14 @@ class BatchParser:
     def _closer_look(self, columns: list[tuple[Any, ...]], ids: list[str | None],
                      raws: Sequence[msgspec.Raw | bytes], body: bytes, suspects: set[int] | None) -> list[int]:
         """The events that take the per-event path, in order: those the prefilter cannot rule
-        out as control messages by their decoded fields (`_control_fields`) or by position
-        (`suspects`), those without an id (hashed), and, when the body has a run of over 4,300
-        digits somewhere, every event (`record.unrepresentable`)."""
+        out as control messages by their decoded fields (`_control_fields`) or by their bytes
+        (the `suspects` only), those without an id (hashed), and, when the body has a run of
+        over 4,300 digits somewhere, every event (`record.unrepresentable`)."""
         count = len(raws)
         if suspects is None or long_digit_run(body):
             return list(range(count))
         closer = self._control_fields(columns)
-        closer.update(suspects)
+        closer.update(index for index in suspects if self.prefilter.bytes_may_be_control(bytes(raws[index])))
         if None in ids:
             closer.update(index for index, ident in enumerate(ids) if ident is None)
         return sorted(closer)
