@@ -73,8 +73,9 @@ _RawObject = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _UNSET = msgspec.UNSET
 _WHITESPACE = b" \t\r\n"
 _BOM = b"\xef\xbb\xbf"
-# What lies between the events of a JSON array (after its `[`).
+# What lies between the events of a JSON array (after its `[`); JSON's blanks.
 _GAP = re.compile(rb"[ \t\r\n,]*")
+_BLANKS = re.compile(rb"[ \t\r\n]*")
 _UNSET_TYPE = type(_UNSET)
 _STRINGS = frozenset({str})
 _STRINGS_OR_ABSENT = frozenset({str, _UNSET_TYPE})
@@ -180,12 +181,15 @@ class BatchParser:
     def _split(self, body: bytes) -> tuple[Events, str | None]:
         """Events, and the batch key whose array holds them (None: a top-level array, or a
         single object). Raises msgspec.DecodeError, RecursionError or InvalidBatch."""
-        lead = len(body) - len(body.lstrip(_WHITESPACE))
+        lead = _BLANKS.match(body).end()  # type: ignore[union-attr]  # always matches (lstrip would copy the body)
         start = body[lead : lead + 1]
         if not start:
             raise NotJson("the body is empty (expected a JSON array of events)")
         if start == b"[":
-            return Events(_RawList.decode(body), body, lead, len(body.strip(_WHITESPACE))), None
+            end = len(body)
+            while body[end - 1] in _WHITESPACE:  # the trailing blanks (rstrip would copy the body)
+                end -= 1
+            return Events(_RawList.decode(body), body, lead, end - lead), None
         if start == b"{":
             document = _RawObject.decode(body)
             for key in self.integration.batch_keys:

@@ -121,7 +121,10 @@ async def read_body(
     known = content_length is not None
     if claim is not None and content_length is not None:
         await claim.take(BODY_BYTE_COST * content_length if coding == "identity" else content_length)
-    raw = bytearray()
+    # The chunks as they came, joined once at the end (a bytearray grown chunk by chunk and
+    # then copied into bytes is one more copy of the body: ~1 ms for 4 MB on a slow core).
+    raw: list[bytes] = []
+    size = 0
     inflater = _Inflater(limit, INLINE_INFLATE_BYTES) if coding == "gzip" else None
     loop = asyncio.get_running_loop()
     try:
@@ -142,18 +145,19 @@ async def read_body(
             async for chunk in chunks:
                 if not chunk:
                     continue
-                if len(raw) + len(chunk) > limit:
+                if size + len(chunk) > limit:
                     raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
                 if claim is not None and not known:
                     await take(len(chunk) if inflater is not None else BODY_BYTE_COST * len(chunk))
-                raw += chunk
+                raw.append(chunk)
+                size += len(chunk)
                 if inflater is None:
                     continue
                 before = len(inflater.output)
                 try:
                     inflater.feed(chunk)  # on the loop: at most INLINE_INFLATE_BYTES of output per body
                 except zlib.error as exc:
-                    raise BadGzip(f"the body is not valid gzip: {exc}", bytes(raw)) from None
+                    raise BadGzip(f"the body is not valid gzip: {exc}", b"".join(raw)) from None
                 if claim is not None:
                     await take(BODY_BYTE_COST * (len(inflater.output) - before))
     except TimeoutError:
@@ -161,7 +165,7 @@ async def read_body(
     if inflater is None:
         if claim is not None:
             claim.settle()
-        return bytes(raw)
+        return raw[0] if len(raw) == 1 else b"".join(raw)
     try:
         while inflater.deferred:
             # Large: off the event loop (zlib releases the GIL while it inflates), in steps
@@ -174,4 +178,4 @@ async def read_body(
             claim.settle()
         return inflater.finish()
     except zlib.error as exc:
-        raise BadGzip(f"the body is not valid gzip: {exc}", bytes(raw)) from None
+        raise BadGzip(f"the body is not valid gzip: {exc}", b"".join(raw)) from None
