@@ -466,8 +466,17 @@ class BatchEncoder:
         keys = list(map(str.encode, ids))
         # An id's JSON string is its UTF-8 between quotes unless it holds what JSON escapes.
         quoted = keys if _ESCAPED_IN_JSON.search("".join(ids)) is None else [_encode(i)[1:-1] for i in ids]
-        pairs = list(map(operator.add, kinds, severities))
-        parts = {pair: self._shared.get(pair) or self._parts(*_PAIRS[pair]) for pair in set(pairs)}
+        # What each record shares with others, keyed by its kind and severity (by its severity
+        # alone when every record is an event, as nearly all are: no key to build per record).
+        pairs: Sequence[str]
+        parts: dict[str, tuple[str, tuple[bytes, bytes, bytes, bytes], list[tuple[str, bytes]]]]
+        if kinds.count("event") == count:
+            pairs = severities
+            parts = {severity: self._shared.get("event" + severity) or self._parts("event", severity)
+                     for severity in set(severities)}
+        else:
+            pairs = list(map(operator.add, kinds, severities))
+            parts = {pair: self._shared.get(pair) or self._parts(*_PAIRS[pair]) for pair in set(pairs)}
         topics = {pair: topic for pair, (topic, _, _) in parts.items()}
         middles = {pair: b'"' + middle for pair, (_, (_, middle, _, _), _) in parts.items()}
         shared = {pair: headers for pair, (_, _, headers) in parts.items()}
