@@ -122,6 +122,7 @@ class BatchParser:
             "EventHeader",
             [(attributes[name], Any, _UNSET) for name in names],
             rename={attribute: name for name, attribute in attributes.items()},
+            gc=False,  # decoded JSON holds no reference cycles: untracked, a few % faster to decode
         )
         self._header = msgspec.json.Decoder(header)
         self._headers = msgspec.json.Decoder(list[header])  # type: ignore[valid-type]
