@@ -1,6 +1,7 @@
 """`BatchParser.parse` on several payload shapes, this checkout against another, in one run.
 
-    python bench/parse_shapes.py [--base DIR] [--rounds 200]
+    python bench/parse_shapes.py [--base DIR] [--rounds 200] [--bodies ingest] [--cpu]
+    python bench/parse_shapes.py --bodies ingest --loop large --seconds 10   # for py-spy
 
 `--base DIR`: a checkout of the commit to compare with (e.g. `git worktree add /tmp/base
 HEAD` before a change); its `siemgate` is imported beside this one's under other module
@@ -17,6 +18,15 @@ Shapes, 500 events each (the sender's batch):
 - `large`: ~8 KB attack samples per event (~4 MB body);
 - `mixed`: camelCase and snake_case vendor events with nested objects and arrays, the
   confirmation hint in some URLs (`/checkout/confirm`), wrapped as `{"meta":..., "alerts":[...]}`.
+
+`--bodies ingest`: the bodies `bench/ingest.py --shapes` posts instead (`ingest_shapes`:
+simulator, escaped, camelcase, tiny, large). `--cpu`: time in CPU seconds of this process
+(`time.process_time`) instead of wall time, less disturbed by other processes on a shared
+machine (coarser: use enough rounds). `--loop SHAPE --seconds N`: parse one body again and
+again for N seconds, nothing printed: the in-process loop to profile, e.g.
+`py-spy record -f raw -r 500 -o parse.txt -- python bench/parse_shapes.py --bodies ingest
+--loop large --seconds 10`. `parse` is all of the ingest's per-batch CPU outside HTTP and
+the bus: validation, the split into raw events, the prefilter, the records' envelopes.
 
 Prints the p50 (and p90) per shape in ms, and the machine's load average.
 """
@@ -185,10 +195,25 @@ def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--base", metavar="DIR", help="a checkout of the commit to compare with")
     options.add_argument("--rounds", type=int, default=200)
+    options.add_argument("--bodies", choices=("parse", "ingest"), default="parse",
+                         help="parse: this file's shapes (default); ingest: bench/ingest.py --shapes's")
+    options.add_argument("--cpu", action="store_true", help="CPU time of this process instead of wall time")
+    options.add_argument("--loop", metavar="SHAPE", help="parse SHAPE for --seconds, print nothing (to profile)")
+    options.add_argument("--seconds", type=float, default=10.0)
     args = options.parse_args()
     new = _parser(None)
+    bodies = shapes() if args.bodies == "parse" else ingest_shapes()
+    from siemgate.gc_tuning import tune_gc
+
+    tune_gc()  # as `siemgate ingest` does after startup
+    if args.loop is not None:
+        body = bodies[args.loop]
+        deadline = time.monotonic() + args.seconds
+        while time.monotonic() < deadline:
+            new.parse(body, peer="x", max_events=10_000)
+        return
     parsers = {"new": new} if args.base is None else {"old": _parser(args.base), "new": new}
-    bodies = shapes()
+    clock = time.process_time if args.cpu else time.perf_counter
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; cpus: {os.cpu_count()}")
     print(f"{'shape':<12}{'KB':>7}  " + "  ".join(f"{name + ' p50':>9}{name + ' p90':>9}" for name in parsers))
     for shape, body in bodies.items():
@@ -198,9 +223,9 @@ def main() -> None:
         gc.collect()
         for _ in range(args.rounds):
             for name, parser in parsers.items():
-                started = time.perf_counter()
+                started = clock()
                 parser.parse(body, peer="x", max_events=10_000)
-                times[name].append(time.perf_counter() - started)
+                times[name].append(clock() - started)
         cells = []
         for name in parsers:
             ordered = sorted(times[name])

@@ -18,6 +18,7 @@ from siemgate.record import (
     DeadLetterValue,
     Envelope,
     EnvelopeEvent,
+    Record,
     dead_letter_decoder,
     decode,
     dumps,
@@ -191,3 +192,56 @@ def test_unrepresentable_finds_every_run_of_too_many_digits_wherever_it_lies() -
             assert (unrepresentable(data) is not None) == (run > 4300), (offset, run)
     # Long events of ordinary text, digits included, are never flagged.
     assert unrepresentable(b'{"message": "' + b"2026-12-07 10:00:00 " * 2000 + b'"}') is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(ids=st.lists(TEXT, max_size=12), integration=TEXT, peer=TEXT, data=st.data())
+def test_a_whole_batch_is_encoded_as_each_record_alone(ids: list[str], integration: str, peer: str,
+                                                       data: st.DataObject) -> None:
+    """`encode_batch` (column by column) writes byte for byte what `encode` writes for each
+    record, whatever the ids hold (quotes, backslashes, control characters, non-ASCII), with
+    kinds and severities mixed, from bytes or from `msgspec.Raw` views."""
+    count = len(ids)
+    kinds = data.draw(st.lists(st.sampled_from(["event", "test", "confirmation"]), min_size=count, max_size=count))
+    severities = data.draw(st.lists(st.sampled_from(SEVERITIES), min_size=count, max_size=count))
+    events: list[bytes | msgspec.Raw] = [dumps({"n": seq, "s": ident}) for seq, ident in enumerate(ids)]
+    events = [msgspec.Raw(e) if seq % 2 else e for seq, e in enumerate(events)]
+    encoder = BatchEncoder(prefix="p", integration=integration, received_at="t", batch="b", peer=peer)
+    records = encoder.encode_batch(ids, kinds, severities, events)  # type: ignore[arg-type]
+    assert records == [
+        encoder.encode(event_id=ident, kind=kind, severity=severity, seq=seq, event_bytes=bytes(event))  # type: ignore[arg-type]
+        for seq, (ident, kind, severity, event) in enumerate(zip(ids, kinds, severities, events, strict=True))]
+    assert all(type(r) is Record and type(r.value) is bytes and type(r.key) is bytes for r in records)
+
+
+def test_ids_are_escaped_exactly_where_json_escapes() -> None:
+    """`encode_batch` writes an id's UTF-8 bytes between quotes unless it holds one of the
+    characters msgspec escapes; that set is checked over every code point."""
+    from siemgate.record import _ESCAPED_IN_JSON, _encode
+
+    for code in range(0x110000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        character = chr(code)
+        plain = _encode(character) == b'"' + character.encode() + b'"'
+        assert plain == (_ESCAPED_IN_JSON.search(character) is None), hex(code)
+
+
+def test_long_digit_runs_are_found_by_their_sampled_bytes() -> None:
+    """`long_digit_run` (every 4,301st byte, then the run through it) agrees with a plain
+    search, for runs around the limit at every offset modulo the step, and bodies of many
+    short numbers."""
+    import random
+    import re
+
+    from siemgate.record import long_digit_run
+
+    plain = re.compile(rb"[0-9]{4301}")
+    rng = random.Random(17)
+    for _ in range(300):
+        prefix = bytes(rng.choice(b"ab1 9") for _ in range(rng.randrange(0, 9000)))
+        run = rng.choice([0, 1, 4299, 4300, 4301, 4302, 9000])
+        data = prefix + b"x" + b"7" * run + bytes(rng.choice(b"a 5") for _ in range(rng.randrange(0, 5000)))
+        assert long_digit_run(data) == (plain.search(data) is not None), (len(prefix), run)
+    assert not long_digit_run(b"1" * 4300)
+    assert long_digit_run(b"1" * 4301)

@@ -51,7 +51,9 @@ class _Inflater:
         self._inline = limit + 1 if inline is None else min(inline, limit + 1)
         self._decoder = zlib.decompressobj(wbits=31)
         self._in_member = False
-        self.output = bytearray()
+        # The inflated pieces, joined once by `finish` (a bytearray would be copied once more).
+        self._pieces: list[bytes] = []
+        self.size = 0  # bytes inflated so far
         self.deferred = False
         self._rest: list[bytes] = []
 
@@ -66,12 +68,12 @@ class _Inflater:
         the rest stays deferred) (call it in a thread)."""
         rest, self._rest = b"".join(self._rest), []
         self.deferred = False
-        stop_at = self._limit + 1 if step is None else min(self._limit + 1, len(self.output) + step)
+        stop_at = self._limit + 1 if step is None else min(self._limit + 1, self.size + step)
         self._inflate(rest, stop_at)
 
     def _inflate(self, data: bytes, stop_at: int) -> None:
         while True:
-            room = stop_at - len(self.output)
+            room = stop_at - self.size
             if room <= 0:
                 # The inline share is used up: the rest (and any output zlib still holds) later.
                 self.deferred = True
@@ -80,8 +82,9 @@ class _Inflater:
             if data:
                 self._in_member = True
             out = self._decoder.decompress(data, room)
-            self.output += out
-            if len(self.output) > self._limit:
+            self._pieces.append(out)
+            self.size += len(out)
+            if self.size > self._limit:
                 raise BodyTooLarge(f"the body inflates to more than {self._limit} bytes")
             if self._decoder.eof:
                 # Concatenated gzip members are one valid gzip stream (RFC 1952 2.2).
@@ -99,7 +102,7 @@ class _Inflater:
     def finish(self) -> bytes:
         if self._in_member:
             raise zlib.error("the gzip stream is truncated")
-        return bytes(self.output)
+        return self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
 
 
 async def read_body(
@@ -121,7 +124,10 @@ async def read_body(
     known = content_length is not None
     if claim is not None and content_length is not None:
         await claim.take(BODY_BYTE_COST * content_length if coding == "identity" else content_length)
-    raw = bytearray()
+    # The chunks as they came, joined once at the end (a bytearray grown chunk by chunk and
+    # then copied into bytes is one more copy of the body: ~1 ms for 4 MB on a slow core).
+    raw: list[bytes] = []
+    size = 0
     inflater = _Inflater(limit, INLINE_INFLATE_BYTES) if coding == "gzip" else None
     loop = asyncio.get_running_loop()
     try:
@@ -142,36 +148,37 @@ async def read_body(
             async for chunk in chunks:
                 if not chunk:
                     continue
-                if len(raw) + len(chunk) > limit:
+                if size + len(chunk) > limit:
                     raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
                 if claim is not None and not known:
                     await take(len(chunk) if inflater is not None else BODY_BYTE_COST * len(chunk))
-                raw += chunk
+                raw.append(chunk)
+                size += len(chunk)
                 if inflater is None:
                     continue
-                before = len(inflater.output)
+                before = inflater.size
                 try:
                     inflater.feed(chunk)  # on the loop: at most INLINE_INFLATE_BYTES of output per body
                 except zlib.error as exc:
-                    raise BadGzip(f"the body is not valid gzip: {exc}", bytes(raw)) from None
+                    raise BadGzip(f"the body is not valid gzip: {exc}", b"".join(raw)) from None
                 if claim is not None:
-                    await take(BODY_BYTE_COST * (len(inflater.output) - before))
+                    await take(BODY_BYTE_COST * (inflater.size - before))
     except TimeoutError:
         raise BodyTimeout(f"the body did not arrive within {timeout:g} s") from None
     if inflater is None:
         if claim is not None:
             claim.settle()
-        return bytes(raw)
+        return raw[0] if len(raw) == 1 else b"".join(raw)
     try:
         while inflater.deferred:
             # Large: off the event loop (zlib releases the GIL while it inflates), in steps
             # paid for from the budget (without a claim: all at once).
-            before = len(inflater.output)
+            before = inflater.size
             await asyncio.to_thread(inflater.feed_rest, INFLATE_STEP if claim is not None else None)
             if claim is not None:
-                await claim.take(BODY_BYTE_COST * (len(inflater.output) - before))
+                await claim.take(BODY_BYTE_COST * (inflater.size - before))
         if claim is not None:
             claim.settle()
         return inflater.finish()
     except zlib.error as exc:
-        raise BadGzip(f"the body is not valid gzip: {exc}", bytes(raw)) from None
+        raise BadGzip(f"the body is not valid gzip: {exc}", b"".join(raw)) from None

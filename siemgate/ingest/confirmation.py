@@ -103,8 +103,8 @@ class ControlPrefilter:
     are not sent to classification.
     """
 
-    __slots__ = ("_escapes", "_exact", "_hiding", "_hint", "_needles", "_specials", "_type_memo", "_wanted",
-                 "_wanted_hex")
+    __slots__ = ("_escapes", "_exact", "_hiding", "_hint", "_needles", "_specials", "_spelled_hex", "_type_memo",
+                 "_wanted", "_wanted_hex")
 
     # Type values repeat from event to event ("sql_injection", "waf_block"): remember verdicts.
     _MEMO_SIZE: Final = 4096
@@ -131,10 +131,17 @@ class ControlPrefilter:
         self._needles = [*self._specials, *(b"\\u" + e for e in special_escapes)]
         escapes = b"|".join([b"00(?:" + b"|".join(sorted(self._wanted_hex)) + b")", *special_escapes])
         self._hiding = re.compile(rb"\\(?:u(?:" + escapes + rb")|/)")
-        # Where such an escape may start: an escaped slash, or \u00 and a first hex digit of one
-        # of theirs (one C pass; the last digit is looked at for the few matches).
-        firsts = b"".join(re.escape(bytes([b])) for b in sorted({h[0] for h in self._wanted_hex}))
-        self._escapes = re.compile(rb"\\(?:u00[" + firsts + rb"]|/)")
+        # Where in a body the byte checks could succeed: where the hint or the test text is
+        # spelled, so only the escapes of their characters count there (an event that holds
+        # neither fails the checks whatever its link looks like; `https:\/\/` alone is no
+        # reason to look closer). Their \u00XX escapes' last two hex digits, in either case:
+        spelled = {c for text in (hint, _TEST_PHRASE_BYTES.decode()) for c in (*text, *text.upper())}
+        self._spelled_hex = frozenset(b"%02x" % ord(c) for c in spelled) | frozenset(b"%02X" % ord(c) for c in spelled)
+        # Where such an escape may start: \u00 and the first hex digit of one of theirs (one C
+        # pass; the last digit is looked at for the few matches), or an escaped slash if a slash
+        # is one of them.
+        firsts = b"".join(re.escape(bytes([b])) for b in sorted({h[0] for h in self._spelled_hex}))
+        self._escapes = re.compile(rb"\\u00[" + firsts + rb"]" + (rb"|\\/" if "/" in spelled else b""))
 
     def suspect_positions(self, body: bytes) -> list[int] | None:
         """Sorted offsets in `body` where the byte checks of `may_be_control` could succeed:
@@ -155,7 +162,7 @@ class ControlPrefilter:
             # stops at the first hex digit, which rules out the escapes json.dumps writes for
             # non-ASCII text (\u0080 and up) in C; only the rest are looked at here. (Measured
             # in CPU time: 1.7-2.2x faster than splitting at every \u00 on escape-heavy bodies.)
-            wanted = self._wanted_hex
+            wanted = self._spelled_hex
             for match in self._escapes.finditer(body):
                 at = match.start()
                 if body[at + 1] == 0x2F or body[at + 4 : at + 6] in wanted:  # 0x2F: "/"
@@ -175,13 +182,15 @@ class ControlPrefilter:
         `test_flags` (absent ones may be anything but a string or True). `byte_checks` may be
         False for an event that spans none of its body's `suspect_positions`."""
         for value in type_values:
-            if isinstance(value, str) and self._control_type(value):
+            if isinstance(value, str) and self.control_type(value):
                 return True
         # `True in` also matches 1 (1 == True): then check exactly.
         if True in flag_values and any(value is True for value in flag_values):
             return True
-        if not byte_checks:
-            return False
+        return byte_checks and self.bytes_may_be_control(raw)
+
+    def bytes_may_be_control(self, raw: bytes) -> bool:
+        """The byte checks of `may_be_control` alone (its type and flag checks aside)."""
         if not self._exact:
             return True
         lowered = self._view(raw).lower()
@@ -202,7 +211,8 @@ class ControlPrefilter:
             raw = raw.replace(character, lowered)
         return raw
 
-    def _control_type(self, value: str) -> bool:
+    def control_type(self, value: str) -> bool:
+        """Whether a type field's value names a control type (confirmation or test)."""
         verdict = self._type_memo.get(value)
         if verdict is None:
             verdict = _normalise(value) in self._wanted

@@ -11,7 +11,7 @@ import pytest
 from siemgate.config import parse_config
 from siemgate.errors import InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.batch import BatchParser
-from siemgate.record import decode, event_id
+from siemgate.record import decode, dumps, event_id
 
 CONFIG = parse_config("integrations: [{name: appsec, auth: {header: X-K, values: [vvvv]}}]", {})
 INTEGRATION = CONFIG.integrations[0]
@@ -204,9 +204,11 @@ def test_suspect_events_map_byte_positions_to_events() -> None:
     raws, _, start, length = parser.split(body)
     datas = [bytes(r) for r in raws]
     assert parser._suspect_events(body, datas, start, length) == {0, 2}  # an escaped backslash hides nothing
-    pretty = json.dumps(MIXED, indent=2).encode()
-    raws, _, start, length = parser.split(pretty)
-    assert parser._suspect_events(pretty, [bytes(r) for r in raws], start, length) is None
+    # Not compact (blanks between the events, or inside a wrapping object): found all the same.
+    for spaced in (json.dumps(MIXED, indent=2).encode(), b" \n" + json.dumps({"events": MIXED}, indent=1).encode(),
+                   b'{ "meta": 1,\n "events" : [ ' + b" ,\r\n\t".join(map(orjson.dumps, MIXED)) + b" ] }"):
+        raws, _, start, length = parser.split(spaced)
+        assert parser._suspect_events(spaced, [bytes(r) for r in raws], start, length) == {0, 2}
     clean = orjson.dumps([{"id": "x", **PAD}])
     raws, _, start, length = parser.split(clean)
     assert parser._suspect_events(clean, [bytes(r) for r in raws], start, length) == set()
@@ -336,3 +338,55 @@ def test_escapes_that_hide_nothing_skip_classification(monkeypatch: pytest.Monke
     for body in bodies:
         assert len(parse(body)) == 50
     assert calls == []
+
+
+ODD_EVENTS: list[object] = [
+    {"id": "a", "severity": "HIGH"},
+    {"id": 7, "severity": 9.5},  # an integer id, a score
+    {"id": True, "event_id": "b", "severity": True},  # a boolean is neither an id nor a score
+    {"id": "", "uuid": "c", "Severity": 1},  # empty: the next id field; the second severity field
+    {"id": None, "severity": None, "level": "high"},  # null: present, so the severity is unknown
+    {"severity": {"v": 1}, "n": [1, 2]},  # no id: hashed; an object as severity
+    {"id": 'q"uo\\te\n', "severity": "warning"},  # an id JSON escapes
+    {"id": "d", "type": {"nested": "confirmation"}, "severity": "low"},  # an object as type
+    {"id": "e", "eventType": "Test-Integration", "severity": "low"},  # a control type, the last type field
+    {"id": "f", "isTest": 1, "test": "true"},  # 1 and "true" are no flag
+    {"id": "g", "is_test": True},  # a flag
+    {"id": "h", "data": {"confirmUrl": LINK}},  # a confirmation, by position and bytes
+    {"id": "i", "url": "https://shop.example/checkout/confirm", "a": 1, "b": 2, "c": 3, "d": 4},
+    {"id": "ünï", "message": "You've completed integrating Application Security with your webhook!"},
+    {"id": 2**70, "risk": "sev1"},
+    {"alertId": "j", "severity": "Critical"},
+]
+
+
+@pytest.mark.parametrize("style", ["compact", "pretty", "wrapped", "escaped-slashes"])
+@pytest.mark.parametrize("shuffle", [0, 1, 2])
+def test_the_column_path_gives_the_per_event_records(monkeypatch: pytest.MonkeyPatch, style: str,
+                                                     shuffle: int) -> None:
+    """The batch is worked column by column, with a closer look only for some events: its
+    records are those of looking closely at every event, one by one (the reference), for
+    events of every odd kind: ids of each type and field, severities of each type, control
+    types and flags, confirmation and test messages, escapes."""
+    import random
+
+    import siemgate.ingest.batch as batch
+
+    events = list(ODD_EVENTS)
+    random.Random(shuffle).shuffle(events)
+    events = events * (1 + shuffle)
+    body = {"compact": dumps(events), "pretty": json.dumps(events, indent=2).encode(),
+            "wrapped": dumps({"meta": {"n": 1}, "alerts": events}),
+            "escaped-slashes": dumps(events).replace(b"/", b"\\/")}[style]
+    parser = BatchParser(INTEGRATION, "p")
+    monkeypatch.setattr(batch.uuid, "uuid4", lambda: type("U", (), {"hex": "b" * 32})())
+    got = parser.parse(body, peer="192.0.2.1", max_events=1000)
+    monkeypatch.setattr(BatchParser, "_closer_look", lambda self, headers, ids, raws, body, suspects:
+                        list(range(len(raws))))
+    want = parser.parse(body, peer="192.0.2.1", max_events=1000)
+    assert len(got.records) == len(events)
+    assert got.confirmation_links == want.confirmation_links == [LINK] * (1 + shuffle)
+    for mine, theirs in zip(got.records, want.records, strict=True):
+        assert mine._replace(value=b"") == theirs._replace(value=b"")
+        assert {**decode(mine.value), "received_at": ""} == {**decode(theirs.value), "received_at": ""}
+    assert sorted({r.kind for r in got.records}) == ["confirmation", "event", "test"]
