@@ -69,7 +69,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     unit's timing tests share the machine with the others); SIEMGATE_TEST_WORKERS=N: N."""
     override = os.environ.get("SIEMGATE_TEST_WORKERS")
     if override:
-        return max(1, int(override))
+        if not override.isdigit() or int(override) < 1:
+            raise pytest.UsageError(f"SIEMGATE_TEST_WORKERS={override!r}: a number of workers, 1 or more")
+        return int(override)
     return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
 
