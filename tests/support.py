@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 import orjson
@@ -27,6 +28,8 @@ from siemgate.config import Config, parse_config
 from siemgate.ingest.server import Server, uvicorn_config
 from siemgate.record import all_topics
 from siemgate_standins.broker import Broker, free_port, tansu_binary, wait_for_port
+
+T = TypeVar("T")
 
 KEY = "test-key-0123456789"
 NEXT_KEY = "next-key-9876543210"
@@ -350,3 +353,35 @@ def siemgate_command() -> list[str]:
     """The `siemgate` console script of this interpreter's environment."""
     script = Path(sys.executable).parent / "siemgate"
     return [str(script)] if script.exists() else [sys.executable, "-m", "siemgate"]
+
+
+class AppendedLines(Generic[T]):
+    """The complete lines of a file that another process appends to (a sink's output, rsyslog's
+    capture), each parsed once: a read takes only what was appended since the last one. Tests
+    poll such files every 50 ms while they grow to tens of thousands of lines; reading and
+    parsing all of it at each poll took most of a CPU from the processes under test. Starts
+    over when the file is replaced or shrinks; a line that does not parse raises at every read."""
+
+    def __init__(self, path: Path, parse: Callable[[bytes], T]) -> None:
+        self.path = path
+        self.parse = parse
+        self._inode: int | None = None
+        self._offset = 0
+        self._items: list[T] = []
+
+    def read(self) -> list[T]:
+        try:
+            with open(self.path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                if stat.st_ino != self._inode or stat.st_size < self._offset:
+                    self._inode, self._offset, self._items = stat.st_ino, 0, []
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            self._inode, self._offset, self._items = None, 0, []
+            return []
+        complete = data[: data.rfind(b"\n") + 1]
+        parsed = [self.parse(line) for line in complete.splitlines() if line.strip()]
+        self._items.extend(parsed)
+        self._offset += len(complete)
+        return list(self._items)

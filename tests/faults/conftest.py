@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tests.conftest import session_basetemp, session_summary
 from tests.faults.harness import FaultResult, ProxiedTansu, SmallDisk
 from tests.ingest.conftest import TansuFactory, private_tansu  # noqa: F401 - a fixture, used here
 
@@ -58,14 +59,24 @@ class FaultTable:
 
 @pytest.fixture(scope="session")
 def fault_table(tmp_path_factory: pytest.TempPathFactory) -> FaultTable:
-    return FaultTable(tmp_path_factory.getbasetemp() / "fault-table.json")
+    return FaultTable(session_basetemp(tmp_path_factory) / "fault-table.json")
+
+
+TITLE = "fault table (tests/faults)"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In an xdist worker, hand the table to the controller, which prints it at the end."""
+    table = FaultTable.current
+    if table is not None and table.results:
+        session_summary(session.config, TITLE, [*table.lines(), f"JSON: {table.path}"])
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     table = FaultTable.current
-    if table is None or not table.results:
+    if table is None or not table.results or hasattr(terminalreporter.config, "workeroutput"):
         return
-    terminalreporter.write_sep("=", "fault table (tests/faults)")
+    terminalreporter.write_sep("=", TITLE)
     for line in table.lines():
         terminalreporter.write_line(line)
     terminalreporter.write_line(f"JSON: {table.path}")

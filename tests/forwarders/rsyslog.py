@@ -52,6 +52,7 @@ import trustme
 
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
 from siemgate.record import Kind, Severity, make_record
+from tests.support import AppendedLines
 
 # Every character the formats must escape or survive, in one string.
 AWKWARD = 'pipe| eq= back\\ br] quote" nl\nnl cr\rcr tab\ttab é 日本 🙂'
@@ -124,6 +125,7 @@ class Rsyslog:
     relp_port: int = field(default_factory=lambda: _free_port(socket.SOCK_STREAM))
     relp_tls_port: int = field(default_factory=lambda: _free_port(socket.SOCK_STREAM))
     process: subprocess.Popen[bytes] | None = None
+    _messages: AppendedLines[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -237,11 +239,11 @@ ruleset(name="capture") {{
             process.wait()
 
     def messages(self) -> list[dict[str, Any]]:
-        if not self.received.exists():
-            return []
-        # Complete lines only: rsyslog may be writing the last one.
-        complete = self.received.read_bytes().split(b"\n")[:-1]
-        return [orjson.loads(line) for line in complete if line.strip()]
+        # Complete lines only: rsyslog may be writing the last one. Each parsed once, however
+        # often a test polls (AppendedLines).
+        if self._messages is None:
+            self._messages = AppendedLines(self.received, orjson.loads)
+        return self._messages.read()
 
     async def wait_for(
         self, count: int, match: Callable[[dict[str, Any]], bool] = lambda m: True, timeout: float = 10.0

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from siemgate.config import parse_config
 from siemgate_standins.broker import Broker, free_port
 from tests.forwarders.test_runtime import produce, record_for, until
+from tests.support import AppendedLines
 
 pytestmark = pytest.mark.anyio
 
@@ -56,14 +57,17 @@ def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
         handle.close()
 
 
+_OUTPUTS: dict[Path, AppendedLines[str]] = {}
+
+
 def ids_in(*paths: Path) -> list[str]:
-    """Ids of the complete lines: a forwarder may be writing the last one right now."""
+    """Ids of the complete lines: a forwarder may be writing the last one right now. (Each
+    line is parsed once, however often a test polls: see AppendedLines.)"""
     ids = []
     for path in paths:
-        if path.exists():
-            data = path.read_bytes()
-            complete = data[: data.rfind(b"\n") + 1]
-            ids.extend(orjson.loads(line)["id"] for line in complete.splitlines() if line.strip())
+        if path not in _OUTPUTS:
+            _OUTPUTS[path] = AppendedLines(path, lambda line: str(orjson.loads(line)["id"]))
+        ids.extend(_OUTPUTS[path].read())
     return ids
 
 

@@ -197,10 +197,11 @@ def settings(name: str = "mem", min_severity: Severity = "low", max_events: int 
 
 @contextlib.asynccontextmanager
 async def forwarding(config: Config, sink: Sink, metrics: ForwardMetrics | None = None,
-                     foreground: Foreground | None = None) -> AsyncIterator[SinkForwarder]:
+                     foreground: Foreground | None = None, drain_seconds: float = 5) -> AsyncIterator[SinkForwarder]:
     """A SinkForwarder for `sink` running on the configured bus (embedded: on a log of its own
-    that deletes what the sink's group has passed), stopped and closed on exit. `foreground`:
-    as in `siemgate run`, the loop is shared with an ingest whose requests go first."""
+    that deletes what the sink's group has passed), stopped (draining for up to `drain_seconds`)
+    and closed on exit. `foreground`: as in `siemgate run`, the loop is shared with an ingest
+    whose requests go first."""
     async with bus_for(config, [group_id(config, sink.name)]) as bus:
         await bus.ensure_topics([dlq_topic(config.bus.topic_prefix, sink.name)])
         publisher = bus.publisher()
@@ -215,7 +216,7 @@ async def forwarding(config: Config, sink: Sink, metrics: ForwardMetrics | None 
             try:
                 yield forwarder
             finally:
-                forwarder.stop(5)
+                forwarder.stop(drain_seconds)
                 await asyncio.wait_for(task, 30)
                 await forwarder.close()
         finally:

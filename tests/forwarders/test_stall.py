@@ -145,7 +145,8 @@ async def test_a_sink_refusing_credentials_is_paused_not_stalled_but_a_backoff_w
     await backend.produce([record_for(backend.prefix, i) for i in range(10)])
     refusing = MemorySink(slow_retry_settings())
     refusing.auth_fail_next = 10**6
-    async with forwarding(backend.config, refusing) as forwarder:
+    # The sinks never take a batch: the drain at the end can only run out (1 s is as good as 5).
+    async with forwarding(backend.config, refusing, drain_seconds=1) as forwarder:
         await until(lambda: refusing.calls >= 1 and forwarder.progress.pending)
         # Backoffs of up to 1 s between attempts, judged against a 0.1 s timeout: never stalled.
         assert await judged(forwarder, 0.1, 3.0) == []
@@ -153,7 +154,7 @@ async def test_a_sink_refusing_credentials_is_paused_not_stalled_but_a_backoff_w
     await backend.produce([record_for(backend.prefix, i) for i in range(10, 20)])
     failing = MemorySink(slow_retry_settings())
     failing.fail_next = 10**6
-    async with forwarding(backend.config, failing) as forwarder:
+    async with forwarding(backend.config, failing, drain_seconds=1) as forwarder:
         await until(lambda: failing.calls >= 1 and forwarder.progress.pending)
         # The same backoffs after a connection error are waits without an attempt.
         assert "backoff" in await judged(forwarder, 0.1, 3.0)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import session_basetemp
 from tests.lifecycle import netns
 from tests.lifecycle.kubelet import Conservation
 
@@ -43,4 +44,4 @@ class ConservationLog:
 
 @pytest.fixture(scope="session")
 def conservation_log(tmp_path_factory: pytest.TempPathFactory) -> ConservationLog:
-    return ConservationLog(tmp_path_factory.getbasetemp() / "conservation.txt")
+    return ConservationLog(session_basetemp(tmp_path_factory) / "conservation.txt")
