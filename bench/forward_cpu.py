@@ -44,6 +44,7 @@ from siemgate.forwarders.sinks.registry import build_settings, create_sink  # no
 from siemgate.forwarders.sinks.sentinel import SentinelSink  # noqa: E402
 from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink  # noqa: E402
 from siemgate.forwarders.sinks.syslog import build_encoder  # noqa: E402
+from siemgate.gc_tuning import tune_gc  # noqa: E402
 
 SENTINEL = {"endpoint": "https://dce.example", "dcr_immutable_id": "dcr-0123456789abcdef", "tenant_id": "t",
             "client_id": "c", "client_secret": "s"}
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--corpus", choices=("bench", "fidelity", "both"), default="both")
     args = parser.parse_args(argv)
+    tune_gc()  # as `siemgate forward` does
     if args.corpus in ("bench", "both"):
         measure("bench records (bench/forward.py's)", bench_values(args.events), args.batch, args.repeat)
     if args.corpus in ("fidelity", "both"):
