@@ -288,28 +288,47 @@ class SentinelSinkSettings(SinkSettings):
 
 
 def row(event: NormalizedEvent, *, vendor: str, product: str | None, additional: Any = None) -> dict[str, Any]:
-    """The row of one event (`COLUMNS`), without the columns that have no value."""
-    values: dict[str, Any] = {
-        "TimeGenerated": event.timestamp,
-        "EventId": event.id,
-        "EventSeverity": SEVERITY[event.level],
-        "EventType": event.event_type,
-        "EventMessage": event.message,
-        "SrcIpAddr": event.source_ip,
-        "Url": event.url,
-        "HttpRequestMethod": event.method,
-        "RuleName": event.rule,
-        "RuleId": event.rule_id,
-        "DvcAction": event.action,
-        "DstHostname": event.asset,
-        "EventVendor": vendor,
-        "EventProduct": product or event.integration,
-        "AdditionalFields": event.event if additional is None else additional,
-        "SiemgateIntegration": event.integration,
-        "SiemgateKind": event.kind,
-        "SiemgateReceivedTime": event.received_at or None,
-    }
-    return {name: value for name, value in values.items() if value is not None}
+    """The row of one event (`COLUMNS`, in that order), without the columns that have no value."""
+    # A column per statement, each left out when None: this runs for every event.
+    values: dict[str, Any] = {}
+    if event.timestamp is not None:
+        values["TimeGenerated"] = event.timestamp
+    if event.id is not None:
+        values["EventId"] = event.id
+    values["EventSeverity"] = SEVERITY[event.level]
+    if event.event_type is not None:
+        values["EventType"] = event.event_type
+    if event.message is not None:
+        values["EventMessage"] = event.message
+    if event.source_ip is not None:
+        values["SrcIpAddr"] = event.source_ip
+    if event.url is not None:
+        values["Url"] = event.url
+    if event.method is not None:
+        values["HttpRequestMethod"] = event.method
+    if event.rule is not None:
+        values["RuleName"] = event.rule
+    if event.rule_id is not None:
+        values["RuleId"] = event.rule_id
+    if event.action is not None:
+        values["DvcAction"] = event.action
+    if event.asset is not None:
+        values["DstHostname"] = event.asset
+    if vendor is not None:
+        values["EventVendor"] = vendor
+    product = product or event.integration
+    if product is not None:
+        values["EventProduct"] = product
+    additional = event.event if additional is None else additional
+    if additional is not None:
+        values["AdditionalFields"] = additional
+    if event.integration is not None:
+        values["SiemgateIntegration"] = event.integration
+    if event.kind is not None:
+        values["SiemgateKind"] = event.kind
+    if event.received_at:
+        values["SiemgateReceivedTime"] = event.received_at
+    return values
 
 
 def ocsf_row(record: dict[str, Any]) -> dict[str, Any]:
