@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -35,6 +35,10 @@ from siemgate.record import (
 # Event shapes (top-level key tuples) whose lookup plan is remembered; the values come from
 # the network, so the number is bounded.
 _MAX_SHAPES = 1024
+# Vendor severity labels remembered per integration (`Normalizer._vendor_severity`), and the
+# longest label remembered.
+_MAX_SEVERITIES = 4096
+_LONGEST_SEVERITY = 64
 
 SeverityOrder: Mapping[Severity, int] = {"unknown": 0, "low": 1, "medium": 2, "high": 3}
 
@@ -83,6 +87,10 @@ class NormalizedEvent:
     # end) to 1.0 (most severe end); None when it is a word or a number off the scale. What
     # a format with a finer numeric scale keeps (LEEF `sev`).
     severity_position: float | None = None
+    # The vendor's event's bytes within `record` when `Normalizer.normalize` read the record as
+    # the ingest writes it (a view, not a copy): `event_bytes()` then needs no second parse of
+    # the record. Derived from `record`; None: found from `record` when asked.
+    raw_event: msgspec.Raw | None = field(default=None, compare=False, repr=False)
 
     def event_json(self) -> bytes:
         """The vendor's event as compact JSON."""
@@ -93,6 +101,11 @@ class NormalizedEvent:
         as the ingest writes records): its exact numbers and no second encoding; else
         `event_json()`. Never contains a line break (NDJSON-safe)."""
         raw: bytes | None
+        if self.raw_event is not None:
+            raw = bytes(self.raw_event)
+            if b"\n" not in raw and b"\r" not in raw:
+                return raw
+            return dumps(self.event)
         try:
             raw = bytes(_decode_envelope_event(self.record).event)
         except msgspec.DecodeError:
@@ -128,8 +141,10 @@ class Normalizer:
         # The severity scheme per integration (`integrations[].severity_scheme`): what an
         # integration's number or word means; the default one for integrations not listed.
         self._scheme_for = config.scheme_for
-        # Per set of wanted fields, the plan of each event shape seen (top-level key tuple).
-        self._plans: dict[frozenset[str] | None, dict[tuple[str, ...], _Plan]] = {}
+        # Per set of wanted fields, the extractor of each event shape seen (top-level key tuple).
+        self._plans: dict[frozenset[str] | None, dict[tuple[str, ...], _Extractor]] = {}
+        # (integration, vendor's severity label) -> (critical?, position): `_vendor_severity`.
+        self._severities: dict[tuple[str, str], tuple[bool, float | None]] = {}
 
     def routing_severity(self, severity: Severity) -> Severity:
         """The severity `min_severity` filters compare: unknown maps to the configured level."""
@@ -140,7 +155,8 @@ class Normalizer:
         normalized fields to look up (the others are None); default all."""
         try:
             envelope = _decode_envelope(value)
-            event = _decode_json(envelope.event)
+            raw = envelope.event
+            event = _decode_json(raw)
         except (msgspec.DecodeError, RecursionError):  # also ValidationError: not exactly the envelope
             # An event holding a lone surrogate escape is read with U+FFFD in its place (the
             # record keeps the sender's bytes): every sink gets valid text.
@@ -152,6 +168,7 @@ class Normalizer:
                 event = _decode_json(envelope.event)
             except (msgspec.DecodeError, RecursionError):
                 return self._normalize_any(decode(value), value, fields)
+            raw = None  # the event's bytes as received are in `value`, not in `reading`
         # The envelope as the ingest writes it: its types are checked, the values need no conversion.
         received_at = envelope.received_at
         raw_time, source_ip, url, method, rule, rule_id, action, asset, event_type, message, vendor_severity = (
@@ -160,10 +177,9 @@ class Normalizer:
         level: Level = severity
         position = None
         if vendor_severity is not None:
-            scheme = self._scheme_for(envelope.integration)
-            if severity == "high" and scheme.level(vendor_severity) == "critical":
+            critical, position = self._vendor_severity(envelope.integration, vendor_severity)
+            if critical and severity == "high":
                 level = "critical"
-            position = scheme.position(vendor_severity)
         timestamp = invalid = None
         if raw_time is not None:
             timestamp = _timestamp(raw_time)
@@ -173,7 +189,19 @@ class Normalizer:
         return NormalizedEvent(envelope.id, envelope.kind, envelope.integration, severity, received_at,
                                envelope.batch, envelope.seq, envelope.peer, timestamp or received_at, source_ip,
                                url, method, rule, rule_id, action, asset, event_type, message, event, value,
-                               invalid, vendor_severity, level, position)
+                               invalid, vendor_severity, level, position, raw)
+
+    def _vendor_severity(self, integration: str, vendor_severity: str) -> tuple[bool, float | None]:
+        """Whether the integration's scheme reads the vendor's label as critical, and its
+        position on the scale; remembered per integration and label (they repeat)."""
+        key = (integration, vendor_severity)
+        found = self._severities.get(key)
+        if found is None:
+            scheme = self._scheme_for(integration)
+            found = (scheme.level(vendor_severity) == "critical", scheme.position(vendor_severity))
+            if len(self._severities) < _MAX_SEVERITIES and len(vendor_severity) <= _LONGEST_SEVERITY:
+                self._severities[key] = found
+        return found
 
     def _normalize_any(self, record: Mapping[str, object], value: bytes,
                        fields: frozenset[str] | None) -> NormalizedEvent:
@@ -219,31 +247,22 @@ class Normalizer:
             severity_position=scheme.position(vendor_severity) if vendor_severity is not None else None,
         )
 
-    def _extract(self, event: object, fields: frozenset[str] | None) -> list[Any]:
+    def _extract(self, event: object, fields: frozenset[str] | None) -> tuple[Any, ...]:
         """Per normalized field (of `fields`, if given), in _FIELD_NAMES order: the first
         scalar found, converted (`_text`; the timestamp as found, `_timestamp` converts it);
         or None."""
-        found: list[Any] = [None] * len(_FIELD_NAMES)
         if not isinstance(event, dict):
-            return found
+            return _NOTHING
         plans = self._plans.get(fields)
-        plan = plans.get(tuple(event)) if plans is not None else None
-        if plan is None:
-            plan = self._plan(event, fields)
-        for index, convert, paths in plan:
-            for first, rest in paths:
-                value = event[first]
-                if rest:
-                    for part in rest:
-                        value = value.get(part) if isinstance(value, dict) else None
-                if value is not None and not isinstance(value, _CONTAINERS):
-                    found[index] = convert(value)
-                    break
-        return found
+        extract = plans.get(tuple(event)) if plans is not None else None
+        if extract is None:
+            extract = self._plan(event, fields)
+        return extract(event)
 
-    def _plan(self, event: dict[str, object], fields: frozenset[str] | None) -> _Plan:
+    def _plan(self, event: dict[str, object], fields: frozenset[str] | None) -> _Extractor:
         """The paths that can match an event with these top-level keys, remembered for its
-        shape: events of one vendor share their shape, so most lookups are skipped.
+        shape as a function that follows them (`_compile`): events of one vendor share their
+        shape, so most lookups are skipped.
 
         A path's first key matches exactly, else case- and separator-insensitively (`sourceIP`,
         `SourceIp`, `source-ip` for `sourceIp`); a dotted path also matches the flat key of its
@@ -272,11 +291,58 @@ class Normalizer:
                         found.append((key, ()))
                 paths += (candidate for candidate in found if candidate not in paths)
             entries.append((index, _as_found if name == "timestamp" else _text, tuple(paths)))
-        plan = tuple(entries)
+        extract = _compile(tuple(entries))
         plans = self._plans.setdefault(fields, {})
         if len(plans) < _MAX_SHAPES:
-            plans[tuple(event)] = plan
-        return plan
+            plans[tuple(event)] = extract
+        return extract
+
+
+# An event shape's extractor: the event -> the normalized fields (`Normalizer._extract`).
+_Extractor = Callable[[dict[str, Any]], tuple[Any, ...]]
+_NOTHING: tuple[None, ...] = (None,) * len(_FIELD_NAMES)
+
+
+def _compile(plan: _Plan) -> _Extractor:
+    """A plan as one function of straight-line code: per field, its paths in order, the first
+    scalar found wins. The same lookups as walking the plan, without the loops and calls per
+    field (the forwarder runs it for every event). The keys are no part of the code: they are
+    the constants `_k<n>` of its namespace, whatever text the event's keys hold."""
+    namespace: dict[str, Any] = {"_text": _text, "_CONTAINERS": _CONTAINERS}
+    constants: dict[str, str] = {}
+
+    def constant(key: str) -> str:
+        name = constants.get(key)
+        if name is None:
+            name = constants[key] = f"_k{len(constants)}"
+            namespace[name] = key
+        return name
+
+    lines = ["def extract(event):"]
+    found = ["None"] * len(_FIELD_NAMES)
+    for index, convert, paths in plan:
+        if not paths:
+            continue
+        target = f"f{index}"
+        found[index] = target
+        lines.append(f"    {target} = None")
+        for number, (first, rest) in enumerate(paths):
+            indent = "    "
+            if number:  # the next path only while nothing was found
+                lines.append(f"    if {target} is None:")
+                indent = "        "
+            lines.append(f"{indent}v = event[{constant(first)}]")
+            for part in rest:
+                lines.append(f"{indent}v = v.get({constant(part)}) if isinstance(v, dict) else None")
+            if convert is _as_found:
+                lines.append(f"{indent}if v is not None and not isinstance(v, _CONTAINERS): {target} = v")
+            else:
+                lines.append(f"{indent}if type(v) is str: {target} = v")
+                lines.append(f"{indent}elif v is not None and not isinstance(v, _CONTAINERS): {target} = _text(v)")
+    lines.append(f"    return ({', '.join(found)},)")
+    exec(compile("\n".join(lines), "<siemgate.normalize plan>", "exec"), namespace)  # noqa: S102 - no event text in the code
+    extract: _Extractor = namespace["extract"]
+    return extract
 
 
 _SEPARATORS = str.maketrans("", "", "_-. ")

@@ -290,3 +290,20 @@ def test_epoch_seconds_fast_path_agrees_with_the_standard_parser() -> None:
         assert epoch_seconds(text) == round(datetime.fromisoformat(text).timestamp(), 6)
     assert epoch_seconds("2026-11-28T25:00:00Z") is None
     assert epoch_seconds("2026-02-30T00:00:00Z") is None
+
+
+def test_epoch_seconds_of_normalized_timestamps_agree_with_the_standard_parser() -> None:
+    """The normalizer's own form (6 fraction digits) goes by whole microseconds: the same float
+    as the standard parser's, over instants spread across 1901-2099 and each second's edges."""
+    import random
+    from datetime import datetime
+
+    rng = random.Random(19)
+    texts = [f"{rng.randrange(1901, 2100):04d}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T"
+             f"{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}."
+             f"{rng.choice((0, 1, 499999, 500000, 999999, rng.randrange(10**6))):06d}Z" for _ in range(20_000)]
+    for text in texts:
+        assert epoch_seconds(text) == round(datetime.fromisoformat(text).timestamp(), 6), text
+    # No real instant: not taken for one.
+    assert epoch_seconds("2026-11-28T21:00:61.000000Z") is None
+    assert epoch_seconds("2026-11-28T21:00:00.12345aZ") is None

@@ -18,7 +18,7 @@ from siemgate.forwarders.normalize import (
     passes,
 )
 from siemgate.forwarders.sinks.syslog import SYSLOG_FIELDS
-from siemgate.record import SEVERITIES, canonical_severity, decode, make_record
+from siemgate.record import SEVERITIES, canonical_severity, decode, envelope_decoder, make_record
 from siemgate.simulate import DEFAULT_MIX, make_events
 
 RECEIVED = "2026-11-28T21:00:00.123456Z"
@@ -197,7 +197,11 @@ def lookup(event: dict[str, Any], path: str) -> list[object]:
 
 
 def as_list(normalized: NormalizedEvent) -> list[object]:
-    return [getattr(normalized, f.name) for f in dataclasses.fields(normalized)]
+    """The view's fields; `raw_event` (a view into `record`, kept to spare `event_bytes` a
+    second parse) is checked here to be exactly the event's bytes in the record, when kept."""
+    if normalized.raw_event is not None:
+        assert bytes(normalized.raw_event) == bytes(envelope_decoder.decode(normalized.record).event)
+    return [getattr(normalized, f.name) for f in dataclasses.fields(normalized) if f.name != "raw_event"]
 
 
 EVENTS: list[object] = [

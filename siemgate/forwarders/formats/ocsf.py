@@ -98,6 +98,7 @@ _DISPOSITION: Final[Mapping[str, int]] = {
     **dict.fromkeys(("challenge", "challenged"), 23),
     "captcha": 22,
 }
+_HTTP_ACTIVITY_TYPE_NAME: Final = {uid: f"HTTP Activity: {caption}" for uid, caption in _HTTP_ACTIVITY_CAPTION.items()}
 _DISPOSITION_CAPTION: Final = {0: "Unknown", 1: "Allowed", 2: "Blocked", 3: "Quarantined", 6: "Dropped",
                                15: "Detected", 17: "Logged", 19: "Alert", 22: "Captcha", 23: "Challenge",
                                25: "Rejected", 99: "Other"}
@@ -180,6 +181,20 @@ def _epoch_ms(timestamp: str) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
+# The last receive time read (the events of an ingest batch share it): (text, epoch ms).
+_last_received: tuple[str, int | None] = ("", None)
+
+
+def _received_ms(received_at: str) -> int | None:
+    """`epoch_ms(received_at)`, the last one remembered."""
+    global _last_received  # a one-entry cache, replaced whole (one tuple)
+    text, ms = _last_received
+    if text != received_at:
+        ms = epoch_ms(received_at)
+        _last_received = (received_at, ms)
+    return ms
+
+
 def _ids(values: object, pattern: re.Pattern[str]) -> list[str]:
     items = values if isinstance(values, list) else [values]
     found: list[str] = []
@@ -212,14 +227,25 @@ def _key_kind(key: object) -> int:
     return kind
 
 
+# Per event shape (top-level key tuple): whether any of its keys names ATT&CK ids (a key's
+# kind depends on the key alone). Bounded: past it, shapes are looked at key by key.
+_SHAPES: dict[tuple[object, ...], bool] = {}
+_MAX_SHAPES: Final = 1024
+
+
+def _names_attacks(keys: tuple[object, ...]) -> bool:
+    found = _SHAPES.get(keys)
+    if found is None:
+        kinds = _KEY_KINDS
+        found = any((kinds[key] if key in kinds else _key_kind(key)) for key in keys)
+        if len(_SHAPES) < _MAX_SHAPES:
+            _SHAPES[keys] = found
+    return found
+
+
 def attacks(vendor: object) -> list[dict[str, Any]]:
     """OCSF `attacks` from explicit MITRE ATT&CK ids in the vendor's event's top-level fields."""
-    if not isinstance(vendor, dict):
-        return []
-    keys = vendor.keys()
-    unknown = keys - _KEY_KINDS.keys()
-    folded = [key for key in unknown if _key_kind(key)] if unknown else ()
-    if not folded and _ATTACK_KEYS.isdisjoint(keys):
+    if not isinstance(vendor, dict) or not _names_attacks(tuple(vendor)):
         return []
     techniques: list[str] = []
     tactics: list[str] = []
@@ -265,7 +291,7 @@ def ocsf_event(event: NormalizedEvent, settings: OcsfSettings | None = None, *,
     action_id = 2 if disposition_id in _DENYING else 1 if disposition_id in _ALLOWING else (
         0 if disposition_id == 0 else 99)
     time = epoch_ms(event.timestamp)
-    received = epoch_ms(event.received_at) if event.received_at else None
+    received = _received_ms(event.received_at) if event.received_at else None
     if time is None:
         time = received if received is not None else int(datetime.now(UTC).timestamp() * 1000)
 
@@ -317,7 +343,7 @@ def ocsf_event(event: NormalizedEvent, settings: OcsfSettings | None = None, *,
             "category_uid": 4, "category_name": "Network Activity",
             "activity_id": activity_id, "activity_name": _HTTP_ACTIVITY_CAPTION[activity_id],
             "type_uid": 400200 + activity_id,
-            "type_name": f"HTTP Activity: {_HTTP_ACTIVITY_CAPTION[activity_id]}",
+            "type_name": _HTTP_ACTIVITY_TYPE_NAME[activity_id],
         }
     doc["time"] = time
     doc["severity_id"] = severity_id
@@ -363,7 +389,12 @@ def ocsf_event(event: NormalizedEvent, settings: OcsfSettings | None = None, *,
         doc["status_id"] = status_id
         doc["status"] = _STATUS_CAPTION[status_id]
         if event.rule is not None or event.rule_id is not None:
-            doc["firewall_rule"] = {k: v for k, v in (("name", event.rule), ("uid", event.rule_id)) if v is not None}
+            rule: dict[str, Any] = {}
+            if event.rule is not None:
+                rule["name"] = event.rule
+            if event.rule_id is not None:
+                rule["uid"] = event.rule_id
+            doc["firewall_rule"] = rule
         if src is not None:
             doc["src_endpoint"] = src
         if dst is not None:

@@ -13,6 +13,7 @@ import socket
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -26,6 +27,18 @@ from siemgate.forwarders.sinks.tls import client_context, tls_failure
 DEFAULT_PORTS: Final[dict[str, int]] = {"http": 80, "https": 443}
 # Bodies larger than this are compressed in a worker thread.
 _THREAD_GZIP_BYTES = 64 * 1024
+
+
+def _deflater() -> ModuleType:
+    """ISA-L's zlib-compatible module when installed (a dependency of siemgate), else zlib."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; a platform without its wheel
+        return zlib
+    return isal_zlib
+
+
+_deflate: Final = _deflater()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,9 +72,13 @@ def check_url(url: str) -> str:
 
 
 def gzip_bytes(data: bytes) -> bytes:
-    """gzip at level 1: SIEM payloads compress ~10x even so, and the CPU is the forwarder's."""
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
-    return compressor.compress(data) + compressor.flush()
+    """gzip at level 1: SIEM payloads compress ~10x even so, and the CPU is the forwarder's.
+    By ISA-L (`isal`) where installed: the same ratio at level 1 as zlib's level 1 on the
+    sinks' bodies (~12x), for a fifth of the CPU (measured: 6.6-9.9 -> 1.3-2.0 µs an event
+    on this project's 2-core AMD EPYC machine; bench/forward_cpu.py). Without it, zlib."""
+    compressor = _deflate.compressobj(1, _deflate.DEFLATED, 31)
+    compressed: bytes = compressor.compress(data) + compressor.flush()
+    return compressed
 
 
 def chunks_by_size(sizes: Sequence[int], max_bytes: int) -> Iterator[range]:
@@ -123,7 +140,7 @@ class HttpEndpoint:
         client = self._open()
         send_headers = dict(headers or {})
         if body is not None and self.gzip and compress:
-            # zlib lets go of the GIL: a large body compresses on another core, off the loop.
+            # zlib and ISA-L let go of the GIL: a large body compresses on another core, off the loop.
             body = await asyncio.to_thread(gzip_bytes, body) if len(body) > _THREAD_GZIP_BYTES else gzip_bytes(body)
             send_headers["Content-Encoding"] = "gzip"
         try:
