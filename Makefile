@@ -34,9 +34,11 @@ kafka-demo: $(VENV)/.installed-standins
 # The stand-ins (standins/: a real broker, Splunk HEC and Elasticsearch stand-ins) are a
 # distribution of their own, which the siemgate package and image do not carry. pip cannot name
 # it by a relative path in pyproject.toml's extras, so the test install names it beside them.
+# (It installs the stand-ins, so it marks them installed too: `make kafka-demo`, which the quick-start
+# test runs while other test workers start stand-in processes, then does not reinstall them under them.)
 $(VENV)/.installed-test: pyproject.toml standins/pyproject.toml $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[test]' -e ./standins
-	touch $@
+	touch $(VENV)/.installed-standins $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-test
 	$(VENV)/bin/pip install -q -e '.[dev]'
