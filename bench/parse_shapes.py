@@ -34,6 +34,7 @@ Prints the p50 (and p90) per shape in ms, and the machine's load average.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import json
@@ -42,6 +43,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -165,6 +167,32 @@ def ingest_shapes(seed: int = 17) -> dict[str, bytes]:
     }
 
 
+@contextlib.contextmanager
+def other_siemgate(root: str) -> Iterator[Callable[[str], Any]]:
+    """Import the `siemgate` under `root` beside this one: yields `import_module` for its
+    modules (checked to come from `root`); this one's modules are back afterwards."""
+    def is_ours(name: str) -> bool:
+        return name == "siemgate" or name.startswith("siemgate.")
+
+    saved = {name: module for name, module in sys.modules.items() if is_ours(name)}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, root)
+
+    def load(name: str) -> Any:
+        module = importlib.import_module(name)
+        assert os.path.realpath(module.__file__ or "").startswith(os.path.realpath(root)), module.__file__
+        return module
+
+    try:
+        yield load
+    finally:
+        sys.path.remove(root)
+        for name in [n for n in sys.modules if is_ours(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
 def _parser(root: str | None) -> Any:
     """A BatchParser of the `siemgate` under `root` (None: this one), built while that one's
     modules are those imported (its config loader imports on use)."""
@@ -172,20 +200,9 @@ def _parser(root: str | None) -> Any:
         from siemgate.config import parse_config
         from siemgate.ingest.batch import BatchParser
         return BatchParser(parse_config(_CONFIG, {}).integrations[0], "p")
-    saved = {name: module for name, module in sys.modules.items() if name == "siemgate" or name.startswith("siemgate.")}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, root)
-    try:
-        config = importlib.import_module("siemgate.config")
-        batch = importlib.import_module("siemgate.ingest.batch")
-        assert os.path.realpath(batch.__file__ or "").startswith(os.path.realpath(root)), batch.__file__
+    with other_siemgate(root) as load:
+        config, batch = load("siemgate.config"), load("siemgate.ingest.batch")
         return batch.BatchParser(config.parse_config(_CONFIG, {}).integrations[0], "p")
-    finally:
-        sys.path.remove(root)
-        for name in [n for n in sys.modules if n == "siemgate" or n.startswith("siemgate.")]:
-            del sys.modules[name]
-        sys.modules.update(saved)
 
 
 _CONFIG = "integrations: [{name: appsec, auth: {header: X-K, values: [vvvv]}}]"

@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import dataclasses
 import functools
-import importlib
 import os
 import statistics
 import sys
@@ -80,21 +79,12 @@ def shape_records(shapes: list[str], prefix: str) -> dict[str, list[list[Record]
 def base_modules(root: str) -> tuple[Any, Any, Any, Any]:
     """(KafkaPublisher, KafkaConsumer, EmbeddedBus, EmbeddedLog) of the `siemgate` under `root`,
     imported beside this one."""
-    saved = {name: module for name, module in sys.modules.items() if name == "siemgate" or name.startswith("siemgate.")}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, root)
-    try:
-        kafka = importlib.import_module("siemgate.bus.kafka")
-        kafka_bus = importlib.import_module("siemgate.bus.kafka_bus")
-        embedded = importlib.import_module("siemgate.bus.embedded")
-        assert os.path.realpath(kafka.__file__ or "").startswith(os.path.realpath(root)), kafka.__file__
+    from parse_shapes import other_siemgate
+
+    with other_siemgate(root) as load:
+        kafka, kafka_bus = load("siemgate.bus.kafka"), load("siemgate.bus.kafka_bus")
+        embedded = load("siemgate.bus.embedded")
         return kafka.KafkaPublisher, kafka_bus.KafkaConsumer, embedded.EmbeddedBus, embedded.EmbeddedLog
-    finally:
-        sys.path.remove(root)
-        for name in [n for n in sys.modules if n == "siemgate" or n.startswith("siemgate.")]:
-            del sys.modules[name]
-        sys.modules.update(saved)
 
 
 def broker_cpu(pid: int | None) -> float:
