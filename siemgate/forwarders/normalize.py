@@ -142,7 +142,10 @@ class Normalizer:
         # integration's number or word means; the default one for integrations not listed.
         self._scheme_for = config.scheme_for
         # Per set of wanted fields, the extractor of each event shape seen (top-level key tuple).
+        # Per `fields`: each event shape's compiled extractor; and the plans of shapes seen once,
+        # compiled when seen again (a one-off shape is walked: compiling costs ~40 plan walks).
         self._plans: dict[frozenset[str] | None, dict[tuple[str, ...], _Extractor]] = {}
+        self._seen_once: dict[frozenset[str] | None, dict[tuple[str, ...], _Plan]] = {}
         # (integration, vendor's severity label) -> (critical?, position): `_vendor_severity`.
         self._severities: dict[tuple[str, str], tuple[bool, float | None]] = {}
 
@@ -254,15 +257,27 @@ class Normalizer:
         if not isinstance(event, dict):
             return _NOTHING
         plans = self._plans.get(fields)
-        extract = plans.get(tuple(event)) if plans is not None else None
-        if extract is None:
-            extract = self._plan(event, fields)
-        return extract(event)
+        shape = tuple(event)
+        extract = plans.get(shape) if plans is not None else None
+        if extract is not None:
+            return extract(event)
+        plans = self._plans.setdefault(fields, {})
+        seen = self._seen_once.setdefault(fields, {})
+        plan = seen.get(shape)
+        if plan is not None and len(plans) < _MAX_SHAPES:  # its second event: compiled, kept
+            del seen[shape]
+            extract = plans[shape] = _compile(plan)
+            return extract(event)
+        if plan is None:
+            plan = self._plan(event, fields)
+            if len(seen) < _MAX_SHAPES:
+                seen[shape] = plan
+        return _walk(plan, event)
 
-    def _plan(self, event: dict[str, object], fields: frozenset[str] | None) -> _Extractor:
+    def _plan(self, event: dict[str, object], fields: frozenset[str] | None) -> _Plan:
         """The paths that can match an event with these top-level keys, remembered for its
-        shape as a function that follows them (`_compile`): events of one vendor share their
-        shape, so most lookups are skipped.
+        shape (`_extract`: walked by `_walk` for its first event, then compiled by `_compile`):
+        events of one vendor share their shape, so most lookups are skipped.
 
         A path's first key matches exactly, else case- and separator-insensitively (`sourceIP`,
         `SourceIp`, `source-ip` for `sourceIp`); a dotted path also matches the flat key of its
@@ -291,16 +306,26 @@ class Normalizer:
                         found.append((key, ()))
                 paths += (candidate for candidate in found if candidate not in paths)
             entries.append((index, _as_found if name == "timestamp" else _text, tuple(paths)))
-        extract = _compile(tuple(entries))
-        plans = self._plans.setdefault(fields, {})
-        if len(plans) < _MAX_SHAPES:
-            plans[tuple(event)] = extract
-        return extract
+        return tuple(entries)
 
 
 # An event shape's extractor: the event -> the normalized fields (`Normalizer._extract`).
 _Extractor = Callable[[dict[str, Any]], tuple[Any, ...]]
 _NOTHING: tuple[None, ...] = (None,) * len(_FIELD_NAMES)
+
+
+def _walk(plan: _Plan, event: dict[str, Any]) -> tuple[Any, ...]:
+    """What `_compile(plan)(event)` returns, by walking the plan (for shapes seen once)."""
+    found: list[Any] = [None] * len(_FIELD_NAMES)
+    for index, convert, paths in plan:
+        for first, rest in paths:
+            value = event[first]
+            for part in rest:
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None and not isinstance(value, _CONTAINERS):
+                found[index] = convert(value)
+                break
+    return tuple(found)
 
 
 def _compile(plan: _Plan) -> _Extractor:
