@@ -445,8 +445,9 @@ class SinkForwarder:
         try:
             async for attempt in retrying:
                 with attempt:
-                    abandoned.update(p.tp for p in remaining if p.tp in self.revoked)
-                    remaining = [p for p in remaining if p.tp not in self.revoked]
+                    if self.revoked:  # a rebalance took partitions: their events are the new owner's
+                        abandoned.update(p.tp for p in remaining if p.tp in self.revoked)
+                        remaining = [p for p in remaining if p.tp not in self.revoked]
                     remaining = await self._attempt(remaining)
                     if remaining:
                         after = max(p.not_before for p in remaining) - time.monotonic()
