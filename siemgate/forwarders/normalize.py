@@ -425,13 +425,43 @@ def _real_day(day: str) -> bool:
     return valid
 
 
+# The common case's two halves seen (`_timestamp`): `_RFC3339_UTC` is a date and time of 19
+# characters followed by `(.digits)?Z`, and a text matches it (on a real day) exactly when its
+# first 19 characters are a seconds prefix seen in a match and the rest a tail seen in one.
+# Prefix -> itself; tail -> its 6-digit form. Bounded (the values come from the network):
+# emptied when full (a new second every second).
+_SECONDS: dict[str, str] = {}
+_TAILS: dict[str, str] = {}
+_MAX_MEMO = 4096
+
+
 def _timestamp(value: object) -> str | None:
     """RFC 3339 UTC with microseconds, from ISO 8601 text (any offset, `T`/`t`, `Z`/`z`) or
     epoch seconds/milliseconds (numbers or numeric text); None when the value is no real
     instant (`2025-02-30`, hour 24 or more, minute 60 ...). A leap second, `23:59:60` in UTC,
     is the last microsecond before it, `23:59:59.999999` (Python's datetime has no second 60)."""
+    # The common case, already UTC with a Z, seen before (its second and its fraction's form):
+    # two lookups (events of one second share the prefix, the tails are few).
+    if type(value) is str:
+        seconds = _SECONDS.get(value[:19])
+        if seconds is not None:
+            tail = _TAILS.get(value[19:])
+            if tail is not None:
+                return seconds + tail
+    return _timestamp_parsed(value)
+
+
+def _timestamp_parsed(value: object) -> str | None:
+    """`_timestamp`, by its rules (and remembering the common case's halves)."""
     # The common case, already UTC with a Z: no datetime round trip, only the fields' ranges.
     if isinstance(value, str) and _RFC3339_UTC.fullmatch(value) and (value[8:10] < "29" or _real_day(value[:10])):
+        if type(value) is str:  # a subclass's slices would not be the same text
+            if len(_SECONDS) >= _MAX_MEMO:
+                _SECONDS.clear()
+            if len(_TAILS) >= _MAX_MEMO:
+                _TAILS.clear()
+            _SECONDS[value[:19]] = value[:19]
+            _TAILS[value[19:]] = f"{value[19:-1]}{_FRACTION_PADDING[len(value)]}Z"
         return f"{value[:-1]}{_FRACTION_PADDING[len(value)]}Z"
     moment: datetime | None = None
     if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):
