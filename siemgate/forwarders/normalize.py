@@ -173,21 +173,36 @@ class Normalizer:
                 return self._normalize_any(decode(value), value, fields)
             raw = None  # the event's bytes as received are in `value`, not in `reading`
         # The envelope as the ingest writes it: its types are checked, the values need no conversion.
+        # The lookups of `_extract`, `_vendor_severity` and `_timestamp` that answer nearly every
+        # event are made here, without their calls (the forwarder makes them for every event).
         received_at = envelope.received_at
+        extract = None
+        if type(event) is dict:
+            plans = self._plans.get(fields)
+            if plans is not None:
+                extract = plans.get(tuple(event))
         raw_time, source_ip, url, method, rule, rule_id, action, asset, event_type, message, vendor_severity = (
-            self._extract(event, fields))
+            extract(event) if extract is not None else self._extract(event, fields))
         severity = envelope.severity
         level: Level = severity
         position = None
         if vendor_severity is not None:
-            critical, position = self._vendor_severity(envelope.integration, vendor_severity)
+            known = self._severities.get((envelope.integration, vendor_severity))
+            critical, position = (known if known is not None else
+                                  self._vendor_severity(envelope.integration, vendor_severity))
             if critical and severity == "high":
                 level = "critical"
         timestamp = invalid = None
         if raw_time is not None:
-            timestamp = _timestamp(raw_time)
+            if type(raw_time) is str:  # `_timestamp`'s memo
+                timestamp = _SECONDS.get(raw_time[:19])
+                if timestamp is not None:
+                    tail = _TAILS.get(raw_time[19:])
+                    timestamp = timestamp + tail if tail is not None else None
             if timestamp is None:
-                invalid = _text(raw_time)
+                timestamp = _timestamp_parsed(raw_time)
+                if timestamp is None:
+                    invalid = _text(raw_time)
         # Positional, in NormalizedEvent's field order: a keyword call costs twice as much.
         return NormalizedEvent(envelope.id, envelope.kind, envelope.integration, severity, received_at,
                                envelope.batch, envelope.seq, envelope.peer, timestamp or received_at, source_ip,
@@ -425,13 +440,43 @@ def _real_day(day: str) -> bool:
     return valid
 
 
+# The common case's two halves seen (`_timestamp`): `_RFC3339_UTC` is a date and time of 19
+# characters followed by `(.digits)?Z`, and a text matches it (on a real day) exactly when its
+# first 19 characters are a seconds prefix seen in a match and the rest a tail seen in one.
+# Prefix -> itself; tail -> its 6-digit form. Bounded (the values come from the network):
+# emptied when full (a new second every second).
+_SECONDS: dict[str, str] = {}
+_TAILS: dict[str, str] = {}
+_MAX_MEMO = 4096
+
+
 def _timestamp(value: object) -> str | None:
     """RFC 3339 UTC with microseconds, from ISO 8601 text (any offset, `T`/`t`, `Z`/`z`) or
     epoch seconds/milliseconds (numbers or numeric text); None when the value is no real
     instant (`2025-02-30`, hour 24 or more, minute 60 ...). A leap second, `23:59:60` in UTC,
     is the last microsecond before it, `23:59:59.999999` (Python's datetime has no second 60)."""
+    # The common case, already UTC with a Z, seen before (its second and its fraction's form):
+    # two lookups (events of one second share the prefix, the tails are few).
+    if type(value) is str:
+        seconds = _SECONDS.get(value[:19])
+        if seconds is not None:
+            tail = _TAILS.get(value[19:])
+            if tail is not None:
+                return seconds + tail
+    return _timestamp_parsed(value)
+
+
+def _timestamp_parsed(value: object) -> str | None:
+    """`_timestamp`, by its rules (and remembering the common case's halves)."""
     # The common case, already UTC with a Z: no datetime round trip, only the fields' ranges.
     if isinstance(value, str) and _RFC3339_UTC.fullmatch(value) and (value[8:10] < "29" or _real_day(value[:10])):
+        if type(value) is str:  # a subclass's slices would not be the same text
+            if len(_SECONDS) >= _MAX_MEMO:
+                _SECONDS.clear()
+            if len(_TAILS) >= _MAX_MEMO:
+                _TAILS.clear()
+            _SECONDS[value[:19]] = value[:19]
+            _TAILS[value[19:]] = f"{value[19:-1]}{_FRACTION_PADDING[len(value)]}Z"
         return f"{value[:-1]}{_FRACTION_PADDING[len(value)]}Z"
     moment: datetime | None = None
     if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):

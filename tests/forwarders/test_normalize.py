@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from siemgate.config import DEFAULT_FIELDS, NormalizeConfig, parse_config
 from siemgate.forwarders import normalize
@@ -15,6 +17,7 @@ from siemgate.forwarders.normalize import (
     Normalizer,
     _text,
     _timestamp,
+    _timestamp_parsed,
     passes,
 )
 from siemgate.forwarders.sinks.syslog import SYSLOG_FIELDS
@@ -348,3 +351,47 @@ def test_field_names_match_case_and_separator_insensitively(event: dict[str, obj
     for _ in range(2):  # the plan made, then the plan remembered
         normalized = normalizer.normalize(value(event))
         assert {name: getattr(normalized, name) for name in found} == found
+
+
+# -- the timestamp memo gives what the rules give -----------------------------------------------
+
+# Seconds prefixes and tails, real and not (out of range, another day's length, non-ASCII digits,
+# lower case, no `Z` ...), combined every way: the memo holds the halves of the texts seen.
+PREFIXES = ["2026-11-28T20:59:58", "2025-02-30T10:00:00", "2024-02-29T10:00:00", "2025-02-29T10:00:00",
+            "2025-01-01T24:00:00", "2025-01-01T10:60:00", "\u0662\u0660\u0662\u0665-01-01T10:00:00",
+            "2026-11-28t20:59:58", "2026-11-28 20:59:58", "2026-11-28T20:59:5", "2016-12-31T23:59:60", ""]
+TAILS = ["Z", "z", ".5Z", ".123456Z", ".1234567Z", ".Z", "+01:00", "", ".\u0663Z", "Z ", ".12a4Z", ".000Z", "0Z"]
+
+
+class Text(str):
+    """A str subclass: no memo entry is made or used for it."""
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PREFIXES) | st.text(max_size=20),
+                          st.sampled_from(TAILS) | st.text(max_size=8)), max_size=12),
+       st.integers(min_value=1, max_value=8))
+def test_the_timestamp_memo_gives_what_the_rules_give(halves: list[tuple[str, str]], bound: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(normalize, "_MAX_MEMO", bound)  # small: the memo is emptied as it fills
+        patch.setattr(normalize, "_SECONDS", {})
+        patch.setattr(normalize, "_TAILS", {})
+        prefixes = [prefix for prefix, _ in halves] + PREFIXES
+        tails = [tail for _, tail in halves] + TAILS
+        for prefix in prefixes:
+            for tail in tails:
+                text = prefix + tail
+                assert _timestamp(text) == _timestamp_parsed(text), text
+                assert _timestamp(text) == _timestamp_parsed(text), text  # its halves remembered now
+                assert _timestamp(Text(text)) == _timestamp_parsed(Text(text)), text
+        assert len(normalize._SECONDS) <= bound and len(normalize._TAILS) <= bound
+        # `Normalizer.normalize` looks the memo up inline: the same answers.
+        normalizer = Normalizer()
+        for prefix in prefixes:
+            for tail in tails[:4]:
+                text = prefix + tail
+                expected = _timestamp_parsed(text)
+                for _ in range(3):  # the shape's plan walked, compiled, then used compiled
+                    normalized = normalizer.normalize(value({"timestamp": text}))
+                    assert (normalized.timestamp, normalized.timestamp_invalid) == (
+                        (expected, None) if expected is not None else (RECEIVED, text)), text
