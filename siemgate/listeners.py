@@ -39,7 +39,7 @@ import httptools
 import uvicorn
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from siemgate.errors import SiemgateError
@@ -278,6 +278,26 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._body_clock_stop()
         self._in_head = True
         super().on_message_complete()
+
+    def on_body(self, body: bytes) -> None:
+        """uvicorn's, without copying a chunk that arrives while nothing is buffered: it copies
+        every chunk into the cycle's bytearray, and `receive` copies that into bytes again. A
+        chunk alone is kept as the bytes it is (`bytes()` of bytes is the same object, so it
+        reaches the app uncopied); a second one before the app reads goes into a bytearray, as
+        uvicorn's do. Reading still pauses past uvicorn's high-water mark."""
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        buffered = cycle.body
+        if not buffered:
+            cycle.body = body  # type: ignore[assignment]  # read by `bytes(cycle.body)` only
+        elif type(buffered) is bytearray:
+            buffered += body
+        else:
+            cycle.body = bytearray(buffered) + body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     # -- timeouts and refusals
 

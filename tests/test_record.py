@@ -217,7 +217,7 @@ def test_a_whole_batch_is_encoded_as_each_record_alone(ids: list[str], integrati
 def test_ids_are_escaped_exactly_where_json_escapes() -> None:
     """`encode_batch` writes an id's UTF-8 bytes between quotes unless it holds one of the
     characters msgspec escapes; that set is checked over every code point."""
-    from siemgate.record import _ESCAPED_IN_JSON, _encode
+    from siemgate.record import _ESCAPED_IN_JSON, _encode, _plain_in_json
 
     for code in range(0x110000):
         if 0xD800 <= code < 0xE000:
@@ -225,6 +225,8 @@ def test_ids_are_escaped_exactly_where_json_escapes() -> None:
         character = chr(code)
         plain = _encode(character) == b'"' + character.encode() + b'"'
         assert plain == (_ESCAPED_IN_JSON.search(character) is None), hex(code)
+        utf8 = character.encode()
+        assert plain == _plain_in_json(utf8) == _plain_in_json(b"x" + utf8 + b"y"), hex(code)
 
 
 def test_long_digit_runs_are_found_by_their_sampled_bytes() -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from siemgate.config import BODY_BYTE_COST
 from siemgate.errors import ConfigError
 from siemgate.ingest.budget import Claim, MemoryBudget
+from siemgate.listeners import BoundedHttpProtocol
 from siemgate.record import Record
 from tests.support import KEY, RunningIngest, event, make_config, metric_value, running_ingest, wait_until
 
@@ -136,15 +136,15 @@ class GatedPublisher:
 @pytest.fixture
 def received(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Body bytes the ingest's HTTP protocol has read from its sockets (all connections): what
-    uvicorn's httptools protocol (under siemgate's bounded one) hands to the app."""
+    siemgate's bounded protocol (its `on_body`, in place of uvicorn's) hands to the app."""
     total = [0]
-    original = HttpToolsProtocol.on_body
+    original = BoundedHttpProtocol.on_body
 
-    def counting(self: HttpToolsProtocol, body: bytes) -> None:
+    def counting(self: BoundedHttpProtocol, body: bytes) -> None:
         total[0] += len(body)
         original(self, body)
 
-    monkeypatch.setattr(HttpToolsProtocol, "on_body", counting)
+    monkeypatch.setattr(BoundedHttpProtocol, "on_body", counting)
     yield total
 
 
