@@ -5,7 +5,8 @@ normalized timestamp by a lookup of its seconds and `_ip` / `cim_action` remembe
 event (hostile values: control characters, lone surrogates, huge numbers, non-string fields,
 odd timestamps, IPv6 and mapped addresses, missing fields) the bytes are those of the
 envelope's plain parts (`_head`, `cim_event`, `_fields`) serialized whole, and each memo
-agrees with what it remembers, within its bound.
+agrees with what it remembers, within its bound. Likewise OCSF's lookups (`epoch_ms`, the
+outcome of an action word, the activity of a method).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from siemgate.forwarders.formats import ocsf
 from siemgate.forwarders.formats.ocsf import ocsf_event
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
 from siemgate.forwarders.sinks import splunk_hec
@@ -152,3 +154,55 @@ def test_the_memos_are_bounded() -> None:
     long = "1" * (splunk_hec._LONGEST_REMEMBERED + 1)
     assert splunk_hec._remembered_ip(long) is None and long not in splunk_hec._SRC_IPS
     assert splunk_hec._remembered_action(" block" * 30) is None and " block" * 30 not in splunk_hec._ACTIONS
+
+
+def _plain_epoch_ms(timestamp: str) -> int | None:
+    """`ocsf.epoch_ms` as it read a timestamp before its lookups."""
+    if (len(timestamp) == 27 and timestamp[26] == "Z" and timestamp[19] == "." and timestamp.isascii()
+            and timestamp[20:26].isdigit()):
+        seconds = ocsf._epoch_seconds(timestamp[:19])
+        if seconds is not None:
+            return seconds * 1000 + int(timestamp[20:23])
+    return ocsf._epoch_ms(timestamp)
+
+
+@EXAMPLES
+@given(timestamp=st.one_of(timestamps(), st.text(max_size=30)))
+def test_ocsf_epoch_ms_by_its_lookups_is_the_parsed_value(timestamp: str) -> None:
+    expected = _plain_epoch_ms(timestamp)
+    assert ocsf.epoch_ms(timestamp) == expected
+    assert ocsf.epoch_ms(timestamp) == expected
+
+
+@EXAMPLES
+@given(word=st.one_of(st.none(), _TEXT))
+def test_ocsf_outcome_and_activity_remembered_are_what_they_compute(word: str | None) -> None:
+    disposition_id, disposition = ocsf._disposition(word)
+    action_id = (2 if disposition_id in ocsf._DENYING else 1 if disposition_id in ocsf._ALLOWING
+                 else 0 if disposition_id == 0 else 99)
+    status_id = 2 if action_id == 2 else 1 if action_id == 1 else 0
+    method = word.strip().upper() if word else ""
+    activity_id = ocsf._HTTP_ACTIVITY.get(method, 99) if method else 0
+    for _ in range(2):
+        assert ocsf._outcome(word) == (
+            disposition_id, disposition, action_id,
+            ocsf._ACTION_CAPTION[action_id] if action_id != 99 else disposition, status_id,
+            ocsf._STATUS_CAPTION[status_id])
+        named, head = ocsf._activity(word)
+        assert named == (method if method in ocsf._HTTP_ACTIVITY else None)
+        assert list(head.items()) == [
+            ("class_uid", 4002), ("class_name", "HTTP Activity"), ("category_uid", 4),
+            ("category_name", "Network Activity"), ("activity_id", activity_id),
+            ("activity_name", ocsf._HTTP_ACTIVITY_CAPTION[activity_id]), ("type_uid", 400200 + activity_id),
+            ("type_name", ocsf._HTTP_ACTIVITY_TYPE_NAME[activity_id])]
+
+
+def test_the_ocsf_memos_are_bounded() -> None:
+    for i in range(ocsf._MAX_REMEMBERED + 10):
+        ocsf._outcome(f"word{i}")
+        ocsf._activity(f"M{i}")
+        assert ocsf.epoch_ms(f"2026-12-07T21:44:44.{i:06d}Z") == _plain_epoch_ms(f"2026-12-07T21:44:44.{i:06d}Z")
+    assert len(ocsf._OUTCOMES) <= ocsf._MAX_REMEMBERED and len(ocsf._ACTIVITIES) <= ocsf._MAX_REMEMBERED
+    assert len(ocsf._FRACTION_MS) <= ocsf._MAX_SECONDS and len(ocsf._SECONDS) <= ocsf._MAX_SECONDS
+    long = "block" * 30
+    assert ocsf._outcome(long)[0] == 99 and long not in ocsf._OUTCOMES

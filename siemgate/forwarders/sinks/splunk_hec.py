@@ -174,25 +174,43 @@ class SplunkHecSinkSettings(SinkSettings):
 def epoch_seconds(timestamp: str) -> float | None:
     """RFC 3339 -> epoch seconds with microseconds; None when it does not parse."""
     # The normalizer's own form, 2026-11-28T21:00:00.123456Z (every event's, in practice): its
-    # seconds' part looked up (`_SECOND_MICROS`: the events of a batch mostly share it), the
-    # fraction added: the same integer `_parsed_epoch_seconds` sums, so the same float.
-    if len(timestamp) == 27 and timestamp[26] == "Z" and timestamp[19] == ".":
-        fraction = timestamp[20:26]
-        if fraction.isascii() and fraction.isdigit():
+    # seconds' part and its fraction looked up (`_SECOND_MICROS`, `_FRACTION_MICROS`: the
+    # events of a batch mostly share their seconds, and a source's fractions mostly end in 000
+    # or 000000), added: the same integer `_parsed_epoch_seconds` sums, so the same float.
+    if len(timestamp) == 27:
+        tail = timestamp[19:]
+        try:
+            fraction = _FRACTION_MICROS[tail]
+        except KeyError:
+            fraction = _fraction_micros(tail)
+        if fraction is not None:
             prefix = timestamp[:19]
             try:
                 micros = _SECOND_MICROS[prefix]
             except KeyError:
                 micros = _second_micros(prefix)
             if micros is not None:
-                return (micros + int(fraction)) / 1_000_000
+                return (micros + fraction) / 1_000_000
     return _parsed_epoch_seconds(timestamp)
 
 
-# `_second_micros` of the seconds' parts seen (`YYYY-MM-DDTHH:MM:SS`). The values come from the
-# network: bounded, emptied when full.
+# `_second_micros` of the seconds' parts seen (`YYYY-MM-DDTHH:MM:SS`), `_fraction_micros` of the
+# ends (`.123456Z`). The values come from the network: bounded, emptied when full.
 _SECOND_MICROS: dict[str, int | None] = {}
+_FRACTION_MICROS: dict[str, int | None] = {}
 _MAX_SECONDS: Final = 4096
+
+
+def _fraction_micros(tail: str) -> int | None:
+    """The microseconds of a timestamp's last 8 characters when they are `.` + 6 ASCII digits +
+    `Z` (else None), remembered in `_FRACTION_MICROS`."""
+    digits = tail[1:7]
+    micros = (int(digits) if len(tail) == 8 and tail[0] == "." and tail[7] == "Z" and digits.isascii()
+              and digits.isdigit() else None)
+    if len(_FRACTION_MICROS) >= _MAX_SECONDS:
+        _FRACTION_MICROS.clear()
+    _FRACTION_MICROS[tail] = micros
+    return micros
 
 
 def _second_micros(prefix: str) -> int | None:
