@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from siemgate.forwarders.formats import ocsf
 from siemgate.forwarders.formats.ocsf import ocsf_event
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
-from siemgate.forwarders.sinks import splunk_hec
+from siemgate.forwarders.sinks import sentinel, splunk_hec
 from siemgate.forwarders.sinks.registry import build_settings, create_sink
 from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, cim_action, cim_event, epoch_seconds
 from siemgate.record import BatchEncoder
@@ -206,3 +206,42 @@ def test_the_ocsf_memos_are_bounded() -> None:
     assert len(ocsf._FRACTION_MS) <= ocsf._MAX_SECONDS and len(ocsf._SECONDS) <= ocsf._MAX_SECONDS
     long = "block" * 30
     assert ocsf._outcome(long)[0] == 99 and long not in ocsf._OUTCOMES
+
+
+def _plain_row(event: NormalizedEvent, vendor: str, product: str | None, additional: object) -> dict[str, Any]:
+    """The ASIM row as `COLUMNS` reads: each column's value, left out when None."""
+    columns = {
+        "TimeGenerated": event.timestamp, "EventId": event.id, "EventSeverity": sentinel.SEVERITY[event.level],
+        "EventType": event.event_type, "EventMessage": event.message, "SrcIpAddr": event.source_ip,
+        "Url": event.url, "HttpRequestMethod": event.method, "RuleName": event.rule, "RuleId": event.rule_id,
+        "DvcAction": event.action, "DstHostname": event.asset, "EventVendor": vendor,
+        "EventProduct": product or event.integration, "AdditionalFields": additional,
+        "SiemgateIntegration": event.integration, "SiemgateKind": event.kind,
+        "SiemgateReceivedTime": event.received_at or None,
+    }
+    assert list(columns) == list(sentinel.COLUMNS)
+    return {name: value for name, value in columns.items() if value is not None}
+
+
+_SENTINEL = {"name": "s", "endpoint": "https://dce.example", "dcr_immutable_id": "dcr-0123456789abcdef",
+             "tenant_id": "t", "client_id": "c", "client_secret": "s"}
+
+
+@pytest.mark.parametrize("options", [{}, {"event_vendor": "V", "event_product": "P"}, {"event_format": "ocsf"},
+                                     {"event_format": "ocsf", "ocsf": {"event_class": "detection_finding"}}])
+@EXAMPLES
+@given(event=events())
+def test_sentinel_encode_is_its_row_serialized(options: dict[str, Any], event: NormalizedEvent) -> None:
+    sink = create_sink(build_settings("sentinel", {**_SENTINEL, **options}, {}, "sinks[0]"))
+    assert isinstance(sink, sentinel.SentinelSink)
+    raw = orjson.Fragment(event.event_bytes())
+    if sink.settings.event_format == "ocsf":
+        record = ocsf_event(event, sink.settings.ocsf, vendor_event=raw)
+        expected = orjson.dumps(sentinel.ocsf_row(record))
+        if len(expected) > sentinel.FIELD_MAX_BYTES:
+            expected = orjson.dumps(sentinel.ocsf_row(record, unmapped_apart=True))
+    else:
+        expected = orjson.dumps(_plain_row(event, sink.settings.event_vendor, sink.settings.event_product, raw))
+        assert sink.row(event) == _plain_row(event, sink.settings.event_vendor, sink.settings.event_product,
+                                             event.event)
+    assert sink.encode(event) == expected
