@@ -146,12 +146,49 @@ def epoch_ms(timestamp: str) -> int | None:
     """RFC 3339 -> epoch milliseconds; None when it does not parse. A normalized timestamp
     (`2026-12-07T13:58:21.417123Z`: UTC, 6 fraction digits) is read by its fields, in integer
     arithmetic, its seconds' part cached (the events of a batch mostly share their seconds)."""
-    if (len(timestamp) == 27 and timestamp[26] == "Z" and timestamp[19] == "." and timestamp.isascii()
-            and timestamp[20:26].isdigit()):
-        seconds = _epoch_seconds(timestamp[:19])
-        if seconds is not None:
-            return seconds * 1000 + int(timestamp[20:23])
+    if len(timestamp) == 27:
+        tail = timestamp[19:]
+        try:
+            millis = _FRACTION_MS[tail]
+        except KeyError:
+            millis = _fraction_ms(tail)
+        if millis is not None:
+            prefix = timestamp[:19]
+            try:
+                seconds = _SECONDS[prefix]
+            except KeyError:
+                seconds = _ascii_epoch_seconds(prefix)
+            if seconds is not None:
+                return seconds * 1000 + millis
     return _epoch_ms(timestamp)
+
+
+# `_epoch_seconds` of the ASCII seconds' parts seen (`YYYY-MM-DDTHH:MM:SS`; None for another),
+# and `_fraction_ms` of the ends seen (`.123456Z`). The values come from the network: bounded,
+# emptied when full.
+_SECONDS: dict[str, int | None] = {}
+_FRACTION_MS: dict[str, int | None] = {}
+_MAX_SECONDS: Final = 4096
+
+
+def _ascii_epoch_seconds(prefix: str) -> int | None:
+    seconds = _epoch_seconds(prefix) if prefix.isascii() else None
+    if len(_SECONDS) >= _MAX_SECONDS:
+        _SECONDS.clear()
+    _SECONDS[prefix] = seconds
+    return seconds
+
+
+def _fraction_ms(tail: str) -> int | None:
+    """The whole milliseconds of a timestamp's last 8 characters when they are `.` + 6 ASCII
+    digits + `Z` (else None)."""
+    digits = tail[1:7]
+    millis = (int(digits[:3]) if len(tail) == 8 and tail[0] == "." and tail[7] == "Z" and digits.isascii()
+              and digits.isdigit() else None)
+    if len(_FRACTION_MS) >= _MAX_SECONDS:
+        _FRACTION_MS.clear()
+    _FRACTION_MS[tail] = millis
+    return millis
 
 
 @lru_cache(maxsize=4096)
@@ -280,97 +317,142 @@ def _disposition(action: str | None) -> tuple[int, str]:
     return disposition_id, _DISPOSITION_CAPTION[disposition_id] if disposition_id != 99 else action
 
 
+# What an event's action word and request method make of a record, remembered per text (they
+# repeat from event to event). The values come from the network: bounded in number (emptied
+# when full) and in length (a longer text is looked at each time).
+_MAX_REMEMBERED: Final = 4096
+_LONGEST_REMEMBERED: Final = 100
+# action word (or None) -> disposition_id, disposition, action_id, action, HTTP Activity's
+# status_id and status.
+_Outcome = tuple[int, str, int, str, int, str]
+_OUTCOMES: dict[str | None, _Outcome] = {}
+# request method (or None) -> the method OCSF names (else None), and HTTP Activity's
+# class-to-type_name fields (copied into each record).
+_ACTIVITIES: dict[str | None, tuple[str | None, dict[str, Any]]] = {}
+_FINDING_HEAD: Final[dict[str, Any]] = {
+    "class_uid": 2004, "class_name": "Detection Finding",
+    "category_uid": 2, "category_name": "Findings",
+    "activity_id": 1, "activity_name": "Create",
+    "type_uid": 200401, "type_name": "Detection Finding: Create",
+}
+
+
+def _outcome(action: str | None) -> _Outcome:
+    try:
+        return _OUTCOMES[action]
+    except KeyError:
+        pass
+    disposition_id, disposition = _disposition(action)
+    action_id = 2 if disposition_id in _DENYING else 1 if disposition_id in _ALLOWING else (
+        0 if disposition_id == 0 else 99)
+    status_id = 2 if action_id == 2 else 1 if action_id == 1 else 0
+    outcome = (disposition_id, disposition, action_id, _ACTION_CAPTION[action_id] if action_id != 99 else disposition,
+               status_id, _STATUS_CAPTION[status_id])
+    if action is None or len(action) <= _LONGEST_REMEMBERED:
+        if len(_OUTCOMES) >= _MAX_REMEMBERED:
+            _OUTCOMES.clear()
+        _OUTCOMES[action] = outcome
+    return outcome
+
+
+def _activity(raw_method: str | None) -> tuple[str | None, dict[str, Any]]:
+    try:
+        return _ACTIVITIES[raw_method]
+    except KeyError:
+        pass
+    method = raw_method.strip().upper() if raw_method else ""
+    activity_id = _HTTP_ACTIVITY.get(method, 99) if method else 0
+    found = (method if method in _HTTP_ACTIVITY else None, {
+        "class_uid": 4002, "class_name": "HTTP Activity",
+        "category_uid": 4, "category_name": "Network Activity",
+        "activity_id": activity_id, "activity_name": _HTTP_ACTIVITY_CAPTION[activity_id],
+        "type_uid": 400200 + activity_id,
+        "type_name": _HTTP_ACTIVITY_TYPE_NAME[activity_id],
+    })
+    if raw_method is None or len(raw_method) <= _LONGEST_REMEMBERED:
+        if len(_ACTIVITIES) >= _MAX_REMEMBERED:
+            _ACTIVITIES.clear()
+        _ACTIVITIES[raw_method] = found
+    return found
+
+
 def ocsf_event(event: NormalizedEvent, settings: OcsfSettings | None = None, *,
                vendor_event: object = None) -> dict[str, Any]:
     """The OCSF record of a normalized event. `vendor_event`: what goes under `unmapped` in
     place of the decoded vendor event (an `orjson.Fragment` of the bytes as received)."""
+    # Keys in OCSF's order of this module's docstring, each left out when it has no value;
+    # what depends on the action word or the method alone is remembered (`_outcome`,
+    # `_activity`): this runs for every event.
     settings = settings or _DEFAULTS
     detection = settings.event_class == "detection_finding"
     severity_id = SEVERITY_ID.get(event.level, 0)
-    disposition_id, disposition = _disposition(event.action)
-    action_id = 2 if disposition_id in _DENYING else 1 if disposition_id in _ALLOWING else (
-        0 if disposition_id == 0 else 99)
+    disposition_id, disposition, action_id, action, status_id, status = _outcome(event.action)
     time = epoch_ms(event.timestamp)
-    received = _received_ms(event.received_at) if event.received_at else None
+    received_at = event.received_at
+    received = _received_ms(received_at) if received_at else None
     if time is None:
         time = received if received is not None else int(datetime.now(UTC).timestamp() * 1000)
 
-    product: dict[str, Any] = {"name": settings.product_name or event.integration or "unknown"}
+    integration = event.integration
+    product: dict[str, Any] = {"name": settings.product_name or integration or "unknown"}
     if settings.vendor_name:
         product["vendor_name"] = settings.vendor_name
-    metadata: dict[str, Any] = {
-        "version": OCSF_VERSION,
-        "uid": event.id,
-        "profiles": ["security_control"],
-        "product": product,
-        "log_provider": "siemgate",
-    }
-    if event.integration:
-        metadata["log_name"] = event.integration
+    metadata: dict[str, Any] = {"version": OCSF_VERSION, "uid": event.id, "profiles": ["security_control"],
+                                "product": product, "log_provider": "siemgate"}
+    if integration:
+        metadata["log_name"] = integration
     if received is not None:
         metadata["logged_time"] = received
     if event.timestamp_invalid is not None:
         metadata["original_time"] = event.timestamp_invalid
-    if event.kind != "event":
-        metadata["labels"] = [f"siemgate_kind:{event.kind}"]
+    kind = event.kind
+    if kind != "event":
+        metadata["labels"] = [f"siemgate_kind:{kind}"]
 
     source_ip = ip_text(event.source_ip)
     src: dict[str, Any] | None = {"ip": source_ip.address} if source_ip is not None else None
-    dst: dict[str, Any] | None = {"hostname": event.asset} if event.asset else None
+    asset = event.asset
+    dst: dict[str, Any] | None = {"hostname": asset} if asset else None
     request: dict[str, Any] = {}
-    method = event.method.strip().upper() if event.method else ""
-    if method in _HTTP_ACTIVITY:  # OCSF's enum; another method only in `unmapped`
+    method, head = _activity(event.method)
+    if method is not None:  # OCSF's enum; another method only in `unmapped`
         request["http_method"] = method
     if event.url:
         request["url"] = url_object(event.url)
-    found_attacks = attacks(event.event)
-    unmapped = event.event if vendor_event is None else vendor_event
-    if not isinstance(event.event, dict):
+    vendor = event.event
+    found_attacks = attacks(vendor)
+    unmapped = vendor if vendor_event is None else vendor_event
+    if not isinstance(vendor, dict):
         unmapped = {"value": unmapped}
 
-    doc: dict[str, Any]
-    if detection:
-        doc = {
-            "class_uid": 2004, "class_name": "Detection Finding",
-            "category_uid": 2, "category_name": "Findings",
-            "activity_id": 1, "activity_name": "Create",
-            "type_uid": 200401, "type_name": "Detection Finding: Create",
-        }
-    else:
-        activity_id = _HTTP_ACTIVITY.get(method, 99) if method else 0
-        doc = {
-            "class_uid": 4002, "class_name": "HTTP Activity",
-            "category_uid": 4, "category_name": "Network Activity",
-            "activity_id": activity_id, "activity_name": _HTTP_ACTIVITY_CAPTION[activity_id],
-            "type_uid": 400200 + activity_id,
-            "type_name": _HTTP_ACTIVITY_TYPE_NAME[activity_id],
-        }
+    doc = (_FINDING_HEAD if detection else head).copy()
     doc["time"] = time
     doc["severity_id"] = severity_id
     doc["severity"] = _SEVERITY_CAPTION[severity_id]
-    if event.message is not None:
-        doc["message"] = event.message
+    message = event.message
+    if message is not None:
+        doc["message"] = message
     doc["metadata"] = metadata
-    doc["is_alert"] = event.kind == "event"
+    doc["is_alert"] = kind == "event"
     doc["disposition_id"] = disposition_id
     doc["disposition"] = disposition
     doc["action_id"] = action_id
-    doc["action"] = _ACTION_CAPTION[action_id] if action_id != 99 else disposition
+    doc["action"] = action
     if found_attacks:
         doc["attacks"] = found_attacks
+    rule, rule_id = event.rule, event.rule_id
     if detection:
         doc["status_id"] = 1
         doc["status"] = "New"
-        info: dict[str, Any] = {"uid": event.id,
-                                "title": event.rule or event.message or event.event_type or "siemgate event"}
-        if event.message is not None:
-            info["desc"] = event.message
-        if event.rule is not None or event.rule_id is not None:
+        info: dict[str, Any] = {"uid": event.id, "title": rule or message or event.event_type or "siemgate event"}
+        if message is not None:
+            info["desc"] = message
+        if rule is not None or rule_id is not None:
             analytic: dict[str, Any] = {"type_id": 1, "type": "Rule"}
-            if event.rule is not None:
-                analytic["name"] = event.rule
-            if event.rule_id is not None:
-                analytic["uid"] = event.rule_id
+            if rule is not None:
+                analytic["name"] = rule
+            if rule_id is not None:
+                analytic["uid"] = rule_id
             info["analytic"] = analytic
         if found_attacks:
             info["attacks"] = found_attacks
@@ -385,16 +467,15 @@ def ocsf_event(event: NormalizedEvent, settings: OcsfSettings | None = None, *,
         if evidence:
             doc["evidences"] = [evidence]
     else:
-        status_id = 2 if action_id == 2 else 1 if action_id == 1 else 0
         doc["status_id"] = status_id
-        doc["status"] = _STATUS_CAPTION[status_id]
-        if event.rule is not None or event.rule_id is not None:
-            rule: dict[str, Any] = {}
-            if event.rule is not None:
-                rule["name"] = event.rule
-            if event.rule_id is not None:
-                rule["uid"] = event.rule_id
-            doc["firewall_rule"] = rule
+        doc["status"] = status
+        if rule is not None or rule_id is not None:
+            firewall_rule: dict[str, Any] = {}
+            if rule is not None:
+                firewall_rule["name"] = rule
+            if rule_id is not None:
+                firewall_rule["uid"] = rule_id
+            doc["firewall_rule"] = firewall_rule
         if src is not None:
             doc["src_endpoint"] = src
         if dst is not None:

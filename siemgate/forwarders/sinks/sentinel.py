@@ -297,45 +297,64 @@ class SentinelSinkSettings(SinkSettings):
 
 def row(event: NormalizedEvent, *, vendor: str, product: str | None, additional: Any = None) -> dict[str, Any]:
     """The row of one event (`COLUMNS`, in that order), without the columns that have no value."""
-    # A column per statement, each left out when None: this runs for every event.
+    return _row(event, vendor, product, event.event if additional is None else additional)
+
+
+def _row(event: NormalizedEvent, vendor: str, product: str | None, additional: Any) -> dict[str, Any]:
+    """`row`, its arguments by position (`SentinelSink.encode` calls it for every event)."""
+    # A column per statement, each left out when None, each field read once: this runs for
+    # every event.
     values: dict[str, Any] = {}
-    if event.timestamp is not None:
-        values["TimeGenerated"] = event.timestamp
-    if event.id is not None:
-        values["EventId"] = event.id
+    value: str | None = event.timestamp
+    if value is not None:
+        values["TimeGenerated"] = value
+    value = event.id
+    if value is not None:
+        values["EventId"] = value
     values["EventSeverity"] = SEVERITY[event.level]
-    if event.event_type is not None:
-        values["EventType"] = event.event_type
-    if event.message is not None:
-        values["EventMessage"] = event.message
-    if event.source_ip is not None:
-        values["SrcIpAddr"] = event.source_ip
-    if event.url is not None:
-        values["Url"] = event.url
-    if event.method is not None:
-        values["HttpRequestMethod"] = event.method
-    if event.rule is not None:
-        values["RuleName"] = event.rule
-    if event.rule_id is not None:
-        values["RuleId"] = event.rule_id
-    if event.action is not None:
-        values["DvcAction"] = event.action
-    if event.asset is not None:
-        values["DstHostname"] = event.asset
+    value = event.event_type
+    if value is not None:
+        values["EventType"] = value
+    value = event.message
+    if value is not None:
+        values["EventMessage"] = value
+    value = event.source_ip
+    if value is not None:
+        values["SrcIpAddr"] = value
+    value = event.url
+    if value is not None:
+        values["Url"] = value
+    value = event.method
+    if value is not None:
+        values["HttpRequestMethod"] = value
+    value = event.rule
+    if value is not None:
+        values["RuleName"] = value
+    value = event.rule_id
+    if value is not None:
+        values["RuleId"] = value
+    value = event.action
+    if value is not None:
+        values["DvcAction"] = value
+    value = event.asset
+    if value is not None:
+        values["DstHostname"] = value
     if vendor is not None:
         values["EventVendor"] = vendor
-    product = product or event.integration
+    integration = event.integration
+    product = product or integration
     if product is not None:
         values["EventProduct"] = product
-    additional = event.event if additional is None else additional
     if additional is not None:
         values["AdditionalFields"] = additional
-    if event.integration is not None:
-        values["SiemgateIntegration"] = event.integration
-    if event.kind is not None:
-        values["SiemgateKind"] = event.kind
-    if event.received_at:
-        values["SiemgateReceivedTime"] = event.received_at
+    if integration is not None:
+        values["SiemgateIntegration"] = integration
+    value = event.kind
+    if value is not None:
+        values["SiemgateKind"] = value
+    value = event.received_at
+    if value:
+        values["SiemgateReceivedTime"] = value
     return values
 
 
@@ -388,6 +407,11 @@ class SentinelSink(Sink[SentinelSinkSettings]):
         self._path = (f"/dataCollectionRules/{quote(settings.dcr_immutable_id, safe='')}"
                       f"/streams/{quote(settings.stream_name, safe='')}")
         self._params = {"api-version": API_VERSION}
+        # What `encode` reads of the settings for every event (they never change: a hot reload
+        # makes a new sink). `_ocsf`: the OCSF settings with event_format ocsf, else None.
+        self._ocsf = settings.ocsf if settings.event_format == "ocsf" else None
+        self._vendor = settings.event_vendor
+        self._product = settings.event_product
 
     @property
     def url(self) -> str:
@@ -403,13 +427,12 @@ class SentinelSink(Sink[SentinelSinkSettings]):
     def encode(self, event: NormalizedEvent) -> bytes:
         """The row as JSON, the vendor's event as the ingest received it (no second encoding)."""
         raw = orjson.Fragment(event.event_bytes())
-        if self.settings.event_format == "ocsf":
-            record = ocsf_event(event, self.settings.ocsf, vendor_event=raw)
+        if self._ocsf is not None:
+            record = ocsf_event(event, self._ocsf, vendor_event=raw)
             data = orjson.dumps(ocsf_row(record))
             # (The length of the row bounds every field's: only a large row is looked at again.)
             return data if len(data) <= FIELD_MAX_BYTES else orjson.dumps(ocsf_row(record, unmapped_apart=True))
-        return orjson.dumps(row(event, vendor=self.settings.event_vendor, product=self.settings.event_product,
-                                additional=raw))
+        return orjson.dumps(_row(event, self._vendor, self._product, raw))
 
     def rows(self, events: Sequence[NormalizedEvent]) -> list[bytes]:
         """Each event's row (`encode`), in order: what the calls' JSON arrays hold."""

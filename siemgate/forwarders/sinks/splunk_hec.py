@@ -173,6 +173,64 @@ class SplunkHecSinkSettings(SinkSettings):
 
 def epoch_seconds(timestamp: str) -> float | None:
     """RFC 3339 -> epoch seconds with microseconds; None when it does not parse."""
+    # The normalizer's own form, 2026-11-28T21:00:00.123456Z (every event's, in practice): its
+    # seconds' part and its fraction looked up (`_SECOND_MICROS`, `_FRACTION_MICROS`: the
+    # events of a batch mostly share their seconds, and a source's fractions mostly end in 000
+    # or 000000), added: the same integer `_parsed_epoch_seconds` sums, so the same float.
+    if len(timestamp) == 27:
+        tail = timestamp[19:]
+        try:
+            fraction = _FRACTION_MICROS[tail]
+        except KeyError:
+            fraction = _fraction_micros(tail)
+        if fraction is not None:
+            prefix = timestamp[:19]
+            try:
+                micros = _SECOND_MICROS[prefix]
+            except KeyError:
+                micros = _second_micros(prefix)
+            if micros is not None:
+                return (micros + fraction) / 1_000_000
+    return _parsed_epoch_seconds(timestamp)
+
+
+# `_second_micros` of the seconds' parts seen (`YYYY-MM-DDTHH:MM:SS`), `_fraction_micros` of the
+# ends (`.123456Z`). The values come from the network: bounded, emptied when full.
+_SECOND_MICROS: dict[str, int | None] = {}
+_FRACTION_MICROS: dict[str, int | None] = {}
+_MAX_SECONDS: Final = 4096
+
+
+def _fraction_micros(tail: str) -> int | None:
+    """The microseconds of a timestamp's last 8 characters when they are `.` + 6 ASCII digits +
+    `Z` (else None), remembered in `_FRACTION_MICROS`."""
+    digits = tail[1:7]
+    micros = (int(digits) if len(tail) == 8 and tail[0] == "." and tail[7] == "Z" and digits.isascii()
+              and digits.isdigit() else None)
+    if len(_FRACTION_MICROS) >= _MAX_SECONDS:
+        _FRACTION_MICROS.clear()
+    _FRACTION_MICROS[tail] = micros
+    return micros
+
+
+def _second_micros(prefix: str) -> int | None:
+    """The epoch microseconds of a timestamp's first 19 characters when `_parsed_epoch_seconds`
+    reads a timestamp of them + `.` + 6 ASCII digits + `Z` by its 6-digit path (else None),
+    remembered in `_SECOND_MICROS`."""
+    micros = None
+    if prefix[10] == "T" and prefix[13] == ":" and prefix.isascii():
+        minute = _minute_start(prefix[:16])
+        seconds_text = prefix[17:19]
+        if minute is not None and seconds_text.isdigit() and seconds_text <= "60":
+            micros = minute * 1_000_000 + int(seconds_text) * 1_000_000
+    if len(_SECOND_MICROS) >= _MAX_SECONDS:
+        _SECOND_MICROS.clear()
+    _SECOND_MICROS[prefix] = micros
+    return micros
+
+
+def _parsed_epoch_seconds(timestamp: str) -> float | None:
+    """`epoch_seconds` of any text (what its lookup agrees with)."""
     # The normalizer's own form, 2026-11-28T21:00:00.123456Z: the minute's start is remembered
     # (the events of a batch mostly share it), the seconds added to it: the same sum as
     # day + hours + minutes + seconds, so the same float.
@@ -251,6 +309,39 @@ def _ip(value: str | None) -> str | None:
     return None if ip is None else ip.address
 
 
+# `_ip`'s and `cim_action`'s answers for the source addresses and action words seen (they
+# repeat from event to event). The values come from the network: bounded in number (emptied
+# when full) and in length (a longer text is looked at each time).
+_SRC_IPS: dict[str, str | None] = {}
+_ACTIONS: dict[str, str | None] = {}
+_MAX_REMEMBERED: Final = 4096
+_LONGEST_REMEMBERED: Final = 100
+
+
+def _remembered_ip(value: str) -> str | None:
+    try:
+        return _SRC_IPS[value]
+    except KeyError:
+        ip = _ip(value)
+        if len(value) <= _LONGEST_REMEMBERED:
+            if len(_SRC_IPS) >= _MAX_REMEMBERED:
+                _SRC_IPS.clear()
+            _SRC_IPS[value] = ip
+        return ip
+
+
+def _remembered_action(action: str) -> str | None:
+    try:
+        return _ACTIONS[action]
+    except KeyError:
+        cim = cim_action(action)
+        if len(action) <= _LONGEST_REMEMBERED:
+            if len(_ACTIONS) >= _MAX_REMEMBERED:
+                _ACTIONS.clear()
+            _ACTIONS[action] = cim
+        return cim
+
+
 # splunk_host's verdicts on the assets seen (they repeat from event to event); bounded.
 _HOSTS: dict[str, str | None] = {}
 _MAX_HOSTS: Final = 4096
@@ -274,51 +365,67 @@ def cim_event(event: NormalizedEvent, *, vendor_event: object = _EVENT, dvc: str
     """`event` in CIM shape (Intrusion Detection and Alerts); the vendor's event under
     `vendor_event` (default: as decoded). `dvc`: the reporting device (the envelope's host);
     `vendor_product`: default the integration's name."""
+    return _cim(event, event.event if vendor_event is _EVENT else vendor_event, dvc, vendor_product, ids_type)
+
+
+def _cim(event: NormalizedEvent, vendor_event: object, dvc: str | None, vendor_product: str | None,
+         ids_type: str) -> dict[str, Any]:
+    """`cim_event`, its arguments by position (`SplunkHecSink.encode` calls it for every event)."""
     # `timestamp` first: the add-on's props.conf TIME_PREFIX finds it at the start of _raw.
     # Keys in this order, each left out when it has no value (a CIM field per statement: this
     # runs for every event).
     level = event.level
     body: dict[str, Any] = {"timestamp": event.timestamp, "severity": level, "severity_id": SEVERITY_ID[level]}
-    signature = event.rule if event.rule is not None else event.event_type
+    rule = event.rule
+    event_type = event.event_type
+    signature = rule if rule is not None else event_type
     if signature is not None:
         body["signature"] = signature
-    if event.rule_id is not None:
-        body["signature_id"] = event.rule_id
-    source_ip = event.source_ip
-    if source_ip is not None:
-        body["src"] = source_ip
-        src_ip = _ip(source_ip)
+    value = event.rule_id
+    if value is not None:
+        body["signature_id"] = value
+    value = event.source_ip
+    if value is not None:
+        body["src"] = value
+        src_ip = _remembered_ip(value)
         if src_ip is not None:
             body["src_ip"] = src_ip
-    if event.asset is not None:
-        body["dest"] = event.asset
+    value = event.asset
+    if value is not None:
+        body["dest"] = value
     if dvc is not None:
         body["dvc"] = dvc
-    action = event.action
-    if action is not None:
-        cim = _CIM_ACTION.get(action.strip().lower())
+    value = event.action
+    if value is not None:
+        cim = _remembered_action(value)
         if cim is not None:
             body["action"] = cim
-        body["vendor_action"] = action
-    if event.url is not None:
-        body["url"] = event.url
-    if event.method is not None:
-        body["http_method"] = event.method
-    if event.event_type is not None:
-        body["category"] = event.event_type
-    if event.message is not None:
-        body["description"] = event.message
-    body["vendor_product"] = vendor_product or event.integration
+        body["vendor_action"] = value
+    value = event.url
+    if value is not None:
+        body["url"] = value
+    value = event.method
+    if value is not None:
+        body["http_method"] = value
+    if event_type is not None:
+        body["category"] = event_type
+    value = event.message
+    if value is not None:
+        body["description"] = value
+    integration = event.integration
+    kind = event.kind
+    body["vendor_product"] = vendor_product or integration
     body["ids_type"] = ids_type
     # CIM Alerts `type`: a detection is an alert; siemgate's test and confirmation messages are events.
-    body["type"] = "alert" if event.kind == "event" else "event"
+    body["type"] = "alert" if kind == "event" else "event"
     body["id"] = event.id
-    body["integration"] = event.integration
-    body["kind"] = event.kind
+    body["integration"] = integration
+    body["kind"] = kind
     body["received_at"] = event.received_at
-    if event.timestamp_invalid is not None:
-        body["timestamp_invalid"] = event.timestamp_invalid
-    body["vendor_event"] = event.event if vendor_event is _EVENT else vendor_event
+    value = event.timestamp_invalid
+    if value is not None:
+        body["timestamp_invalid"] = value
+    body["vendor_event"] = vendor_event
     return body
 
 
@@ -345,6 +452,16 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
             headers={"Authorization": f"Splunk {settings.token.reveal()}", "X-Splunk-Request-Channel": self.channel,
                      "Content-Type": "application/json", "User-Agent": "siemgate"},
         )
+        # What `encode` reads of the settings for every event (they never change: a hot reload
+        # makes a new sink).
+        self._format = settings.event_format
+        self._host = settings.host
+        self._source = settings.source
+        self._sourcetype = settings.sourcetype
+        self._index = settings.index or None
+        self._vendor_product = settings.vendor_product
+        self._ids_type = settings.ids_type
+        self._ocsf = settings.ocsf
 
     # -- encoding
 
@@ -387,15 +504,30 @@ class SplunkHecSink(Sink[SplunkHecSinkSettings]):
 
     def encode(self, event: NormalizedEvent) -> bytes:
         """The envelope as JSON, with the vendor's event as the ingest received it (a
-        pre-serialized fragment: no second encoding, its exact numbers)."""
+        pre-serialized fragment: no second encoding, its exact numbers): what `envelope` holds,
+        in its order (`_head`, the event, `_fields`), built in one go (this runs for every event)."""
         raw = orjson.Fragment(event.event_bytes())
-        host = self.settings.host or _event_host(event.asset)
-        envelope = self._head(event, host)
-        event_format = self.settings.event_format
-        envelope["event"] = (self._cim_event(event, host, raw) if event_format == "cim" else
-                             ocsf_event(event, self.settings.ocsf, vendor_event=raw) if event_format == "ocsf"
-                             else raw)
-        envelope["fields"] = self._fields(event)
+        host = self._host or _event_host(event.asset)
+        epoch = epoch_seconds(event.timestamp)
+        envelope: dict[str, Any] = {} if epoch is None else {"time": epoch}
+        if host:
+            envelope["host"] = host
+        integration = event.integration
+        envelope["source"] = self._source or integration
+        envelope["sourcetype"] = self._sourcetype
+        if self._index is not None:
+            envelope["index"] = self._index
+        event_format = self._format
+        envelope["event"] = (_cim(event, raw, host, self._vendor_product, self._ids_type) if event_format == "cim"
+                             else ocsf_event(event, self._ocsf, vendor_event=raw) if event_format == "ocsf" else raw)
+        fields = {"integration": integration, "severity": event.level}
+        kind = event.kind
+        if kind != "event":
+            fields["kind"] = kind
+        invalid = event.timestamp_invalid
+        if invalid is not None:
+            fields["timestamp_invalid"] = invalid
+        envelope["fields"] = fields
         return orjson.dumps(envelope, option=orjson.OPT_APPEND_NEWLINE)
 
     def payloads(self, events: Sequence[NormalizedEvent]) -> list[bytes]:
