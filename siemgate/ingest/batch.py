@@ -287,8 +287,12 @@ class BatchParser:
         if suspects is None or long_digit_run(body):
             return list(range(count))
         closer = self._control_fields(columns)
-        check, lowered = self.prefilter.span_may_be_control, suspects.lowered  # each event read in place
-        closer.update(index for index, (start, end) in suspects.spans.items() if check(body, lowered, start, end))
+        # Each suspect read in place; one with a type field holding a string (not a control type:
+        # those are in `closer` already) can be a control message by a hinted key alone.
+        check, lowered = self.prefilter.span_may_be_control, suspects.lowered
+        types = [columns[index] for index in self._type_columns]
+        closer.update(index for index, (start, end) in suspects.spans.items()
+                      if check(body, lowered, start, end, any(type(column[index]) is str for column in types)))
         if None in ids:
             closer.update(index for index, ident in enumerate(ids) if ident is None)
         return sorted(closer)

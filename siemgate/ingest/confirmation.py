@@ -206,24 +206,33 @@ class ControlPrefilter:
         # The hint and a link: in a key (at any depth), or in the text of a short message?
         return _in_a_key(lowered, self._hint) or _top_level_fields(raw) <= _MAX_TEXT_ONLY_FIELDS
 
-    def span_may_be_control(self, body: bytes, lowered: bytes, start: int, end: int) -> bool:
+    def span_may_be_control(self, body: bytes, lowered: bytes, start: int, end: int, typed: bool = False) -> bool:
         """`bytes_may_be_control(body[start:end])`, `lowered` being `body.lower()` (`scan`).
 
         Where the span holds nothing `_view` would change (no escape it decodes, none of the
         characters whose lowercase is ASCII), its view lowercased is `lowered[start:end]`: the
-        checks read that in place, with no copy of the event and no lowering of it."""
+        checks read that in place, with no copy of the event and no lowering of it.
+
+        `typed`: the event has a top-level type field (`type_fields`) holding a string, which no
+        rule by text alone accepts (`_text_only_candidate`): then only the hint in a key together
+        with an https link can make it a control message, as far as its bytes go (its type and
+        flags are checked apart), and neither the test text nor its number of fields is looked at."""
         if not self._exact:
             return True
         if (body.find(b"\\", start, end) != -1 and self._hiding.search(body, start, end) is not None) or any(
                 body.find(character, start, end) != -1 for character in self._specials):
+            view = self._view(body[start:end]).lower()
+            if typed:
+                return self._hint in view and b"https://" in view and _in_a_key(view, self._hint)
             return self.bytes_may_be_control(body[start:end])
-        if lowered.find(_TEST_PHRASE_BYTES, start, end) != -1:
+        if not typed and lowered.find(_TEST_PHRASE_BYTES, start, end) != -1:
             return True
         hint = self._hint
         at = lowered.find(hint, start, end)
         if at == -1 or lowered.find(b"https://", start, end) == -1:
             return False
-        return _in_a_key(lowered, hint, at, end) or _top_level_fields(body[start:end]) <= _MAX_TEXT_ONLY_FIELDS
+        return _in_a_key(lowered, hint, at, end) or (
+            not typed and _top_level_fields(body[start:end]) <= _MAX_TEXT_ONLY_FIELDS)
 
     def _view(self, raw: bytes) -> bytes:
         """`raw` with the escapes that could spell what the byte checks look for decoded, and

@@ -3,6 +3,8 @@ that could spell what it looks for is reported, whatever surrounds it."""
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +133,37 @@ def test_an_event_read_in_place_with_its_verdict_each_way() -> None:
     # A key's colon counts only inside the span.
     assert not _in_a_key(b'["confirm" :', b"confirm", 0, 11)
     assert _in_a_key(b'["confirm" :', b"confirm")
+
+
+# `typed`: an event whose type field holds a string (not a control type) is a control message
+# only by a hinted key with an https link; the prefilter may then skip the text-only rules.
+TYPED_KEYS = st.sampled_from(["confirmUrl", "CONFIRMATION", "Confirm", "url", "link", "message", "text", "data",
+                              "confirmation", "note", "a", "b", "\u212aey"])
+TYPED_VALUES = st.sampled_from(["https://v.example/c?t=1", "HTTPS://V.example/confirm", "http://v.example/",
+                                "Please confirm: https://v.example/x", "You've completed integrating X",
+                                "confirm", "x", "https://v.example/checkout/confirm"])
+TYPED_EVENTS = st.dictionaries(TYPED_KEYS, TYPED_VALUES | st.dictionaries(TYPED_KEYS, TYPED_VALUES, max_size=3)
+                               | st.integers(0, 3), max_size=6)
+
+
+@settings(max_examples=800, deadline=None)
+@given(TYPED_EVENTS, st.sampled_from(["waf_block", "security_event", ""]), st.sampled_from(["type", "eventType"]),
+       st.booleans(), st.sampled_from(["", "c", "/", "co/"]))
+def test_a_typed_event_is_a_control_message_only_if_its_span_says_it_may_be(
+        event: dict[str, object], kind: str, field: str, ascii_only: bool, escaped: str) -> None:
+    from siemgate.ingest.confirmation import classify
+
+    prefilter = SPAN_PREFILTERS["confirm"]
+    config = parse_config(CONFIG, {}).integrations[0].confirmation
+    event = {field: kind, **event}
+    text = json.dumps(event, ensure_ascii=ascii_only)
+    for character in escaped:  # hint letters, or the link's slashes, as \\u escapes
+        text = text.replace(character, f"\\u{ord(character):04x}")
+    data = text.encode()
+    body = b'[{"id":"x"},' + data + b"]"
+    start = body.index(data)
+    verdict = prefilter.span_may_be_control(body, body.lower(), start, start + len(data), typed=True)
+    if classify(json.loads(data), config) != "event":
+        assert verdict, data
+    if verdict:  # the typed check never says more than the full one
+        assert prefilter.bytes_may_be_control(data)
