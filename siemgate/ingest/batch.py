@@ -290,9 +290,16 @@ class BatchParser:
         # Each suspect read in place; one with a type field holding a string (not a control type:
         # those are in `closer` already) can be a control message by a hinted key alone.
         check, lowered = self.prefilter.span_may_be_control, suspects.lowered
-        types = [columns[index] for index in self._type_columns]
-        closer.update(index for index, (start, end) in suspects.spans.items()
-                      if check(body, lowered, start, end, any(type(column[index]) is str for column in types)))
+        types = [column for column in map(columns.__getitem__, self._type_columns)
+                 if column[0] is not _UNSET or column.count(_UNSET) != count]  # those in some event
+        for index, (start, end) in suspects.spans.items():
+            typed = False
+            for column in types:
+                if type(column[index]) is str:
+                    typed = True
+                    break
+            if check(body, lowered, start, end, typed):
+                closer.add(index)
         if None in ids:
             closer.update(index for index, ident in enumerate(ids) if ident is None)
         return sorted(closer)

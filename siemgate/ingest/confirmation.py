@@ -219,20 +219,19 @@ class ControlPrefilter:
         flags are checked apart), and neither the test text nor its number of fields is looked at."""
         if not self._exact:
             return True
-        if (body.find(b"\\", start, end) != -1 and self._hiding.search(body, start, end) is not None) or any(
-                body.find(character, start, end) != -1 for character in self._specials):
+        if (body.find(b"\\", start, end) != -1 and self._hiding.search(body, start, end) is not None) or (
+                self._specials and any(body.find(character, start, end) != -1 for character in self._specials)):
             view = self._view(body[start:end]).lower()
             if typed:
                 return self._hint in view and b"https://" in view and _in_a_key(view, self._hint)
             return self.bytes_may_be_control(body[start:end])
-        if not typed and lowered.find(_TEST_PHRASE_BYTES, start, end) != -1:
-            return True
         hint = self._hint
         at = lowered.find(hint, start, end)
         if at == -1 or lowered.find(b"https://", start, end) == -1:
-            return False
-        return _in_a_key(lowered, hint, at, end) or (
-            not typed and _top_level_fields(body[start:end]) <= _MAX_TEXT_ONLY_FIELDS)
+            return not typed and lowered.find(_TEST_PHRASE_BYTES, start, end) != -1
+        return (_in_a_key(lowered, hint, at, end) or not typed and (
+            lowered.find(_TEST_PHRASE_BYTES, start, end) != -1
+            or _top_level_fields(body[start:end]) <= _MAX_TEXT_ONLY_FIELDS))
 
     def _view(self, raw: bytes) -> bytes:
         """`raw` with the escapes that could spell what the byte checks look for decoded, and
