@@ -49,6 +49,17 @@ from siemgate.record import (
 )
 
 
+class _Suspects(set[int]):
+    """The indexes of the events that need the prefilter's byte checks (`_suspect_events`), with
+    each one's span in the body, and the body lowercased, for `span_may_be_control`."""
+
+    def __init__(self, indexes: Iterable[int] = (), spans: dict[int, tuple[int, int]] | None = None,
+                 lowered: bytes = b"") -> None:
+        super().__init__(indexes)
+        self.spans = spans if spans is not None else {}
+        self.lowered = lowered
+
+
 class Events(NamedTuple):
     raws: Sequence[msgspec.Raw | bytes]
     # The JSON array holding them, when there is one.
@@ -267,7 +278,7 @@ class BatchParser:
         return Batch(id=batch_id, records=records, confirmation_links=links, lone_surrogates=len(readings))
 
     def _closer_look(self, columns: list[tuple[Any, ...]], ids: list[str | None],
-                     raws: Sequence[msgspec.Raw | bytes], body: bytes, suspects: set[int] | None) -> list[int]:
+                     raws: Sequence[msgspec.Raw | bytes], body: bytes, suspects: _Suspects | None) -> list[int]:
         """The events that take the per-event path, in order: those the prefilter cannot rule
         out as control messages by their decoded fields (`_control_fields`) or by their bytes
         (the `suspects` only), those without an id (hashed), and, when the body has a run of
@@ -276,7 +287,19 @@ class BatchParser:
         if suspects is None or long_digit_run(body):
             return list(range(count))
         closer = self._control_fields(columns)
-        closer.update(index for index in suspects if self.prefilter.bytes_may_be_control(bytes(raws[index])))
+        # Each suspect read in place; one with a type field holding a string (not a control type:
+        # those are in `closer` already) can be a control message by a hinted key alone.
+        check, lowered = self.prefilter.span_may_be_control, suspects.lowered
+        types = [column for column in map(columns.__getitem__, self._type_columns)
+                 if column[0] is not _UNSET or column.count(_UNSET) != count]  # those in some event
+        for index, (start, end) in suspects.spans.items():
+            typed = False
+            for column in types:
+                if type(column[index]) is str:
+                    typed = True
+                    break
+            if check(body, lowered, start, end, typed):
+                closer.add(index)
         if None in ids:
             closer.update(index for index, ident in enumerate(ids) if ident is None)
         return sorted(closer)
@@ -379,15 +402,15 @@ class BatchParser:
         return closer
 
     def _suspect_events(self, body: bytes, raws: Sequence[msgspec.Raw | bytes], array_start: int | None,
-                        array_length: int | None) -> set[int] | None:
+                        array_length: int | None) -> _Suspects | None:
         """Indexes of the events that need the prefilter's byte checks; None: all of them.
 
         Each event's offset in the body: its array's offset and the lengths of the events
         before it when the array is compact JSON (what JSON encoders write: `[`, the events
         joined by `,`, `]`), else found by skipping the blanks and commas between events."""
-        positions = self.prefilter.suspect_positions(body)
+        positions, lowered = self.prefilter.scan(body)
         if (positions is not None and not positions) or not raws:
-            return set()
+            return _Suspects()
         if positions is None or array_start is None or array_length is None:
             return None
         lengths = list(map(len, raws))
@@ -400,12 +423,12 @@ class BatchParser:
                 at = _GAP.match(body, at).end()  # type: ignore[union-attr]  # [ \t\r\n,]* always matches
                 starts.append(at)
                 at += length
-        suspects = set()
+        spans: dict[int, tuple[int, int]] = {}
         for position in positions:
             index = bisect_right(starts, position) - 1
             if index >= 0 and position < starts[index] + lengths[index]:
-                suspects.add(index)
-        return suspects
+                spans[index] = (starts[index], starts[index] + lengths[index])
+        return _Suspects(spans, spans, lowered)
 
     def _vendor_id(self, header: object) -> str | None:
         for field in self._id_fields:

@@ -63,6 +63,7 @@ _URL_IN_TEXT: Final = re.compile(r"https://[^\s<>\"'`]+", re.IGNORECASE)
 # Punctuation that ends a sentence rather than the link ("... visit https://x/y.").
 _TRAILING: Final = ".,;:!?)]}>'\""
 _SEPARATORS: Final = re.compile(r"[\s_.\-]+")
+_BLANKS: Final = re.compile(rb"[ \t\r\n]*")
 _ASCII_SEPARATORS: Final = str.maketrans("", "", " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f_.-")
 
 
@@ -147,8 +148,12 @@ class ControlPrefilter:
         """Sorted offsets in `body` where the byte checks of `may_be_control` could succeed:
         the hint, the test text, an escape that could spell them. Only events spanning one of
         these need the byte checks, and most bodies have none. None: every event needs them."""
+        return self.scan(body)[0]
+
+    def scan(self, body: bytes) -> tuple[list[int] | None, bytes]:
+        """`suspect_positions`, and `body.lower()` (made for them), for `span_may_be_control`."""
         if not self._exact:
-            return None
+            return None, b""
         lowered = body.lower()
         positions: list[int] = []
         for needle in (self._hint, _TEST_PHRASE_BYTES):
@@ -173,7 +178,7 @@ class ControlPrefilter:
                 positions.append(at)
                 at = body.find(needle, at + 1)
         positions.sort()
-        return positions
+        return positions, lowered
 
     def may_be_control(
         self, raw: bytes, type_values: Iterable[object], flag_values: Iterable[object], byte_checks: bool = True
@@ -200,6 +205,33 @@ class ControlPrefilter:
             return False
         # The hint and a link: in a key (at any depth), or in the text of a short message?
         return _in_a_key(lowered, self._hint) or _top_level_fields(raw) <= _MAX_TEXT_ONLY_FIELDS
+
+    def span_may_be_control(self, body: bytes, lowered: bytes, start: int, end: int, typed: bool = False) -> bool:
+        """`bytes_may_be_control(body[start:end])`, `lowered` being `body.lower()` (`scan`).
+
+        Where the span holds nothing `_view` would change (no escape it decodes, none of the
+        characters whose lowercase is ASCII), its view lowercased is `lowered[start:end]`: the
+        checks read that in place, with no copy of the event and no lowering of it.
+
+        `typed`: the event has a top-level type field (`type_fields`) holding a string, which no
+        rule by text alone accepts (`_text_only_candidate`): then only the hint in a key together
+        with an https link can make it a control message, as far as its bytes go (its type and
+        flags are checked apart), and neither the test text nor its number of fields is looked at."""
+        if not self._exact:
+            return True
+        if (body.find(b"\\", start, end) != -1 and self._hiding.search(body, start, end) is not None) or (
+                self._specials and any(body.find(character, start, end) != -1 for character in self._specials)):
+            view = self._view(body[start:end]).lower()
+            if typed:
+                return self._hint in view and b"https://" in view and _in_a_key(view, self._hint)
+            return self.bytes_may_be_control(body[start:end])
+        hint = self._hint
+        at = lowered.find(hint, start, end)
+        if at == -1 or lowered.find(b"https://", start, end) == -1:
+            return not typed and lowered.find(_TEST_PHRASE_BYTES, start, end) != -1
+        return (_in_a_key(lowered, hint, at, end) or not typed and (
+            lowered.find(_TEST_PHRASE_BYTES, start, end) != -1
+            or _top_level_fields(body[start:end]) <= _MAX_TEXT_ONLY_FIELDS))
 
     def _view(self, raw: bytes) -> bytes:
         """`raw` with the escapes that could spell what the byte checks look for decoded, and
@@ -256,8 +288,9 @@ def _decoded(match: re.Match[bytes]) -> bytes:
     return special[0] if special is not None else character.encode()
 
 
-def _in_a_key(document: bytes, needle: bytes) -> bool:
-    """Whether `needle` occurs inside an object key of JSON `document`.
+def _in_a_key(document: bytes, needle: bytes, start: int = 0, end: int | None = None) -> bool:
+    """Whether `needle` occurs inside an object key of JSON `document` (of `document[start:end]`,
+    read in place).
 
     Outside string literals JSON has no letters but true/false/null, so every occurrence is
     inside a string; the string is a key when its closing (unescaped) quote is followed,
@@ -265,22 +298,24 @@ def _in_a_key(document: bytes, needle: bytes) -> bool:
     """
     if not needle:
         return True
-    start = document.find(needle)
-    while start != -1:
-        end = start + len(needle)
+    stop = len(document) if end is None else end
+    at = document.find(needle, start, stop)
+    while at != -1:
+        after = at + len(needle)
         while True:
-            quote = document.find(b'"', end)
+            quote = document.find(b'"', after, stop)
             if quote == -1:
                 return True  # not JSON after all: be safe, look closer
             backslashes = 0
-            while document[quote - 1 - backslashes] == 0x5C:
+            while document[quote - 1 - backslashes] == 0x5C:  # stops at the needle: it holds no backslash
                 backslashes += 1
             if backslashes % 2 == 0:
                 break
-            end = quote + 1
-        if document[quote + 1 :].lstrip(b" \t\r\n")[:1] == b":":
+            after = quote + 1
+        colon = _BLANKS.match(document, quote + 1, stop).end()  # type: ignore[union-attr]  # always matches
+        if document[colon : colon + 1] == b":" and colon < stop:
             return True
-        start = document.find(needle, quote + 1)
+        at = document.find(needle, quote + 1, stop)
     return False
 
 
