@@ -53,6 +53,7 @@ PLACES: Mapping[str, str] = {
     "siemgate.private_files": "core",
     "siemgate.watchdog": "core",
     "siemgate.diagnostics": "core",
+    "siemgate.memo": "core",
     # the durable log: Kafka, the embedded log, the ingest's spool, open_bus.
     "siemgate.bus.*": "bus",
     # the webhook receiver, and the forwarders with their sinks.

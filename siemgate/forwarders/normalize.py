@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from siemgate.config import DEFAULT_FIELDS, NormalizeConfig
+from siemgate.memo import MEMO_LIMIT, remember
 from siemgate.record import (
     SEVERITIES,
     Kind,
@@ -443,11 +444,11 @@ def _real_day(day: str) -> bool:
 # The common case's two halves seen (`_timestamp`): `_RFC3339_UTC` is a date and time of 19
 # characters followed by `(.digits)?Z`, and a text matches it (on a real day) exactly when its
 # first 19 characters are a seconds prefix seen in a match and the rest a tail seen in one.
-# Prefix -> itself; tail -> its 6-digit form. Bounded (the values come from the network):
+# Prefix -> itself; tail -> its 6-digit form. Bounded (`memo.remember`: the values come from the network):
 # emptied when full (a new second every second).
 _SECONDS: dict[str, str] = {}
 _TAILS: dict[str, str] = {}
-_MAX_MEMO = 4096
+_MAX_MEMO = MEMO_LIMIT
 
 
 def _timestamp(value: object) -> str | None:
@@ -471,12 +472,8 @@ def _timestamp_parsed(value: object) -> str | None:
     # The common case, already UTC with a Z: no datetime round trip, only the fields' ranges.
     if isinstance(value, str) and _RFC3339_UTC.fullmatch(value) and (value[8:10] < "29" or _real_day(value[:10])):
         if type(value) is str:  # a subclass's slices would not be the same text
-            if len(_SECONDS) >= _MAX_MEMO:
-                _SECONDS.clear()
-            if len(_TAILS) >= _MAX_MEMO:
-                _TAILS.clear()
-            _SECONDS[value[:19]] = value[:19]
-            _TAILS[value[19:]] = f"{value[19:-1]}{_FRACTION_PADDING[len(value)]}Z"
+            remember(_SECONDS, value[:19], value[:19], _MAX_MEMO)
+            remember(_TAILS, value[19:], f"{value[19:-1]}{_FRACTION_PADDING[len(value)]}Z", _MAX_MEMO)
         return f"{value[:-1]}{_FRACTION_PADDING[len(value)]}Z"
     moment: datetime | None = None
     if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):

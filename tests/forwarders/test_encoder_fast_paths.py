@@ -26,6 +26,7 @@ from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
 from siemgate.forwarders.sinks import sentinel, splunk_hec
 from siemgate.forwarders.sinks.registry import build_settings, create_sink
 from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink, cim_action, cim_event, epoch_seconds
+from siemgate.memo import MEMO_LIMIT
 from siemgate.record import BatchEncoder
 
 EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -143,14 +144,14 @@ def test_remembered_addresses_and_actions_are_what_they_remember(value: str) -> 
 
 def test_the_memos_are_bounded() -> None:
     base = datetime(2026, 12, 7, tzinfo=UTC)
-    for i in range(splunk_hec._MAX_SECONDS + 10):
+    for i in range(MEMO_LIMIT + 10):
         text = (base + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S") + ".000001Z"
         assert epoch_seconds(text) == splunk_hec._parsed_epoch_seconds(text)
         splunk_hec._remembered_ip(f"192.0.{i // 256 % 256}.{i % 256}")
         splunk_hec._remembered_action(f"word{i}")
-    assert len(splunk_hec._SECOND_MICROS) <= splunk_hec._MAX_SECONDS
-    assert len(splunk_hec._SRC_IPS) <= splunk_hec._MAX_REMEMBERED
-    assert len(splunk_hec._ACTIONS) <= splunk_hec._MAX_REMEMBERED
+    assert len(splunk_hec._SECOND_MICROS) <= MEMO_LIMIT
+    assert len(splunk_hec._SRC_IPS) <= MEMO_LIMIT
+    assert len(splunk_hec._ACTIONS) <= MEMO_LIMIT
     long = "1" * (splunk_hec._LONGEST_REMEMBERED + 1)
     assert splunk_hec._remembered_ip(long) is None and long not in splunk_hec._SRC_IPS
     assert splunk_hec._remembered_action(" block" * 30) is None and " block" * 30 not in splunk_hec._ACTIONS
@@ -198,12 +199,12 @@ def test_ocsf_outcome_and_activity_remembered_are_what_they_compute(word: str | 
 
 
 def test_the_ocsf_memos_are_bounded() -> None:
-    for i in range(ocsf._MAX_REMEMBERED + 10):
+    for i in range(MEMO_LIMIT + 10):
         ocsf._outcome(f"word{i}")
         ocsf._activity(f"M{i}")
         assert ocsf.epoch_ms(f"2026-12-07T21:44:44.{i:06d}Z") == _plain_epoch_ms(f"2026-12-07T21:44:44.{i:06d}Z")
-    assert len(ocsf._OUTCOMES) <= ocsf._MAX_REMEMBERED and len(ocsf._ACTIVITIES) <= ocsf._MAX_REMEMBERED
-    assert len(ocsf._FRACTION_MS) <= ocsf._MAX_SECONDS and len(ocsf._SECONDS) <= ocsf._MAX_SECONDS
+    assert len(ocsf._OUTCOMES) <= MEMO_LIMIT and len(ocsf._ACTIVITIES) <= MEMO_LIMIT
+    assert len(ocsf._FRACTION_MS) <= MEMO_LIMIT and len(ocsf._SECONDS) <= MEMO_LIMIT
     long = "block" * 30
     assert ocsf._outcome(long)[0] == 99 and long not in ocsf._OUTCOMES
 

@@ -56,6 +56,7 @@ from typing import Any, Final, Literal
 from siemgate.forwarders.formats.addresses import ip_text
 from siemgate.forwarders.formats.urls import split_url
 from siemgate.forwarders.normalize import NormalizedEvent
+from siemgate.memo import remember
 
 # The OCSF schema version the events follow (`metadata.version`); the tests validate every
 # event against this version's classes (pydantic-ocsf ships them).
@@ -168,15 +169,10 @@ def epoch_ms(timestamp: str) -> int | None:
 # emptied when full.
 _SECONDS: dict[str, int | None] = {}
 _FRACTION_MS: dict[str, int | None] = {}
-_MAX_SECONDS: Final = 4096
 
 
 def _ascii_epoch_seconds(prefix: str) -> int | None:
-    seconds = _epoch_seconds(prefix) if prefix.isascii() else None
-    if len(_SECONDS) >= _MAX_SECONDS:
-        _SECONDS.clear()
-    _SECONDS[prefix] = seconds
-    return seconds
+    return remember(_SECONDS, prefix, _epoch_seconds(prefix) if prefix.isascii() else None)
 
 
 def _fraction_ms(tail: str) -> int | None:
@@ -185,10 +181,7 @@ def _fraction_ms(tail: str) -> int | None:
     digits = tail[1:7]
     millis = (int(digits[:3]) if len(tail) == 8 and tail[0] == "." and tail[7] == "Z" and digits.isascii()
               and digits.isdigit() else None)
-    if len(_FRACTION_MS) >= _MAX_SECONDS:
-        _FRACTION_MS.clear()
-    _FRACTION_MS[tail] = millis
-    return millis
+    return remember(_FRACTION_MS, tail, millis)
 
 
 @lru_cache(maxsize=4096)
@@ -320,7 +313,6 @@ def _disposition(action: str | None) -> tuple[int, str]:
 # What an event's action word and request method make of a record, remembered per text (they
 # repeat from event to event). The values come from the network: bounded in number (emptied
 # when full) and in length (a longer text is looked at each time).
-_MAX_REMEMBERED: Final = 4096
 _LONGEST_REMEMBERED: Final = 100
 # action word (or None) -> disposition_id, disposition, action_id, action, HTTP Activity's
 # status_id and status.
@@ -348,11 +340,7 @@ def _outcome(action: str | None) -> _Outcome:
     status_id = 2 if action_id == 2 else 1 if action_id == 1 else 0
     outcome = (disposition_id, disposition, action_id, _ACTION_CAPTION[action_id] if action_id != 99 else disposition,
                status_id, _STATUS_CAPTION[status_id])
-    if action is None or len(action) <= _LONGEST_REMEMBERED:
-        if len(_OUTCOMES) >= _MAX_REMEMBERED:
-            _OUTCOMES.clear()
-        _OUTCOMES[action] = outcome
-    return outcome
+    return remember(_OUTCOMES, action, outcome) if action is None or len(action) <= _LONGEST_REMEMBERED else outcome
 
 
 def _activity(raw_method: str | None) -> tuple[str | None, dict[str, Any]]:
@@ -369,11 +357,8 @@ def _activity(raw_method: str | None) -> tuple[str | None, dict[str, Any]]:
         "type_uid": 400200 + activity_id,
         "type_name": _HTTP_ACTIVITY_TYPE_NAME[activity_id],
     })
-    if raw_method is None or len(raw_method) <= _LONGEST_REMEMBERED:
-        if len(_ACTIVITIES) >= _MAX_REMEMBERED:
-            _ACTIVITIES.clear()
-        _ACTIVITIES[raw_method] = found
-    return found
+    return (remember(_ACTIVITIES, raw_method, found) if raw_method is None or len(raw_method) <= _LONGEST_REMEMBERED
+            else found)
 
 
 def ocsf_event(event: NormalizedEvent, settings: OcsfSettings | None = None, *,

@@ -91,6 +91,7 @@ from siemgate.forwarders.sinks.http import (
     short_body,
 )
 from siemgate.forwarders.watchdog import ACK
+from siemgate.memo import remember
 from siemgate.secrets import Secret
 
 log = logging.getLogger("siemgate.forward.splunk_hec")
@@ -198,7 +199,6 @@ def epoch_seconds(timestamp: str) -> float | None:
 # ends (`.123456Z`). The values come from the network: bounded, emptied when full.
 _SECOND_MICROS: dict[str, int | None] = {}
 _FRACTION_MICROS: dict[str, int | None] = {}
-_MAX_SECONDS: Final = 4096
 
 
 def _fraction_micros(tail: str) -> int | None:
@@ -207,10 +207,7 @@ def _fraction_micros(tail: str) -> int | None:
     digits = tail[1:7]
     micros = (int(digits) if len(tail) == 8 and tail[0] == "." and tail[7] == "Z" and digits.isascii()
               and digits.isdigit() else None)
-    if len(_FRACTION_MICROS) >= _MAX_SECONDS:
-        _FRACTION_MICROS.clear()
-    _FRACTION_MICROS[tail] = micros
-    return micros
+    return remember(_FRACTION_MICROS, tail, micros)
 
 
 def _second_micros(prefix: str) -> int | None:
@@ -223,10 +220,7 @@ def _second_micros(prefix: str) -> int | None:
         seconds_text = prefix[17:19]
         if minute is not None and seconds_text.isdigit() and seconds_text <= "60":
             micros = minute * 1_000_000 + int(seconds_text) * 1_000_000
-    if len(_SECOND_MICROS) >= _MAX_SECONDS:
-        _SECOND_MICROS.clear()
-    _SECOND_MICROS[prefix] = micros
-    return micros
+    return remember(_SECOND_MICROS, prefix, micros)
 
 
 def _parsed_epoch_seconds(timestamp: str) -> float | None:
@@ -314,7 +308,6 @@ def _ip(value: str | None) -> str | None:
 # when full) and in length (a longer text is looked at each time).
 _SRC_IPS: dict[str, str | None] = {}
 _ACTIONS: dict[str, str | None] = {}
-_MAX_REMEMBERED: Final = 4096
 _LONGEST_REMEMBERED: Final = 100
 
 
@@ -323,11 +316,7 @@ def _remembered_ip(value: str) -> str | None:
         return _SRC_IPS[value]
     except KeyError:
         ip = _ip(value)
-        if len(value) <= _LONGEST_REMEMBERED:
-            if len(_SRC_IPS) >= _MAX_REMEMBERED:
-                _SRC_IPS.clear()
-            _SRC_IPS[value] = ip
-        return ip
+        return remember(_SRC_IPS, value, ip) if len(value) <= _LONGEST_REMEMBERED else ip
 
 
 def _remembered_action(action: str) -> str | None:
@@ -335,11 +324,7 @@ def _remembered_action(action: str) -> str | None:
         return _ACTIONS[action]
     except KeyError:
         cim = cim_action(action)
-        if len(action) <= _LONGEST_REMEMBERED:
-            if len(_ACTIONS) >= _MAX_REMEMBERED:
-                _ACTIONS.clear()
-            _ACTIONS[action] = cim
-        return cim
+        return remember(_ACTIONS, action, cim) if len(action) <= _LONGEST_REMEMBERED else cim
 
 
 # splunk_host's verdicts on the assets seen (they repeat from event to event); bounded.
