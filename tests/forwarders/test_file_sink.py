@@ -101,3 +101,34 @@ async def test_a_full_disk_is_retryable_and_leaves_no_half_line(tmp_path: Path) 
         assert ids == [f"e-{i}" for i in range(15)]
     finally:
         disk.unmount()
+
+
+@pytest.mark.parametrize("torn", [b'{"id":"e-torn","pad":"xx', b"x" * 200_000], ids=["short", "longer-than-a-read"])
+@pytest.mark.parametrize("whole_lines", [0, 2])
+async def test_a_line_torn_by_a_crash_is_cut_before_the_next_batch(
+        tmp_path: Path, torn: bytes, whole_lines: int) -> None:
+    """A crash in the middle of a batch's write leaves its last line without a line break. The
+    batch was never reported delivered and comes again: the sink, opening the file, cuts it
+    back to its last whole line, so the next batch does not continue the torn line."""
+    path = tmp_path / "events.ndjson"
+    before = FileSink(FileSinkSettings(name="archive", path=str(path)))
+    await before.send(events(whole_lines))
+    await before.close()
+    with open(path, "ab") as handle:
+        handle.write(torn)
+    after = FileSink(FileSinkSettings(name="archive", path=str(path)))
+    await after.send(events(3, start=whole_lines))
+    await after.close()
+    data = path.read_bytes()
+    assert data.endswith(b"\n") and torn not in data
+    assert [orjson.loads(line)["id"] for line in data.splitlines()] == [f"e-{i}" for i in range(whole_lines + 3)]
+
+
+async def test_a_file_ending_in_a_whole_line_is_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b'{"written":"by a reader\'s test"}\n')
+    sink = FileSink(FileSinkSettings(name="archive", path=str(path)))
+    await sink.send(events(1))
+    await sink.close()
+    assert path.read_bytes().splitlines()[0] == b'{"written":"by a reader\'s test"}'
+    assert len(path.read_bytes().splitlines()) == 2

@@ -85,6 +85,33 @@ def to_ocsf_line(event: NormalizedEvent, settings: OcsfSettings) -> bytes:
     return dumps(ocsf_event(event, settings, vendor_event=orjson.Fragment(event.event_bytes()))) + b"\n"
 
 
+# How far back `_cut_torn_line` reads at a time.
+_TAIL_CHUNK = 64 * 1024
+
+
+def _cut_torn_line(fd: int) -> None:
+    """A file whose last line has no line break ends in part of a batch whose write a crash
+    (the machine's, or a SIGKILL between two writes) cut short: that batch was never reported
+    delivered, so it comes again whole. Cut the file back to just after its last line break
+    (to empty if it has none), so that the next batch does not continue the torn line and
+    every line stays one whole JSON document. A reader tailing the file has read up to that
+    line break at most (tailers wait for one), so it sees no truncation."""
+    end = os.lseek(fd, 0, os.SEEK_END)
+    if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
+        return
+    position = end
+    while position > 0:
+        start = max(0, position - _TAIL_CHUNK)
+        at = os.pread(fd, position - start, start).rfind(b"\n")
+        if at != -1:
+            os.ftruncate(fd, start + at + 1)
+            os.fsync(fd)
+            return
+        position = start
+    os.ftruncate(fd, 0)
+    os.fsync(fd)
+
+
 class FileSink(Sink[FileSinkSettings]):
     def __init__(self, settings: FileSinkSettings) -> None:
         super().__init__(settings)
@@ -112,7 +139,12 @@ class FileSink(Sink[FileSinkSettings]):
             private_dir(self._path.parent)
             # Unbuffered: a batch goes straight to the file, and a failed one leaves nothing
             # behind in a buffer that closing would try to write again. Created 0600: it holds events.
-            fd = open_private(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            fd = open_private(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+            try:
+                _cut_torn_line(fd)
+            except OSError:
+                os.close(fd)
+                raise
             self._handle = open(fd, "ab", buffering=0)  # noqa: SIM115 - kept open across batches
             self._size = self._handle.tell()
         return self._handle
