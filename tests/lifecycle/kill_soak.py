@@ -22,6 +22,7 @@ Used by bench/kill_soak.py (many kills, a correctness run) and tests/lifecycle/t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import subprocess
@@ -32,7 +33,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
+
 from tests.faults.harness import SINKS, KafkaTarget, Pipeline, Process, Stuck, routed
+from tests.lifecycle.kubelet import (
+    Conservation,
+    Pod,
+    Sender,
+    Service,
+    account,
+    embedded_config,
+    stable_port,
+    wait_delivered,
+    write_config,
+)
 from tests.lifecycle.soak import SinkLine, dead_letter_keys, load_note
 from tests.support import PrivateTansu
 
@@ -166,14 +180,154 @@ async def run_kill_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]]
         await tansu.kill()
     acked_ids = pipeline.senders.stats.acked
     lines = []
-    for account in result.sinks:
-        received = next(r for r in pipeline.received if r.name == account.sink)
-        owed = {i for i, severity in acked_ids.items() if routed(account.sink, severity)}
+    for sink in result.sinks:
+        received = next(r for r in pipeline.received if r.name == sink.sink)
+        owed = {i for i, severity in acked_ids.items() if routed(sink.sink, severity)}
         delivered = owed & set(received.counts)
-        dead_lettered = (owed - delivered) & dead.get(account.sink, set())
-        lines.append(SinkLine(account.sink, len(owed), len(delivered), len(dead_lettered),
-                              len(owed - delivered - dead_lettered), account.duplicates))
+        dead_lettered = (owed - delivered) & dead.get(sink.sink, set())
+        lines.append(SinkLine(sink.sink, len(owed), len(delivered), len(dead_lettered),
+                              len(owed - delivered - dead_lettered), sink.duplicates))
     return KillSoakResult(seed=seed, kills=schedule, acked=len(acked_ids), sinks=lines,
                           problems=list(result.problems), notes=list(result.notes), codes=result.codes,
                           exits=exits, seconds=round(time.monotonic() - started, 1), load=load_note(),
                           extra={"logs": str(pipeline.logs)})
+
+
+# ------------------------------------------------------------------------------------------
+# The embedded bus: `siemgate run`, the default chart's one pod
+
+
+EmbeddedDeath = Literal["SIGKILL", "SIGTERM, short grace", "SIGTERM, clean"]
+
+
+@dataclass(frozen=True)
+class PodDeath:
+    after: float  # seconds the pod serves before it dies
+    how: EmbeddedDeath
+    grace: float  # SIGTERM's grace (0 for SIGKILL)
+
+
+def embedded_plan(seed: int, deaths: int, *, min_gap: float, max_gap: float) -> list[PodDeath]:
+    """`deaths` deaths of the pod: 40% SIGKILL (a node lost: the endpoint is still in the
+    Service, requests in flight die with it), 30% SIGTERM with a grace of 0.02-0.3 s (a clean
+    shutdown takes ~0.3 s here: most are cut by SIGKILL in its middle), 30% SIGTERM with 20 s
+    (a clean exit). Seeded."""
+    rng = random.Random(seed)
+    plan: list[PodDeath] = []
+    for _ in range(deaths):
+        after, draw = round(rng.uniform(min_gap, max_gap), 2), rng.random()
+        if draw < 0.4:
+            plan.append(PodDeath(after, "SIGKILL", 0.0))
+        elif draw < 0.7:
+            plan.append(PodDeath(after, "SIGTERM, short grace", round(rng.uniform(0.02, 0.3), 2)))
+        else:
+            plan.append(PodDeath(after, "SIGTERM, clean", 20.0))
+    return plan
+
+
+@dataclass
+class EmbeddedKillSoakResult:
+    seed: int
+    deaths: list[PodDeath]
+    outcomes: list[str]  # per death: how the process ended
+    conservation: Conservation
+    lines: int  # lines in the file sink's output, each one whole JSON document
+    duplicates: int  # lines beyond the first of an id
+    unowed: int  # events delivered that were never acked (a request cut by a death after the log had it)
+    refused: dict[str, int]  # the sender's posts not answered 200, by reason (not owed)
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        c = self.conservation
+        return c.lost == 0 and c.stranded == 0 and c.delivered == c.acked > 0
+
+    def summary(self) -> str:
+        kinds = Counter(d.how for d in self.deaths)
+        return "\n".join([
+            f"embedded kill soak: seed {self.seed}, {len(self.deaths)} deaths of `siemgate run` "
+            f"({'; '.join(f'{how} x{n}' for how, n in sorted(kinds.items()))}), {self.seconds:.0f} s in all",
+            self.conservation.line(),
+            f"file sink: {self.lines} lines, each whole JSON; {self.duplicates} duplicates; "
+            f"{self.unowed} events delivered though never acked (not owed)",
+            f"posts not answered 200 (not owed): {self.refused}",
+        ])
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        data["summary"] = self.summary()
+        return data
+
+
+def _file_lines(out: Path) -> list[str]:
+    """The id of each line of the file sink's output, in order: every line must be a whole
+    JSON document ending in a line break (`orjson.loads` raises on a torn one)."""
+    data = out.read_bytes()
+    assert data.endswith(b"\n"), f"{out} ends in a line without its line break: {data[-200:]!r}"
+    return [str(orjson.loads(line)["id"]) for line in data.splitlines()]
+
+
+async def run_embedded_kill_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]], *, seed: int,
+                                 deaths: int, min_gap: float = 0.3, max_gap: float = 2.0,
+                                 log: Callable[[str], None] = print) -> EmbeddedKillSoakResult:
+    """`siemgate run` (embedded log on the pod's volume, a file sink) under a sequential sender,
+    killed `deaths` times (`embedded_plan`), each replacement on the same volume (a claim); at
+    the end, every acked event must be in the file sink's output, each line whole."""
+    started = time.monotonic()
+    port = stable_port()
+    volume = tmp_path / "volumes" / "data"
+    out = tmp_path / "out" / "events.ndjson"
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    config = write_config(tmp_path / "siemgate.json",
+                          embedded_config(port=port, volume=volume, out=out, state=tmp_path))
+    schedule = embedded_plan(seed, deaths, min_gap=min_gap, max_gap=max_gap)
+    log(f"embedded kill soak: seed {seed}, deaths (after s, how, grace s): "
+        f"{[(d.after, d.how, d.grace) for d in schedule]}")
+    service = Service()
+    sender = Sender(service, tag=f"kill{port}")
+    outcomes: list[str] = []
+    pod = Pod("run-0", "run", config, volume, port, logs, processes)
+    try:
+        await pod.start()
+        service.add(pod)
+        sender.start(interval=0.01)
+        for n, death in enumerate(schedule, 1):
+            await asyncio.sleep(death.after)  # the plan's timeline, not a synchronisation
+            acked = len(sender.acked)
+            if death.how == "SIGKILL":  # no warning: the endpoint goes only once the pod is gone
+                assert pod.process is not None
+                pod.process.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(pod.process.wait, 30)
+                service.remove(pod)
+                outcome = "killed"
+            else:  # the kubelet: out of the endpoints, SIGTERM, the grace, SIGKILL
+                service.remove(pod)
+                deletion = await pod.delete(grace=death.grace, keep_volume=True)
+                outcome = (f"SIGKILLed after {death.grace:g} s" if deletion.killed
+                           else f"exit {deletion.exit_code} in {deletion.seconds:g} s")
+            outcomes.append(outcome)
+            log(f"  death {n}/{len(schedule)}: {death.how} ({outcome}; {acked} acked so far)")
+            pod = Pod(f"run-{n}", "run", config, volume, port, logs, processes)  # the same claim
+            await pod.start()
+            service.add(pod)
+        await asyncio.sleep(0.5)  # a last stretch of traffic on the last pod
+        await sender.stop()
+        delivered = await wait_delivered(out, sender.acked, timeout=120)
+        service.remove(pod)
+        final = await pod.delete(grace=30, keep_volume=True)
+        assert final.exit_code == 0 and not final.killed, (final, pod.tail())
+    finally:
+        with contextlib.suppress(Exception):
+            await sender.stop()
+        if pod.alive():
+            await pod.delete(grace=5, keep_volume=True)
+    ids = _file_lines(out)
+    unowed = len(set(ids) - set(sender.acked))
+    conservation = account(f"embedded kill soak ({deaths} deaths, seed {seed})", sender.acked, on_kafka=None,
+                           delivered=delivered)
+    return EmbeddedKillSoakResult(seed=seed, deaths=schedule, outcomes=outcomes, conservation=conservation,
+                                  lines=len(ids), duplicates=len(ids) - len(set(ids)), unowed=unowed,
+                                  refused=dict(sender.refused),
+                                  seconds=round(time.monotonic() - started, 1))
