@@ -44,11 +44,10 @@ from tests.lifecycle.kubelet import (
     account,
     embedded_config,
     stable_port,
-    wait_delivered,
     write_config,
 )
 from tests.lifecycle.soak import SinkLine, dead_letter_keys, load_note
-from tests.support import PrivateTansu
+from tests.support import PrivateTansu, wait_until
 
 Signal = Literal["SIGKILL", "SIGTERM"]
 # A SIGTERMed process has this long to exit (the chart's terminationGracePeriodSeconds is
@@ -260,12 +259,31 @@ class EmbeddedKillSoakResult:
         return data
 
 
+def _outputs(out: Path) -> list[Path]:
+    """The file sink's files: the current one and those rotated out (`events.ndjson.N`)."""
+    rotated = [p for p in out.parent.glob(out.name + ".*") if p.suffix[1:].isdigit()]
+    return [*sorted(rotated, key=lambda p: -int(p.suffix[1:])), out]
+
+
 def _file_lines(out: Path) -> list[str]:
-    """The id of each line of the file sink's output, in order: every line must be a whole
-    JSON document ending in a line break (`orjson.loads` raises on a torn one)."""
-    data = out.read_bytes()
-    assert data.endswith(b"\n"), f"{out} ends in a line without its line break: {data[-200:]!r}"
-    return [str(orjson.loads(line)["id"]) for line in data.splitlines()]
+    """The id of each line of the file sink's output (every file, oldest first): every line must
+    be a whole JSON document ending in a line break (`orjson.loads` raises on a torn one)."""
+    ids: list[str] = []
+    for path in _outputs(out):
+        data = path.read_bytes()
+        assert not data or data.endswith(b"\n"), f"{path} ends in a line without its line break: {data[-200:]!r}"
+        ids += [str(orjson.loads(line)["id"]) for line in data.splitlines()]
+    return ids
+
+
+def _delivered(out: Path) -> set[str]:
+    """The ids in the file sink's whole lines, every file (read while it writes)."""
+    ids: set[str] = set()
+    for path in _outputs(out):
+        with contextlib.suppress(FileNotFoundError):  # rotated away meanwhile: read again next time
+            data = path.read_bytes()
+            ids.update(str(orjson.loads(line)["id"]) for line in data[: data.rfind(b"\n") + 1].splitlines())
+    return ids
 
 
 async def run_embedded_kill_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]], *, seed: int,
@@ -280,8 +298,9 @@ async def run_embedded_kill_soak(tmp_path: Path, processes: list[subprocess.Pope
     out = tmp_path / "out" / "events.ndjson"
     logs = tmp_path / "logs"
     logs.mkdir(exist_ok=True)
-    config = write_config(tmp_path / "siemgate.json",
-                          embedded_config(port=port, volume=volume, out=out, state=tmp_path))
+    settings = embedded_config(port=port, volume=volume, out=out, state=tmp_path)
+    settings["sinks"][0]["keep"] = 10_000  # every rotated file kept: each event is looked for
+    config = write_config(tmp_path / "siemgate.json", settings)
     schedule = embedded_plan(seed, deaths, min_gap=min_gap, max_gap=max_gap)
     log(f"embedded kill soak: seed {seed}, deaths (after s, how, grace s): "
         f"{[(d.after, d.how, d.grace) for d in schedule]}")
@@ -314,7 +333,10 @@ async def run_embedded_kill_soak(tmp_path: Path, processes: list[subprocess.Pope
             service.add(pod)
         await asyncio.sleep(0.5)  # a last stretch of traffic on the last pod
         await sender.stop()
-        delivered = await wait_delivered(out, sender.acked, timeout=120)
+        wanted = set(sender.acked)
+        await wait_until(lambda: wanted <= _delivered(out), f"{len(wanted)} acked events at the file sink", 600,
+                         interval=1.0)
+        delivered = _delivered(out)
         service.remove(pod)
         final = await pod.delete(grace=30, keep_volume=True)
         assert final.exit_code == 0 and not final.killed, (final, pod.tail())
