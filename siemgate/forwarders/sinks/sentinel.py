@@ -42,7 +42,8 @@ top-level fields of those names (`class_uid = toint(ocsf.class_uid)`, `activity_
 `severity_id`, `src_endpoint`, `http_request` ...: the same values, OCSF's names;
 `OCSF_TABLE_COLUMNS`); a field the record lacks is null there. A Detection Finding keeps its
 endpoints under `evidences`, a column too. A row over `FIELD_MAX_BYTES` sends the vendor's
-event in the column `unmapped` instead of `ocsf.unmapped` (`ocsf_row`): Azure's 64 KB cut then
+event in the column `unmapped` instead of `ocsf.unmapped` (`ocsf_row`), and a record still over
+it by long texts of its own has its longest strings cut (`fit_strings`): Azure's 64 KB cut then
 reaches only the vendor's event, never `ocsf` or the columns read from it.
 
 **Sentinel does not deduplicate.** Delivery is at least once: a redelivered event (a crash,
@@ -88,6 +89,7 @@ from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
 from siemgate.forwarders.sinks.entra import EntraApp, EntraTokens, retry_after_seconds
 from siemgate.forwarders.sinks.http import DEFAULT_PORTS, HttpBatchSettings, HttpEndpoint, check_url, chunks_by_size
+from siemgate.record import dumps
 from siemgate.secrets import Secret
 
 log = logging.getLogger("siemgate.forward.sentinel")
@@ -369,10 +371,56 @@ def ocsf_row(record: dict[str, Any], *, unmapped_apart: bool = False) -> dict[st
     truncated `ocsf` would be no JSON, and the filter columns read from it would be empty.
     Apart, only the vendor's event is cut (as `AdditionalFields` of the ASIM rows)."""
     row = {"TimeGenerated": _iso_ms(record["time"]), "metadata_uid": record["metadata"]["uid"], "ocsf": record}
-    if unmapped_apart and "unmapped" in record:
-        row["ocsf"] = {name: value for name, value in record.items() if name != "unmapped"}
-        row["unmapped"] = record["unmapped"]
+    if unmapped_apart:
+        row["ocsf"] = fit_strings({name: value for name, value in record.items() if name != "unmapped"},
+                                  FIELD_MAX_BYTES)
+        if "unmapped" in record:
+            row["unmapped"] = record["unmapped"]
     return row
+
+
+# The shortest a string `fit_strings` cuts a value to (OCSF's captions and ids are shorter).
+_MIN_CUT_CHARS: Final = 64
+
+
+def fit_strings(value: dict[str, Any], limit: int) -> dict[str, Any]:
+    """`value`, or, when its JSON is over `limit` bytes, a copy whose longest strings are cut
+    (to the same length, the greatest that fits, ending with `…`): what keeps an OCSF row's
+    `ocsf` whole under Azure's 64 KB cut when the record itself holds a long text (a URL with
+    a 30 KB query is in it twice, `url_string` and `query_string`). The vendor's event, with
+    the whole text, goes apart (`unmapped`)."""
+    if len(dumps(value)) <= limit:
+        return value
+    low, high = _MIN_CUT_CHARS, max(_MIN_CUT_CHARS, min(_longest_string(value), limit))
+    while low < high:  # the greatest cut that fits
+        middle = (low + high + 1) // 2
+        if len(dumps(_cut_strings(value, middle))) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    cut: dict[str, Any] = _cut_strings(value, low)
+    return cut
+
+
+def _longest_string(value: object) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return max((_longest_string(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return max((_longest_string(v) for v in value), default=0)
+    return 0
+
+
+def _cut_strings(value: Any, chars: int) -> Any:
+    """A copy of `value` with every string longer than `chars` characters cut to `chars`, its last one `…`."""
+    if isinstance(value, str):
+        return value if len(value) <= chars else f"{value[:chars - 1]}\u2026"
+    if isinstance(value, dict):
+        return {key: _cut_strings(item, chars) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(item, chars) for item in value]
+    return value
 
 
 def _iso_ms(epoch_ms: int) -> str:
@@ -564,5 +612,5 @@ def azure_error(response: httpx.Response) -> tuple[str, str]:
 __all__: Sequence[str] = (
     "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DEFAULT_STREAM", "DESTINATION_KEY", "FIELD_MAX_BYTES", "MAX_CALL_BYTES",
     "OCSF_COLUMNS", "OCSF_STREAM", "OCSF_TABLE_COLUMNS", "SCOPES", "SEVERITY", "STREAMS", "SentinelBatchSettings",
-    "SentinelSink", "SentinelSinkSettings", "azure_error", "ocsf_row", "row",
+    "SentinelSink", "SentinelSinkSettings", "azure_error", "fit_strings", "ocsf_row", "row",
 )
