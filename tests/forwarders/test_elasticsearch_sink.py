@@ -3,6 +3,7 @@ whole-request answer handled deliberately; `siemgate es-setup`."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -76,6 +77,29 @@ async def test_creates_ecs_documents_with_the_event_id(es: ElasticsearchStandIn)
     request = es.bulk_requests[0]
     assert request.gzip and request.path == f"/{STREAM}/_bulk"
     assert "filter_path" in request.query
+
+
+async def test_an_id_longer_than_elasticsearch_takes_is_hashed_into_the_id(es: ElasticsearchStandIn) -> None:
+    """Found by the sinks' sweep: Elasticsearch refuses an `_id` over 512 bytes, so an event
+    whose vendor id was longer (600 bytes; 200 three-byte characters) was dead-lettered. Its
+    `_id` is now the id's SHA-256, as deterministic (a redelivery is a 409); `event.id` keeps
+    the id whole. An id of exactly 512 bytes is still the `_id` itself."""
+    normalizer = Normalizer()
+    ids = ["i" * 600, "\u20ac" * 200, "j" * 512]
+    batch = [normalizer.normalize(make_record(
+        prefix="p", event={"id": event_id, "severity": "high"}, kind="event", integration="appsec",
+        severity="high", event_id=event_id, received_at="2026-11-28T21:00:01.000000Z", batch="b", seq=i,
+        peer="127.0.0.1").value) for i, event_id in enumerate(ids)]
+    sink = sink_for(es)
+    result = await sink.send(batch)
+    again = await sink.send(batch)
+    await sink.close()
+    assert not result.retry and not result.rejected and not result.duplicates, result
+    assert again.duplicates == [0, 1, 2], "a redelivery is recognised"
+    documents = stored(es)
+    wanted = [hashlib.sha256(ids[0].encode()).hexdigest(), hashlib.sha256(ids[1].encode()).hexdigest(), ids[2]]
+    assert sorted(documents) == sorted(wanted)
+    assert [documents[doc_id]["event"]["id"] for doc_id in wanted] == ids
 
 
 async def test_basic_auth_and_no_gzip(es: ElasticsearchStandIn) -> None:

@@ -2,7 +2,8 @@
 
 Events become ECS alert documents (`siemgate.forwarders.formats.ecs`) written with the
 `_bulk` API: `POST /<target>/_bulk` with one `create` action per event and `_id` = the
-event's id, into a data stream (default `logs-siemgate.alerts-default`, which the built-in
+event's id (its SHA-256 when the id is longer than the 512 bytes Elasticsearch takes as an
+`_id`; `event.id` keeps it whole), into a data stream (default `logs-siemgate.alerts-default`, which the built-in
 `logs-*-*` template of Elasticsearch already accepts; `siemgate es-setup` installs ECS
 mappings for it) or an index. Because the action is `create` with a deterministic `_id`, a
 redelivered event cannot become a second document: Elasticsearch answers 409 and the event
@@ -30,6 +31,7 @@ What each answer does (docs/PROTOCOLS.md 2.2-2.6):
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,6 +70,9 @@ log = logging.getLogger("siemgate.forward.elasticsearch")
 DESTINATION_KEY: Final = "url"
 
 DEFAULT_DATA_STREAM: Final = "logs-siemgate.alerts-default"
+# The longest `_id` Elasticsearch takes, in UTF-8 bytes ("id [...] is too long, must be no
+# longer than 512 bytes").
+MAX_ID_BYTES: Final = 512
 _BLOCKED: Final = "cluster_block_exception"
 FILTER_PATH: Final = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 
@@ -177,6 +182,15 @@ class _Progress:
         return self.delivered | self.duplicates | self.retry | self.rejected.keys()
 
 
+def document_id(event_id: str) -> str:
+    """The `_id` of an event's document: its id, or, for an id longer than Elasticsearch's
+    512 bytes (which it refuses: the event was dead-lettered), the id's SHA-256 in hex, as
+    deterministic, so a redelivered event is still a 409."""
+    if len(event_id) <= MAX_ID_BYTES // 4 or len(event_id.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES:
+        return event_id
+    return hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class ElasticsearchSink(Sink[ElasticsearchSinkSettings]):
     def __init__(self, settings: ElasticsearchSinkSettings) -> None:
         super().__init__(settings)
@@ -200,7 +214,7 @@ class ElasticsearchSink(Sink[ElasticsearchSinkSettings]):
         `original_field` as the ingest received it (a pre-serialized fragment: no second
         encoding, its exact numbers) when it certainly fits the `flattened` mapping, else as
         `fit_flattened` makes it fit."""
-        action = b'{"create":{"_id":' + orjson.dumps(event.id) + b"}}\n"
+        action = b'{"create":{"_id":' + orjson.dumps(document_id(event.id)) + b"}}\n"
         doc = ecs_document(event, ingested=ingested, original_field=None,
                            event_original=self.settings.event_original, observer=self._observer,
                            data_stream=self._data_stream)
