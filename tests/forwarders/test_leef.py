@@ -120,3 +120,8 @@ def test_hostile_values_keep_every_field_apart() -> None:
     assert parse_leef(encode_leef(lone, vendor="V", product="P", version="1"))[1]["msg"] == "cut ? emoji"
     garbage = make_event({"id": "e", "severity": "high", "source_ip": "999.1.1.1"})
     assert parse_leef(encode_leef(garbage, vendor="V", product="P", version="1"))[1]["srcHostName"] == "999.1.1.1"
+    # An address with white space around it (" 1.2.3.4\n": LEEF cannot escape, so it went out as
+    # "1.2.3.4 ", no IP for QRadar's `src`): the address alone (the sinks' sweep).
+    for raw, address in ((" 198.51.100.7\n", "198.51.100.7"), ("\t2001:db8::7 ", "2001:db8::7")):
+        padded = make_event({"id": "e", "severity": "high", "source_ip": raw})
+        assert parse_leef(encode_leef(padded, vendor="V", product="P", version="1"))[1]["src"] == address

@@ -566,7 +566,12 @@ def test_cef_extension_keys() -> None:
     ("address", "keys"),
     [("198.51.100.7", {"src": "198.51.100.7"}),
      ("2001:db8::7", {"c6a2": "2001:db8::7", "c6a2Label": "Source IPv6 Address"}),
-     ("proxy.example", {"shost": "proxy.example"})],
+     ("proxy.example", {"shost": "proxy.example"}),
+     # The address without the white space around it (a vendor's X-Forwarded-For split, a
+     # trailing newline): CEF's `src` is an IPv4 field, "1.2.3.4\\n" none (the sinks' sweep).
+     (" 198.51.100.7\n", {"src": "198.51.100.7"}),
+     ("2001:db8::7 ", {"c6a2": "2001:db8::7", "c6a2Label": "Source IPv6 Address"}),
+     ("fe80::1%eth0 ", {"shost": "fe80::1%eth0 "})],
 )  # fmt: skip
 def test_cef_source_address(address: str, keys: dict[str, str]) -> None:
     _, ext = parse_cef(encode_cef(make_event({"source_ip": address}), vendor="V", product="P", version="1"))
