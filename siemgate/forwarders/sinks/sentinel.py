@@ -20,7 +20,8 @@ answered 429 with "Retry after the duration listed in the `Retry-After` header".
 goes out in as many calls as needed to keep each call's JSON array, before gzip, at most
 `batch.max_bytes` (default 1,000,000 bytes; at most 1,048,576, which azure-monitor-ingestion
 uses as its own chunk size). A vendor event over 64 KB is truncated by Azure in
-`AdditionalFields`; the row's other columns stay intact.
+`AdditionalFields`; a text column over `FIELD_MAX_BYTES` is cut here (`cut_columns`, ending with
+`…`), as Azure would cut it, so that it takes no room in the call for nothing.
 
 **Rows** (ASIM-minded names; `deploy/azure/` declares exactly these columns, `COLUMNS`):
 `TimeGenerated` (the event's own timestamp, else the receive time), `EventId` (the record's
@@ -360,6 +361,19 @@ def _row(event: NormalizedEvent, vendor: str, product: str | None, additional: A
     return values
 
 
+def cut_columns(values: dict[str, Any]) -> dict[str, Any]:
+    """An ASIM row with each text column over `FIELD_MAX_BYTES` of UTF-8 cut to fit, ending with
+    `…`: Azure would cut it past 64 KB anyway, and sent whole it took room in the call for
+    nothing (a 500 KB message is in `EventMessage` and again in `AdditionalFields`: such a row
+    passed the 1 MB call limit and was dead-lettered)."""
+    for name, value in values.items():
+        if isinstance(value, str) and len(value) > FIELD_MAX_BYTES // 4:
+            data = value.encode("utf-8", "surrogatepass")
+            if len(data) > FIELD_MAX_BYTES:
+                values[name] = data[:FIELD_MAX_BYTES - 3].decode("utf-8", "ignore") + "\u2026"
+    return values
+
+
 def ocsf_row(record: dict[str, Any], *, unmapped_apart: bool = False) -> dict[str, Any]:
     """The OCSF row (`OCSF_COLUMNS`) of an OCSF record (`formats/ocsf.py`): the record whole
     under `ocsf`, its time as `TimeGenerated` and its id as `metadata_uid`. (The record's
@@ -470,7 +484,7 @@ class SentinelSink(Sink[SentinelSinkSettings]):
         if self.settings.event_format == "ocsf":
             return ocsf_row(ocsf_event(event, self.settings.ocsf),
                             unmapped_apart=len(self.encode(event)) > FIELD_MAX_BYTES)
-        return row(event, vendor=self.settings.event_vendor, product=self.settings.event_product)
+        return cut_columns(row(event, vendor=self.settings.event_vendor, product=self.settings.event_product))
 
     def encode(self, event: NormalizedEvent) -> bytes:
         """The row as JSON, the vendor's event as the ingest received it (no second encoding)."""
@@ -480,7 +494,10 @@ class SentinelSink(Sink[SentinelSinkSettings]):
             data = orjson.dumps(ocsf_row(record))
             # (The length of the row bounds every field's: only a large row is looked at again.)
             return data if len(data) <= FIELD_MAX_BYTES else orjson.dumps(ocsf_row(record, unmapped_apart=True))
-        return orjson.dumps(_row(event, self._vendor, self._product, raw))
+        data = orjson.dumps(_row(event, self._vendor, self._product, raw))
+        # (Only a row over FIELD_MAX_BYTES can have a column over it.)
+        return data if len(data) <= FIELD_MAX_BYTES else orjson.dumps(
+            cut_columns(_row(event, self._vendor, self._product, raw)))
 
     def rows(self, events: Sequence[NormalizedEvent]) -> list[bytes]:
         """Each event's row (`encode`), in order: what the calls' JSON arrays hold."""
@@ -612,5 +629,5 @@ def azure_error(response: httpx.Response) -> tuple[str, str]:
 __all__: Sequence[str] = (
     "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DEFAULT_STREAM", "DESTINATION_KEY", "FIELD_MAX_BYTES", "MAX_CALL_BYTES",
     "OCSF_COLUMNS", "OCSF_STREAM", "OCSF_TABLE_COLUMNS", "SCOPES", "SEVERITY", "STREAMS", "SentinelBatchSettings",
-    "SentinelSink", "SentinelSinkSettings", "azure_error", "fit_strings", "ocsf_row", "row",
+    "SentinelSink", "SentinelSinkSettings", "azure_error", "cut_columns", "fit_strings", "ocsf_row", "row",
 )
