@@ -494,7 +494,9 @@ def _timestamp_parsed(value: object) -> str | None:
         moment = moment.astimezone(UTC)
     except OverflowError:  # a local time whose UTC instant is before year 1 or after 9999
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The year zero-padded by hand: the C library's %Y writes year 999 as `999` (glibc), no
+    # RFC 3339 time.
+    return f"{moment.year:04d}{moment:-%m-%dT%H:%M:%S.%fZ}"
 
 
 def _iso_moment(text: str) -> datetime | None:

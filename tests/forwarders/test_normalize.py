@@ -100,6 +100,10 @@ def test_timestamps(raw: object, expected: str) -> None:
         ("1795899598", "2026-11-28T20:59:58.000000Z"),
         ("1795899598123", "2026-11-28T20:59:58.123000Z"),
         ("1795899598.25", "2026-11-28T20:59:58.250000Z"),
+        # Years before 1000 keep four digits (the C library's %Y wrote `999`: the sinks' sweep).
+        ("0999-06-01T00:00:00+01:00", "0999-05-31T23:00:00.000000Z"),
+        ("0050-01-01 10:00:00", "0050-01-01T10:00:00.000000Z"),
+        ("0001-01-01T05:30:00+05:30", "0001-01-01T00:00:00.000000Z"),
     ],
 )
 def test_more_timestamp_forms(raw: object, expected: str) -> None:

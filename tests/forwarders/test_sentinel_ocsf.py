@@ -91,6 +91,8 @@ def varied() -> list[NormalizedEvent]:
         ([1, "two", {"three": 3}], "unknown", "event"),
         ("a bare string", "unknown", "event"),
         ({}, "unknown", "event"),
+        # year 1 (the C library's %Y wrote `1`: no datetime for Azure; the sinks' sweep)
+        ({"timestamp": "0001-01-01T00:00:00Z"}, "high", "event"),
     ]
     return [normalized(event, severity=severity, kind=kind, event_id=f"r-{i}")
             for i, (event, severity, kind) in enumerate(shapes)]
@@ -117,7 +119,8 @@ def clean(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def iso_of_ms(epoch_ms: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @pytest.mark.parametrize("event_class", ["http_activity", "detection_finding"])
@@ -170,6 +173,7 @@ async def test_ocsf_rows_reach_their_stream_whole_and_valid(azure: SentinelStand
     assert rows[1]["severity_id"] == 5 and rows[1]["severity"] == "Critical"
     assert rows[7]["is_alert"] is False  # the vendor's test message
     assert rows[6]["TimeGenerated"] == "1960-01-01T00:00:00.000000Z"
+    assert rows[12]["TimeGenerated"] == "0001-01-01T00:00:00.000000Z"
 
 
 @pytest.mark.parametrize("event_class", ["http_activity", "detection_finding"])

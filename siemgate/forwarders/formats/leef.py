@@ -102,7 +102,9 @@ def attributes(event: NormalizedEvent) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str | None]] = []
     if moment is not None:
         millis = moment.microsecond // 1000
-        pairs += [("devTime", f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}+0000"), ("devTimeFormat", DEV_TIME_FORMAT)]
+        # The year zero-padded by hand (yyyy): %Y writes year 1 as `1` (glibc).
+        pairs += [("devTime", f"{moment.year:04d}{moment:-%m-%dT%H:%M:%S}.{millis:03d}+0000"),
+                  ("devTimeFormat", DEV_TIME_FORMAT)]
     pairs += [("sev", str(sev(event))), ("cat", event.event_type)]
     if event.source_ip:
         address = _plain_address(event.source_ip)

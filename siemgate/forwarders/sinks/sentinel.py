@@ -445,8 +445,10 @@ def _iso_ms(epoch_ms: int) -> str:
 
 @lru_cache(maxsize=4096)
 def _iso_seconds(seconds: int) -> str:
-    # Cached: the events of a batch mostly share their seconds.
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    # Cached: the events of a batch mostly share their seconds. The year zero-padded by hand:
+    # %Y writes year 1 as `1` (glibc), no datetime Azure reads.
+    moment = time.gmtime(seconds)
+    return f"{moment.tm_year:04d}{time.strftime('-%m-%dT%H:%M:%S', moment)}"
 
 
 @dataclass
