@@ -96,6 +96,22 @@ async def test_delivers_asim_rows_gzipped_with_one_token(azure: SentinelStandIn)
     assert set(first) - {"_dcr", "_stream"} <= set(COLUMNS)
 
 
+@pytest.mark.parametrize(("source_ip", "column"), [
+    (" 198.51.100.7\n", "198.51.100.7"), ("fe80::1%eth0", "fe80::1"), ("2001:db8::7", "2001:db8::7"),
+    ("evil.example", None), ("198.51.100.7:443", None), ("198.51.100.7, 203.0.113.9", None)])
+async def test_src_ip_addr_is_an_ip_address_only(azure: SentinelStandIn, source_ip: str, column: str | None) -> None:
+    """Found by the sinks' sweep: ASIM types SrcIpAddr as an IP address, and the row carried the
+    vendor's text (a host name, `ip:port`, a zoned or padded address). Now the address alone,
+    as ECS source.ip, CIM src_ip and OCSF src_endpoint.ip have it; other text stays in
+    AdditionalFields."""
+    sink = sink_for(azure)
+    result = await sink.send(events(1, source_ip=source_ip))
+    await sink.close()
+    assert not result.retry and not result.rejected
+    (row,) = azure.rows()
+    assert row.get("SrcIpAddr") == column and row["AdditionalFields"]["source_ip"] == source_ip
+
+
 async def test_calls_stay_under_the_per_call_cap(azure: SentinelStandIn) -> None:
     sink = sink_for(azure)  # batch.max_bytes 1,000,000 by default: Microsoft's 1 MB per call
     result = await sink.send(events(300, pad=10_000))  # ~3 MB of rows

@@ -26,7 +26,8 @@ uses as its own chunk size). A vendor event over 64 KB is truncated by Azure in
 **Rows** (ASIM-minded names; `deploy/azure/` declares exactly these columns, `COLUMNS`):
 `TimeGenerated` (the event's own timestamp, else the receive time), `EventId` (the record's
 deterministic id), `EventSeverity` (High/Medium/Low; `Informational` for unknown, as ASIM spells
-them), `EventType`, `EventMessage`, `SrcIpAddr`, `Url`, `HttpRequestMethod`, `RuleName`,
+them), `EventType`, `EventMessage`, `SrcIpAddr` (an IP address only, as ASIM types it: a host
+name stays in `AdditionalFields`), `Url`, `HttpRequestMethod`, `RuleName`,
 `RuleId`, `DvcAction`, `DstHostname` (the attacked asset), `EventVendor`/`EventProduct`
 (settings), `AdditionalFields` (the vendor's event, dynamic, as the ingest received it),
 `SiemgateIntegration`, `SiemgateKind`, `SiemgateReceivedTime`. A column without a value is
@@ -85,6 +86,7 @@ import httpx
 import orjson
 
 from siemgate.errors import ConfigError, RetryableSinkError, SinkAuthError, SinkBusy, SinkError, SinkRefusedError
+from siemgate.forwarders.formats.addresses import ip_text
 from siemgate.forwarders.formats.ocsf import OcsfSettings, ocsf_event
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
@@ -323,7 +325,11 @@ def _row(event: NormalizedEvent, vendor: str, product: str | None, additional: A
         values["EventMessage"] = value
     value = event.source_ip
     if value is not None:
-        values["SrcIpAddr"] = value
+        # ASIM's SrcIpAddr is an IP address: the address alone (no IPv6 zone, no white space
+        # around it); a host name or `1.2.3.4:443` stays in AdditionalFields only.
+        ip = ip_text(value)
+        if ip is not None:
+            values["SrcIpAddr"] = ip.address
     value = event.url
     if value is not None:
         values["Url"] = value
