@@ -414,9 +414,11 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
-# RFC 3339 in UTC with a Z, each field in its range (whether day 29-31 exists is checked apart).
+# RFC 3339 in UTC with a Z, each field in its range (whether day 29-31 exists is checked apart):
+# ASCII digits only (`re.ASCII`: `\d` takes any script's), no year 0 (no date type reads it).
 _RFC3339_UTC = re.compile(
-    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?Z")
+    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?Z",
+    re.ASCII)
 # What makes a match of it 6 fraction digits, by its length: 20 has none, 22-27 have 1-6.
 _FRACTION_PADDING = {20: ".000000", **{21 + digits: "0" * (6 - digits) for digits in range(1, 7)}}
 # Epoch seconds or milliseconds as text ("1795899598", "1795899598123", "1795899598.5").
@@ -488,7 +490,13 @@ def _timestamp_parsed(value: object) -> str | None:
         moment = _iso_moment(value)
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # a local time whose UTC instant is before year 1 or after 9999
+        return None
+    # The year zero-padded by hand: the C library's %Y writes year 999 as `999` (glibc), no
+    # RFC 3339 time.
+    return f"{moment.year:04d}{moment:-%m-%dT%H:%M:%S.%fZ}"
 
 
 def _iso_moment(text: str) -> datetime | None:
@@ -509,7 +517,10 @@ def _iso_moment(text: str) -> datetime | None:
         moment = moment.replace(tzinfo=UTC)
     if leap is not None:
         # Only the last second of a UTC day can be a leap second.
-        moment = moment.astimezone(UTC)
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # before year 1 or after 9999 in UTC
+            return None
         if (moment.hour, moment.minute) != (23, 59):
             return None
         moment = moment.replace(microsecond=999999)

@@ -411,6 +411,14 @@ class SinkForwarder:
                     stand_in = _unreadable(record.value, tp, record.offset)
                     malformed.append(DeadLetter(stand_in, f"malformed record: {exc}", 0))
                     continue
+                except Exception as exc:  # a normalizer bug on one record: isolate it
+                    # Raised out of here, it stopped the forwarder, which then read the same
+                    # record again at each restart: one event would hold the sink up for good.
+                    log.error("normalizing a record failed: dead-lettered", exc_info=exc,
+                              extra={"sink": self.name, "topic": tp.topic, "offset": record.offset})
+                    stand_in = _unreadable(record.value, tp, record.offset)
+                    malformed.append(DeadLetter(stand_in, f"normalize_failure: {type(exc).__name__}: {exc}", 0))
+                    continue
                 if event.timestamp_invalid is not None:
                     invalid_times += 1
                 keep(_Pending(tp, event))

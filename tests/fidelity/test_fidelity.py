@@ -23,7 +23,7 @@ from siemgate.forwarders.formats.ocsf import ocsf_event
 from siemgate.forwarders.formats.syslog import SYSLOG_SEVERITY
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult
-from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSink
+from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSink, document_id
 from siemgate.forwarders.sinks.elasticsearch_setup import run_setup
 from siemgate.forwarders.sinks.splunk_hec import SplunkHecSink
 from siemgate_standins.elasticsearch import ElasticsearchStandIn
@@ -232,10 +232,12 @@ async def test_ecs_documents_as_the_elasticsearch_stand_in_maps_them() -> None:
         assert not refused, refused
         assert not result.retry, result
         documents = es.documents(settings.target)
-    by_id = {event.id: event for event in normalized()}
+    # The `_id`: the event's id (its SHA-256 when over Elasticsearch's 512 bytes).
+    by_id = {document_id(event.id): event for event in normalized()}
     assert sorted(documents) == sorted(by_id)
     for ident, doc in documents.items():
         assert doc["@timestamp"] == by_id[ident].timestamp
+        assert doc["event"]["id"] == by_id[ident].id
 
 
 @pytest.mark.parametrize("event_class", ["http_activity", "detection_finding"])

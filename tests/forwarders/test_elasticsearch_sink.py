@@ -3,6 +3,7 @@ whole-request answer handled deliberately; `siemgate es-setup`."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
 from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSink, ElasticsearchSinkSettings
 from siemgate.forwarders.sinks.elasticsearch_setup import run_setup
 from siemgate.forwarders.sinks.registry import build_settings
-from siemgate.record import make_record
+from siemgate.record import BatchEncoder, make_record
 from siemgate_standins.elasticsearch import ElasticsearchStandIn
 from siemgate_standins.http_server import Request, Response
 from tests.forwarders.test_runtime import Backend, embedded_config_for, record_for, until
@@ -76,6 +77,57 @@ async def test_creates_ecs_documents_with_the_event_id(es: ElasticsearchStandIn)
     request = es.bulk_requests[0]
     assert request.gzip and request.path == f"/{STREAM}/_bulk"
     assert "filter_path" in request.query
+
+
+async def test_an_id_longer_than_elasticsearch_takes_is_hashed_into_the_id(es: ElasticsearchStandIn) -> None:
+    """Found by the sinks' sweep: Elasticsearch refuses an `_id` over 512 bytes, so an event
+    whose vendor id was longer (600 bytes; 200 three-byte characters) was dead-lettered. Its
+    `_id` is now the id's SHA-256, as deterministic (a redelivery is a 409); `event.id` keeps
+    the id whole. An id of exactly 512 bytes is still the `_id` itself."""
+    normalizer = Normalizer()
+    ids = ["i" * 600, "\u20ac" * 200, "j" * 512]
+    batch = [normalizer.normalize(make_record(
+        prefix="p", event={"id": event_id, "severity": "high"}, kind="event", integration="appsec",
+        severity="high", event_id=event_id, received_at="2026-11-28T21:00:01.000000Z", batch="b", seq=i,
+        peer="127.0.0.1").value) for i, event_id in enumerate(ids)]
+    sink = sink_for(es)
+    result = await sink.send(batch)
+    again = await sink.send(batch)
+    await sink.close()
+    assert not result.retry and not result.rejected and not result.duplicates, result
+    assert again.duplicates == [0, 1, 2], "a redelivery is recognised"
+    documents = stored(es)
+    wanted = [hashlib.sha256(ids[0].encode()).hexdigest(), hashlib.sha256(ids[1].encode()).hexdigest(), ids[2]]
+    assert sorted(documents) == sorted(wanted)
+    assert [documents[doc_id]["event"]["id"] for doc_id in wanted] == ids
+
+
+async def test_a_vendor_event_naming_a_key_twice_is_sent_again_from_its_parsed_form(es: ElasticsearchStandIn) -> None:
+    """Found by the sinks' sweep: the vendor's event goes as its own bytes, and Elasticsearch
+    refuses a text naming a key twice in an object (`Duplicate field`), so such an event was
+    dead-lettered. It is now sent again at once, written from its parsed form (each key once,
+    the last value, as every JSON parser reads it); the others are sent once. The refusal's
+    cause is in a dead letter's reason (Elasticsearch 7 says only "failed to parse" above it)."""
+    normalizer = Normalizer()
+    texts = [b'{"id":"d-0","severity":"low","severity":"high","hdr":{"Received":"a","Received":"b"}}',
+             b'{"id":"d-1","severity":"high","note":"quoted \\": inside"}']
+    encoder = BatchEncoder(prefix="p", integration="appsec", received_at="2026-11-28T21:00:01.000000Z", batch="b",
+                           peer="127.0.0.1")
+    batch = [normalizer.normalize(encoder.encode(event_id=f"d-{i}", kind="event", severity="high", seq=i,
+                                                 event_bytes=text).value) for i, text in enumerate(texts)]
+    sink = sink_for(es)
+    result = await sink.send([*batch, *events(2)])
+    await sink.close()
+    assert not result.retry and not result.rejected and not result.duplicates, result
+    documents = stored(es)
+    assert documents["d-0"]["siemgate"]["event"] == {"id": "d-0", "severity": "high", "hdr": {"Received": "b"}}
+    assert documents["d-1"]["siemgate"]["event"] == orjson.loads(texts[1])
+    assert [r.item_statuses for r in es.bulk_requests] == [[400, 201, 201, 201], [201]]
+    es.faults.fail_items(400, error_type="document_parsing_exception", count=1)
+    sink = sink_for(es)
+    refused = await sink.send(events(1, start=50))
+    await sink.close()
+    assert [i for i, _ in refused.rejected] == [0] and len(es.bulk_requests) == 3, "other refusals: not again"
 
 
 async def test_basic_auth_and_no_gzip(es: ElasticsearchStandIn) -> None:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siemgate.forwarders.formats import ocsf
+from siemgate.forwarders.formats.addresses import ip_text
 from siemgate.forwarders.formats.ocsf import ocsf_event
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
 from siemgate.forwarders.sinks import sentinel, splunk_hec
@@ -209,11 +210,16 @@ def test_the_ocsf_memos_are_bounded() -> None:
     assert ocsf._outcome(long)[0] == 99 and long not in ocsf._OUTCOMES
 
 
+def _address(source_ip: str | None) -> str | None:
+    ip = ip_text(source_ip)
+    return None if ip is None else ip.address
+
+
 def _plain_row(event: NormalizedEvent, vendor: str, product: str | None, additional: object) -> dict[str, Any]:
     """The ASIM row as `COLUMNS` reads: each column's value, left out when None."""
     columns = {
         "TimeGenerated": event.timestamp, "EventId": event.id, "EventSeverity": sentinel.SEVERITY[event.level],
-        "EventType": event.event_type, "EventMessage": event.message, "SrcIpAddr": event.source_ip,
+        "EventType": event.event_type, "EventMessage": event.message, "SrcIpAddr": _address(event.source_ip),
         "Url": event.url, "HttpRequestMethod": event.method, "RuleName": event.rule, "RuleId": event.rule_id,
         "DvcAction": event.action, "DstHostname": event.asset, "EventVendor": vendor,
         "EventProduct": product or event.integration, "AdditionalFields": additional,

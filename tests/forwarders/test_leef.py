@@ -50,6 +50,19 @@ def test_cef_keeps_its_header_whatever_leef_header_says() -> None:
     assert (parsed["msgid"], parsed["sd"]) == ("CEF", {})
 
 
+@pytest.mark.parametrize("wire_format", ["leef", "cef"])
+def test_a_year_before_1000_is_written_with_four_digits(wire_format: str) -> None:
+    """The C library's %Y writes year 1 as `1` (glibc): the IBM header's TIMESTAMP and devTime
+    (`yyyy-MM-dd...`) were no times QRadar reads (the sinks' sweep). Four digits, always."""
+    event = make_event({**RICH, "timestamp": "0001-01-01T00:00:00.25Z"})
+    message = encode(event, wire_format).decode()
+    assert message.split(" ")[1] == ("0001-01-01T00:00:00.250Z" if wire_format == "leef"
+                                     else "0001-01-01T00:00:00.250000Z")
+    if wire_format == "leef":
+        assert parse_leef(message[message.index("LEEF:"):])[1]["devTime"] == "0001-01-01T00:00:00.250+0000"
+    assert encode(event, "leef", leef_header="rfc5424").decode().split(" ")[1] == "0001-01-01T00:00:00.250000Z"
+
+
 def test_an_event_without_a_usable_time_is_stamped_now() -> None:
     event = make_event(RICH)
     event.timestamp = "not a time"
@@ -120,3 +133,8 @@ def test_hostile_values_keep_every_field_apart() -> None:
     assert parse_leef(encode_leef(lone, vendor="V", product="P", version="1"))[1]["msg"] == "cut ? emoji"
     garbage = make_event({"id": "e", "severity": "high", "source_ip": "999.1.1.1"})
     assert parse_leef(encode_leef(garbage, vendor="V", product="P", version="1"))[1]["srcHostName"] == "999.1.1.1"
+    # An address with white space around it (" 1.2.3.4\n": LEEF cannot escape, so it went out as
+    # "1.2.3.4 ", no IP for QRadar's `src`): the address alone (the sinks' sweep).
+    for raw, address in ((" 198.51.100.7\n", "198.51.100.7"), ("\t2001:db8::7 ", "2001:db8::7")):
+        padded = make_event({"id": "e", "severity": "high", "source_ip": raw})
+        assert parse_leef(encode_leef(padded, vendor="V", product="P", version="1"))[1]["src"] == address

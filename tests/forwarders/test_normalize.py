@@ -100,6 +100,10 @@ def test_timestamps(raw: object, expected: str) -> None:
         ("1795899598", "2026-11-28T20:59:58.000000Z"),
         ("1795899598123", "2026-11-28T20:59:58.123000Z"),
         ("1795899598.25", "2026-11-28T20:59:58.250000Z"),
+        # Years before 1000 keep four digits (the C library's %Y wrote `999`: the sinks' sweep).
+        ("0999-06-01T00:00:00+01:00", "0999-05-31T23:00:00.000000Z"),
+        ("0050-01-01 10:00:00", "0050-01-01T10:00:00.000000Z"),
+        ("0001-01-01T05:30:00+05:30", "0001-01-01T00:00:00.000000Z"),
     ],
 )
 def test_more_timestamp_forms(raw: object, expected: str) -> None:
@@ -110,7 +114,15 @@ def test_more_timestamp_forms(raw: object, expected: str) -> None:
 @pytest.mark.parametrize(
     "raw",
     ["2025-02-30T10:00:00Z", "2025-13-45T99:99:99Z", "2025-01-01T24:00:00Z", "2025-01-01T10:60:00Z",
-     "2025-02-29T10:00:00+01:00", "2025-02-30T10:00:00.123Z", "2016-12-31T22:59:60Z", "yesterday", 1e20],
+     "2025-02-29T10:00:00+01:00", "2025-02-30T10:00:00.123Z", "2016-12-31T22:59:60Z", "yesterday", 1e20,
+     # Real local times whose UTC instant lies outside years 1-9999 (datetime raised OverflowError,
+     # which stopped the forwarder on the record: the sink's sweep, issue 19).
+     "0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", "0001-01-01T05:29:60+05:30",
+     # Year 0 exists in no format siemgate writes (ISO 8601's proleptic year 0 aside): Python,
+     # Sentinel's datetime and Splunk refuse it; and digits that are not ASCII ("2026" in
+     # Arabic-Indic digits), which `\d` matched: every SIEM refused the "timestamp" written back.
+     "0000-01-01T00:00:00Z", "0000-06-15T10:00:00.5Z", "\u0662\u0660\u0662\u0666-12-07T10:00:00Z",
+     "2026-12-07T1\u0660:00:00Z"],
 )
 def test_impossible_timestamps_fall_back_to_the_receive_time_and_say_so(raw: object) -> None:
     for normalized in (Normalizer().normalize(value({"timestamp": raw})),

@@ -598,3 +598,28 @@ async def test_an_event_the_sink_fails_on_unexpectedly_is_isolated_and_dead_lett
     letters = await backend.dead_letters("mem", 1)
     assert [letter["id"] for letter in letters] == ["e-17"]
     assert letters[0]["reason"] == "sink_failure: TypeError: Recursion limit reached"
+
+
+async def test_a_record_the_normalizer_fails_on_unexpectedly_is_dead_lettered(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception out of the normalizer that is not its ValueError for a malformed record (a
+    datetime OverflowError once did it: the sink's sweep) must not stop the forwarder: the
+    record is dead-lettered with the reason, the others are delivered."""
+    await backend.produce([record_for(backend.prefix, i) for i in range(20)])
+    normalize = Normalizer.normalize
+
+    def failing(self: Normalizer, value: bytes, fields: frozenset[str] | None = None) -> NormalizedEvent:
+        if b'"id":"e-7"' in value:
+            raise OverflowError("date value out of range")
+        return normalize(self, value, fields)
+
+    monkeypatch.setattr(Normalizer, "normalize", failing)
+    sink = MemorySink(settings())
+    metrics = ForwardMetrics()
+    async with backend.forwarding(sink, metrics):
+        await until(lambda: len(sink.received) >= 19)
+        await until(lambda: metrics.dlq.labels("mem", "normalize_failure")._value.get() >= 1)
+    assert sorted(e.id for e in sink.received) == sorted(f"e-{i}" for i in range(20) if i != 7)
+    letters = await backend.dead_letters("mem", 1)
+    assert [letter["reason"] for letter in letters] == ["normalize_failure: OverflowError: date value out of range"]
+    assert letters[0]["record"]["id"] == "e-7"

@@ -91,6 +91,8 @@ def varied() -> list[NormalizedEvent]:
         ([1, "two", {"three": 3}], "unknown", "event"),
         ("a bare string", "unknown", "event"),
         ({}, "unknown", "event"),
+        # year 1 (the C library's %Y wrote `1`: no datetime for Azure; the sinks' sweep)
+        ({"timestamp": "0001-01-01T00:00:00Z"}, "high", "event"),
     ]
     return [normalized(event, severity=severity, kind=kind, event_id=f"r-{i}")
             for i, (event, severity, kind) in enumerate(shapes)]
@@ -117,7 +119,8 @@ def clean(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def iso_of_ms(epoch_ms: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @pytest.mark.parametrize("event_class", ["http_activity", "detection_finding"])
@@ -170,6 +173,7 @@ async def test_ocsf_rows_reach_their_stream_whole_and_valid(azure: SentinelStand
     assert rows[1]["severity_id"] == 5 and rows[1]["severity"] == "Critical"
     assert rows[7]["is_alert"] is False  # the vendor's test message
     assert rows[6]["TimeGenerated"] == "1960-01-01T00:00:00.000000Z"
+    assert rows[12]["TimeGenerated"] == "0001-01-01T00:00:00.000000Z"
 
 
 @pytest.mark.parametrize("event_class", ["http_activity", "detection_finding"])
@@ -209,6 +213,42 @@ async def test_a_row_over_64_kb_sends_the_vendors_event_apart(azure: SentinelSta
             assert table.get(column) == record.get(column), column
     assert "unmapped" in rows["big-0"] and "unmapped" in rows["big-3"]
     assert "unmapped" not in rows["big-1"] and "unmapped" not in rows["big-2"]
+
+
+@pytest.mark.parametrize("event_class", ["http_activity", "detection_finding"])
+async def test_a_record_with_long_texts_of_its_own_keeps_ocsf_under_64_kb(azure: SentinelStandIn,
+                                                                         event_class: str) -> None:
+    """Found by the sinks' sweep: with the vendor's event apart, `ocsf` itself passed 64 KB when
+    the record holds a long text (a URL with a 30 KB query is in it twice, `url_string` and
+    `query_string`; a 70 KB message; a long rule), so Azure's cut reached `ocsf` after all. Its
+    longest strings are cut (ending with an ellipsis) until it fits; the vendor's event, the
+    whole texts in it, is in `unmapped`; the record is still valid OCSF."""
+    sink = sink_for(azure, event_format="ocsf", ocsf={"event_class": event_class})
+    url = "https://shop.example/search?q=" + "%27%20OR%201%3D1--" * 1_900
+    long_url = {**WAF, "url": url}
+    long_texts = {**WAF, "url": url, "message": "\u00e9\"\n" * 25_000, "rule_name": "R" * 40_000}
+    batch = [normalized(event, event_id=f"long-{i}") for i, event in enumerate([long_url, long_texts, WAF])]
+    result = await sink.send(batch)
+    await sink.close()
+    assert not result.retry and not result.rejected
+    assert azure.log_errors() == [] and {c.undeclared for c in azure.calls()} == {0}
+    rows = {r["metadata_uid"]: clean(r) for r in azure.rows(OCSF_STREAM)}
+    for event in batch[:2]:
+        row = rows[event.id]
+        assert row == orjson.loads(sink.encode(event)) == sink.row(event)
+        record = row["ocsf"]
+        assert len(orjson.dumps(record)) <= FIELD_MAX_BYTES
+        validate({**record, "unmapped": row["unmapped"]})
+        assert row["unmapped"] == orjson.loads(event.event_bytes()), "the vendor's event, whole"
+        request = record["http_request"] if event_class == "http_activity" else record["evidences"][0]["http_request"]
+        assert request["url"]["url_string"].startswith("https://shop.example/search?q=%27%20OR")
+        assert request["url"]["url_string"].endswith("\u2026") and request["url"]["hostname"] == "shop.example"
+        table = table_row(row)
+        for column in extended():
+            assert table.get(column) == record.get(column), column
+    assert rows["long-2"]["ocsf"]["http_request" if event_class == "http_activity" else "evidences"] == (
+        orjson.loads(sink.encode(batch[2]))["ocsf"]["http_request" if event_class == "http_activity" else "evidences"])
+    assert "unmapped" not in rows["long-2"], "a row under 64 KB is as it was"
 
 
 async def test_asim_rows_fit_the_template_too(azure: SentinelStandIn) -> None:

@@ -16,7 +16,7 @@ from siemgate.forwarders.metrics import ForwardMetrics
 from siemgate.forwarders.normalize import NormalizedEvent, Normalizer
 from siemgate.forwarders.sinks.base import RetryableSinkError, SinkAuthError, SinkError, SinkRefusedError
 from siemgate.forwarders.sinks.registry import build_settings
-from siemgate.forwarders.sinks.sentinel import COLUMNS, SentinelSink, SentinelSinkSettings
+from siemgate.forwarders.sinks.sentinel import COLUMNS, FIELD_MAX_BYTES, SentinelSink, SentinelSinkSettings
 from siemgate.record import make_record
 from siemgate_standins.http_server import Request, Response
 from siemgate_standins.sentinel import (
@@ -96,6 +96,22 @@ async def test_delivers_asim_rows_gzipped_with_one_token(azure: SentinelStandIn)
     assert set(first) - {"_dcr", "_stream"} <= set(COLUMNS)
 
 
+@pytest.mark.parametrize(("source_ip", "column"), [
+    (" 198.51.100.7\n", "198.51.100.7"), ("fe80::1%eth0", "fe80::1"), ("2001:db8::7", "2001:db8::7"),
+    ("evil.example", None), ("198.51.100.7:443", None), ("198.51.100.7, 203.0.113.9", None)])
+async def test_src_ip_addr_is_an_ip_address_only(azure: SentinelStandIn, source_ip: str, column: str | None) -> None:
+    """Found by the sinks' sweep: ASIM types SrcIpAddr as an IP address, and the row carried the
+    vendor's text (a host name, `ip:port`, a zoned or padded address). Now the address alone,
+    as ECS source.ip, CIM src_ip and OCSF src_endpoint.ip have it; other text stays in
+    AdditionalFields."""
+    sink = sink_for(azure)
+    result = await sink.send(events(1, source_ip=source_ip))
+    await sink.close()
+    assert not result.retry and not result.rejected
+    (row,) = azure.rows()
+    assert row.get("SrcIpAddr") == column and row["AdditionalFields"]["source_ip"] == source_ip
+
+
 async def test_calls_stay_under_the_per_call_cap(azure: SentinelStandIn) -> None:
     sink = sink_for(azure)  # batch.max_bytes 1,000,000 by default: Microsoft's 1 MB per call
     result = await sink.send(events(300, pad=10_000))  # ~3 MB of rows
@@ -119,6 +135,29 @@ async def test_413_halves_and_a_row_too_large_alone_is_dead_lettered() -> None:
         assert not result.retry
         assert ids(azure) == [f"e-{i}" for i in range(12)]
         assert any(c.status == 413 for c in azure.calls())
+
+
+async def test_text_columns_over_64_kb_are_cut_so_a_large_row_still_fits_a_call(azure: SentinelStandIn) -> None:
+    """Found by the sinks' sweep: a vendor event of ~600 KB whose message is 550 KB made a row
+    of 1.15 MB (the message in EventMessage and again in AdditionalFields): over the 1 MB call
+    limit, Azure answered 413 and it was dead-lettered, though Azure cuts every field past
+    64 KB anyway. A text column over FIELD_MAX_BYTES is now cut to fit (ending with an
+    ellipsis, UTF-8 whole); the vendor's event stays whole in AdditionalFields."""
+    message = "\u00e9" * 275_000  # 550,000 bytes of UTF-8
+    big = events(1, start=50, message=message, rule="R" * 70_000)[0]
+    batch = [*events(2), big]
+    sink = sink_for(azure)
+    result = await sink.send(batch)
+    await sink.close()
+    assert not result.retry and not result.rejected, result
+    row = {r["EventId"]: r for r in azure.rows()}["e-50"]
+    assert row["AdditionalFields"] == big.event, "the vendor's event, whole"
+    for column, text in (("EventMessage", message), ("RuleName", "R" * 70_000)):
+        cut = row[column]
+        assert len(cut.encode()) <= FIELD_MAX_BYTES and cut.endswith("\u2026") and text.startswith(cut[:-1])
+    assert len(row["EventMessage"].encode()) > FIELD_MAX_BYTES - 8, "cut no shorter than needed"
+    assert sink.row(big) == {k: v for k, v in row.items() if k not in ("_dcr", "_stream")}
+    assert {r["EventId"]: r for r in azure.rows()}["e-1"]["AdditionalFields"] == batch[1].event
 
 
 async def test_a_refused_row_is_isolated_by_halving_and_dead_lettered_with_azures_reason(

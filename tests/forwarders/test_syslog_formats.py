@@ -261,12 +261,14 @@ def test_rfc5424_configurable_header_fields() -> None:
         ("2025-01-15T10:20:30Z", "2025-01-15T10:20:30.000000Z"),
         ("2025-01-15T12:20:30.5+02:00", "2025-01-15T10:20:30.500000Z"),
         (1736936430123, "2025-01-15T10:20:30.123000Z"),  # epoch milliseconds
+        ("0999-06-01T00:00:00+01:00", "0999-05-31T23:00:00.000000Z"),  # four digits (%Y wrote `999`)
     ],
 )
 def test_rfc5424_timestamp_is_the_events_in_utc(timestamp: object, expected: str) -> None:
     parsed = parse_5424(encode(make_event({"timestamp": timestamp})))
     assert parsed["timestamp"] == expected
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,6}Z", parsed["timestamp"])
+    assert fmt.rfc3339(datetime.fromisoformat(expected)) == expected
 
 
 def test_rfc5424_timestamp_falls_back_to_received_at_then_nil() -> None:
@@ -566,7 +568,12 @@ def test_cef_extension_keys() -> None:
     ("address", "keys"),
     [("198.51.100.7", {"src": "198.51.100.7"}),
      ("2001:db8::7", {"c6a2": "2001:db8::7", "c6a2Label": "Source IPv6 Address"}),
-     ("proxy.example", {"shost": "proxy.example"})],
+     ("proxy.example", {"shost": "proxy.example"}),
+     # The address without the white space around it (a vendor's X-Forwarded-For split, a
+     # trailing newline): CEF's `src` is an IPv4 field, "1.2.3.4\\n" none (the sinks' sweep).
+     (" 198.51.100.7\n", {"src": "198.51.100.7"}),
+     ("2001:db8::7 ", {"c6a2": "2001:db8::7", "c6a2Label": "Source IPv6 Address"}),
+     ("fe80::1%eth0 ", {"shost": "fe80::1%eth0 "})],
 )  # fmt: skip
 def test_cef_source_address(address: str, keys: dict[str, str]) -> None:
     _, ext = parse_cef(encode_cef(make_event({"source_ip": address}), vendor="V", product="P", version="1"))

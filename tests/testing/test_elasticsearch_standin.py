@@ -369,6 +369,24 @@ async def test_invalid_index_names_are_item_errors(client: httpx.AsyncClient) ->
     assert items[1]["status"] == 201
 
 
+async def test_a_key_twice_in_an_object_is_an_item_error(es: ElasticsearchStandIn, client: httpx.AsyncClient) -> None:
+    """Elasticsearch (Jackson's STRICT_DUPLICATE_DETECTION, on since 7.0) refuses a document
+    naming a key twice in one object, at any depth, white space or not; `\\":` inside a string
+    and the same key in two objects are no duplicates."""
+    action = b'{"create":{"_index":"idx"}}\n'
+    sources = [b'{"a":1,"a":2}', b'{"o":{"k":1,"k":2}}', b'{"a" : 1, "a" : 2}', b'{"l":[{"k":1},{"k":1,"k":1}]}',
+               b'{"a":"x\\":y","b":{"a":1},"c":[{"a":1},{"a":2}]}', b'{"a":"\\u0022:","b":1}']
+    response = await client.post("/_bulk", content=b"".join(action + source + b"\n" for source in sources),
+                                 headers=NDJSON)
+    items = [only(i)[1] for i in response.json()["items"]]
+    assert [i["status"] for i in items] == [400, 400, 400, 400, 201, 201]
+    assert items[0]["error"]["type"] == "document_parsing_exception"
+    assert items[0]["error"]["caused_by"] == {"type": "json_parse_exception", "reason": "Duplicate field 'a'"}
+    assert [i["error"]["caused_by"]["reason"] for i in items[1:4]] == [
+        "Duplicate field 'k'", "Duplicate field 'a'", "Duplicate field 'k'"]
+    assert len(es.documents("idx")) == 2
+
+
 async def test_bulk_requests_are_recorded(es: ElasticsearchStandIn, client: httpx.AsyncClient) -> None:
     await bulk(client, {"create": {"_index": "idx", "_id": "1"}}, {"a": 1}, {"create": {"_index": "idx", "_id": "1"}},
                {"a": 1}, params={"filter_path": "errors"})

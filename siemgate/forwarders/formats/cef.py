@@ -117,9 +117,10 @@ def _source(address: str) -> list[tuple[str, str]]:
     ip = ip_text(address)
     if ip is None or ip.zone is not None:
         return [("shost", address)]
+    # The address alone, without the white space the vendor had around it (" 1.2.3.4\n").
     if ip.version == 4:
-        return [("src", address)]
-    return [("c6a2", address), ("c6a2Label", "Source IPv6 Address")]
+        return [("src", ip.address)]
+    return [("c6a2", ip.address), ("c6a2Label", "Source IPv6 Address")]
 
 
 def extension(event: NormalizedEvent, *, device_host: str | None = None) -> list[tuple[str, str]]:

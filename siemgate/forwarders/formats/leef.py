@@ -78,11 +78,11 @@ def event_id(event: NormalizedEvent) -> str:
     return (event.rule_id or event.event_type or "event")[:MAX_EVENT_ID]
 
 
-def _plain_address(text: str) -> bool:
-    """An IPv4 or IPv6 address without a zone (`fe80::1%eth0` is no address outside its host,
-    and QRadar's `src` is an IP field)."""
+def _plain_address(text: str) -> str | None:
+    """The IPv4 or IPv6 address `text` holds, without a zone (`fe80::1%eth0` is no address
+    outside its host, and QRadar's `src` is an IP field) or the white space around it; else None."""
     ip = ip_text(text)
-    return ip is not None and ip.zone is None
+    return ip.address if ip is not None and ip.zone is None else None
 
 
 def sev(event: NormalizedEvent) -> int:
@@ -102,10 +102,13 @@ def attributes(event: NormalizedEvent) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str | None]] = []
     if moment is not None:
         millis = moment.microsecond // 1000
-        pairs += [("devTime", f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}+0000"), ("devTimeFormat", DEV_TIME_FORMAT)]
+        # The year zero-padded by hand (yyyy): %Y writes year 1 as `1` (glibc).
+        pairs += [("devTime", f"{moment.year:04d}{moment:-%m-%dT%H:%M:%S}.{millis:03d}+0000"),
+                  ("devTimeFormat", DEV_TIME_FORMAT)]
     pairs += [("sev", str(sev(event))), ("cat", event.event_type)]
     if event.source_ip:
-        pairs.append(("src" if _plain_address(event.source_ip) else "srcHostName", event.source_ip))
+        address = _plain_address(event.source_ip)
+        pairs.append(("src", address) if address is not None else ("srcHostName", event.source_ip))
     pairs += [
         ("url", event.url),
         ("method", event.method),

@@ -228,7 +228,8 @@ def rfc3339(moment: datetime | None) -> str:
     """RFC 5424 TIMESTAMP: `YYYY-MM-DDThh:mm:ss.ffffffZ` (UTC), or `-`."""
     if moment is None:
         return NIL
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}{moment:-%m-%dT%H:%M:%S.%fZ}"  # %Y writes year 999 as `999` (glibc)
 
 
 def bsd_timestamp(moment: datetime) -> str:
@@ -308,7 +309,7 @@ def ibm_header(event: NormalizedEvent, settings: SyslogFormatSettings) -> str:
     (milliseconds, UTC as `Z`; no APP-NAME, PROCID, MSGID or structured data: the LEEF
     header follows at once). The time is now if the event has none."""
     moment = (event_time(event) or datetime.now(UTC)).astimezone(UTC)
-    stamp = f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    stamp = f"{moment.year:04d}{moment:-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"  # (not %Y: `1` for year 1)
     return f"<{pri(settings.facility_code, event.level)}>1 {stamp} {resolved_hostname(settings)}"
 
 

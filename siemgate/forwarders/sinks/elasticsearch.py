@@ -2,7 +2,8 @@
 
 Events become ECS alert documents (`siemgate.forwarders.formats.ecs`) written with the
 `_bulk` API: `POST /<target>/_bulk` with one `create` action per event and `_id` = the
-event's id, into a data stream (default `logs-siemgate.alerts-default`, which the built-in
+event's id (its SHA-256 when the id is longer than the 512 bytes Elasticsearch takes as an
+`_id`; `event.id` keeps it whole), into a data stream (default `logs-siemgate.alerts-default`, which the built-in
 `logs-*-*` template of Elasticsearch already accepts; `siemgate es-setup` installs ECS
 mappings for it) or an index. Because the action is `create` with a deterministic `_id`, a
 redelivered event cannot become a second document: Elasticsearch answers 409 and the event
@@ -16,9 +17,11 @@ Requests are NDJSON, gzip'd, at most `batch.max_bytes` (before gzip) each, with
 What each answer does (docs/PROTOCOLS.md 2.2-2.6):
 
 - Per item: 2xx delivered; 409 a duplicate (delivered, counted apart); 429, 5xx and 403
-  cluster blocks sent again alone, with backoff; any other 4xx (mapping errors, ...) to the
-  dead-letter topic with Elasticsearch's error type (the DLQ metric's `reason` label, e.g.
-  `document_parsing_exception`) and reason.
+  cluster blocks sent again alone, with backoff; `Duplicate field` (the vendor's text names a
+  key twice in an object, which Elasticsearch refuses and JSON parsers read as its last value)
+  sent again at once with the vendor's event written from its parsed form; any other 4xx
+  (mapping errors, ...) to the dead-letter topic with Elasticsearch's error type (the DLQ
+  metric's `reason` label, e.g. `document_parsing_exception`), reason and cause.
 - Whole request: 413 splits the request in halves (a document too large on its own is
   dead-lettered); 429/5xx, answers that are not a bulk answer, timeouts and connection
   errors are retried (what the batch already got confirmed stays delivered); 401/403 are
@@ -30,6 +33,7 @@ What each answer does (docs/PROTOCOLS.md 2.2-2.6):
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,8 +72,15 @@ log = logging.getLogger("siemgate.forward.elasticsearch")
 DESTINATION_KEY: Final = "url"
 
 DEFAULT_DATA_STREAM: Final = "logs-siemgate.alerts-default"
+# The longest `_id` Elasticsearch takes, in UTF-8 bytes ("id [...] is too long, must be no
+# longer than 512 bytes").
+MAX_ID_BYTES: Final = 512
 _BLOCKED: Final = "cluster_block_exception"
-FILTER_PATH: Final = "errors,items.*.status,items.*.error.type,items.*.error.reason"
+FILTER_PATH: Final = ("errors,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.type,"
+                      "items.*.error.caused_by.reason")
+# In a refusal's reason (or its cause's: Elasticsearch 7 says only "failed to parse" above it):
+# a key twice in an object of the document's text (Jackson's STRICT_DUPLICATE_DETECTION).
+_DUPLICATE_FIELD: Final = "Duplicate field '"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,6 +188,15 @@ class _Progress:
         return self.delivered | self.duplicates | self.retry | self.rejected.keys()
 
 
+def document_id(event_id: str) -> str:
+    """The `_id` of an event's document: its id, or, for an id longer than Elasticsearch's
+    512 bytes (which it refuses: the event was dead-lettered), the id's SHA-256 in hex, as
+    deterministic, so a redelivered event is still a 409."""
+    if len(event_id) <= MAX_ID_BYTES // 4 or len(event_id.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES:
+        return event_id
+    return hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class ElasticsearchSink(Sink[ElasticsearchSinkSettings]):
     def __init__(self, settings: ElasticsearchSinkSettings) -> None:
         super().__init__(settings)
@@ -195,18 +215,19 @@ class ElasticsearchSink(Sink[ElasticsearchSinkSettings]):
                             event_original=self.settings.event_original, observer=self._observer,
                             data_stream=self._data_stream)
 
-    def encode(self, event: NormalizedEvent, ingested: str) -> bytes:
+    def encode(self, event: NormalizedEvent, ingested: str, *, parsed: bool = False) -> bytes:
         """The `create` action and the document, with the vendor's event under
         `original_field` as the ingest received it (a pre-serialized fragment: no second
-        encoding, its exact numbers) when it certainly fits the `flattened` mapping, else as
-        `fit_flattened` makes it fit."""
-        action = b'{"create":{"_id":' + orjson.dumps(event.id) + b"}}\n"
+        encoding, its exact numbers) when it certainly fits the `flattened` mapping, else (and
+        with `parsed`) as `fit_flattened` makes it fit, written from its parsed form."""
+        action = b'{"create":{"_id":' + orjson.dumps(document_id(event.id)) + b"}}\n"
         doc = ecs_document(event, ingested=ingested, original_field=None,
                            event_original=self.settings.event_original, observer=self._observer,
                            data_stream=self._data_stream)
         if self._original is not None:
             raw = event.event_bytes()
-            put_path(doc, self._original, orjson.Fragment(raw) if flattened_fits(raw) else fit_flattened(event.event))
+            put_path(doc, self._original, orjson.Fragment(raw) if not parsed and flattened_fits(raw)
+                     else fit_flattened(event.event))
         return action + dumps(doc) + b"\n"
 
     async def send(self, events: Sequence[NormalizedEvent]) -> SendResult:
@@ -215,6 +236,8 @@ class ElasticsearchSink(Sink[ElasticsearchSinkSettings]):
         progress = _Progress()
         error = await send_in_requests(lines, self.settings.batch.max_bytes,
                                        lambda chunk: self._bulk(lines, chunk, progress))
+        if error is None and progress.rejected:
+            error = await self._again_from_parsed(events, lines, ingested, progress)
         settled = progress.settled()
         unsent = [i for i in range(len(lines)) if i not in settled]
         if error is not None and len(unsent) == len(lines):
@@ -224,6 +247,29 @@ class ElasticsearchSink(Sink[ElasticsearchSinkSettings]):
                         extra={"sink": self.name, "retry": len(unsent), "error": str(error)})
         return SendResult(retry=sorted(progress.retry.union(unsent)), rejected=sorted(progress.rejected.items()),
                           duplicates=sorted(progress.duplicates))
+
+    async def _again_from_parsed(self, events: Sequence[NormalizedEvent], lines: list[bytes], ingested: str,
+                                 progress: _Progress) -> SinkError | None:
+        """Send once more, the vendor's event written from its parsed form, the documents
+        Elasticsearch refused for a key the vendor's text names twice in an object
+        (`Duplicate field`: JSON parsers keep the last value, Elasticsearch refuses the text).
+        Telling them apart before sending costs a second encoding of every event; they are
+        rare. A document refused again is dead-lettered with that answer."""
+        again = []
+        for index, reason in progress.rejected.items():
+            if _DUPLICATE_FIELD in reason:
+                line = self.encode(events[index], ingested, parsed=True)
+                if line != lines[index]:
+                    lines[index] = line
+                    again.append(index)
+        if not again:
+            return None
+        for index in again:
+            del progress.rejected[index]
+        log.info("Elasticsearch refused the vendor's text of events naming a key twice: sent again, each key "
+                 "once (its last value)", extra={"sink": self.name, "count": len(again)})
+        return await send_in_requests([lines[i] for i in again], self.settings.batch.max_bytes,
+                                      lambda chunk: self._bulk(lines, [again[j] for j in chunk], progress))
 
     async def _bulk(self, lines: Sequence[bytes], chunk: list[int], progress: _Progress) -> None:
         if not chunk:
@@ -280,8 +326,11 @@ class ElasticsearchSink(Sink[ElasticsearchSinkSettings]):
             else:
                 error = outcome.get("error")
                 error = error if isinstance(error, dict) else {}
+                cause = error.get("caused_by")
+                cause = (f" (caused by {cause.get('type') or 'error'}: {cause.get('reason')})"
+                         if isinstance(cause, dict) and cause.get("reason") else "")
                 progress.rejected[index] = (f"{error.get('type') or 'error'}: Elasticsearch answered {status}: "
-                                            f"{error.get('reason') or '(no reason given)'}")
+                                            f"{error.get('reason') or '(no reason given)'}{cause}")
 
     async def healthcheck(self) -> str:
         response = await self._endpoint.request("GET", "/")

@@ -20,12 +20,14 @@ answered 429 with "Retry after the duration listed in the `Retry-After` header".
 goes out in as many calls as needed to keep each call's JSON array, before gzip, at most
 `batch.max_bytes` (default 1,000,000 bytes; at most 1,048,576, which azure-monitor-ingestion
 uses as its own chunk size). A vendor event over 64 KB is truncated by Azure in
-`AdditionalFields`; the row's other columns stay intact.
+`AdditionalFields`; a text column over `FIELD_MAX_BYTES` is cut here (`cut_columns`, ending with
+`…`), as Azure would cut it, so that it takes no room in the call for nothing.
 
 **Rows** (ASIM-minded names; `deploy/azure/` declares exactly these columns, `COLUMNS`):
 `TimeGenerated` (the event's own timestamp, else the receive time), `EventId` (the record's
 deterministic id), `EventSeverity` (High/Medium/Low; `Informational` for unknown, as ASIM spells
-them), `EventType`, `EventMessage`, `SrcIpAddr`, `Url`, `HttpRequestMethod`, `RuleName`,
+them), `EventType`, `EventMessage`, `SrcIpAddr` (an IP address only, as ASIM types it: a host
+name stays in `AdditionalFields`), `Url`, `HttpRequestMethod`, `RuleName`,
 `RuleId`, `DvcAction`, `DstHostname` (the attacked asset), `EventVendor`/`EventProduct`
 (settings), `AdditionalFields` (the vendor's event, dynamic, as the ingest received it),
 `SiemgateIntegration`, `SiemgateKind`, `SiemgateReceivedTime`. A column without a value is
@@ -42,7 +44,8 @@ top-level fields of those names (`class_uid = toint(ocsf.class_uid)`, `activity_
 `severity_id`, `src_endpoint`, `http_request` ...: the same values, OCSF's names;
 `OCSF_TABLE_COLUMNS`); a field the record lacks is null there. A Detection Finding keeps its
 endpoints under `evidences`, a column too. A row over `FIELD_MAX_BYTES` sends the vendor's
-event in the column `unmapped` instead of `ocsf.unmapped` (`ocsf_row`): Azure's 64 KB cut then
+event in the column `unmapped` instead of `ocsf.unmapped` (`ocsf_row`), and a record still over
+it by long texts of its own has its longest strings cut (`fit_strings`): Azure's 64 KB cut then
 reaches only the vendor's event, never `ocsf` or the columns read from it.
 
 **Sentinel does not deduplicate.** Delivery is at least once: a redelivered event (a crash,
@@ -83,11 +86,13 @@ import httpx
 import orjson
 
 from siemgate.errors import ConfigError, RetryableSinkError, SinkAuthError, SinkBusy, SinkError, SinkRefusedError
+from siemgate.forwarders.formats.addresses import ip_text
 from siemgate.forwarders.formats.ocsf import OcsfSettings, ocsf_event
 from siemgate.forwarders.normalize import NormalizedEvent
 from siemgate.forwarders.sinks.base import SendResult, Sink, SinkSettings, TlsSettings
 from siemgate.forwarders.sinks.entra import EntraApp, EntraTokens, retry_after_seconds
 from siemgate.forwarders.sinks.http import DEFAULT_PORTS, HttpBatchSettings, HttpEndpoint, check_url, chunks_by_size
+from siemgate.record import dumps
 from siemgate.secrets import Secret
 
 log = logging.getLogger("siemgate.forward.sentinel")
@@ -320,7 +325,11 @@ def _row(event: NormalizedEvent, vendor: str, product: str | None, additional: A
         values["EventMessage"] = value
     value = event.source_ip
     if value is not None:
-        values["SrcIpAddr"] = value
+        # ASIM's SrcIpAddr is an IP address: the address alone (no IPv6 zone, no white space
+        # around it); a host name or `1.2.3.4:443` stays in AdditionalFields only.
+        ip = ip_text(value)
+        if ip is not None:
+            values["SrcIpAddr"] = ip.address
     value = event.url
     if value is not None:
         values["Url"] = value
@@ -358,6 +367,19 @@ def _row(event: NormalizedEvent, vendor: str, product: str | None, additional: A
     return values
 
 
+def cut_columns(values: dict[str, Any]) -> dict[str, Any]:
+    """An ASIM row with each text column over `FIELD_MAX_BYTES` of UTF-8 cut to fit, ending with
+    `…`: Azure would cut it past 64 KB anyway, and sent whole it took room in the call for
+    nothing (a 500 KB message is in `EventMessage` and again in `AdditionalFields`: such a row
+    passed the 1 MB call limit and was dead-lettered)."""
+    for name, value in values.items():
+        if isinstance(value, str) and len(value) > FIELD_MAX_BYTES // 4:
+            data = value.encode("utf-8", "surrogatepass")
+            if len(data) > FIELD_MAX_BYTES:
+                values[name] = data[:FIELD_MAX_BYTES - 3].decode("utf-8", "ignore") + "\u2026"
+    return values
+
+
 def ocsf_row(record: dict[str, Any], *, unmapped_apart: bool = False) -> dict[str, Any]:
     """The OCSF row (`OCSF_COLUMNS`) of an OCSF record (`formats/ocsf.py`): the record whole
     under `ocsf`, its time as `TimeGenerated` and its id as `metadata_uid`. (The record's
@@ -369,10 +391,56 @@ def ocsf_row(record: dict[str, Any], *, unmapped_apart: bool = False) -> dict[st
     truncated `ocsf` would be no JSON, and the filter columns read from it would be empty.
     Apart, only the vendor's event is cut (as `AdditionalFields` of the ASIM rows)."""
     row = {"TimeGenerated": _iso_ms(record["time"]), "metadata_uid": record["metadata"]["uid"], "ocsf": record}
-    if unmapped_apart and "unmapped" in record:
-        row["ocsf"] = {name: value for name, value in record.items() if name != "unmapped"}
-        row["unmapped"] = record["unmapped"]
+    if unmapped_apart:
+        row["ocsf"] = fit_strings({name: value for name, value in record.items() if name != "unmapped"},
+                                  FIELD_MAX_BYTES)
+        if "unmapped" in record:
+            row["unmapped"] = record["unmapped"]
     return row
+
+
+# The shortest a string `fit_strings` cuts a value to (OCSF's captions and ids are shorter).
+_MIN_CUT_CHARS: Final = 64
+
+
+def fit_strings(value: dict[str, Any], limit: int) -> dict[str, Any]:
+    """`value`, or, when its JSON is over `limit` bytes, a copy whose longest strings are cut
+    (to the same length, the greatest that fits, ending with `…`): what keeps an OCSF row's
+    `ocsf` whole under Azure's 64 KB cut when the record itself holds a long text (a URL with
+    a 30 KB query is in it twice, `url_string` and `query_string`). The vendor's event, with
+    the whole text, goes apart (`unmapped`)."""
+    if len(dumps(value)) <= limit:
+        return value
+    low, high = _MIN_CUT_CHARS, max(_MIN_CUT_CHARS, min(_longest_string(value), limit))
+    while low < high:  # the greatest cut that fits
+        middle = (low + high + 1) // 2
+        if len(dumps(_cut_strings(value, middle))) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    cut: dict[str, Any] = _cut_strings(value, low)
+    return cut
+
+
+def _longest_string(value: object) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return max((_longest_string(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return max((_longest_string(v) for v in value), default=0)
+    return 0
+
+
+def _cut_strings(value: Any, chars: int) -> Any:
+    """A copy of `value` with every string longer than `chars` characters cut to `chars`, its last one `…`."""
+    if isinstance(value, str):
+        return value if len(value) <= chars else f"{value[:chars - 1]}\u2026"
+    if isinstance(value, dict):
+        return {key: _cut_strings(item, chars) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(item, chars) for item in value]
+    return value
 
 
 def _iso_ms(epoch_ms: int) -> str:
@@ -383,8 +451,10 @@ def _iso_ms(epoch_ms: int) -> str:
 
 @lru_cache(maxsize=4096)
 def _iso_seconds(seconds: int) -> str:
-    # Cached: the events of a batch mostly share their seconds.
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    # Cached: the events of a batch mostly share their seconds. The year zero-padded by hand:
+    # %Y writes year 1 as `1` (glibc), no datetime Azure reads.
+    moment = time.gmtime(seconds)
+    return f"{moment.tm_year:04d}{time.strftime('-%m-%dT%H:%M:%S', moment)}"
 
 
 @dataclass
@@ -422,7 +492,7 @@ class SentinelSink(Sink[SentinelSinkSettings]):
         if self.settings.event_format == "ocsf":
             return ocsf_row(ocsf_event(event, self.settings.ocsf),
                             unmapped_apart=len(self.encode(event)) > FIELD_MAX_BYTES)
-        return row(event, vendor=self.settings.event_vendor, product=self.settings.event_product)
+        return cut_columns(row(event, vendor=self.settings.event_vendor, product=self.settings.event_product))
 
     def encode(self, event: NormalizedEvent) -> bytes:
         """The row as JSON, the vendor's event as the ingest received it (no second encoding)."""
@@ -432,7 +502,10 @@ class SentinelSink(Sink[SentinelSinkSettings]):
             data = orjson.dumps(ocsf_row(record))
             # (The length of the row bounds every field's: only a large row is looked at again.)
             return data if len(data) <= FIELD_MAX_BYTES else orjson.dumps(ocsf_row(record, unmapped_apart=True))
-        return orjson.dumps(_row(event, self._vendor, self._product, raw))
+        data = orjson.dumps(_row(event, self._vendor, self._product, raw))
+        # (Only a row over FIELD_MAX_BYTES can have a column over it.)
+        return data if len(data) <= FIELD_MAX_BYTES else orjson.dumps(
+            cut_columns(_row(event, self._vendor, self._product, raw)))
 
     def rows(self, events: Sequence[NormalizedEvent]) -> list[bytes]:
         """Each event's row (`encode`), in order: what the calls' JSON arrays hold."""
@@ -564,5 +637,5 @@ def azure_error(response: httpx.Response) -> tuple[str, str]:
 __all__: Sequence[str] = (
     "API_VERSION", "COLUMNS", "DEFAULT_PORTS", "DEFAULT_STREAM", "DESTINATION_KEY", "FIELD_MAX_BYTES", "MAX_CALL_BYTES",
     "OCSF_COLUMNS", "OCSF_STREAM", "OCSF_TABLE_COLUMNS", "SCOPES", "SEVERITY", "STREAMS", "SentinelBatchSettings",
-    "SentinelSink", "SentinelSinkSettings", "azure_error", "ocsf_row", "row",
+    "SentinelSink", "SentinelSinkSettings", "azure_error", "cut_columns", "fit_strings", "ocsf_row", "row",
 )
