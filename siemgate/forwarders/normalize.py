@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -421,8 +421,14 @@ _RFC3339_UTC = re.compile(
     re.ASCII)
 # What makes a match of it 6 fraction digits, by its length: 20 has none, 22-27 have 1-6.
 _FRACTION_PADDING = {20: ".000000", **{21 + digits: "0" * (6 - digits) for digits in range(1, 7)}}
-# Epoch seconds or milliseconds as text ("1795899598", "1795899598123", "1795899598.5").
-_EPOCH_TEXT = re.compile(r"-?\d{9,13}(?:\.\d+)?")
+# Epoch seconds, milliseconds, microseconds or nanoseconds as text ("1795899598",
+# "1795899598123", "1795899598.5", "1795899598123456789").
+_EPOCH_TEXT = re.compile(r"-?\d{9,19}(?:\.\d+)?", re.ASCII)
+# An epoch number's unit by its magnitude (what `_epoch` divides by to get seconds): below
+# 10^11 seconds (until year 5138), then milliseconds, microseconds, nanoseconds, each below
+# 1000 times its predecessor's bound (Cloudflare's `unixnano`, Fastly's microseconds).
+_EPOCH_UNITS = ((1e11, 1), (1e14, 1_000), (1e17, 1_000_000), (1e20, 1_000_000_000))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A leap second, `hh:mm:60`, in an ISO 8601 time: the date, the hour and minute, the rest.
 _LEAP_SECOND = re.compile(r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d):60(?:\.\d+)?(.*)")
 # Verdicts on the days seen (YYYY-MM-DD -> a real date?): they repeat from event to event.
@@ -455,8 +461,9 @@ _MAX_MEMO = MEMO_LIMIT
 
 def _timestamp(value: object) -> str | None:
     """RFC 3339 UTC with microseconds, from ISO 8601 text (any offset, `T`/`t`, `Z`/`z`) or
-    epoch seconds/milliseconds (numbers or numeric text); None when the value is no real
-    instant (`2025-02-30`, hour 24 or more, minute 60 ...). A leap second, `23:59:60` in UTC,
+    epoch seconds/milliseconds/microseconds/nanoseconds by magnitude (numbers or numeric text,
+    `_EPOCH_UNITS`); None when the value is no real instant (`2025-02-30`, hour 24 or more,
+    minute 60 ...). A leap second, `23:59:60` in UTC,
     is the last microsecond before it, `23:59:59.999999` (Python's datetime has no second 60)."""
     # The common case, already UTC with a Z, seen before (its second and its fraction's form):
     # two lookups (events of one second share the prefix, the tails are few).
@@ -479,13 +486,9 @@ def _timestamp_parsed(value: object) -> str | None:
         return f"{value[:-1]}{_FRACTION_PADDING[len(value)]}Z"
     moment: datetime | None = None
     if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value.strip()):
-        value = float(value)
+        value = float(value) if "." in value else int(value)  # an integer exactly
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 1e11 else value
-        try:
-            moment = datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
+        moment = _epoch(value)
     elif isinstance(value, str) and value:
         moment = _iso_moment(value)
     if moment is None:
@@ -497,6 +500,23 @@ def _timestamp_parsed(value: object) -> str | None:
     # The year zero-padded by hand: the C library's %Y writes year 999 as `999` (glibc), no
     # RFC 3339 time.
     return f"{moment.year:04d}{moment:-%m-%dT%H:%M:%S.%fZ}"
+
+
+def _epoch(value: int | float) -> datetime | None:
+    """Epoch seconds, milliseconds, microseconds or nanoseconds (`_EPOCH_UNITS`, by magnitude)
+    as a moment; an integer exactly (to the microsecond, rounding down), a float as
+    `datetime.fromtimestamp` rounds it. None: out of range, or no number (NaN)."""
+    per_second = next((unit for bound, unit in _EPOCH_UNITS if -bound < value < bound), None)
+    if per_second is None:
+        return None
+    try:
+        if type(value) is int:
+            if per_second <= 1_000_000:
+                return _EPOCH + timedelta(microseconds=value * (1_000_000 // per_second))
+            return _EPOCH + timedelta(microseconds=value // 1_000)
+        return datetime.fromtimestamp(value / per_second, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _iso_moment(text: str) -> datetime | None:

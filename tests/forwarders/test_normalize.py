@@ -100,6 +100,19 @@ def test_timestamps(raw: object, expected: str) -> None:
         ("1795899598", "2026-11-28T20:59:58.000000Z"),
         ("1795899598123", "2026-11-28T20:59:58.123000Z"),
         ("1795899598.25", "2026-11-28T20:59:58.250000Z"),
+        # Epoch microseconds and nanoseconds (Fastly, Cloudflare's `unixnano`), by magnitude; an
+        # integer exactly (a nanosecond count as a float would be off by ~100 ns), cut to the
+        # microsecond; before 1970 alike.
+        (1795899598123456, "2026-11-28T20:59:58.123456Z"),
+        (1795899598123456789, "2026-11-28T20:59:58.123456Z"),
+        ("1795899598123456", "2026-11-28T20:59:58.123456Z"),
+        ("1795899598123456789", "2026-11-28T20:59:58.123456Z"),
+        (1795899598123.5, "2026-11-28T20:59:58.123500Z"),
+        (-1_000_000_000_000, "1938-04-24T22:13:20.000000Z"),
+        (-1, "1969-12-31T23:59:59.000000Z"),
+        # The bounds: below 10^11 seconds, then milliseconds.
+        (99_999_999_999, "5138-11-16T09:46:39.000000Z"),
+        (100_000_000_000, "1973-03-03T09:46:40.000000Z"),
         # Years before 1000 keep four digits (the C library's %Y wrote `999`: the sinks' sweep).
         ("0999-06-01T00:00:00+01:00", "0999-05-31T23:00:00.000000Z"),
         ("0050-01-01 10:00:00", "0050-01-01T10:00:00.000000Z"),
@@ -115,6 +128,8 @@ def test_more_timestamp_forms(raw: object, expected: str) -> None:
     "raw",
     ["2025-02-30T10:00:00Z", "2025-13-45T99:99:99Z", "2025-01-01T24:00:00Z", "2025-01-01T10:60:00Z",
      "2025-02-29T10:00:00+01:00", "2025-02-30T10:00:00.123Z", "2016-12-31T22:59:60Z", "yesterday", 1e20,
+     # Past nanoseconds' range (10^20: year 5138 in nanoseconds), 20 digits of text.
+     -1e20, "17958995981234567890",
      # Real local times whose UTC instant lies outside years 1-9999 (datetime raised OverflowError,
      # which stopped the forwarder on the record: the sink's sweep, issue 19).
      "0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", "0001-01-01T05:29:60+05:30",
