@@ -45,15 +45,30 @@ _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 # The normalized fields a sink can use (siemgate.forwarders.normalize.NormalizedEvent), and
 # where each is looked for in the vendor's event, in order (dotted paths, first match wins).
+# After the generic spellings, those of the common WAF vendors' own logs (after the generic
+# ones, so an event that has both keeps the generic one): AWS WAF (`httpRequest.*`,
+# `terminatingRuleId`), Cloudflare (`Datetime`, `ClientRequestURI`, `ClientRequestMethod`; its
+# `ClientIP`, `RuleID`, `Action` fold to generic ones), F5 ASM (`ip_client`, `date_time`, which
+# folds to `datetime`, `request_status`), ModSecurity's JSON audit log (`transaction.*`), Azure
+# Front Door / Application Gateway (`properties.*`), Akamai (`httpMessage.*`,
+# `attackData.clientIP`), Signal Sciences (`remoteIP`, which folds to `remote_ip`).
 DEFAULT_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "timestamp": ("timestamp", "@timestamp", "time", "eventTime", "event_time", "date", "created_at", "createdAt"),
+    "timestamp": ("timestamp", "@timestamp", "time", "eventTime", "event_time", "date", "created_at", "createdAt",
+                  "datetime", "httpMessage.start"),
     "source_ip": ("source_ip", "sourceIp", "src_ip", "srcIp", "client_ip", "clientIp", "ip", "source.ip",
-                  "source.address", "client.ip", "request.client_ip", "request.clientIp", "request.ip"),
-    "url": ("url", "uri", "request.url", "request.uri", "http.url", "url.full"),
-    "method": ("method", "http_method", "httpMethod", "request.method", "http.method", "http.request.method"),
-    "rule": ("rule_name", "ruleName", "rule.name", "rule", "signature", "policy", "policyName"),
-    "rule_id": ("rule_id", "ruleId", "rule.id", "signature_id", "signatureId"),
-    "action": ("action", "outcome", "decision", "disposition", "result"),
+                  "source.address", "client.ip", "request.client_ip", "request.clientIp", "request.ip",
+                  "httpRequest.clientIp", "ip_client", "transaction.client_ip", "properties.clientIp",
+                  "properties.clientIP", "attackData.clientIP", "remote_ip"),
+    "url": ("url", "uri", "request.url", "request.uri", "http.url", "url.full",
+            "httpRequest.uri", "ClientRequestURI", "transaction.request.uri", "properties.requestUri",
+            "httpMessage.path"),
+    "method": ("method", "http_method", "httpMethod", "request.method", "http.method", "http.request.method",
+               "httpRequest.httpMethod", "ClientRequestMethod", "transaction.request.method",
+               "properties.httpMethod", "httpMessage.method"),
+    "rule": ("rule_name", "ruleName", "rule.name", "rule", "signature", "policy", "policyName",
+             "properties.ruleName"),
+    "rule_id": ("rule_id", "ruleId", "rule.id", "signature_id", "signatureId", "terminatingRuleId"),
+    "action": ("action", "outcome", "decision", "disposition", "result", "request_status", "properties.action"),
     "asset": ("asset", "asset.name", "asset.host", "host", "hostname", "application.name", "application", "app",
               "target", "service"),
     "event_type": ("type", "event_type", "eventType", "category", "attack_type", "attackType"),

@@ -422,3 +422,46 @@ def test_the_timestamp_memo_gives_what_the_rules_give(halves: list[tuple[str, st
                     normalized = normalizer.normalize(value({"timestamp": text}))
                     assert (normalized.timestamp, normalized.timestamp_invalid) == (
                         (expected, None) if expected is not None else (RECEIVED, text)), text
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        # AWS WAF (its log's own shape, abridged).
+        ({"timestamp": 1765180800123, "formatVersion": 1, "webaclId": "arn:aws:wafv2:...", "action": "BLOCK",
+          "terminatingRuleId": "AWS-AWSManagedRulesSQLiRuleSet", "terminatingRuleType": "MANAGED_RULE_GROUP",
+          "httpRequest": {"clientIp": "198.51.100.7", "country": "US", "uri": "/login", "args": "id=1%27",
+                          "httpVersion": "HTTP/1.1", "httpMethod": "POST", "requestId": "rid-1",
+                          "headers": [{"name": "Host", "value": "shop.example.com"}]}},
+         ("2025-12-08T08:00:00.123000Z", "198.51.100.7", "/login", "POST", "AWS-AWSManagedRulesSQLiRuleSet", "BLOCK")),
+        # Cloudflare firewall events (Logpush, `unixnano` timestamps).
+        ({"Datetime": 1765180800123456789, "ClientIP": "2001:db8::7", "ClientRequestHost": "shop.example.com",
+          "ClientRequestMethod": "GET", "ClientRequestURI": "/search?q=%3Cscript%3E", "Action": "block",
+          "RuleID": "100173", "Source": "firewallManaged", "RayID": "7d2c0b1a2b3c4d5e"},
+         ("2025-12-08T08:00:00.123456Z", "2001:db8::7", "/search?q=%3Cscript%3E", "GET", "100173", "block")),
+        # F5 ASM (JSON remote logging).
+        ({"date_time": "2025-12-08 08:00:00", "ip_client": "203.0.113.9", "method": "POST", "uri": "/api/v1/users",
+          "request_status": "blocked", "attack_type": "SQL-Injection", "sig_ids": "200002147", "severity": "Error"},
+         ("2025-12-08T08:00:00.000000Z", "203.0.113.9", "/api/v1/users", "POST", None, "blocked")),
+        # ModSecurity's JSON audit log.
+        ({"transaction": {"client_ip": "192.0.2.44", "time_stamp": "Mon Dec  8 08:00:00 2025", "client_port": 51234,
+                          "request": {"method": "GET", "uri": "/?id=1%20OR%201=1", "http_version": 1.1},
+                          "response": {"http_code": 403}}},
+         (None, "192.0.2.44", "/?id=1%20OR%201=1", "GET", None, None)),
+        # Azure Front Door WAF (diagnostic log).
+        ({"time": "2025-12-08T08:00:00.5Z", "category": "FrontDoorWebApplicationFirewallLog",
+          "properties": {"clientIP": "198.51.100.99", "requestUri": "https://shop.example.com:443/login",
+                         "ruleName": "Microsoft_DefaultRuleSet-2.1-SQLI-942100", "action": "Block",
+                         "policy": "prodwaf", "host": "shop.example.com"}},
+         ("2025-12-08T08:00:00.500000Z", "198.51.100.99", "https://shop.example.com:443/login", None, None, "Block")),
+    ],
+    ids=["aws-waf", "cloudflare", "f5-asm", "modsecurity", "azure-front-door"],
+)
+def test_common_waf_vendors_logs_are_read_by_the_default_paths(
+        event: dict[str, object], expected: tuple[str | None, ...]) -> None:
+    normalized = Normalizer().normalize(value(event))
+    timestamp, source_ip, url, method, rule_id, action = expected
+    assert normalized.timestamp == (timestamp or RECEIVED)
+    assert normalized.timestamp_invalid is None
+    assert (normalized.source_ip, normalized.url, normalized.method, normalized.rule_id, normalized.action) == (
+        source_ip, url, method, rule_id, action)
