@@ -137,6 +137,12 @@ class BatchParser:
         )
         self._header = msgspec.json.Decoder(header)
         self._headers = msgspec.json.Decoder(list[header])  # type: ignore[valid-type]
+        # The same, reading a number beyond a double (1e400) in those fields as Python does
+        # (inf; 0.0 for 1e-400) instead of refusing it: valid JSON, so no batch is lost to it
+        # (a severity of inf is unknown; an id of inf is no id: the content hash is the key).
+        # Used only when the strict decoders refuse (`float_hook` costs a call per float).
+        self._header_lenient = msgspec.json.Decoder(header, float_hook=float)
+        self._headers_lenient = msgspec.json.Decoder(list[header], float_hook=float)  # type: ignore[valid-type]
         self._id_fields = [attributes[n] for n in integration.id_fields]
         self._severity_fields = [attributes[n] for n in integration.severity_fields]
         # Each field's place in the header's tuple (`msgspec.structs.astuple`), for columns.
@@ -249,8 +255,11 @@ class BatchParser:
         headers: list[Any] | None = None
         if array is not None:
             # One pass for every event's header; fails when some event is not an object.
-            with contextlib.suppress(msgspec.ValidationError):
+            try:
                 headers = self._headers.decode(array)
+            except msgspec.ValidationError:
+                with contextlib.suppress(msgspec.ValidationError):
+                    headers = self._headers_lenient.decode(array)  # a number out of a double's range?
         if not headers or readings:  # not all objects, or lone surrogates: every event on its own
             ids: list[str | None] = [None] * count
             kinds: list[Kind] = ["event"] * count
@@ -320,7 +329,10 @@ class BatchParser:
         parsed: object = _UNSET
         if header is not None or data[:1] == b"{":
             if header is None:
-                header = self._header.decode(text)
+                try:
+                    header = self._header.decode(text)
+                except msgspec.ValidationError:
+                    header = self._header_lenient.decode(text)  # a number out of a double's range?
             ident = self._vendor_id(header)
             if reading is not None and ident is not None and "\ufffd" in ident:
                 # The id may have held a lone surrogate: read as U+FFFD, two different ids could

@@ -89,6 +89,35 @@ def test_non_object_events_are_kept() -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "ids", "severities"),
+    [
+        (b'[{"id":"a","severity":1e400},{"id":"b","severity":"high"}]', ["a", "b"], ["unknown", "high"]),
+        (b'[{"id":"a","severity":-1E+400,"n":1}]', ["a"], ["unknown"]),
+        (b'[{"id":"a","risk":1e-400}]', ["a"], ["low"]),  # 0.0: the bottom of the scale
+        (b'[{"id":1e400,"severity":"low"},{"id":"b","severity":"low"}]', [None, "b"], ["low", "low"]),
+        (b'[{"id":"t","type":1e400,"test":-1e400},{"id":"u","severity":"medium"}]', ["t", "u"],
+         ["unknown", "medium"]),
+        (b'{"events":[{"id":"w","level":1e400},[1e400]]}', ["w", None], ["unknown", "unknown"]),
+        (b'{"id":"s","severity":1e400}', ["s"], ["unknown"]),
+    ],
+)
+def test_numbers_beyond_a_double_in_the_fields_read_lose_no_batch(body: bytes, ids: list[str | None],
+                                                                   severities: list[str]) -> None:
+    """JSON puts no bound on numbers: one event whose severity, id, type or test flag is 1e400
+    (beyond a double) used to be refused with its whole batch ("Number out of range"). Such a
+    number is read as Python reads it (inf): no severity on the scale, no id (the content hash
+    is the key); every event kept byte for byte."""
+    records = parse(body)
+    assert [r["severity"] for r in records] == severities
+    for record, ident in zip(records, ids, strict=True):
+        if ident is None:
+            assert isinstance(record["id"], str) and len(record["id"]) >= 32  # the content hash
+        else:
+            assert record["id"] == ident
+    assert all(r["kind"] == "event" for r in records)
+
+
+@pytest.mark.parametrize(
     "body",
     [b'{"id": "single", "severity": "low"}', b'{"events": "not a list", "id": "single"}'],
 )
