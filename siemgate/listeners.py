@@ -235,7 +235,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             if isinstance(refused, _Refused):
                 self._refuse(refused.status, refused.reason, str(refused))
             else:
-                self._refuse(400, "", "Invalid HTTP request received.")
+                # The parser's reason ("Duplicate Content-Length", "Invalid character in chunk
+                # size" ...): the sender's operator learns what to fix, not just that it failed.
+                self._refuse(400, "", f"Invalid HTTP request received: {exc}.")
             return
         # Past the bound with the head still incomplete: the parser holds it, so no further.
         if self._in_head and self._head_bytes > self.limits.max_head_bytes:
@@ -365,7 +367,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         client = f"{self.client[0]}" if self.client else "unknown"
         log.debug(f"{self.stats.name}: refused a connection ({status}): {text}", extra={"client": client})
-        body = text.encode("ascii")
+        body = text.encode("ascii", "backslashreplace")
         self.transport.write(b"".join([
             STATUS_LINE[status],
             b"content-type: text/plain; charset=utf-8\r\n",

@@ -308,3 +308,33 @@ async def test_an_upgrade_request_is_answered_and_the_connection_closed(ingest: 
         writer.close()
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert answer.count(b"HTTP/1.1") == 1
+
+
+@pytest.mark.parametrize(
+    ("framing", "reason"),
+    [
+        (b"Content-Length: 7\r\nContent-Length: 7\r\n\r\n[1,2,3]", b"Duplicate Content-Length"),
+        (b"Content-Length: +7\r\n\r\n[1,2,3]", b"Invalid character in Content-Length"),
+        (b"X-Folded: a\r\n  b\r\nContent-Length: 7\r\n\r\n[1,2,3]", b"Unexpected whitespace after header value"),
+        (b"Transfer-Encoding: chunked\r\n\r\nzz\r\n[1,2,3]\r\n0\r\n\r\n", b"Invalid character in chunk size"),
+        (b"Content-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n[1,2,3]\r\n0\r\n\r\n",
+         b"Transfer-Encoding can't be present with Content-Length"),
+    ],
+)
+async def test_a_request_the_http_parser_refuses_is_400_naming_why(ingest: RunningIngest, framing: bytes,
+                                                                   reason: bytes) -> None:
+    """Framing HTTP forbids (RFC 9112: duplicate or signed Content-Length, obsolete line folding,
+    a bad chunk size, Content-Length beside chunked): 400 naming the parser's reason, so the
+    sender's operator learns what to fix; nothing reaches the app."""
+    reader, writer = await connect(ingest)
+    try:
+        writer.write(b"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: " + KEY.encode() + b"\r\n"
+                     + framing)
+        await writer.drain()
+        answer = await read_until_closed(reader, 5)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert answer.endswith(b"Invalid HTTP request received: " + reason + b"."), answer[-200:]
+    publisher = ingest.publisher
+    assert isinstance(publisher, MemoryPublisher) and publisher.records == []
