@@ -339,6 +339,11 @@ class WebhookEndpoint:
                       extra={"integration": self.integration.name})
 
 
+def _slash_twin(path: str) -> str:
+    """`path` with its trailing slash removed, or one added."""
+    return path[:-1] if path.endswith("/") else path + "/"
+
+
 def _content_length(value: str | None) -> int | None:
     if value is None:
         return None
@@ -370,7 +375,13 @@ class Webhooks:
                      for i in config.integrations}
         self._endpoints = endpoints
         webhooks: list[BaseRoute] = [Route(i.path, e.handle, methods=["POST"]) for i, e in endpoints.items()]
-        return [*webhooks, *self._fixed]
+        # Each path with its trailing slash added or removed is the same webhook (unless another
+        # integration's path: the exact routes come first). Starlette would answer it with a
+        # redirect (307, `redirect_slashes`, off) that most senders do not follow, and that
+        # points to plain http behind a TLS proxy (the key resent in clear).
+        aliases: list[BaseRoute] = [Route(_slash_twin(i.path), e.handle, methods=["POST"])
+                                    for i, e in endpoints.items() if i.path != "/"]
+        return [*webhooks, *self._fixed, *aliases]
 
     async def apply_config(self, config: Config) -> None:
         context = self._context
@@ -453,6 +464,7 @@ def create_app(config: Config, publisher: Publisher, *, foreground: Foreground |
     if config.metrics is None:  # else only on the metrics listener (the composition root serves it)
         fixed.append(metrics_route)
     app = Starlette(lifespan=lifespan)
+    app.router.redirect_slashes = False  # the webhooks take both spellings (`Webhooks._routes`)
     app.state.context = context
     app.state.metrics_route = metrics_route
     app.state.webhooks = Webhooks(app, context, fixed)

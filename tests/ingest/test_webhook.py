@@ -329,6 +329,43 @@ async def test_unknown_path_and_wrong_method(kafka_broker: Broker, tmp_path: Pat
         assert (await client.get(ingest.webhook(), headers=AUTH)).status_code == 405
 
 
+async def test_a_path_with_its_trailing_slash_added_or_removed_is_the_same_webhook(
+        kafka_broker: Broker, tmp_path: Path) -> None:
+    """A sender configured with a trailing slash (or without the configured one) was answered
+    307 (Starlette's redirect_slashes): a batch lost for the sender that does not follow it,
+    and behind a TLS proxy a redirect to plain http (the key resent in clear). Both spellings
+    are the webhook; where another integration has the other spelling, each keeps its own."""
+    integrations = f"""
+  - name: appsec
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+  - name: slashed
+    path: /hooks/slashed/
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+  - name: bare
+    path: /hooks/twin
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+  - name: twin
+    path: /hooks/twin/
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+"""
+    config = make_config(tmp_path, kafka_broker, integrations=integrations)
+    sent = {"/webhook/appsec/": "appsec", "/hooks/slashed": "slashed", "/hooks/twin": "bare", "/hooks/twin/": "twin"}
+    async with running_ingest(config) as ingest:
+        ids = {}
+        for path, integration in sent.items():
+            batch = [event(0), event(1)]
+            ids[batch[0]["id"]] = ids[batch[1]["id"]] = integration
+            response = await post(ingest.url + path, batch)
+            assert response.status_code == 200, f"{path}: {response.status_code} {response.headers}"
+            assert response.json() == {"accepted": 2}
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(ingest.url + "/webhook/appsec/", content=b"[]")).status_code == 401
+            assert (await client.get(ingest.url + "/healthz/")).status_code == 404
+        records = await consume(kafka_broker, ingest.prefix, 8)
+    assert len(records) == 8
+    assert {r.key.decode(): headers_of(r)["integration"].decode() for r in records} == ids
+
+
 async def test_unicode_huge_numbers_and_a_1_mib_event(kafka_broker: Broker, tmp_path: Path) -> None:
     events = [
         event(0, description="Ünïcødé ✓ 😀 עברית 中文 \u0000 \u2028", path="/é?q=\"'<>&"),
