@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Counter as MetricCounter
@@ -66,6 +67,8 @@ log = logging.getLogger("siemgate.ingest")
 
 _EMPTY_401 = Response(status_code=401)
 _EMPTY_403 = Response(status_code=403)
+CLIENT_CLOSED: Final = 499  # siemgate_ingest_requests_total's code of a body the client abandoned
+_CLIENT_GONE = Response(status_code=CLIENT_CLOSED)  # never sent: the connection is gone
 _SEVERITY = operator.itemgetter(Record._fields.index("severity"))  # record.severity, in C
 
 
@@ -132,7 +135,7 @@ class WebhookEndpoint:
         self._parser = BatchParser(integration, context.prefix,
                                    severity or context.config.normalize.scheme_for(integration.name))
         self._requests = {code: context.metrics.requests.labels(integration.name, str(code))
-                          for code in (200, 400, 401, 403, 408, 413, 415, 503)}
+                          for code in (200, 400, 401, 403, 408, 413, 415, CLIENT_CLOSED, 503)}
         self._activity = context.metrics.activity
         # siemgate_ingest_events_total's children of this integration, by severity (as they come).
         self._events: dict[str, MetricCounter] = {}
@@ -203,7 +206,12 @@ class WebhookEndpoint:
         except BodyError as exc:
             return self._refused(exc, peer)
         except ClientDisconnect:
-            return Response(status_code=400)
+            # Nothing is stored and no answer can be sent: not a refusal of ours (400 said one).
+            # Counted as 499 (nginx's "client closed request"): a batch the sender lost itself.
+            log.warning("the client closed the connection before its body was complete: nothing stored, "
+                        "no answer sent (counted as code 499)",
+                        extra={"integration": integration.name, "peer": peer})
+            return _CLIENT_GONE
         try:
             batch = self._parser.parse(body, peer=peer, max_events=config.limits.max_events_per_batch)
         except (NotJson, InvalidBatch) as exc:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gzip
 import ipaddress
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -338,3 +340,54 @@ async def test_a_request_the_http_parser_refuses_is_400_naming_why(ingest: Runni
     assert answer.endswith(b"Invalid HTTP request received: " + reason + b"."), answer[-200:]
     publisher = ingest.publisher
     assert isinstance(publisher, MemoryPublisher) and publisher.records == []
+
+
+
+async def _metric(ingest: RunningIngest, name: str) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(ingest.url + "/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0  # a labelled child not created yet
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "gzip"])
+async def test_a_client_that_leaves_mid_body_is_counted_499_and_nothing_is_kept(
+        ingest: RunningIngest, framing: str) -> None:
+    """A client that closes its connection half way through its body: nothing is stored or
+    quarantined, the body's memory share is given back, and it is counted as code 499 (nginx's
+    "client closed request"), not as a 400 siemgate never sent (a refusal with nothing in the
+    quarantine, as the status page and siemgate_ingest_requests_total read it)."""
+    body = json.dumps([{"id": f"gone-{i}", "severity": "high"} for i in range(2000)]).encode()
+    if framing == "gzip":
+        body = gzip.compress(body)
+    if framing == "chunked":
+        start = (b"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: " + KEY.encode()
+                 + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body[: len(body) // 2])
+    else:
+        extra = "Content-Encoding: gzip\r\n" if framing == "gzip" else ""
+        start = head(length=len(body)).replace(b"\r\n\r\n", f"\r\n{extra}\r\n".encode()) + body[: len(body) // 2]
+    code = 'siemgate_ingest_requests_total{code="%s",integration="appsec"}'
+    refused = await _metric(ingest, code % 400)
+    reader, writer = await connect(ingest)
+    writer.write(start)
+    await writer.drain()
+
+    async def reading() -> bool:
+        return await _metric(ingest, "siemgate_ingest_body_bytes_in_flight") > 0
+
+    await wait_until(reading, "the request's body being read", timeout=10)
+    writer.close()
+    await writer.wait_closed()
+
+    async def counted() -> bool:
+        return await _metric(ingest, code % 499) == 1
+
+    await wait_until(counted, "the abandoned request counted as 499", timeout=10)
+    assert await _metric(ingest, code % 400) == refused
+    assert await _metric(ingest, "siemgate_ingest_body_bytes_in_flight") == 0
+    publisher = ingest.publisher
+    assert isinstance(publisher, MemoryPublisher) and publisher.records == []
+    quarantine = Path(ingest.config.quarantine.path)
+    assert not quarantine.exists() or not list(quarantine.iterdir())
