@@ -56,6 +56,10 @@ class _Inflater:
         self.size = 0  # bytes inflated so far
         self.deferred = False
         self._rest: list[bytes] = []
+        # After a member's end only NUL bytes came (a writer's padding, which gzip(1) and
+        # Python's gzip module ignore): nothing but more of them may follow.
+        self._padding = False
+        self._members = 0  # members inflated to their end
 
     def feed(self, data: bytes) -> None:
         if self.deferred:
@@ -72,6 +76,9 @@ class _Inflater:
         self._inflate(rest, stop_at)
 
     def _inflate(self, data: bytes, stop_at: int) -> None:
+        if self._padding:
+            self._pad(data)
+            return
         while True:
             room = stop_at - self.size
             if room <= 0:
@@ -79,7 +86,14 @@ class _Inflater:
                 self.deferred = True
                 self._rest.append(bytes(data))
                 return
-            if data:
+            if data and not self._in_member:
+                if self._members and data[0] != 0x1F:  # after a member, no other member's first byte
+                    if data[0] == 0:  # padding (no member starts with a NUL byte)
+                        self._padding = True
+                        self._pad(data)
+                        return
+                    # Say so, not zlib's "incorrect header check".
+                    raise zlib.error("bytes that are not gzip follow the end of the gzip data (trailing garbage)")
                 self._in_member = True
             out = self._decoder.decompress(data, room)
             self._pieces.append(out)
@@ -91,6 +105,7 @@ class _Inflater:
                 data = self._decoder.unused_data
                 self._decoder = zlib.decompressobj(wbits=31)
                 self._in_member = False
+                self._members += 1
                 if not data:
                     return
                 continue
@@ -98,6 +113,11 @@ class _Inflater:
             if not data and len(out) < room:
                 return  # every byte given is inflated, and nothing is held back
             # The output hit `room`: zlib may hold more, even with no input left.
+
+    @staticmethod
+    def _pad(data: bytes) -> None:
+        if data.count(0) != len(data):
+            raise zlib.error("bytes that are not gzip follow the NUL padding after the gzip data (trailing garbage)")
 
     def finish(self) -> bytes:
         if self._in_member:

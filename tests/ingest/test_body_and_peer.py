@@ -66,6 +66,38 @@ async def test_broken_gzip_keeps_the_raw_body() -> None:
         await read_body(chunked(trailing_garbage), coding="gzip", limit=1 << 20, timeout=5, content_length=None)
 
 
+@pytest.mark.parametrize("size", [1, 7, 65536])
+@pytest.mark.parametrize("data", [b'[{"id": "pad"}]', b'[{"id": "%d"}]' * 40_000], ids=["small", "off-the-loop"])
+async def test_gzip_padded_with_nul_bytes_is_read(size: int, data: bytes) -> None:
+    """NUL bytes after the last gzip member (a writer's block padding) are no member and hide no
+    event: gzip(1) and Python's gzip module ignore them, so the ingest does too, however they are
+    split into chunks, on the event loop or in the thread (bodies inflating past 256 KiB)."""
+    for padding in (b"\0", b"\0" * 1000):
+        body = gzip.compress(data) + padding
+        assert await read_body(chunked(body, size), coding="gzip", limit=1 << 22, timeout=10,
+                               content_length=None) == data
+        two = gzip.compress(data[:5]) + gzip.compress(data[5:]) + padding
+        assert await read_body(chunked(two, size), coding="gzip", limit=1 << 22, timeout=10,
+                               content_length=None) == data
+
+
+@pytest.mark.parametrize(("tail", "reason"), [
+    (b"garbage!!", "bytes that are not gzip follow the end of the gzip data (trailing garbage)"),
+    (b"\r\n", "bytes that are not gzip follow the end of the gzip data (trailing garbage)"),
+    (b"\0\0garbage", "bytes that are not gzip follow the NUL padding after the gzip data (trailing garbage)"),
+])
+async def test_bytes_after_the_gzip_data_are_named(tail: bytes, reason: str) -> None:
+    """Anything else after the gzip data is refused (it may be a damaged member holding events),
+    named for what it is, not zlib's "incorrect header check"."""
+    data = gzip.compress(b'[{"id": "t"}]')
+    body = data + tail
+    for size in (1, 65536):
+        with pytest.raises(BadGzip) as caught:
+            await read_body(chunked(body, size), coding="gzip", limit=1 << 20, timeout=5, content_length=None)
+        assert str(caught.value) == f"the body is not valid gzip: {reason}"
+        assert body.startswith(caught.value.raw) and len(caught.value.raw) > len(data)  # what was read, kept
+
+
 @pytest.mark.parametrize(("header", "coding"), [(None, "identity"), ("", "identity"), ("Identity", "identity"),
                                                 ("gzip", "gzip"), (" x-gzip ", "gzip")])
 def test_content_coding(header: str | None, coding: str) -> None:
