@@ -175,7 +175,7 @@ class WebhookEndpoint:
                         extra={"integration": integration.name, "peer": peer})
             return _EMPTY_401
         try:
-            coding = content_coding(headers.get("content-encoding"))
+            coding = content_coding(headers.getlist("content-encoding"))  # every line: one list
         except BodyError as exc:
             return self._refused(exc, peer)
         length = _content_length(headers.get("content-length"))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from siemgate.config import BODY_BYTE_COST
 from siemgate.errors import BadGzip, BodyTimeout, BodyTooLarge, UnsupportedEncoding
@@ -26,14 +26,23 @@ from siemgate.ingest.budget import Claim
 INFLATE_STEP = 1024 * 1024
 
 
-def content_coding(header: str | None) -> str:
-    """`identity` or `gzip`; anything else raises UnsupportedEncoding."""
-    value = (header or "").strip().lower()
-    if value in ("", "identity"):
+def content_coding(header: str | Sequence[str] | None) -> str:
+    """`identity` or `gzip`; anything else raises UnsupportedEncoding.
+
+    `header`: the Content-Encoding value, or every line of it: one list of the codings applied,
+    in order (RFC 9110 8.4, 5.3), where `identity` (and an empty item) changes nothing."""
+    lines = [header] if header is None or isinstance(header, str) else header
+    codings = [c for c in (item.strip().lower() for line in lines if line for item in line.split(","))
+               if c not in ("", "identity")]
+    if not codings:
         return "identity"
-    if value in ("gzip", "x-gzip"):
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip"):
         return "gzip"
-    raise UnsupportedEncoding(f"Content-Encoding {value!r} is not supported (use gzip or none)")
+    named = ", ".join(codings)
+    if len(codings) > 1 and all(c in ("gzip", "x-gzip") for c in codings):
+        raise UnsupportedEncoding(f"Content-Encoding {named!r}: gzip applied {len(codings)} times is not "
+                                  "supported (gzip the body once, or not at all)")
+    raise UnsupportedEncoding(f"Content-Encoding {named!r} is not supported (use gzip or none)")
 
 
 # Output inflated on the event loop per body, at most; the rest is inflated in a thread.

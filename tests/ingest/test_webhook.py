@@ -221,6 +221,36 @@ async def test_other_encodings_are_415(kafka_broker: Broker, tmp_path: Path, enc
     assert response.status_code == 415
 
 
+@pytest.mark.parametrize(("lines", "gzipped", "status"), [
+    (["identity", "gzip"], 1, 200), (["gzip", "identity"], 1, 200), (["identity, gzip"], 1, 200),
+    (["gzip", "gzip"], 2, 415), (["gzip, gzip"], 2, 415), (["identity"], 0, 200),
+])
+async def test_content_encoding_lines_are_one_list(kafka_broker: Broker, tmp_path: Path, lines: list[str],
+                                                   gzipped: int, status: int) -> None:
+    """Content-Encoding over several lines is one list of the codings applied (RFC 9110 5.3, 8.4),
+    `identity` changing nothing. Only the first line was read: `identity` then `gzip` got the
+    gzip'd body read as JSON (400: a lost batch), `gzip` twice had it inflated once (400).
+    gzip applied twice is refused 415, saying so; nothing of it is stored."""
+    batch = [event(0), event(1)]
+    body = orjson.dumps(batch)
+    for _ in range(gzipped):
+        body = gzip.compress(body)
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest, httpx.AsyncClient() as client:
+        headers = [("X-Api-Key", KEY), *(("Content-Encoding", line) for line in lines)]
+        response = await client.post(ingest.webhook(), content=body, headers=headers)
+        assert response.status_code == status, response.text
+        if status == 415:
+            assert "gzip applied 2 times" in response.json()["error"]
+            response = await client.post(ingest.webhook(), content=orjson.dumps([event(2)]), headers=AUTH)
+            assert response.status_code == 200
+            (record,) = await consume(kafka_broker, ingest.prefix, 1)
+            assert record.key.decode() != batch[0]["id"]
+            return
+        assert response.json() == {"accepted": 2}
+        records = await consume(kafka_broker, ingest.prefix, 2)
+    assert sorted(r.key.decode() for r in records) == sorted(e["id"] for e in batch)
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "why"),
     [
