@@ -134,8 +134,9 @@ class WebhookEndpoint:
         self.context = context
         self._parser = BatchParser(integration, context.prefix,
                                    severity or context.config.normalize.scheme_for(integration.name))
+        # The codes answered (499, a body the client abandoned, is none: its child is made when counted).
         self._requests = {code: context.metrics.requests.labels(integration.name, str(code))
-                          for code in (200, 400, 401, 403, 408, 413, 415, CLIENT_CLOSED, 503)}
+                          for code in (200, 400, 401, 403, 408, 413, 415, 503)}
         self._activity = context.metrics.activity
         # siemgate_ingest_events_total's children of this integration, by severity (as they come).
         self._events: dict[str, MetricCounter] = {}
