@@ -214,7 +214,8 @@ class WebhookEndpoint:
                         extra={"integration": integration.name, "peer": peer})
             return _CLIENT_GONE
         try:
-            batch = self._parser.parse(body, peer=peer, max_events=config.limits.max_events_per_batch)
+            batch = self._parser.parse(body, peer=peer, max_events=config.limits.max_events_per_batch,
+                                       charset=_charset(request.headers.get("content-type")))
         except (NotJson, InvalidBatch) as exc:
             return await self._reject(400, str(exc), body, peer)
         except TooManyEvents as exc:
@@ -346,6 +347,17 @@ class WebhookEndpoint:
         except (OSError, SiemgateError) as exc:
             log.error(f"could not save the confirmation state: {exc}. Fix state_dir",
                       extra={"integration": self.integration.name})
+
+
+def _charset(content_type: str | None) -> str | None:
+    """The `charset` parameter of a Content-Type, if any (read only for a body that is not UTF-8)."""
+    if not content_type or "charset" not in content_type.lower():
+        return None
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').strip() or None
+    return None
 
 
 def _slash_twin(path: str) -> str:

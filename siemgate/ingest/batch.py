@@ -16,6 +16,7 @@ events holding a lone surrogate are split from a readable copy of the body (`sur
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import operator
 import re
@@ -92,6 +93,63 @@ _STRINGS = frozenset({str})
 _STRINGS_OR_ABSENT = frozenset({str, _UNSET_TYPE})
 
 
+# A body starting with one of these, or with a NUL second byte, may be UTF-16 or UTF-32.
+_WIDE_FIRST = frozenset({b"\0", b"\xff", b"\xfe"})
+# JSON text (RFC 8259) starts with an ASCII character: its first 4 bytes tell UTF-16 and UTF-32
+# apart, with a byte order mark (RFC 8259 8.1 lets a parser ignore it) or without (RFC 4627 3).
+_WIDE_BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xfe\0\0", "utf-32-le"), (b"\0\0\xfe\xff", "utf-32-be"), (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+_WIDE_NULS = {(True, True, True, False): "utf-32-be", (False, True, True, True): "utf-32-le",
+              (True, False, True, False): "utf-16-be", (False, True, False, True): "utf-16-le"}
+# Declared charsets read for a body that is not UTF-8: the single-byte ones senders' platforms
+# default to (Python's codec names, after `codecs.lookup`). UTF-16/32 need no declaration.
+_DECLARED = re.compile(r"iso8859-\d+|cp125\d|cp437|cp850|mac-roman|koi8-[ru]")
+
+
+def _wide_codec(head: bytes) -> tuple[int, str] | None:
+    """The UTF-16/32 codec of a JSON text starting with `head` (4 bytes), and its BOM's length."""
+    for bom, codec in _WIDE_BOMS:
+        if head.startswith(bom):
+            return len(bom), codec
+    if len(head) < 4:
+        return None
+    found = _WIDE_NULS.get((head[0] == 0, head[1] == 0, head[2] == 0, head[3] == 0))
+    return None if found is None else (0, found)
+
+
+def _from_utf16_or_32(body: bytes) -> bytes:
+    """A UTF-16 or UTF-32 body as UTF-8 (JSON's encoding, RFC 8259 8.1), `body` itself if it is
+    neither. A lone surrogate stays one (as the CESU-8 bytes the surrogate path escapes)."""
+    found = _wide_codec(body[:4])
+    if found is None:
+        return body
+    skip, codec = found
+    try:
+        return body[skip:].decode(codec, "surrogatepass").encode("utf-8", "surrogatepass")
+    except UnicodeDecodeError as exc:
+        raise NotJson(f"the body is {codec.upper()} (by its first bytes) but not valid {codec.upper()}: "
+                      f"{exc.reason} at byte {exc.start + skip}") from None
+
+
+def _from_declared(body: bytes, charset: str | None) -> bytes | None:
+    """`body` read in the `charset` its Content-Type declares, as UTF-8; None when there is none,
+    siemgate does not read it (`_DECLARED`), or the body is not in it."""
+    if not charset:
+        return None
+    try:
+        name = codecs.lookup(charset).name
+    except LookupError:
+        return None
+    if not _DECLARED.fullmatch(name):
+        return None
+    try:
+        return body.decode(name).encode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def _find(body: bytes, part: bytes, start: int) -> int | None:
     """Where `part` (a slice of `body`) stands in `body`: a short search, then one compare."""
     head = part[:64]
@@ -158,18 +216,25 @@ class BatchParser:
         cheaply. Raises NotJson or InvalidBatch."""
         return self._read(body)[1]
 
-    def _read(self, body: bytes) -> tuple[bytes, Events, dict[int, bytes]]:
-        """The body as read (a leading BOM dropped, raw surrogates escaped), its events, and
+    def _read(self, body: bytes, charset: str | None = None) -> tuple[bytes, Events, dict[int, bytes]]:
+        """The body as read (a leading BOM dropped; UTF-16/32, or a body that is not UTF-8 in the
+        `charset` its Content-Type declares, transcoded to UTF-8; raw surrogates escaped), its events, and
         siemgate's reading of each event that holds a lone surrogate (`record.readable`)
         by index. Raises NotJson or InvalidBatch."""
         if body.startswith(_BOM):  # RFC 8259 8.1: a parser may ignore it; .NET senders write it
             body = body[len(_BOM):]
+        elif body[:1] in _WIDE_FIRST or body[1:2] == b"\0":
+            body = _from_utf16_or_32(body)
         try:
             body.decode("utf-8")  # msgspec does not check strings it only skips
         except UnicodeDecodeError as exc:
             escaped = raw_surrogates_escaped(body)
             if escaped is None:
-                raise NotJson(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
+                declared = _from_declared(body, charset)
+                if declared is None:
+                    raise NotJson(f"the body is not UTF-8: {exc.reason} at byte {exc.start}"
+                                  + (f" (nor {charset}, its declared charset)" if charset else "")) from None
+                escaped = declared
             body = escaped
         try:
             return body, self._split(body)[0], {}
@@ -231,14 +296,15 @@ class BatchParser:
             f"{'/'.join(self.integration.batch_keys)}, got a JSON scalar"
         )
 
-    def parse(self, body: bytes, *, peer: str, max_events: int) -> Batch:
-        """Raises NotJson, InvalidBatch or TooManyEvents.
+    def parse(self, body: bytes, *, peer: str, max_events: int, charset: str | None = None) -> Batch:
+        """Raises NotJson, InvalidBatch or TooManyEvents. `charset`: what the request's
+        Content-Type declares, read only for a body that is not UTF-8 (`_from_declared`).
 
         The batch is worked column by column (every event's id, then every severity, ...)
         with C doing the per-event steps (`map`, `set`, `bytes.join`); only the events that
         need a closer look (the prefilter's, an event without an id, one that may hold an
         integer Python cannot read) take the per-event path (`_event`)."""
-        body, (raws, array, array_start, array_length), readings = self._read(body)
+        body, (raws, array, array_start, array_length), readings = self._read(body, charset)
         count = len(raws)
         if count > max_events:
             raise TooManyEvents(f"{count} events in one batch; the limit is {max_events}")

@@ -96,13 +96,15 @@ def expected_events(value: object) -> int | None:
 def strict_json(body: bytes) -> tuple[bool, object]:
     """(True, value) when `body` is a JSON batch as the ingest takes it: RFC 8259 JSON in UTF-8
     (no NaN/Infinity), a leading BOM ignored, lone surrogates allowed (issue 17: escaped, or
-    raw CESU-8 bytes inside a string, which the ingest writes as their escape)."""
+    raw CESU-8 bytes inside a string, which the ingest writes as their escape), or in UTF-16/32
+    as Python's json tells them (`json.detect_encoding`: a BOM, or the NUL bytes of RFC 4627 3)."""
 
     def refuse(name: str) -> object:
         raise ValueError(name)
 
     try:
-        text = body.decode("utf-8", "surrogatepass").removeprefix("\ufeff")
+        encoding = json.detect_encoding(body)
+        text = body.decode("utf-8" if encoding == "utf-8-sig" else encoding, "surrogatepass").removeprefix("\ufeff")
         # Numbers only count as present (Python refuses integers of more than 4,300 digits).
         # A raw surrogate outside a string, or after a backslash, is not JSON for Python either.
         value = json.loads(text, parse_constant=refuse, parse_int=lambda _: 0, parse_float=lambda _: 0.0)

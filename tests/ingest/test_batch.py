@@ -146,6 +146,58 @@ def test_not_a_batch(body: bytes, error: type[Exception]) -> None:
         parse(body)
 
 
+WIDE_EVENTS = [{"id": "w1", "severity": "high", "msg": "caf\u00e9 \U0001f600 \u4e2d"}, {"id": "w2", "n": [1, 2]}]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("pretty", [False, True])
+def test_utf16_and_utf32_bodies_are_read(codec: str, pretty: bool) -> None:
+    """A body in UTF-16 or UTF-32, with a byte order mark (Python's "utf-16", what .NET's
+    Encoding.Unicode writes) or without (told by its NUL bytes, RFC 4627 3: JSON starts with an
+    ASCII character) was refused 400 "not UTF-8", the batch lost. It is transcoded to UTF-8,
+    JSON's encoding: every event kept, equal to what was sent."""
+    text = json.dumps(WIDE_EVENTS, ensure_ascii=False, indent=2 if pretty else None)
+    records = parse(text.encode(codec))
+    assert [r["event"] for r in records] == WIDE_EVENTS
+    assert [r["severity"] for r in records] == ["high", "unknown"]
+
+
+def test_a_lone_surrogate_in_a_utf16_body_is_kept_as_its_escape() -> None:
+    body = '[{"id": "s1", "m": "cut \ud83d"}]'.encode("utf-16-le", "surrogatepass")
+    (record,) = parse(body)
+    assert record["event"] == {"id": "s1", "m": "cut \ufffd"}  # read as U+FFFD, as in a UTF-8 body
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    ('[{"id": "x"}]'.encode("utf-16-le") + b"\x00", "the body is UTF-16-LE (by its first bytes) but not valid"),
+    (b"\xff\xfe[\x00\x00\xdc]\x00", "the body is not JSON"),
+])
+def test_a_broken_utf16_body_is_named(body: bytes, why: str) -> None:
+    with pytest.raises(NotJson) as caught:
+        parse(body)
+    assert str(caught.value).startswith(why)
+
+
+@pytest.mark.parametrize(("charset", "encoded"), [
+    ("ISO-8859-1", "latin-1"), ("latin1", "latin-1"), ("windows-1252", "cp1252"), ('"iso-8859-15"', "iso8859-15"),
+])
+def test_a_body_not_in_utf8_is_read_in_its_declared_charset(charset: str, encoded: str) -> None:
+    """A body that is not UTF-8, in the single-byte charset its Content-Type declares (a Java
+    or Windows sender's platform default): read in that charset, not refused with its batch.
+    A body that is UTF-8 is read as UTF-8 whatever is declared (RFC 8259 8.1)."""
+    parser = BatchParser(INTEGRATION, "p")
+    events = [{"id": "l1", "msg": "caf\u00e9 \u00a3 \u00e4"}]
+    body = json.dumps(events, ensure_ascii=False).encode(encoded)
+    batch = parser.parse(body, peer="192.0.2.1", max_events=10, charset=charset.strip('"'))
+    assert [decode(r.value)["event"] for r in batch.records] == events
+    utf8 = json.dumps(events, ensure_ascii=False).encode()
+    batch = parser.parse(utf8, peer="192.0.2.1", max_events=10, charset=charset.strip('"'))
+    assert [decode(r.value)["event"] for r in batch.records] == events
+    for unread in (None, "utf-8", "punycode", "no-such-charset"):
+        with pytest.raises(NotJson, match="the body is not UTF-8"):
+            parser.parse(body, peer="192.0.2.1", max_events=10, charset=unread)
+
+
 def test_too_many_events() -> None:
     with pytest.raises(TooManyEvents):
         parse([{"i": i} for i in range(4)], max_events=3)

@@ -396,6 +396,33 @@ async def test_a_path_with_its_trailing_slash_added_or_removed_is_the_same_webho
     assert {r.key.decode(): headers_of(r)["integration"].decode() for r in records} == ids
 
 
+@pytest.mark.parametrize(("encoded", "content_type"), [
+    ("utf-16", "application/json; charset=utf-16"),  # BOM + little-endian: .NET's Encoding.Unicode
+    ("utf-16-be", "application/json"),
+    ("utf-32", "application/json"),
+    ("latin-1", "application/json; charset=ISO-8859-1"),
+    ("cp1252", 'application/json;charset="windows-1252"'),
+])
+async def test_bodies_not_in_utf8_lose_no_batch(kafka_broker: Broker, tmp_path: Path, encoded: str,
+                                                content_type: str) -> None:
+    """UTF-16/32 (told by a BOM or by the NUL bytes of the first ASCII character) and a body that
+    is not UTF-8 in its declared single-byte charset were 400 "not UTF-8", the batch lost: each
+    event lands on the bus as JSON in UTF-8, equal to what was sent (gzip'd too)."""
+    events = [event(0, message="caf\u00e9 \u00a3 \u00e4"), event(1, severity="low")]
+    body = json.dumps(events, ensure_ascii=False).encode(encoded)
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), body, {"Content-Type": content_type})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"accepted": 2}
+        zipped = [event(2, message="\u00e9"), event(3)]
+        response = await post(ingest.webhook(), gzip.compress(json.dumps(zipped, ensure_ascii=False).encode(encoded)),
+                              {"Content-Type": content_type, "Content-Encoding": "gzip"})
+        assert response.json() == {"accepted": 2}
+        records = await consume(kafka_broker, ingest.prefix, 4)
+    by_id = {r.key.decode(): decode(r.value)["event"] for r in records}
+    assert by_id == {e["id"]: e for e in [*events, *zipped]}
+
+
 async def test_unicode_huge_numbers_and_a_1_mib_event(kafka_broker: Broker, tmp_path: Path) -> None:
     events = [
         event(0, description="Ünïcødé ✓ 😀 עברית 中文 \u0000 \u2028", path="/é?q=\"'<>&"),
