@@ -150,6 +150,19 @@ def _from_declared(body: bytes, charset: str | None) -> bytes | None:
         return None
 
 
+def _ndjson_as_array(body: bytes) -> bytes | None:
+    """A body of JSON objects one per line (NDJSON, JSON Lines: what log shippers post) as the
+    JSON array of them, each line's bytes as they are; None when it is not one: fewer than two
+    lines, or a line that does not hold one object (by its first and last bytes; the array is
+    then parsed as any body). Only called for a body that did not parse as JSON."""
+    if body[_BLANKS.match(body).end():][:1] != b"{":  # type: ignore[union-attr]  # always matches
+        return None
+    lines = [line for line in (part.strip(_WHITESPACE) for part in body.split(b"\n")) if line]
+    if len(lines) < 2 or not all(line[:1] == b"{" and line[-1:] == b"}" for line in lines):
+        return None
+    return b"[" + b",".join(lines) + b"]"
+
+
 def _find(body: bytes, part: bytes, start: int) -> int | None:
     """Where `part` (a slice of `body`) stands in `body`: a short search, then one compare."""
     head = part[:64]
@@ -239,6 +252,9 @@ class BatchParser:
         try:
             return body, self._split(body)[0], {}
         except msgspec.DecodeError as exc:
+            array = _ndjson_as_array(body)
+            if array is not None:
+                return self._ndjson(array)
             reading = readable(body)
             if reading == body:
                 raise NotJson(f"the body is not JSON: {exc}") from None
@@ -249,6 +265,9 @@ class BatchParser:
         try:
             events, key = self._split(reading)
         except msgspec.DecodeError as exc:
+            array = _ndjson_as_array(body)
+            if array is not None:
+                return self._ndjson(array)
             raise NotJson(f"the body is not JSON: {exc}") from None
         except RecursionError:
             raise NotJson("the body is nested deeper than the JSON parser allows") from None
@@ -260,6 +279,13 @@ class BatchParser:
                                                                                   strict=True))
                     if bytes(raw) != original}
         return body, events._replace(raws=originals), readings
+
+    def _ndjson(self, array: bytes) -> tuple[bytes, Events, dict[int, bytes]]:
+        """`_read` of an NDJSON body made a JSON array (`_ndjson_as_array`)."""
+        try:
+            return self._read(array)
+        except NotJson as exc:
+            raise NotJson(f"{exc} (reading the body as NDJSON, one event per line, joined as an array)") from None
 
     def _split(self, body: bytes) -> tuple[Events, str | None]:
         """Events, and the batch key whose array holds them (None: a top-level array, or a

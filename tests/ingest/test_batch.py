@@ -198,6 +198,37 @@ def test_a_body_not_in_utf8_is_read_in_its_declared_charset(charset: str, encode
             parser.parse(body, peer="192.0.2.1", max_events=10, charset=unread)
 
 
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\n\n"])
+def test_an_ndjson_body_is_one_event_per_line(ending: bytes) -> None:
+    """JSON objects one per line (NDJSON / JSON Lines, what log shippers post) was refused 400
+    "trailing characters", the batch lost. Each line is an event, its bytes as sent; a control
+    message and a lone surrogate among them are what they are in an array."""
+    events = [{"id": "n1", "severity": "high"}, {"id": "n2", "n": [1, {"x": None}]},
+              {"type": "test_integration", "message": "t"}]
+    lines = [json.dumps(e).encode() for e in events]
+    body = ending.join(lines) + ending
+    records = parse(body)
+    assert [r["event"] for r in records] == events
+    assert [r["kind"] for r in records] == ["event", "event", "test"]
+    assert [r["severity"] for r in records] == ["high", "unknown", "unknown"]
+    batch = BatchParser(INTEGRATION, "p").parse(b'{"id": "s1", "m": "\\ud83d"}\n' + body, peer="x", max_events=10)
+    assert batch.lone_surrogates == 1 and len(batch.records) == 4
+    assert batch.records[0].value.endswith(b'"event":{"id": "s1", "m": "\\ud83d"}}')
+    with pytest.raises(TooManyEvents):
+        parse(body, max_events=2)
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b'{"id": "a"}\n{"id": }\n', "(reading the body as NDJSON, one event per line, joined as an array)"),
+    (b'{"id": "a"}\n[1]\n', "trailing characters"),  # not one object per line: not NDJSON
+    (b'{"id": "a"} {"id": "b"}', "trailing characters"),  # not one per line
+])
+def test_what_is_not_ndjson_is_named(body: bytes, why: str) -> None:
+    with pytest.raises(NotJson) as caught:
+        parse(body)
+    assert why in str(caught.value)
+
+
 def test_too_many_events() -> None:
     with pytest.raises(TooManyEvents):
         parse([{"i": i} for i in range(4)], max_events=3)

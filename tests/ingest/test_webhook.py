@@ -423,6 +423,21 @@ async def test_bodies_not_in_utf8_lose_no_batch(kafka_broker: Broker, tmp_path: 
     assert by_id == {e["id"]: e for e in [*events, *zipped]}
 
 
+@pytest.mark.parametrize("content_type", ["application/x-ndjson", "application/json"])
+async def test_an_ndjson_body_lands_one_record_per_line(kafka_broker: Broker, tmp_path: Path,
+                                                        content_type: str) -> None:
+    events = [event(0), event(1, severity="low"), event(2, severity="medium")]
+    body = b"\n".join(orjson.dumps(e) for e in events) + b"\n"
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), gzip.compress(body),
+                              {"Content-Type": content_type, "Content-Encoding": "gzip"})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"accepted": 3}
+        records = await consume(kafka_broker, ingest.prefix, 3)
+    assert {r.key.decode(): (decode(r.value)["event"], r.topic.rsplit(".", 1)[1]) for r in records} == {
+        e["id"]: (e, e["severity"]) for e in events}
+
+
 async def test_unicode_huge_numbers_and_a_1_mib_event(kafka_broker: Broker, tmp_path: Path) -> None:
     events = [
         event(0, description="Ünïcødé ✓ 😀 עברית 中文 \u0000 \u2028", path="/é?q=\"'<>&"),
