@@ -187,6 +187,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._body_left = 0.0
         self._body_since: float | None = None  # the body clock runs since then
         self._body_timer: asyncio.TimerHandle | None = None
+        self._client_done = False  # the client closed its side (half-close) after whole requests
 
     # -- the connection
 
@@ -213,6 +214,25 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._body_clock_stop()
         self._in_body = False
         super().connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        """The client closed its sending side (TCP half-close: `shutdown(SHUT_WR)`, HTTP/1.0
+        clients, `nc -N`) after sending its request. asyncio's default closes the connection,
+        so a whole request was answered into the void: its batch durable, the sender told
+        nothing. The connection now stays open for the answers to the requests received whole,
+        then closes. A request still missing body bytes can never be completed: closed (the
+        app sees the client gone)."""
+        cycle = self.cycle
+        if not self._accepted or cycle is None or cycle.more_body or (cycle.response_complete and not self.pipeline):
+            return None
+        self._client_done = True
+        self._cancel_head_timer()
+        return True
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._client_done and not self.pipeline and not self.transport.is_closing():
+            self.transport.close()  # every request the client sent is answered
 
     def data_received(self, data: bytes) -> None:
         if not self._accepted or self.transport.is_closing():

@@ -391,3 +391,42 @@ async def test_a_client_that_leaves_mid_body_is_counted_499_and_nothing_is_kept(
     assert isinstance(publisher, MemoryPublisher) and publisher.records == []
     quarantine = Path(ingest.config.quarantine.path)
     assert not quarantine.exists() or not list(quarantine.iterdir())
+
+
+@pytest.mark.parametrize("requests", [1, 3])
+async def test_a_client_that_half_closes_after_its_requests_gets_their_answers(
+        ingest: RunningIngest, requests: int) -> None:
+    """A client that shuts its sending side after its request(s) (TCP half-close: HTTP/1.0
+    clients, `nc -N`, raw senders) got the connection closed without an answer, its batch
+    durable all the same: the sender counted a lost batch that was taken. Every request received
+    whole is answered, then the connection closes."""
+    bodies = [json.dumps([{"id": f"half-{n}-{i}"} for i in range(n + 1)]).encode() for n in range(requests)]
+    reader, writer = await connect(ingest)
+    try:
+        writer.write(b"".join(head(length=len(body)) + body for body in bodies))
+        await writer.drain()
+        writer.write_eof()
+        answer = await read_until_closed(reader, 5)
+    finally:
+        writer.close()
+    assert answer.count(b"HTTP/1.1 200 OK") == requests, answer[:600]
+    for n in range(requests):
+        assert b'{"accepted":%d}' % (n + 1) in answer
+    publisher = ingest.publisher
+    assert isinstance(publisher, MemoryPublisher)
+    assert len(publisher.records) == requests * (requests + 1) // 2
+
+
+async def test_a_client_that_half_closes_mid_body_is_closed_and_nothing_kept(ingest: RunningIngest) -> None:
+    body = json.dumps([{"id": f"cut-{i}"} for i in range(100)]).encode()
+    reader, writer = await connect(ingest)
+    try:
+        writer.write(head(length=len(body)) + body[:-10])
+        await writer.drain()
+        writer.write_eof()
+        answer = await read_until_closed(reader, 5)
+    finally:
+        writer.close()
+    assert answer == b""
+    publisher = ingest.publisher
+    assert isinstance(publisher, MemoryPublisher) and publisher.records == []
