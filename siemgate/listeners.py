@@ -215,7 +215,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._in_body = False
         super().connection_lost(exc)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol's: True keeps it open
         """The client closed its sending side (TCP half-close: `shutdown(SHUT_WR)`, HTTP/1.0
         clients, `nc -N`) after sending its request. asyncio's default closes the connection,
         so a whole request was answered into the void: its batch durable, the sender told
