@@ -176,7 +176,8 @@ class WebhookEndpoint:
                         extra={"integration": integration.name, "peer": peer})
             return _EMPTY_401
         try:
-            coding = content_coding(headers.getlist("content-encoding"))  # every line: one list
+            coding = content_coding(headers.getlist("content-encoding"),  # every line: one list
+                                    transfer=headers.getlist("transfer-encoding"))
         except BodyError as exc:
             return self._refused(exc, peer)
         length = _content_length(headers.get("content-length"))

@@ -26,23 +26,31 @@ from siemgate.ingest.budget import Claim
 INFLATE_STEP = 1024 * 1024
 
 
-def content_coding(header: str | Sequence[str] | None) -> str:
+def _codings(lines: Sequence[str | None], skip: tuple[str, ...]) -> list[str]:
+    return [c for c in (item.strip().lower() for line in lines if line for item in line.split(",")) if c not in skip]
+
+
+def content_coding(header: str | Sequence[str] | None, *, transfer: Sequence[str] = ()) -> str:
     """`identity` or `gzip`; anything else raises UnsupportedEncoding.
 
     `header`: the Content-Encoding value, or every line of it: one list of the codings applied,
-    in order (RFC 9110 8.4, 5.3), where `identity` (and an empty item) changes nothing."""
+    in order (RFC 9110 8.4, 5.3), where `identity` (and an empty item) changes nothing.
+    `transfer`: the Transfer-Encoding lines; the HTTP server undoes `chunked` only, so a
+    transfer coding before it (`gzip, chunked`) is applied after the content codings."""
     lines = [header] if header is None or isinstance(header, str) else header
-    codings = [c for c in (item.strip().lower() for line in lines if line for item in line.split(","))
-               if c not in ("", "identity")]
+    codings = _codings(lines, ("", "identity"))
+    transfer_codings = _codings(transfer, ("", "identity", "chunked"))
+    codings += transfer_codings
     if not codings:
         return "identity"
     if len(codings) == 1 and codings[0] in ("gzip", "x-gzip"):
         return "gzip"
-    named = ", ".join(codings)
+    headers = "Content-Encoding + Transfer-Encoding" if transfer_codings else "Content-Encoding"
+    named = f"{headers} {', '.join(codings)!r}"
     if len(codings) > 1 and all(c in ("gzip", "x-gzip") for c in codings):
-        raise UnsupportedEncoding(f"Content-Encoding {named!r}: gzip applied {len(codings)} times is not "
+        raise UnsupportedEncoding(f"{named}: gzip applied {len(codings)} times is not "
                                   "supported (gzip the body once, or not at all)")
-    raise UnsupportedEncoding(f"Content-Encoding {named!r} is not supported (use gzip or none)")
+    raise UnsupportedEncoding(f"{named} is not supported (use gzip or none)")
 
 
 # Output inflated on the event loop per body, at most; the rest is inflated in a thread.

@@ -438,6 +438,27 @@ async def test_an_ndjson_body_lands_one_record_per_line(kafka_broker: Broker, tm
         e["id"]: (e, e["severity"]) for e in events}
 
 
+async def test_a_gzip_transfer_coding_is_inflated(kafka_broker: Broker, tmp_path: Path) -> None:
+    """`Transfer-Encoding: gzip, chunked` (RFC 9112 6.1): the HTTP server undoes chunked only,
+    so the gzip bytes reached the parser as the body (400 "not UTF-8", the batch lost)."""
+    events = [event(0), event(1)]
+    packed = gzip.compress(orjson.dumps(events))
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(ingest.url.rsplit(":", 1)[1]))
+        try:
+            writer.write(b"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: " + KEY.encode()
+                         + b"\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n"
+                         + b"%x\r\n%s\r\n0\r\n\r\n" % (len(packed), packed))
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+        assert answer.endswith(b'{"accepted":2}')
+        records = await consume(kafka_broker, ingest.prefix, 2)
+    assert sorted(r.key.decode() for r in records) == sorted(e["id"] for e in events)
+
+
 async def test_unicode_huge_numbers_and_a_1_mib_event(kafka_broker: Broker, tmp_path: Path) -> None:
     events = [
         event(0, description="Ünïcødé ✓ 😀 עברית 中文 \u0000 \u2028", path="/é?q=\"'<>&"),
