@@ -413,7 +413,8 @@ class BatchParser:
         integration = self.integration
         reason = unrepresentable(data)
         if reason is not None:
-            raise ValueError(reason)
+            # Python's advice ("use sys.set_int_max_str_digits()") is no advice to an operator.
+            raise ValueError(f"{reason.partition('; use sys.')[0]} (the forwarders could not read it back)")
         text = data if reading is None else reading
         kind: Kind = "event"
         severity: Severity = "unknown"

@@ -229,6 +229,18 @@ def test_what_is_not_ndjson_is_named(body: bytes, why: str) -> None:
     assert why in str(caught.value)
 
 
+@pytest.mark.parametrize("body", [b'[{"id": "big", "n": ' + b"9" * 5000 + b"}]", b"[" + b"9" * 4301 + b"]"])
+def test_an_integer_python_cannot_read_is_refused_naming_it_for_the_operator(body: bytes) -> None:
+    """Still refused (the forwarders read events with Python, which refuses integers of more than
+    4,300 digits), but named for an operator: not Python's advice to call a function."""
+    with pytest.raises(InvalidBatch) as caught:
+        parse(body)
+    message = str(caught.value)
+    assert message.startswith("event 0 cannot be read: Exceeds the limit (4300 digits) for integer string conversion")
+    assert "(the forwarders could not read it back)" in message
+    assert "sys.set_int_max_str_digits" not in message
+
+
 def test_too_many_events() -> None:
     with pytest.raises(TooManyEvents):
         parse([{"i": i} for i in range(4)], max_events=3)
