@@ -34,7 +34,7 @@ from msgspec.structs import astuple
 from siemgate.config import IntegrationConfig
 from siemgate.errors import InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.confirmation import ControlPrefilter, classify, confirmation_link
-from siemgate.ingest.surrogates import raw_surrogates_escaped, spans
+from siemgate.ingest.surrogates import raw_controls_escaped, raw_surrogates_escaped, spans
 from siemgate.record import (
     DEFAULT_SCHEME,
     BatchEncoder,
@@ -252,6 +252,9 @@ class BatchParser:
         try:
             return body, self._split(body)[0], {}
         except msgspec.DecodeError as exc:
+            controls = raw_controls_escaped(body)
+            if controls is not None:  # a raw newline, tab ... inside a string: escaped, then read
+                return self._read(controls)
             array = _ndjson_as_array(body)
             if array is not None:
                 return self._ndjson(array)

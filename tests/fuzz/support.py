@@ -98,7 +98,8 @@ def strict_json(body: bytes) -> tuple[bool, object]:
     (no NaN/Infinity), a leading BOM ignored, lone surrogates allowed (issue 17: escaped, or
     raw CESU-8 bytes inside a string, which the ingest writes as their escape), or in UTF-16/32
     as Python's json tells them (`json.detect_encoding`: a BOM, or the NUL bytes of RFC 4627 3);
-    or NDJSON: two or more lines, each one JSON object (a list of them)."""
+    or NDJSON: two or more lines, each one JSON object (a list of them). Raw control characters
+    inside strings are read, as Python's json reads them with strict=False."""
 
     def refuse(name: str) -> object:
         raise ValueError(name)
@@ -106,7 +107,8 @@ def strict_json(body: bytes) -> tuple[bool, object]:
     def read(text: str) -> object:
         # Numbers only count as present (Python refuses integers of more than 4,300 digits).
         # A raw surrogate outside a string, or after a backslash, is not JSON for Python either.
-        return json.loads(text, parse_constant=refuse, parse_int=lambda _: 0, parse_float=lambda _: 0.0)
+        # strict=False: a raw control character inside a string is read (the ingest escapes it).
+        return json.loads(text, parse_constant=refuse, parse_int=lambda _: 0, parse_float=lambda _: 0.0, strict=False)
 
     try:
         encoding = json.detect_encoding(body)

@@ -241,6 +241,34 @@ def test_an_integer_python_cannot_read_is_refused_naming_it_for_the_operator(bod
     assert "sys.set_int_max_str_digits" not in message
 
 
+@pytest.mark.parametrize(("raw", "read"), [
+    (b"line 1\nline 2", "line 1\nline 2"), (b"a\tb\r\n", "a\tb\r\n"),
+    (b"nul \x00 bell \x07 esc \x1b", "nul \x00 bell \x07 esc \x1b"),
+    (b"\\\\\n", "\\\n"),  # an escaped backslash, then a raw newline
+])
+def test_raw_control_characters_inside_strings_lose_no_batch(raw: bytes, read: str) -> None:
+    """JSON built by hand (a multi-line attack sample pasted into a template) holds raw newlines,
+    tabs, NULs inside its strings: RFC 8259 7 wants them escaped, so the batch was refused 400
+    "invalid character". Each is written as its escape (the only change to the sender's bytes,
+    as for raw surrogates), in an array, a wrapper or NDJSON; keys too."""
+    for body in (b'[{"id": "c1", "m": "' + raw + b'"}, {"id": "c2"}]',
+                 b'{"events": [{"id": "c1", "m": "' + raw + b'"}, {"id": "c2"}]}',
+                 b'{"id": "c1", "m": "' + raw + b'"}\n{"id": "c2"}\n'):
+        records = parse(body)
+        assert [r["event"] for r in records] == [{"id": "c1", "m": read}, {"id": "c2"}], body
+    (record,) = parse(b'[{"id": "k", "a\tkey": 1}]')
+    assert record["event"] == {"id": "k", "a\tkey": 1}
+
+
+@pytest.mark.parametrize("body", [
+    b'[{"id": "x"}\x01]',  # between tokens: not in a string
+    b'[{"id": "x", "m": "a\\\nb"}]',  # right after a backslash: its escape would mean something else
+])
+def test_raw_control_characters_that_cannot_be_escaped_are_still_400(body: bytes) -> None:
+    with pytest.raises(NotJson):
+        parse(body)
+
+
 def test_too_many_events() -> None:
     with pytest.raises(TooManyEvents):
         parse([{"i": i} for i in range(4)], max_events=3)

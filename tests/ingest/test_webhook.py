@@ -459,6 +459,20 @@ async def test_a_gzip_transfer_coding_is_inflated(kafka_broker: Broker, tmp_path
     assert sorted(r.key.decode() for r in records) == sorted(e["id"] for e in events)
 
 
+async def test_raw_control_characters_in_strings_land_escaped(kafka_broker: Broker, tmp_path: Path) -> None:
+    """A hand-built body with a raw newline, tab and NUL inside its strings (400 before, the
+    batch lost): each event on the bus as valid JSON, its text as the sender meant it."""
+    body = b'[{"id": "ctl-1", "m": "a\nb\tc\x00d"}, {"id": "ctl-2", "severity": "low"}]'
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), body)
+        assert response.status_code == 200, response.text
+        records = await consume(kafka_broker, ingest.prefix, 2)
+    by_id = {r.key.decode(): r for r in records}
+    assert decode(by_id["ctl-1"].value)["event"] == {"id": "ctl-1", "m": "a\nb\tc\x00d"}
+    assert b'"m": "a\\nb\\tc\\u0000d"' in by_id["ctl-1"].value
+    assert decode(by_id["ctl-2"].value)["severity"] == "low"
+
+
 async def test_unicode_huge_numbers_and_a_1_mib_event(kafka_broker: Broker, tmp_path: Path) -> None:
     events = [
         event(0, description="Ünïcødé ✓ 😀 עברית 中文 \u0000 \u2028", path="/é?q=\"'<>&"),
