@@ -34,7 +34,7 @@ from msgspec.structs import astuple
 from siemgate.config import IntegrationConfig
 from siemgate.errors import InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.confirmation import ControlPrefilter, classify, confirmation_link
-from siemgate.ingest.surrogates import raw_controls_escaped, raw_surrogates_escaped, spans
+from siemgate.ingest.surrogates import member_count, raw_controls_escaped, raw_surrogates_escaped, spans
 from siemgate.record import (
     DEFAULT_SCHEME,
     BatchEncoder,
@@ -314,9 +314,13 @@ class BatchParser:
                     # found (its first bytes, then all of it compared). Where the same bytes
                     # stand twice, either place holds the same events at the same offsets.
                     opening = b'{"' + key.encode() + b'":'
-                    at: int | None = lead + len(opening) if body.startswith(opening, lead) else None
+                    at: int | None = None
+                    if body.startswith(opening, lead):  # past the blanks after the colon ({"events": [)
+                        at = _BLANKS.match(body, lead + len(opening)).end()  # type: ignore[union-attr]  # always
                     if at is None:
                         at = _find(body, array, lead)
+                    if at is not None:
+                        self._one_batch_key(body, key, lead, at, array)
                     return Events(_RawList.decode(array), array, at, len(array)), key
             return Events([body.strip(_WHITESPACE)], None, None, None), None
         _RawList.decode(b"[" + body + b"]")  # is it JSON at all?
@@ -324,6 +328,31 @@ class BatchParser:
             f"expected a JSON array of events or an object holding one under "
             f"{'/'.join(self.integration.batch_keys)}, got a JSON scalar"
         )
+
+    @staticmethod
+    def _one_batch_key(body: bytes, key: str, lead: int, start: int, array: bytes) -> None:
+        """Raise InvalidBatch when the body's object names `key` twice: a JSON decoder keeps the
+        last array only, so the events of the other would be dropped under a 200 (and `start`,
+        where the first stands, would not be where the events are). Cheap for the usual bodies:
+        the array the only member, or the other members (the array not walked) without the key."""
+        end = start + len(array)
+        before, after = body[lead:start], body[end:]
+        name = key.encode()
+        if after.strip(_WHITESPACE) == b"}" and before.translate(None, _WHITESPACE) == b'{"' + name + b'":':
+            return  # {"events": [...]}: one member
+        if not body.startswith(array, start):
+            count = member_count(body, key)  # the first of two arrays under the key stands at `start`
+        elif b'"' + name + b'"' not in before + after and b"\\u" not in before + after:
+            return
+        else:
+            try:  # the members but the array's (null in its place): the events are not walked
+                count = member_count(before + b"null" + after, key)
+            except (ValueError, IndexError, msgspec.DecodeError):  # `start` was an equal array elsewhere
+                count = member_count(body, key)
+        if count > 1:
+            raise InvalidBatch(f"the body's object names the batch key {key!r} {count} times (which array is the "
+                               "batch is ambiguous; JSON decoders keep the last, dropping the others' events): "
+                               "send each batch once")
 
     def parse(self, body: bytes, *, peer: str, max_events: int, charset: str | None = None) -> Batch:
         """Raises NotJson, InvalidBatch or TooManyEvents. `charset`: what the request's

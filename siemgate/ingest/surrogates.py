@@ -160,6 +160,24 @@ def _member(document: bytes, at: int, key: str) -> int | None:
         at = _skip_whitespace(document, at + 1)
 
 
+def member_count(document: bytes, key: str) -> int:
+    """How many members of the top-level object of `document` (valid JSON) are named `key`
+    (JSON decoders keep only the last of them)."""
+    at = _skip_whitespace(document, 0)
+    count = 0
+    at = _skip_whitespace(document, at + 1)
+    if document[at] == 0x7D:  # }
+        return 0
+    while True:
+        key_end = _value_end(document, at)
+        count += _KEY.decode(document[at:key_end]) == key
+        at = _skip_whitespace(document, _skip_whitespace(document, key_end) + 1)  # past the colon
+        at = _skip_whitespace(document, _value_end(document, at))
+        if document[at] == 0x7D:
+            return count
+        at = _skip_whitespace(document, at + 1)
+
+
 def spans(readable_body: bytes, batch_key: str | None) -> list[tuple[int, int]]:
     """Start and end of each event in `readable_body` (valid JSON): the elements of its
     top-level array, or of the array under `batch_key` of its top-level object."""

@@ -269,6 +269,43 @@ def test_raw_control_characters_that_cannot_be_escaped_are_still_400(body: bytes
         parse(body)
 
 
+@pytest.mark.parametrize("body", [
+    b'{"events": [{"id": "a"}], "events": [{"id": "b"}, {"id": "c"}]}',
+    b'{"events":[{"id":"a"},{"id":"a2"},{"id":"a3"}],"events":[{"id":"b"}]}',
+    b'{"meta": 1, "events": [{"id": "a"}], "\\u0065vents": [{"id": "b"}]}',  # the same name, escaped
+    b'{"events": [{"id": "a"}], "events": [{"id": "a"}]}',
+    b'{"alerts": [], "alerts": [{"id": "a"}]}',
+])
+def test_a_batch_key_named_twice_is_refused_not_half_taken(body: bytes) -> None:
+    """`{"events": [a], "events": [b, c]}`: JSON decoders keep the last member, so a was dropped
+    under a 200 (`{"accepted": 2}`). Which array is the batch is ambiguous (RFC 8259 4: names
+    should be unique): refused 400, naming it (the body is quarantined, nothing lost)."""
+    with pytest.raises(InvalidBatch, match="names the batch key '(events|alerts)' 2 times"):
+        parse(body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"events": [{"id": "a", "events": 1}]}',
+    b'{ "events" : [{"id": "a"}] }',
+    b'{"meta": {"events": 3}, "events": [{"id": "a"}], "count": 1}',
+    b'{"events": [{"id": "a"}], "x": {"events": [{"id": "a"}]}}',
+    b'{"x": [{"id": "a"}], "events": [{"id": "a"}]}',  # the same array bytes earlier
+    b'{"s": "[{\\"id\\": \\"a\\"}]", "events": [{"id": "a"}]}',
+])
+def test_a_batch_key_named_once_is_taken(body: bytes) -> None:
+    assert [r["event"] for r in parse(body)] == [orjson.loads(body)["events"][0]]
+
+
+@pytest.mark.parametrize("body", [b'{"events": [{"id": "a"}]}', b'{"events":\n  [{"id": "a"}]}',
+                                  b'{"events":[{"id":"a"}]}'])
+def test_the_array_of_a_wrapper_is_where_it_stands(body: bytes) -> None:
+    """With a blank after the key's colon (Python's json.dumps writes `{"events": [`), the array
+    was placed on that blank, one byte early: the prefilter's event spans were off by one."""
+    events = BatchParser(INTEGRATION, "p").split(body)
+    assert events.array is not None and events.array_start is not None
+    assert body[events.array_start:].startswith(events.array)
+
+
 def test_too_many_events() -> None:
     with pytest.raises(TooManyEvents):
         parse([{"i": i} for i in range(4)], max_events=3)
