@@ -133,6 +133,21 @@ def _from_utf16_or_32(body: bytes) -> bytes:
                       f"{exc.reason} at byte {exc.start + skip}") from None
 
 
+def _declared_note(charset: str | None) -> str:
+    """What the refusal of a body that is not UTF-8 says of its declared charset."""
+    if not charset:
+        return ""
+    try:
+        name = codecs.lookup(charset).name
+    except LookupError:
+        return f" (its declared charset {charset!r} is unknown)"
+    if name == "utf-8":
+        return ""
+    if not _DECLARED.fullmatch(name):
+        return f" (its declared charset {charset!r} is not one siemgate reads: ISO-8859-x, windows-125x, UTF-16/32)"
+    return f" (nor {charset}, its declared charset)"
+
+
 def _from_declared(body: bytes, charset: str | None) -> bytes | None:
     """`body` read in the `charset` its Content-Type declares, as UTF-8; None when there is none,
     siemgate does not read it (`_DECLARED`), or the body is not in it."""
@@ -246,7 +261,7 @@ class BatchParser:
                 declared = _from_declared(body, charset)
                 if declared is None:
                     raise NotJson(f"the body is not UTF-8: {exc.reason} at byte {exc.start}"
-                                  + (f" (nor {charset}, its declared charset)" if charset else "")) from None
+                                  + _declared_note(charset)) from None
                 escaped = declared
             body = escaped
         try:

@@ -193,9 +193,16 @@ def test_a_body_not_in_utf8_is_read_in_its_declared_charset(charset: str, encode
     utf8 = json.dumps(events, ensure_ascii=False).encode()
     batch = parser.parse(utf8, peer="192.0.2.1", max_events=10, charset=charset.strip('"'))
     assert [decode(r.value)["event"] for r in batch.records] == events
-    for unread in (None, "utf-8", "punycode", "no-such-charset"):
-        with pytest.raises(NotJson, match="the body is not UTF-8"):
+    for unread, note in ((None, ""), ("utf-8", ""), ("punycode", " (its declared charset 'punycode' is not one"),
+                         ("no-such-charset", " (its declared charset 'no-such-charset' is unknown)")):
+        with pytest.raises(NotJson) as caught:
             parser.parse(body, peer="192.0.2.1", max_events=10, charset=unread)
+        message = str(caught.value)
+        assert message.startswith("the body is not UTF-8: invalid continuation byte at byte ")
+        after = message.split(" at byte ", 1)[1].lstrip("0123456789")
+        assert after.startswith(note) and (note or after == "")
+    with pytest.raises(NotJson, match=r"\(nor cp1253, its declared charset\)$"):
+        parser.parse(b'["\x81\xaa"]', peer="192.0.2.1", max_events=10, charset="cp1253")  # undefined in cp1253
 
 
 @pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\n\n"])
