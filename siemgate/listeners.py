@@ -187,6 +187,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._body_left = 0.0
         self._body_since: float | None = None  # the body clock runs since then
         self._body_timer: asyncio.TimerHandle | None = None
+        self._client_done = False  # the client closed its side (half-close) after whole requests
+        # A request asking for an upgrade has a body (its framing header), which httptools skips:
+        # it is read by a second parser (`_read_upgrade_body`); `_synthetic` while that parser
+        # reads the head made for it.
+        self._upgrade_body: bytes | None = None
+        self._synthetic = False
 
     # -- the connection
 
@@ -214,6 +220,25 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._in_body = False
         super().connection_lost(exc)
 
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol's: True keeps it open
+        """The client closed its sending side (TCP half-close: `shutdown(SHUT_WR)`, HTTP/1.0
+        clients, `nc -N`) after sending its request. asyncio's default closes the connection,
+        so a whole request was answered into the void: its batch durable, the sender told
+        nothing. The connection now stays open for the answers to the requests received whole,
+        then closes. A request still missing body bytes can never be completed: closed (the
+        app sees the client gone)."""
+        cycle = self.cycle
+        if not self._accepted or cycle is None or cycle.more_body or (cycle.response_complete and not self.pipeline):
+            return None
+        self._client_done = True
+        self._cancel_head_timer()
+        return True
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._client_done and not self.pipeline and not self.transport.is_closing():
+            self.transport.close()  # every request the client sent is answered
+
     def data_received(self, data: bytes) -> None:
         if not self._accepted or self.transport.is_closing():
             return
@@ -222,44 +247,74 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             if self._head_timer is None:  # the first byte of the next request
                 self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
             self._head_bytes += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # No websockets here: the request is answered as any other, the rest of what the
-            # connection sends is not HTTP any more, so it is closed after the answer.
-            if self.cycle is not None:
-                self.cycle.keep_alive = False
-            return
-        except httptools.HttpParserError as exc:
-            refused = exc.__context__
-            if isinstance(refused, _Refused):
-                self._refuse(refused.status, refused.reason, str(refused))
-            else:
-                self._refuse(400, "", "Invalid HTTP request received.")
+        if not self._feed(data):
             return
         # Past the bound with the head still incomplete: the parser holds it, so no further.
         if self._in_head and self._head_bytes > self.limits.max_head_bytes:
             self._refuse_large_head(f"a request head over {self.limits.max_head_bytes} bytes")
 
+    def _feed(self, data: bytes) -> bool:
+        """Feed the parser; False when the connection is refused or the rest is not HTTP."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # No websockets, no h2c here: the request is answered as any other, over HTTP/1.1;
+            # the connection is closed after the answer.
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+            if self._upgrade_body is not None:
+                self._read_upgrade_body(data[upgrade.args[0]:])
+            return False
+        except httptools.HttpParserError as exc:
+            refused = exc.__context__
+            if isinstance(refused, _Refused):
+                self._refuse(refused.status, refused.reason, str(refused))
+            else:
+                # The parser's reason ("Duplicate Content-Length", "Invalid character in chunk
+                # size" ...): the sender's operator learns what to fix, not just that it failed.
+                self._refuse(400, "", f"Invalid HTTP request received: {exc}.")
+            return False
+        return True
+
+    def _read_upgrade_body(self, rest: bytes) -> None:
+        """The body of a request that asked for an upgrade (`Connection: Upgrade`, `Upgrade: h2c`:
+        `curl --http2` on http://, any h2c-capable client): httptools tells llhttp to skip it and ends
+        the request after its head, so the app read an empty body (400, the batch lost). A new
+        parser reads it: fed a head of the same framing, whose callbacks are skipped, then the
+        bytes that followed the real head; the request's cycle gets the body as usual."""
+        framing, self._upgrade_body = self._upgrade_body, None
+        self.parser = httptools.HttpRequestParser(self)
+        self._synthetic = True
+        self._feed(b"POST / HTTP/1.1\r\n" + (framing or b"") + b"\r\n\r\n" + rest)
+
     # -- parser callbacks
 
     def on_message_begin(self) -> None:
+        if self._synthetic:
+            return
         self._in_head = True
         self._header_count = 0
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
+        if self._synthetic:
+            return
         super().on_url(url)
         if len(self.url) > self.limits.max_head_bytes:
             raise self._large_head(f"a request line over {self.limits.max_head_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._synthetic:
+            return
         self._header_count += 1
         if self._header_count > self.limits.max_headers:
             raise self._large_head(f"more than {self.limits.max_headers} header lines")
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self._synthetic:  # the head made for an upgrade request's body: the body follows
+            self._synthetic = False
+            return
         # What arrived in the head's last chunk may be body: the head itself, counted exactly.
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > self.limits.max_head_bytes:
@@ -274,6 +329,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._body_clock_start()
 
     def on_message_complete(self) -> None:
+        if self.parser.should_upgrade():
+            framing = _body_framing(self.headers)
+            if framing is not None:  # its body is still to come (`_read_upgrade_body`)
+                self._upgrade_body = framing
+                return
         self._in_body = False
         self._body_clock_stop()
         self._in_head = True
@@ -365,7 +425,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         client = f"{self.client[0]}" if self.client else "unknown"
         log.debug(f"{self.stats.name}: refused a connection ({status}): {text}", extra={"client": client})
-        body = text.encode("ascii")
+        body = text.encode("ascii", "backslashreplace")
         self.transport.write(b"".join([
             STATUS_LINE[status],
             b"content-type: text/plain; charset=utf-8\r\n",
@@ -374,6 +434,18 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             body,
         ]))
         self.transport.close()
+
+
+def _body_framing(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The header that frames a request's body (names lowercase, as uvicorn keeps them), None
+    for a request without one."""
+    for name, value in headers:
+        if name == b"transfer-encoding" and b"chunked" in value.lower():
+            return b"Transfer-Encoding: chunked"
+    for name, value in headers:
+        if name == b"content-length" and value.strip().isdigit() and int(value) > 0:
+            return b"Content-Length: " + value.strip()
+    return None
 
 
 def bounded_protocol(limits: ConnectionLimits, stats: ListenerStats) -> type[BoundedHttpProtocol]:

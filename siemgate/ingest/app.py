@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Counter as MetricCounter
@@ -66,6 +67,8 @@ log = logging.getLogger("siemgate.ingest")
 
 _EMPTY_401 = Response(status_code=401)
 _EMPTY_403 = Response(status_code=403)
+CLIENT_CLOSED: Final = 499  # siemgate_ingest_requests_total's code of a body the client abandoned
+_CLIENT_GONE = Response(status_code=CLIENT_CLOSED)  # never sent: the connection is gone
 _SEVERITY = operator.itemgetter(Record._fields.index("severity"))  # record.severity, in C
 
 
@@ -131,6 +134,7 @@ class WebhookEndpoint:
         self.context = context
         self._parser = BatchParser(integration, context.prefix,
                                    severity or context.config.normalize.scheme_for(integration.name))
+        # The codes answered (499, a body the client abandoned, is none: its child is made when counted).
         self._requests = {code: context.metrics.requests.labels(integration.name, str(code))
                           for code in (200, 400, 401, 403, 408, 413, 415, 503)}
         self._activity = context.metrics.activity
@@ -172,7 +176,8 @@ class WebhookEndpoint:
                         extra={"integration": integration.name, "peer": peer})
             return _EMPTY_401
         try:
-            coding = content_coding(headers.get("content-encoding"))
+            coding = content_coding(headers.getlist("content-encoding"),  # every line: one list
+                                    transfer=headers.getlist("transfer-encoding"))
         except BodyError as exc:
             return self._refused(exc, peer)
         length = _content_length(headers.get("content-length"))
@@ -203,9 +208,15 @@ class WebhookEndpoint:
         except BodyError as exc:
             return self._refused(exc, peer)
         except ClientDisconnect:
-            return Response(status_code=400)
+            # Nothing is stored and no answer can be sent: not a refusal of ours (400 said one).
+            # Counted as 499 (nginx's "client closed request"): a batch the sender lost itself.
+            log.warning("the client closed the connection before its body was complete: nothing stored, "
+                        "no answer sent (counted as code 499)",
+                        extra={"integration": integration.name, "peer": peer})
+            return _CLIENT_GONE
         try:
-            batch = self._parser.parse(body, peer=peer, max_events=config.limits.max_events_per_batch)
+            batch = self._parser.parse(body, peer=peer, max_events=config.limits.max_events_per_batch,
+                                       charset=_charset(request.headers.get("content-type")))
         except (NotJson, InvalidBatch) as exc:
             return await self._reject(400, str(exc), body, peer)
         except TooManyEvents as exc:
@@ -339,6 +350,22 @@ class WebhookEndpoint:
                       extra={"integration": self.integration.name})
 
 
+def _charset(content_type: str | None) -> str | None:
+    """The `charset` parameter of a Content-Type, if any (read only for a body that is not UTF-8)."""
+    if not content_type or "charset" not in content_type.lower():
+        return None
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').strip() or None
+    return None
+
+
+def _slash_twin(path: str) -> str:
+    """`path` with its trailing slash removed, or one added."""
+    return path[:-1] if path.endswith("/") else path + "/"
+
+
 def _content_length(value: str | None) -> int | None:
     if value is None:
         return None
@@ -370,7 +397,13 @@ class Webhooks:
                      for i in config.integrations}
         self._endpoints = endpoints
         webhooks: list[BaseRoute] = [Route(i.path, e.handle, methods=["POST"]) for i, e in endpoints.items()]
-        return [*webhooks, *self._fixed]
+        # Each path with its trailing slash added or removed is the same webhook (unless another
+        # integration's path: the exact routes come first). Starlette would answer it with a
+        # redirect (307, `redirect_slashes`, off) that most senders do not follow, and that
+        # points to plain http behind a TLS proxy (the key resent in clear).
+        aliases: list[BaseRoute] = [Route(_slash_twin(i.path), e.handle, methods=["POST"])
+                                    for i, e in endpoints.items() if i.path != "/"]
+        return [*webhooks, *self._fixed, *aliases]
 
     async def apply_config(self, config: Config) -> None:
         context = self._context
@@ -453,6 +486,7 @@ def create_app(config: Config, publisher: Publisher, *, foreground: Foreground |
     if config.metrics is None:  # else only on the metrics listener (the composition root serves it)
         fixed.append(metrics_route)
     app = Starlette(lifespan=lifespan)
+    app.router.redirect_slashes = False  # the webhooks take both spellings (`Webhooks._routes`)
     app.state.context = context
     app.state.metrics_route = metrics_route
     app.state.webhooks = Webhooks(app, context, fixed)

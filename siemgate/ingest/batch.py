@@ -16,6 +16,7 @@ events holding a lone surrogate are split from a readable copy of the body (`sur
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import operator
 import re
@@ -33,7 +34,7 @@ from msgspec.structs import astuple
 from siemgate.config import IntegrationConfig
 from siemgate.errors import InvalidBatch, NotJson, TooManyEvents
 from siemgate.ingest.confirmation import ControlPrefilter, classify, confirmation_link
-from siemgate.ingest.surrogates import raw_surrogates_escaped, spans
+from siemgate.ingest.surrogates import member_count, raw_controls_escaped, raw_surrogates_escaped, spans
 from siemgate.record import (
     DEFAULT_SCHEME,
     BatchEncoder,
@@ -92,6 +93,91 @@ _STRINGS = frozenset({str})
 _STRINGS_OR_ABSENT = frozenset({str, _UNSET_TYPE})
 
 
+# A body starting with one of these, or with a NUL second byte, may be UTF-16 or UTF-32.
+_WIDE_FIRST = frozenset({b"\0", b"\xff", b"\xfe"})
+# JSON text (RFC 8259) starts with an ASCII character: its first 4 bytes tell UTF-16 and UTF-32
+# apart, with a byte order mark (RFC 8259 8.1 lets a parser ignore it) or without (RFC 4627 3).
+_WIDE_BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xfe\0\0", "utf-32-le"), (b"\0\0\xfe\xff", "utf-32-be"), (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+_WIDE_NULS = {(True, True, True, False): "utf-32-be", (False, True, True, True): "utf-32-le",
+              (True, False, True, False): "utf-16-be", (False, True, False, True): "utf-16-le"}
+# Declared charsets read for a body that is not UTF-8: the single-byte ones senders' platforms
+# default to (Python's codec names, after `codecs.lookup`). UTF-16/32 need no declaration.
+_DECLARED = re.compile(r"iso8859-\d+|cp125\d|cp437|cp850|mac-roman|koi8-[ru]")
+
+
+def _wide_codec(head: bytes) -> tuple[int, str] | None:
+    """The UTF-16/32 codec of a JSON text starting with `head` (4 bytes), and its BOM's length."""
+    for bom, codec in _WIDE_BOMS:
+        if head.startswith(bom):
+            return len(bom), codec
+    if len(head) < 4:
+        return None
+    found = _WIDE_NULS.get((head[0] == 0, head[1] == 0, head[2] == 0, head[3] == 0))
+    return None if found is None else (0, found)
+
+
+def _from_utf16_or_32(body: bytes) -> bytes:
+    """A UTF-16 or UTF-32 body as UTF-8 (JSON's encoding, RFC 8259 8.1), `body` itself if it is
+    neither. A lone surrogate stays one (as the CESU-8 bytes the surrogate path escapes)."""
+    found = _wide_codec(body[:4])
+    if found is None:
+        return body
+    skip, codec = found
+    try:
+        return body[skip:].decode(codec, "surrogatepass").encode("utf-8", "surrogatepass")
+    except UnicodeDecodeError as exc:
+        raise NotJson(f"the body is {codec.upper()} (by its first bytes) but not valid {codec.upper()}: "
+                      f"{exc.reason} at byte {exc.start + skip}") from None
+
+
+def _declared_note(charset: str | None) -> str:
+    """What the refusal of a body that is not UTF-8 says of its declared charset."""
+    if not charset:
+        return ""
+    try:
+        name = codecs.lookup(charset).name
+    except LookupError:
+        return f" (its declared charset {charset!r} is unknown)"
+    if name == "utf-8":
+        return ""
+    if not _DECLARED.fullmatch(name):
+        return f" (its declared charset {charset!r} is not one siemgate reads: ISO-8859-x, windows-125x, UTF-16/32)"
+    return f" (nor {charset}, its declared charset)"
+
+
+def _from_declared(body: bytes, charset: str | None) -> bytes | None:
+    """`body` read in the `charset` its Content-Type declares, as UTF-8; None when there is none,
+    siemgate does not read it (`_DECLARED`), or the body is not in it."""
+    if not charset:
+        return None
+    try:
+        name = codecs.lookup(charset).name
+    except LookupError:
+        return None
+    if not _DECLARED.fullmatch(name):
+        return None
+    try:
+        return body.decode(name).encode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _ndjson_as_array(body: bytes) -> bytes | None:
+    """A body of JSON objects one per line (NDJSON, JSON Lines: what log shippers post) as the
+    JSON array of them, each line's bytes as they are; None when it is not one: fewer than two
+    lines, or a line that does not hold one object (by its first and last bytes; the array is
+    then parsed as any body). Only called for a body that did not parse as JSON."""
+    if body[_BLANKS.match(body).end():][:1] != b"{":  # type: ignore[union-attr]  # always matches
+        return None
+    lines = [line for line in (part.strip(_WHITESPACE) for part in body.split(b"\n")) if line]
+    if len(lines) < 2 or not all(line[:1] == b"{" and line[-1:] == b"}" for line in lines):
+        return None
+    return b"[" + b",".join(lines) + b"]"
+
+
 def _find(body: bytes, part: bytes, start: int) -> int | None:
     """Where `part` (a slice of `body`) stands in `body`: a short search, then one compare."""
     head = part[:64]
@@ -137,6 +223,12 @@ class BatchParser:
         )
         self._header = msgspec.json.Decoder(header)
         self._headers = msgspec.json.Decoder(list[header])  # type: ignore[valid-type]
+        # The same, reading a number beyond a double (1e400) in those fields as Python does
+        # (inf; 0.0 for 1e-400) instead of refusing it: valid JSON, so no batch is lost to it
+        # (a severity of inf is unknown; an id of inf is no id: the content hash is the key).
+        # Used only when the strict decoders refuse (`float_hook` costs a call per float).
+        self._header_lenient = msgspec.json.Decoder(header, float_hook=float)
+        self._headers_lenient = msgspec.json.Decoder(list[header], float_hook=float)  # type: ignore[valid-type]
         self._id_fields = [attributes[n] for n in integration.id_fields]
         self._severity_fields = [attributes[n] for n in integration.severity_fields]
         # Each field's place in the header's tuple (`msgspec.structs.astuple`), for columns.
@@ -152,22 +244,35 @@ class BatchParser:
         cheaply. Raises NotJson or InvalidBatch."""
         return self._read(body)[1]
 
-    def _read(self, body: bytes) -> tuple[bytes, Events, dict[int, bytes]]:
-        """The body as read (a leading BOM dropped, raw surrogates escaped), its events, and
+    def _read(self, body: bytes, charset: str | None = None) -> tuple[bytes, Events, dict[int, bytes]]:
+        """The body as read (a leading BOM dropped; UTF-16/32, or a body that is not UTF-8 in the
+        `charset` its Content-Type declares, transcoded to UTF-8; raw surrogates escaped), its events, and
         siemgate's reading of each event that holds a lone surrogate (`record.readable`)
         by index. Raises NotJson or InvalidBatch."""
         if body.startswith(_BOM):  # RFC 8259 8.1: a parser may ignore it; .NET senders write it
             body = body[len(_BOM):]
+        elif body[:1] in _WIDE_FIRST or body[1:2] == b"\0":
+            body = _from_utf16_or_32(body)
         try:
             body.decode("utf-8")  # msgspec does not check strings it only skips
         except UnicodeDecodeError as exc:
             escaped = raw_surrogates_escaped(body)
             if escaped is None:
-                raise NotJson(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
+                declared = _from_declared(body, charset)
+                if declared is None:
+                    raise NotJson(f"the body is not UTF-8: {exc.reason} at byte {exc.start}"
+                                  + _declared_note(charset)) from None
+                escaped = declared
             body = escaped
         try:
             return body, self._split(body)[0], {}
         except msgspec.DecodeError as exc:
+            controls = raw_controls_escaped(body)
+            if controls is not None:  # a raw newline, tab ... inside a string: escaped, then read
+                return self._read(controls)
+            array = _ndjson_as_array(body)
+            if array is not None:
+                return self._ndjson(array)
             reading = readable(body)
             if reading == body:
                 raise NotJson(f"the body is not JSON: {exc}") from None
@@ -178,6 +283,9 @@ class BatchParser:
         try:
             events, key = self._split(reading)
         except msgspec.DecodeError as exc:
+            array = _ndjson_as_array(body)
+            if array is not None:
+                return self._ndjson(array)
             raise NotJson(f"the body is not JSON: {exc}") from None
         except RecursionError:
             raise NotJson("the body is nested deeper than the JSON parser allows") from None
@@ -189,6 +297,13 @@ class BatchParser:
                                                                                   strict=True))
                     if bytes(raw) != original}
         return body, events._replace(raws=originals), readings
+
+    def _ndjson(self, array: bytes) -> tuple[bytes, Events, dict[int, bytes]]:
+        """`_read` of an NDJSON body made a JSON array (`_ndjson_as_array`)."""
+        try:
+            return self._read(array)
+        except NotJson as exc:
+            raise NotJson(f"{exc} (reading the body as NDJSON, one event per line, joined as an array)") from None
 
     def _split(self, body: bytes) -> tuple[Events, str | None]:
         """Events, and the batch key whose array holds them (None: a top-level array, or a
@@ -214,9 +329,13 @@ class BatchParser:
                     # found (its first bytes, then all of it compared). Where the same bytes
                     # stand twice, either place holds the same events at the same offsets.
                     opening = b'{"' + key.encode() + b'":'
-                    at: int | None = lead + len(opening) if body.startswith(opening, lead) else None
+                    at: int | None = None
+                    if body.startswith(opening, lead):  # past the blanks after the colon ({"events": [)
+                        at = _BLANKS.match(body, lead + len(opening)).end()  # type: ignore[union-attr]  # always
                     if at is None:
                         at = _find(body, array, lead)
+                    if at is not None:
+                        self._one_batch_key(body, key, lead, at, array)
                     return Events(_RawList.decode(array), array, at, len(array)), key
             return Events([body.strip(_WHITESPACE)], None, None, None), None
         _RawList.decode(b"[" + body + b"]")  # is it JSON at all?
@@ -225,14 +344,40 @@ class BatchParser:
             f"{'/'.join(self.integration.batch_keys)}, got a JSON scalar"
         )
 
-    def parse(self, body: bytes, *, peer: str, max_events: int) -> Batch:
-        """Raises NotJson, InvalidBatch or TooManyEvents.
+    @staticmethod
+    def _one_batch_key(body: bytes, key: str, lead: int, start: int, array: bytes) -> None:
+        """Raise InvalidBatch when the body's object names `key` twice: a JSON decoder keeps the
+        last array only, so the events of the other would be dropped under a 200 (and `start`,
+        where the first stands, would not be where the events are). Cheap for the usual bodies:
+        the array the only member, or the other members (the array not walked) without the key."""
+        end = start + len(array)
+        before, after = body[lead:start], body[end:]
+        name = key.encode()
+        if after.strip(_WHITESPACE) == b"}" and before.translate(None, _WHITESPACE) == b'{"' + name + b'":':
+            return  # {"events": [...]}: one member
+        if not body.startswith(array, start):
+            count = member_count(body, key)  # the first of two arrays under the key stands at `start`
+        elif b'"' + name + b'"' not in before + after and b"\\u" not in before + after:
+            return
+        else:
+            try:  # the members but the array's (null in its place): the events are not walked
+                count = member_count(before + b"null" + after, key)
+            except (ValueError, IndexError, msgspec.DecodeError):  # `start` was an equal array elsewhere
+                count = member_count(body, key)
+        if count > 1:
+            raise InvalidBatch(f"the body's object names the batch key {key!r} {count} times (which array is the "
+                               "batch is ambiguous; JSON decoders keep the last, dropping the others' events): "
+                               "send each batch once")
+
+    def parse(self, body: bytes, *, peer: str, max_events: int, charset: str | None = None) -> Batch:
+        """Raises NotJson, InvalidBatch or TooManyEvents. `charset`: what the request's
+        Content-Type declares, read only for a body that is not UTF-8 (`_from_declared`).
 
         The batch is worked column by column (every event's id, then every severity, ...)
         with C doing the per-event steps (`map`, `set`, `bytes.join`); only the events that
         need a closer look (the prefilter's, an event without an id, one that may hold an
         integer Python cannot read) take the per-event path (`_event`)."""
-        body, (raws, array, array_start, array_length), readings = self._read(body)
+        body, (raws, array, array_start, array_length), readings = self._read(body, charset)
         count = len(raws)
         if count > max_events:
             raise TooManyEvents(f"{count} events in one batch; the limit is {max_events}")
@@ -249,8 +394,11 @@ class BatchParser:
         headers: list[Any] | None = None
         if array is not None:
             # One pass for every event's header; fails when some event is not an object.
-            with contextlib.suppress(msgspec.ValidationError):
+            try:
                 headers = self._headers.decode(array)
+            except msgspec.ValidationError:
+                with contextlib.suppress(msgspec.ValidationError):
+                    headers = self._headers_lenient.decode(array)  # a number out of a double's range?
         if not headers or readings:  # not all objects, or lone surrogates: every event on its own
             ids: list[str | None] = [None] * count
             kinds: list[Kind] = ["event"] * count
@@ -312,7 +460,8 @@ class BatchParser:
         integration = self.integration
         reason = unrepresentable(data)
         if reason is not None:
-            raise ValueError(reason)
+            # Python's advice ("use sys.set_int_max_str_digits()") is no advice to an operator.
+            raise ValueError(f"{reason.partition('; use sys.')[0]} (the forwarders could not read it back)")
         text = data if reading is None else reading
         kind: Kind = "event"
         severity: Severity = "unknown"
@@ -320,7 +469,10 @@ class BatchParser:
         parsed: object = _UNSET
         if header is not None or data[:1] == b"{":
             if header is None:
-                header = self._header.decode(text)
+                try:
+                    header = self._header.decode(text)
+                except msgspec.ValidationError:
+                    header = self._header_lenient.decode(text)  # a number out of a double's range?
             ident = self._vendor_id(header)
             if reading is not None and ident is not None and "\ufffd" in ident:
                 # The id may have held a lone surrogate: read as U+FFFD, two different ids could

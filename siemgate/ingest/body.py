@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from siemgate.config import BODY_BYTE_COST
 from siemgate.errors import BadGzip, BodyTimeout, BodyTooLarge, UnsupportedEncoding
@@ -26,14 +26,31 @@ from siemgate.ingest.budget import Claim
 INFLATE_STEP = 1024 * 1024
 
 
-def content_coding(header: str | None) -> str:
-    """`identity` or `gzip`; anything else raises UnsupportedEncoding."""
-    value = (header or "").strip().lower()
-    if value in ("", "identity"):
+def _codings(lines: Sequence[str | None], skip: tuple[str, ...]) -> list[str]:
+    return [c for c in (item.strip().lower() for line in lines if line for item in line.split(",")) if c not in skip]
+
+
+def content_coding(header: str | Sequence[str] | None, *, transfer: Sequence[str] = ()) -> str:
+    """`identity` or `gzip`; anything else raises UnsupportedEncoding.
+
+    `header`: the Content-Encoding value, or every line of it: one list of the codings applied,
+    in order (RFC 9110 8.4, 5.3), where `identity` (and an empty item) changes nothing.
+    `transfer`: the Transfer-Encoding lines; the HTTP server undoes `chunked` only, so a
+    transfer coding before it (`gzip, chunked`) is applied after the content codings."""
+    lines = [header] if header is None or isinstance(header, str) else header
+    codings = _codings(lines, ("", "identity"))
+    transfer_codings = _codings(transfer, ("", "identity", "chunked"))
+    codings += transfer_codings
+    if not codings:
         return "identity"
-    if value in ("gzip", "x-gzip"):
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip"):
         return "gzip"
-    raise UnsupportedEncoding(f"Content-Encoding {value!r} is not supported (use gzip or none)")
+    headers = "Content-Encoding + Transfer-Encoding" if transfer_codings else "Content-Encoding"
+    named = f"{headers} {', '.join(codings)!r}"
+    if len(codings) > 1 and all(c in ("gzip", "x-gzip") for c in codings):
+        raise UnsupportedEncoding(f"{named}: gzip applied {len(codings)} times is not "
+                                  "supported (gzip the body once, or not at all)")
+    raise UnsupportedEncoding(f"{named} is not supported (use gzip or none)")
 
 
 # Output inflated on the event loop per body, at most; the rest is inflated in a thread.
@@ -56,6 +73,10 @@ class _Inflater:
         self.size = 0  # bytes inflated so far
         self.deferred = False
         self._rest: list[bytes] = []
+        # After a member's end only NUL bytes came (a writer's padding, which gzip(1) and
+        # Python's gzip module ignore): nothing but more of them may follow.
+        self._padding = False
+        self._members = 0  # members inflated to their end
 
     def feed(self, data: bytes) -> None:
         if self.deferred:
@@ -72,6 +93,9 @@ class _Inflater:
         self._inflate(rest, stop_at)
 
     def _inflate(self, data: bytes, stop_at: int) -> None:
+        if self._padding:
+            self._pad(data)
+            return
         while True:
             room = stop_at - self.size
             if room <= 0:
@@ -79,7 +103,14 @@ class _Inflater:
                 self.deferred = True
                 self._rest.append(bytes(data))
                 return
-            if data:
+            if data and not self._in_member:
+                if self._members and data[0] != 0x1F:  # after a member, no other member's first byte
+                    if data[0] == 0:  # padding (no member starts with a NUL byte)
+                        self._padding = True
+                        self._pad(data)
+                        return
+                    # Say so, not zlib's "incorrect header check".
+                    raise zlib.error("bytes that are not gzip follow the end of the gzip data (trailing garbage)")
                 self._in_member = True
             out = self._decoder.decompress(data, room)
             self._pieces.append(out)
@@ -91,6 +122,7 @@ class _Inflater:
                 data = self._decoder.unused_data
                 self._decoder = zlib.decompressobj(wbits=31)
                 self._in_member = False
+                self._members += 1
                 if not data:
                     return
                 continue
@@ -98,6 +130,11 @@ class _Inflater:
             if not data and len(out) < room:
                 return  # every byte given is inflated, and nothing is held back
             # The output hit `room`: zlib may hold more, even with no input left.
+
+    @staticmethod
+    def _pad(data: bytes) -> None:
+        if data.count(0) != len(data):
+            raise zlib.error("bytes that are not gzip follow the NUL padding after the gzip data (trailing garbage)")
 
     def finish(self) -> bytes:
         if self._in_member:

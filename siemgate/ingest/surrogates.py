@@ -6,8 +6,9 @@ refuse: RFC 8259 8.2), or, through a lenient encoder, raw (CESU-8 / WTF-8 bytes 
 which are not UTF-8). The sender never resends, so refusing the body would lose all its
 events for one damaged character. Instead:
 
-- a raw surrogate inside a string is written as its escape (`raw_surrogates_escaped`), the
-  only change made to the sender's bytes: records are UTF-8;
+- a raw surrogate inside a string is written as its escape (`raw_surrogates_escaped`), and
+  so is a raw control character inside a string (`raw_controls_escaped`: a raw newline or tab
+  in JSON built by hand), the only changes made to the sender's bytes: records are UTF-8 JSON;
 - each lone surrogate escape stays in the event's bytes as the sender wrote it; siemgate's
   own reading of the event (id, severity, type, confirmation detection, what the sinks
   receive) sees U+FFFD instead (`record.readable`, same length);
@@ -54,6 +55,45 @@ def raw_surrogates_escaped(body: bytes) -> bytes | None:
         done = match.end()
     pieces.append(body[done:])
     return b"".join(pieces)
+
+
+_CONTROL: Final = re.compile(rb"[\x00-\x1f]")
+_SHORT_ESCAPES: Final = {0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0C: b"\\f", 0x0D: b"\\r"}
+
+
+class _Unescapable(Exception):
+    """A control character right after a backslash: its escape would change what it means."""
+
+
+def _escape_control(match: re.Match[bytes]) -> bytes:
+    return _SHORT_ESCAPES.get(match.group()[0]) or b"\\u%04x" % match.group()[0]
+
+
+def _string_escaped(match: re.Match[bytes]) -> bytes:
+    string = match.group()
+    if _CONTROL.search(string) is None:
+        return string
+    for control in _CONTROL.finditer(string):
+        backslashes = 0
+        while string[control.start() - backslashes - 1] == 0x5C:
+            backslashes += 1
+        if backslashes % 2:
+            raise _Unescapable
+    return _CONTROL.sub(_escape_control, string)
+
+
+def raw_controls_escaped(body: bytes) -> bytes | None:
+    """`body` with each control character (U+0000-U+001F) that stands raw inside a string written
+    as its escape (`\\n`, `\\t`, `\\u0001`): what JSON built by hand holds (a multi-line attack
+    sample pasted into a template), which RFC 8259 7 wants escaped and strict parsers refuse.
+    None when no string holds one, or one follows a backslash. Blanks between tokens are left."""
+    if _CONTROL.search(body) is None:
+        return None
+    try:
+        escaped = _STRING.sub(_string_escaped, body)
+    except _Unescapable:
+        return None
+    return escaped if escaped != body else None
 
 
 def _skip_whitespace(document: bytes, at: int) -> int:
@@ -117,6 +157,24 @@ def _member(document: bytes, at: int, key: str) -> int | None:
         at = _skip_whitespace(document, end)
         if document[at] == 0x7D:
             return found
+        at = _skip_whitespace(document, at + 1)
+
+
+def member_count(document: bytes, key: str) -> int:
+    """How many members of the top-level object of `document` (valid JSON) are named `key`
+    (JSON decoders keep only the last of them)."""
+    at = _skip_whitespace(document, 0)
+    count = 0
+    at = _skip_whitespace(document, at + 1)
+    if document[at] == 0x7D:  # }
+        return 0
+    while True:
+        key_end = _value_end(document, at)
+        count += _KEY.decode(document[at:key_end]) == key
+        at = _skip_whitespace(document, _skip_whitespace(document, key_end) + 1)  # past the colon
+        at = _skip_whitespace(document, _value_end(document, at))
+        if document[at] == 0x7D:
+            return count
         at = _skip_whitespace(document, at + 1)
 
 

@@ -96,19 +96,37 @@ def expected_events(value: object) -> int | None:
 def strict_json(body: bytes) -> tuple[bool, object]:
     """(True, value) when `body` is a JSON batch as the ingest takes it: RFC 8259 JSON in UTF-8
     (no NaN/Infinity), a leading BOM ignored, lone surrogates allowed (issue 17: escaped, or
-    raw CESU-8 bytes inside a string, which the ingest writes as their escape)."""
+    raw CESU-8 bytes inside a string, which the ingest writes as their escape), or in UTF-16/32
+    as Python's json tells them (`json.detect_encoding`: a BOM, or the NUL bytes of RFC 4627 3);
+    or NDJSON: two or more lines, each one JSON object (a list of them). Raw control characters
+    inside strings are read, as Python's json reads them with strict=False."""
 
     def refuse(name: str) -> object:
         raise ValueError(name)
 
-    try:
-        text = body.decode("utf-8", "surrogatepass").removeprefix("\ufeff")
+    def read(text: str) -> object:
         # Numbers only count as present (Python refuses integers of more than 4,300 digits).
         # A raw surrogate outside a string, or after a backslash, is not JSON for Python either.
-        value = json.loads(text, parse_constant=refuse, parse_int=lambda _: 0, parse_float=lambda _: 0.0)
+        # strict=False: a raw control character inside a string is read (the ingest escapes it).
+        return json.loads(text, parse_constant=refuse, parse_int=lambda _: 0, parse_float=lambda _: 0.0, strict=False)
+
+    try:
+        encoding = json.detect_encoding(body)
+        text = body.decode("utf-8" if encoding == "utf-8-sig" else encoding, "surrogatepass").removeprefix("\ufeff")
+    except ValueError:
+        return False, None
+    try:
+        return True, read(text)
+    except (ValueError, RecursionError):
+        pass
+    lines = [line.strip(" \t\r") for line in text.split("\n") if line.strip(" \t\r")]
+    try:
+        objects = [read(line) for line in lines]
     except (ValueError, RecursionError):
         return False, None
-    return True, value
+    if len(objects) < 2 or not all(isinstance(value, dict) for value in objects):
+        return False, None
+    return True, objects
 
 
 # ------------------------------------------------------------------------------------------

@@ -89,6 +89,35 @@ def test_non_object_events_are_kept() -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "ids", "severities"),
+    [
+        (b'[{"id":"a","severity":1e400},{"id":"b","severity":"high"}]', ["a", "b"], ["unknown", "high"]),
+        (b'[{"id":"a","severity":-1E+400,"n":1}]', ["a"], ["unknown"]),
+        (b'[{"id":"a","risk":1e-400}]', ["a"], ["low"]),  # 0.0: the bottom of the scale
+        (b'[{"id":1e400,"severity":"low"},{"id":"b","severity":"low"}]', [None, "b"], ["low", "low"]),
+        (b'[{"id":"t","type":1e400,"test":-1e400},{"id":"u","severity":"medium"}]', ["t", "u"],
+         ["unknown", "medium"]),
+        (b'{"events":[{"id":"w","level":1e400},[1e400]]}', ["w", None], ["unknown", "unknown"]),
+        (b'{"id":"s","severity":1e400}', ["s"], ["unknown"]),
+    ],
+)
+def test_numbers_beyond_a_double_in_the_fields_read_lose_no_batch(body: bytes, ids: list[str | None],
+                                                                   severities: list[str]) -> None:
+    """JSON puts no bound on numbers: one event whose severity, id, type or test flag is 1e400
+    (beyond a double) used to be refused with its whole batch ("Number out of range"). Such a
+    number is read as Python reads it (inf): no severity on the scale, no id (the content hash
+    is the key); every event kept byte for byte."""
+    records = parse(body)
+    assert [r["severity"] for r in records] == severities
+    for record, ident in zip(records, ids, strict=True):
+        if ident is None:
+            assert isinstance(record["id"], str) and len(record["id"]) >= 32  # the content hash
+        else:
+            assert record["id"] == ident
+    assert all(r["kind"] == "event" for r in records)
+
+
+@pytest.mark.parametrize(
     "body",
     [b'{"id": "single", "severity": "low"}', b'{"events": "not a list", "id": "single"}'],
 )
@@ -115,6 +144,173 @@ def test_a_single_object_is_one_event(body: bytes) -> None:
 def test_not_a_batch(body: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
         parse(body)
+
+
+WIDE_EVENTS = [{"id": "w1", "severity": "high", "msg": "caf\u00e9 \U0001f600 \u4e2d"}, {"id": "w2", "n": [1, 2]}]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("pretty", [False, True])
+def test_utf16_and_utf32_bodies_are_read(codec: str, pretty: bool) -> None:
+    """A body in UTF-16 or UTF-32, with a byte order mark (Python's "utf-16", what .NET's
+    Encoding.Unicode writes) or without (told by its NUL bytes, RFC 4627 3: JSON starts with an
+    ASCII character) was refused 400 "not UTF-8", the batch lost. It is transcoded to UTF-8,
+    JSON's encoding: every event kept, equal to what was sent."""
+    text = json.dumps(WIDE_EVENTS, ensure_ascii=False, indent=2 if pretty else None)
+    records = parse(text.encode(codec))
+    assert [r["event"] for r in records] == WIDE_EVENTS
+    assert [r["severity"] for r in records] == ["high", "unknown"]
+
+
+def test_a_lone_surrogate_in_a_utf16_body_is_kept_as_its_escape() -> None:
+    body = '[{"id": "s1", "m": "cut \ud83d"}]'.encode("utf-16-le", "surrogatepass")
+    (record,) = parse(body)
+    assert record["event"] == {"id": "s1", "m": "cut \ufffd"}  # read as U+FFFD, as in a UTF-8 body
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    ('[{"id": "x"}]'.encode("utf-16-le") + b"\x00", "the body is UTF-16-LE (by its first bytes) but not valid"),
+    (b"\xff\xfe[\x00\x00\xdc]\x00", "the body is not JSON"),
+])
+def test_a_broken_utf16_body_is_named(body: bytes, why: str) -> None:
+    with pytest.raises(NotJson) as caught:
+        parse(body)
+    assert str(caught.value).startswith(why)
+
+
+@pytest.mark.parametrize(("charset", "encoded"), [
+    ("ISO-8859-1", "latin-1"), ("latin1", "latin-1"), ("windows-1252", "cp1252"), ('"iso-8859-15"', "iso8859-15"),
+])
+def test_a_body_not_in_utf8_is_read_in_its_declared_charset(charset: str, encoded: str) -> None:
+    """A body that is not UTF-8, in the single-byte charset its Content-Type declares (a Java
+    or Windows sender's platform default): read in that charset, not refused with its batch.
+    A body that is UTF-8 is read as UTF-8 whatever is declared (RFC 8259 8.1)."""
+    parser = BatchParser(INTEGRATION, "p")
+    events = [{"id": "l1", "msg": "caf\u00e9 \u00a3 \u00e4"}]
+    body = json.dumps(events, ensure_ascii=False).encode(encoded)
+    batch = parser.parse(body, peer="192.0.2.1", max_events=10, charset=charset.strip('"'))
+    assert [decode(r.value)["event"] for r in batch.records] == events
+    utf8 = json.dumps(events, ensure_ascii=False).encode()
+    batch = parser.parse(utf8, peer="192.0.2.1", max_events=10, charset=charset.strip('"'))
+    assert [decode(r.value)["event"] for r in batch.records] == events
+    for unread, note in ((None, ""), ("utf-8", ""), ("punycode", " (its declared charset 'punycode' is not one"),
+                         ("no-such-charset", " (its declared charset 'no-such-charset' is unknown)")):
+        with pytest.raises(NotJson) as caught:
+            parser.parse(body, peer="192.0.2.1", max_events=10, charset=unread)
+        message = str(caught.value)
+        assert message.startswith("the body is not UTF-8: invalid continuation byte at byte ")
+        after = message.split(" at byte ", 1)[1].lstrip("0123456789")
+        assert after.startswith(note) and (note or after == "")
+    with pytest.raises(NotJson, match=r"\(nor cp1253, its declared charset\)$"):
+        parser.parse(b'["\x81\xaa"]', peer="192.0.2.1", max_events=10, charset="cp1253")  # undefined in cp1253
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\n\n"])
+def test_an_ndjson_body_is_one_event_per_line(ending: bytes) -> None:
+    """JSON objects one per line (NDJSON / JSON Lines, what log shippers post) was refused 400
+    "trailing characters", the batch lost. Each line is an event, its bytes as sent; a control
+    message and a lone surrogate among them are what they are in an array."""
+    events = [{"id": "n1", "severity": "high"}, {"id": "n2", "n": [1, {"x": None}]},
+              {"type": "test_integration", "message": "t"}]
+    lines = [json.dumps(e).encode() for e in events]
+    body = ending.join(lines) + ending
+    records = parse(body)
+    assert [r["event"] for r in records] == events
+    assert [r["kind"] for r in records] == ["event", "event", "test"]
+    assert [r["severity"] for r in records] == ["high", "unknown", "unknown"]
+    batch = BatchParser(INTEGRATION, "p").parse(b'{"id": "s1", "m": "\\ud83d"}\n' + body, peer="x", max_events=10)
+    assert batch.lone_surrogates == 1 and len(batch.records) == 4
+    assert batch.records[0].value.endswith(b'"event":{"id": "s1", "m": "\\ud83d"}}')
+    with pytest.raises(TooManyEvents):
+        parse(body, max_events=2)
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b'{"id": "a"}\n{"id": }\n', "(reading the body as NDJSON, one event per line, joined as an array)"),
+    (b'{"id": "a"}\n[1]\n', "trailing characters"),  # not one object per line: not NDJSON
+    (b'{"id": "a"} {"id": "b"}', "trailing characters"),  # not one per line
+])
+def test_what_is_not_ndjson_is_named(body: bytes, why: str) -> None:
+    with pytest.raises(NotJson) as caught:
+        parse(body)
+    assert why in str(caught.value)
+
+
+@pytest.mark.parametrize("body", [b'[{"id": "big", "n": ' + b"9" * 5000 + b"}]", b"[" + b"9" * 4301 + b"]"])
+def test_an_integer_python_cannot_read_is_refused_naming_it_for_the_operator(body: bytes) -> None:
+    """Still refused (the forwarders read events with Python, which refuses integers of more than
+    4,300 digits), but named for an operator: not Python's advice to call a function."""
+    with pytest.raises(InvalidBatch) as caught:
+        parse(body)
+    message = str(caught.value)
+    assert message.startswith("event 0 cannot be read: Exceeds the limit (4300 digits) for integer string conversion")
+    assert "(the forwarders could not read it back)" in message
+    assert "sys.set_int_max_str_digits" not in message
+
+
+@pytest.mark.parametrize(("raw", "read"), [
+    (b"line 1\nline 2", "line 1\nline 2"), (b"a\tb\r\n", "a\tb\r\n"),
+    (b"nul \x00 bell \x07 esc \x1b", "nul \x00 bell \x07 esc \x1b"),
+    (b"\\\\\n", "\\\n"),  # an escaped backslash, then a raw newline
+])
+def test_raw_control_characters_inside_strings_lose_no_batch(raw: bytes, read: str) -> None:
+    """JSON built by hand (a multi-line attack sample pasted into a template) holds raw newlines,
+    tabs, NULs inside its strings: RFC 8259 7 wants them escaped, so the batch was refused 400
+    "invalid character". Each is written as its escape (the only change to the sender's bytes,
+    as for raw surrogates), in an array, a wrapper or NDJSON; keys too."""
+    for body in (b'[{"id": "c1", "m": "' + raw + b'"}, {"id": "c2"}]',
+                 b'{"events": [{"id": "c1", "m": "' + raw + b'"}, {"id": "c2"}]}',
+                 b'{"id": "c1", "m": "' + raw + b'"}\n{"id": "c2"}\n'):
+        records = parse(body)
+        assert [r["event"] for r in records] == [{"id": "c1", "m": read}, {"id": "c2"}], body
+    (record,) = parse(b'[{"id": "k", "a\tkey": 1}]')
+    assert record["event"] == {"id": "k", "a\tkey": 1}
+
+
+@pytest.mark.parametrize("body", [
+    b'[{"id": "x"}\x01]',  # between tokens: not in a string
+    b'[{"id": "x", "m": "a\\\nb"}]',  # right after a backslash: its escape would mean something else
+])
+def test_raw_control_characters_that_cannot_be_escaped_are_still_400(body: bytes) -> None:
+    with pytest.raises(NotJson):
+        parse(body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"events": [{"id": "a"}], "events": [{"id": "b"}, {"id": "c"}]}',
+    b'{"events":[{"id":"a"},{"id":"a2"},{"id":"a3"}],"events":[{"id":"b"}]}',
+    b'{"meta": 1, "events": [{"id": "a"}], "\\u0065vents": [{"id": "b"}]}',  # the same name, escaped
+    b'{"events": [{"id": "a"}], "events": [{"id": "a"}]}',
+    b'{"alerts": [], "alerts": [{"id": "a"}]}',
+])
+def test_a_batch_key_named_twice_is_refused_not_half_taken(body: bytes) -> None:
+    """`{"events": [a], "events": [b, c]}`: JSON decoders keep the last member, so a was dropped
+    under a 200 (`{"accepted": 2}`). Which array is the batch is ambiguous (RFC 8259 4: names
+    should be unique): refused 400, naming it (the body is quarantined, nothing lost)."""
+    with pytest.raises(InvalidBatch, match="names the batch key '(events|alerts)' 2 times"):
+        parse(body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"events": [{"id": "a", "events": 1}]}',
+    b'{ "events" : [{"id": "a"}] }',
+    b'{"meta": {"events": 3}, "events": [{"id": "a"}], "count": 1}',
+    b'{"events": [{"id": "a"}], "x": {"events": [{"id": "a"}]}}',
+    b'{"x": [{"id": "a"}], "events": [{"id": "a"}]}',  # the same array bytes earlier
+    b'{"s": "[{\\"id\\": \\"a\\"}]", "events": [{"id": "a"}]}',
+])
+def test_a_batch_key_named_once_is_taken(body: bytes) -> None:
+    assert [r["event"] for r in parse(body)] == [orjson.loads(body)["events"][0]]
+
+
+@pytest.mark.parametrize("body", [b'{"events": [{"id": "a"}]}', b'{"events":\n  [{"id": "a"}]}',
+                                  b'{"events":[{"id":"a"}]}'])
+def test_the_array_of_a_wrapper_is_where_it_stands(body: bytes) -> None:
+    """With a blank after the key's colon (Python's json.dumps writes `{"events": [`), the array
+    was placed on that blank, one byte early: the prefilter's event spans were off by one."""
+    events = BatchParser(INTEGRATION, "p").split(body)
+    assert events.array is not None and events.array_start is not None
+    assert body[events.array_start:].startswith(events.array)
 
 
 def test_too_many_events() -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gzip
 import ipaddress
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -308,3 +310,162 @@ async def test_an_upgrade_request_is_answered_and_the_connection_closed(ingest: 
         writer.close()
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert answer.count(b"HTTP/1.1") == 1
+
+
+@pytest.mark.parametrize(
+    ("framing", "reason"),
+    [
+        (b"Content-Length: 7\r\nContent-Length: 7\r\n\r\n[1,2,3]", b"Duplicate Content-Length"),
+        (b"Content-Length: +7\r\n\r\n[1,2,3]", b"Invalid character in Content-Length"),
+        (b"X-Folded: a\r\n  b\r\nContent-Length: 7\r\n\r\n[1,2,3]", b"Unexpected whitespace after header value"),
+        (b"Transfer-Encoding: chunked\r\n\r\nzz\r\n[1,2,3]\r\n0\r\n\r\n", b"Invalid character in chunk size"),
+        (b"Content-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n[1,2,3]\r\n0\r\n\r\n",
+         b"Transfer-Encoding can't be present with Content-Length"),
+    ],
+)
+async def test_a_request_the_http_parser_refuses_is_400_naming_why(ingest: RunningIngest, framing: bytes,
+                                                                   reason: bytes) -> None:
+    """Framing HTTP forbids (RFC 9112: duplicate or signed Content-Length, obsolete line folding,
+    a bad chunk size, Content-Length beside chunked): 400 naming the parser's reason, so the
+    sender's operator learns what to fix; nothing reaches the app."""
+    reader, writer = await connect(ingest)
+    try:
+        writer.write(b"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: " + KEY.encode() + b"\r\n"
+                     + framing)
+        await writer.drain()
+        answer = await read_until_closed(reader, 5)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert answer.endswith(b"Invalid HTTP request received: " + reason + b"."), answer[-200:]
+    publisher = ingest.publisher
+    assert isinstance(publisher, MemoryPublisher) and publisher.records == []
+
+
+
+async def _metric(ingest: RunningIngest, name: str) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(ingest.url + "/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0  # a labelled child not created yet
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "gzip"])
+async def test_a_client_that_leaves_mid_body_is_counted_499_and_nothing_is_kept(
+        ingest: RunningIngest, framing: str) -> None:
+    """A client that closes its connection half way through its body: nothing is stored or
+    quarantined, the body's memory share is given back, and it is counted as code 499 (nginx's
+    "client closed request"), not as a 400 siemgate never sent (a refusal with nothing in the
+    quarantine, as the status page and siemgate_ingest_requests_total read it)."""
+    body = json.dumps([{"id": f"gone-{i}", "severity": "high"} for i in range(2000)]).encode()
+    if framing == "gzip":
+        body = gzip.compress(body)
+    if framing == "chunked":
+        start = (b"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: " + KEY.encode()
+                 + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body[: len(body) // 2])
+    else:
+        extra = "Content-Encoding: gzip\r\n" if framing == "gzip" else ""
+        start = head(length=len(body)).replace(b"\r\n\r\n", f"\r\n{extra}\r\n".encode()) + body[: len(body) // 2]
+    code = 'siemgate_ingest_requests_total{code="%s",integration="appsec"}'
+    refused = await _metric(ingest, code % 400)
+    reader, writer = await connect(ingest)
+    writer.write(start)
+    await writer.drain()
+
+    async def reading() -> bool:
+        return await _metric(ingest, "siemgate_ingest_body_bytes_in_flight") > 0
+
+    await wait_until(reading, "the request's body being read", timeout=10)
+    writer.close()
+    await writer.wait_closed()
+
+    async def counted() -> bool:
+        return await _metric(ingest, code % 499) == 1
+
+    await wait_until(counted, "the abandoned request counted as 499", timeout=10)
+    assert await _metric(ingest, code % 400) == refused
+    assert await _metric(ingest, "siemgate_ingest_body_bytes_in_flight") == 0
+    publisher = ingest.publisher
+    assert isinstance(publisher, MemoryPublisher) and publisher.records == []
+    quarantine = Path(ingest.config.quarantine.path)
+    assert not quarantine.exists() or not list(quarantine.iterdir())
+
+
+@pytest.mark.parametrize("requests", [1, 3])
+async def test_a_client_that_half_closes_after_its_requests_gets_their_answers(
+        ingest: RunningIngest, requests: int) -> None:
+    """A client that shuts its sending side after its request(s) (TCP half-close: HTTP/1.0
+    clients, `nc -N`, raw senders) got the connection closed without an answer, its batch
+    durable all the same: the sender counted a lost batch that was taken. Every request received
+    whole is answered, then the connection closes."""
+    bodies = [json.dumps([{"id": f"half-{n}-{i}"} for i in range(n + 1)]).encode() for n in range(requests)]
+    reader, writer = await connect(ingest)
+    try:
+        writer.write(b"".join(head(length=len(body)) + body for body in bodies))
+        await writer.drain()
+        writer.write_eof()
+        answer = await read_until_closed(reader, 5)
+    finally:
+        writer.close()
+    assert answer.count(b"HTTP/1.1 200 OK") == requests, answer[:600]
+    for n in range(requests):
+        assert b'{"accepted":%d}' % (n + 1) in answer
+    publisher = ingest.publisher
+    assert isinstance(publisher, MemoryPublisher)
+    assert len(publisher.records) == requests * (requests + 1) // 2
+
+
+async def test_a_client_that_half_closes_mid_body_is_closed_and_nothing_kept(ingest: RunningIngest) -> None:
+    body = json.dumps([{"id": f"cut-{i}"} for i in range(100)]).encode()
+    reader, writer = await connect(ingest)
+    try:
+        writer.write(head(length=len(body)) + body[:-10])
+        await writer.drain()
+        writer.write_eof()
+        answer = await read_until_closed(reader, 5)
+    finally:
+        writer.close()
+    assert answer == b""
+    publisher = ingest.publisher
+    assert isinstance(publisher, MemoryPublisher) and publisher.records == []
+
+
+UPGRADE = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+@pytest.mark.parametrize("split", [False, True])
+async def test_the_body_of_a_request_asking_for_an_upgrade_is_read(ingest: RunningIngest, framing: str,
+                                                                   split: bool) -> None:
+    """`curl --http2` on http:// (and other h2c-capable clients) asks for an h2c upgrade on their POST.
+    httptools skips the body of such a request, so the app read an empty body: 400, the batch
+    lost (quarantined empty). No upgrade is made (the answer is HTTP/1.1), but the body is read
+    and the batch taken, whether it comes with the head or after it."""
+    body = json.dumps([{"id": f"h2c-{framing}-{split}-{i}", "pad": "x" * 100} for i in range(300)]).encode()
+    framed = b"Transfer-Encoding: chunked\r\n" if framing == "chunked" else b"Content-Length: %d\r\n" % len(body)
+    head_bytes = (b"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: " + KEY.encode() + b"\r\n"
+                  + UPGRADE + framed + b"\r\n")
+    payload = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if framing == "chunked" else body
+    reader, writer = await connect(ingest)
+    try:
+        if split:  # the head and half the body, the rest once the app reads it (2 reads at least)
+            writer.write(head_bytes + payload[: len(payload) // 2])
+            await writer.drain()
+
+            async def reading() -> bool:
+                return await _metric(ingest, "siemgate_ingest_body_bytes_in_flight") > 0
+
+            await wait_until(reading, "the request's body being read", timeout=10)
+            writer.write(payload[len(payload) // 2:])
+        else:
+            writer.write(head_bytes + payload)
+        await writer.drain()
+        answer = await read_until_closed(reader, 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+    assert answer.endswith(b'{"accepted":300}')
+    publisher = ingest.publisher
+    assert isinstance(publisher, MemoryPublisher) and len(publisher.records) == 300

@@ -221,6 +221,36 @@ async def test_other_encodings_are_415(kafka_broker: Broker, tmp_path: Path, enc
     assert response.status_code == 415
 
 
+@pytest.mark.parametrize(("lines", "gzipped", "status"), [
+    (["identity", "gzip"], 1, 200), (["gzip", "identity"], 1, 200), (["identity, gzip"], 1, 200),
+    (["gzip", "gzip"], 2, 415), (["gzip, gzip"], 2, 415), (["identity"], 0, 200),
+])
+async def test_content_encoding_lines_are_one_list(kafka_broker: Broker, tmp_path: Path, lines: list[str],
+                                                   gzipped: int, status: int) -> None:
+    """Content-Encoding over several lines is one list of the codings applied (RFC 9110 5.3, 8.4),
+    `identity` changing nothing. Only the first line was read: `identity` then `gzip` got the
+    gzip'd body read as JSON (400: a lost batch), `gzip` twice had it inflated once (400).
+    gzip applied twice is refused 415, saying so; nothing of it is stored."""
+    batch = [event(0), event(1)]
+    body = orjson.dumps(batch)
+    for _ in range(gzipped):
+        body = gzip.compress(body)
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest, httpx.AsyncClient() as client:
+        headers = [("X-Api-Key", KEY), *(("Content-Encoding", line) for line in lines)]
+        response = await client.post(ingest.webhook(), content=body, headers=headers)
+        assert response.status_code == status, response.text
+        if status == 415:
+            assert "gzip applied 2 times" in response.json()["error"]
+            response = await client.post(ingest.webhook(), content=orjson.dumps([event(2)]), headers=AUTH)
+            assert response.status_code == 200
+            (record,) = await consume(kafka_broker, ingest.prefix, 1)
+            assert record.key.decode() != batch[0]["id"]
+            return
+        assert response.json() == {"accepted": 2}
+        records = await consume(kafka_broker, ingest.prefix, 2)
+    assert sorted(r.key.decode() for r in records) == sorted(e["id"] for e in batch)
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "why"),
     [
@@ -327,6 +357,120 @@ async def test_unknown_path_and_wrong_method(kafka_broker: Broker, tmp_path: Pat
     async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest, httpx.AsyncClient() as client:
         assert (await client.post(ingest.url + "/webhook/other", headers=AUTH)).status_code == 404
         assert (await client.get(ingest.webhook(), headers=AUTH)).status_code == 405
+
+
+async def test_a_path_with_its_trailing_slash_added_or_removed_is_the_same_webhook(
+        kafka_broker: Broker, tmp_path: Path) -> None:
+    """A sender configured with a trailing slash (or without the configured one) was answered
+    307 (Starlette's redirect_slashes): a batch lost for the sender that does not follow it,
+    and behind a TLS proxy a redirect to plain http (the key resent in clear). Both spellings
+    are the webhook; where another integration has the other spelling, each keeps its own."""
+    integrations = f"""
+  - name: appsec
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+  - name: slashed
+    path: /hooks/slashed/
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+  - name: bare
+    path: /hooks/twin
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+  - name: twin
+    path: /hooks/twin/
+    auth: {{header: X-Api-Key, values: ["{KEY}"]}}
+"""
+    config = make_config(tmp_path, kafka_broker, integrations=integrations)
+    sent = {"/webhook/appsec/": "appsec", "/hooks/slashed": "slashed", "/hooks/twin": "bare", "/hooks/twin/": "twin"}
+    async with running_ingest(config) as ingest:
+        ids = {}
+        for path, integration in sent.items():
+            batch = [event(0), event(1)]
+            ids[batch[0]["id"]] = ids[batch[1]["id"]] = integration
+            response = await post(ingest.url + path, batch)
+            assert response.status_code == 200, f"{path}: {response.status_code} {response.headers}"
+            assert response.json() == {"accepted": 2}
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(ingest.url + "/webhook/appsec/", content=b"[]")).status_code == 401
+            assert (await client.get(ingest.url + "/healthz/")).status_code == 404
+        records = await consume(kafka_broker, ingest.prefix, 8)
+    assert len(records) == 8
+    assert {r.key.decode(): headers_of(r)["integration"].decode() for r in records} == ids
+
+
+@pytest.mark.parametrize(("encoded", "content_type"), [
+    ("utf-16", "application/json; charset=utf-16"),  # BOM + little-endian: .NET's Encoding.Unicode
+    ("utf-16-be", "application/json"),
+    ("utf-32", "application/json"),
+    ("latin-1", "application/json; charset=ISO-8859-1"),
+    ("cp1252", 'application/json;charset="windows-1252"'),
+])
+async def test_bodies_not_in_utf8_lose_no_batch(kafka_broker: Broker, tmp_path: Path, encoded: str,
+                                                content_type: str) -> None:
+    """UTF-16/32 (told by a BOM or by the NUL bytes of the first ASCII character) and a body that
+    is not UTF-8 in its declared single-byte charset were 400 "not UTF-8", the batch lost: each
+    event lands on the bus as JSON in UTF-8, equal to what was sent (gzip'd too)."""
+    events = [event(0, message="caf\u00e9 \u00a3 \u00e4"), event(1, severity="low")]
+    body = json.dumps(events, ensure_ascii=False).encode(encoded)
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), body, {"Content-Type": content_type})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"accepted": 2}
+        zipped = [event(2, message="\u00e9"), event(3)]
+        response = await post(ingest.webhook(), gzip.compress(json.dumps(zipped, ensure_ascii=False).encode(encoded)),
+                              {"Content-Type": content_type, "Content-Encoding": "gzip"})
+        assert response.json() == {"accepted": 2}
+        records = await consume(kafka_broker, ingest.prefix, 4)
+    by_id = {r.key.decode(): decode(r.value)["event"] for r in records}
+    assert by_id == {e["id"]: e for e in [*events, *zipped]}
+
+
+@pytest.mark.parametrize("content_type", ["application/x-ndjson", "application/json"])
+async def test_an_ndjson_body_lands_one_record_per_line(kafka_broker: Broker, tmp_path: Path,
+                                                        content_type: str) -> None:
+    events = [event(0), event(1, severity="low"), event(2, severity="medium")]
+    body = b"\n".join(orjson.dumps(e) for e in events) + b"\n"
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), gzip.compress(body),
+                              {"Content-Type": content_type, "Content-Encoding": "gzip"})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"accepted": 3}
+        records = await consume(kafka_broker, ingest.prefix, 3)
+    assert {r.key.decode(): (decode(r.value)["event"], r.topic.rsplit(".", 1)[1]) for r in records} == {
+        e["id"]: (e, e["severity"]) for e in events}
+
+
+async def test_a_gzip_transfer_coding_is_inflated(kafka_broker: Broker, tmp_path: Path) -> None:
+    """`Transfer-Encoding: gzip, chunked` (RFC 9112 6.1): the HTTP server undoes chunked only,
+    so the gzip bytes reached the parser as the body (400 "not UTF-8", the batch lost)."""
+    events = [event(0), event(1)]
+    packed = gzip.compress(orjson.dumps(events))
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(ingest.url.rsplit(":", 1)[1]))
+        try:
+            writer.write(b"POST /webhook/appsec HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: " + KEY.encode()
+                         + b"\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n"
+                         + b"%x\r\n%s\r\n0\r\n\r\n" % (len(packed), packed))
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+        assert answer.endswith(b'{"accepted":2}')
+        records = await consume(kafka_broker, ingest.prefix, 2)
+    assert sorted(r.key.decode() for r in records) == sorted(e["id"] for e in events)
+
+
+async def test_raw_control_characters_in_strings_land_escaped(kafka_broker: Broker, tmp_path: Path) -> None:
+    """A hand-built body with a raw newline, tab and NUL inside its strings (400 before, the
+    batch lost): each event on the bus as valid JSON, its text as the sender meant it."""
+    body = b'[{"id": "ctl-1", "m": "a\nb\tc\x00d"}, {"id": "ctl-2", "severity": "low"}]'
+    async with running_ingest(make_config(tmp_path, kafka_broker)) as ingest:
+        response = await post(ingest.webhook(), body)
+        assert response.status_code == 200, response.text
+        records = await consume(kafka_broker, ingest.prefix, 2)
+    by_id = {r.key.decode(): r for r in records}
+    assert decode(by_id["ctl-1"].value)["event"] == {"id": "ctl-1", "m": "a\nb\tc\x00d"}
+    assert b'"m": "a\\nb\\tc\\u0000d"' in by_id["ctl-1"].value
+    assert decode(by_id["ctl-2"].value)["severity"] == "low"
 
 
 async def test_unicode_huge_numbers_and_a_1_mib_event(kafka_broker: Broker, tmp_path: Path) -> None:
