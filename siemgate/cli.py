@@ -163,7 +163,8 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     if args.action == "show":
         return show_quarantined(config, args.id, sys.stdout)
     # `resend`: the command's first name, kept as an alias of `replay`.
-    return _run_async(replay(config, args.id, sys.stdout, integration=args.integration, again=args.again))
+    return _run_async(replay(config, args.id, sys.stdout, integration=args.integration, again=args.again,
+                             charset=args.charset))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--integration", metavar="NAME", help="replay as this integration (default: its own)")
     quarantine.add_argument("--again", action="store_true",
                             help="replay every event, also those already sent on")
+    quarantine.add_argument("--charset", metavar="NAME",
+                            help="read a body that is not UTF-8 in this charset (e.g. windows-1252; default: the "
+                                 "one its request declared, when recorded)")
     return parser
 
 

@@ -214,17 +214,18 @@ class WebhookEndpoint:
                         "no answer sent (counted as code 499)",
                         extra={"integration": integration.name, "peer": peer})
             return _CLIENT_GONE
+        charset = _charset(request.headers.get("content-type"))
         try:
             batch = self._parser.parse(body, peer=peer, max_events=config.limits.max_events_per_batch,
-                                       charset=_charset(request.headers.get("content-type")))
+                                       charset=charset)
         except (NotJson, InvalidBatch) as exc:
-            return await self._reject(400, str(exc), body, peer)
+            return await self._reject(400, str(exc), body, peer, charset)
         except TooManyEvents as exc:
-            return await self._reject(413, str(exc), body, peer)
+            return await self._reject(413, str(exc), body, peer, charset)
         try:
             await self.context.publisher.publish(batch.records)
         except RecordTooLarge as exc:
-            return await self._reject(413, str(exc), body, peer)
+            return await self._reject(413, str(exc), body, peer, charset)
         except BusUnavailable as exc:
             log.error(
                 f"answered 503 ({exc}): the batch is not durable and the sender will NOT resend it",
@@ -255,10 +256,11 @@ class WebhookEndpoint:
         if batch.lone_surrogates:
             self.context.metrics.lone_surrogates.labels(self.integration.name).inc(batch.lone_surrogates)
 
-    async def _reject(self, status: int, reason: str, body: bytes, peer: str) -> Response:
+    async def _reject(self, status: int, reason: str, body: bytes, peer: str, charset: str | None = None) -> Response:
         ident = await self.context.quarantine.save(
             integration=self.integration.name, body=body, reason=reason, peer=peer, status=status,
             authenticated=True,  # every refusal that keeps a body comes after the auth check
+            charset=charset,  # the replay reads a body that is not UTF-8 in it
         )
         if ident is not None:
             self.context.metrics.quarantined.labels(self.integration.name).inc()

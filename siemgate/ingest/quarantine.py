@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -25,6 +26,9 @@ from siemgate.private_files import private_dir, write_private
 
 log = logging.getLogger("siemgate.ingest.quarantine")
 
+# A charset name as a Content-Type may declare it (RFC 2978's characters), kept with a body.
+_CHARSET = re.compile(r"[A-Za-z0-9!#$%&'+\-^_`{}~.]{1,40}")
+
 
 class Quarantine:
     def __init__(self, path: str, max_bytes: int) -> None:
@@ -34,14 +38,15 @@ class Quarantine:
         self._used: int | None = None
 
     async def save(self, *, integration: str, body: bytes, reason: str, peer: str, status: int,
-                   authenticated: bool) -> str | None:
+                   authenticated: bool, charset: str | None = None) -> str | None:
         """Keep `body`; returns its id, or None when it could not be kept (logged).
         `authenticated`: whether the request passed the integration's auth (only such bodies
-        may ever be replayed)."""
-        return await asyncio.to_thread(self._save, integration, body, reason, peer, status, authenticated)
+        may ever be replayed). `charset`: what the request's Content-Type declared, kept for the
+        replay (a body that is not UTF-8 is read in it)."""
+        return await asyncio.to_thread(self._save, integration, body, reason, peer, status, authenticated, charset)
 
     def _save(self, integration: str, body: bytes, reason: str, peer: str, status: int,
-              authenticated: bool) -> str | None:
+              authenticated: bool, charset: str | None = None) -> str | None:
         if len(body) > self._max_bytes:
             log.error(
                 "body too large to quarantine; it is lost",
@@ -49,10 +54,12 @@ class Quarantine:
             )
             return None
         ident = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{integration}-{uuid.uuid4().hex[:12]}"
-        meta = orjson.dumps(
-            {"integration": integration, "reason": reason, "peer": peer, "status": status,
-             "bytes": len(body), "received_at": time.time(), "authenticated": authenticated}
-        )
+        description: dict[str, object] = {
+            "integration": integration, "reason": reason, "peer": peer, "status": status,
+            "bytes": len(body), "received_at": time.time(), "authenticated": authenticated}
+        if charset and _CHARSET.fullmatch(charset):
+            description["charset"] = charset
+        meta = orjson.dumps(description)
         with self._lock:
             try:
                 private_dir(self._dir)
@@ -101,6 +108,8 @@ class Kept:
     authenticated: bool = False
     # The keys of the records sent on, per integration (replay is idempotent by event id).
     sent_keys: dict[str, list[str]] | None = None
+    # The charset the request's Content-Type declared (None: none, or not recorded).
+    charset: str | None = None
 
 
 def kept_bodies(path: str) -> list[Kept]:
@@ -161,7 +170,9 @@ def _kept(meta: Path) -> Kept | None:
                 bytes=int(document.get("bytes", 0) or 0), received_at=float(document.get("received_at", 0) or 0),
                 resent=resent if isinstance(resent, dict) else None,
                 authenticated=document.get("authenticated") is True,
-                sent_keys=_sent_keys(document.get("sent_keys")))
+                sent_keys=_sent_keys(document.get("sent_keys")),
+                charset=charset if isinstance(charset := document.get("charset"), str) and _CHARSET.fullmatch(charset)
+                else None)
 
 
 def _sent_keys(value: object) -> dict[str, list[str]] | None:

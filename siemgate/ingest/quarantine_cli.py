@@ -61,6 +61,7 @@ def show_quarantined(config: Config, ident: str, out: TextIO) -> int:
               f"reason:        {printable(kept.reason)}\n"
               f"from:          {printable(kept.peer)}\n"
               f"authenticated: {'yes' if kept.authenticated else 'not recorded (never replayed)'}\n"
+              f"charset:       {printable(kept.charset) if kept.charset else 'none declared (or not recorded)'}\n"
               f"bytes:         {len(body)}\n")
     if kept.resent:
         out.write(f"replayed:      {printable(kept.resent.get('at'))} as {printable(kept.resent.get('integration'))}, "
@@ -73,11 +74,13 @@ def show_quarantined(config: Config, ident: str, out: TextIO) -> int:
 
 
 async def replay(config: Config, ident: str, out: TextIO, *, integration: str | None = None,
-                 again: bool = False) -> int:
+                 again: bool = False, charset: str | None = None) -> int:
     """Send body `ident` on through the normal path: today's parser and config, published to the
     configured bus as the ingest would. Idempotent by event id: the records already sent for
     the integration (their keys are noted in the body's description) are not sent again
-    unless `again`. 0 once its records are published; 1, saying why, when nothing was sent."""
+    unless `again`. `charset`: read a body that is not UTF-8 in it (default: the charset its
+    request declared, when recorded). 0 once its records are published; 1, saying why, when
+    nothing was sent."""
     found = kept_body(config.quarantine.path, ident)
     if found is None:
         out.write(f"no quarantined body {printable(ident)} in {printable(config.quarantine.path)} "
@@ -101,7 +104,8 @@ async def replay(config: Config, ident: str, out: TextIO, *, integration: str | 
         return 1
     parser = BatchParser(chosen, config.bus.topic_prefix, config.normalize.scheme_for(chosen.name))
     try:
-        batch = parser.parse(body, peer=kept.peer, max_events=config.limits.max_events_per_batch)
+        batch = parser.parse(body, peer=kept.peer, max_events=config.limits.max_events_per_batch,
+                             charset=charset or kept.charset)
     except (NotJson, InvalidBatch, TooManyEvents) as exc:
         out.write(f"not sent: {ident} still is not a batch the ingest takes: {printable(str(exc))}\n")
         return 1

@@ -158,3 +158,49 @@ def test_a_body_not_known_to_have_passed_auth_is_never_replayed(tmp_path: Path, 
         refused = quarantine(config, action, ident, "--again")
         assert refused.returncode == 1 and "passed authentication" in refused.stdout, refused.stdout + refused.stderr
     assert "never replayed" in quarantine(config, "show", ident).stdout
+
+
+async def test_a_body_in_its_declared_charset_is_replayed_in_it(
+        tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    """A windows-1252 body (declared in its Content-Type), refused for another cause, keeps its
+    charset in the quarantine: the replay reads it in that charset, as the ingest would have."""
+    port = free_port()
+    config = write_config(tmp_path, port, max_events=2)
+    process = await start(config, port, tmp_path / "run.log", processes)
+    events = [{"id": f"cp-{i}", "severity": "high", "m": "caf\u00e9 \u20ac"} for i in range(3)]
+    body = orjson.dumps(events).decode().encode("cp1252")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-Api-Key": KEY}) as client:
+        refused = await client.post("/webhook/demo", content=body,
+                                    headers={"Content-Type": "application/json; charset=windows-1252"})
+    assert refused.status_code == 413, refused.text
+    ident = refused.json()["quarantined"]
+    assert "charset:       windows-1252" in quarantine(config, "show", ident).stdout
+
+    write_config(tmp_path, port, max_events=10)
+    sent = quarantine(config, "replay", ident)
+    assert sent.returncode == 0 and "3 events published for demo" in sent.stdout, sent.stdout + sent.stderr
+    out = tmp_path / "out" / "events.ndjson"
+    await wait_until(lambda: len(out.read_bytes().splitlines()) >= 3 if out.exists() else False,
+                     "the replayed events reach the file sink", timeout=30)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    texts = [orjson.loads(line)["event"]["m"] for line in out.read_bytes().splitlines()]
+    assert texts == ["caf\u00e9 \u20ac"] * 3
+
+
+def test_a_body_kept_without_its_charset_is_replayed_with_the_one_named(tmp_path: Path) -> None:
+    """A body kept before the charset was recorded (or whose request declared none): the replay
+    says it is not UTF-8; `--charset` names the one to read it in."""
+    config = write_config(tmp_path, free_port(), max_events=10)
+    kept = tmp_path / "quarantine"
+    kept.mkdir()
+    ident = "20261207T150000Z-demo-00000000cafe"
+    body = '[{"id": "l-1", "m": "na\u00efve"}]'.encode("latin-1")
+    (kept / f"{ident}.body").write_bytes(body)
+    (kept / f"{ident}.json").write_bytes(orjson.dumps({
+        "integration": "demo", "reason": "the body is not UTF-8", "peer": "198.18.0.1", "status": 400,
+        "bytes": len(body), "received_at": 1.0, "authenticated": True}))
+    refused = quarantine(config, "replay", ident)
+    assert refused.returncode == 1 and "not UTF-8" in refused.stdout, refused.stdout + refused.stderr
+    sent = quarantine(config, "replay", ident, "--charset", "latin-1")
+    assert sent.returncode == 0 and "1 events published for demo" in sent.stdout, sent.stdout + sent.stderr
