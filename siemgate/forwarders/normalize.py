@@ -463,8 +463,8 @@ def _timestamp(value: object) -> str | None:
     """RFC 3339 UTC with microseconds, from ISO 8601 text (any offset, `T`/`t`, `Z`/`z`) or
     epoch seconds/milliseconds/microseconds/nanoseconds by magnitude (numbers or numeric text,
     `_EPOCH_UNITS`); None when the value is no real instant (`2025-02-30`, hour 24 or more,
-    minute 60 ...). A leap second, `23:59:60` in UTC,
-    is the last microsecond before it, `23:59:59.999999` (Python's datetime has no second 60)."""
+    minute 60 ...). A leap second, `23:59:60` in UTC, is the last microsecond before it,
+    `23:59:59.999999` (Python's datetime has no second 60)."""
     # The common case, already UTC with a Z, seen before (its second and its fraction's form):
     # two lookups (events of one second share the prefix, the tails are few).
     if type(value) is str:
