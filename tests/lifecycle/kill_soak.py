@@ -10,7 +10,11 @@ consumer groups, as a Deployment's replacement pod on its claim would be.
         ──▶ file │ rsyslogd (TCP) │ HEC stand-in (indexer acks) │ ES stand-in │ Sentinel stand-in
 
 The fault suite kills each process once, at one moment; this varies the moment, the process,
-the signal and the downtime, many times in one run. After the last restart the senders stop
+the signal and the downtime, many times in one run. With `partition_share`, Tansu runs in a
+network namespace of its own and that share of the steps cut its link for a while instead
+(half-open connections, no RST: tests/lifecycle/netns.py); the deaths that come while a cut
+lasts happen with Kafka away (the ingest's spool holding acked events, the forwarders'
+commits failing). After the last restart the senders stop
 and `Pipeline.conclude` (tests/faults/harness.py) drains, sends a fresh batch and accounts:
 one **conservation line per sink**, acked (owed to that sink) = delivered + dead-lettered,
 lost (neither), duplicates (deliveries beyond the first: at least once, expected after kills).
@@ -46,10 +50,13 @@ from tests.lifecycle.kubelet import (
     stable_port,
     write_config,
 )
-from tests.lifecycle.soak import SinkLine, dead_letter_keys, load_note
+from tests.lifecycle.soak import Link, SinkLine, dead_letter_keys, load_note
 from tests.support import PrivateTansu, wait_until
 
-Signal = Literal["SIGKILL", "SIGTERM"]
+# How a step of the plan strikes: a process killed or terminated, or (`partitions`) Kafka's
+# link cut (Tansu in a network namespace: half-open connections, no RST) for `down` seconds.
+Signal = Literal["SIGKILL", "SIGTERM", "cut"]
+KAFKA_LINK = "kafka link"
 # A SIGTERMed process has this long to exit (the chart's terminationGracePeriodSeconds is
 # longer; a drain that needs more is cut by SIGKILL, as the kubelet would).
 GRACE_SECONDS = 15.0
@@ -58,20 +65,29 @@ GRACE_SECONDS = 15.0
 @dataclass(frozen=True)
 class Kill:
     after: float  # seconds of running before the death
-    target: str  # "ingest" or a forwarder's name (its sink)
+    target: str  # "ingest", a forwarder's name (its sink), or KAFKA_LINK
     signal: Signal
-    down: float  # seconds dead before the replacement starts
+    down: float  # seconds dead before the replacement starts (a cut: the link's seconds down)
 
 
 def plan(seed: int, kills: int, targets: tuple[str, ...], *, min_gap: float, max_gap: float,
-         max_down: float, sigterm_share: float = 0.3) -> list[Kill]:
-    """`kills` deaths: each after a gap drawn between min_gap and max_gap, of a target drawn
-    from `targets`, by SIGTERM with probability `sigterm_share` (else SIGKILL), down for a
-    time drawn between 0 and max_down. The same seed, the same plan."""
+         max_down: float, sigterm_share: float = 0.3, partition_share: float = 0.0,
+         max_cut: float = 15.0) -> list[Kill]:
+    """`kills` steps, each after a gap drawn between min_gap and max_gap: with probability
+    `partition_share` a cut of Kafka's link for 1-max_cut s (the steps after it go on while
+    it lasts), else a death of a target drawn from `targets`, by SIGTERM with probability
+    `sigterm_share` (else SIGKILL), down for a time drawn between 0 and max_down. The same seed,
+    the same plan."""
     rng = random.Random(seed)
-    return [Kill(round(rng.uniform(min_gap, max_gap), 2), rng.choice(targets),
-                 "SIGTERM" if rng.random() < sigterm_share else "SIGKILL", round(rng.uniform(0, max_down), 2))
-            for _ in range(kills)]
+    steps = []
+    for _ in range(kills):
+        after = round(rng.uniform(min_gap, max_gap), 2)
+        if partition_share and rng.random() < partition_share:
+            steps.append(Kill(after, KAFKA_LINK, "cut", round(rng.uniform(1.0, max_cut), 2)))
+            continue
+        steps.append(Kill(after, rng.choice(targets), "SIGTERM" if rng.random() < sigterm_share else "SIGKILL",
+                          round(rng.uniform(0, max_down), 2)))
+    return steps
 
 
 @dataclass
@@ -96,7 +112,7 @@ class KillSoakResult:
     def summary(self) -> str:
         by_target = Counter(f"{kill.target} {kill.signal}" for kill in self.kills)
         deaths = ", ".join(f"{what} x{n}" for what, n in sorted(by_target.items()))
-        lines = [f"kill soak: seed {self.seed}, {len(self.kills)} deaths ({deaths}), "
+        lines = [f"kill soak: seed {self.seed}, {len(self.kills)} steps ({deaths}), "
                  f"{self.acked} events acked, {self.seconds:.0f} s in all",
                  *(s.line() for s in self.sinks),
                  f"answers: {self.codes}"]
@@ -127,29 +143,55 @@ def _process(pipeline: Pipeline, target: str) -> Process:
 
 async def run_kill_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]], *, seed: int, kills: int,
                         min_gap: float = 2.0, max_gap: float = 10.0, max_down: float = 3.0,
-                        sigterm_share: float = 0.3,
+                        sigterm_share: float = 0.3, partition_share: float = 0.0, max_cut: float = 15.0,
                         log: Callable[[str], None] = print) -> KillSoakResult:
-    """The soak (see the module)."""
+    """The soak (see the module). `partition_share` > 0: Tansu in a network namespace of its own
+    (root and `ip` needed), and that share of the steps cut its link instead of killing a
+    process; the deaths that follow a cut, while it lasts, happen with Kafka away."""
     started = time.monotonic()
-    tansu = PrivateTansu(tmp_path / "tansu.log")
-    await tansu.start()
-    kafka = KafkaTarget(f"127.0.0.1:{tansu.port}", idempotence=False)
+    link: Link | None = None
+    tansu: PrivateTansu | None = None
+    if partition_share:
+        link = Link("netns", tmp_path)
+        kafka = await link.start()
+    else:
+        tansu = PrivateTansu(tmp_path / "tansu.log")
+        await tansu.start()
+        kafka = KafkaTarget(f"127.0.0.1:{tansu.port}", idempotence=False)
     exits: list[str] = []
     schedule: list[Kill] = []
+    heal: asyncio.Task[None] | None = None
+
+    async def cut_for(seconds: float) -> None:
+        assert link is not None
+        try:
+            await asyncio.sleep(seconds)  # the plan's cut length
+        finally:
+            await link.heal()
+
     try:
         pipeline = Pipeline(tmp_path, processes, kafka, fault="kill soak",
                             forwarders=[(sink,) for sink in SINKS])
         try:
             await pipeline.start()
             schedule = plan(seed, kills, targets(pipeline), min_gap=min_gap, max_gap=max_gap, max_down=max_down,
-                            sigterm_share=sigterm_share)
-            log(f"kill soak: seed {seed}, deaths (after s, process, signal, down s): "
+                            sigterm_share=sigterm_share, partition_share=partition_share, max_cut=max_cut)
+            log(f"kill soak: seed {seed}, steps (after s, process, signal or cut, down s): "
                 f"{[(k.after, k.target, k.signal, k.down) for k in schedule]}")
             await pipeline.start_stream()
             log("  events flow to every sink")
             for n, kill in enumerate(schedule, 1):
                 await asyncio.sleep(kill.after)  # the plan's timeline, not a synchronisation
                 await pipeline.supervise()  # a process that died on its own is a problem (and restarted)
+                if kill.signal == "cut":
+                    assert link is not None
+                    if heal is not None:  # one cut at a time: the last one heals first
+                        await heal
+                    await link.cut()
+                    heal = asyncio.create_task(cut_for(kill.down), name="heal")
+                    log(f"  step {n}/{len(schedule)}: Kafka's link cut for {kill.down:g} s "
+                        f"({len(pipeline.senders.stats.acked)} acked so far)")
+                    continue
                 process = _process(pipeline, kill.target)
                 acked = len(pipeline.senders.stats.acked)
                 if kill.signal == "SIGKILL":
@@ -159,13 +201,16 @@ async def run_kill_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]]
                     code = await process.terminate(timeout=GRACE_SECONDS)
                     outcome = f"exit {code}" if code != -signal.SIGKILL else f"SIGKILLed after {GRACE_SECONDS:g} s"
                     exits.append(f"{kill.target}: {outcome}")
-                log(f"  death {n}/{len(schedule)}: {kill.target} {kill.signal} ({outcome}; {acked} acked so far), "
+                away = " (Kafka away)" if heal is not None and not heal.done() else ""
+                log(f"  step {n}/{len(schedule)}: {kill.target} {kill.signal}{away} ({outcome}; {acked} acked so far), "
                     f"down {kill.down:g} s")
                 await asyncio.sleep(kill.down)  # the plan's downtime
                 if kill.target == "ingest":
                     await pipeline.start_ingest()
                 else:
                     await pipeline.start_forwarder(kill.target)
+            if heal is not None:
+                await heal
             await pipeline.supervise()
             await pipeline.keep_streaming(500)  # the stream goes on after the last restart
             result = await pipeline.conclude()
@@ -174,9 +219,16 @@ async def run_kill_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]]
             pipeline.problems.append(str(exc))
             raise
         finally:
+            if heal is not None and not heal.done():
+                heal.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heal
             await pipeline.close()
     finally:
-        await tansu.kill()
+        if tansu is not None:
+            await tansu.kill()
+        if link is not None:
+            await link.close()
     acked_ids = pipeline.senders.stats.acked
     lines = []
     for sink in result.sinks:
