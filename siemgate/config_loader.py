@@ -9,8 +9,11 @@ says what to change; a file's content never appears in one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
 import ipaddress
+import math
 import re
 import types
 import typing
@@ -179,13 +182,16 @@ def _convert(tp: Any, value: object, environ: Mapping[str, str], path: str) -> o
                 pass
         raise ConfigError(path, f"must be an integer, not {_show(value)}")
     if tp is float:
+        number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None:  # .nan, .inf: every comparison the checks make would pass or fail wrongly
+            raise ConfigError(path, f"must be a finite number, not {_show(value)}")
         raise ConfigError(path, f"must be a number, not {_show(value)}")
     if tp is str:
         if isinstance(value, str):
@@ -209,7 +215,9 @@ def _build_dataclass(cls: type, value: object, environ: Mapping[str, str], path:
         child = f"{path}.{key}" if path else str(key)
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(child, f"unknown key (known keys here: {known})")
+            close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(child, f"unknown key (known keys here: {known}){hint}")
         kwargs[key] = _convert(hints[key], raw, environ, child)
     for name, field in fields.items():
         if name not in kwargs and field.default is dataclasses.MISSING and (

@@ -81,6 +81,27 @@ async def test_invalid_restart_only_and_unchanged_files(tmp_path: Path) -> None:
     assert samples == {"applied": 0, "invalid": 1, "failed": 0, "restart_required": 1}
 
 
+async def test_a_file_edited_in_place_and_read_while_truncated_changes_nothing(tmp_path: Path) -> None:
+    """An editor (or `cat > siemgate.yaml`) truncates the file before writing it: a reload that
+    reads it then must not apply an empty config (every integration 404, every sink stopped)."""
+    path = tmp_path / "siemgate.yaml"
+    archive = f"  - {{name: archive, type: file, path: {tmp_path}/out.ndjson}}"
+    path.write_text(config_text(tmp_path, 8080, '"k1-0123456789"', archive))
+    reloader = ConfigReloader(path, load_config(path))
+    recorder = Recorder()
+    reloader.add(recorder)
+    for partial in ("", "# siemgate\n", "\n"):
+        with path.open("w") as handle:  # in place: same inode, truncated
+            handle.write(partial)
+        assert await reloader.reload(force=False) == "invalid"
+    assert recorder.configs == []
+    assert [i.name for i in reloader.config.integrations] == ["demo"] and reloader.config.sinks[0].name == "archive"
+    with path.open("w") as handle:  # the edit completes
+        handle.write(config_text(tmp_path, 8080, '"k1-0123456789", "k2-0123456789"', archive))
+    assert await reloader.reload(force=False) == "applied"
+    assert [v.reveal() for v in recorder.configs[-1].integrations[0].auth.values] == ["k1-0123456789", "k2-0123456789"]
+
+
 async def test_sighup_reloads_and_a_symlink_swap_is_seen(tmp_path: Path) -> None:
     # Kubernetes mounts: siemgate.yaml -> ..data/siemgate.yaml, ..data -> ..<timestamp>/
     first, second = tmp_path / "..2026_01", tmp_path / "..2026_02"
