@@ -237,3 +237,30 @@ sinks:
         process.wait(15)
         assert process.stdout is not None
         process.stdout.close()
+
+
+def test_output_piped_to_a_reader_that_stops_is_no_traceback(tmp_path: Path) -> None:
+    """`siemgate confirmations -c FILE | head -1`: the reader closes the pipe early; siemgate stops
+    quietly (exit 141, as a tool SIGPIPE stopped), never a BrokenPipeError traceback."""
+    integrations = "".join(f"  - {{name: i{n}, auth: {{header: X-K, values: [key-{n}-0123]}}}}\n" for n in range(2000))
+    path = tmp_path / "siemgate.yaml"
+    path.write_text(f"state_dir: {tmp_path}/state\nintegrations:\n{integrations}")
+    with subprocess.Popen([*SIEMGATE, "confirmations", "-c", str(path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().startswith(b"INTEGRATION")  # more than a pipe's buffer follows
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Exception ignored" not in stderr, stderr
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "soon"])
+def test_a_timeout_that_is_no_positive_number_is_a_usage_error(tmp_path: Path, timeout: str) -> None:
+    path = tmp_path / "siemgate.yaml"
+    path.write_text("integrations: []\n")
+    for command in (["check"], ["spool", "drain"]):
+        result = run(*command, "-c", str(path), "--timeout", timeout)
+        assert result.returncode == 2, result
+        assert result.stderr.startswith("usage: siemgate ") and "argument --timeout: " in result.stderr
+        assert "Traceback" not in result.stderr
