@@ -429,6 +429,12 @@ class IntegrationConfig:
             object.__setattr__(self, "path", f"/webhook/{self.name}")
         if not self.path.startswith("/") or any(c in self.path for c in " ?#"):
             raise ConfigError("path", f"{self.path!r} must be an absolute URL path such as /webhook/name")
+        if any(c in self.path for c in "{}%\\") or not self.path.isprintable():
+            # `{x}` would be a route parameter matching every integration's path (the other
+            # integration's sender then gets 401 and disables itself); `%xx` never matches, as
+            # requests are routed by their decoded path.
+            raise ConfigError("path", f"{self.path!r}: write the path as it is, without {{}}, %, \\ or control "
+                                      "characters (e.g. /webhook/name)")
         if self.path in ("/healthz", "/readyz", "/metrics"):
             raise ConfigError("path", f"{self.path} is reserved")
 

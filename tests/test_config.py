@@ -6,6 +6,7 @@ import ipaddress
 import logging
 from pathlib import Path
 
+import orjson
 import pytest
 
 from siemgate import logs
@@ -332,3 +333,14 @@ def test_a_bom_and_windows_line_endings_are_read() -> None:
     config = parse_config(text, {"APPSEC_KEY": "k3y-value-1"})
     assert config.listen.port == 9090
     assert [v.reveal() for v in config.integrations[0].auth.values] == ["k3y-value-1"]
+
+
+@pytest.mark.parametrize("path", ["/webhook/{name}", "/webhook/{rest:path}", "/webhook/%61", "/webhook\\a",
+                                  "/webhook/a\tb", "/webhook/\x1b[2J"])
+def test_an_integration_path_is_literal(path: str) -> None:
+    """`{x}` in a path would be a route parameter: it would take another integration's requests
+    (answered 401 with the wrong key: the sender disables that integration)."""
+    quoted = orjson.dumps(path).decode()
+    text = MINIMAL + f"  - name: other\n    path: {quoted}\n    auth: {{header: X-K, values: [abcd]}}\n"
+    message = error_of(text)
+    assert message.startswith("integrations[1].path: ") and "without {}, %" in message
