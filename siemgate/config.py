@@ -22,7 +22,7 @@ from typing import Literal
 
 import yaml
 
-from siemgate.config_loader import build
+from siemgate.config_loader import build, expansions_hidden
 from siemgate.errors import ConfigError
 from siemgate.record import (
     BUILTIN_SCALES,
@@ -842,8 +842,9 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
         raise ConfigError("", "the config must be a YAML mapping (listen:, integrations:, bus:, sinks:)")
     sinks_raw = data.pop("sinks", None) or []
     try:
-        config = build(Config, data, environ)
-        sinks = _parse_sinks(sinks_raw, environ)
+        with expansions_hidden():
+            config = build(Config, data, environ)
+            sinks = _parse_sinks(sinks_raw, environ)
     except RecursionError:
         raise ConfigError("", "the YAML is nested too deeply to be a siemgate config") from None
     _check_unique("integrations", [i.name for i in config.integrations], "name")

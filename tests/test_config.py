@@ -344,3 +344,24 @@ def test_an_integration_path_is_literal(path: str) -> None:
     text = MINIMAL + f"  - name: other\n    path: {quoted}\n    auth: {{header: X-K, values: [abcd]}}\n"
     message = error_of(text)
     assert message.startswith("integrations[1].path: ") and "without {}, %" in message
+
+
+def test_an_error_shows_the_variable_never_the_value_it_expanded_to(tmp_path: Path) -> None:
+    """A secret written under the wrong key (a password in a URL, a token as a port) must not
+    reach the log through the error that refuses it: the error names the `${...}` instead."""
+    password = tmp_path / "password"
+    password.write_text("s3cr3t-from-a-file\n")
+    environ = {"PASS": "s3cr3t-pass-xyz", "LONG": "a-long-secret-value-" * 4}
+    cases = {
+        "listen: {port: '${PASS}'}\n": "listen.port: must be an integer, not '${PASS}'",
+        "listen: {port: '${LONG}'}\n": "listen.port: must be an integer, not '${LONG}'",  # never 37 characters of it
+        "listen: {trusted_proxies: ['${PASS}']}\n": "'${PASS}' is not a CIDR",
+        "sinks: [{name: s, type: splunk_hec, url: 'htp://u:${PASS}@h:8088', token: t0k3n-abcdef}]\n":
+            "sinks[0].url: must be http(s)://host[:port], not 'htp://u:${PASS}@h:8088'",
+        f"sinks: [{{name: s, type: splunk_hec, url: 'htp://u:${{file:{password}}}@h', token: t0k3n-abcdef}}]\n":
+            f"not 'htp://u:${{file:{password}}}@h'",
+    }
+    for text, expected in cases.items():
+        message = error_of(text + MINIMAL, environ)
+        assert expected in message
+        assert "s3cr3t" not in message and "a-long-secret" not in message
