@@ -30,18 +30,23 @@ def _run_async(main: Coroutine[Any, Any, int]) -> int:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config)
+    """The config; and logging as `run` has it (JSON lines on stderr, secrets redacted, the
+    libraries' loggers quiet unless log_level is debug), so that a one-shot command (check,
+    dlq ...) never prints a library's raw log line (aiokafka's reconnect errors) in its output."""
+    from siemgate import logs
+
+    config = load_config(args.config)
+    logs.configure(config.log_level)
+    return config
 
 
 def _serve(args: argparse.Namespace,
            serve: Callable[[Config, ConfigReloader], Coroutine[Any, Any, None]]) -> int:
     """A long-running command: load the config, configure logging, serve until SIGTERM/SIGINT,
     reloading the config on SIGHUP or when the file changes (siemgate.reload)."""
-    from siemgate import logs
     from siemgate.reload import ConfigReloader
 
     config = _load(args)
-    logs.configure(config.log_level)
 
     async def main() -> int:
         from siemgate import diagnostics
@@ -81,11 +86,9 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_spool(args: argparse.Namespace) -> int:
-    from siemgate import logs
     from siemgate.bus.spool_cli import drain_spool
 
     config = _load(args)
-    logs.configure(config.log_level)
     return _run_async(drain_spool(config, args.timeout, sys.stdout))
 
 

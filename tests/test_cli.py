@@ -264,3 +264,19 @@ def test_a_timeout_that_is_no_positive_number_is_a_usage_error(tmp_path: Path, t
         assert result.returncode == 2, result
         assert result.stderr.startswith("usage: siemgate ") and "argument --timeout: " in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_one_shot_commands_print_no_raw_library_log_lines(tmp_path: Path) -> None:
+    """`check` and `dlq list` against an unreachable Kafka: what is wrong is in their own output,
+    never aiokafka's raw `Unable connect to ...` (Python's last-resort handler, unredacted,
+    interleaved with the table)."""
+    config = write_config(tmp_path, f"127.0.0.1:{free_port()}")
+    env = {"CLI_TEST_KEY": "cli-secret-key"}
+    check = run("check", "-c", str(config), "--timeout", "3", env=env)
+    assert check.returncode == 1 and "FAIL  kafka" in check.stdout
+    dlq = run("dlq", "-c", str(config), "list", "--sink", "archive", env=env)
+    assert dlq.returncode == 1 and "cannot reach Kafka" in dlq.stdout + dlq.stderr
+    for result in (check, dlq):
+        assert "Unable connect" not in result.stdout + result.stderr, result
+        for line in result.stderr.splitlines():  # anything logged is siemgate's JSON line
+            assert line.startswith("{") or line.startswith("cannot reach the bus"), line
