@@ -2,7 +2,9 @@
 
 A Kubernetes ConfigMap or Secret mounted as a volume changes by an atomic symlink swap, so
 the file is watched by content: it is read (through the path, following the new symlink)
-every `poll_seconds` and compared by hash; SIGHUP reloads at once. The files the config refers
+every `poll_seconds` and compared by hash; SIGHUP reloads at once. A change a poll sees is
+taken once the file reads the same `settle_seconds` later (a file edited in place is read
+whole, not a prefix of it). The files the config refers
 to with `${file:/path}` (a Secret's keys mounted as files) are part of that hash: a rotated
 Secret reaches a running process the same way, without a restart.
 
@@ -99,6 +101,8 @@ class ConfigReloader:
         self.path = Path(path)
         self.config = config
         self.poll_seconds = poll_seconds
+        # How long a changed file must stay unchanged before a poll applies it.
+        self.settle_seconds = min(0.25, poll_seconds)
         # Its metrics; a process's /metrics exposes them (siemgate.metrics.Exposed).
         self.registry = CollectorRegistry()
         self.metrics = ReloadMetrics(self.registry)
@@ -149,6 +153,17 @@ class ConfigReloader:
                 return self._refused(f"cannot read {self.path}: {exc}")
             if not force and digest == self._seen:
                 return "unchanged"
+            if not force:
+                # A change seen by polling may be a file being written in place (truncated, then
+                # written in several pieces): a prefix of it can be valid YAML holding fewer
+                # integrations or sinks. Taken only once it reads the same a moment later.
+                await asyncio.sleep(self.settle_seconds)
+                try:
+                    again = await asyncio.to_thread(snapshot, self.path)
+                except OSError as exc:
+                    return self._refused(f"cannot read {self.path}: {exc}")
+                if again[1] != digest:
+                    return "unchanged"  # still being written: the next poll takes it
             environ = os.environ if self._environ is None else self._environ
             try:
                 text = data.decode("utf-8")
