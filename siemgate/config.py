@@ -830,6 +830,8 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
+        if "'\\t'" in problem:
+            problem += " (YAML indents with spaces only: replace the tab)"
         raise ConfigError("", f"{where}{problem}") from None
     except RecursionError:
         raise ConfigError("", "the YAML is nested too deeply to be a siemgate config") from None

@@ -328,6 +328,12 @@ def test_a_config_nested_past_the_recursion_limit_is_a_config_error() -> None:
     assert error_of("state_dir: " + "[" * 5000 + "]" * 5000 + "\n").startswith("the YAML is nested too deeply")
 
 
+def test_a_tab_in_the_indentation_is_refused_saying_so() -> None:
+    message = error_of("listen:\n\tport: 8080\n" + MINIMAL)
+    assert message.startswith("line 2, column 1: found character '\\t'")
+    assert message.endswith("(YAML indents with spaces only: replace the tab)")
+
+
 def test_a_bom_and_windows_line_endings_are_read() -> None:
     text = ("\ufeff" + "listen: {port: 9090}\n" + MINIMAL).replace("\n", "\r\n")
     config = parse_config(text, {"APPSEC_KEY": "k3y-value-1"})
