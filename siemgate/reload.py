@@ -17,7 +17,7 @@ batching, severity filters; sinks added or removed), normalization and the log l
 Requests in flight finish under the config they started with; a forwarder swaps its sink
 between two sends, in the same consumer group (no rebalance).
 
-Some keys cannot change under a running process: `listen`, `bus`, `state_dir`, `quarantine`,
+Some keys cannot change under a running process: `listen`, `metrics`, `bus`, `state_dir`, `quarantine`,
 `admin`, `forward.listen`, `forward.group_prefix`, `forward.fetch_max_wait_ms`. A change to one of
 them is logged as needing a restart (and counted, `result="restart_required"`); the rest of
 the file is applied and those keys keep their running values.
