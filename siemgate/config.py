@@ -783,13 +783,27 @@ class Config:
         raise ConfigError("integrations", f"no integration named {name!r} (configured: {known})")
 
 
+# A config is a few KiB; a file past this is another file passed by mistake (a log, an archive
+# sink's output), which would otherwise be read whole, at start and on every reload poll.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def read_config_bytes(path: str | Path) -> bytes:
+    """The config file's bytes. Raises OSError, also for a file over MAX_CONFIG_BYTES."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise OSError(f"larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB: not a siemgate config (check -c FILE)")
+    return data
+
+
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file. Raises `ConfigError` (one line) on any problem."""
     import os
 
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_config_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError("", "file not found (pass the config with -c FILE)", source=source) from None
     except (OSError, UnicodeDecodeError) as exc:

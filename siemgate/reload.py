@@ -39,7 +39,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from siemgate import logs
-from siemgate.config import Config, parse_config
+from siemgate.config import Config, parse_config, read_config_bytes
 from siemgate.config_loader import secret_files
 from siemgate.errors import ConfigError, ReloadFailed
 from siemgate.metrics import Exposed
@@ -84,7 +84,7 @@ class ReloadMetrics:
 def snapshot(path: Path) -> tuple[bytes, str]:
     """The config file's bytes, and a hash of them and of every `${file:...}` it refers to
     (a missing or unreadable file hashes as such, so its appearance is a change too)."""
-    data = path.read_bytes()
+    data = read_config_bytes(path)
     digest = hashlib.sha256(data)
     for file in secret_files(data.decode("utf-8", errors="replace")):
         digest.update(b"\0" + file.encode() + b"\0")

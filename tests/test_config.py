@@ -371,3 +371,13 @@ def test_an_error_shows_the_variable_never_the_value_it_expanded_to(tmp_path: Pa
         message = error_of(text + MINIMAL, environ)
         assert expected in message
         assert "s3cr3t" not in message and "a-long-secret" not in message
+
+
+def test_a_file_far_larger_than_a_config_is_refused_unread(tmp_path: Path) -> None:
+    """`-c data/out/events.ndjson` by mistake: refused, not read whole into memory."""
+    path = tmp_path / "events.ndjson"
+    with path.open("wb") as handle:
+        handle.truncate(17 * 1024 * 1024)  # sparse; a log would be gigabytes
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert str(caught.value) == f"{path}: cannot read: larger than 16 MiB: not a siemgate config (check -c FILE)"
