@@ -17,6 +17,7 @@ clients (publishers, consumers) are started and stopped by their users.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -63,6 +64,8 @@ def _only_run(path: str) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):  # e.g. ENOLCK: a file system without locks
+            raise StoreError(f"cannot lock {lock}: {exc.strerror or exc}. Keep bus.path on a local volume") from exc
         raise StoreError(f"the embedded log {path} is in use by another `siemgate run`: stop it first, or give "
                          "this one its own bus.path (each run forwards every record of its log)") from exc
     try:
