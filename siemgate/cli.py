@@ -30,18 +30,23 @@ def _run_async(main: Coroutine[Any, Any, int]) -> int:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config)
+    """The config; and logging as `run` has it (JSON lines on stderr, secrets redacted, the
+    libraries' loggers quiet unless log_level is debug), so that a one-shot command (check,
+    dlq ...) never prints a library's raw log line (aiokafka's reconnect errors) in its output."""
+    from siemgate import logs
+
+    config = load_config(args.config)
+    logs.configure(config.log_level)
+    return config
 
 
 def _serve(args: argparse.Namespace,
            serve: Callable[[Config, ConfigReloader], Coroutine[Any, Any, None]]) -> int:
     """A long-running command: load the config, configure logging, serve until SIGTERM/SIGINT,
     reloading the config on SIGHUP or when the file changes (siemgate.reload)."""
-    from siemgate import logs
     from siemgate.reload import ConfigReloader
 
     config = _load(args)
-    logs.configure(config.log_level)
 
     async def main() -> int:
         from siemgate import diagnostics
@@ -81,11 +86,9 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_spool(args: argparse.Namespace) -> int:
-    from siemgate import logs
     from siemgate.bus.spool_cli import drain_spool
 
     config = _load(args)
-    logs.configure(config.log_level)
     return _run_async(drain_spool(config, args.timeout, sys.stdout))
 
 
@@ -167,6 +170,19 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
                              charset=args.charset))
 
 
+def _seconds(text: str) -> float:
+    """A --timeout: a positive, finite number of seconds (else a usage error, exit 2)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="siemgate",
@@ -194,10 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     spool = with_config(command("spool", cmd_spool, "send a spool left on a volume to Kafka (e.g. of a removed "
                                                     "replica), then exit: 0 once empty, 1 with events left"))
     spool.add_argument("action", choices=["drain"])
-    spool.add_argument("--timeout", type=float, default=None, metavar="S",
+    spool.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                        help="give up after S seconds (default bus.spool.drain_timeout_seconds)")
     check = with_config(command("check", cmd_check, "validate the config and reach Kafka and every sink"))
-    check.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per check (default 10)")
+    check.add_argument("--timeout", type=_seconds, default=10.0, help="seconds allowed per check (default 10)")
     es_setup = with_config(command("es-setup", cmd_es_setup,
                                    "install the ECS index template and data stream of the elasticsearch sinks"))
     es_setup.add_argument("--sink", action="append", metavar="NAME", help="only this sink (repeatable; default all)")
@@ -234,7 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+        return code
+    except BrokenPipeError:
+        # The output was piped to a reader that stopped (`| head`): no traceback. Python would
+        # flush stdout again at exit and complain; point it at /dev/null first.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, as a tool the signal stopped
     except ConfigError as exc:
         print(f"siemgate: {printable(exc)}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ from typing import Literal
 
 import yaml
 
-from siemgate.config_loader import build
+from siemgate.config_loader import build, expansions_hidden
 from siemgate.errors import ConfigError
 from siemgate.record import (
     BUILTIN_SCALES,
@@ -429,6 +429,12 @@ class IntegrationConfig:
             object.__setattr__(self, "path", f"/webhook/{self.name}")
         if not self.path.startswith("/") or any(c in self.path for c in " ?#"):
             raise ConfigError("path", f"{self.path!r} must be an absolute URL path such as /webhook/name")
+        if any(c in self.path for c in "{}%\\") or not self.path.isprintable():
+            # `{x}` would be a route parameter matching every integration's path (the other
+            # integration's sender then gets 401 and disables itself); `%xx` never matches, as
+            # requests are routed by their decoded path.
+            raise ConfigError("path", f"{self.path!r}: write the path as it is, without {{}}, %, \\ or control "
+                                      "characters (e.g. /webhook/name)")
         if self.path in ("/healthz", "/readyz", "/metrics"):
             raise ConfigError("path", f"{self.path} is reserved")
 
@@ -640,6 +646,12 @@ class ForwardListenConfig:
     host: str = "0.0.0.0"
     port: int = 9108
 
+    def __post_init__(self) -> None:
+        if not _valid_host(self.host):
+            raise ConfigError("host", f"{self.host!r} is not an IP address or a host name")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port", f"must be between 0 and 65535, not {self.port}")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ForwardConfig:
@@ -662,6 +674,12 @@ class ForwardConfig:
     stall_timeout_seconds: float = 300.0
 
     def __post_init__(self) -> None:
+        if self.drain_timeout_seconds < 0:
+            raise ConfigError("drain_timeout_seconds", f"must be 0 or more, not {self.drain_timeout_seconds:g}")
+        if self.lag_interval_seconds <= 0:
+            raise ConfigError("lag_interval_seconds", f"must be positive, not {self.lag_interval_seconds:g}")
+        if self.fetch_max_wait_ms < 0:
+            raise ConfigError("fetch_max_wait_ms", f"must be 0 or more, not {self.fetch_max_wait_ms}")
         if not self.stall_timeout_seconds > self.lag_interval_seconds:
             raise ConfigError("stall_timeout_seconds", f"must be longer than lag_interval_seconds "
                                                        f"({self.lag_interval_seconds:g}): a stall is judged on the "
@@ -765,13 +783,27 @@ class Config:
         raise ConfigError("integrations", f"no integration named {name!r} (configured: {known})")
 
 
+# A config is a few KiB; a file past this is another file passed by mistake (a log, an archive
+# sink's output), which would otherwise be read whole, at start and on every reload poll.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def read_config_bytes(path: str | Path) -> bytes:
+    """The config file's bytes. Raises OSError, also for a file over MAX_CONFIG_BYTES."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise OSError(f"larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB: not a siemgate config (check -c FILE)")
+    return data
+
+
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file. Raises `ConfigError` (one line) on any problem."""
     import os
 
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_config_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError("", "file not found (pass the config with -c FILE)", source=source) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -782,21 +814,55 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         raise exc.with_source(source) from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the
+    last one silently: a second `integrations:` or `auth:` would replace the first unseen).
+    Keys brought in by a merge (`<<: *anchor`) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=False)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: SafeConstructor refuses it below
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found key {key!r} twice: keep one (YAML would silently use the last)", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_config(text: str, environ: Mapping[str, str]) -> Config:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
+        if "'\\t'" in problem:
+            problem += " (YAML indents with spaces only: replace the tab)"
         raise ConfigError("", f"{where}{problem}") from None
+    except RecursionError:
+        raise ConfigError("", "the YAML is nested too deeply to be a siemgate config") from None
     if data is None:
-        data = {}
+        # Never a working config, and what a reload reads while a file is edited in place
+        # (truncated, then written): all integrations and sinks would be dropped.
+        raise ConfigError("", "the config is empty (no keys at all): write at least integrations: and sinks: "
+                              "(deploy/examples/local.yaml is a start)")
     if not isinstance(data, dict):
         raise ConfigError("", "the config must be a YAML mapping (listen:, integrations:, bus:, sinks:)")
     sinks_raw = data.pop("sinks", None) or []
-    config = build(Config, data, environ)
-    sinks = _parse_sinks(sinks_raw, environ)
+    try:
+        with expansions_hidden():
+            config = build(Config, data, environ)
+            sinks = _parse_sinks(sinks_raw, environ)
+    except RecursionError:
+        raise ConfigError("", "the YAML is nested too deeply to be a siemgate config") from None
     _check_unique("integrations", [i.name for i in config.integrations], "name")
     _check_unique("integrations", [i.path for i in config.integrations], "path")
     _check_admin(config)

@@ -9,12 +9,16 @@ says what to change; a file's content never appears in one.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import difflib
 import ipaddress
+import math
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from siemgate.errors import ConfigError
@@ -38,7 +42,10 @@ def expand(text: str, environ: Mapping[str, str], path: str) -> str:
         if match.group(0) == "$$":
             return "$"
         if match.group(3) is not None:
-            return read_secret_file(match.group(3), match.group(4), path)
+            content = read_secret_file(match.group(3), match.group(4), path)
+            if content != match.group(4):
+                _note_expansion(content, match.group(0))
+            return content
         name, default = match.group(1), match.group(2)
         value = environ.get(name)
         if value is None or (value == "" and default is not None):
@@ -49,9 +56,42 @@ def expand(text: str, environ: Mapping[str, str], path: str) -> str:
                     f"(set it, or write ${{{name}:-default}} to give a default)",
                 )
             return default
+        _note_expansion(value, match.group(0))
         return value
 
     return _VAR.sub(substitute, text)
+
+
+# (value, the `${...}` it came from) of each expansion from the environment or a file, while
+# `expansions_hidden` collects them.
+_EXPANDED: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar("expanded", default=None)
+
+
+def _note_expansion(value: str, source: str) -> None:
+    found = _EXPANDED.get()
+    if found is not None and len(value) >= 8:  # shorter ones would replace words (`info`, `json`)
+        found.append((value, source))
+
+
+@contextlib.contextmanager
+def expansions_hidden() -> Iterator[None]:
+    """Within it, a ConfigError shows `${VAR}` / `${file:...}` where its reason held the value
+    they expanded to: a value from the environment or a file may be a secret written under the
+    wrong key (a password in a URL), and errors go to logs."""
+    found: list[tuple[str, str]] = []
+    token = _EXPANDED.set(found)
+    try:
+        yield
+    except ConfigError as exc:
+        reason = exc.reason
+        for value, source in sorted(found, key=lambda pair: len(pair[0]), reverse=True):
+            for form in (value, repr(value)[1:-1]):
+                reason = reason.replace(form, source)
+        if reason == exc.reason:
+            raise
+        raise ConfigError(exc.path, reason, source=exc.source) from None
+    finally:
+        _EXPANDED.reset(token)
 
 
 def read_secret_file(file: str, default: str | None, path: str) -> str:
@@ -123,31 +163,32 @@ def _convert(tp: Any, value: object, environ: Mapping[str, str], path: str) -> o
                 if dataclasses.is_dataclass(option) or get_origin(option) is dict:
                     raise error
         raise errors[0][1]
+    shown = value  # what an error shows: the text as written, never what a `${...}` expanded to
     if isinstance(value, str) and tp is not Secret:
         value = expand(value, environ, path)
     if tp is Any:
         return value
     if tp == NetworkType:
         if not isinstance(value, str):
-            raise ConfigError(path, f"must be a CIDR such as 10.0.0.0/8, not {_show(value)}")
+            raise ConfigError(path, f"must be a CIDR such as 10.0.0.0/8, not {_show(shown)}")
         try:
             return ipaddress.ip_network(value, strict=False)
         except ValueError:
-            raise ConfigError(path, f"{value!r} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32") from None
+            raise ConfigError(path, f"{shown!r} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32") from None
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
             choices = ", ".join(repr(a) for a in allowed)
-            raise ConfigError(path, f"must be one of {choices}, not {_show(value)}")
+            raise ConfigError(path, f"must be one of {choices}, not {_show(shown)}")
         return value
     if origin is tuple:
         item_type = get_args(tp)[0]
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
-            raise ConfigError(path, f"must be a list, not {_show(value)}")
+            raise ConfigError(path, f"must be a list, not {_show(shown)}")
         return tuple(_convert(item_type, v, environ, f"{path}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(path, f"must be a mapping, not {_show(value)}")
+            raise ConfigError(path, f"must be a mapping, not {_show(shown)}")
         key_type, value_type = get_args(tp)
         return {
             _convert(key_type, k, environ, f"{path}.{k}"): _convert(value_type, v, environ, f"{path}.{k}")
@@ -166,10 +207,10 @@ def _convert(tp: Any, value: object, environ: Mapping[str, str], path: str) -> o
             return value
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
-        raise ConfigError(path, f"must be true or false, not {_show(value)}")
+        raise ConfigError(path, f"must be true or false, not {_show(shown)}")
     if tp is int:
         if isinstance(value, bool):
-            raise ConfigError(path, f"must be an integer, not {_show(value)}")
+            raise ConfigError(path, f"must be an integer, not {_show(shown)}")
         if isinstance(value, int):
             return value
         if isinstance(value, str):
@@ -177,22 +218,25 @@ def _convert(tp: Any, value: object, environ: Mapping[str, str], path: str) -> o
                 return int(value.replace("_", ""))
             except ValueError:
                 pass
-        raise ConfigError(path, f"must be an integer, not {_show(value)}")
+        raise ConfigError(path, f"must be an integer, not {_show(shown)}")
     if tp is float:
+        number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(path, f"must be a number, not {_show(value)}")
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None:  # .nan, .inf: every comparison the checks make would pass or fail wrongly
+            raise ConfigError(path, f"must be a finite number, not {_show(shown)}")
+        raise ConfigError(path, f"must be a number, not {_show(shown)}")
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(path, f"must be a string, not {_show(value)}")
+        raise ConfigError(path, f"must be a string, not {_show(shown)}")
     raise TypeError(f"config loader cannot build {tp!r} at {path}")  # a bug in siemgate.config
 
 
@@ -209,7 +253,9 @@ def _build_dataclass(cls: type, value: object, environ: Mapping[str, str], path:
         child = f"{path}.{key}" if path else str(key)
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(child, f"unknown key (known keys here: {known})")
+            close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(child, f"unknown key (known keys here: {known}){hint}")
         kwargs[key] = _convert(hints[key], raw, environ, child)
     for name, field in fields.items():
         if name not in kwargs and field.default is dataclasses.MISSING and (

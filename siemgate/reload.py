@@ -2,7 +2,9 @@
 
 A Kubernetes ConfigMap or Secret mounted as a volume changes by an atomic symlink swap, so
 the file is watched by content: it is read (through the path, following the new symlink)
-every `poll_seconds` and compared by hash; SIGHUP reloads at once. The files the config refers
+every `poll_seconds` and compared by hash; SIGHUP reloads at once. A change a poll sees is
+taken once the file reads the same `settle_seconds` later (a file edited in place is read
+whole, not a prefix of it). The files the config refers
 to with `${file:/path}` (a Secret's keys mounted as files) are part of that hash: a rotated
 Secret reaches a running process the same way, without a restart.
 
@@ -15,7 +17,7 @@ batching, severity filters; sinks added or removed), normalization and the log l
 Requests in flight finish under the config they started with; a forwarder swaps its sink
 between two sends, in the same consumer group (no rebalance).
 
-Some keys cannot change under a running process: `listen`, `bus`, `state_dir`, `quarantine`,
+Some keys cannot change under a running process: `listen`, `metrics`, `bus`, `state_dir`, `quarantine`,
 `admin`, `forward.listen`, `forward.group_prefix`, `forward.fetch_max_wait_ms`. A change to one of
 them is logged as needing a restart (and counted, `result="restart_required"`); the rest of
 the file is applied and those keys keep their running values.
@@ -37,7 +39,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from siemgate import logs
-from siemgate.config import Config, parse_config
+from siemgate.config import Config, parse_config, read_config_bytes
 from siemgate.config_loader import secret_files
 from siemgate.errors import ConfigError, ReloadFailed
 from siemgate.metrics import Exposed
@@ -82,7 +84,7 @@ class ReloadMetrics:
 def snapshot(path: Path) -> tuple[bytes, str]:
     """The config file's bytes, and a hash of them and of every `${file:...}` it refers to
     (a missing or unreadable file hashes as such, so its appearance is a change too)."""
-    data = path.read_bytes()
+    data = read_config_bytes(path)
     digest = hashlib.sha256(data)
     for file in secret_files(data.decode("utf-8", errors="replace")):
         digest.update(b"\0" + file.encode() + b"\0")
@@ -99,6 +101,8 @@ class ConfigReloader:
         self.path = Path(path)
         self.config = config
         self.poll_seconds = poll_seconds
+        # How long a changed file must stay unchanged before a poll applies it.
+        self.settle_seconds = min(0.25, poll_seconds)
         # Its metrics; a process's /metrics exposes them (siemgate.metrics.Exposed).
         self.registry = CollectorRegistry()
         self.metrics = ReloadMetrics(self.registry)
@@ -149,6 +153,17 @@ class ConfigReloader:
                 return self._refused(f"cannot read {self.path}: {exc}")
             if not force and digest == self._seen:
                 return "unchanged"
+            if not force:
+                # A change seen by polling may be a file being written in place (truncated, then
+                # written in several pieces): a prefix of it can be valid YAML holding fewer
+                # integrations or sinks. Taken only once it reads the same a moment later.
+                await asyncio.sleep(self.settle_seconds)
+                try:
+                    again = await asyncio.to_thread(snapshot, self.path)
+                except OSError as exc:
+                    return self._refused(f"cannot read {self.path}: {exc}")
+                if again[1] != digest:
+                    return "unchanged"  # still being written: the next poll takes it
             environ = os.environ if self._environ is None else self._environ
             try:
                 text = data.decode("utf-8")

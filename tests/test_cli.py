@@ -237,3 +237,46 @@ sinks:
         process.wait(15)
         assert process.stdout is not None
         process.stdout.close()
+
+
+def test_output_piped_to_a_reader_that_stops_is_no_traceback(tmp_path: Path) -> None:
+    """`siemgate confirmations -c FILE | head -1`: the reader closes the pipe early; siemgate stops
+    quietly (exit 141, as a tool SIGPIPE stopped), never a BrokenPipeError traceback."""
+    integrations = "".join(f"  - {{name: i{n}, auth: {{header: X-K, values: [key-{n}-0123]}}}}\n" for n in range(2000))
+    path = tmp_path / "siemgate.yaml"
+    path.write_text(f"state_dir: {tmp_path}/state\nintegrations:\n{integrations}")
+    with subprocess.Popen([*SIEMGATE, "confirmations", "-c", str(path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().startswith(b"INTEGRATION")  # more than a pipe's buffer follows
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Exception ignored" not in stderr, stderr
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "soon"])
+def test_a_timeout_that_is_no_positive_number_is_a_usage_error(tmp_path: Path, timeout: str) -> None:
+    path = tmp_path / "siemgate.yaml"
+    path.write_text("integrations: []\n")
+    for command in (["check"], ["spool", "drain"]):
+        result = run(*command, "-c", str(path), "--timeout", timeout)
+        assert result.returncode == 2, result
+        assert result.stderr.startswith("usage: siemgate ") and "argument --timeout: " in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_one_shot_commands_print_no_raw_library_log_lines(tmp_path: Path) -> None:
+    """`check` and `dlq list` against an unreachable Kafka: what is wrong is in their own output,
+    never aiokafka's raw `Unable connect to ...` (Python's last-resort handler, unredacted,
+    interleaved with the table)."""
+    config = write_config(tmp_path, f"127.0.0.1:{free_port()}")
+    env = {"CLI_TEST_KEY": "cli-secret-key"}
+    check = run("check", "-c", str(config), "--timeout", "3", env=env)
+    assert check.returncode == 1 and "FAIL  kafka" in check.stdout
+    dlq = run("dlq", "-c", str(config), "list", "--sink", "archive", env=env)
+    assert dlq.returncode == 1 and "cannot reach Kafka" in dlq.stdout + dlq.stderr
+    for result in (check, dlq):
+        assert "Unable connect" not in result.stdout + result.stderr, result
+        for line in result.stderr.splitlines():  # anything logged is siemgate's JSON line
+            assert line.startswith("{") or line.startswith("cannot reach the bus"), line

@@ -6,6 +6,7 @@ import ipaddress
 import logging
 from pathlib import Path
 
+import orjson
 import pytest
 
 from siemgate import logs
@@ -253,3 +254,130 @@ def test_metrics_listener_changes_need_a_restart() -> None:
     assert restart_needed(old, new) == ["metrics"]
     applied = keep_running_values(old, new)
     assert applied.metrics == old.metrics and applied.log_level == "debug"
+
+
+# --- what operators get wrong (the admin sweep) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("listne: {port: 8080}\n", "listne: unknown key (known keys here: admin, "),
+        ("limits: {max_body_byte: 2048}\n", "limits.max_body_byte: unknown key"),
+        ("sinks: [{name: a, type: file, paht: /tmp/x}]\n", "sinks[0].paht: unknown key"),
+    ],
+)
+def test_a_misspelt_key_is_refused_with_the_key_it_resembles(text: str, expected: str) -> None:
+    message = error_of(text + MINIMAL)
+    assert expected in message
+    suggestion = {"listne": "listen", "limits.max_body_byte": "max_body_bytes", "sinks[0].paht": "path"}
+    key = message.split(":")[0]
+    assert message.endswith(f"; did you mean {suggestion[key]}?")
+    assert "did you mean" not in error_of("zzzzzz: 1\n" + MINIMAL)  # nothing alike: no guess
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("listen: {port: 8080}\nlisten: {port: 9090}\n" + MINIMAL, "line 2, column 1: found key 'listen' twice"),
+        (MINIMAL.replace("auth:", "auth: {header: X-K, values: [other-key]}\n    auth:"),
+         "line 5, column 5: found key 'auth' twice"),
+        (MINIMAL + "sinks:\n  - {name: a, type: file, path: /x, path: /y}\n", "found key 'path' twice"),
+    ],
+    ids=["top", "integration", "sink"],
+)
+def test_a_key_written_twice_is_refused_not_the_last_one_taken(text: str, expected: str) -> None:
+    assert expected in error_of(text)
+
+
+def test_a_merge_key_may_still_be_overridden() -> None:
+    text = "x-defaults: &d {port: 8080, host: 127.0.0.1}\n"
+    with pytest.raises(ConfigError, match="x-defaults: unknown key"):  # anchors live under real keys
+        parse_config(text, {})
+    config = parse_config("listen: {<<: {port: 8080, host: 127.0.0.1}, port: 9090}\n" + MINIMAL,
+                          {"APPSEC_KEY": "k3y-value-1"})
+    assert (config.listen.host, config.listen.port) == ("127.0.0.1", 9090)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n", "~\n"])
+def test_an_empty_config_is_refused(text: str) -> None:
+    """A reload reads an in-place edit's truncated file as this: all integrations and sinks gone."""
+    assert error_of(text).startswith("the config is empty")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("limits: {body_timeout_seconds: .nan}\n", "limits.body_timeout_seconds: must be a finite number, not nan"),
+        ("limits: {body_timeout_seconds: .inf}\n", "limits.body_timeout_seconds: must be a finite number, not inf"),
+        ("bus: {spool: {ack_deadline_seconds: 'NaN'}}\n", "bus.spool.ack_deadline_seconds: must be a finite number"),
+        ("sinks: [{name: a, type: file, path: /x, retry: {max_seconds: -.inf}}]\n",
+         "sinks[0].retry.max_seconds: must be a finite number"),
+        ("forward: {drain_timeout_seconds: -1}\n", "forward.drain_timeout_seconds: must be 0 or more, not -1"),
+        ("forward: {lag_interval_seconds: 0}\n", "forward.lag_interval_seconds: must be positive"),
+        ("forward: {fetch_max_wait_ms: -5}\n", "forward.fetch_max_wait_ms: must be 0 or more"),
+        ("forward: {listen: {port: 70000}}\n", "forward.listen.port: must be between 0 and 65535, not 70000"),
+        ("forward: {listen: {host: 'not a host'}}\n", "forward.listen.host: 'not a host' is not"),
+    ],
+)
+def test_numbers_no_check_could_judge_and_negative_durations_are_refused(text: str, expected: str) -> None:
+    assert expected in error_of(text + MINIMAL)
+
+
+def test_a_config_nested_past_the_recursion_limit_is_a_config_error() -> None:
+    assert error_of("state_dir: " + "[" * 5000 + "]" * 5000 + "\n").startswith("the YAML is nested too deeply")
+
+
+def test_a_tab_in_the_indentation_is_refused_saying_so() -> None:
+    message = error_of("listen:\n\tport: 8080\n" + MINIMAL)
+    assert message.startswith("line 2, column 1: found character '\\t'")
+    assert message.endswith("(YAML indents with spaces only: replace the tab)")
+
+
+def test_a_bom_and_windows_line_endings_are_read() -> None:
+    text = ("\ufeff" + "listen: {port: 9090}\n" + MINIMAL).replace("\n", "\r\n")
+    config = parse_config(text, {"APPSEC_KEY": "k3y-value-1"})
+    assert config.listen.port == 9090
+    assert [v.reveal() for v in config.integrations[0].auth.values] == ["k3y-value-1"]
+
+
+@pytest.mark.parametrize("path", ["/webhook/{name}", "/webhook/{rest:path}", "/webhook/%61", "/webhook\\a",
+                                  "/webhook/a\tb", "/webhook/\x1b[2J"])
+def test_an_integration_path_is_literal(path: str) -> None:
+    """`{x}` in a path would be a route parameter: it would take another integration's requests
+    (answered 401 with the wrong key: the sender disables that integration)."""
+    quoted = orjson.dumps(path).decode()
+    text = MINIMAL + f"  - name: other\n    path: {quoted}\n    auth: {{header: X-K, values: [abcd]}}\n"
+    message = error_of(text)
+    assert message.startswith("integrations[1].path: ") and "without {}, %" in message
+
+
+def test_an_error_shows_the_variable_never_the_value_it_expanded_to(tmp_path: Path) -> None:
+    """A secret written under the wrong key (a password in a URL, a token as a port) must not
+    reach the log through the error that refuses it: the error names the `${...}` instead."""
+    password = tmp_path / "password"
+    password.write_text("s3cr3t-from-a-file\n")
+    environ = {"PASS": "s3cr3t-pass-xyz", "LONG": "a-long-secret-value-" * 4}
+    cases = {
+        "listen: {port: '${PASS}'}\n": "listen.port: must be an integer, not '${PASS}'",
+        "listen: {port: '${LONG}'}\n": "listen.port: must be an integer, not '${LONG}'",  # never 37 characters of it
+        "listen: {trusted_proxies: ['${PASS}']}\n": "'${PASS}' is not a CIDR",
+        "sinks: [{name: s, type: splunk_hec, url: 'htp://u:${PASS}@h:8088', token: t0k3n-abcdef}]\n":
+            "sinks[0].url: must be http(s)://host[:port], not 'htp://u:${PASS}@h:8088'",
+        f"sinks: [{{name: s, type: splunk_hec, url: 'htp://u:${{file:{password}}}@h', token: t0k3n-abcdef}}]\n":
+            f"not 'htp://u:${{file:{password}}}@h'",
+    }
+    for text, expected in cases.items():
+        message = error_of(text + MINIMAL, environ)
+        assert expected in message
+        assert "s3cr3t" not in message and "a-long-secret" not in message
+
+
+def test_a_file_far_larger_than_a_config_is_refused_unread(tmp_path: Path) -> None:
+    """`-c data/out/events.ndjson` by mistake: refused, not read whole into memory."""
+    path = tmp_path / "events.ndjson"
+    with path.open("wb") as handle:
+        handle.truncate(17 * 1024 * 1024)  # sparse; a log would be gigabytes
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert str(caught.value) == f"{path}: cannot read: larger than 16 MiB: not a siemgate config (check -c FILE)"

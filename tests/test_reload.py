@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from siemgate.config import Config, load_config
+from siemgate.config import Config, load_config, parse_config
 from siemgate.reload import ConfigReloader
 from siemgate_standins.broker import free_port
 from siemgate_standins.splunk_hec import HecToken, SplunkHecStandIn
@@ -79,6 +79,59 @@ async def test_invalid_restart_only_and_unchanged_files(tmp_path: Path) -> None:
     samples = {s.labels["result"]: s.value for m in reloader.registry.collect() for s in m.samples
                if s.name == "siemgate_config_reload_total"}
     assert samples == {"applied": 0, "invalid": 1, "failed": 0, "restart_required": 1}
+
+
+async def test_a_file_edited_in_place_and_read_while_truncated_changes_nothing(tmp_path: Path) -> None:
+    """An editor (or `cat > siemgate.yaml`) truncates the file before writing it: a reload that
+    reads it then must not apply an empty config (every integration 404, every sink stopped)."""
+    path = tmp_path / "siemgate.yaml"
+    archive = f"  - {{name: archive, type: file, path: {tmp_path}/out.ndjson}}"
+    path.write_text(config_text(tmp_path, 8080, '"k1-0123456789"', archive))
+    reloader = ConfigReloader(path, load_config(path))
+    recorder = Recorder()
+    reloader.add(recorder)
+    for partial in ("", "# siemgate\n", "\n"):
+        with path.open("w") as handle:  # in place: same inode, truncated
+            handle.write(partial)
+        assert await reloader.reload(force=False) == "invalid"
+    assert recorder.configs == []
+    assert [i.name for i in reloader.config.integrations] == ["demo"] and reloader.config.sinks[0].name == "archive"
+    with path.open("w") as handle:  # the edit completes
+        handle.write(config_text(tmp_path, 8080, '"k1-0123456789", "k2-0123456789"', archive))
+    assert await reloader.reload(force=False) == "applied"
+    assert [v.reveal() for v in recorder.configs[-1].integrations[0].auth.values] == ["k1-0123456789", "k2-0123456789"]
+
+
+async def test_a_poll_never_applies_a_prefix_of_a_file_being_written(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file written in place in pieces: a poll that reads it half written sees valid YAML
+    holding one integration of two. It applies the file only once it reads the same again."""
+    from siemgate import reload as reload_module
+
+    path = tmp_path / "siemgate.yaml"
+    archive = f"  - {{name: archive, type: file, path: {tmp_path}/out.ndjson}}"
+    whole = config_text(tmp_path, 8080, '"k1-0123456789"', archive).replace(
+        "bus:", "  - name: second\n    auth: {header: X-Api-Key, values: [k2-0123456789]}\nbus:")
+    prefix = whole[:whole.index("  - name: second")]
+    path.write_text(config_text(tmp_path, 8080, '"k0-0123456789"', archive))
+    reloader = ConfigReloader(path, load_config(path))
+    recorder = Recorder()
+    reloader.add(recorder)
+    path.write_text(prefix)
+    assert parse_config(prefix, {}).integrations[0].name == "demo"  # the prefix alone is a valid config
+    real_snapshot = reload_module.snapshot
+
+    def written_meanwhile(read: Path) -> tuple[bytes, str]:  # the writer finishes after the first read
+        taken = real_snapshot(read)
+        read.write_text(whole)
+        return taken
+
+    monkeypatch.setattr(reload_module, "snapshot", written_meanwhile)
+    assert await reloader.reload(force=False) == "unchanged"
+    monkeypatch.setattr(reload_module, "snapshot", real_snapshot)
+    assert recorder.configs == []
+    assert await reloader.reload(force=False) == "applied"
+    assert [i.name for i in recorder.configs[-1].integrations] == ["demo", "second"]
 
 
 async def test_sighup_reloads_and_a_symlink_swap_is_seen(tmp_path: Path) -> None:

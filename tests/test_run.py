@@ -451,3 +451,28 @@ quarantine: {{path: {tmp_path}/quarantine}}
     assert "siemgate_spool_events" in metrics and "siemgate_forward_" not in metrics
     process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(process.wait, 60) == 0
+
+
+async def test_a_second_run_on_the_same_log_is_refused(tmp_path: Path,
+                                                       processes: list[subprocess.Popen[bytes]]) -> None:
+    """Two `siemgate run` on one embedded log (a second unit, a manual start) would each forward
+    every record: every event delivered twice, two writers on one file. The second is refused
+    with its reason; `siemgate dlq` (a tool) still opens the log beside the running one."""
+    port = free_port()
+    config = write_config(tmp_path, port)
+    await start(config, port, tmp_path / "first.log", processes)
+    second = tmp_path / "second.yaml"
+    second.write_text(config.read_text().replace(f"port: {port}", f"port: {free_port()}"))
+    result = subprocess.run([sys.executable, "-m", "siemgate", "run", "-c", str(second)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"siemgate: the embedded log {tmp_path}/data/siemgate.db is in use by another `siemgate run`: stop it "
+        "first, or give this one its own bus.path (each run forwards every record of its log)")
+    tool = subprocess.run([sys.executable, "-m", "siemgate", "dlq", "-c", str(second), "list", "--sink", "archive"],
+                          capture_output=True, text=True, timeout=30)
+    assert tool.returncode == 0 and "0 dead letter(s) for sink archive" in tool.stdout, tool.stderr
+    # Once the first has stopped, however it stopped, the log is free again.
+    processes[-1].kill()
+    processes[-1].wait(timeout=30)
+    await start(second, int(second.read_text().split("port: ")[1].split("}")[0]), tmp_path / "third.log", processes)

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from siemgate.admin.status import IntegrationStatus, SinkStatus, SpoolStatus, Status
 from siemgate.record import SEVERITIES
+from siemgate.terminal import printable
 
 REFRESH_SECONDS: Final = 30
 
@@ -107,7 +108,10 @@ class Flash:
 
 
 def e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped, and every unprintable character (ESC, bidi overrides, zero-width ones) shown
+    as its escape, as the CLI shows it (siemgate.terminal): a link the operator judges before
+    clicking Confirm cannot read as another host."""
+    return html.escape(printable(value), quote=True)
 
 
 def _document(title: str, nonce: str, body: str, *, refresh: bool = False) -> str:

@@ -17,14 +17,19 @@ clients (publishers, consumers) are started and stopped by their users.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import errno
+import fcntl
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from siemgate.bus.base import Bus, Publisher
 from siemgate.bus.embedded import EmbeddedBus, EmbeddedLog
 from siemgate.config import Config, KafkaConfig
-from siemgate.errors import ConfigError
+from siemgate.errors import ConfigError, StoreError
+from siemgate.private_files import open_private, private_dir
 
 Role = Literal["run", "ingest", "forward", "tool"]
 
@@ -43,6 +48,47 @@ class OpenedBus:
     log: EmbeddedLog | None
 
 
+@contextlib.contextmanager
+def _only_run(path: str) -> Iterator[None]:
+    """One `siemgate run` per embedded log: two would each forward every record (every event
+    delivered twice, two writers on one file sink) and each run retention on the other's reads.
+    An flock on `<path>.run-lock`, released by the kernel however the process ends."""
+    lock = Path(f"{path}.run-lock")
+    try:
+        private_dir(lock.parent)
+        fd = open_private(lock, os.O_RDWR | os.O_CREAT)
+    except OSError as exc:
+        raise StoreError(f"cannot use the embedded log {path}: {exc.strerror or exc}. Fix bus.path (a file "
+                         "siemgate can write) or its directory's permissions") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):  # e.g. ENOLCK: a file system without locks
+            raise StoreError(f"cannot lock {lock}: {exc.strerror or exc}. Keep bus.path on a local volume") from exc
+        raise StoreError(f"the embedded log {path} is in use by another `siemgate run`: stop it first, or give "
+                         "this one its own bus.path (each run forwards every record of its log)") from exc
+    try:
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+@contextlib.asynccontextmanager
+async def _embedded(config: Config, role: Role, retention_groups: Sequence[str]) -> AsyncIterator[OpenedBus]:
+    groups = retention_groups if role == "run" else ()
+    # The cap (bus.max_bytes) bounds what the ingest appends; `siemgate dlq` (role tool) may
+    # still write dead letters back past it, as before.
+    log = EmbeddedLog(config.bus.path, prefix=config.bus.topic_prefix, retention_groups=groups,
+                      max_bytes=config.bus.max_bytes if role == "run" else None)
+    await log.open()
+    try:
+        bus = EmbeddedBus(log)
+        yield OpenedBus(bus, bus.publisher() if role == "run" else None, log)
+    finally:
+        await log.close()
+
+
 def kafka_config(config: Config, role: Role) -> KafkaConfig:
     """The Kafka settings; a ConfigError naming `siemgate run` when a Kafka-only command
     is given an embedded-bus config."""
@@ -58,17 +104,13 @@ async def open_bus(config: Config, *, role: Role, retention_groups: Sequence[str
     """The configured bus, open for the block. `retention_groups`: on the embedded bus in role
     `run`, the consumer groups whose progress lets records be deleted (every sink's)."""
     if config.bus.type == "embedded" and role not in _KAFKA_ONLY:
-        groups = retention_groups if role == "run" else ()
-        # The cap (bus.max_bytes) bounds what the ingest appends; `siemgate dlq` (role tool) may
-        # still write dead letters back past it, as before.
-        log = EmbeddedLog(config.bus.path, prefix=config.bus.topic_prefix, retention_groups=groups,
-                          max_bytes=config.bus.max_bytes if role == "run" else None)
-        await log.open()
-        try:
-            bus = EmbeddedBus(log)
-            yield OpenedBus(bus, bus.publisher() if role == "run" else None, log)
-        finally:
-            await log.close()
+        if role == "run":
+            with _only_run(config.bus.path):
+                async with _embedded(config, role, retention_groups) as opened:
+                    yield opened
+        else:
+            async with _embedded(config, role, ()) as opened:
+                yield opened
         return
     kafka = kafka_config(config, role)
     from siemgate.bus.kafka_bus import KafkaBus

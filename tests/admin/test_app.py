@@ -250,6 +250,20 @@ async def test_recorded_values_are_escaped(admin: Admin) -> None:
     assert "<script>x" not in flashed and "&lt;script&gt;x" not in flashed
 
 
+async def test_a_link_cannot_disguise_its_host_on_the_page(admin: Admin) -> None:
+    """A bidi override shows `https://evil.example/\u202egro.elpmaxe.rodnev` as if it ended in
+    vendor.example.org; an ESC or a zero-width space hides what follows. The page shows each as
+    its escape, as `siemgate confirmations` does."""
+    disguised = "https://evil.example/\u202egro.elpmaxe.rodnev/\u200b\x1b[8mhidden"
+    await pending(admin, disguised)
+    await admin.store.record_failure("appsec-prod", disguised, "refused\u202e by the vendor")
+    await admin.login()
+    page = (await admin.client.get("/")).text
+    assert not any(c in page for c in ("\u202e", "\u200b", "\x1b"))
+    assert "https://evil.example/\\u202egro.elpmaxe.rodnev/\\u200b\\x1b[8mhidden" in page
+    assert "refused\\u202e by the vendor" in page
+
+
 # --- the Confirm button: CSRF and origin --------------------------------------------------------
 
 
