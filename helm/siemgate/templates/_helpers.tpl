@@ -43,13 +43,32 @@ app.kubernetes.io/part-of: siemgate
 {{- end }}
 {{- end -}}
 
+{{/*
+The ingest's workload (and Services, PDB, HPA ...). A StatefulSet's name is at most 52
+characters: its pods carry the label controller-revision-hash=<name>-<10-character hash>, and a
+label value is at most 63, so a longer name is accepted by the API but its pods are never
+created. The Deployment shapes (existingClaim, emptyDir) keep up to 63 (their names stay as they
+were: renaming a Deployment on an existing claim would start the new pod before the old stops).
+*/}}
 {{- define "siemgate.ingestName" -}}
-{{- printf "%s-ingest" (include "siemgate.fullname" . | trunc 56 | trimSuffix "-") -}}
+{{- $p := .Values.ingest.persistence -}}
+{{- $keep := ternary 45 56 (and $p.enabled (not $p.existingClaim)) -}}
+{{- printf "%s-ingest" (include "siemgate.fullname" . | trunc $keep | trimSuffix "-") -}}
 {{- end -}}
 
-{{/* A sink's forwarder: dict "root" $ "sink" NAME. */}}
+{{/* A sink's forwarder: dict "root" $ "sink" NAME. Past 63 characters, cut and made unique by
+a hash of the sink's name (two long sink names must not cut to one Deployment). */}}
 {{- define "siemgate.forwarderName" -}}
-{{- printf "%s-fwd-%s" (include "siemgate.fullname" .root | trunc 30 | trimSuffix "-") .sink | trunc 63 | trimSuffix "-" -}}
+{{- $name := printf "%s-fwd-%s" (include "siemgate.fullname" .root | trunc 30 | trimSuffix "-") .sink -}}
+{{- if gt (len $name) 63 -}}
+{{- $name = printf "%s-%s" ($name | trunc 54 | trimSuffix "-") (.sink | sha256sum | trunc 8) -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
+
+{{/* The ConfigMap of the workloads' configs. */}}
+{{- define "siemgate.configMapName" -}}
+{{- printf "%s-config" (include "siemgate.fullname" . | trunc 56 | trimSuffix "-") -}}
 {{- end -}}
 
 {{- define "siemgate.serviceAccountName" -}}
