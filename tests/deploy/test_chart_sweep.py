@@ -5,12 +5,23 @@ may write), each checked for what the API server or the kubelet would do with it
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
-from tests.deploy.support import Obj, Rendered, render
+from siemgate.config import load_config
+from tests.deploy.support import (
+    SECRETS_DIR,
+    Obj,
+    Rendered,
+    container_env,
+    materialize,
+    mounted_config,
+    render,
+    secret_files,
+)
 
 # Helm refuses release names over 53 characters; this one is 53.
 LONG_RELEASE = "soc-production-eu-west-1-webhook-gateway-primary-a1b2"
@@ -98,3 +109,82 @@ def test_short_names_are_unchanged() -> None:
     kafka = render({"config": {"bus": {"type": "kafka"}}, "sinks": [sink]})
     assert {d["metadata"]["name"] for d in kafka.kind("Deployment")} == {"siem-siemgate-fwd-splunk-production"}
     assert [s["metadata"]["name"] for s in kafka.kind("StatefulSet")] == ["siem-siemgate-ingest"]
+
+
+# --- variables a mutating webhook injects (Azure Workload Identity, as the README gives it) ----
+
+SENTINEL_WORKLOAD_IDENTITY = {
+    "name": "sentinel", "type": "sentinel",
+    "config": {"endpoint": "https://siemgate-dce-a1b2.westeurope-1.ingest.monitor.azure.com",
+               "dcr_immutable_id": "dcr-00000000000000000000000000000000",
+               "tenant_id": "${AZURE_TENANT_ID}", "client_id": "${AZURE_CLIENT_ID}",
+               "federated_token_file": "${AZURE_FEDERATED_TOKEN_FILE}"}}
+# What the azure-workload-identity webhook puts in a labelled pod's environment.
+INJECTED = {"AZURE_CLIENT_ID": "00000000-0000-0000-0000-00000000c11d",
+            "AZURE_TENANT_ID": "00000000-0000-0000-0000-0000000073a7",
+            "AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token",
+            "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/"}
+
+
+def _sentinel_pod(rendered: Rendered) -> tuple[Obj, Obj, Obj]:
+    for obj, pod in rendered.pods:
+        container = next(c for c in pod["containers"] if c["name"] == "siemgate")
+        if obj["kind"] != "Job" and ("run" in container["args"] or "sentinel" in container["args"]):
+            return obj, pod, container
+    raise AssertionError("no pod runs the sentinel sink")
+
+
+@pytest.mark.parametrize("mode", ["embedded", "kafka"])
+def test_workload_identity_as_the_readme_gives_it(mode: str, tmp_path: Path) -> None:
+    """README, "Microsoft Sentinel sink": the service account's client-id annotation and the
+    pods' azure.workload.identity/use label. The webhook, not the Secret, gives the pod
+    AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE: their ${VAR}s stay
+    environment variables, and siemgate loads the config with the environment the pod gets."""
+    pods = "ingest" if mode == "embedded" else "forwarder"
+    values = {"config": {"bus": {"type": mode}, "integrations": INTEGRATIONS}, "secrets": {"values": KEYS},
+              "serviceAccount": {"annotations": {"azure.workload.identity/client-id": INJECTED["AZURE_CLIENT_ID"]}},
+              pods: {"podLabels": {"azure.workload.identity/use": "true"}},
+              "sinks": [SENTINEL_WORKLOAD_IDENTITY]}
+    rendered = render(values)
+    obj, pod, container = _sentinel_pod(rendered)
+    assert obj["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    _, text = mounted_config(rendered, pod, container)
+    for var in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE"):
+        assert f"${{{var}}}" in text, f"{var} must stay the environment's"
+        assert f"{SECRETS_DIR}/{var}" not in text
+    files = secret_files(rendered, pod, container)
+    assert not any("AZURE" in path for path in files)
+    config_path = tmp_path / "siemgate.yaml"
+    config_path.write_text(materialize(text, files, tmp_path / "secrets"))
+    config = load_config(config_path, {**container_env(rendered, container), **INJECTED})
+    (sink,) = [s for s in config.sinks if s.name == "sentinel"]
+    assert sink.settings.client_id == INJECTED["AZURE_CLIENT_ID"]
+    assert sink.settings.federated_token_file == INJECTED["AZURE_FEDERATED_TOKEN_FILE"]
+
+
+def test_injected_env_keeps_a_webhooks_variable_out_of_the_secret(tmp_path: Path) -> None:
+    """A token Vault's agent injects (forwarder.injectedEnv) is read from the environment."""
+    values = {"config": {"bus": {"type": "kafka"}, "integrations": INTEGRATIONS}, "secrets": {"values": KEYS},
+              "forwarder": {"injectedEnv": ["HEC_TOKEN"],
+                            "podAnnotations": {"vault.hashicorp.com/agent-inject": "true"}},
+              "sinks": [{"name": "splunk", "type": "splunk_hec",
+                         "config": {"url": "https://splunk:8088", "token": "${HEC_TOKEN}", "index": "appsec"}}]}
+    rendered = render(values)
+    obj, pod, container = _pod_forwarding(rendered, "splunk")
+    _, text = mounted_config(rendered, pod, container)
+    assert "token: ${HEC_TOKEN}" in text
+    assert secret_files(rendered, pod, container) == {}
+    path = tmp_path / "siemgate.yaml"
+    path.write_text(text)
+    config = load_config(path, {"HEC_TOKEN": "vault-injected-hec-token"})
+    assert config.sinks[0].settings.token.reveal() == "vault-injected-hec-token"
+    with pytest.raises(Exception, match="injectedEnv"):
+        render({**values, "forwarder": {"injectedEnv": ["not a name"]}})
+
+
+def _pod_forwarding(rendered: Rendered, sink: str) -> tuple[Obj, Obj, Obj]:
+    for obj, pod in rendered.pods:
+        container = next(c for c in pod["containers"] if c["name"] == "siemgate")
+        if sink in container["args"]:
+            return obj, pod, container
+    raise AssertionError(f"no pod forwards to {sink}")

@@ -398,6 +398,25 @@ fails the render, naming it; an optional one it lacks is left out (the default a
 {{- toYaml (dict "required" $required "optional" $optionalKeys) -}}
 {{- end -}}
 
+{{/*
+The variables a workload's pod environment sets, whose ${VAR}s stay environment variables (never
+Secret files): extraEnv's names, injectedEnv's (set by a mutating admission webhook the chart does
+not see: Vault's agent, a cloud's identity webhook) and, on pods labelled
+azure.workload.identity/use: "true", the variables Azure Workload Identity's webhook injects.
+The workload's values (ingest, or a forwarder's). A YAML list of {name: VAR}.
+*/}}
+{{- define "siemgate.podEnv" -}}
+{{- $names := list -}}
+{{- range .extraEnv -}}{{- $names = append $names .name -}}{{- end -}}
+{{- range .injectedEnv -}}{{- $names = append $names . -}}{{- end -}}
+{{- if eq (get (.podLabels | default dict) "azure.workload.identity/use" | toString) "true" -}}
+{{- $names = concat $names (list "AZURE_CLIENT_ID" "AZURE_TENANT_ID" "AZURE_FEDERATED_TOKEN_FILE" "AZURE_AUTHORITY_HOST") -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $names | uniq -}}{{- $out = append $out (dict "name" .) -}}{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
 {{/* Where the Secret's keys are mounted, one file each (read as ${file:...}). */}}
 {{- define "siemgate.secretsDir" -}}/etc/siemgate-secrets{{- end -}}
 
