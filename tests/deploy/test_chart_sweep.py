@@ -188,3 +188,60 @@ def _pod_forwarding(rendered: Rendered, sink: str) -> tuple[Obj, Obj, Obj]:
         if sink in container["args"]:
             return obj, pod, container
     raise AssertionError(f"no pod forwards to {sink}")
+
+
+# --- disruption budgets: never one that blocks a drain for good --------------------------------
+
+KAFKA = {"config": {"bus": {"type": "kafka"}}}
+
+
+@pytest.mark.parametrize(("where", "budget"), [
+    ("ingest", 0), ("ingest", "0%"), ("forwarder", 0), ("sink", "0%"), ("ingest", "1"), ("forwarder", -1)])
+def test_a_budget_that_would_block_every_drain_is_refused(where: str, budget: Any) -> None:
+    """maxUnavailable 0 (or 0%) makes `kubectl drain` and every eviction wait for ever: the
+    node cannot be drained while the pod exists. The schema refuses it (and "1", which
+    Kubernetes refuses for a PDB: a string must be a percentage)."""
+    values: dict[str, Any] = {**KAFKA}
+    if where == "sink":
+        values["sinks"] = [{"name": "archive", "type": "file", "config": {"path": "/data/out/e.ndjson"},
+                            "pdb": {"maxUnavailable": budget}}]
+    else:
+        values[where] = {"pdb": {"maxUnavailable": budget}}
+    with pytest.raises(Exception, match="maxUnavailable"):
+        render(values)
+
+
+@pytest.mark.parametrize("budget", [1, 2, "50%", "1%", "100%"])
+def test_budgets_that_let_a_drain_through_render(budget: Any) -> None:
+    for replicas in (1, 3):
+        rendered = render({**KAFKA, "ingest": {"replicas": replicas, "autoscaling": {"enabled": False},
+                                               "pdb": {"maxUnavailable": budget}},
+                           "forwarder": {"replicas": replicas, "autoscaling": {"enabled": False},
+                                         "pdb": {"maxUnavailable": budget}}})
+        budgets = rendered.kind("PodDisruptionBudget")
+        assert len(budgets) == 2
+        for pdb in budgets:
+            assert pdb["spec"]["maxUnavailable"] == budget
+            assert "minAvailable" not in pdb["spec"]
+            kubernetes_validate.validate(pdb, kubernetes_validate.latest_version(), strict=True)
+
+
+# --- NOTES.txt, followed literally -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_notes_try_the_webhook_with_the_scheme_it_serves(tls: bool) -> None:
+    config: dict[str, Any] = {"integrations": INTEGRATIONS}
+    values: dict[str, Any] = {"config": config, "secrets": {"values": KEYS}}
+    if tls:
+        config["listen"] = {"tls": {"cert": "/etc/tls/tls.crt", "key": "/etc/tls/tls.key"}}
+        values["ingest"] = {"extraVolumes": [{"name": "tls", "secret": {"secretName": "siemgate-tls"}}],
+                            "extraVolumeMounts": [{"name": "tls", "mountPath": "/etc/tls", "readOnly": True}]}
+    notes = render(values).notes
+    (curl,) = [line.strip() for line in notes.splitlines() if line.strip().startswith("curl ")]
+    url = curl.split()[2]
+    if tls:
+        assert curl.startswith("curl -sk https://127.0.0.1:8080/webhook/appsec"), curl
+    else:
+        assert curl.startswith("curl -s http://127.0.0.1:8080/webhook/appsec"), curl
+    assert url.endswith("/webhook/appsec")
