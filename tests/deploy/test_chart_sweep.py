@@ -245,3 +245,38 @@ def test_notes_try_the_webhook_with_the_scheme_it_serves(tls: bool) -> None:
     else:
         assert curl.startswith("curl -s http://127.0.0.1:8080/webhook/appsec"), curl
     assert url.endswith("/webhook/appsec")
+
+
+# --- a file sink on Kafka: its output is on the forwarder's emptyDir unless given a volume ------
+
+ARCHIVE = {"name": "archive", "type": "file", "config": {"path": "/data/out/events.ndjson"}}
+ON_A_CLAIM = {"replicas": 1, "autoscaling": {"enabled": False},
+              "extraVolumes": [{"name": "out", "persistentVolumeClaim": {"claimName": "siemgate-archive"}}],
+              "extraVolumeMounts": [{"name": "out", "mountPath": "/data/out/"}]}
+
+
+def test_notes_warn_that_a_file_sink_on_the_forwarders_emptydir_goes_with_the_pod() -> None:
+    """On Kafka a file sink's forwarder writes /data on an emptyDir: a rollout deletes what it
+    wrote after committing the offsets. NOTES.txt says so, and how to keep it."""
+    notes = render({**KAFKA, "sinks": [{**ARCHIVE, "dataVolume": {"sizeLimit": "2Gi"}}]}).notes
+    assert "WARNING: sink archive (file) writes /data/out/events.ndjson on its forwarder's emptyDir" in notes
+    assert "extraVolumeMounts" in notes
+    # The default sinks with the bus switched to Kafka: the same warning.
+    assert "WARNING: sink archive (file)" in render(KAFKA).notes
+    # Embedded, /data is the claim: no warning.
+    assert "WARNING: sink" not in render({"sinks": [ARCHIVE], "ingest": {"persistence": {"size": "20Gi"}}}).notes
+
+
+def test_a_file_sink_on_a_volume_of_its_own_renders_without_a_warning() -> None:
+    """Its output on a claim mounted at its directory: no warning, and the emptyDir (which it no
+    longer fills) is not sized for its rotation (siemgate's default 100 MiB x 11 > 1Gi)."""
+    rendered = render({**KAFKA, "sinks": [{**ARCHIVE, **ON_A_CLAIM}]})
+    assert "WARNING: sink" not in rendered.notes
+    (deployment,) = [d for d in rendered.kind("Deployment") if d["metadata"]["labels"].get("siemgate.io/sink")]
+    pod = deployment["spec"]["template"]["spec"]
+    assert {"name": "out", "persistentVolumeClaim": {"claimName": "siemgate-archive"}} in pod["volumes"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0  # never two writers on the claim
+    # Still checked on the emptyDir.
+    with pytest.raises(Exception, match="dataVolume.sizeLimit"):
+        render({**KAFKA, "sinks": [ARCHIVE]})

@@ -525,6 +525,19 @@ destination is a ${VAR} or the sink type connects nowhere.
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when a sink is a file sink writing on its forwarder's /data emptyDir (no
+extraVolumeMount of the forwarder holds its path), else "". dict "sink" ENTRY "fw" FORWARDER-VALUES. */}}
+{{- define "siemgate.fileSinkOnEmptyDir" -}}
+{{- if eq .sink.type "file" -}}
+{{- $path := ((.sink.config | default dict).path | default "") | toString -}}
+{{- $kept := false -}}
+{{- range .fw.extraVolumeMounts -}}
+{{- if hasPrefix (printf "%s/" (trimSuffix "/" .mountPath)) $path -}}{{- $kept = true -}}{{- end -}}
+{{- end -}}
+{{- if not $kept -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The container security context and the common volumes. */}}
 {{- define "siemgate.tmpVolume" -}}
 - name: tmp
