@@ -280,3 +280,46 @@ def test_a_file_sink_on_a_volume_of_its_own_renders_without_a_warning() -> None:
     # Still checked on the emptyDir.
     with pytest.raises(Exception, match="dataVolume.sizeLimit"):
         render({**KAFKA, "sinks": [ARCHIVE]})
+
+
+# --- pods beside the workloads: the helm test pod and the spool drain Jobs ---------------------
+
+
+def test_helm_test_and_spool_drain_pods_pull_and_schedule_like_the_ingest() -> None:
+    """A private registry (imagePullSecrets) and a dedicated node pool (nodeSelector,
+    tolerations): `helm test` and `spoolDrainJob` use the ingest's image, so they need the same
+    pull secret, and the pool the ingest runs in (a claim's zone, the only nodes that tolerate)."""
+    placement = {"nodeSelector": {"pool": "soc"},
+                 "tolerations": [{"key": "soc", "operator": "Exists", "effect": "NoSchedule"}],
+                 "priorityClassName": "soc-critical"}
+    image = {"repository": "registry.soc.example/siemgate", "digest": "sha256:" + "a" * 64}
+    rendered = render({**KAFKA, "image": image,
+                       "imagePullSecrets": [{"name": "soc-registry"}], "ingest": placement, "forwarder": placement,
+                       "spoolDrainJob": {"enabled": True, "claims": ["data-siem-siemgate-ingest-3"]}})
+    pods = list(rendered.pods)
+    assert {obj["kind"] for obj, _ in pods} == {"StatefulSet", "Deployment", "Job", "Pod"}
+    for obj, pod in pods:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        assert pod.get("imagePullSecrets") == [{"name": "soc-registry"}], where
+        assert pod.get("nodeSelector") == placement["nodeSelector"], where
+        assert pod.get("tolerations") == placement["tolerations"], where
+        for container in pod["containers"]:
+            assert container["image"] == "registry.soc.example/siemgate@sha256:" + "a" * 64, where
+        if obj["kind"] != "Pod":
+            assert pod.get("priorityClassName") == "soc-critical", where
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+
+
+# --- autoscalers the API server would refuse ------------------------------------------------
+
+
+def test_an_ingest_hpa_whose_minimum_is_above_its_maximum_is_refused_at_render() -> None:
+    """The forwarders' HPA was checked; the ingest's went to the API server, which refuses it at
+    install, half-way through the release."""
+    complaint = "ingest.autoscaling.minReplicas 5 is above ingest.autoscaling.maxReplicas 2"
+    with pytest.raises(Exception, match=re.escape(complaint)):
+        render({**KAFKA, "ingest": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}})
+    rendered = render({**KAFKA, "ingest": {"autoscaling": {"minReplicas": 2, "maxReplicas": 2}}})
+    bounds = {h["metadata"]["name"]: (h["spec"]["minReplicas"], h["spec"]["maxReplicas"])
+              for h in rendered.kind("HorizontalPodAutoscaler")}
+    assert bounds["siem-siemgate-ingest"] == (2, 2)

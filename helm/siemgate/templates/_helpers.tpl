@@ -648,6 +648,11 @@ event with a pod, or that is too small for the caps siemgate keeps to. Returns Y
 {{- else -}}
 {{- $hpa = kindIs "invalid" $v.autoscaling.enabled | ternary true $v.autoscaling.enabled -}}
 {{- $replicas = kindIs "invalid" $v.replicas | ternary 2 $v.replicas | int -}}
+{{- if $hpa -}}
+{{- if gt ($v.autoscaling.minReplicas | int) ($v.autoscaling.maxReplicas | int) -}}
+{{- fail (printf "ingest.autoscaling.minReplicas %d is above ingest.autoscaling.maxReplicas %d: the API server refuses the HPA" ($v.autoscaling.minReplicas | int) ($v.autoscaling.maxReplicas | int)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- /* Where /data lives. */ -}}
 {{- $what := ternary "the embedded log (every event not forwarded yet) and the confirmation state" "the spool (batches answered 200 while Kafka was late or away)" (eq $mode "embedded") -}}
