@@ -323,3 +323,16 @@ def test_an_ingest_hpa_whose_minimum_is_above_its_maximum_is_refused_at_render()
     bounds = {h["metadata"]["name"]: (h["spec"]["minReplicas"], h["spec"]["maxReplicas"])
               for h in rendered.kind("HorizontalPodAutoscaler")}
     assert bounds["siem-siemgate-ingest"] == (2, 2)
+
+
+def test_an_ingress_without_hosts_is_refused_at_render() -> None:
+    """ingress.enabled with no hosts rendered `rules: null` and no defaultBackend, which the API
+    server refuses ("either defaultBackend or rules must be specified") mid-install."""
+    values = {"config": {"integrations": INTEGRATIONS}, "secrets": {"values": KEYS}}
+    with pytest.raises(Exception, match=re.escape("ingress.hosts is empty")):
+        render({**values, "ingress": {"enabled": True}})
+    rendered = render({**values, "ingress": {"enabled": True, "hosts": [{"host": "siemgate.example.com"}]}})
+    (ingress,) = rendered.kind("Ingress")
+    assert [r["host"] for r in ingress["spec"]["rules"]] == ["siemgate.example.com"]
+    assert "https://siemgate.example.com/webhook/appsec" not in rendered.notes  # no tls given
+    assert "http://siemgate.example.com/webhook/appsec" in rendered.notes
