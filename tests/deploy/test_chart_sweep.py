@@ -325,6 +325,18 @@ def test_an_ingest_hpa_whose_minimum_is_above_its_maximum_is_refused_at_render()
     assert bounds["siem-siemgate-ingest"] == (2, 2)
 
 
+def test_ingest_replicas_under_the_hpa_are_refused_not_ignored() -> None:
+    """On Kafka the ingest is autoscaled by default: `ingest.replicas: 1` (a user wanting one
+    replica) was silently ignored and the HPA ran 2 to 10."""
+    with pytest.raises(Exception, match=re.escape("ingest.replicas=1 is set, but the ingest is autoscaled")):
+        render({**KAFKA, "ingest": {"replicas": 1}})
+    one = render({**KAFKA, "ingest": {"replicas": 1, "autoscaling": {"enabled": False}}})
+    assert [w["spec"]["replicas"] for w in one.kind("StatefulSet")] == [1]
+    assert [h["metadata"]["name"] for h in one.kind("HorizontalPodAutoscaler")] == ["siem-siemgate-fwd-archive"]
+    # The embedded bus is one replica whatever autoscaling says (not autoscaled): replicas 1 is fine.
+    assert [w["spec"]["replicas"] for w in render({"ingest": {"replicas": 1}}).workloads] == [1]
+
+
 def test_an_ingress_without_hosts_is_refused_at_render() -> None:
     """ingress.enabled with no hosts rendered `rules: null` and no defaultBackend, which the API
     server refuses ("either defaultBackend or rules must be specified") mid-install."""

@@ -649,6 +649,9 @@ event with a pod, or that is too small for the caps siemgate keeps to. Returns Y
 {{- $hpa = kindIs "invalid" $v.autoscaling.enabled | ternary true $v.autoscaling.enabled -}}
 {{- $replicas = kindIs "invalid" $v.replicas | ternary 2 $v.replicas | int -}}
 {{- if $hpa -}}
+{{- if not (kindIs "invalid" $v.replicas) -}}
+{{- fail (printf "ingest.replicas=%v is set, but the ingest is autoscaled (ingest.autoscaling.enabled, on by default with Kafka), whose HPA decides the replicas: set ingest.autoscaling.enabled=false to run exactly ingest.replicas, or leave ingest.replicas unset and bound the HPA with ingest.autoscaling.minReplicas/maxReplicas" $v.replicas) -}}
+{{- end -}}
 {{- if gt ($v.autoscaling.minReplicas | int) ($v.autoscaling.maxReplicas | int) -}}
 {{- fail (printf "ingest.autoscaling.minReplicas %d is above ingest.autoscaling.maxReplicas %d: the API server refuses the HPA" ($v.autoscaling.minReplicas | int) ($v.autoscaling.maxReplicas | int)) -}}
 {{- end -}}
