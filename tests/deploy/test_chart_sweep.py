@@ -348,3 +348,38 @@ def test_an_ingress_without_hosts_is_refused_at_render() -> None:
     assert [r["host"] for r in ingress["spec"]["rules"]] == ["siemgate.example.com"]
     assert "https://siemgate.example.com/webhook/appsec" not in rendered.notes  # no tls given
     assert "http://siemgate.example.com/webhook/appsec" in rendered.notes
+
+
+# --- NetworkPolicy: Kafka's port from every way bootstrap_servers may be written ----------------
+
+
+def _kafka_ports(rendered: Rendered) -> dict[str, set[int]]:
+    out = {}
+    for policy in rendered.kind("NetworkPolicy"):
+        ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", []) if p["port"] != 53}
+        out[policy["metadata"]["name"]] = ports
+    return out
+
+
+@pytest.mark.parametrize(("servers", "ports"), [
+    ("kafka.kafka.svc", {9092}),               # no port: aiokafka's default, 9092
+    ("10.0.0.1,kafka-1:9093", {9092, 9093}),   # an address without port was read as port 1
+    (["[fd00::1]:9094", "[fd00::2]"], {9094, 9092}),
+])
+def test_network_policy_opens_the_port_siemgate_connects_to(servers: Any, ports: set[int]) -> None:
+    rendered = render({"config": {"bus": {"type": "kafka", "kafka": {"bootstrap_servers": servers}}},
+                       "networkPolicy": {"enabled": True}})
+    found = _kafka_ports(rendered)
+    assert found == {"siem-siemgate-ingest": ports, "siem-siemgate-fwd-archive": ports}
+
+
+def test_network_policy_with_bootstrap_servers_from_a_variable_needs_the_port_named() -> None:
+    """"${KAFKA_SERVERS}" hides the port: the policy opened none, so no pod could reach Kafka
+    (the ingest spooling every batch, the forwarders idle). Refused unless extraPorts names it."""
+    values: dict[str, Any] = {
+        "config": {"bus": {"type": "kafka", "kafka": {"bootstrap_servers": "${KAFKA_SERVERS}"}}},
+        "secrets": {"values": {"KAFKA_SERVERS": "kafka:9093"}}, "networkPolicy": {"enabled": True}}
+    with pytest.raises(Exception, match=re.escape("networkPolicy.kafka.extraPorts")):
+        render(values)
+    values["networkPolicy"]["kafka"] = {"extraPorts": [9093]}
+    assert list(_kafka_ports(render(values)).values()) == [{9093}, {9093}]
