@@ -383,3 +383,20 @@ def test_network_policy_with_bootstrap_servers_from_a_variable_needs_the_port_na
         render(values)
     values["networkPolicy"]["kafka"] = {"extraPorts": [9093]}
     assert list(_kafka_ports(render(values)).values()) == [{9093}, {9093}]
+
+
+def test_notes_say_when_the_network_policy_keeps_siemgate_confirm_from_the_link() -> None:
+    """NOTES.txt tells to run `siemgate confirm` in an ingest pod; with networkPolicy.enabled
+    and manual confirmation (confirmationEgress auto opens nothing then) it cannot get out."""
+    base = {"config": {"integrations": INTEGRATIONS}, "secrets": {"values": KEYS}}
+    closed = render({**base, "networkPolicy": {"enabled": True}})
+    assert "siemgate confirm -c" in closed.notes
+    assert "`siemgate confirm` cannot reach the link until you set it to true" in closed.notes
+    (policy,) = closed.kind("NetworkPolicy")
+    assert all(p["port"] != 443 for rule in policy["spec"]["egress"] for p in rule.get("ports", []))
+    for values in ({**base, "networkPolicy": {"enabled": True, "ingest": {"confirmationEgress": True}}},
+                   {**base, "networkPolicy": {"enabled": False}},
+                   {"config": {"integrations": [{**INTEGRATIONS[0], "confirmation": {
+                       "mode": "auto", "allowed_hosts": ["*.appsec.example.com"]}}]},
+                    "secrets": {"values": KEYS}, "networkPolicy": {"enabled": True}}):
+        assert "cannot reach the link" not in render(values).notes

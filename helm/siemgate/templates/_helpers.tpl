@@ -538,6 +538,20 @@ extraVolumeMount of the forwarder holds its path), else "". dict "sink" ENTRY "f
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when the ingest's NetworkPolicy opens https (443) for confirmation links
+(networkPolicy.ingest.confirmationEgress: auto opens it for an integration with
+confirmation.mode auto, or for the status page's Confirm button), else "". */}}
+{{- define "siemgate.confirmationEgress" -}}
+{{- $confirm := .Values.networkPolicy.ingest.confirmationEgress -}}
+{{- if eq (toString $confirm) "auto" -}}
+{{- $confirm = .Values.admin.enabled -}}
+{{- range .Values.config.integrations -}}
+{{- if eq ((.confirmation | default dict).mode | default "manual") "auto" -}}{{- $confirm = true -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $confirm -}}true{{- end -}}
+{{- end -}}
+
 {{/* The container security context and the common volumes. */}}
 {{- define "siemgate.tmpVolume" -}}
 - name: tmp
