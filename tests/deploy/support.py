@@ -91,9 +91,9 @@ def load_values(path: Path | None) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) if path is not None else {}
 
 
-def render(values: dict[str, Any] | None) -> Rendered:
+def render(values: dict[str, Any] | None, release: str = RELEASE) -> Rendered:
     with helm.Chart.load(CHART) as chart:
-        manifests = chart.render(values or None, name=RELEASE, namespace=NAMESPACE)
+        manifests = chart.render(values or None, name=release, namespace=NAMESPACE)
     rendered = Rendered(values=values or {}, objects=[], notes="")
     for template, text in sorted(manifests.items()):
         if template.endswith("NOTES.txt"):

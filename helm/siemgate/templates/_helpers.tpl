@@ -43,13 +43,32 @@ app.kubernetes.io/part-of: siemgate
 {{- end }}
 {{- end -}}
 
+{{/*
+The ingest's workload (and Services, PDB, HPA ...). A StatefulSet's name is at most 52
+characters: its pods carry the label controller-revision-hash=<name>-<10-character hash>, and a
+label value is at most 63, so a longer name is accepted by the API but its pods are never
+created. The Deployment shapes (existingClaim, emptyDir) keep up to 63 (their names stay as they
+were: renaming a Deployment on an existing claim would start the new pod before the old stops).
+*/}}
 {{- define "siemgate.ingestName" -}}
-{{- printf "%s-ingest" (include "siemgate.fullname" . | trunc 56 | trimSuffix "-") -}}
+{{- $p := .Values.ingest.persistence -}}
+{{- $keep := ternary 45 56 (and $p.enabled (not $p.existingClaim)) -}}
+{{- printf "%s-ingest" (include "siemgate.fullname" . | trunc $keep | trimSuffix "-") -}}
 {{- end -}}
 
-{{/* A sink's forwarder: dict "root" $ "sink" NAME. */}}
+{{/* A sink's forwarder: dict "root" $ "sink" NAME. Past 63 characters, cut and made unique by
+a hash of the sink's name (two long sink names must not cut to one Deployment). */}}
 {{- define "siemgate.forwarderName" -}}
-{{- printf "%s-fwd-%s" (include "siemgate.fullname" .root | trunc 30 | trimSuffix "-") .sink | trunc 63 | trimSuffix "-" -}}
+{{- $name := printf "%s-fwd-%s" (include "siemgate.fullname" .root | trunc 30 | trimSuffix "-") .sink -}}
+{{- if gt (len $name) 63 -}}
+{{- $name = printf "%s-%s" ($name | trunc 54 | trimSuffix "-") (.sink | sha256sum | trunc 8) -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
+
+{{/* The ConfigMap of the workloads' configs. */}}
+{{- define "siemgate.configMapName" -}}
+{{- printf "%s-config" (include "siemgate.fullname" . | trunc 56 | trimSuffix "-") -}}
 {{- end -}}
 
 {{- define "siemgate.serviceAccountName" -}}
@@ -379,6 +398,25 @@ fails the render, naming it; an optional one it lacks is left out (the default a
 {{- toYaml (dict "required" $required "optional" $optionalKeys) -}}
 {{- end -}}
 
+{{/*
+The variables a workload's pod environment sets, whose ${VAR}s stay environment variables (never
+Secret files): extraEnv's names, injectedEnv's (set by a mutating admission webhook the chart does
+not see: Vault's agent, a cloud's identity webhook) and, on pods labelled
+azure.workload.identity/use: "true", the variables Azure Workload Identity's webhook injects.
+The workload's values (ingest, or a forwarder's). A YAML list of {name: VAR}.
+*/}}
+{{- define "siemgate.podEnv" -}}
+{{- $names := list -}}
+{{- range .extraEnv -}}{{- $names = append $names .name -}}{{- end -}}
+{{- range .injectedEnv -}}{{- $names = append $names . -}}{{- end -}}
+{{- if eq (get (.podLabels | default dict) "azure.workload.identity/use" | toString) "true" -}}
+{{- $names = concat $names (list "AZURE_CLIENT_ID" "AZURE_TENANT_ID" "AZURE_FEDERATED_TOKEN_FILE" "AZURE_AUTHORITY_HOST") -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $names | uniq -}}{{- $out = append $out (dict "name" .) -}}{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
 {{/* Where the Secret's keys are mounted, one file each (read as ${file:...}). */}}
 {{- define "siemgate.secretsDir" -}}/etc/siemgate-secrets{{- end -}}
 
@@ -485,6 +523,33 @@ destination is a ${VAR} or the sink type connects nowhere.
   protocol: {{ $scheme.protocol | default "TCP" }}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* "true" when a sink is a file sink writing on its forwarder's /data emptyDir (no
+extraVolumeMount of the forwarder holds its path), else "". dict "sink" ENTRY "fw" FORWARDER-VALUES. */}}
+{{- define "siemgate.fileSinkOnEmptyDir" -}}
+{{- if eq .sink.type "file" -}}
+{{- $path := ((.sink.config | default dict).path | default "") | toString -}}
+{{- $kept := false -}}
+{{- range .fw.extraVolumeMounts -}}
+{{- if hasPrefix (printf "%s/" (trimSuffix "/" .mountPath)) $path -}}{{- $kept = true -}}{{- end -}}
+{{- end -}}
+{{- if not $kept -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the ingest's NetworkPolicy opens https (443) for confirmation links
+(networkPolicy.ingest.confirmationEgress: auto opens it for an integration with
+confirmation.mode auto, or for the status page's Confirm button), else "". */}}
+{{- define "siemgate.confirmationEgress" -}}
+{{- $confirm := .Values.networkPolicy.ingest.confirmationEgress -}}
+{{- if eq (toString $confirm) "auto" -}}
+{{- $confirm = .Values.admin.enabled -}}
+{{- range .Values.config.integrations -}}
+{{- if eq ((.confirmation | default dict).mode | default "manual") "auto" -}}{{- $confirm = true -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $confirm -}}true{{- end -}}
 {{- end -}}
 
 {{/* The container security context and the common volumes. */}}
@@ -597,6 +662,14 @@ event with a pod, or that is too small for the caps siemgate keeps to. Returns Y
 {{- else -}}
 {{- $hpa = kindIs "invalid" $v.autoscaling.enabled | ternary true $v.autoscaling.enabled -}}
 {{- $replicas = kindIs "invalid" $v.replicas | ternary 2 $v.replicas | int -}}
+{{- if $hpa -}}
+{{- if not (kindIs "invalid" $v.replicas) -}}
+{{- fail (printf "ingest.replicas=%v is set, but the ingest is autoscaled (ingest.autoscaling.enabled, on by default with Kafka), whose HPA decides the replicas: set ingest.autoscaling.enabled=false to run exactly ingest.replicas, or leave ingest.replicas unset and bound the HPA with ingest.autoscaling.minReplicas/maxReplicas" $v.replicas) -}}
+{{- end -}}
+{{- if gt ($v.autoscaling.minReplicas | int) ($v.autoscaling.maxReplicas | int) -}}
+{{- fail (printf "ingest.autoscaling.minReplicas %d is above ingest.autoscaling.maxReplicas %d: the API server refuses the HPA" ($v.autoscaling.minReplicas | int) ($v.autoscaling.maxReplicas | int)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- /* Where /data lives. */ -}}
 {{- $what := ternary "the embedded log (every event not forwarded yet) and the confirmation state" "the spool (batches answered 200 while Kafka was late or away)" (eq $mode "embedded") -}}
