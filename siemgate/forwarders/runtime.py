@@ -183,6 +183,7 @@ class SinkForwarder:
         self._next_offset: dict[Partition, int] = {}
         self._stopping = asyncio.Event()
         self._drain_deadline: float | None = None
+        self._consumer_closed = False
         self._lag_task: asyncio.Task[None] | None = None
         self._committing: asyncio.Task[None] | None = None
         self._replacement: tuple[SinkSettings, Sink[SinkSettings], Normalizer] | None = None
@@ -251,11 +252,19 @@ class SinkForwarder:
         self._drain_deadline = time.monotonic() + drain_timeout
         self._stopping.set()
 
-    async def close(self) -> None:
+    async def close_bus(self) -> None:
+        """Stop measuring the lag and close the consumer (which may wait on the broker: the
+        caller bounds it). Idempotent; `close` calls it too."""
         if self._lag_task is not None:
             self._lag_task.cancel()
             await asyncio.gather(self._lag_task, return_exceptions=True)
-        await self.consumer.stop()
+            self._lag_task = None
+        if not self._consumer_closed:
+            self._consumer_closed = True
+            await self.consumer.stop()
+
+    async def close(self) -> None:
+        await self.close_bus()
         self.forget_lag()
         for sink in (*self._retired, self.sink):
             await sink.close()

@@ -42,6 +42,13 @@ from siemgate.listeners import ConnectionLimits, ListenerCollector, ListenerStat
 
 log = logging.getLogger("siemgate.forward")
 
+# Stopping takes at most `forward.drain_timeout_seconds` + STOP_SLACK_SECONDS for the batches in
+# flight and their commits, then CLOSE_SECONDS for the bus clients: within the + 5 s of the
+# grace period the chart gives a forwarder even while Kafka cannot answer (a rollout during an
+# outage). What was delivered and not committed then is delivered again (at least once).
+STOP_SLACK_SECONDS = 2.0
+CLOSE_SECONDS = 2.0
+
 
 def selected_sinks(config: Config, names: Sequence[str]) -> list[SinkConfig]:
     sinks = [s for s in config.sinks if not names or s.name in names]
@@ -112,9 +119,24 @@ class ForwardService:
                 await asyncio.gather(watching, return_exceptions=True)
         finally:
             self.ready = False
-            for forwarder in self.forwarders.values():
-                await forwarder.close()
-            await publisher.stop()
+            await self._close(publisher)
+
+    async def _close(self, publisher: Publisher) -> None:
+        """Close every forwarder (their consumers at once) and the publisher, the bus clients
+        within CLOSE_SECONDS: a broker that cannot answer (partitioned away) would hold them
+        for its request timeouts (a consumer's group leave, a producer's flush), past the grace
+        period. Nothing owed is lost by that: a forwarder commits only what is delivered, and
+        its dead letters before committing them."""
+        forwarders = list(self.forwarders.values())
+        try:
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await asyncio.gather(*(f.close_bus() for f in forwarders))
+                await publisher.stop()
+        except TimeoutError:
+            log.warning(f"the bus did not answer while closing (Kafka away?) within {CLOSE_SECONDS:g} s: closed "
+                        "without it; Kafka drops this process's group members after their session timeout")
+        for forwarder in forwarders:
+            await forwarder.close()
 
     async def _watch(self) -> None:
         """Judge the forwarders' progress every few seconds (a tenth of the stall timeout, at
@@ -187,7 +209,12 @@ class ForwardService:
         for name in names:
             self.forwarders[name].stop(drain)
         if tasks:
-            _, late = await asyncio.wait(tasks, timeout=drain + 5)
+            _, late = await asyncio.wait(tasks, timeout=drain + STOP_SLACK_SECONDS)
+            if late:
+                log.warning(f"{len(late)} forwarder(s) did not finish within the drain timeout "
+                            f"({drain:g} s + {STOP_SLACK_SECONDS:g} s): stopped; what they delivered and did not "
+                            "commit is delivered again after the restart",
+                            extra={"sinks": [t.get_name().removeprefix("forward-") for t in late]})
             for task in late:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
