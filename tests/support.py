@@ -59,10 +59,14 @@ def make_config(
   - name: appsec
     auth: {{header: X-Api-Key, values: ["{KEY}", "{NEXT_KEY}", ""]}}
 """
+    # `extra` may set listen, state_dir or quarantine itself: then its line stands instead of
+    # this one (a key written twice is refused).
+    overridden = {line.split(":", 1)[0] for line in extra.splitlines() if line[:1].isalpha()}
+    defaults = "\n".join(line for line in (
+        "listen: {host: 127.0.0.1, port: 0}", f"state_dir: {tmp_path}/state",
+        f"quarantine: {{path: {tmp_path}/quarantine}}") if line.split(":", 1)[0] not in overridden)
     text = f"""
-listen: {{host: 127.0.0.1, port: 0}}
-state_dir: {tmp_path}/state
-quarantine: {{path: {tmp_path}/quarantine}}
+{defaults}
 integrations:
 {integrations}
 bus:

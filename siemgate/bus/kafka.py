@@ -177,6 +177,10 @@ class KafkaPublisher:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 15.0)
                 continue
+            except asyncio.CancelledError:  # `stop` while connecting: close what was opened, then go
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
             self._producer = producer
             self._connected.set()
             log.info("connected to Kafka", extra={"bootstrap_servers": list(self._config.servers)})

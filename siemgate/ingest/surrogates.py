@@ -61,25 +61,19 @@ _CONTROL: Final = re.compile(rb"[\x00-\x1f]")
 _SHORT_ESCAPES: Final = {0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0C: b"\\f", 0x0D: b"\\r"}
 
 
-class _Unescapable(Exception):
-    """A control character right after a backslash: its escape would change what it means."""
-
-
 def _escape_control(match: re.Match[bytes]) -> bytes:
     return _SHORT_ESCAPES.get(match.group()[0]) or b"\\u%04x" % match.group()[0]
 
 
-def _string_escaped(match: re.Match[bytes]) -> bytes:
-    string = match.group()
-    if _CONTROL.search(string) is None:
-        return string
+def _unescapable(string: bytes) -> bool:
+    """A control character of `string` right after a backslash: its escape would change what it means."""
     for control in _CONTROL.finditer(string):
         backslashes = 0
         while string[control.start() - backslashes - 1] == 0x5C:
             backslashes += 1
         if backslashes % 2:
-            raise _Unescapable
-    return _CONTROL.sub(_escape_control, string)
+            return True
+    return False
 
 
 def raw_controls_escaped(body: bytes) -> bytes | None:
@@ -89,9 +83,20 @@ def raw_controls_escaped(body: bytes) -> bytes | None:
     None when no string holds one, or one follows a backslash. Blanks between tokens are left."""
     if _CONTROL.search(body) is None:
         return None
-    try:
-        escaped = _STRING.sub(_string_escaped, body)
-    except _Unescapable:
+    refused = False
+
+    def escaped_string(match: re.Match[bytes]) -> bytes:
+        nonlocal refused
+        string = match.group()
+        if refused or _CONTROL.search(string) is None:
+            return string
+        if _unescapable(string):
+            refused = True
+            return string
+        return _CONTROL.sub(_escape_control, string)
+
+    escaped = _STRING.sub(escaped_string, body)
+    if refused:
         return None
     return escaped if escaped != body else None
 
