@@ -3,6 +3,8 @@ whole-request answer handled deliberately; `siemgate es-setup`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import io
 from collections.abc import AsyncIterator
@@ -461,3 +463,39 @@ async def test_es_setup_on_clusters_with_older_or_no_builtin_logs_templates() ->
         sink = ElasticsearchSink(settings)
         assert not (await sink.send(events(1))).rejected
         await sink.close()
+
+
+async def test_es_setup_escapes_what_elasticsearch_answers() -> None:
+    """What the cluster answers (an error's reason: whoever answers on that address writes it)
+    reaches the operator's terminal escaped: no control sequence is drawn."""
+    hostile = orjson.dumps({"error": {"type": "x\x1b]8;;https://evil.example\x07", "reason": "\x1b[2J\u202eno"},
+                            "status": 400})
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                if head.startswith(b"HEAD "):  # every built-in template is there
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                else:
+                    writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\n\r\n%s" % (len(hostile), hostile))
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        config = parse_config(f'sinks: [{{name: es, type: elasticsearch, url: "http://127.0.0.1:{port}", '
+                              'api_key: "a:b"}]', {})
+        out = io.StringIO()
+        assert await run_setup(config, (), out) == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+    text = out.getvalue()
+    assert "es: FAILED" in text, text
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text, text

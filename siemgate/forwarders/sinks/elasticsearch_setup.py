@@ -35,6 +35,7 @@ from siemgate.errors import SetupError, SinkError
 from siemgate.forwarders.formats.ecs import ECS_VERSION, mappings
 from siemgate.forwarders.sinks.elasticsearch import ElasticsearchSinkSettings, auth_error, endpoint_for
 from siemgate.forwarders.sinks.http import HttpEndpoint, short_body
+from siemgate.terminal import printable
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -167,8 +168,9 @@ async def run_setup(config: Config, sinks: Sequence[str], out: TextIO) -> int:
     for name, settings in chosen:
         try:
             for line in await set_up(settings):
-                print(f"{name}: {line}", file=out)
+                print(f"{name}: {printable(line)}", file=out)
         except (SinkError, SetupError) as exc:
             failed += 1
-            print(f"{name}: FAILED: {exc}", file=out)
+            # What the cluster answered, escaped: no control sequence reaches the terminal.
+            print(f"{name}: FAILED: {printable(str(exc))}", file=out)
     return 1 if failed else 0
