@@ -39,18 +39,20 @@ from typing import Any, Literal
 
 import orjson
 
-from tests.faults.harness import SINKS, KafkaTarget, Pipeline, Process, Stuck, routed
+from tests.faults.harness import SINKS, KafkaTarget, Pipeline, Process, Stuck
 from tests.lifecycle.kubelet import (
     Conservation,
     Pod,
     Sender,
     Service,
     account,
+    delivered_ids,
     embedded_config,
+    sink_outputs,
     stable_port,
     write_config,
 )
-from tests.lifecycle.soak import Link, SinkLine, dead_letter_keys, load_note
+from tests.lifecycle.soak import Link, SinkLine, dead_letter_keys, load_note, sink_lines
 from tests.support import PrivateTansu, wait_until
 
 # How a step of the plan strikes: a process killed or terminated, or (`partitions`) Kafka's
@@ -229,16 +231,8 @@ async def run_kill_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]]
             await tansu.kill()
         if link is not None:
             await link.close()
-    acked_ids = pipeline.senders.stats.acked
-    lines = []
-    for sink in result.sinks:
-        received = next(r for r in pipeline.received if r.name == sink.sink)
-        owed = {i for i, severity in acked_ids.items() if routed(sink.sink, severity)}
-        delivered = owed & set(received.counts)
-        dead_lettered = (owed - delivered) & dead.get(sink.sink, set())
-        lines.append(SinkLine(sink.sink, len(owed), len(delivered), len(dead_lettered),
-                              len(owed - delivered - dead_lettered), sink.duplicates))
-    return KillSoakResult(seed=seed, kills=schedule, acked=len(acked_ids), sinks=lines,
+    return KillSoakResult(seed=seed, kills=schedule, acked=len(pipeline.senders.stats.acked),
+                          sinks=sink_lines(pipeline, result, dead),
                           problems=list(result.problems), notes=list(result.notes), codes=result.codes,
                           exits=exits, seconds=round(time.monotonic() - started, 1), load=load_note(),
                           extra={"logs": str(pipeline.logs)})
@@ -311,30 +305,14 @@ class EmbeddedKillSoakResult:
         return data
 
 
-def _outputs(out: Path) -> list[Path]:
-    """The file sink's files: the current one and those rotated out (`events.ndjson.N`)."""
-    rotated = [p for p in out.parent.glob(out.name + ".*") if p.suffix[1:].isdigit()]
-    return [*sorted(rotated, key=lambda p: -int(p.suffix[1:])), out]
-
-
 def _file_lines(out: Path) -> list[str]:
     """The id of each line of the file sink's output (every file, oldest first): every line must
     be a whole JSON document ending in a line break (`orjson.loads` raises on a torn one)."""
     ids: list[str] = []
-    for path in _outputs(out):
+    for path in sink_outputs(out):
         data = path.read_bytes()
         assert not data or data.endswith(b"\n"), f"{path} ends in a line without its line break: {data[-200:]!r}"
         ids += [str(orjson.loads(line)["id"]) for line in data.splitlines()]
-    return ids
-
-
-def _delivered(out: Path) -> set[str]:
-    """The ids in the file sink's whole lines, every file (read while it writes)."""
-    ids: set[str] = set()
-    for path in _outputs(out):
-        with contextlib.suppress(FileNotFoundError):  # rotated away meanwhile: read again next time
-            data = path.read_bytes()
-            ids.update(str(orjson.loads(line)["id"]) for line in data[: data.rfind(b"\n") + 1].splitlines())
     return ids
 
 
@@ -386,9 +364,9 @@ async def run_embedded_kill_soak(tmp_path: Path, processes: list[subprocess.Pope
         await asyncio.sleep(0.5)  # a last stretch of traffic on the last pod
         await sender.stop()
         wanted = set(sender.acked)
-        await wait_until(lambda: wanted <= _delivered(out), f"{len(wanted)} acked events at the file sink", 600,
-                         interval=1.0)
-        delivered = _delivered(out)
+        await wait_until(lambda: wanted <= delivered_ids(out), f"{len(wanted)} acked events at the file sink",
+                         600, interval=1.0)
+        delivered = delivered_ids(out)
         service.remove(pod)
         final = await pod.delete(grace=30, keep_volume=True)
         assert final.exit_code == 0 and not final.killed, (final, pod.tail())

@@ -397,16 +397,23 @@ async def spool_keys(volume: Path) -> set[str]:
         await spool.close()
 
 
+def sink_outputs(out: Path) -> list[Path]:
+    """The file sink's files, oldest first: those rotated out (`events.ndjson.N`), then `out`."""
+    rotated = [p for p in out.parent.glob(out.name + ".*") if p.suffix[1:].isdigit()]
+    return [*sorted(rotated, key=lambda p: -int(p.suffix[1:])), out]
+
+
 def delivered_ids(out: Path) -> set[str]:
-    """The ids the file sink wrote (complete lines)."""
-    try:
-        data = out.read_bytes()
-    except FileNotFoundError:
-        return set()
+    """The ids the file sink wrote (complete lines), in `out` and the files it rotated out."""
     ids = set()
-    for line in data[: data.rfind(b"\n") + 1].splitlines():
-        if line.strip():
-            ids.add(str(orjson.loads(line)["id"]))
+    for path in sink_outputs(out):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # not written yet, or rotated away meanwhile (read next time)
+            continue
+        for line in data[: data.rfind(b"\n") + 1].splitlines():
+            if line.strip():
+                ids.add(str(orjson.loads(line)["id"]))
     return ids
 
 
@@ -455,4 +462,5 @@ def account(scenario: str, acked: Iterable[str], *, on_kafka: set[str] | None, d
 
 
 __all__ = ["Conservation", "Eviction", "Pod", "Sender", "Service", "account", "delivered_ids", "embedded_config",
-           "kafka_config", "kafka_keys", "spool_keys", "stable_port", "volume_bytes", "wait_delivered", "write_config"]
+           "kafka_config", "kafka_keys", "sink_outputs", "spool_keys", "stable_port", "volume_bytes", "wait_delivered",
+           "write_config"]

@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.faults.harness import SINKS, KafkaTarget, Pipeline, Process, ProxiedTansu, routed
+from tests.faults.harness import SINKS, FaultResult, KafkaTarget, Pipeline, Process, ProxiedTansu, routed
 from tests.lifecycle.netns import PartitionedBroker
 from tests.support import PrivateTansu
 
@@ -328,6 +328,21 @@ async def dead_letter_keys(kafka: KafkaTarget, prefix: str) -> dict[str, set[str
     return found
 
 
+def sink_lines(pipeline: Pipeline, result: FaultResult, dead: dict[str, set[str]]) -> list[SinkLine]:
+    """One conservation line per sink: the acked events routed to it, those it received, those
+    on its dead-letter topic (`dead`, by `dead_letter_keys`), the rest lost."""
+    acked = pipeline.senders.stats.acked
+    lines = []
+    for account in result.sinks:
+        received = next(r for r in pipeline.received if r.name == account.sink)
+        owed = {i for i, severity in acked.items() if routed(account.sink, severity)}
+        delivered = owed & set(received.counts)
+        dead_lettered = (owed - delivered) & dead.get(account.sink, set())
+        lines.append(SinkLine(account.sink, len(owed), len(delivered), len(dead_lettered),
+                              len(owed - delivered - dead_lettered), account.duplicates))
+    return lines
+
+
 def watchdog_errors(logs: Path) -> list[str]:
     """The watchdogs' ERROR lines in every siemgate log of the run."""
     lines = []
@@ -408,14 +423,7 @@ async def run_soak(tmp_path: Path, processes: list[subprocess.Popen[bytes]], *, 
     finally:
         await link.close()
     acked = pipeline.senders.stats.acked
-    lines = []
-    for account in result.sinks:
-        received = next(r for r in pipeline.received if r.name == account.sink)
-        owed = {i for i, severity in acked.items() if routed(account.sink, severity)}
-        delivered = owed & set(received.counts)
-        dead_lettered = (owed - delivered) & dead.get(account.sink, set())
-        lines.append(SinkLine(account.sink, len(owed), len(delivered), len(dead_lettered),
-                              len(owed - delivered - dead_lettered), account.duplicates))
+    lines = sink_lines(pipeline, result, dead)
     problems = [p for p in result.problems]
     return SoakResult(seed=seed, cuts=cuts, acked=len(acked), catch_up_seconds=catch_up, sinks=lines,
                       stalls=liveness.stalls, watchdog_logs=watchdog_errors(pipeline.logs), problems=problems,
